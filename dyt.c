@@ -1,0 +1,87 @@
+#include "dyt.h"
+
+#include <math.h>
+
+// Channels are processed in blocks of this many floats (one cache line):
+// each thread owns whole blocks, so per-channel gradient sums need no atomics
+// and come out the same for any thread count.
+#define DYT_BLOCK 16
+
+void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
+                 const float *beta, size_t N, int C) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        for (int c = 0; c < C; c++) {
+            float t = tanhf(alpha * x[c]);
+            y[c] = gamma[c] * t + (beta ? beta[c] : 0.0f);
+        }
+    }
+}
+
+size_t dyt_scratch_doubles(int C) { return (size_t)(C + DYT_BLOCK - 1) / DYT_BLOCK; }
+
+// With t = tanh(alpha x) and dt/du = 1 - t^2 at u = alpha x:
+//   dx = dy * gamma * alpha * (1 - t^2)
+//   dalpha = sum over all elements of dy * gamma * x * (1 - t^2)
+//   dgamma = sum over rows of dy * t,  dbeta = sum over rows of dy
+void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
+                  const float *dout, const float *inp, float alpha, const float *gamma,
+                  size_t N, int C, double *partial) {
+    int nblocks = (int)dyt_scratch_doubles(C);
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int c0 = blk * DYT_BLOCK, c1 = c0 + DYT_BLOCK < C ? c0 + DYT_BLOCK : C;
+        float dg[DYT_BLOCK] = {0}, db[DYT_BLOCK] = {0};
+        double da = 0.0;
+        for (size_t n = 0; n < N; n++) {
+            const float *x = inp + n * C, *dy = dout + n * C;
+            float *dx = dinp + n * C;
+            float da_row = 0.0f;
+            for (int c = c0; c < c1; c++) {
+                float t = tanhf(alpha * x[c]);
+                float g = dy[c] * gamma[c] * (1.0f - t * t);
+                dx[c] += g * alpha;
+                da_row += g * x[c];
+                dg[c - c0] += dy[c] * t;
+                db[c - c0] += dy[c];
+            }
+            da += da_row;
+        }
+        for (int c = c0; c < c1; c++) {
+            dgamma[c] += dg[c - c0];
+            if (dbeta) dbeta[c] += db[c - c0];
+        }
+        partial[blk] = da;
+    }
+    double total = 0.0; // summed in block order: deterministic
+    for (int blk = 0; blk < nblocks; blk++) total += partial[blk];
+    *dalpha += (float)total;
+}
+
+void embscale_forward(float *out, const float *inp, float scale, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = scale * inp[i];
+}
+
+#define EMB_CHUNKS 64 // fixed chunking: the sum is independent of thread count
+
+void embscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
+                       float scale, size_t n) {
+    double partial[EMB_CHUNKS];
+    size_t chunk = (n + EMB_CHUNKS - 1) / EMB_CHUNKS;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < EMB_CHUNKS; k++) {
+        size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) {
+            s += (double)dout[i] * inp[i];
+            dinp[i] = scale * dout[i];
+        }
+        partial[k] = s;
+    }
+    double total = 0.0;
+    for (int k = 0; k < EMB_CHUNKS; k++) total += partial[k];
+    *dscale += (float)total;
+}

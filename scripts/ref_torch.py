@@ -1,0 +1,681 @@
+#!/usr/bin/python3
+"""PyTorch (float64) reference for the tiny LLaMA trainer: gradient test vectors.
+
+What it produces
+    For each of four cases (RMSNorm / DyT, tied / untied embeddings) it writes
+        test/ref/NAME.model.bin   initial weights, a `model.bin` (docs/format.md)
+        test/ref/NAME.ref.bin     reference vectors (docs/format.md, "Reference vectors"):
+                                  tokens, initial logits and loss, the (unclipped) gradient
+                                  at the initial weights, the loss before each of 3
+                                  clip + AdamW steps on the same batch, and the weights
+                                  after those steps.
+    The C tests load these files and compare the C forward, backward and optimizer
+    against them.
+
+How it works
+    The model is written by hand with plain torch ops (no nn.Module) from explicit
+    parameter tensors, following docs/format.md. Weights are drawn from a seeded
+    numpy RandomState as float32, written as float32, and upcast to float64 for the
+    computation, so the C code and this reference start from identical weights.
+    All computation is float64; stored values are rounded to float32. The scalar
+    hyperparameters (lr, betas, eps, weight decay, clip, norm_eps, rope_theta) are
+    also rounded to float32 before use, so the reference uses exactly the values
+    the files hold.
+
+How to regenerate (from the repository root)
+    /usr/bin/python3 scripts/ref_torch.py              # write test/ref/*, then self-check
+    /usr/bin/python3 scripts/ref_torch.py --check      # only verify the files in test/ref
+    /usr/bin/python3 scripts/ref_torch.py --out DIR    # write elsewhere
+
+Self-checks (always run)
+    * formula checks of RoPE, the GQA head mapping, SwiGLU, RMSNorm and DyT against
+      scalar re-implementations of the formulas in docs/format.md, and of the whole
+      forward against an independent loop-by-loop numpy forward;
+    * torch.autograd.gradcheck (float64) of the hand-written loss on a smaller
+      configuration of every case, plus central finite differences on a few
+      parameters of the real cases;
+    * an independent numpy implementation of clip + AdamW against torch.optim.AdamW;
+    * the files are read back: exact sizes, header fields, and contents equal to a
+      fresh recomputation from the weights and tokens stored in the files.
+
+Clipping (intended and asserted):
+    rms_untied       clip 1e3   -> never clips
+    rms_tied         clip 0.5   -> clips at every step
+    dyt_beta_untied  clip 0.25  -> clips at every step
+    dyt_nobeta_tied  clip 1e3   -> never clips
+"""
+
+import argparse
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(1)  # reproducible reductions
+
+MODEL_MAGIC = 0x5459444C  # b"LDYT"
+REF_MAGIC = 0x46455244    # b"DREF"
+VERSION = 1
+HEADER_BYTES = 256
+REF_HEADER_BYTES = 4 + 4 + 3 * 4 + 6 * 4  # magic, version, B T n_steps, 6 floats
+
+
+def f32(x):
+    """Round a Python float to the nearest float32 value (returned as a Python float)."""
+    return float(np.float32(x))
+
+
+# --------------------------------------------------------------------------- config
+
+# The tiny configuration shared by all cases (the brief fixes it).
+BASE = dict(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2,
+            vocab_size=32, seq_len=8, norm_eps=1e-5, rope_theta=10000.0,
+            alpha_attn0=1.0, alpha_ffn0=1.0)
+B, T, N_STEPS = 2, 8, 3
+LR, WD, BETA1, BETA2, EPS = 1e-2, 0.1, 0.9, 0.95, 1e-8
+
+# name, norm (0 RMSNorm, 1 DyT), tie_embeddings, dyt_beta, clip, expect clipping, seed
+CASES = [
+    ("rms_untied",      0, 0, 0, 1e3,  False, 1001),
+    ("rms_tied",        0, 1, 0, 0.5,  True,  1002),
+    ("dyt_beta_untied", 1, 0, 1, 0.25, True,  1003),
+    ("dyt_nobeta_tied", 1, 1, 0, 1e3,  False, 1004),
+]
+
+
+def make_cfg(norm, tie, dyt_beta, **over):
+    cfg = dict(BASE)
+    cfg.update(over)
+    cfg.update(norm=norm, tie_embeddings=tie, dyt_beta=dyt_beta if norm == 1 else 0)
+    cfg["head_dim"] = cfg["dim"] // cfg["n_heads"]
+    cfg["kvd"] = cfg["n_kv_heads"] * cfg["head_dim"]
+    # the header stores these as float32; the reference uses exactly those values
+    for k in ("norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"):
+        cfg[k] = f32(cfg[k])
+    return cfg
+
+
+def param_specs(cfg):
+    """[(name, shape, weight_decay)] in file order (docs/format.md table); absent tensors omitted."""
+    d, h, L, V, kvd = cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["vocab_size"], cfg["kvd"]
+    dyt, beta, tie = cfg["norm"] == 1, cfg["dyt_beta"] == 1, cfg["tie_embeddings"] == 1
+    specs = [
+        ("wte", (V, d), True, True),
+        ("attn_norm", (L, d), True, False),
+        ("attn_beta", (L, d), dyt and beta, False),
+        ("attn_alpha", (L,), dyt, False),
+        ("wq", (L, d, d), True, True),
+        ("wk", (L, kvd, d), True, True),
+        ("wv", (L, kvd, d), True, True),
+        ("wo", (L, d, d), True, True),
+        ("ffn_norm", (L, d), True, False),
+        ("ffn_beta", (L, d), dyt and beta, False),
+        ("ffn_alpha", (L,), dyt, False),
+        ("w1", (L, h, d), True, True),
+        ("w2", (L, d, h), True, True),
+        ("w3", (L, h, d), True, True),
+        ("final_norm", (d,), True, False),
+        ("final_beta", (d,), dyt and beta, False),
+        ("final_alpha", (1,), dyt, False),
+        ("emb_scale", (1,), dyt, False),
+        ("wcls", (V, d), not tie, True),
+    ]
+    return [(n, s, wd) for (n, s, present, wd) in specs if present]
+
+
+def n_params(cfg):
+    return sum(int(np.prod(s)) for _, s, _ in param_specs(cfg))
+
+
+def init_params(cfg, rng):
+    """Draw float32 initial weights, in file order, from a numpy RandomState.
+
+    Chosen so every activation is O(1) and every gradient is non-trivial:
+    matrices N(0, 1/fan_in); wte N(0, 0.5) (RMSNorm) or N(0, 1/sqrt(dim)) (DyT, so that
+    wte * emb_scale ~ N(0, 1)); gains / gammas 1 + 0.1 N; betas 0.1 N; alphas
+    alpha0 + 0.2 N; emb_scale sqrt(dim) + 0.1 N. Nothing is zero.
+    """
+    d = cfg["dim"]
+    out = {}
+    for name, shape, _ in param_specs(cfg):
+        z = rng.standard_normal(shape)
+        if name == "wte":
+            std = 0.5 if cfg["norm"] == 0 else 1.0 / math.sqrt(d)
+            v = std * z
+        elif name in ("wq", "wk", "wv", "wo", "w1", "w3", "wcls"):
+            v = z / math.sqrt(shape[-1])          # fan_in = in features = last dim
+        elif name == "w2":
+            v = z / math.sqrt(shape[-1])          # fan_in = hidden_dim
+        elif name.endswith("_norm"):
+            v = 1.0 + 0.1 * z
+        elif name.endswith("_beta"):
+            v = 0.1 * z
+        elif name == "attn_alpha":
+            v = cfg["alpha_attn0"] + 0.2 * z
+        elif name in ("ffn_alpha", "final_alpha"):
+            v = cfg["alpha_ffn0"] + 0.2 * z
+        elif name == "emb_scale":
+            v = math.sqrt(d) + 0.1 * z
+        else:
+            raise AssertionError(name)
+        out[name] = v.astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+def rope(x, theta):
+    """RoPE on (B, T, n_heads, head_dim), interleaved pairs (x[2i], x[2i+1]).
+
+    Pair i at position pos is rotated by angle pos * theta^(-2i/head_dim); pos starts at 0.
+    """
+    _, Tn, _, hd = x.shape
+    i = torch.arange(hd // 2, dtype=torch.float64)
+    freq = theta ** (-2.0 * i / hd)                                 # (hd/2)
+    ang = torch.arange(Tn, dtype=torch.float64)[:, None] * freq     # (T, hd/2)
+    cos, sin = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    y0 = x0 * cos - x1 * sin
+    y1 = x0 * sin + x1 * cos
+    return torch.stack([y0, y1], dim=-1).reshape(x.shape)           # re-interleave
+
+
+def kv_head_of(n_heads, n_kv_heads):
+    """Query head i reads kv head i // (n_heads // n_kv_heads)."""
+    return torch.arange(n_heads) // (n_heads // n_kv_heads)
+
+
+def attention(q, k, v, n_kv_heads):
+    """Causal grouped-query attention. q (B,T,H,hd), k/v (B,T,KV,hd) -> (B,T,H*hd)."""
+    Bn, Tn, H, hd = q.shape
+    idx = kv_head_of(H, n_kv_heads)
+    k, v = k[:, :, idx, :], v[:, :, idx, :]                          # (B,T,H,hd)
+    s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
+    mask = torch.triu(torch.ones(Tn, Tn, dtype=torch.bool), diagonal=1)  # s > t
+    s = s.masked_fill(mask, float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    y = torch.einsum("bhts,bshd->bthd", p, v)
+    return y.reshape(Bn, Tn, H * hd)
+
+
+def rmsnorm(x, g, eps):
+    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * g
+
+
+def dyt(x, gamma, alpha, beta):
+    y = gamma * torch.tanh(alpha * x)
+    return y + beta if beta is not None else y
+
+
+def swiglu_ffn(n, w1, w2, w3):
+    return (F.silu(n @ w1.t()) * (n @ w3.t())) @ w2.t()
+
+
+def forward(P, cfg, tok_in, return_stats=False):
+    """Logits (B, T, V) for inputs tok_in (B, T). P: dict name -> float64 tensor."""
+    dyt_mode, L = cfg["norm"] == 1, cfg["n_layers"]
+    H, KV, hd = cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
+    Bn, Tn = tok_in.shape
+    stats = []
+
+    def norm(x, which, l):
+        # which in ("attn", "ffn", "final"); l = layer index (None for final)
+        g = P[which + "_norm"] if l is None else P[which + "_norm"][l]
+        stats.append(float(x.detach().std()))
+        if not dyt_mode:
+            return rmsnorm(x, g, cfg["norm_eps"])
+        a = P[which + "_alpha"] if l is None else P[which + "_alpha"][l]
+        b = None
+        if cfg["dyt_beta"]:
+            b = P[which + "_beta"] if l is None else P[which + "_beta"][l]
+        return dyt(x, g, a, b)
+
+    x = P["wte"][tok_in]                                             # (B,T,d)
+    if dyt_mode:
+        x = x * P["emb_scale"]
+    for l in range(L):
+        n = norm(x, "attn", l)
+        # head h is the contiguous slice [h*hd, (h+1)*hd) of the projection output
+        q = (n @ P["wq"][l].t()).view(Bn, Tn, H, hd)
+        k = (n @ P["wk"][l].t()).view(Bn, Tn, KV, hd)
+        v = (n @ P["wv"][l].t()).view(Bn, Tn, KV, hd)
+        q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
+        x = x + attention(q, k, v, KV) @ P["wo"][l].t()
+        n = norm(x, "ffn", l)
+        x = x + swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
+    n = norm(x, "final", None)
+    head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
+    logits = n @ head.t()
+    return (logits, stats) if return_stats else logits
+
+
+def loss_fn(P, cfg, tokens):
+    """Mean cross entropy over all B*T positions; tokens (B, T+1)."""
+    logits = forward(P, cfg, tokens[:, :-1])
+    V = cfg["vocab_size"]
+    return F.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1)), logits
+
+
+# --------------------------------------------------------------------------- reference run
+
+def to_tensors(cfg, p32):
+    """float32 numpy arrays -> float64 leaf tensors (exact upcast), file order."""
+    return {name: torch.tensor(p32[name].astype(np.float64), requires_grad=True)
+            for name, _, _ in param_specs(cfg)}
+
+
+def flat(cfg, P, what="data"):
+    return torch.cat([getattr(P[name], what).detach().reshape(-1)
+                      for name, _, _ in param_specs(cfg)])
+
+
+def run_reference(cfg, p32, tokens_np, clip, hp):
+    """Initial logits/loss/grad, then n_steps of clip + AdamW on the same batch."""
+    P = to_tensors(cfg, p32)
+    tokens = torch.tensor(tokens_np, dtype=torch.long)
+    specs = param_specs(cfg)
+    decay = [P[n] for n, _, wd in specs if wd]
+    no_decay = [P[n] for n, _, wd in specs if not wd]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
+    allp = [P[n] for n, _, _ in specs]
+    res = dict(losses=[], norms=[])
+    for step in range(N_STEPS):
+        opt.zero_grad(set_to_none=True)
+        loss, logits = loss_fn(P, cfg, tokens)
+        loss.backward()
+        if step == 0:
+            res["logits"] = logits.detach().clone()
+            res["loss"] = float(loss)
+            res["grad"] = flat(cfg, P, "grad").clone()           # unclipped
+            res["grads_by_name"] = {n: P[n].grad.detach().clone() for n, _, _ in specs}
+        res["losses"].append(float(loss))
+        norm = torch.nn.utils.clip_grad_norm_(allp, clip)
+        res["norms"].append(float(norm))
+        opt.step()
+    res["params"] = flat(cfg, P, "data").clone()
+    return res
+
+
+# --------------------------------------------------------------------------- file I/O
+
+def header_bytes(cfg, kind=1):
+    h = struct.pack("<Ii" + "i" * 11 + "ffff", MODEL_MAGIC, VERSION, kind,
+                    cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["n_heads"],
+                    cfg["n_kv_heads"], cfg["vocab_size"], cfg["seq_len"], cfg["norm"],
+                    cfg["tie_embeddings"], cfg["dyt_beta"],
+                    cfg["norm_eps"], cfg["rope_theta"], cfg["alpha_attn0"], cfg["alpha_ffn0"])
+    assert len(h) == 68
+    return h + bytes(HEADER_BYTES - len(h))
+
+
+def write_model(path, cfg, p32):
+    with open(path, "wb") as f:
+        f.write(header_bytes(cfg))
+        for name, shape, _ in param_specs(cfg):
+            assert p32[name].shape == shape and p32[name].dtype == np.float32
+            f.write(p32[name].astype("<f4").tobytes())
+
+
+def ref_size(cfg, Bn, Tn, n_steps):
+    return (REF_HEADER_BYTES + 4 * Bn * (Tn + 1) + 4 * Bn * Tn * cfg["vocab_size"] + 4
+            + 4 * n_params(cfg) + 4 * n_steps + 4 * n_params(cfg))
+
+
+def write_ref(path, hp, tokens_np, res):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Iiiii", REF_MAGIC, VERSION, B, T, N_STEPS))
+        f.write(struct.pack("<6f", hp["lr"], hp["weight_decay"], hp["clip"],
+                            hp["beta1"], hp["beta2"], hp["eps"]))
+        f.write(tokens_np.astype("<i4").tobytes())
+        f.write(res["logits"].numpy().astype("<f4").tobytes())
+        f.write(np.array([res["loss"]], dtype="<f4").tobytes())
+        f.write(res["grad"].numpy().astype("<f4").tobytes())
+        f.write(np.array(res["losses"], dtype="<f4").tobytes())
+        f.write(res["params"].numpy().astype("<f4").tobytes())
+
+
+def read_model(path):
+    """Parse a model.bin strictly; returns (cfg, p32)."""
+    data = open(path, "rb").read()
+    vals = struct.unpack_from("<Ii" + "i" * 11 + "ffff", data, 0)
+    magic, version, kind = vals[:3]
+    assert magic == MODEL_MAGIC and version == VERSION and kind == 1, path
+    assert data[68:HEADER_BYTES] == bytes(HEADER_BYTES - 68), "reserved bytes not zero"
+    keys = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
+            "seq_len", "norm", "tie_embeddings", "dyt_beta"]
+    raw = dict(zip(keys, vals[3:13]))
+    raw.update(zip(["norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"], vals[13:17]))
+    cfg = make_cfg(raw["norm"], raw["tie_embeddings"], raw["dyt_beta"],
+                   **{k: raw[k] for k in keys[:7] + ["norm_eps", "rope_theta",
+                                                     "alpha_attn0", "alpha_ffn0"]})
+    assert cfg["dyt_beta"] == raw["dyt_beta"]
+    n = n_params(cfg)
+    assert len(data) == HEADER_BYTES + 4 * n, f"{path}: size {len(data)} != {HEADER_BYTES + 4 * n}"
+    arr = np.frombuffer(data, dtype="<f4", offset=HEADER_BYTES)
+    p32, off = {}, 0
+    for name, shape, _ in param_specs(cfg):
+        m = int(np.prod(shape))
+        p32[name] = arr[off:off + m].reshape(shape).astype(np.float32)
+        off += m
+    return cfg, p32
+
+
+def read_ref(path, cfg):
+    data = open(path, "rb").read()
+    magic, version, Bn, Tn, ns = struct.unpack_from("<Iiiii", data, 0)
+    assert magic == REF_MAGIC and version == VERSION, path
+    lr, wd, clip, b1, b2, eps = struct.unpack_from("<6f", data, 20)
+    assert len(data) == ref_size(cfg, Bn, Tn, ns), f"{path}: size {len(data)}"
+    off, n, V = REF_HEADER_BYTES, n_params(cfg), cfg["vocab_size"]
+
+    def take(dtype, count):
+        nonlocal off
+        a = np.frombuffer(data, dtype=dtype, count=count, offset=off)
+        off += 4 * count
+        return a
+
+    out = dict(B=Bn, T=Tn, n_steps=ns,
+               hp=dict(lr=lr, weight_decay=wd, clip=clip, beta1=b1, beta2=b2, eps=eps))
+    out["tokens"] = take("<i4", Bn * (Tn + 1)).reshape(Bn, Tn + 1)
+    out["logits"] = take("<f4", Bn * Tn * V).reshape(Bn, Tn, V)
+    out["loss"] = take("<f4", 1)[0]
+    out["grad"] = take("<f4", n)
+    out["losses"] = take("<f4", ns)
+    out["params"] = take("<f4", n)
+    assert off == len(data)
+    return out
+
+
+# --------------------------------------------------------------------------- self-checks
+
+def check_formulas():
+    """Scalar re-implementations of the docs/format.md formulas vs the vectorized model."""
+    rng = np.random.RandomState(7)
+    theta, hd, H, KV, Tn = 10000.0, 8, 4, 2, 5
+
+    # RoPE: identity at pos 0; pair i at pos p rotated by p * theta^(-2i/hd) (scalar loop)
+    x = torch.tensor(rng.standard_normal((1, Tn, H, hd)))
+    y = rope(x, theta)
+    assert torch.equal(y[:, 0], x[:, 0]), "RoPE at pos 0 must be the identity"
+    for pos in range(Tn):
+        for h in range(H):
+            for i in range(hd // 2):
+                a = pos * theta ** (-2.0 * i / hd)
+                x0, x1 = float(x[0, pos, h, 2 * i]), float(x[0, pos, h, 2 * i + 1])
+                assert abs(float(y[0, pos, h, 2 * i]) - (x0 * math.cos(a) - x1 * math.sin(a))) < 1e-12
+                assert abs(float(y[0, pos, h, 2 * i + 1]) - (x0 * math.sin(a) + x1 * math.cos(a))) < 1e-12
+    # a unit vector in pair 0 at pos 1 goes to (cos 1, sin 1): angle 1 rad (theta^0 = 1)
+    e = torch.zeros(1, 2, 1, hd)
+    e[0, :, 0, 0] = 1.0
+    r = rope(e, theta)
+    assert abs(float(r[0, 1, 0, 0]) - math.cos(1.0)) < 1e-15
+    assert abs(float(r[0, 1, 0, 1]) - math.sin(1.0)) < 1e-15
+
+    # GQA mapping: query head i reads kv head i // (H / KV)
+    assert kv_head_of(4, 2).tolist() == [0, 0, 1, 1]
+    assert kv_head_of(4, 1).tolist() == [0, 0, 0, 0]
+    assert kv_head_of(4, 4).tolist() == [0, 1, 2, 3]
+    assert kv_head_of(6, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    q = torch.tensor(rng.standard_normal((1, Tn, H, hd)))
+    k = torch.tensor(rng.standard_normal((1, Tn, KV, hd)))
+    v = torch.tensor(rng.standard_normal((1, Tn, KV, hd)))
+    y = attention(q, k, v, KV).view(1, Tn, H, hd)
+    for h in range(H):                                     # scalar causal softmax attention
+        kvh = h // (H // KV)
+        for t in range(Tn):
+            s = [float(q[0, t, h] @ k[0, j, kvh]) / math.sqrt(hd) for j in range(t + 1)]
+            m = max(s)
+            w = [math.exp(z - m) for z in s]
+            ref = sum(w[j] * v[0, j, kvh] for j in range(t + 1)) / sum(w)
+            assert torch.allclose(y[0, t, h], ref, atol=1e-12, rtol=0)
+    # perturbing kv head 1 changes query heads 2, 3 only; and position 0 only sees itself
+    v2 = v.clone()
+    v2[:, :, 1] += 1.0
+    y2 = attention(q, k, v2, KV).view(1, Tn, H, hd)
+    assert torch.equal(y2[:, :, :2], y[:, :, :2]) and not torch.equal(y2[:, :, 2:], y[:, :, 2:])
+    assert torch.allclose(y[0, 0, 3], v[0, 0, 1], atol=1e-14, rtol=0)
+
+    # SwiGLU: w2 (silu(w1 n) * w3 n), silu(a) = a / (1 + exp(-a))
+    d, hdim = 3, 4
+    n = torch.tensor(rng.standard_normal((d,)))
+    w1, w3 = torch.tensor(rng.standard_normal((hdim, d))), torch.tensor(rng.standard_normal((hdim, d)))
+    w2 = torch.tensor(rng.standard_normal((d, hdim)))
+    got = swiglu_ffn(n[None], w1, w2, w3)[0]
+    for o in range(d):
+        acc = 0.0
+        for j in range(hdim):
+            a = sum(float(w1[j, c] * n[c]) for c in range(d))
+            b = sum(float(w3[j, c] * n[c]) for c in range(d))
+            acc += float(w2[o, j]) * (a / (1.0 + math.exp(-a))) * b
+        assert abs(float(got[o]) - acc) < 1e-12
+
+    # RMSNorm and DyT
+    xx = torch.tensor(rng.standard_normal((d,)))
+    g = torch.tensor(rng.standard_normal((d,)))
+    bta = torch.tensor(rng.standard_normal((d,)))
+    ms = sum(float(z) ** 2 for z in xx) / d
+    for c in range(d):
+        assert abs(float(rmsnorm(xx, g, 1e-5)[c]) - float(xx[c]) / math.sqrt(ms + 1e-5) * float(g[c])) < 1e-12
+        assert abs(float(dyt(xx, g, 0.7, bta)[c]) - (float(g[c]) * math.tanh(0.7 * float(xx[c])) + float(bta[c]))) < 1e-12
+        assert abs(float(dyt(xx, g, 0.7, None)[c]) - float(g[c]) * math.tanh(0.7 * float(xx[c]))) < 1e-12
+
+
+def naive_forward(P, cfg, tok_in):
+    """Independent loop-by-loop numpy forward (one position at a time) -> logits (B,T,V)."""
+    P = {k: v.detach().numpy() for k, v in P.items()}
+    d, L, H, KV, hd = cfg["dim"], cfg["n_layers"], cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
+    theta, eps, dm = cfg["rope_theta"], cfg["norm_eps"], cfg["norm"] == 1
+    Bn, Tn = tok_in.shape
+
+    def nrm(x, which, l):
+        sel = (lambda a: a) if l is None else (lambda a: a[l])
+        g = sel(P[which + "_norm"])
+        if not dm:
+            return x / math.sqrt(float(np.mean(x * x)) + eps) * g
+        y = g * np.tanh(float(np.ravel(sel(P[which + "_alpha"]))[0]) * x)
+        return y + sel(P[which + "_beta"]) if cfg["dyt_beta"] else y
+
+    def rot(vec, pos):
+        out = vec.copy()
+        for i in range(hd // 2):
+            a = pos * theta ** (-2.0 * i / hd)
+            c, s = math.cos(a), math.sin(a)
+            out[2 * i] = vec[2 * i] * c - vec[2 * i + 1] * s
+            out[2 * i + 1] = vec[2 * i] * s + vec[2 * i + 1] * c
+        return out
+
+    logits = np.zeros((Bn, Tn, cfg["vocab_size"]))
+    for b in range(Bn):
+        xs = [P["wte"][tok_in[b, t]] * (float(P["emb_scale"][0]) if dm else 1.0) for t in range(Tn)]
+        for l in range(L):
+            ns = [nrm(x, "attn", l) for x in xs]
+            qs = [P["wq"][l] @ n for n in ns]
+            ks = [P["wk"][l] @ n for n in ns]
+            vs = [P["wv"][l] @ n for n in ns]
+            new = []
+            for t in range(Tn):
+                heads = []
+                for h in range(H):
+                    kvh = h // (H // KV)
+                    qh = rot(qs[t][h * hd:(h + 1) * hd], t)
+                    sc = np.array([qh @ rot(ks[j][kvh * hd:(kvh + 1) * hd], j) for j in range(t + 1)])
+                    w = np.exp(sc / math.sqrt(hd) - np.max(sc / math.sqrt(hd)))
+                    w /= w.sum()
+                    heads.append(sum(w[j] * vs[j][kvh * hd:(kvh + 1) * hd] for j in range(t + 1)))
+                new.append(xs[t] + P["wo"][l] @ np.concatenate(heads))
+            xs = new
+            for t in range(Tn):
+                n = nrm(xs[t], "ffn", l)
+                a, g3 = P["w1"][l] @ n, P["w3"][l] @ n
+                xs[t] = xs[t] + P["w2"][l] @ (a / (1.0 + np.exp(-a)) * g3)
+        head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
+        for t in range(Tn):
+            logits[b, t] = head @ nrm(xs[t], "final", None)
+    return logits
+
+
+def check_gradients(cfg_full, p32_full, tokens_full):
+    """gradcheck on a smaller config of the same kind, finite differences on the real one."""
+    small = make_cfg(cfg_full["norm"], cfg_full["tie_embeddings"], cfg_full["dyt_beta"],
+                     dim=8, hidden_dim=6, n_layers=2, n_heads=4, n_kv_heads=2,
+                     vocab_size=7, seq_len=4)
+    rng = np.random.RandomState(99)
+    ps = init_params(small, rng)
+    toks = torch.tensor(rng.randint(0, small["vocab_size"], size=(2, 5)), dtype=torch.long)
+    names = [n for n, _, _ in param_specs(small)]
+    inputs = tuple(torch.tensor(ps[n].astype(np.float64), requires_grad=True) for n in names)
+
+    def f(*ts):
+        return loss_fn(dict(zip(names, ts)), small, toks)[0]
+
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+    # central differences on a few parameters of every tensor of the real case
+    P = to_tensors(cfg_full, p32_full)
+    toks = torch.tensor(tokens_full, dtype=torch.long)
+    loss = loss_fn(P, cfg_full, toks)[0]
+    loss.backward()
+    rng = np.random.RandomState(5)
+    worst = 0.0
+    with torch.no_grad():
+        for name, _, _ in param_specs(cfg_full):
+            flatp, flatg = P[name].view(-1), P[name].grad.view(-1)
+            for j in rng.choice(flatp.numel(), size=min(3, flatp.numel()), replace=False):
+                h, old = 1e-6, float(flatp[j])
+                flatp[j] = old + h
+                lp = float(loss_fn(P, cfg_full, toks)[0])
+                flatp[j] = old - h
+                lm = float(loss_fn(P, cfg_full, toks)[0])
+                flatp[j] = old
+                fd, an = (lp - lm) / (2 * h), float(flatg[j])
+                err = abs(fd - an) / max(1e-6, abs(an))
+                worst = max(worst, err) if abs(an) > 1e-9 else worst
+                assert abs(fd - an) < 1e-7 + 1e-5 * abs(an), (name, j, fd, an)
+    return worst
+
+
+def check_adamw(cfg, p32, tokens, clip, hp, res):
+    """Independent numpy clip + AdamW (decoupled weight decay) vs torch.optim.AdamW."""
+    specs = param_specs(cfg)
+    P = to_tensors(cfg, p32)
+    toks = torch.tensor(tokens, dtype=torch.long)
+    m = {n: np.zeros(s) for n, s, _ in specs}
+    v = {n: np.zeros(s) for n, s, _ in specs}
+    b1, b2 = hp["beta1"], hp["beta2"]
+    for step in range(1, N_STEPS + 1):
+        for n, _, _ in specs:
+            P[n].grad = None
+        loss_fn(P, cfg, toks)[0].backward()
+        g = {n: P[n].grad.numpy().copy() for n, _, _ in specs}
+        norm = math.sqrt(sum(float((g[n] ** 2).sum()) for n in g))
+        scale = min(1.0, clip / (norm + 1e-6))
+        with torch.no_grad():
+            for n, _, wd in specs:
+                gn = g[n] * scale
+                p = P[n].detach().numpy()                 # shares memory with P[n]
+                p *= 1.0 - hp["lr"] * (hp["weight_decay"] if wd else 0.0)
+                m[n] = b1 * m[n] + (1 - b1) * gn
+                v[n] = b2 * v[n] + (1 - b2) * gn * gn
+                mhat = m[n] / (1 - b1 ** step)
+                vhat = v[n] / (1 - b2 ** step)
+                p -= hp["lr"] * mhat / (np.sqrt(vhat) + hp["eps"])
+    mine = flat(cfg, P, "data")
+    diff = float((mine - res["params"]).abs().max())
+    assert diff < 1e-12, f"AdamW mismatch {diff}"
+
+
+def verify_files(outdir, name, expect_clip, do_gradcheck):
+    """Read NAME.model.bin / NAME.ref.bin back, check them, recompute and compare."""
+    mpath, rpath = (os.path.join(outdir, name + ext) for ext in (".model.bin", ".ref.bin"))
+    cfg, p32 = read_model(mpath)
+    n = n_params(cfg)
+    assert os.path.getsize(mpath) == HEADER_BYTES + 4 * n
+    ref = read_ref(rpath, cfg)
+    assert os.path.getsize(rpath) == ref_size(cfg, ref["B"], ref["T"], ref["n_steps"])
+    assert (ref["B"], ref["T"], ref["n_steps"]) == (B, T, N_STEPS)
+    assert ref["tokens"].min() >= 0 and ref["tokens"].max() < cfg["vocab_size"]
+    hp = {k: float(x) for k, x in ref["hp"].items()}
+    res = run_reference(cfg, p32, ref["tokens"].astype(np.int64), hp["clip"], hp)
+
+    def close(a, b, what, rtol=3e-7, atol=1e-10):
+        # stored float32 vs fresh float64: equal up to float32 rounding (~1 ulp = 6e-8
+        # relative), with a little slack for float64 summation order on other machines
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        bad = np.abs(a - b) > atol + rtol * np.abs(b)
+        assert not bad.any(), f"{name}: {what} differs at {np.flatnonzero(bad)[:5]}"
+
+    close(ref["logits"], res["logits"].numpy(), "logits")
+    close(ref["loss"], res["loss"], "loss")
+    close(ref["grad"], res["grad"].numpy(), "gradient")
+    close(ref["losses"], res["losses"], "per-step losses")
+    close(ref["params"], res["params"].numpy(), "final params")
+    assert ref["losses"][0] == ref["loss"]
+    # every tensor's gradient is non-trivial
+    for nm, g in res["grads_by_name"].items():
+        assert float(g.abs().max()) > 1e-4, f"{name}: gradient of {nm} is trivial"
+    clipped = [nr > hp["clip"] for nr in res["norms"]]
+    assert all(clipped) if expect_clip else not any(clipped), (name, res["norms"], hp["clip"])
+    # independent forward, optimizer and gradient checks
+    P = to_tensors(cfg, p32)
+    naive = naive_forward(P, cfg, ref["tokens"][:, :-1])
+    assert np.allclose(naive, res["logits"].numpy(), rtol=0, atol=1e-11), f"{name}: naive forward differs"
+    check_adamw(cfg, p32, ref["tokens"].astype(np.int64), hp["clip"], hp, res)
+    worst = check_gradients(cfg, p32, ref["tokens"].astype(np.int64)) if do_gradcheck else None
+    # std of every norm input (activations should be O(1)), for the summary line
+    _, stats = forward(P, cfg, torch.tensor(ref["tokens"][:, :-1], dtype=torch.long), return_stats=True)
+    return cfg, res, hp, worst, stats
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="test/ref", help="output folder (default test/ref)")
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; only verify the existing files in --out")
+    ap.add_argument("--no-gradcheck", action="store_true", help="skip the (slower) gradient checks")
+    args = ap.parse_args()
+
+    check_formulas()
+    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT): ok")
+
+    if not args.check:
+        os.makedirs(args.out, exist_ok=True)
+        for name, norm, tie, beta, clip, expect_clip, seed in CASES:
+            cfg = make_cfg(norm, tie, beta)
+            rng = np.random.RandomState(seed)
+            p32 = init_params(cfg, rng)
+            tokens = rng.randint(0, cfg["vocab_size"], size=(B, T + 1)).astype(np.int32)
+            hp = dict(lr=f32(LR), weight_decay=f32(WD), clip=f32(clip),
+                      beta1=f32(BETA1), beta2=f32(BETA2), eps=f32(EPS))
+            res = run_reference(cfg, p32, tokens.astype(np.int64), hp["clip"], hp)
+            write_model(os.path.join(args.out, name + ".model.bin"), cfg, p32)
+            write_ref(os.path.join(args.out, name + ".ref.bin"), hp, tokens, res)
+
+    total = 0
+    for name, norm, tie, beta, clip, expect_clip, seed in CASES:
+        cfg, res, hp, worst, stats = verify_files(args.out, name, expect_clip, not args.no_gradcheck)
+        sizes = [os.path.getsize(os.path.join(args.out, name + e)) for e in (".model.bin", ".ref.bin")]
+        total += sum(sizes)
+        print(f"{name:16s} n_params={n_params(cfg):5d} loss={res['loss']:.6f} "
+              f"grad_norm={res['norms'][0]:.6f} clip={hp['clip']:g} "
+              f"clipped={'yes' if res['norms'][0] > hp['clip'] else 'no'} "
+              f"step_norms=[{', '.join(f'{x:.4f}' for x in res['norms'])}] "
+              f"losses=[{', '.join(f'{x:.4f}' for x in res['losses'])}] "
+              f"norm_input_std=[{min(stats):.2f}..{max(stats):.2f}] "
+              f"fd_worst_rel={'skipped' if worst is None else f'{worst:.1e}'} "
+              f"bytes={sizes[0]}+{sizes[1]}")
+    print(f"all checks passed; {len(CASES)} cases, {total} bytes in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+// Small shared helpers: error reporting without global state, checked sizes,
+// allocation, timing. Every fallible function in src/ takes an Error* and
+// returns 0 on success, -1 on failure with a one-line message in err->msg.
+#ifndef COMMON_H
+#define COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char msg[512];
+} Error;
+
+// printf-style; always returns -1 so callers can `return err_set(...)`.
+int err_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// a * b and a + b, failing (returning -1) instead of wrapping.
+int size_mul(size_t a, size_t b, size_t *out);
+int size_add(size_t a, size_t b, size_t *out);
+
+// 64-byte aligned, zeroed allocation; NULL on failure (callers report it).
+float *alloc_floats(size_t n);
+
+// Monotonic wall-clock time in seconds.
+double now_seconds(void);
+
+// Strict number parsing: the whole string must be the number, in range,
+// finite. Return 0 on success, -1 otherwise.
+int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+int parse_f64(const char *s, double lo, double hi, double *out);
+
+// FNV-1a 64-bit hash, for data fingerprints in checkpoints.
+uint64_t fnv1a64(const void *data, size_t n, uint64_t h);
+#define FNV1A64_INIT 0xcbf29ce484222325ULL
+
+#endif

@@ -1,0 +1,94 @@
+#include "data.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+Tokenizer tokenizer_bytes(void) { return (Tokenizer){.vocab_size = 256}; }
+
+size_t tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens) {
+    (void)tk;
+    for (size_t i = 0; i < n; i++) tokens[i] = text[i];
+    return n;
+}
+
+size_t tokenizer_decode(const Tokenizer *tk, int token, unsigned char *buf, size_t cap) {
+    if (token < 0 || token >= tk->vocab_size || cap < 1) return 0;
+    buf[0] = (unsigned char)token;
+    return 1;
+}
+
+int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(err, "%s: not a regular file", path);
+    }
+    *n = (size_t)st.st_size;
+    *data = malloc(*n ? *n : 1);
+    if (!*data) {
+        fclose(f);
+        return err_set(err, "%s: out of memory (%zu bytes)", path, *n);
+    }
+    size_t got = fread(*data, 1, *n, f);
+    fclose(f);
+    if (got != *n) {
+        free(*data);
+        return err_set(err, "%s: read %zu of %zu bytes", path, got, *n);
+    }
+    return 0;
+}
+
+int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, Error *err) {
+    memset(ds, 0, sizeof *ds);
+    unsigned char *text;
+    size_t n;
+    if (read_file(path, &text, &n, err)) return -1;
+    ds->fingerprint = fnv1a64(text, n, FNV1A64_INIT);
+    ds->tokens = malloc((n ? n : 1) * sizeof(int));
+    if (!ds->tokens) {
+        free(text);
+        return err_set(err, "%s: out of memory", path);
+    }
+    ds->n_tokens = tokenizer_encode(tk, text, n, ds->tokens);
+    free(text);
+    ds->n_train = ds->n_tokens / 10 * 9;
+    size_t need = (size_t)seq_len + 1;
+    if (ds->n_train < need || ds->n_tokens - ds->n_train < need) {
+        size_t have = ds->n_tokens;
+        dataset_free(ds);
+        return err_set(err, "%s: %zu tokens is too short: the 90/10 split needs at least %zu "
+                       "tokens in each part for --seq %d", path, have, need, seq_len);
+    }
+    return 0;
+}
+
+void dataset_free(Dataset *ds) {
+    free(ds->tokens);
+    memset(ds, 0, sizeof *ds);
+}
+
+static void window(const Dataset *ds, size_t start, int T, int *inputs, int *targets) {
+    memcpy(inputs, ds->tokens + start, (size_t)T * sizeof(int));
+    memcpy(targets, ds->tokens + start + 1, (size_t)T * sizeof(int));
+}
+
+void dataset_train_batch(const Dataset *ds, Rng *rng, int B, int T, int *inputs, int *targets) {
+    size_t starts = ds->n_train - (size_t)T; // windows of T+1 tokens inside the train split
+    for (int b = 0; b < B; b++)
+        window(ds, rng_u64(rng) % starts, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+}
+
+void dataset_val_batch(const Dataset *ds, int index, int n_batches, int B, int T, int *inputs, int *targets) {
+    size_t n_val = ds->n_tokens - ds->n_train, span = n_val - (size_t)T - 1;
+    size_t windows = (size_t)n_batches * B;
+    for (int b = 0; b < B; b++) {
+        size_t w = (size_t)index * B + b;
+        size_t start = ds->n_train + (windows > 1 ? (size_t)((double)w / (double)(windows - 1) * span) : 0);
+        window(ds, start, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+    }
+}

@@ -1,0 +1,61 @@
+// The layers of the model, one forward/backward pair each, in the style of
+// llm.c. Shapes are given as (rows, columns) with N = B*T rows. Backward
+// functions accumulate (+=) into the gradients they are given; the caller
+// zeroes what must start from zero. Matrices are (out, in) row-major, as
+// torch.nn.Linear stores them: out = inp @ w^T.
+#ifndef LAYERS_H
+#define LAYERS_H
+
+#include <stddef.h>
+
+// out (N,OC), inp (N,C), w (OC,C)
+void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC);
+// dinp (N,C) +=, dw (OC,C) +=, dout (N,OC)
+void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                     const float *w, size_t N, int C, int OC);
+
+// out (N,C), rstd (N), inp (N,C), weight (C)
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
+                     size_t N, int C, float eps);
+// dinp (N,C) +=, dweight (C) +=
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, size_t N, int C);
+
+// RoPE tables: cos, sin (max_pos, head_dim/2), angle pos * theta^(-2i/head_dim).
+void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float theta);
+// x (B,T,n_heads*head_dim) rotated in place, positions pos0..pos0+T-1;
+// inverse = 1 rotates backwards (the backward pass of a rotation).
+void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int pos0,
+                int n_heads, int head_dim, int inverse);
+
+// Causal grouped-query attention of T new queries at positions pos0.. against
+// keys/values 0..pos0+T-1. q, out (B,T,NH*HS); k, v (B,kv_len,NKV*HS) with
+// batch stride kv_len; att (B,NH,T,kv_len) holds the softmax probabilities
+// (kept for backward). Query head h reads kv head h / (NH/NKV).
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS);
+// dq (B,T,NH*HS) +=, dk, dv (B,T,NKV*HS) +=; training only (pos0 = 0, kv_len = T).
+// scratch: attention_scratch_floats(T) per thread, for max_threads threads.
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v,
+                        int B, int T, int NH, int NKV, int HS, float *scratch);
+size_t attention_scratch_floats(int T);
+
+// SwiGLU gate: out (N,H) = silu(h1) * h3
+void swiglu_forward(float *out, const float *h1, const float *h3, size_t n);
+// dh1, dh3 (N,H) overwritten
+void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1,
+                     const float *h3, size_t n);
+
+// out (N,C) = wte[tokens]
+void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C);
+// dwte (V,C) += scatter of dout (N,C) by token
+void embedding_backward(float *dwte, const float *dout, const int *tokens, size_t N, int C);
+
+// Mean cross-entropy of logits (N,V) against targets (N); returns the mean.
+// If dlogits != NULL, writes dlogits = (softmax - onehot) * dscale.
+// row_loss: scratch of N doubles.
+double crossentropy_forward_backward(float *dlogits, const float *logits, const int *targets,
+                                     size_t N, int V, float dscale, double *row_loss);
+
+#endif

@@ -1,0 +1,434 @@
+#include "model.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../dyt.h"
+#include "layers.h"
+#include "rng.h"
+
+// ----------------------------------------------------------------------------
+// config and parameter layout
+
+static const char *const TENSOR_NAMES[N_TENSORS] = {
+    "wte", "attn_norm", "attn_beta", "attn_alpha", "wq", "wk", "wv", "wo",
+    "ffn_norm", "ffn_beta", "ffn_alpha", "w1", "w2", "w3",
+    "final_norm", "final_beta", "final_alpha", "emb_scale", "wcls"};
+
+const char *tensor_name(int t) { return t >= 0 && t < N_TENSORS ? TENSOR_NAMES[t] : "?"; }
+
+int tensor_decays(int t) {
+    return t == T_WTE || t == T_WQ || t == T_WK || t == T_WV || t == T_WO ||
+           t == T_W1 || t == T_W2 || t == T_W3 || t == T_WCLS;
+}
+
+// LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32.
+int default_hidden_dim(int dim) { return (8 * dim / 3 + 31) / 32 * 32; }
+
+#define CHECK_RANGE(field, lo, hi)                                                        \
+    if (c->field < (lo) || c->field > (hi))                                               \
+        return err_set(err, #field " = %d is out of range [%d, %d]", c->field, (lo), (hi));
+
+int config_validate(const ModelConfig *c, Error *err) {
+    CHECK_RANGE(dim, 2, 65536);
+    CHECK_RANGE(hidden_dim, 1, 1048576);
+    CHECK_RANGE(n_layers, 1, 1024);
+    CHECK_RANGE(n_heads, 1, c->dim);
+    CHECK_RANGE(n_kv_heads, 1, c->n_heads);
+    CHECK_RANGE(vocab_size, 1, 1048576);
+    CHECK_RANGE(seq_len, 1, 1048576);
+    CHECK_RANGE(norm, 0, 1);
+    CHECK_RANGE(tie_embeddings, 0, 1);
+    CHECK_RANGE(dyt_beta, 0, 1);
+    if (c->dim % c->n_heads)
+        return err_set(err, "n_heads = %d does not divide dim = %d", c->n_heads, c->dim);
+    if ((c->dim / c->n_heads) % 2)
+        return err_set(err, "head_dim = dim / n_heads = %d must be even (RoPE rotates pairs)",
+                       c->dim / c->n_heads);
+    if (c->n_heads % c->n_kv_heads)
+        return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
+    if (c->norm == NORM_RMS && c->dyt_beta)
+        return err_set(err, "dyt_beta = 1 but norm is RMSNorm");
+    if (!isfinite(c->norm_eps) || c->norm_eps <= 0.0f)
+        return err_set(err, "norm_eps = %g must be finite and > 0", c->norm_eps);
+    if (!isfinite(c->rope_theta) || c->rope_theta <= 0.0f)
+        return err_set(err, "rope_theta = %g must be finite and > 0", c->rope_theta);
+    if (!isfinite(c->alpha_attn0) || !isfinite(c->alpha_ffn0))
+        return err_set(err, "alpha_attn0 / alpha_ffn0 must be finite");
+    return 0;
+}
+
+int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err) {
+    size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    size_t V = (size_t)c->vocab_size, kvd = d / (size_t)c->n_heads * (size_t)c->n_kv_heads;
+    int dyt = c->norm == NORM_DYT, beta = dyt && c->dyt_beta;
+    size_t dd = d * d, kd = kvd * d, hd = h * d; // each < 2^40 given the field bounds
+    size_t per[N_TENSORS] = {
+        [T_WTE] = V * d, [T_ATTN_NORM] = L * d, [T_ATTN_BETA] = beta ? L * d : 0,
+        [T_ATTN_ALPHA] = dyt ? L : 0, [T_FFN_NORM] = L * d, [T_FFN_BETA] = beta ? L * d : 0,
+        [T_FFN_ALPHA] = dyt ? L : 0, [T_FINAL_NORM] = d, [T_FINAL_BETA] = beta ? d : 0,
+        [T_FINAL_ALPHA] = dyt ? 1 : 0, [T_EMB_SCALE] = dyt ? 1 : 0,
+        [T_WCLS] = c->tie_embeddings ? 0 : V * d};
+    // the per-layer matrices can overflow: check them
+    const size_t mats[][2] = {{T_WQ, dd}, {T_WK, kd}, {T_WV, kd}, {T_WO, dd},
+                              {T_W1, hd}, {T_W2, hd}, {T_W3, hd}};
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        if (size_mul(L, mats[i][1], &per[mats[i][0]]))
+            return err_set(err, "parameter count overflows (%s)", tensor_name((int)mats[i][0]));
+    size_t total = 0;
+    for (int t = 0; t < N_TENSORS; t++) {
+        if (size_add(total, per[t], &total)) return err_set(err, "parameter count overflows");
+        sizes[t] = per[t];
+    }
+    // float offsets must fit in memory and in the file-size arithmetic
+    if (total > ((size_t)1 << 40)) return err_set(err, "model has %zu parameters (limit 2^40)", total);
+    *n_params = total;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// allocation and init
+
+static void carve(Tensors *ts, float *base, const size_t sizes[N_TENSORS], int tied) {
+    for (int t = 0; t < N_TENSORS; t++) {
+        ts->t[t] = base;
+        base += sizes[t];
+    }
+    if (tied) ts->t[T_WCLS] = ts->t[T_WTE];
+}
+
+int model_create(Model *m, const ModelConfig *c, Error *err) {
+    memset(m, 0, sizeof *m);
+    if (config_validate(c, err) || config_layout(c, m->sizes, &m->n_params, err)) return -1;
+    m->cfg = *c;
+    int hs = c->dim / c->n_heads;
+    size_t rope_n = (size_t)c->seq_len * (size_t)(hs / 2);
+    m->params = alloc_floats(m->n_params);
+    m->rope_cos = alloc_floats(rope_n);
+    m->rope_sin = alloc_floats(rope_n);
+    if (!m->params || !m->rope_cos || !m->rope_sin) {
+        model_free(m);
+        return err_set(err, "out of memory for %zu parameters", m->n_params);
+    }
+    carve(&m->w, m->params, m->sizes, c->tie_embeddings);
+    rope_tables(m->rope_cos, m->rope_sin, c->seq_len, hs, c->rope_theta);
+    return 0;
+}
+
+int model_alloc_grads(Model *m, Error *err) {
+    m->grads = alloc_floats(m->n_params);
+    if (!m->grads) return err_set(err, "out of memory for gradients");
+    carve(&m->g, m->grads, m->sizes, m->cfg.tie_embeddings);
+    return 0;
+}
+
+void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    memset(m, 0, sizeof *m);
+}
+
+void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+
+static void fill(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+
+void model_init(Model *m, uint64_t seed) {
+    const ModelConfig *c = &m->cfg;
+    float std = 0.02f, std_resid = 0.02f / sqrtf(2.0f * c->n_layers);
+    for (int t = 0; t < N_TENSORS; t++) {
+        float *p = m->w.t[t];
+        size_t n = m->sizes[t];
+        switch (t) {
+        case T_ATTN_NORM: case T_FFN_NORM: case T_FINAL_NORM: fill(p, n, 1.0f); break;
+        case T_ATTN_BETA: case T_FFN_BETA: case T_FINAL_BETA: fill(p, n, 0.0f); break;
+        case T_ATTN_ALPHA: fill(p, n, c->alpha_attn0); break;
+        case T_FFN_ALPHA: case T_FINAL_ALPHA: fill(p, n, c->alpha_ffn0); break;
+        case T_EMB_SCALE: fill(p, n, sqrtf((float)c->dim)); break;
+        default: { // matrices and the embedding: their own stream per tensor
+            Rng r = rng_make(seed, (uint64_t)t);
+            float s = (t == T_WO || t == T_W2) ? std_resid : std;
+            for (size_t i = 0; i < n; i++) p[i] = s * (float)rng_normal(&r);
+        }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// activations
+
+int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err) {
+    const ModelConfig *c = &m->cfg;
+    memset(a, 0, sizeof *a);
+    if (B < 1 || T < 1 || T > kv_len || kv_len > c->seq_len || (B > 1 && kv_len != T))
+        return err_set(err, "bad activation shape B=%d T=%d kv_len=%d (context %d)", B, T, kv_len, c->seq_len);
+    a->B = B, a->T = a->T_cap = T, a->kv_len = kv_len, a->store_all = store_all;
+    a->nthreads = omp_get_max_threads();
+    size_t N = (size_t)B * T, d = c->dim, h = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
+    size_t kvd = d / c->n_heads * c->n_kv_heads, S = store_all ? L : 1;
+    size_t att = (size_t)B * c->n_heads * T * kv_len;
+    struct { float **p; size_t n; } parts[] = {
+        {&a->resid, (S + (store_all ? 1 : 0)) * N * d},
+        {&a->norm_attn, S * N * d}, {&a->rstd_attn, S * N}, {&a->q, S * N * d}, {&a->att, S * att},
+        {&a->atty, S * N * d}, {&a->resid_mid, S * N * d}, {&a->norm_ffn, S * N * d},
+        {&a->rstd_ffn, S * N}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
+        {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
+        {&a->norm_final, N * d}, {&a->rstd_final, N}, {&a->logits, N * V}, {&a->tmp, N * d},
+        {&a->emb, N * d},
+        // backward scratch
+        {&a->dresid, store_all ? N * d : 0}, {&a->dnorm, store_all ? N * d : 0},
+        {&a->dq, store_all ? N * d : 0}, {&a->dk, store_all ? N * kvd : 0},
+        {&a->dv, store_all ? N * kvd : 0}, {&a->datty, store_all ? N * d : 0},
+        {&a->dh1, store_all ? N * h : 0}, {&a->dh3, store_all ? N * h : 0},
+        {&a->dhg, store_all ? N * h : 0}, {&a->dlogits, store_all ? N * V : 0},
+        {&a->att_scratch, store_all ? (size_t)a->nthreads * attention_scratch_floats(T) : 0},
+    };
+    size_t total = 0, nparts = sizeof parts / sizeof parts[0];
+    for (size_t i = 0; i < nparts; i++) total += (parts[i].n + 15) & ~(size_t)15; // 64-byte aligned parts
+    a->block = alloc_floats(total);
+    a->row_loss = calloc(N, sizeof(double));
+    a->red = calloc(dyt_scratch_doubles(c->dim) + 1, sizeof(double));
+    if (!a->block || !a->row_loss || !a->red) {
+        acts_free(a);
+        return err_set(err, "out of memory for activations (%zu floats)", total);
+    }
+    float *p = a->block;
+    for (size_t i = 0; i < nparts; i++) {
+        *parts[i].p = parts[i].n ? p : NULL;
+        p += (parts[i].n + 15) & ~(size_t)15;
+    }
+    return 0;
+}
+
+void acts_free(Acts *a) {
+    free(a->block);
+    free(a->row_loss);
+    free(a->red);
+    memset(a, 0, sizeof *a);
+}
+
+// One layer's view into the activations: its own slices when store_all,
+// otherwise the shared ones; k and v are always per layer (the KV cache).
+typedef struct {
+    float *x_in, *x_out, *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid;
+    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg, *k, *v;
+} Layer;
+
+static Layer layer_at(const Model *m, const Acts *a, int l) {
+    const ModelConfig *c = &m->cfg;
+    size_t N = (size_t)a->B * a->T, d = c->dim, h = c->hidden_dim;
+    size_t kvd = d / c->n_heads * c->n_kv_heads, s = a->store_all ? (size_t)l : 0;
+    size_t att = (size_t)a->B * c->n_heads * a->T * a->kv_len;
+    Layer y = {
+        .x_in = a->resid + s * N * d, .x_out = a->resid + (a->store_all ? s + 1 : 0) * N * d,
+        .norm_attn = a->norm_attn + s * N * d, .rstd_attn = a->rstd_attn + s * N,
+        .q = a->q + s * N * d, .att = a->att + s * att, .atty = a->atty + s * N * d,
+        .resid_mid = a->resid_mid + s * N * d, .norm_ffn = a->norm_ffn + s * N * d,
+        .rstd_ffn = a->rstd_ffn + s * N, .h1 = a->h1 + s * N * h, .h3 = a->h3 + s * N * h,
+        .hg = a->hg + s * N * h,
+        .k = a->k + (size_t)l * a->B * a->kv_len * kvd, .v = a->v + (size_t)l * a->B * a->kv_len * kvd};
+    return y;
+}
+
+// ----------------------------------------------------------------------------
+// norm dispatch: which = 0 attention input, 1 FFN input, 2 final
+
+enum { AT_ATTN = 0, AT_FFN = 1, AT_FINAL = 2 };
+
+typedef struct {
+    int gain, beta, alpha; // tensor ids
+} NormIds;
+
+static const NormIds NORM_IDS[3] = {
+    {T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA},
+    {T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA},
+    {T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA}};
+
+// inp, out (N,d), rstd (N) (RMSNorm only)
+static void norm_forward(const Model *m, int which, int l, float *out, float *rstd,
+                         const float *inp, size_t N) {
+    const ModelConfig *c = &m->cfg;
+    const NormIds *id = &NORM_IDS[which];
+    size_t d = c->dim;
+    const float *gain = m->w.t[id->gain] + l * d;
+    if (c->norm == NORM_RMS) {
+        rmsnorm_forward(out, rstd, inp, gain, N, c->dim, c->norm_eps);
+    } else {
+        const float *beta = c->dyt_beta ? m->w.t[id->beta] + l * d : NULL;
+        dyt_forward(out, inp, m->w.t[id->alpha][l], gain, beta, N, c->dim);
+    }
+}
+
+// dinp (N,d) +=; parameter gradients +=
+static void norm_backward(Model *m, Acts *a, int which, int l, float *dinp, const float *dout,
+                          const float *inp, const float *rstd, size_t N) {
+    const ModelConfig *c = &m->cfg;
+    const NormIds *id = &NORM_IDS[which];
+    size_t d = c->dim;
+    const float *gain = m->w.t[id->gain] + l * d;
+    float *dgain = m->g.t[id->gain] + l * d;
+    if (c->norm == NORM_RMS) {
+        rmsnorm_backward(dinp, dgain, dout, inp, gain, rstd, N, c->dim);
+    } else {
+        float *dbeta = c->dyt_beta ? m->g.t[id->beta] + l * d : NULL;
+        dyt_backward(dinp, m->g.t[id->alpha] + l, dgain, dbeta, dout, inp,
+                     m->w.t[id->alpha][l], gain, N, c->dim, a->red);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+static void residual_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// Layer l's slice of a per-layer tensor id, in the weights (LW) or gradients (LG).
+static float *LW(const Model *m, int id, int l) {
+    return m->w.t[id] + (size_t)l * (m->sizes[id] / (size_t)m->cfg.n_layers);
+}
+static float *LG(const Model *m, int id, int l) {
+    return m->g.t[id] + (size_t)l * (m->sizes[id] / (size_t)m->cfg.n_layers);
+}
+
+static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int pos0) {
+    const ModelConfig *c = &m->cfg;
+    int B = a->B, T = a->T, d = c->dim, h = c->hidden_dim, HS = d / c->n_heads;
+    int kvd = HS * c->n_kv_heads;
+    size_t N = (size_t)B * T;
+    // attention: new keys and values land at pos0 (B = 1 with a cache, or pos0 = 0)
+    float *knew = y->k + (size_t)pos0 * kvd, *vnew = y->v + (size_t)pos0 * kvd;
+    norm_forward(m, AT_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
+    matmul_forward(y->q, y->norm_attn, LW(m, T_WQ, l), N, d, d);
+    matmul_forward(knew, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
+    matmul_forward(vnew, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    rope_apply(y->q, m->rope_cos, m->rope_sin, B, T, pos0, c->n_heads, HS, 0);
+    rope_apply(knew, m->rope_cos, m->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
+    attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
+                      c->n_heads, c->n_kv_heads, HS);
+    matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
+    residual_add(y->resid_mid, y->x_in, a->tmp, N * d);
+    // SwiGLU feed-forward
+    norm_forward(m, AT_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
+    matmul_forward(y->h1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
+    matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    swiglu_forward(y->hg, y->h1, y->h3, N * h);
+    matmul_forward(a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
+    residual_add(y->x_out, y->resid_mid, a->tmp, N * d);
+}
+
+static float *final_input(const Model *m, const Acts *a) {
+    size_t N = (size_t)a->B * a->T;
+    return a->resid + (a->store_all ? (size_t)m->cfg.n_layers : 0) * N * m->cfg.dim;
+}
+
+void model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits) {
+    const ModelConfig *c = &m->cfg;
+    a->T = T < a->T_cap ? T : a->T_cap; // callers pass T <= T_cap; never write past the buffers
+    size_t N = (size_t)a->B * a->T, d = c->dim;
+    embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);
+    if (c->norm == NORM_DYT) { // keep the raw embedding: the scale's gradient needs it
+        memcpy(a->emb, a->resid, N * d * sizeof(float));
+        embscale_forward(a->resid, a->emb, m->w.t[T_EMB_SCALE][0], N * d);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer y = layer_at(m, a, l);
+        block_forward(m, a, &y, l, pos0);
+    }
+    norm_forward(m, AT_FINAL, 0, a->norm_final, a->rstd_final, final_input(m, a), N);
+    size_t first = all_logits ? 0 : N - 1;
+    matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
+                   m->w.t[T_WCLS], N - first, c->dim, c->vocab_size);
+}
+
+double model_loss(const Model *m, Acts *a, const int *targets) {
+    return crossentropy_forward_backward(NULL, a->logits, targets, (size_t)a->B * a->T,
+                                         m->cfg.vocab_size, 0.0f, a->row_loss);
+}
+
+// ----------------------------------------------------------------------------
+// backward (training activations only)
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+// On entry a->dresid = dL/d(x_out); on exit dL/d(x_in).
+static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
+    const ModelConfig *c = &m->cfg;
+    int B = a->B, T = a->T, d = c->dim, h = c->hidden_dim, HS = d / c->n_heads;
+    int kvd = HS * c->n_kv_heads;
+    size_t N = (size_t)B * T;
+    // x_out = resid_mid + w2(silu(w1 n) * w3 n), n = norm_ffn(resid_mid)
+    zero(a->dhg, N * h);
+    matmul_backward(a->dhg, LG(m, T_W2, l), a->dresid, y->hg, LW(m, T_W2, l), N, h, d);
+    swiglu_backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
+    zero(a->dnorm, N * d);
+    matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
+    matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    norm_backward(m, a, AT_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
+    // resid_mid = x_in + wo(attention(rope(wq n), rope(wk n), wv n)), n = norm_attn(x_in)
+    zero(a->datty, N * d);
+    matmul_backward(a->datty, LG(m, T_WO, l), a->dresid, y->atty, LW(m, T_WO, l), N, d, d);
+    zero(a->dq, N * d);
+    zero(a->dk, N * kvd);
+    zero(a->dv, N * kvd);
+    attention_backward(a->dq, a->dk, a->dv, a->datty, y->att, y->q, y->k, y->v,
+                       B, T, c->n_heads, c->n_kv_heads, HS, a->att_scratch);
+    rope_apply(a->dq, m->rope_cos, m->rope_sin, B, T, 0, c->n_heads, HS, 1);
+    rope_apply(a->dk, m->rope_cos, m->rope_sin, B, T, 0, c->n_kv_heads, HS, 1);
+    zero(a->dnorm, N * d);
+    matmul_backward(a->dnorm, LG(m, T_WQ, l), a->dq, y->norm_attn, LW(m, T_WQ, l), N, d, d);
+    matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
+    matmul_backward(a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    norm_backward(m, a, AT_ATTN, l, a->dresid, a->dnorm, y->x_in, y->rstd_attn, N);
+}
+
+double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale) {
+    const ModelConfig *c = &m->cfg;
+    size_t N = (size_t)a->B * a->T, d = c->dim;
+    double loss = crossentropy_forward_backward(a->dlogits, a->logits, targets, N, c->vocab_size,
+                                                loss_scale / (float)N, a->row_loss);
+    zero(a->dnorm, N * d);
+    matmul_backward(a->dnorm, m->g.t[T_WCLS], a->dlogits, a->norm_final, m->w.t[T_WCLS],
+                    N, c->dim, c->vocab_size);
+    zero(a->dresid, N * d);
+    norm_backward(m, a, AT_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        Layer y = layer_at(m, a, l);
+        block_backward(m, a, &y, l);
+    }
+    if (c->norm == NORM_DYT)
+        embscale_backward(a->dresid, m->g.t[T_EMB_SCALE], a->dresid, a->emb,
+                          m->w.t[T_EMB_SCALE][0], N * d);
+    embedding_backward(m->g.t[T_WTE], a->dresid, tokens, N, c->dim);
+    return loss;
+}
+
+// ----------------------------------------------------------------------------
+// diagnostics
+
+static void moments(const float *x, size_t n, double *s1, double *s2) {
+    double a = 0.0, b = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        a += x[i];
+        b += (double)x[i] * x[i];
+    }
+    *s1 += a;
+    *s2 += b;
+}
+
+void model_norm_input_moments(const Model *m, const Acts *a, double *s1, double *s2) {
+    int L = m->cfg.n_layers;
+    size_t n = (size_t)a->B * a->T * m->cfg.dim;
+    for (int l = 0; l < L; l++) {
+        Layer y = layer_at(m, a, l);
+        moments(y.x_in, n, &s1[l], &s2[l]);
+        moments(y.resid_mid, n, &s1[L + l], &s2[L + l]);
+    }
+    moments(final_input(m, a), n, &s1[2 * L], &s2[2 * L]);
+}

@@ -1,0 +1,101 @@
+// The LLaMA-style model with a switchable norm (RMSNorm or DyT): config,
+// parameter layout (one allocation carved into named tensors), init, and the
+// forward and backward passes. The trainer and the generator both use this
+// code; the generator runs the same forward over a KV cache.
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+enum { NORM_RMS = 0, NORM_DYT = 1 };
+
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    int norm;           // NORM_RMS or NORM_DYT
+    int tie_embeddings; // output head shares wte
+    int dyt_beta;       // DyT has a beta (shift) vector
+    float norm_eps, rope_theta;
+    float alpha_attn0, alpha_ffn0; // DyT alpha init: attention input / FFN input and final
+} ModelConfig;
+
+// Parameter tensors in file and memory order (docs/format.md).
+enum {
+    T_WTE, T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA, T_WQ, T_WK, T_WV, T_WO,
+    T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA, T_W1, T_W2, T_W3,
+    T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_EMB_SCALE, T_WCLS, N_TENSORS
+};
+
+typedef struct {
+    float *t[N_TENSORS]; // t[T_WCLS] == t[T_WTE] when tied; absent tensors point at a zero-length slot
+} Tensors;
+
+typedef struct {
+    ModelConfig cfg;
+    size_t sizes[N_TENSORS]; // floats per tensor; 0 = absent
+    size_t n_params;
+    float *params; // one allocation
+    Tensors w;
+    float *grads; // NULL until model_alloc_grads
+    Tensors g;
+    float *rope_cos, *rope_sin; // (seq_len, head_dim/2)
+} Model;
+
+const char *tensor_name(int t);
+int tensor_decays(int t); // weight decay applies (matrices and embeddings)
+int default_hidden_dim(int dim);
+
+int config_validate(const ModelConfig *c, Error *err);
+int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err);
+
+// Allocates params (zeroed) and RoPE tables for a validated config.
+int model_create(Model *m, const ModelConfig *c, Error *err);
+int model_alloc_grads(Model *m, Error *err);
+void model_free(Model *m);
+// normal(0, 0.02); wo and w2 0.02/sqrt(2 L); norm gains 1, betas 0, alphas alpha0,
+// emb_scale sqrt(dim). Each tensor draws from its own stream of `seed`, so
+// models that share a tensor start with identical values for it.
+void model_init(Model *m, uint64_t seed);
+void model_zero_grad(Model *m);
+
+// Activations for B sequences of T positions. kv_len is the key/value length
+// each layer keeps: T for training, the context length for generation (then
+// B = 1 and k, v are the KV cache). With store_all, every layer keeps its own
+// buffers for the backward pass; otherwise layers share them.
+typedef struct {
+    int B, T_cap, kv_len, store_all, nthreads;
+    int T; // positions in the last forward (<= T_cap)
+    float *resid;                             // (L+1 or 1, B,T,d) residual stream
+    float *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid;
+    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg;
+    float *k, *v;                             // (L, B, kv_len, kvd)
+    float *norm_final, *rstd_final, *logits;  // (B,T,d), (B,T), (B,T,V)
+    float *tmp;                               // (B,T,d) projection output before the residual add
+    float *emb;                               // (B,T,d) raw embedding (DyT scale backward)
+    double *row_loss;                         // (B,T)
+    // backward scratch (store_all only)
+    float *dresid, *dnorm, *dq, *dk, *dv, *datty, *dh1, *dh3, *dhg, *dlogits, *att_scratch;
+    double *red;
+    float *block; // the one allocation
+} Acts;
+
+int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err);
+void acts_free(Acts *a);
+
+// Forward of tokens (B,T) at positions pos0..pos0+T-1, T <= a->T_cap
+// (B = 1 when pos0 > 0). Logits for every position when all_logits, else
+// only for the last one (row B*T-1 of logits).
+void model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits);
+// Mean cross-entropy of the logits against targets (B,T); with backward,
+// also accumulates d(loss * loss_scale)/dparams into m->grads.
+double model_loss(const Model *m, Acts *a, const int *targets);
+double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale);
+
+// Accumulates sum and sum of squares of each norm's input over the last
+// forward (B*T*d values each; store_all only): index l attention input,
+// L + l FFN input, 2L final input. std = sqrt(s2/n - (s1/n)^2).
+void model_norm_input_moments(const Model *m, const Acts *a, double *s1, double *s2);
+
+#endif

@@ -1,0 +1,220 @@
+#include "modelio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the file formats are little-endian");
+
+// ----------------------------------------------------------------------------
+// header
+
+static void put_i32(unsigned char *h, int off, int32_t v) { memcpy(h + off, &v, 4); }
+static void put_f32(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4); }
+static int32_t get_i32(const unsigned char *h, int off) { int32_t v; memcpy(&v, h + off, 4); return v; }
+static float get_f32(const unsigned char *h, int off) { float v; memcpy(&v, h + off, 4); return v; }
+
+static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind) {
+    memset(h, 0, HEADER_BYTES);
+    put_i32(h, 0, (int32_t)MODEL_MAGIC);
+    put_i32(h, 4, MODEL_VERSION);
+    put_i32(h, 8, kind);
+    const int32_t ints[] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                            c->vocab_size, c->seq_len, c->norm, c->tie_embeddings, c->dyt_beta};
+    for (int i = 0; i < 10; i++) put_i32(h, 12 + 4 * i, ints[i]);
+    put_f32(h, 52, c->norm_eps);
+    put_f32(h, 56, c->rope_theta);
+    put_f32(h, 60, c->alpha_attn0);
+    put_f32(h, 64, c->alpha_ffn0);
+}
+
+// Validates and decodes; errors name the file and the field.
+static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, ModelConfig *c,
+                         int *kind, Error *err) {
+    uint32_t magic = (uint32_t)get_i32(h, 0);
+    if (magic != MODEL_MAGIC)
+        return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
+    int version = get_i32(h, 4);
+    if (version != MODEL_VERSION)
+        return err_set(err, "%s: header field version = %d is not supported (this build reads version %d)",
+                       path, version, MODEL_VERSION);
+    *kind = get_i32(h, 8);
+    if (*kind != KIND_MODEL && *kind != KIND_CHECKPOINT)
+        return err_set(err, "%s: header field kind = %d is neither 1 (model) nor 2 (checkpoint)", path, *kind);
+    *c = (ModelConfig){
+        .dim = get_i32(h, 12), .hidden_dim = get_i32(h, 16), .n_layers = get_i32(h, 20),
+        .n_heads = get_i32(h, 24), .n_kv_heads = get_i32(h, 28), .vocab_size = get_i32(h, 32),
+        .seq_len = get_i32(h, 36), .norm = get_i32(h, 40), .tie_embeddings = get_i32(h, 44),
+        .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
+        .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
+    Error e;
+    if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
+    for (int i = 68; i < HEADER_BYTES; i++)
+        if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// reading
+
+// Opens a regular file and returns its size.
+static FILE *open_regular(const char *path, size_t *size, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        err_set(err, "%s: not a regular file", path);
+        fclose(f);
+        return NULL;
+    }
+    *size = (size_t)st.st_size;
+    return f;
+}
+
+static int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
+    if (fread(p, 1, n, f) != n) return err_set(err, "%s: truncated while reading %s", path, what);
+    return 0;
+}
+
+static size_t checkpoint_bytes(size_t n_params) {
+    return HEADER_BYTES + 3 * n_params * sizeof(float) + TRAIN_BLOCK_BYTES + RUN_BLOCK_SLOTS * 8;
+}
+
+// Reads and checks the header and the exact file size; creates the model.
+static FILE *open_model_file(Model *m, const char *path, int *kind, Error *err) {
+    size_t size;
+    FILE *f = open_regular(path, &size, err);
+    if (!f) return NULL;
+    unsigned char h[HEADER_BYTES];
+    ModelConfig c;
+    if (size < HEADER_BYTES) {
+        err_set(err, "%s: %zu bytes is shorter than the %d-byte header", path, size, HEADER_BYTES);
+    } else if (!read_exact(f, h, HEADER_BYTES, path, "the header", err) &&
+               !header_decode(h, path, &c, kind, err)) {
+        size_t sizes[N_TENSORS], n_params;
+        Error e;
+        if (config_layout(&c, sizes, &n_params, &e)) {
+            err_set(err, "%s: %s", path, e.msg);
+        } else {
+            // n_params <= 2^40, so these sizes cannot overflow
+            size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * sizeof(float) : checkpoint_bytes(n_params);
+            if (size != want)
+                err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
+                        size < want ? "truncated" : "trailing bytes");
+            else if (model_create(m, &c, &e))
+                err_set(err, "%s: %s", path, e.msg);
+            else
+                return f;
+        }
+    }
+    fclose(f);
+    return NULL;
+}
+
+int model_load(Model *m, const char *path, Error *err) {
+    int kind;
+    FILE *f = open_model_file(m, path, &kind, err);
+    if (!f) return -1;
+    int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err);
+    fclose(f);
+    if (rc) model_free(m);
+    return rc;
+}
+
+int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
+                    const char *path, Error *err) {
+    int kind;
+    FILE *f = open_model_file(m, path, &kind, err);
+    if (!f) return -1;
+    *mom1 = *mom2 = NULL;
+    int rc = -1;
+    unsigned char tb[TRAIN_BLOCK_BYTES];
+    size_t bytes = m->n_params * sizeof(float);
+    if (kind != KIND_CHECKPOINT) {
+        err_set(err, "%s: is a model file, not a checkpoint (header field kind = %d)", path, kind);
+    } else if (!(*mom1 = alloc_floats(m->n_params)) || !(*mom2 = alloc_floats(m->n_params))) {
+        err_set(err, "%s: out of memory for optimizer state", path);
+    } else if (!read_exact(f, m->params, bytes, path, "the parameters", err) &&
+               !read_exact(f, *mom1, bytes, path, "AdamW m", err) &&
+               !read_exact(f, *mom2, bytes, path, "AdamW v", err) &&
+               !read_exact(f, tb, sizeof tb, path, "the training block", err) &&
+               !read_exact(f, run, RUN_BLOCK_SLOTS * 8, path, "the run settings", err)) {
+        memcpy(&st->step, tb, 8);
+        memcpy(&st->rng_state, tb + 8, 8);
+        memcpy(&st->tokens, tb + 16, 8);
+        if (st->step < 0 || st->tokens < 0 || st->rng_state == 0)
+            err_set(err, "%s: training block is invalid (step %lld)", path, (long long)st->step);
+        else
+            rc = 0;
+    }
+    fclose(f);
+    if (rc) {
+        free(*mom1);
+        free(*mom2);
+        *mom1 = *mom2 = NULL;
+        model_free(m);
+    }
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// writing
+
+static int fsync_dir_of(const char *path) {
+    char *copy = strdup(path);
+    if (!copy) return -1;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    free(copy);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return err_set(err, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) ok = fwrite(chunks[i].p, 1, chunks[i].n, f) == chunks[i].n;
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int saved = errno;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) saved = errno;
+        remove(tmp);
+        return err_set(err, "%s: write failed: %s", path, strerror(saved));
+    }
+    fsync_dir_of(path); // makes the rename durable; best effort
+    return 0;
+}
+
+int model_save(const Model *m, const char *path, Error *err) {
+    unsigned char h[HEADER_BYTES];
+    header_encode(h, &m->cfg, KIND_MODEL);
+    Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}};
+    return write_file_atomic(path, c, 2, err);
+}
+
+int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
+                    const int64_t *run, const char *path, Error *err) {
+    unsigned char h[HEADER_BYTES], tb[TRAIN_BLOCK_BYTES] = {0};
+    header_encode(h, &m->cfg, KIND_CHECKPOINT);
+    memcpy(tb, &st->step, 8);
+    memcpy(tb + 8, &st->rng_state, 8);
+    memcpy(tb + 16, &st->tokens, 8);
+    size_t bytes = m->n_params * sizeof(float);
+    Chunk c[] = {{h, HEADER_BYTES}, {m->params, bytes}, {mom1, bytes}, {mom2, bytes},
+                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}};
+    return write_file_atomic(path, c, 6, err);
+}

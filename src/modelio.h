@@ -1,0 +1,47 @@
+// Model and checkpoint files (docs/format.md): a 256-byte header with the
+// whole config, then float32 tensors. Loaders validate every header field and
+// the exact file size and return an error instead of exiting; writers go
+// through a temporary file, fsync and rename, so a crash never leaves a
+// half-written file behind.
+#ifndef MODELIO_H
+#define MODELIO_H
+
+#include <stdint.h>
+
+#include "common.h"
+#include "model.h"
+
+#define MODEL_MAGIC 0x5459444Cu // "LDYT"
+#define MODEL_VERSION 1
+#define HEADER_BYTES 256
+enum { KIND_MODEL = 1, KIND_CHECKPOINT = 2 };
+
+#define TRAIN_BLOCK_BYTES 64
+#define RUN_BLOCK_SLOTS 128 // the trainer's settings: 128 int64 slots (1024 bytes)
+
+typedef struct {
+    int64_t step;       // optimizer steps completed
+    uint64_t rng_state; // data-sampling stream
+    int64_t tokens;     // training tokens seen
+} TrainState;
+
+// Writes the model alone (kind 1).
+int model_save(const Model *m, const char *path, Error *err);
+// Reads a model file, or the model inside a checkpoint; creates m.
+int model_load(Model *m, const char *path, Error *err);
+
+// mom1, mom2: AdamW moments (n_params each). run: RUN_BLOCK_SLOTS values.
+int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
+                    const int64_t *run, const char *path, Error *err);
+// Creates m and allocates *mom1, *mom2 (caller frees).
+int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
+                    const char *path, Error *err);
+
+// Writes `n` byte chunks to path atomically (temp file, fsync, rename, fsync dir).
+typedef struct {
+    const void *p;
+    size_t n;
+} Chunk;
+int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err);
+
+#endif

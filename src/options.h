@@ -1,0 +1,34 @@
+// Table-driven command-line options, shared by both programs: strict number
+// parsing (whole string, range checked, no NaN or inf), --help generated from
+// the table with each default, and a record of which options were given.
+#ifndef OPTIONS_H
+#define OPTIONS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common.h"
+
+typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_FLAG } OptType;
+
+typedef struct {
+    const char *name; // "--dim"
+    OptType type;
+    size_t offset;    // of the value in the settings struct: int64_t, double, const char *, int
+    double lo, hi;    // range of numbers
+    const char *help;
+} Option;
+
+// Parses argv[1..] into the struct at `base` (pre-filled with defaults).
+// Arguments not starting with '-' go to positional[] (at most max_pos).
+// given[i] is set to 1 when option i appears. Returns 0, 1 for --help, or -1
+// with a one-line message in err.
+int options_parse(const Option *opts, int n, void *base, unsigned char *given,
+                  int argc, char **argv, const char **positional, int max_pos, int *n_pos,
+                  Error *err);
+// One line per option with its current (default) value.
+void options_usage(FILE *f, const Option *opts, int n, const void *base);
+// The option's value as text (for messages and comparisons).
+void option_format(const Option *o, const void *base, char *buf, size_t cap);
+
+#endif

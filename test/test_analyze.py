@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""Tests for scripts/analyze.py: statistics against hand-computed values, and the plot and
+summary steps on synthetic run folders (compare and sweep mode, with diverged runs).
+
+Prints `ok - NAME` or `FAIL - NAME: why` per test; exits 1 if any failed.
+Usage: test/test_analyze.py [--keep DIR]   (--keep: write the synthetic runs and outputs to
+DIR and leave them there, to look at the plots)
+"""
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "..", "scripts", "analyze.py")
+
+spec = importlib.util.spec_from_file_location("analyze", SCRIPT)
+A = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(A)
+
+RESULTS = []
+
+
+def test(fn):
+    """Run fn now; record ok or FAIL with the assertion message."""
+    name = fn.__name__[len("test_"):] if fn.__name__.startswith("test_") else fn.__name__
+    try:
+        fn()
+        print(f"ok - {name}")
+        RESULTS.append(True)
+    except Exception as e:  # noqa: BLE001  (any failure is a test failure)
+        why = str(e) or type(e).__name__
+        if not isinstance(e, AssertionError):
+            why = f"{type(e).__name__}: {e} @ {traceback.extract_tb(e.__traceback__)[-1].lineno}"
+        print(f"FAIL - {name}: {why}".replace("\n", " | "))
+        RESULTS.append(False)
+    return fn
+
+
+def close(got, want, tol, what):
+    assert abs(got - want) <= tol, f"{what}: got {got!r}, want {want!r} (tol {tol})"
+
+
+# ----------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------
+
+def simpson_t_pdf(dof, x, n=4000):
+    """Integral of Student's t density from 0 to x (composite Simpson, n even)."""
+    c = math.exp(math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2)) / math.sqrt(dof * math.pi)
+    f = [c * (1 + (x * i / n) ** 2 / dof) ** (-(dof + 1) / 2) for i in range(n + 1)]
+    return x / n / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+
+
+def stats_tests():
+    @test
+    def test_mean_and_sample_std():
+        # [2, 4, 4, 4, 5, 5, 7, 9]: mean 5, squared deviations sum to 32, 32 / 7 = 4.571429
+        xs = [2, 4, 4, 4, 5, 5, 7, 9]
+        close(A.mean(xs), 5.0, 1e-15, "mean")
+        close(A.sample_std(xs), math.sqrt(32 / 7), 1e-12, "std")
+        assert math.isnan(A.sample_std([1.0])), "std of one value must be nan"
+
+    @test
+    def test_welch_t_and_dof_by_hand():
+        # a = [1,2,3,4]: mean 2.5, s^2 = 5/3, s^2/n = 0.4166667
+        # b = [2,4,6,8,10]: mean 6, s^2 = 10, s^2/n = 2
+        # t = (2.5 - 6) / sqrt(2.4166667) = -3.5 / 1.5545632 = -2.2514363
+        # dof = 2.4166667^2 / (0.4166667^2 / 3 + 2^2 / 4) = 5.8402778 / 1.0578704 = 5.5207876
+        a, b = [1, 2, 3, 4], [2, 4, 6, 8, 10]
+        close(A.welch_t(a, b), -2.2514363, 1e-6, "t")
+        close(A.welch_dof(a, b), 5.5207876, 1e-6, "dof")
+
+    @test
+    def test_betainc_identities():
+        # I_x(1,1) = x; I_x(a,1) = x^a; I_0.5(a,a) = 0.5 (symmetry)
+        close(A.betainc_reg(1, 1, 0.3), 0.3, 1e-14, "I_x(1,1)")
+        close(A.betainc_reg(3.5, 1, 0.7), 0.7 ** 3.5, 1e-13, "I_x(a,1)")
+        close(A.betainc_reg(7.3, 7.3, 0.5), 0.5, 1e-13, "I_0.5(a,a)")
+
+    @test
+    def test_t_quantile_table_values():
+        # standard t-table values; dof 2 also has the closed form t = (2p-1) / sqrt(2p(1-p)):
+        # p = 0.975 -> 0.95 / sqrt(0.04875) = 4.302653
+        for p, dof, want in ((0.975, 4, 2.776445), (0.975, 1, 12.706205), (0.975, 10, 2.228139),
+                             (0.95, 30, 1.697261), (0.995, 2, 9.924843), (0.975, 2, 4.302653),
+                             (0.975, math.inf, 1.959964)):
+            close(A.t_quantile(p, dof), want, 2e-6, f"t_{p},{dof}")
+        close(A.t_quantile(0.025, 4), -2.776445, 2e-6, "lower tail")
+        assert A.t_quantile(0.5, 3) == 0.0
+
+    @test
+    def test_t_p_values():
+        # dof 1 is Cauchy: P(|T| > 1) = 1 - 2 atan(1) / pi = 0.5
+        close(A.t_two_sided_p(1.0, 1), 0.5, 1e-12, "p(1, 1)")
+        # dof 2: CDF = 1/2 + t / (2 sqrt(2 + t^2)), so p(2, 2) = 1 - 2 / sqrt(6) = 0.18350342
+        close(A.t_two_sided_p(2.0, 2), 1 - 2 / math.sqrt(6), 1e-12, "p(2, 2)")
+        close(A.t_two_sided_p(2.776445, 4), 0.05, 1e-6, "p(2.776445, 4)")
+        close(A.t_two_sided_p(-2.0, 10), 0.07338803, 1e-7, "p(-2, 10)")  # table: 0.0734
+        close(A.t_cdf(-1.0, 1), 0.25, 1e-12, "cdf(-1, 1)")
+
+    @test
+    def test_t_cdf_fractional_dof_by_integration():
+        # Welch dof are fractional: compare t_cdf with Simpson's rule on the t density
+        for dof, x in ((2.5, 1.7), (5.5207876, 2.2514363), (0.7, 3.0)):
+            close(A.t_cdf(x, dof), 0.5 + simpson_t_pdf(dof, x), 1e-9, f"cdf({x}, {dof})")
+            close(A.t_cdf(A.t_quantile(0.975, dof), dof), 0.975, 1e-10, f"round trip {dof}")
+
+    @test
+    def test_welch_test_ci_and_p():
+        # same samples as above: CI = diff +- t_0.975,5.5207876 * 1.5545632
+        a, b = [1, 2, 3, 4], [2, 4, 6, 8, 10]
+        w = A.welch_test(a, b)
+        half = A.t_quantile(0.975, 5.5207876) * 1.5545632
+        close(w["diff"], -3.5, 1e-12, "diff")
+        close(w["lo"], -3.5 - half, 1e-5, "lo")
+        close(w["hi"], -3.5 + half, 1e-5, "hi")
+        close(w["p"], A.t_two_sided_p(-2.2514363, 5.5207876), 1e-6, "p")
+        assert 0.06 < w["p"] < 0.08, f"p = {w['p']} (expected ~0.07)"
+        assert A.welch_test([1.0], [1.0, 2.0]) is None, "n = 1 must give None"
+        const = A.welch_test([1.0, 1.0], [2.0, 2.0])
+        assert const["p"] == 0.0 and const["lo"] == const["hi"] == -1.0, const
+
+    @test
+    def test_pearson_known_set():
+        # x = 1..5, y = [2,4,5,4,5]: Sxy = 6, Sxx = 10, Syy = 6, r = 6 / sqrt(60) = 0.7745967
+        close(A.pearson([1, 2, 3, 4, 5], [2, 4, 5, 4, 5]), 0.7745967, 1e-7, "r")
+        close(A.pearson([1, 2, 3], [3, 2, 1]), -1.0, 1e-12, "r = -1")
+        assert math.isnan(A.pearson([1, 1, 1], [1, 2, 3])), "constant x must give nan"
+
+
+# ----------------------------------------------------------------------------------------
+# Synthetic run folders
+# ----------------------------------------------------------------------------------------
+
+N_LAYERS, STEPS, EVAL_EVERY, TOKENS = 3, 200, 20, 1024
+
+
+def val_curve(step, final):
+    """Decays from ~4.17 (ln 65) to exactly `final` at STEPS."""
+    return final + (4.17 - final) * (math.exp(-step / 40) - math.exp(-STEPS / 40))
+
+
+def layer_std(kind, i, step):
+    base = 1.0 + 0.6 * i + (0.3 if kind == "ffn" else 0.0)
+    return base * (1.0 + 0.4 * math.sin(step / 60.0))
+
+
+def fmt_cell(x):
+    return "" if x is None else ("nan" if isinstance(x, float) and math.isnan(x) else f"{x:.6g}")
+
+
+def log_rows(norm, final, seed, ms, diverge_at=None):
+    """Header and rows of a log.csv as docs/format.md describes; DyT gets alpha columns."""
+    kinds = ("attn", "ffn")
+    alpha_cols = [f"alpha_{k}_{i}" for k in kinds for i in range(N_LAYERS)] + ["alpha_final"]
+    std_cols = [f"std_{k}_{i}" for k in kinds for i in range(N_LAYERS)] + ["std_final"]
+    header = ["step", "tokens", "train_loss", "val_loss", "lr", "grad_norm", "ms", "tok_s",
+              "elapsed_s"] + (alpha_cols if norm == "dyt" else []) + std_cols
+    rows, elapsed = [], 0.0
+    last = STEPS if diverge_at is None else diverge_at + EVAL_EVERY
+    for s in range(last + 1):
+        broken = diverge_at is not None and s > diverge_at
+        is_eval = s % EVAL_EVERY == 0
+        step_ms = None if s == 0 else (5 * ms if s == 1 else ms * (1 + 0.01 * ((s * 7 + seed) % 5)))
+        elapsed += (step_ms or 0) / 1000
+        val = val_curve(s, final)
+        row = [s, s * TOKENS, None if s == 0 else (math.nan if broken else
+                                                   val + 0.03 + 0.04 * math.sin(s * 1.3 + seed)),
+               (math.nan if broken else val) if is_eval else None, 1e-3, 0.5,
+               step_ms, None if s == 0 else TOKENS / (step_ms / 1000), elapsed]
+        if norm == "dyt":  # alpha = 0.5 / std exactly, so the final correlation is +1
+            row += [0.5 / layer_std(k, i, s) for k in kinds for i in range(N_LAYERS)] + [0.4]
+        row += ([layer_std(k, i, s) for k in kinds for i in range(N_LAYERS)] + [2.0]
+                if is_eval else [None] * len(std_cols))
+        rows.append(row)
+    return header, rows
+
+
+def make_run(path, norm, seed, final, ms, diverge_at=None, run_json=True, args=()):
+    os.makedirs(path, exist_ok=True)
+    header, rows = log_rows(norm, final, seed, ms, diverge_at)
+    with open(os.path.join(path, "log.csv"), "w") as f:
+        f.write(",".join(header) + "\n")
+        for r in rows:
+            f.write(",".join(fmt_cell(c) for c in r) + "\n")
+    status = "finished" if diverge_at is None else "diverged"
+    steps = STEPS if diverge_at is None else diverge_at + EVAL_EVERY
+    final_txt = f"{final:.6f}" if diverge_at is None else "nan"
+    with open(os.path.join(path, "result.txt"), "w") as f:
+        f.write(f"status={status}\nsteps={steps}\nfinal_val_loss={final_txt}\n"
+                f"best_val_loss={final:.6f}\nmedian_ms={ms:.3f}\n"
+                f"tok_s={TOKENS / (ms / 1000):.3f}\nparams=12345\nnorm={norm}\nseed={seed}\n")
+    if run_json:
+        with open(os.path.join(path, "run.json"), "w") as f:
+            json.dump({"norm": norm, "seed": seed, "data": "/x/tinyshakespeare.txt",
+                       "args": ["--dim", "64", "--layers", str(N_LAYERS), *args,
+                                "--seed", str(seed)]}, f)
+
+
+# Compare set: RMSNorm finals [1.50, 1.52, 1.54] -> 1.5200 +- 0.0200;
+# DyT finished finals [1.53, 1.56, 1.59] -> 1.5600 +- 0.0300, plus dyt_s3 diverged at 100.
+# Welch (DyT - RMSNorm): diff 0.04, se^2 = 0.0004/3 + 0.0009/3 = 0.00043333,
+# t = 0.04 / 0.0208167 = 1.9215, dof = 0.00043333^2 / ((0.00013333^2 + 0.0003^2) / 2) = 3.4845.
+# Speed: RMSNorm 100 ms -> 10240 tok/s, DyT 110 ms -> 9309 tok/s, ratio 0.909 (9.1% slower).
+RMS_FINALS, DYT_FINALS = [1.50, 1.52, 1.54], [1.53, 1.56, 1.59]
+
+
+def make_compare_set(root):
+    runs = os.path.join(root, "runs")
+    for k, f in enumerate(RMS_FINALS):
+        # rmsnorm_s1 has no run.json: it must be identified by its folder name alone
+        make_run(os.path.join(runs, f"rmsnorm_s{k}"), "rmsnorm", k, f, 100.0, run_json=k != 1)
+    for k, f in enumerate(DYT_FINALS):
+        make_run(os.path.join(runs, f"dyt_s{k}"), "dyt", k, f, 110.0)
+    make_run(os.path.join(runs, "dyt_s3"), "dyt", 3, 1.6, 110.0, diverge_at=100)
+    return runs
+
+
+# Sweep over lr, 2 seeds: RMSNorm 1e-4 [1.60, 1.62] -> 1.6100 +- 0.0141, 1e-3 [1.50, 1.52]
+# -> 1.5100 +- 0.0141, 1e-2 [1.70] + 1 diverged; DyT 1e-4 [1.64, 1.66] -> 1.6500 +- 0.0141,
+# 1e-3 [1.53, 1.57] -> 1.5500 +- 0.0283, 1e-2 both diverged.
+SWEEP = {("rmsnorm", "1e-4"): [1.60, 1.62], ("rmsnorm", "1e-3"): [1.50, 1.52],
+         ("rmsnorm", "1e-2"): [1.70, None], ("dyt", "1e-4"): [1.64, 1.66],
+         ("dyt", "1e-3"): [1.53, 1.57], ("dyt", "1e-2"): [None, None]}
+
+
+def make_sweep_set(root):
+    runs = os.path.join(root, "runs")
+    for (norm, value), fins in SWEEP.items():
+        for k, f in enumerate(fins):
+            path = os.path.join(runs, f"lr={value}", f"{norm}_s{k}")
+            make_run(path, norm, k, f or 2.0, 100.0 if norm == "rmsnorm" else 110.0,
+                     diverge_at=None if f else 60 + 20 * k, args=("--lr", value))
+    return runs
+
+
+# ----------------------------------------------------------------------------------------
+# Output checks
+# ----------------------------------------------------------------------------------------
+
+def assert_png(path):
+    assert os.path.exists(path), f"{path} missing"
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert os.path.getsize(path) > 10000, f"{path} suspiciously small"
+
+
+def assert_svg(path):
+    assert os.path.exists(path), f"{path} missing"
+    root = ET.parse(path).getroot()
+    assert root.tag.split("}")[-1] == "svg", f"{path} root is {root.tag}"
+
+
+def assert_contains(text, *needles):
+    for n in needles:
+        assert n in text, f"summary lacks {n!r}"
+
+
+def run_main(argv):
+    """analyze.main in-process with stdout captured; returns (rc, stdout)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = A.main(argv)
+    return rc, buf.getvalue()
+
+
+def compare_tests(tmp):
+    runs_dir = make_compare_set(os.path.join(tmp, "compare"))
+    out = os.path.join(tmp, "compare")
+    rc, stdout = run_main(["--out", out, runs_dir])
+    summary = open(os.path.join(out, "summary.md")).read() if rc == 0 else ""
+
+    @test
+    def test_compare_runs_identified():
+        runs = A.load_runs([runs_dir])
+        got = sorted((r.norm, r.seed, r.status) for r in runs)
+        want = sorted([("rmsnorm", k, "finished") for k in range(3)]
+                      + [("dyt", k, "finished") for k in range(3)] + [("dyt", 3, "diverged")])
+        assert got == want, got
+
+    @test
+    def test_compare_plots_written():
+        assert rc == 0, f"main returned {rc}"
+        for stem in ("loss_curves", "alpha"):
+            assert_png(os.path.join(out, stem + ".png"))
+        assert_svg(os.path.join(out, "loss_curves.svg"))
+
+    @test
+    def test_compare_summary_numbers():
+        assert stdout == summary, "stdout differs from summary.md"
+        assert_contains(summary, "| RMSNorm | 3 | 3 | 0 | 0 | 1.5200 ± 0.0200 |",
+                        "| DyT | 4 | 3 | 1 | 0 | 1.5600 ± 0.0300 |",
+                        "**+0.0400**", "t = 1.922", "dof = 3.48",
+                        "| RMSNorm | 100.0 | 10240 |", "| DyT | 110.0 | 9309 |",
+                        "DyT / RMSNorm tokens/s: **0.909** (DyT 9.1% slower)")
+        w = A.welch_test(DYT_FINALS, RMS_FINALS)
+        assert_contains(summary, f"[{w['lo']:+.4f}, {w['hi']:+.4f}]", f"p = {w['p']:.3f}")
+
+    @test
+    def test_compare_summary_diverged_and_alpha():
+        assert_contains(summary, "- dyt_s3 (DyT, seed 3): diverged at step 101")
+        # alpha = 0.5 / std exactly in the synthetic logs -> r = 1 for each finished DyT seed
+        assert_contains(summary, "mean **1.000** over 3 DyT run(s)")
+
+    @test
+    def test_compare_single_seed_is_na():
+        one = os.path.join(tmp, "one")
+        make_run(os.path.join(one, "runs", "rmsnorm_s0"), "rmsnorm", 0, 1.5, 100.0)
+        make_run(os.path.join(one, "runs", "dyt_s0"), "dyt", 0, 1.55, 110.0)
+        rc1, text = run_main(["--out", one, "--config", "tiny test", os.path.join(one, "runs")])
+        assert rc1 == 0, f"rc {rc1}"
+        assert_contains(text, "n/a (need >= 2 seeds)", "# RMSNorm vs DyT — tiny test")
+
+    @test
+    def test_cli_subprocess_and_no_runs_error():
+        out2 = os.path.join(tmp, "cli")
+        p = subprocess.run([sys.executable, SCRIPT, "--out", out2, runs_dir],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-500:]
+        assert "1.5200 ± 0.0200" in p.stdout
+        p = subprocess.run([sys.executable, SCRIPT, "--out", out2, os.path.join(tmp, "nope")],
+                           capture_output=True, text=True)
+        assert p.returncode == 1 and "no run folders" in p.stderr, p.stderr
+
+
+def sweep_tests(tmp):
+    root = os.path.join(tmp, "sweep")
+    runs_dir = make_sweep_set(root)
+    rc, stdout = run_main(["--sweep", "lr", "--out", root, runs_dir])
+    summary = open(os.path.join(root, "summary.md")).read() if rc == 0 else ""
+
+    @test
+    def test_sweep_plots_written():
+        assert rc == 0, f"main returned {rc}"
+        assert_png(os.path.join(root, "sweep.png"))
+        assert_svg(os.path.join(root, "sweep.svg"))
+
+    @test
+    def test_sweep_summary_table():
+        assert_contains(summary, "| 1e-4 | RMSNorm | 1.6100 ± 0.0141 |", "| 2 | 0/2 |",
+                        "| 1e-3 | DyT | 1.5500 ± 0.0283 |",
+                        "| 1e-2 | RMSNorm | 1.7000 |", "| 1 | 1/2 |",
+                        "| 1e-2 | DyT | — |", "| 0 | 2/2 |",
+                        "- RMSNorm: lr=1e-3 (1.5100 ± 0.0141)", "- DyT: lr=1e-3",
+                        "- lr=1e-2: n/a (need >= 2 seeds)")
+        # values sorted numerically, not as strings
+        assert summary.index("| 1e-4 |") < summary.index("| 1e-3 |") < summary.index("| 1e-2 |")
+
+    @test
+    def test_sweep_value_from_run_json_args():
+        # a run folder outside the <param>=<value> convention still gets its value from run.json
+        path = os.path.join(tmp, "loose", "dyt_s0")
+        make_run(path, "dyt", 0, 1.5, 110.0, args=("--lr", "3e-3"))
+        assert A.identify(path, "lr") == ("dyt", 0, "3e-3")
+
+
+# ----------------------------------------------------------------------------------------
+# Log reading edge cases
+# ----------------------------------------------------------------------------------------
+
+def log_tests(tmp):
+    @test
+    def test_log_resume_duplicates_and_clock_restart():
+        # steps 0..3, then a resume from step 2 that restarted its clock at 0
+        path = os.path.join(tmp, "dup.csv")
+        with open(path, "w") as f:
+            f.write("step,train_loss,val_loss,elapsed_s\n0,,4.0,0\n1,3.9,,1\n2,3.8,3.7,2\n"
+                    "3,9.9,,3\n3,3.6,,0.5\n4,3.5,3.4,1.5\n")
+        log = A.read_log(path)
+        assert list(log.get("step")) == [0, 1, 2, 3, 4], list(log.get("step"))
+        assert log.get("train_loss")[3] == 3.6, "the later row of a repeated step must win"
+        el = list(log.get("elapsed_s"))
+        assert el == sorted(el), f"elapsed not monotonic: {el}"
+        assert list(log.eval_rows()) == [0, 2, 4]
+
+    @test
+    def test_nonfinite_loss_marks_diverged_without_result():
+        path = os.path.join(tmp, "crash", "dyt_s0")
+        os.makedirs(path)
+        with open(os.path.join(path, "log.csv"), "w") as f:
+            f.write("step,train_loss,val_loss\n0,,4.0\n1,3.9,\n2,-nan,\n")
+        (run,) = A.load_runs([path])
+        assert run.status == "diverged" and run.diverge_step() == 2.0, run.status
+
+
+def main():
+    keep = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--keep" else None
+    stats_tests()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = keep or tmp
+        os.makedirs(tmp, exist_ok=True)
+        compare_tests(tmp)
+        sweep_tests(tmp)
+        log_tests(tmp)
+    failed = RESULTS.count(False)
+    print(f"# {len(RESULTS) - failed} passed, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
