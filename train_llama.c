@@ -448,7 +448,6 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         r->data.fingerprint = hash; // checked against the data file below
     }
     if (!s->out) s->out = !strcmp(s->norm, "dyt") ? "runs/dyt" : "runs/rmsnorm";
-    if (s->warmup >= s->steps && s->warmup > 0) return usage_error("--warmup must be smaller than --steps");
     if (s->layers > 1024) return usage_error("--layers must be at most 1024");
     return 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Tests for scripts/analyze.py: statistics against hand-computed values, and the plot and
-summary steps on synthetic run folders (compare and sweep mode, with diverged runs).
+summary steps on synthetic run folders (compare and sweep mode, with diverged runs); plus
+scripts/compare_norms.sh and scripts/sweep.sh end to end with a fake train_llama.
 
 Prints `ok - NAME` or `FAIL - NAME: why` per test; exits 1 if any failed.
 Usage: test/test_analyze.py [--keep DIR]   (--keep: write the synthetic runs and outputs to
@@ -19,11 +20,16 @@ import traceback
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "scripts", "analyze.py")
+SCRIPTS = os.path.join(HERE, "..", "scripts")
+SCRIPT = os.path.join(SCRIPTS, "analyze.py")
 
-spec = importlib.util.spec_from_file_location("analyze", SCRIPT)
-A = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(A)
+try:
+    spec = importlib.util.spec_from_file_location("analyze", SCRIPT)
+    A = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(A)
+except Exception as e:  # noqa: BLE001  (the runner counts lines: a crash must print FAIL)
+    print(f"FAIL - import_analyze: {type(e).__name__}: {e}")
+    sys.exit(1)
 
 RESULTS = []
 
@@ -306,7 +312,7 @@ def compare_tests(tmp):
 
     @test
     def test_compare_summary_diverged_and_alpha():
-        assert_contains(summary, "- dyt_s3 (DyT, seed 3): diverged at step 101")
+        assert_contains(summary, "- dyt_s3 (DyT, seed 3): non-finite loss at step 101")
         # alpha = 0.5 / std exactly in the synthetic logs -> r = 1 for each finished DyT seed
         assert_contains(summary, "mean **1.000** over 3 DyT run(s)")
 
@@ -391,15 +397,122 @@ def log_tests(tmp):
         assert run.status == "diverged" and run.diverge_step() == 2.0, run.status
 
 
+    @test
+    def test_finite_blowup_counts_as_diverged():
+        # finished per result.txt, but the val loss ends above the step-0 one (5.5 -> 91.9)
+        path = os.path.join(tmp, "blowup", "dyt_s0")
+        os.makedirs(path)
+        with open(os.path.join(path, "log.csv"), "w") as f:
+            f.write("step,train_loss,val_loss\n0,,5.5\n1,4.0,\n2,3.9,3.8\n3,60,\n4,95,91.9\n")
+        with open(os.path.join(path, "result.txt"), "w") as f:
+            f.write("status=finished\nfinal_val_loss=91.9\nbest_val_loss=3.8\n")
+        (run,) = A.load_runs([path])
+        assert run.status == "diverged", run.status
+        assert run.diverge_step() == 4.0 and "91.9 > initial 5.5" in run.why, run.why
+        assert A.finals([run]) == [], "a blown-up run must stay out of the statistics"
+
+
+# ----------------------------------------------------------------------------------------
+# compare_norms.sh and sweep.sh with a fake train_llama
+# ----------------------------------------------------------------------------------------
+
+# Logs its argv to OUT/argv.txt; diverges (status=diverged, exit 1) when --lr >= 1.
+FAKE_TRAIN = r"""#!/usr/bin/python3
+import sys
+a = sys.argv[1:]
+opt = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i].startswith("--")}
+out, lr, seed = opt["--out"], float(opt.get("--lr", "1e-3")), int(opt["--seed"])
+open(out + "/argv.txt", "w").write(" ".join(a))
+bad = lr >= 1
+rows = ["step,train_loss,val_loss,ms,tok_s,elapsed_s", "0,,4.0,,,0"]
+rows += [f"{s},{'nan' if bad and s > 2 else 3.0},{'nan' if bad and s > 2 else 2.5 - 0.01 * seed}"
+         f",10,1000,{s / 100}" for s in range(1, 5)]
+open(out + "/log.csv", "w").write("\n".join(rows) + "\n")
+open(out + "/model.bin", "w").write("m")
+final = "nan" if bad else 2.5 - 0.01 * seed
+open(out + "/result.txt", "w").write(f"status={'diverged' if bad else 'finished'}\n"
+                                     f"final_val_loss={final}\nnorm={opt['--norm']}\n")
+sys.exit(1 if bad else 0)
+"""
+FAKE_INFER = "#!/bin/sh\necho \"sample of $1\"\n"
+
+
+def sh(tmp, script, *args):
+    """Run scripts/<script> with the fake binaries; returns CompletedProcess."""
+    env = dict(os.environ, TRAIN_LLAMA=os.path.join(tmp, "fake_train"),
+               INFER_LLAMA=os.path.join(tmp, "fake_infer"))
+    return subprocess.run([os.path.join(SCRIPTS, script), *args], capture_output=True,
+                          text=True, env=env)
+
+
+def script_tests(tmp):
+    for name, text in (("fake_train", FAKE_TRAIN), ("fake_infer", FAKE_INFER)):
+        with open(os.path.join(tmp, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(tmp, name), 0o755)
+    data = os.path.join(tmp, "data.txt")
+    with open(data, "w") as f:
+        f.write("hello world\n")
+
+    @test
+    def test_compare_sh_usage_errors():
+        p = sh(tmp, "compare_norms.sh", "--help")
+        assert p.returncode == 0 and "Usage:" in p.stdout, p.returncode
+        for args, want in ((["--seeds", "2"], "--data FILE is required"),
+                           (["--data", data, "--bogus", "1"], "unknown option '--bogus'"),
+                           (["--data", data, "--seed", "1"], "--seed is set by this script")):
+            p = sh(tmp, "compare_norms.sh", *args)
+            lines = p.stderr.strip().splitlines()
+            assert p.returncode == 2 and len(lines) == 1 and want in lines[0], (args, p.stderr)
+
+    @test
+    def test_compare_sh_skip_resume_sample():
+        out = os.path.join(tmp, "sh_compare")
+        runs = os.path.join(out, "runs")
+        for d in ("rmsnorm_s0", "dyt_s0"):
+            os.makedirs(os.path.join(runs, d))
+        # rmsnorm_s0 already finished: skipped; dyt_s0 has only a checkpoint: resumed
+        make_run(os.path.join(runs, "rmsnorm_s0"), "rmsnorm", 0, 2.6, 10.0, run_json=False)
+        open(os.path.join(runs, "dyt_s0", "checkpoint.bin"), "w").write("c")
+        p = sh(tmp, "compare_norms.sh", "--data", data, "--seeds", "2", "--out", out,
+               "--steps", "4", "--lr=1e-3")
+        assert p.returncode == 0, p.stderr[-600:]
+        assert not os.path.exists(os.path.join(runs, "rmsnorm_s0", "argv.txt")), "not skipped"
+        argv = open(os.path.join(runs, "dyt_s0", "argv.txt")).read()
+        resume = "--resume " + os.path.join(runs, "dyt_s0", "checkpoint.bin")
+        assert resume in argv and "--steps 4 --lr 1e-3" in argv, argv
+        assert "--seed 1" in open(os.path.join(runs, "rmsnorm_s1", "argv.txt")).read()
+        # best dyt run: seed 1 (final 2.49 < 2.50)
+        sample = open(os.path.join(out, "sample_dyt.txt")).read()
+        assert "dyt_s1/model.bin" in sample, sample
+        for f in ("summary.md", "loss_curves.png", "sample_rmsnorm.txt"):
+            assert os.path.exists(os.path.join(out, f)), f
+
+    @test
+    def test_sweep_sh_carries_on_after_divergence():
+        out = os.path.join(tmp, "sh_sweep")
+        p = sh(tmp, "sweep.sh", "--param", "lr", "--values", "1e-3,3", "--seeds", "2",
+               "--norms", "dyt", "--out", out, "--data", data)
+        assert p.returncode == 0, p.stderr[-600:]
+        assert os.path.exists(os.path.join(out, "runs", "lr=3", "dyt_s1", "result.txt")), \
+            "the sweep stopped at the first divergence"
+        summary = open(os.path.join(out, "summary.md")).read()
+        assert_contains(summary, "| 3 | DyT | — | — | 0 | 2/2 |", "| 1e-3 | DyT | 2.4950 ± 0.0071")
+        assert_png(os.path.join(out, "sweep.png"))
+
+
 def main():
     keep = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--keep" else None
     stats_tests()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = keep or tmp
         os.makedirs(tmp, exist_ok=True)
-        compare_tests(tmp)
-        sweep_tests(tmp)
-        log_tests(tmp)
+        for group in (compare_tests, sweep_tests, log_tests, script_tests):
+            try:
+                group(tmp)
+            except Exception as e:  # noqa: BLE001  (setup outside a test crashed)
+                print(f"FAIL - {group.__name__}: {type(e).__name__}: {e}")
+                RESULTS.append(False)
     failed = RESULTS.count(False)
     print(f"# {len(RESULTS) - failed} passed, {failed} failed", file=sys.stderr)
     return 1 if failed else 0

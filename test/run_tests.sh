@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The project's test runner: unit and reference tests (build/test_core), then
+# end-to-end checks of the two programs, then the analysis scripts' tests.
+# Every check prints "ok - NAME" or "FAIL - NAME: why"; the last line is
+# "N passed, N failed" and the exit status is non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/tinyshakespeare.txt}
+[ -f "$DATA" ] || DATA=data/tinyshakespeare.txt
+PY=/usr/bin/python3
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+LOG="$TMP/all.log"
+: >"$LOG"
+
+say() { printf '%s\n' "$*" | tee -a "$LOG"; }
+ok() { say "ok - $1"; }
+fail() { say "FAIL - $1: $2"; }
+expect() { # expect NAME CONDITION-EXIT-STATUS WHY
+    if [ "$2" -eq 0 ]; then ok "$1"; else fail "$1" "$3"; fi
+}
+
+# Deterministic columns of log.csv: everything except ms, tok_s, elapsed_s.
+losses() { cut -d, -f1-6,10- "$1"; }
+
+TINY=(--dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --batch 4 --warmup 2 --lr 3e-3
+      --eval-every 5 --eval-batches 2)
+train() { ./train_llama --data "$DATA" "${TINY[@]}" "$@"; }
+
+# ---------------------------------------------------------------------------
+echo "# unit and reference tests"
+build/test_core test/ref | tee -a "$LOG"
+
+# ---------------------------------------------------------------------------
+echo "# determinism and resume"
+for norm in rmsnorm dyt; do
+    train --norm $norm --steps 20 --seed 5 --out "$TMP/a_$norm" 2>>"$TMP/stderr" &&
+        train --norm $norm --steps 20 --seed 5 --out "$TMP/b_$norm" 2>>"$TMP/stderr"
+    cmp -s <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/b_$norm/log.csv") &&
+        cmp -s "$TMP/a_$norm/model.bin" "$TMP/b_$norm/model.bin"
+    expect "$norm: same seed, same losses and weights to the last bit" $? "runs differ"
+
+    train --norm $norm --steps 20 --seed 5 --stop-after 10 --out "$TMP/c_$norm" 2>>"$TMP/stderr" &&
+        train --resume "$TMP/c_$norm/checkpoint.bin" --out "$TMP/c_$norm" 2>>"$TMP/stderr"
+    cmp -s <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/c_$norm/log.csv") &&
+        cmp -s "$TMP/a_$norm/model.bin" "$TMP/c_$norm/model.bin"
+    expect "$norm: 10 steps + resume + 10 steps equals 20 steps bit for bit" $? \
+        "$(diff <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/c_$norm/log.csv") | head -3 | tr '\n' ' ')"
+done
+
+train --norm dyt --steps 3 --seed 9 --out "$TMP/acc1" --batch 4 --grad-accum 1 2>>"$TMP/stderr" &&
+    train --norm dyt --steps 3 --seed 9 --out "$TMP/acc2" --batch 2 --grad-accum 2 2>>"$TMP/stderr"
+# batch 4 and 2x2 micro-batches draw the same windows; only float rounding differs
+$PY - "$TMP/acc1/log.csv" "$TMP/acc2/log.csv" <<'PY'
+import csv, sys
+a, b = ([float(r["train_loss"]) for r in csv.DictReader(open(f)) if r["train_loss"]] for f in sys.argv[1:])
+sys.exit(0 if len(a) == 3 and all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)) else 1)
+PY
+expect "grad-accum 2 x batch 2 equals batch 4 (losses within 1e-5)" $? "losses differ"
+
+# ---------------------------------------------------------------------------
+echo "# generation"
+M="$TMP/a_dyt/model.bin"
+gen() { ./infer_llama "$M" --prompt "ROMEO:" "$@" 2>/dev/null; } # bytes may include NUL: compare files
+gen -n 20 --temperature 0 >"$TMP/g1" && gen -n 20 --temperature 0 >"$TMP/g2"
+[ -s "$TMP/g1" ] && cmp -s "$TMP/g1" "$TMP/g2"
+expect "greedy generation is identical across runs" $? "differs"
+gen -n 20 --temperature 0.8 --top-k 1 --seed 3 >"$TMP/k1"
+cmp -s "$TMP/k1" "$TMP/g1"
+expect "top-k 1 equals greedy" $? "differs"
+gen -n 25 --temperature 1 --top-p 0.9 --seed 7 >"$TMP/s1"
+gen -n 25 --temperature 1 --top-p 0.9 --seed 7 >"$TMP/s2"
+gen -n 25 --temperature 1 --top-p 0.9 --seed 8 >"$TMP/s3"
+cmp -s "$TMP/s1" "$TMP/s2" && ! cmp -s "$TMP/s1" "$TMP/s3"
+expect "a seed reproduces a sampled text (and another seed differs)" $? "seed 7 twice or seed 8 wrong"
+[ "$(wc -c <"$TMP/g1")" -eq 27 ] # "ROMEO:" + 20 tokens + a newline
+expect "generation prints the prompt and -n tokens" $? "got $(wc -c <"$TMP/g1") bytes"
+head -c 3000 "$DATA" >"$TMP/eval.txt"
+out=$(./infer_llama "$M" --eval "$TMP/eval.txt" 2>/dev/null)
+echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"
+expect "--eval scores every next token of a file" $? "got: $out"
+
+# ---------------------------------------------------------------------------
+echo "# learning: a tiny model on Tiny Shakespeare"
+# untrained loss is ln(256) = 5.55; the unigram (bigram-free) entropy of the
+# text is about 3.3. 300 steps of this RMSNorm model reach 2.16 (seed 0), so
+# 2.6 sits well below both while leaving room for other machines' rounding.
+./train_llama --data "$DATA" --norm rmsnorm --dim 64 --layers 2 --heads 4 --kv-heads 2 --seq 64 \
+    --batch 16 --steps 300 --warmup 20 --lr 3e-3 --eval-every 100 --out "$TMP/learn" 2>"$TMP/stderr"
+v0=$(awk -F, 'NR==2{print $4}' "$TMP/learn/log.csv")
+v1=$(awk -F= '/final_val_loss/{print $2}' "$TMP/learn/result.txt")
+awk -v a="$v0" -v b="$v1" 'BEGIN{exit !(a > 5.4 && b < 2.6)}'
+expect "rmsnorm tiny model: val loss $v0 -> $v1 (must fall from ~5.55 to < 2.6)" $? "val loss $v0 -> $v1"
+
+# ---------------------------------------------------------------------------
+echo "# bad input: exit code and a one-line message naming the culprit"
+# bad_case NAME EXPECTED_EXIT PATTERN COMMAND...
+bad_case() {
+    local name=$1 want=$2 pat=$3
+    shift 3
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    if [ $rc -eq "$want" ] && grep -q -- "$pat" "$TMP/err" && [ "$(wc -l <"$TMP/err")" -le 2 ]; then
+        ok "rejects $name (exit $rc)"
+    else
+        fail "rejects $name" "exit $rc (want $want), stderr: $(head -c 200 "$TMP/err")"
+    fi
+}
+GOOD="$TMP/a_rmsnorm/model.bin"
+printf 'XXXX' | cat - <(tail -c +5 "$GOOD") >"$TMP/magic.bin"
+head -c -1 "$GOOD" >"$TMP/trunc.bin"
+cat "$GOOD" <(printf 'x') >"$TMP/trail.bin"
+: >"$TMP/empty.bin"
+head -c 256 "$GOOD" >"$TMP/header_only.bin"
+# header fields by offset: version 4, dim 12, n_heads 24, n_kv_heads 28, vocab 32
+patch_i32() { # patch_i32 SRC DST OFFSET VALUE
+    $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
+}
+patch_i32 "$GOOD" "$TMP/version.bin" 4 2
+patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
+patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
+patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
+patch_i32 "$GOOD" "$TMP/huge.bin" 32 1000000
+bad_case "a bad magic" 1 "bad magic" ./infer_llama "$TMP/magic.bin"
+bad_case "a future version" 1 "version = 2" ./infer_llama "$TMP/version.bin"
+bad_case "dim 0" 1 "dim = 0" ./infer_llama "$TMP/dim0.bin"
+bad_case "a negative dim" 1 "dim = -64" ./infer_llama "$TMP/dimneg.bin"
+bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" ./infer_llama "$TMP/kvheads.bin"
+bad_case "a huge vocab (size mismatch)" 1 "header implies" ./infer_llama "$TMP/huge.bin"
+bad_case "a file truncated by one byte" 1 "truncated" ./infer_llama "$TMP/trunc.bin"
+bad_case "one trailing byte" 1 "trailing bytes" ./infer_llama "$TMP/trail.bin"
+bad_case "an empty model file" 1 "shorter than the 256-byte header" ./infer_llama "$TMP/empty.bin"
+bad_case "a header only" 1 "truncated" ./infer_llama "$TMP/header_only.bin"
+bad_case "a directory as model" 1 "not a regular file" ./infer_llama "$TMP"
+bad_case "a missing model" 1 "cannot open" ./infer_llama "$TMP/nope.bin"
+bad_case "a model file given to --resume" 1 "not a checkpoint" train --resume "$GOOD" --out "$TMP/r"
+head -c 40 "$DATA" >"$TMP/short.txt"
+bad_case "data shorter than one sequence" 1 "too short" train --data "$TMP/short.txt" --steps 2 --out "$TMP/s"
+bad_case "a missing data file" 1 "cannot open" train --data "$TMP/none.txt" --steps 2 --out "$TMP/s"
+bad_case "different data on resume" 1 "fingerprint" train --data "$TMP/eval.txt" --resume "$TMP/c_rmsnorm/checkpoint.bin" --out "$TMP/s"
+bad_case "a conflicting setting on resume" 2 "differs from the checkpoint" train --resume "$TMP/c_rmsnorm/checkpoint.bin" --lr 1e-2 --out "$TMP/s"
+bad_case "an unknown flag" 2 "unknown option '--frobnicate'" ./train_llama --frobnicate
+bad_case "a flag without its value" 2 "needs a value" ./train_llama --data "$DATA" --steps
+bad_case "a non-numeric value" 2 "--dim '12x'" ./train_llama --data "$DATA" --dim 12x
+bad_case "NaN as a value" 2 "--lr 'nan'" ./train_llama --data "$DATA" --lr nan
+bad_case "inf as a value" 2 "--temperature 'inf'" ./infer_llama "$GOOD" --temperature inf
+bad_case "an out-of-range value" 2 "--top-p '1.5'" ./infer_llama "$GOOD" --top-p 1.5
+bad_case "heads not dividing dim" 1 "does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
+bad_case "a bad --norm" 2 "--norm must be" ./train_llama --data "$DATA" --norm layernorm
+bad_case "a missing MODEL" 2 "MODEL is required" ./infer_llama
+mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
+if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
+    bad_case "an unwritable output folder" 1 "not writable" train --steps 1 --out "$TMP/ro"
+fi
+
+# ---------------------------------------------------------------------------
+if [ -f test/test_analyze.py ]; then
+    echo "# analysis scripts"
+    $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
+fi
+
+passed=$(grep -c '^ok - ' "$LOG")
+failed=$(grep -c '^FAIL - ' "$LOG")
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
