@@ -357,8 +357,9 @@ static int train_loop(Run *r, Error *err) {
     const Settings *s = &r->s;
     double stds[2 * 1024 + 1];
     Rng rng = {r->st.rng_state};
-    double elapsed = 0.0;
+    double elapsed = r->st.elapsed_s;
     int64_t first = r->st.step;
+    double t_first = elapsed;
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
         log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
@@ -372,6 +373,7 @@ static int train_loop(Run *r, Error *err) {
         r->st.step++;
         r->st.tokens += s->batch * s->seq * s->grad_accum;
         r->st.rng_state = rng.state;
+        r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++] = ms;
         LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
                       .elapsed = elapsed, .stds = stds};
@@ -384,7 +386,7 @@ static int train_loop(Run *r, Error *err) {
         }
         log_row(r, &row);
         double tok_s = s->batch * s->seq * s->grad_accum / (ms / 1000.0);
-        double eta = (double)(s->steps - r->st.step) * elapsed / (double)(r->st.step - first);
+        double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
         progress(r, loss, r->last_val, tok_s, eta, r->st.step == s->steps);
         if (diverged) {
             write_result(r, "diverged");

@@ -150,7 +150,8 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
         memcpy(&st->step, tb, 8);
         memcpy(&st->rng_state, tb + 8, 8);
         memcpy(&st->tokens, tb + 16, 8);
-        if (st->step < 0 || st->tokens < 0 || st->rng_state == 0)
+        memcpy(&st->elapsed_s, tb + 24, 8);
+        if (st->step < 0 || st->tokens < 0 || st->rng_state == 0 || !(st->elapsed_s >= 0))
             err_set(err, "%s: training block is invalid (step %lld)", path, (long long)st->step);
         else
             rc = 0;
@@ -213,6 +214,7 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
     memcpy(tb, &st->step, 8);
     memcpy(tb + 8, &st->rng_state, 8);
     memcpy(tb + 16, &st->tokens, 8);
+    memcpy(tb + 24, &st->elapsed_s, 8);
     size_t bytes = m->n_params * sizeof(float);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, bytes}, {mom1, bytes}, {mom2, bytes},
                  {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}};

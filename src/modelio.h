@@ -23,6 +23,7 @@ typedef struct {
     int64_t step;       // optimizer steps completed
     uint64_t rng_state; // data-sampling stream
     int64_t tokens;     // training tokens seen
+    double elapsed_s;   // training seconds so far (evaluation excluded)
 } TrainState;
 
 // Writes the model alone (kind 1).

@@ -239,6 +239,18 @@ static void test_dyt_finite_differences(void) {
     double fe = 0;
     for (int i = 0; i < N * C; i++) fe = fmax(fe, fabs(buf[i] - g[i % C] * tanh((double)alpha * x[i])));
     check(fe < 1e-6, "dyt forward = gamma * tanh(alpha x) without beta", "max error %.3g", fe);
+    // dyt_tanh against double tanh over [-12, 12], dense near 0 and the branch point
+    double worst_abs = 0.0, worst_rel = 0.0;
+    for (int i = -240000; i <= 240000; i++) {
+        float v = i * 5e-5f;
+        double ref = tanh((double)v), got = dyt_tanh(v);
+        worst_abs = fmax(worst_abs, fabs(got - ref));
+        if (fabs(ref) > 1e-30) worst_rel = fmax(worst_rel, fabs(got - ref) / fabs(ref));
+    }
+    check(worst_abs < 2e-7 && worst_rel < 2e-6, "dyt_tanh: |error| < 2e-7 absolute, < 2e-6 relative",
+          "abs %.3g rel %.3g", worst_abs, worst_rel);
+    check(dyt_tanh(0.0f) == 0.0f && dyt_tanh(100.0f) == 1.0f && dyt_tanh(-100.0f) == -1.0f &&
+          dyt_tanh(INFINITY) == 1.0f, "dyt_tanh: 0, saturation and infinity", "wrong limits");
 }
 
 // ----------------------------------------------------------------------------
