@@ -40,7 +40,7 @@ typedef struct {
 #define BIG 1e9
 static const Option OPTIONS[] = {
     {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required; bytes are tokens)"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "output folder (log.csv, checkpoint.bin, model.bin, result.txt)"},
+    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "rmsnorm or dyt"},
     {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
     {"--layers", OPT_INT, OFF(layers), 1, 1024, "transformer blocks"},

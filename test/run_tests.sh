@@ -48,6 +48,21 @@ for norm in rmsnorm dyt; do
         "$(diff <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/c_$norm/log.csv") | head -3 | tr '\n' ' ')"
 done
 
+# SIGTERM: the step in flight finishes, a checkpoint is written, exit 0; resuming completes the run
+# (the binary itself in the background: a function would put a subshell between us and it)
+./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$TMP/sig" 2>"$TMP/sig.err" &
+pid=$!
+for _ in $(seq 50); do [ -s "$TMP/sig/log.csv" ] && [ "$(wc -l <"$TMP/sig/log.csv")" -gt 3 ] && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid
+rc=$?
+step=$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)
+[ $rc -eq 0 ] && grep -q "resume with --resume" "$TMP/sig.err" && [ -f "$TMP/sig/checkpoint.bin" ] &&
+    [ ! -e "$TMP/sig/checkpoint.bin.tmp" ] &&
+    train --resume "$TMP/sig/checkpoint.bin" --out "$TMP/sig" --stop-after 2 2>/dev/null &&
+    [ "$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
+expect "SIGTERM: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$TMP/sig.err")"
+
 train --norm dyt --steps 3 --seed 9 --out "$TMP/acc1" --batch 4 --grad-accum 1 2>>"$TMP/stderr" &&
     train --norm dyt --steps 3 --seed 9 --out "$TMP/acc2" --batch 2 --grad-accum 2 2>>"$TMP/stderr"
 # batch 4 and 2x2 micro-batches draw the same windows; only float rounding differs
