@@ -19,18 +19,23 @@ LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 .PHONY: all test demo bench clean
 all: train_llama infer_llama
 
+# `make V=1` prints the full commands
+ifneq ($(V),1)
+Q = @
+endif
+
 build/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-train_llama: build/train_llama.o $(LIB_OBJ)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
-
-infer_llama: build/infer_llama.o $(LIB_OBJ)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+train_llama infer_llama: %: build/%.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 build/test_core: build/test/test_core.o $(LIB_OBJ)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 test: all build/test_core
 	test/run_tests.sh

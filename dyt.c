@@ -1,5 +1,7 @@
 #include "dyt.h"
 
+#include "src/common.h"
+
 #include <math.h>
 
 
@@ -67,23 +69,9 @@ void embscale_forward(float *out, const float *inp, float scale, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = scale * inp[i];
 }
 
-#define EMB_CHUNKS 64 // fixed chunking: the sum is independent of thread count
-
 void embscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
                        float scale, size_t n) {
-    double partial[EMB_CHUNKS];
-    size_t chunk = (n + EMB_CHUNKS - 1) / EMB_CHUNKS;
+    *dscale += (float)dot_fixed_order(dout, inp, n); // before dinp, which may alias dout
 #pragma omp parallel for schedule(static)
-    for (int k = 0; k < EMB_CHUNKS; k++) {
-        size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
-        double s = 0.0;
-        for (size_t i = i0; i < i1; i++) {
-            s += (double)dout[i] * inp[i];
-            dinp[i] = scale * dout[i];
-        }
-        partial[k] = s;
-    }
-    double total = 0.0;
-    for (int k = 0; k < EMB_CHUNKS; k++) total += partial[k];
-    *dscale += (float)total;
+    for (size_t i = 0; i < n; i++) dinp[i] = scale * dout[i];
 }

@@ -46,7 +46,8 @@ static inline float dyt_tanh(float x) {
     float big = (1.0f - e) / (1.0f + e);
     float x2 = ax * ax;
     float small = ax * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315))));
-    return copysignf(ax < 0.0625f ? small : big, x);
+    float t = copysignf(ax < 0.0625f ? small : big, x);
+    return x == x ? t : x; // NaN stays NaN (the clamp above would turn it into +-1)
 }
 
 // Embedding scale: out (n) = scale * inp (n); in place allowed.

@@ -36,7 +36,7 @@ static const Option OPTIONS[] = {
     {"--top-p", OPT_FLOAT, OFF(top_p), 1e-6, 1, "nucleus sampling mass (1 = off)"},
     {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
     {"--seed", OPT_INT, OFF(seed), -1, 9.007199254740992e15, "sampling seed (-1 = from the clock, printed)"},
-    {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this text file instead"},
+    {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
@@ -75,7 +75,10 @@ static int eval_file(const Model *m, Acts *a, const Tokenizer *tk, const char *p
     double t0 = now_seconds();
     for (size_t start = 0; start + 1 < nt; start += T_max) {
         int T = (int)(nt - 1 - start < T_max ? nt - 1 - start : T_max);
-        model_forward(m, a, tokens + start, T, 0, 1);
+        if (model_forward(m, a, tokens + start, T, 0, 1, err)) {
+            free(tokens);
+            return -1;
+        }
         // model_loss averages over the window; weight it by its length
         total += model_loss(m, a, tokens + start + 1) * T;
         scored += (size_t)T;
@@ -106,12 +109,12 @@ static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings
     if (s->prompt[0]) fwrite(prompt, 1, plen, stdout);
     // prefill: the whole prompt in one forward
     double t0 = now_seconds();
-    model_forward(m, a, tokens, n, 0, 0);
+    int rc = model_forward(m, a, tokens, n, 0, 0, err);
     double t_prefill = now_seconds() - t0;
     const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
     int produced = 0;
     t0 = now_seconds();
-    while (produced < s->n && n < ctx) {
+    while (!rc && produced < s->n && n < ctx) {
         int next = sampler_sample(&sampler, logits);
         unsigned char buf[16];
         fwrite(buf, 1, tokenizer_decode(tk, next, buf, sizeof buf), stdout);
@@ -119,7 +122,7 @@ static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings
         tokens[n] = next;
         produced++;
         if (produced == s->n || n + 1 >= ctx) break;
-        model_forward(m, a, &tokens[n], 1, n, 0);
+        rc = model_forward(m, a, &tokens[n], 1, n, 0, err);
         logits = a->logits;
         n++;
     }
@@ -131,7 +134,7 @@ static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings
             produced < s->n ? " (context full)" : "");
     sampler_free(&sampler);
     free(tokens);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -150,10 +153,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "infer_llama: %s (see --help)\n", err.msg);
         return 2;
     }
-    if (s.threads > 0) {
-        omp_set_num_threads((int)s.threads);
-        openblas_set_num_threads((int)s.threads);
-    }
+    threads_setup(s.threads);
     Model m;
     Acts a;
     Tokenizer tk = tokenizer_bytes();

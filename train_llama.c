@@ -96,24 +96,29 @@ static int may_differ_on_resume(const char *name) {
 }
 
 // The run block of a checkpoint: the settings that determine the run's numbers.
+// eval-every and threads are recorded too: the first as the resumed run's
+// default, the second to warn when a resume cannot match bit for bit.
 enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY };
+       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_USED };
 
 static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
     rb[RB_VERSION] = 1, rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
     rb[RB_STEPS] = s->steps, rb[RB_WARMUP] = s->warmup, rb[RB_EVAL_BATCHES] = s->eval_batches;
-    rb[RB_SEED] = s->seed, rb[RB_EVAL_EVERY] = s->eval_every;
+    rb[RB_SEED] = s->seed, rb[RB_EVAL_EVERY] = s->eval_every, rb[RB_THREADS] = omp_get_max_threads();
     memcpy(&rb[RB_LR], &s->lr, 8);
     memcpy(&rb[RB_WD], &s->weight_decay, 8);
     memcpy(&rb[RB_CLIP], &s->clip, 8);
     memcpy(&rb[RB_DATA_HASH], &data_hash, 8);
 }
 
-// Settings as the checkpoint records them (model shape from its header).
+// Settings as the checkpoint records them (model shape from its header),
+// range-checked like the command line.
 static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s, uint64_t *data_hash,
                             const char *path, Error *err) {
     if (rb[RB_VERSION] != 1) return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
+    for (int i = RB_USED; i < RUN_BLOCK_SLOTS; i++)
+        if (rb[i]) return err_set(err, "%s: run settings slot %d is not zero (reserved)", path, i);
     s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
     s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
     s->eval_every = rb[RB_EVAL_EVERY];
@@ -121,19 +126,19 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
     memcpy(&s->weight_decay, &rb[RB_WD], 8);
     memcpy(&s->clip, &rb[RB_CLIP], 8);
     memcpy(data_hash, &rb[RB_DATA_HASH], 8);
-    if (s->batch < 1 || s->batch > 65536 || s->grad_accum < 1 || s->grad_accum > 65536 || s->steps < 1 ||
-        s->warmup < 0 || s->eval_batches < 1 || s->eval_batches > 65536 || s->eval_every < 1 ||
-        s->seed < 0 || !isfinite(s->lr) || !isfinite(s->weight_decay) || !isfinite(s->clip))
-        return err_set(err, "%s: run settings block is invalid", path);
     s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
     s->hidden = c->hidden_dim, s->seq = c->seq_len, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
     s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
     s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
+    Error e;
+    if (options_check_ranges(OPTIONS, N_OPTIONS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
     return 0;
 }
 
 // ----------------------------------------------------------------------------
 // the training run
+
+#define STEP_TIMES 65536 // result.txt's median covers at most this many recent steps
 
 typedef struct {
     Settings s;
@@ -143,15 +148,32 @@ typedef struct {
     Dataset data;
     TrainState st;
     int *inputs, *targets;
-    double *step_ms; // this invocation's step times
+    double step_ms[STEP_TIMES]; // the latest step times (a ring), for the median in result.txt
     int64_t n_timed;
+    uint64_t resume_fingerprint; // the data the checkpoint was trained on
+    int64_t resume_threads;      // the thread count the checkpoint was written with
+    char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
     FILE *log;
     double best_val, last_val;
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
-static volatile sig_atomic_t g_stop_signal = 0; // set by SIGINT/SIGTERM: finish the step, checkpoint, exit
+// The only global: set by the first SIGINT/SIGTERM, which lets the step in
+// flight finish and a checkpoint be written. The handler is one-shot
+// (SA_RESETHAND): a second signal ends the process at once, which loses
+// nothing on disk because checkpoints are replaced by an atomic rename.
+static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static int fail(const char *msg) {
     fprintf(stderr, "train_llama: %s\n", msg);
@@ -174,14 +196,14 @@ static ModelConfig config_from_settings(const Settings *s) {
         .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn};
 }
 
-// Validation loss over the fixed batches; accumulates each norm input's moments.
+// Validation loss over the fixed batches; the std of each norm's input.
 static double evaluate(Run *r, double *stds) {
     const Settings *s = &r->s;
     int L = r->model.cfg.n_layers, n = 2 * L + 1;
-    double s1[2 * 1024 + 1] = {0}, s2[2 * 1024 + 1] = {0}, loss = 0.0;
+    double s1[2 * MAX_LAYERS + 1] = {0}, s2[2 * MAX_LAYERS + 1] = {0}, loss = 0.0;
     for (int i = 0; i < s->eval_batches; i++) {
         dataset_val_batch(&r->data, i, (int)s->eval_batches, (int)s->batch, (int)s->seq, r->inputs, r->targets);
-        model_forward(&r->model, &r->acts, r->inputs, (int)s->seq, 0, 1);
+        model_forward(&r->model, &r->acts, r->inputs, (int)s->seq, 0, 1, NULL); // full shape: cannot fail
         loss += model_loss(&r->model, &r->acts, r->targets);
         model_norm_input_moments(&r->model, &r->acts, s1, s2);
     }
@@ -239,13 +261,14 @@ static void log_row(Run *r, const LogRow *x) {
     fflush(f);
 }
 
-static void join(char *dst, size_t cap, const char *dir, const char *name) {
-    snprintf(dst, cap, "%s/%s", dir, name);
+static int join(char *dst, size_t cap, const char *dir, const char *name, Error *err) {
+    if (snprintf(dst, cap, "%s/%s", dir, name) >= (int)cap) return err_set(err, "%s: path too long", dir);
+    return 0;
 }
 
 static int make_dir(const char *path, Error *err) {
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return err_set(err, "%s: path too long", path);
     for (char *p = buf + 1; *p; p++) { // mkdir -p
         if (*p != '/') continue;
         *p = '\0';
@@ -268,8 +291,9 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
-// On resume, keep only the log rows up to the checkpoint's step (rows after it
-// are redone), so the log reads as one uninterrupted run.
+// On resume, keep only the complete log rows up to the checkpoint's step
+// (later rows are redone), so the log reads as one uninterrupted run. The kept
+// rows replace the file atomically: a crash here cannot lose the log.
 static int log_open(Run *r, int resuming, Error *err) {
     if (!resuming) {
         r->log = fopen(r->path_log, "w");
@@ -278,26 +302,23 @@ static int log_open(Run *r, int resuming, Error *err) {
         return 0;
     }
     unsigned char *text;
-    size_t n;
+    size_t n, i = 0;
     if (read_file(r->path_log, &text, &n, err)) return -1;
-    r->log = fopen(r->path_log, "w");
-    if (!r->log) {
-        free(text);
-        return err_set(err, "%s: cannot write: %s", r->path_log, strerror(errno));
-    }
-    size_t i = 0;
     for (int line = 0; i < n; line++) {
         size_t j = i;
         while (j < n && text[j] != '\n') j++;
+        if (j == n) break; // a row cut short by a crash
         long long step = line == 0 ? -1 : strtoll((const char *)text + i, NULL, 10);
         if (step > r->st.step) break;
         if (line > 0) note_val_loss(r, (const char *)text + i, j - i);
-        fwrite(text + i, 1, j - i, r->log);
-        fputc('\n', r->log);
         i = j + 1;
     }
+    Chunk kept = {text, i};
+    int rc = write_file_atomic(r->path_log, &kept, 1, err);
     free(text);
-    fflush(r->log);
+    if (rc) return -1;
+    r->log = fopen(r->path_log, "a");
+    if (!r->log) return err_set(err, "%s: cannot append: %s", r->path_log, strerror(errno));
     return 0;
 }
 
@@ -312,20 +333,25 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void write_result(Run *r, const char *status) {
-    double med = 0.0;
-    if (r->n_timed) {
-        qsort(r->step_ms, (size_t)r->n_timed, sizeof(double), cmp_double);
-        med = r->step_ms[r->n_timed / 2];
-    }
-    FILE *f = fopen(r->path_result, "w");
-    if (!f) return;
-    fprintf(f, "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
-               "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\n",
-            status, (long long)r->st.step, r->last_val, r->best_val, med,
-            med > 0 ? r->s.batch * r->s.seq * r->s.grad_accum / (med / 1000.0) : 0.0,
-            r->model.n_params, r->s.norm, (long long)r->s.seed);
-    fclose(f);
+// Median over the latest STEP_TIMES steps of this invocation (nan if none ran).
+static double median_step_ms(Run *r) {
+    size_t n = (size_t)(r->n_timed < STEP_TIMES ? r->n_timed : STEP_TIMES);
+    if (!n) return NAN;
+    qsort(r->step_ms, n, sizeof(double), cmp_double);
+    return r->step_ms[n / 2];
+}
+
+static int write_result(Run *r, const char *status, Error *err) {
+    double med = median_step_ms(r);
+    char text[1024];
+    int len = snprintf(text, sizeof text,
+                       "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
+                       "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\n",
+                       status, (long long)r->st.step, r->last_val, r->best_val, med,
+                       r->s.batch * r->s.seq * r->s.grad_accum / (med / 1000.0),
+                       r->model.n_params, r->s.norm, (long long)r->s.seed);
+    Chunk c = {text, (size_t)len};
+    return write_file_atomic(r->path_result, &c, 1, err);
 }
 
 static void progress(const Run *r, double loss, double val, double tok_s, double eta_s, int final) {
@@ -344,7 +370,7 @@ static double train_step(Run *r, Rng *rng, float lr, double *gnorm) {
     double loss = 0.0;
     for (int64_t k = 0; k < s->grad_accum; k++) {
         dataset_train_batch(&r->data, rng, (int)s->batch, (int)s->seq, r->inputs, r->targets);
-        model_forward(m, &r->acts, r->inputs, (int)s->seq, 0, 1);
+        model_forward(m, &r->acts, r->inputs, (int)s->seq, 0, 1, NULL); // full shape: cannot fail
         loss += model_backward(m, &r->acts, r->inputs, r->targets, 1.0f / (float)s->grad_accum);
     }
     *gnorm = s->clip > 0 ? grad_clip(m->grads, m->n_params, (float)s->clip) : grad_norm(m->grads, m->n_params);
@@ -355,11 +381,10 @@ static double train_step(Run *r, Rng *rng, float lr, double *gnorm) {
 
 static int train_loop(Run *r, Error *err) {
     const Settings *s = &r->s;
-    double stds[2 * 1024 + 1];
+    double stds[2 * MAX_LAYERS + 1];
     Rng rng = {r->st.rng_state};
-    double elapsed = r->st.elapsed_s;
+    double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
-    double t_first = elapsed;
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
         log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
@@ -374,37 +399,35 @@ static int train_loop(Run *r, Error *err) {
         r->st.tokens += s->batch * s->seq * s->grad_accum;
         r->st.rng_state = rng.state;
         r->st.elapsed_s = elapsed;
-        r->step_ms[r->n_timed++] = ms;
+        r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
         LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
                       .elapsed = elapsed, .stds = stds};
-        int diverged = !isfinite(loss) || !isfinite(gnorm);
-        if (!diverged && (r->st.step % s->eval_every == 0 || r->st.step == s->steps)) {
+        int diverged = !isfinite(loss) || !isfinite(gnorm), last = r->st.step == s->steps;
+        if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
             row.val_loss = r->last_val = evaluate(r, stds);
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
         log_row(r, &row);
-        double tok_s = s->batch * s->seq * s->grad_accum / (ms / 1000.0);
         double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-        progress(r, loss, r->last_val, tok_s, eta, r->st.step == s->steps);
+        progress(r, loss, r->last_val, s->batch * s->seq * s->grad_accum / (ms / 1000.0), eta, last);
         if (diverged) {
-            write_result(r, "diverged");
+            if (write_result(r, "diverged", err)) return -1;
             return err_set(err, "diverged at step %lld (loss %g, grad norm %g); log in %s",
                            (long long)r->st.step, loss, gnorm, r->path_log);
         }
-        int stop = g_stop_signal || (s->stop_after && r->st.step - first >= s->stop_after);
-        if (stop || r->st.step % s->ckpt_every == 0 || r->st.step == s->steps) {
-            if (save_checkpoint(r, err)) return -1;
-        }
+        // a stop request on the last step just finishes the run normally
+        int stop = !last && (g_stop_signal || (s->stop_after && r->st.step - first >= s->stop_after));
+        if ((stop || r->st.step % s->ckpt_every == 0 || last) && save_checkpoint(r, err)) return -1;
         if (stop) {
             fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                     (long long)r->st.step, g_stop_signal ? " (signal)" : "", r->path_ckpt);
             return 0;
         }
     }
-    if (model_save(&r->model, r->path_model, err)) return -1;
-    write_result(r, "finished");
+    if (ferror(r->log)) return err_set(err, "%s: write failed", r->path_log);
+    if (model_save(&r->model, r->path_model, err) || write_result(r, "finished", err)) return -1;
     fprintf(stderr, "train_llama: done: %s (val loss %.4f), log %s\n", r->path_model, r->last_val, r->path_log);
     return 0;
 }
@@ -412,8 +435,68 @@ static int train_loop(Run *r, Error *err) {
 // ----------------------------------------------------------------------------
 // set-up
 
-// Parses and checks the command line; on resume, loads the checkpoint and
-// takes the run's settings from it. Returns 0, or an exit code.
+static int config_equal(const ModelConfig *a, const ModelConfig *b) {
+    return a->dim == b->dim && a->hidden_dim == b->hidden_dim && a->n_layers == b->n_layers &&
+           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
+           a->seq_len == b->seq_len && a->norm == b->norm && a->tie_embeddings == b->tie_embeddings &&
+           a->dyt_beta == b->dyt_beta && a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta &&
+           a->alpha_attn0 == b->alpha_attn0 && a->alpha_ffn0 == b->alpha_ffn0;
+}
+
+// An option given with --resume must agree with the checkpoint, unless it only
+// changes how the run is observed. Agreement is on resolved values: --kv-heads 0
+// means --heads, and alpha0 is compared as the float the file holds.
+static int check_resume_options(const Settings *cli, const unsigned char *given, const Settings *ck,
+                                const ModelConfig *cfg, Error *err) {
+    int64_t want[RUN_BLOCK_SLOTS], got[RUN_BLOCK_SLOTS];
+    run_block_pack(ck, 0, want);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        if (!given[i] || may_differ_on_resume(OPTIONS[i].name)) continue;
+        Settings t = *ck;
+        option_copy(&OPTIONS[i], &t, cli);
+        ModelConfig c = config_from_settings(&t);
+        run_block_pack(&t, 0, got);
+        if (!config_equal(&c, cfg) || memcmp(want, got, sizeof want)) {
+            char a[128], b[128];
+            option_format(&OPTIONS[i], cli, a, sizeof a);
+            option_format(&OPTIONS[i], ck, b, sizeof b);
+            return err_set(err, "%.32s %.128s differs from the checkpoint's %.128s", OPTIONS[i].name, a, b);
+        }
+    }
+    return 0;
+}
+
+// Loads the checkpoint and takes the run's settings from it, keeping the
+// options that may differ. Returns 0, or an exit code.
+static int resume_settings(Run *r, const unsigned char *given, Error *err) {
+    Settings *s = &r->s, ck = *s, cli = *s;
+    int64_t rb[RUN_BLOCK_SLOTS];
+    if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err) ||
+        run_block_unpack(rb, &r->model.cfg, &ck, &r->resume_fingerprint, s->resume, err))
+        return fail(err->msg);
+    if (r->st.step > ck.steps) {
+        err_set(err, "%s: step %lld is past the run's %lld steps", s->resume, (long long)r->st.step,
+                (long long)ck.steps);
+        return fail(err->msg);
+    }
+    if (check_resume_options(&cli, given, &ck, &r->model.cfg, err)) return usage_error(err->msg);
+    r->resume_threads = rb[RB_THREADS];
+    *s = ck;
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (given[i] && may_differ_on_resume(OPTIONS[i].name)) option_copy(&OPTIONS[i], s, &cli);
+    if (!s->out) { // the checkpoint's own folder
+        const char *slash = strrchr(s->resume, '/');
+        size_t n = slash ? (size_t)(slash - s->resume) : 0;
+        if (n >= sizeof r->out_dir) return fail("--resume: path too long");
+        memcpy(r->out_dir, s->resume, n);
+        r->out_dir[n] = 0;
+        s->out = n ? r->out_dir : ".";
+    }
+    return 0;
+}
+
+// Parses and checks the command line (and, on resume, the checkpoint).
+// Returns 0, or an exit code.
 static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     Settings *s = &r->s;
     *s = default_settings();
@@ -429,47 +512,31 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     if (!s->data) return usage_error("--data FILE is required");
     if (strcmp(s->norm, "rmsnorm") && strcmp(s->norm, "dyt"))
         return usage_error("--norm must be rmsnorm or dyt");
-    if (s->resume) {
-        Settings ck = *s;
-        uint64_t hash = 0;
-        int64_t rb[RUN_BLOCK_SLOTS];
-        if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err))
-            return fail(err->msg);
-        if (run_block_unpack(rb, &r->model.cfg, &ck, &hash, s->resume, err)) return fail(err->msg);
-        for (int i = 0; i < N_OPTIONS; i++) {
-            if (!given[i] || may_differ_on_resume(OPTIONS[i].name)) continue;
-            char a[128], b[128];
-            option_format(&OPTIONS[i], s, a, sizeof a);
-            option_format(&OPTIONS[i], &ck, b, sizeof b);
-            if (strcmp(a, b)) {
-                snprintf(err->msg, sizeof err->msg, "%.32s %.128s differs from the checkpoint's %.128s", OPTIONS[i].name, a, b);
-                return usage_error(err->msg);
-            }
-        }
-        *s = ck;
-        r->data.fingerprint = hash; // checked against the data file below
+    if (s->resume) return resume_settings(r, given, err);
+    ModelConfig c = config_from_settings(s);
+    Error e;
+    if (config_validate(&c, &e)) {
+        err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
+        return usage_error(err->msg);
     }
     if (!s->out) s->out = !strcmp(s->norm, "dyt") ? "runs/dyt" : "runs/rmsnorm";
-    if (s->layers > 1024) return usage_error("--layers must be at most 1024");
     return 0;
 }
 
 static int setup_run(Run *r, Error *err) {
     Settings *s = &r->s;
-    if (s->threads > 0) {
-        omp_set_num_threads((int)s->threads);
-        openblas_set_num_threads((int)s->threads);
-    }
+    threads_setup(s->threads);
     int resuming = s->resume != NULL;
-    uint64_t want_hash = r->data.fingerprint;
+    if (resuming && r->resume_threads != omp_get_max_threads())
+        fprintf(stderr, "train_llama: warning: resuming with %d threads, the checkpoint was written with %lld: "
+                        "losses will not match an uninterrupted run bit for bit\n",
+                omp_get_max_threads(), (long long)r->resume_threads);
     Tokenizer tk = tokenizer_bytes();
     if (dataset_load(&r->data, s->data, &tk, (int)s->seq, err)) return -1;
-    if (resuming && r->data.fingerprint != want_hash)
+    if (resuming && r->data.fingerprint != r->resume_fingerprint)
         return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {
         ModelConfig c = config_from_settings(s);
-        Error e;
-        if (config_validate(&c, &e)) return err_set(err, "invalid model: %s", e.msg);
         if (model_create(&r->model, &c, err)) return -1;
         model_init(&r->model, (uint64_t)s->seed);
         r->mom1 = alloc_floats(r->model.n_params);
@@ -479,16 +546,14 @@ static int setup_run(Run *r, Error *err) {
     size_t bt = (size_t)s->batch * s->seq;
     r->inputs = malloc(bt * sizeof(int));
     r->targets = malloc(bt * sizeof(int));
-    r->step_ms = malloc((size_t)(s->steps + 1) * sizeof(double));
-    if (!r->mom1 || !r->mom2 || !r->inputs || !r->targets || !r->step_ms)
-        return err_set(err, "out of memory");
+    if (!r->mom1 || !r->mom2 || !r->inputs || !r->targets) return err_set(err, "out of memory");
     if (model_alloc_grads(&r->model, err)) return -1;
     if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
-    if (make_dir(s->out, err)) return -1;
-    join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin");
-    join(r->path_model, sizeof r->path_model, s->out, "model.bin");
-    join(r->path_log, sizeof r->path_log, s->out, "log.csv");
-    join(r->path_result, sizeof r->path_result, s->out, "result.txt");
+    if (make_dir(s->out, err) || join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
+        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
+        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
+        return -1;
     r->best_val = r->last_val = NAN;
     return log_open(r, resuming, err);
 }
@@ -502,15 +567,16 @@ static void run_free(Run *r) {
     free(r->mom2);
     free(r->inputs);
     free(r->targets);
-    free(r->step_ms);
 }
 
 int main(int argc, char **argv) {
-    Run r;
-    memset(&r, 0, sizeof r);
+    static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
     int rc = setup_settings(&r, argc, argv, &err);
-    if (rc) return rc;
+    if (rc) {
+        run_free(&r);
+        return rc;
+    }
     if (setup_run(&r, &err)) {
         run_free(&r);
         return fail(err.msg);
@@ -521,8 +587,7 @@ int main(int argc, char **argv) {
             r.s.norm, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, r.model.n_params,
             omp_get_max_threads(), openblas_get_corename(), r.s.resume ? "resuming at" : "from",
             (long long)r.st.step, (long long)r.s.steps);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    install_signal_handlers();
     rc = train_loop(&r, &err);
     run_free(&r);
     return rc ? fail(err.msg) : 0;

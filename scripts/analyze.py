@@ -814,7 +814,7 @@ def plot_alpha(run, out_dir):
     labels += ["alpha (left axis)", "1/std of the input (right axis)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 10), fontsize=8,
                frameon=False)
-    fig.suptitle(f"DyT alpha tracks 1/std of its input — run {run.name}", fontsize=11)
+    fig.suptitle(f"DyT alpha vs 1/std of its input (the paper: alpha tracks 1/std) — run {run.name}", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     save(fig, out_dir, "alpha", svg=False)
 

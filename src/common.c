@@ -1,6 +1,8 @@
 #include "common.h"
 
+#include <cblas.h>
 #include <errno.h>
+#include <omp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,14 +23,14 @@ int err_set(Error *err, const char *fmt, ...) {
 int size_mul(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out) ? -1 : 0; }
 int size_add(size_t a, size_t b, size_t *out) { return __builtin_add_overflow(a, b, out) ? -1 : 0; }
 
-float *alloc_floats(size_t n) {
-    size_t bytes;
-    if (n == 0) n = 1;
-    if (size_mul(n, sizeof(float), &bytes) || size_add(bytes, 63, &bytes)) return NULL;
-    bytes &= ~(size_t)63; // aligned_alloc wants a multiple of the alignment
-    float *p = aligned_alloc(64, bytes);
-    if (p) memset(p, 0, bytes);
-    return p;
+// calloc rather than aligned_alloc + memset: fresh pages come zeroed from the
+// kernel, so nothing is touched (or made resident) before it is used.
+float *alloc_floats(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+
+void threads_setup(int64_t n) {
+    if (n <= 0) return;
+    omp_set_num_threads((int)n);
+    openblas_set_num_threads((int)n);
 }
 
 double now_seconds(void) {
@@ -55,6 +57,23 @@ int parse_f64(const char *s, double lo, double hi, double *out) {
     if (errno || *end || !isfinite(v) || v < lo || v > hi) return -1;
     *out = v;
     return 0;
+}
+
+#define DOT_CHUNKS 256
+
+double dot_fixed_order(const float *a, const float *b, size_t n) {
+    double partial[DOT_CHUNKS];
+    size_t chunk = (n + DOT_CHUNKS - 1) / DOT_CHUNKS;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < DOT_CHUNKS; k++) {
+        size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)a[i] * b[i];
+        partial[k] = s;
+    }
+    double total = 0.0;
+    for (int k = 0; k < DOT_CHUNKS; k++) total += partial[k];
+    return total;
 }
 
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h) {

@@ -18,8 +18,12 @@ int err_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int size_mul(size_t a, size_t b, size_t *out);
 int size_add(size_t a, size_t b, size_t *out);
 
-// 64-byte aligned, zeroed allocation; NULL on failure (callers report it).
+// Zeroed allocation of n floats; NULL on failure or overflow (callers report it).
 float *alloc_floats(size_t n);
+
+// Sets our OpenMP threads and OpenBLAS's to n (0 = leave the default: all cores).
+// OpenBLAS's OpenMP build shares the pool; sgemm runs outside our parallel regions.
+void threads_setup(int64_t n);
 
 // Monotonic wall-clock time in seconds.
 double now_seconds(void);
@@ -28,6 +32,10 @@ double now_seconds(void);
 // finite. Return 0 on success, -1 otherwise.
 int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 int parse_f64(const char *s, double lo, double hi, double *out);
+
+// sum(a[i] * b[i]) in double, over fixed chunks summed in order: the same bits
+// for any thread count (weight-gradient norms, the DyT embedding scale).
+double dot_fixed_order(const float *a, const float *b, size_t n);
 
 // FNV-1a 64-bit hash, for data fingerprints in checkpoints.
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h);

@@ -29,7 +29,7 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
         return err_set(err, "%s: not a regular file", path);
     }
     *n = (size_t)st.st_size;
-    *data = malloc(*n ? *n : 1);
+    *data = malloc(*n + 1); // + 1: a terminating NUL, so text parsers cannot run off the end
     if (!*data) {
         fclose(f);
         return err_set(err, "%s: out of memory (%zu bytes)", path, *n);
@@ -40,6 +40,7 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
         free(*data);
         return err_set(err, "%s: read %zu of %zu bytes", path, got, *n);
     }
+    (*data)[*n] = 0;
     return 0;
 }
 

@@ -21,7 +21,8 @@ size_t tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n
 // Writes the bytes of one token into buf (cap >= 16); returns their count.
 size_t tokenizer_decode(const Tokenizer *tk, int token, unsigned char *buf, size_t cap);
 
-// Reads a whole file into memory (regular files only). Caller frees *data.
+// Reads a whole file into memory (regular files only), followed by a NUL
+// byte not counted in *n. Caller frees *data.
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err);
 
 typedef struct {

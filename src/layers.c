@@ -74,14 +74,15 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 // RoPE, interleaved pairs (x[2i], x[2i+1]) as in Meta's reference and llama2.c
 
 void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float theta) {
-    int half = head_dim / 2;
-    for (int p = 0; p < max_pos; p++)
-        for (int i = 0; i < half; i++) {
-            // computed in double so the tables do not depend on libm's float paths
-            double freq = pow((double)theta, -2.0 * i / head_dim);
-            cos_t[p * half + i] = (float)cos(p * freq);
-            sin_t[p * half + i] = (float)sin(p * freq);
+    size_t half = (size_t)head_dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        // in double, so the tables do not depend on libm's float paths
+        double freq = pow((double)theta, -2.0 * (double)i / head_dim);
+        for (size_t p = 0; p < (size_t)max_pos; p++) {
+            cos_t[p * half + i] = (float)cos((double)p * freq);
+            sin_t[p * half + i] = (float)sin((double)p * freq);
         }
+    }
 }
 
 void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int pos0,

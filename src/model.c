@@ -34,7 +34,7 @@ int default_hidden_dim(int dim) { return (8 * dim / 3 + 31) / 32 * 32; }
 int config_validate(const ModelConfig *c, Error *err) {
     CHECK_RANGE(dim, 2, 65536);
     CHECK_RANGE(hidden_dim, 1, 1048576);
-    CHECK_RANGE(n_layers, 1, 1024);
+    CHECK_RANGE(n_layers, 1, MAX_LAYERS);
     CHECK_RANGE(n_heads, 1, c->dim);
     CHECK_RANGE(n_kv_heads, 1, c->n_heads);
     CHECK_RANGE(vocab_size, 1, 1048576);
@@ -170,8 +170,13 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     a->B = B, a->T = a->T_cap = T, a->kv_len = kv_len, a->store_all = store_all;
     a->nthreads = omp_get_max_threads();
     size_t N = (size_t)B * T, d = c->dim, h = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
-    size_t kvd = d / c->n_heads * c->n_kv_heads, S = store_all ? L : 1;
-    size_t att = (size_t)B * c->n_heads * T * kv_len;
+    size_t kvd = d / c->n_heads * c->n_kv_heads, S = store_all ? L : 1, att;
+    // the largest products, checked; every other part is smaller than one of these
+    size_t big;
+    if (size_mul(N, (size_t)c->n_heads, &att) || size_mul(att, (size_t)kv_len, &att) ||
+        size_mul(S, att, &big) || size_mul((size_t)B * L * kv_len, kvd, &big) ||
+        size_mul(S * N, h > V ? h : V, &big) || size_mul(big, sizeof(float), &big))
+        return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
     struct { float **p; size_t n; } parts[] = {
         {&a->resid, (S + (store_all ? 1 : 0)) * N * d},
         {&a->norm_attn, S * N * d}, {&a->rstd_attn, S * N}, {&a->q, S * N * d}, {&a->att, S * att},
@@ -189,7 +194,9 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->att_scratch, store_all ? (size_t)a->nthreads * attention_scratch_floats(T) : 0},
     };
     size_t total = 0, nparts = sizeof parts / sizeof parts[0];
-    for (size_t i = 0; i < nparts; i++) total += (parts[i].n + 15) & ~(size_t)15; // 64-byte aligned parts
+    for (size_t i = 0; i < nparts; i++) // parts rounded to 16 floats (64 bytes)
+        if (size_add(total, (parts[i].n + 15) & ~(size_t)15, &total))
+            return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
     a->block = alloc_floats(total);
     a->row_loss = calloc(N, sizeof(double));
     a->red = calloc(dyt_scratch_doubles(c->dim) + 1, sizeof(double));
@@ -328,9 +335,12 @@ static float *final_input(const Model *m, const Acts *a) {
     return a->resid + (a->store_all ? (size_t)m->cfg.n_layers : 0) * N * m->cfg.dim;
 }
 
-void model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits) {
+int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits, Error *err) {
     const ModelConfig *c = &m->cfg;
-    a->T = T < a->T_cap ? T : a->T_cap; // callers pass T <= T_cap; never write past the buffers
+    if (T < 1 || T > a->T_cap || pos0 < 0 || pos0 + T > a->kv_len || (a->B > 1 && (pos0 || T != a->T_cap)))
+        return err_set(err, "forward of %d positions at %d does not fit the activations "
+                       "(B %d, T %d, kv %d)", T, pos0, a->B, a->T_cap, a->kv_len);
+    a->T = T;
     size_t N = (size_t)a->B * a->T, d = c->dim;
     embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);
     if (c->norm == NORM_DYT) { // keep the raw embedding: the scale's gradient needs it
@@ -345,6 +355,7 @@ void model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, 
     size_t first = all_logits ? 0 : N - 1;
     matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
                    m->w.t[T_WCLS], N - first, c->dim, c->vocab_size);
+    return 0;
 }
 
 double model_loss(const Model *m, Acts *a, const int *targets) {

@@ -11,6 +11,7 @@
 #include "common.h"
 
 enum { NORM_RMS = 0, NORM_DYT = 1 };
+#define MAX_LAYERS 1024
 
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
@@ -84,10 +85,11 @@ typedef struct {
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err);
 void acts_free(Acts *a);
 
-// Forward of tokens (B,T) at positions pos0..pos0+T-1, T <= a->T_cap
-// (B = 1 when pos0 > 0). Logits for every position when all_logits, else
-// only for the last one (row B*T-1 of logits).
-void model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits);
+// Forward of tokens (B,T) at positions pos0..pos0+T-1. Logits for every
+// position when all_logits, else only for the last one (row B*T-1 of logits).
+// Needs 1 <= T <= T_cap, pos0 + T <= kv_len, and with B > 1 the full shape
+// (pos0 = 0, T = T_cap: k/v are packed per sequence). Returns -1 otherwise.
+int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits, Error *err);
 // Mean cross-entropy of the logits against targets (B,T); with backward,
 // also accumulates d(loss * loss_scale)/dparams into m->grads.
 double model_loss(const Model *m, Acts *a, const int *targets);

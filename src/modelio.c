@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,29 @@ static int read_exact(FILE *f, void *p, size_t n, const char *path, const char *
     return 0;
 }
 
+// Index of the first non-finite value (or, with nonneg, negative one), or n.
+static size_t first_bad(const float *p, size_t n, int nonneg) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i]) || (nonneg && p[i] < 0.0f)) return i;
+    return n;
+}
+
+// Which tensor holds flat parameter index i.
+static const char *tensor_at(const Model *m, size_t i) {
+    for (int t = 0; t < N_TENSORS; t++) {
+        if (i < m->sizes[t]) return tensor_name(t);
+        i -= m->sizes[t];
+    }
+    return "?";
+}
+
+static int check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what, Error *err) {
+    size_t i = first_bad(p, m->n_params, nonneg);
+    if (i == m->n_params) return 0;
+    return err_set(err, "%s: %s: tensor %s holds a %s value (%g) at flat index %zu", path, what,
+                   tensor_at(m, i), isfinite(p[i]) ? "negative" : "non-finite", p[i], i);
+}
+
 static size_t checkpoint_bytes(size_t n_params) {
     return HEADER_BYTES + 3 * n_params * sizeof(float) + TRAIN_BLOCK_BYTES + RUN_BLOCK_SLOTS * 8;
 }
@@ -123,7 +147,8 @@ int model_load(Model *m, const char *path, Error *err) {
     int kind;
     FILE *f = open_model_file(m, path, &kind, err);
     if (!f) return -1;
-    int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err);
+    int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
+             check_values(m, m->params, 0, path, "the parameters", err);
     fclose(f);
     if (rc) model_free(m);
     return rc;
@@ -151,9 +176,15 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
         memcpy(&st->rng_state, tb + 8, 8);
         memcpy(&st->tokens, tb + 16, 8);
         memcpy(&st->elapsed_s, tb + 24, 8);
-        if (st->step < 0 || st->tokens < 0 || st->rng_state == 0 || !(st->elapsed_s >= 0))
-            err_set(err, "%s: training block is invalid (step %lld)", path, (long long)st->step);
-        else
+        int reserved = 0;
+        for (int i = 32; i < TRAIN_BLOCK_BYTES; i++) reserved |= tb[i];
+        if (st->step < 0 || st->tokens < 0 || st->rng_state == 0 || !(st->elapsed_s >= 0) || reserved)
+            err_set(err, "%s: training block is invalid (step %lld, tokens %lld, elapsed %g%s)", path,
+                    (long long)st->step, (long long)st->tokens, st->elapsed_s,
+                    reserved ? ", reserved bytes not zero" : "");
+        else if (!check_values(m, m->params, 0, path, "the parameters", err) &&
+                 !check_values(m, *mom1, 0, path, "AdamW m", err) &&
+                 !check_values(m, *mom2, 1, path, "AdamW v", err))
             rc = 0;
     }
     fclose(f);

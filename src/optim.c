@@ -2,22 +2,9 @@
 
 #include <math.h>
 
-#define NORM_CHUNKS 256
+#include "common.h"
 
-double grad_norm(const float *g, size_t n) {
-    double partial[NORM_CHUNKS];
-    size_t chunk = (n + NORM_CHUNKS - 1) / NORM_CHUNKS;
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < NORM_CHUNKS; k++) {
-        size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
-        double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)g[i] * g[i];
-        partial[k] = s;
-    }
-    double total = 0.0;
-    for (int k = 0; k < NORM_CHUNKS; k++) total += partial[k];
-    return sqrt(total);
-}
+double grad_norm(const float *g, size_t n) { return sqrt(dot_fixed_order(g, g, n)); }
 
 double grad_clip(float *g, size_t n, float clip) {
     double norm = grad_norm(g, n);

@@ -15,6 +15,25 @@ void option_format(const Option *o, const void *base, char *buf, size_t cap) {
     }
 }
 
+int options_check_ranges(const Option *opts, int n, const void *base, Error *err) {
+    for (int i = 0; i < n; i++) {
+        const void *p = field(base, &opts[i]);
+        double v;
+        if (opts[i].type == OPT_INT) v = (double)*(const int64_t *)p;
+        else if (opts[i].type == OPT_FLOAT) v = *(const double *)p;
+        else continue;
+        if (!(v >= opts[i].lo && v <= opts[i].hi)) // also rejects NaN
+            return err_set(err, "%s = %g is out of range [%g, %g]", opts[i].name, v, opts[i].lo, opts[i].hi);
+    }
+    return 0;
+}
+
+void option_copy(const Option *o, void *dst, const void *src) {
+    size_t size = o->type == OPT_INT ? sizeof(int64_t) : o->type == OPT_FLOAT ? sizeof(double)
+                : o->type == OPT_STR ? sizeof(const char *) : sizeof(int);
+    memcpy(field(dst, o), field(src, o), size);
+}
+
 static int find(const Option *opts, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (!strcmp(opts[i].name, name)) return i;

@@ -28,6 +28,11 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
                   Error *err);
 // One line per option with its current (default) value.
 void options_usage(FILE *f, const Option *opts, int n, const void *base);
+// Checks every numeric option's value in `base` against its range (for
+// settings read back from a file). Names the option in the error.
+int options_check_ranges(const Option *opts, int n, const void *base, Error *err);
+// Copies option o's value from src to dst (both settings structs).
+void option_copy(const Option *o, void *dst, const void *src);
 // The option's value as text (for messages and comparisons).
 void option_format(const Option *o, const void *base, char *buf, size_t cap);
 

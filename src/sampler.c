@@ -20,10 +20,12 @@ int sampler_argmax(const float *logits, int n) {
     return best;
 }
 
-// Descending probability; ties by lower index, so top-k 1 is exactly argmax.
+// Descending probability; ties (expf can round nearby logits to one value)
+// by logit, then by lower index, so top-k 1 is exactly argmax.
 static int by_prob_desc(const void *a, const void *b) {
     const ProbIndex *x = a, *y = b;
     if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
     return x->index - y->index;
 }
 
@@ -32,7 +34,7 @@ int sampler_sample(Sampler *s, const float *logits) {
     if (s->temperature == 0.0f) return sampler_argmax(logits, V);
     float maxv = logits[sampler_argmax(logits, V)];
     for (int i = 0; i < V; i++) // unnormalised: only ratios matter below
-        s->sorted[i] = (ProbIndex){expf((logits[i] - maxv) / s->temperature), i};
+        s->sorted[i] = (ProbIndex){expf((logits[i] - maxv) / s->temperature), logits[i], i};
     qsort(s->sorted, (size_t)V, sizeof(ProbIndex), by_prob_desc);
     int keep = (s->top_k > 0 && s->top_k < V) ? s->top_k : V;
     double kept = 0.0;

@@ -9,7 +9,7 @@
 #include "rng.h"
 
 typedef struct {
-    float prob;
+    float prob, logit;
     int index;
 } ProbIndex;
 

@@ -48,6 +48,17 @@ for norm in rmsnorm dyt; do
         "$(diff <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/c_$norm/log.csv") | head -3 | tr '\n' ' ')"
 done
 
+# resume details: --out defaults to the checkpoint's folder; 0-default flags agree by value;
+# a stop that lands on the last step still finishes the run; a row cut short by a crash is dropped
+train --norm rmsnorm --steps 6 --seed 5 --kv-heads 0 --stop-after 3 --out "$TMP/d" 2>/dev/null &&
+    printf '4,512,5.5' >>"$TMP/d/log.csv" &&
+    train --resume "$TMP/d/checkpoint.bin" --kv-heads 0 --stop-after 3 2>/dev/null
+[ -f "$TMP/d/model.bin" ] && grep -q "status=finished" "$TMP/d/result.txt" &&
+    [ "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' ')" = "step 0 1 2 3 4 5 6 " ] &&
+    ! grep -q "median_ms=0.000" "$TMP/d/result.txt"
+expect "resume: default --out, --kv-heads 0 agrees, stop on the last step finishes, cut row dropped" $? \
+    "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' '); $(tr '\n' ' ' <"$TMP/d/result.txt" 2>/dev/null)"
+
 # SIGTERM: the step in flight finishes, a checkpoint is written, exit 0; resuming completes the run
 # (the binary itself in the background: a function would put a subshell between us and it)
 ./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$TMP/sig" 2>"$TMP/sig.err" &
@@ -132,6 +143,7 @@ patch_i32() { # patch_i32 SRC DST OFFSET VALUE
     $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
 }
 patch_i32 "$GOOD" "$TMP/version.bin" 4 2
+$PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[300:304]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" "$GOOD" "$TMP/nan.bin"
 patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
 patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
@@ -142,6 +154,7 @@ bad_case "dim 0" 1 "dim = 0" ./infer_llama "$TMP/dim0.bin"
 bad_case "a negative dim" 1 "dim = -64" ./infer_llama "$TMP/dimneg.bin"
 bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" ./infer_llama "$TMP/kvheads.bin"
 bad_case "a huge vocab (size mismatch)" 1 "header implies" ./infer_llama "$TMP/huge.bin"
+bad_case "a NaN parameter" 1 "tensor wte holds a non-finite value (nan) at flat index 11" ./infer_llama "$TMP/nan.bin"
 bad_case "a file truncated by one byte" 1 "truncated" ./infer_llama "$TMP/trunc.bin"
 bad_case "one trailing byte" 1 "trailing bytes" ./infer_llama "$TMP/trail.bin"
 bad_case "an empty model file" 1 "shorter than the 256-byte header" ./infer_llama "$TMP/empty.bin"
@@ -160,7 +173,7 @@ bad_case "a non-numeric value" 2 "--dim '12x'" ./train_llama --data "$DATA" --di
 bad_case "NaN as a value" 2 "--lr 'nan'" ./train_llama --data "$DATA" --lr nan
 bad_case "inf as a value" 2 "--temperature 'inf'" ./infer_llama "$GOOD" --temperature inf
 bad_case "an out-of-range value" 2 "--top-p '1.5'" ./infer_llama "$GOOD" --top-p 1.5
-bad_case "heads not dividing dim" 1 "does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
+bad_case "heads not dividing dim" 2 "(--dim --heads.*does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
 bad_case "a bad --norm" 2 "--norm must be" ./train_llama --data "$DATA" --norm layernorm
 bad_case "a missing MODEL" 2 "MODEL is required" ./infer_llama
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"

@@ -143,7 +143,7 @@ static void test_reference_case(const char *dir, const char *case_name) {
 
     // logits, loss and every gradient at the initial weights
     model_zero_grad(&m);
-    model_forward(&m, &a, in, T, 0, 1);
+    model_forward(&m, &a, in, T, 0, 1, &err);
     double e = rel_err(a.logits, r.logits, (size_t)B * T * V);
     worst = e > worst ? e : worst;
     snprintf(name, sizeof name, "ref %s: logits", case_name);
@@ -158,7 +158,7 @@ static void test_reference_case(const char *dir, const char *case_name) {
     double worst_step_loss = 0.0;
     for (int s = 0; s < r.n_steps; s++) {
         model_zero_grad(&m);
-        model_forward(&m, &a, in, T, 0, 1);
+        model_forward(&m, &a, in, T, 0, 1, &err);
         double l = model_backward(&m, &a, in, tg, 1.0f);
         double d = fabs(l - r.step_losses[s]) / fabs(r.step_losses[s]);
         worst_step_loss = d > worst_step_loss ? d : worst_step_loss;
