@@ -13,7 +13,7 @@ endif
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/model.c src/modelio.c \
-          src/optim.c src/data.c src/sampler.c src/options.c
+          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 
 .PHONY: all test demo bench clean

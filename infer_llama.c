@@ -1,8 +1,11 @@
-// infer_llama: generates text from a model trained by train_llama, or
-// evaluates a text file's loss under it.
+// infer_llama: generates text from a model trained by train_llama or a
+// llama2.c checkpoint, evaluates a text file's loss under it, or exports an
+// RMSNorm model for llama2.c.
 //
 //   ./infer_llama runs/dyt/model.bin --prompt "ROMEO:" -n 300 --temperature 0.8 --top-p 0.9 --seed 7
 //   ./infer_llama runs/dyt/model.bin --eval some.txt
+//   ./infer_llama stories260K.bin -z tokenizer.bin --prompt "Once upon a time" -n 200 --temperature 0
+//   ./infer_llama runs/rms/model.bin --export-llama2c runs/rms/llama2c.bin
 //
 // The prompt goes through the model in one batched forward (sgemm), then one
 // token at a time over the KV cache. Generated text goes to stdout, statistics
@@ -17,27 +20,32 @@
 
 #include "src/common.h"
 #include "src/data.h"
+#include "src/llama2c.h"
 #include "src/model.h"
 #include "src/modelio.h"
 #include "src/options.h"
 #include "src/sampler.h"
+#include "src/sptok.h"
 
 typedef struct {
-    const char *prompt, *eval;
+    const char *prompt, *eval, *tokenizer, *export_llama2c;
     int64_t n, top_k, seed, threads;
     double temperature, top_p;
 } Settings;
 
 #define OFF(f) offsetof(Settings, f)
 static const Option OPTIONS[] = {
-    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue (empty: start from a newline)"},
-    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (stops early when the context is full)"},
+    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue (empty: a newline; with -z, just BOS)"},
+    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (fewer when the context fills, or at BOS/EOS with -z)"},
     {"--temperature", OPT_FLOAT, OFF(temperature), 0, 100, "sampling temperature (0 = greedy)"},
     {"--top-p", OPT_FLOAT, OFF(top_p), 1e-6, 1, "nucleus sampling mass (1 = off)"},
     {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
     {"--seed", OPT_INT, OFF(seed), -1, 9.007199254740992e15, "sampling seed (-1 = from the clock, printed)"},
     {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
+    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: bytes, for models with 256 tokens)"},
+    {"--export-llama2c", OPT_STR, OFF(export_llama2c), 0, 0,
+     "write an RMSNorm model in llama2.c's legacy format (and OUT.tokenizer.bin), then exit"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -49,7 +57,8 @@ static Settings default_settings(void) {
 static void usage(FILE *f) {
     Settings d = default_settings();
     fprintf(f, "usage: infer_llama MODEL [options]\n"
-               "Generates text from MODEL (model.bin or checkpoint.bin), or with --eval scores a file.\n\noptions:\n");
+               "Generates text from MODEL (model.bin, checkpoint.bin or a llama2.c checkpoint),\n"
+               "or with --eval scores a file.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
@@ -57,18 +66,20 @@ static void usage(FILE *f) {
 // Mean next-token loss over the file, in consecutive windows of the context length.
 static int eval_file(const Model *m, Acts *a, const Tokenizer *tk, const char *path, Error *err) {
     unsigned char *text;
-    size_t n;
+    size_t n, nt = 0;
     if (read_file(path, &text, &n, err)) return -1;
-    int *tokens = malloc((n ? n : 1) * sizeof(int));
+    int *tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
     if (!tokens) {
         free(text);
         return err_set(err, "%s: out of memory", path);
     }
-    size_t nt = tokenizer_encode(tk, text, n, tokens);
+    Error e;
+    int rc = tokenizer_encode(tk, text, n, tokens, &nt, &e);
     free(text);
-    if (nt < 2) {
+    if (rc || nt < 2) {
         free(tokens);
-        return err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);
+        return rc ? err_set(err, "%s: %s", path, e.msg)
+                  : err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);
     }
     double total = 0.0;
     size_t scored = 0, T_max = (size_t)m->cfg.seq_len;
@@ -91,33 +102,50 @@ static int eval_file(const Model *m, Acts *a, const Tokenizer *tk, const char *p
     return 0;
 }
 
+// The prompt's tokens in an array with room for the whole context. A byte
+// model needs a token to start from: there an empty prompt starts a line
+// (llama2.c's tokenizer starts every text with BOS).
+static int encode_prompt(const Tokenizer *tk, const char *prompt, int ctx, int **out, int *n_out, Error *err) {
+    size_t plen = strlen(prompt), n = 0, cap = tokenizer_max_tokens(tk, plen + 1);
+    int *tokens = malloc((cap > (size_t)ctx ? cap : (size_t)ctx) * sizeof(int));
+    if (!tokens) return err_set(err, "out of memory");
+    Error e;
+    int rc = tokenizer_encode(tk, (const unsigned char *)prompt, plen, tokens, &n, &e);
+    if (!rc && n == 0) rc = tokenizer_encode(tk, (const unsigned char *)"\n", 1, tokens, &n, &e);
+    if (rc || n >= (size_t)ctx) {
+        free(tokens);
+        return rc ? err_set(err, "--prompt: %s", e.msg)
+                  : err_set(err, "--prompt: %zu tokens leave no room in the model's context of %d", n, ctx);
+    }
+    *out = tokens;
+    *n_out = (int)n;
+    return 0;
+}
+
 static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings *s, Error *err) {
-    int ctx = m->cfg.seq_len;
-    const char *prompt = s->prompt[0] ? s->prompt : "\n";
-    size_t plen = strlen(prompt);
-    if (plen >= (size_t)ctx)
-        return err_set(err, "--prompt: %zu tokens leave no room in the model's context of %d", plen, ctx);
-    int *tokens = malloc((size_t)ctx * sizeof(int));
+    int ctx = m->cfg.seq_len, n = 0, *tokens = NULL;
+    if (encode_prompt(tk, s->prompt, ctx, &tokens, &n, err)) return -1;
     Sampler sampler;
     uint64_t seed = s->seed >= 0 ? (uint64_t)s->seed : (uint64_t)time(NULL);
-    if (!tokens || sampler_create(&sampler, m->cfg.vocab_size, (float)s->temperature, (float)s->top_p,
-                                  (int)s->top_k, seed, err)) {
+    if (sampler_create(&sampler, m->cfg.vocab_size, (float)s->temperature, (float)s->top_p, (int)s->top_k,
+                       seed, err)) {
         free(tokens);
-        return err_set(err, "out of memory");
+        return -1;
     }
-    int n = (int)tokenizer_encode(tk, (const unsigned char *)prompt, plen, tokens), n_prompt = n;
-    if (s->prompt[0]) fwrite(prompt, 1, plen, stdout);
+    int n_prompt = n;
+    fwrite(s->prompt, 1, strlen(s->prompt), stdout);
     // prefill: the whole prompt in one forward
     double t0 = now_seconds();
     int rc = model_forward(m, a, tokens, n, 0, 0, err);
     double t_prefill = now_seconds() - t0;
     const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
-    int produced = 0;
+    int produced = 0, stopped = 0;
     t0 = now_seconds();
     while (!rc && produced < s->n && n < ctx) {
         int next = sampler_sample(&sampler, logits);
-        unsigned char buf[16];
-        fwrite(buf, 1, tokenizer_decode(tk, next, buf, sizeof buf), stdout);
+        if ((stopped = tokenizer_is_stop(tk, next))) break;
+        const unsigned char *piece;
+        fwrite(piece, 1, tokenizer_decode(tk, tokens[n - 1], next, &piece), stdout);
         fflush(stdout);
         tokens[n] = next;
         produced++;
@@ -131,9 +159,63 @@ static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings
     fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s), seed %llu%s\n",
             n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9),
             produced, produced / (dt > 0 ? dt : 1e-9), (unsigned long long)seed,
-            produced < s->n ? " (context full)" : "");
+            produced == s->n ? "" : stopped ? " (end of text)" : " (context full)");
     sampler_free(&sampler);
     free(tokens);
+    return rc;
+}
+
+// -z selects a llama2.c tokenizer; without it the model must have the byte vocabulary.
+static int make_tokenizer(const Model *m, const char *model_path, const char *tok_path, SpTok *sp,
+                          Tokenizer *tk, Error *err) {
+    if (tok_path) {
+        if (sptok_load(sp, tok_path, m->cfg.vocab_size, err)) return -1;
+        *tk = tokenizer_sp(sp);
+        return 0;
+    }
+    *tk = tokenizer_bytes();
+    if (m->cfg.vocab_size != tk->vocab_size)
+        return err_set(err, "%s: vocab_size = %d, but the byte tokenizer has %d tokens: give the model's "
+                       "tokenizer with -z TOKENIZER", model_path, m->cfg.vocab_size, tk->vocab_size);
+    return 0;
+}
+
+// Writes the model for llama2.c and its tokenizer beside it (OUT.bin ->
+// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
+static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
+    char tok_out[4096];
+    size_t len = strlen(out);
+    int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
+    if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
+        return err_set(err, "%s: path too long", out);
+    SpTok sp;
+    int rc;
+    if (tok_path)
+        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
+    else if (m->cfg.vocab_size == 256)
+        rc = sptok_bytes(&sp, err);
+    else
+        rc = err_set(err, "--export-llama2c: vocab_size = %d is not the byte tokenizer's 256: give the model's "
+                     "tokenizer with -z TOKENIZER", m->cfg.vocab_size);
+    if (rc) return -1;
+    rc = llama2c_export(m, out, err);
+    if (!rc) rc = sptok_save(&sp, tok_out, err);
+    if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
+    sptok_free(&sp);
+    return rc;
+}
+
+static int run(const Model *m, const Settings *s, const char *model_path, Error *err) {
+    SpTok sp = {0};
+    Tokenizer tk;
+    Acts a;
+    int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &tk, err);
+    if (!rc) rc = acts_create(&a, m, 1, m->cfg.seq_len, m->cfg.seq_len, 0, err);
+    if (!rc) {
+        rc = s->eval ? eval_file(m, &a, &tk, s->eval, err) : generate(m, &a, &tk, s, err);
+        acts_free(&a);
+    }
+    sptok_free(&sp);
     return rc;
 }
 
@@ -155,22 +237,13 @@ int main(int argc, char **argv) {
     }
     threads_setup(s.threads);
     Model m;
-    Acts a;
-    Tokenizer tk = tokenizer_bytes();
-    if (model_load(&m, pos[0], &err)) {
+    ModelFormat format;
+    if (model_load_any(&m, pos[0], &format, &err)) {
         fprintf(stderr, "infer_llama: %s\n", err.msg);
         return 1;
     }
-    if (m.cfg.vocab_size != tk.vocab_size) {
-        fprintf(stderr, "infer_llama: %s: header field vocab_size = %d, but this build's tokenizer has %d tokens\n",
-                pos[0], m.cfg.vocab_size, tk.vocab_size);
-        model_free(&m);
-        return 1;
-    }
-    rc = acts_create(&a, &m, 1, m.cfg.seq_len, m.cfg.seq_len, 0, &err);
-    if (!rc) rc = s.eval ? eval_file(&m, &a, &tk, s.eval, &err) : generate(&m, &a, &tk, &s, &err);
+    rc = s.export_llama2c ? export_llama2c(&m, s.export_llama2c, s.tokenizer, &err) : run(&m, &s, pos[0], &err);
     if (rc) fprintf(stderr, "infer_llama: %s\n", err.msg);
-    acts_free(&a);
     model_free(&m);
     return rc ? 1 : 0;
 }

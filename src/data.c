@@ -6,18 +6,33 @@
 #include <string.h>
 #include <sys/stat.h>
 
-Tokenizer tokenizer_bytes(void) { return (Tokenizer){.vocab_size = 256}; }
-
-size_t tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens) {
-    (void)tk;
-    for (size_t i = 0; i < n; i++) tokens[i] = text[i];
-    return n;
+Tokenizer tokenizer_bytes(void) {
+    Tokenizer tk = {.kind = TOK_BYTES, .vocab_size = 256};
+    for (int b = 0; b < 256; b++) tk.raw[b] = (unsigned char)b;
+    return tk;
 }
 
-size_t tokenizer_decode(const Tokenizer *tk, int token, unsigned char *buf, size_t cap) {
-    if (token < 0 || token >= tk->vocab_size || cap < 1) return 0;
-    buf[0] = (unsigned char)token;
+Tokenizer tokenizer_sp(const SpTok *sp) { return (Tokenizer){.kind = TOK_SP, .vocab_size = sp->vocab_size, .sp = sp}; }
+
+size_t tokenizer_max_tokens(const Tokenizer *tk, size_t n) { return tk->kind == TOK_SP ? n + 2 : n; }
+
+int tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens, size_t *n_tokens,
+                     Error *err) {
+    if (tk->kind == TOK_SP) return sptok_encode(tk->sp, text, n, tokens, n_tokens, err);
+    for (size_t i = 0; i < n; i++) tokens[i] = text[i];
+    *n_tokens = n;
+    return 0;
+}
+
+size_t tokenizer_decode(const Tokenizer *tk, int prev, int token, const unsigned char **bytes) {
+    if (tk->kind == TOK_SP) return sptok_decode(tk->sp, prev, token, bytes);
+    if (token < 0 || token >= tk->vocab_size) return 0;
+    *bytes = &tk->raw[token];
     return 1;
+}
+
+int tokenizer_is_stop(const Tokenizer *tk, int token) {
+    return tk->kind == TOK_SP && (token == SP_BOS || token == SP_EOS);
 }
 
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
@@ -50,13 +65,18 @@ int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len
     size_t n;
     if (read_file(path, &text, &n, err)) return -1;
     ds->fingerprint = fnv1a64(text, n, FNV1A64_INIT);
-    ds->tokens = malloc((n ? n : 1) * sizeof(int));
+    ds->tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
     if (!ds->tokens) {
         free(text);
         return err_set(err, "%s: out of memory", path);
     }
-    ds->n_tokens = tokenizer_encode(tk, text, n, ds->tokens);
+    Error e;
+    int rc = tokenizer_encode(tk, text, n, ds->tokens, &ds->n_tokens, &e);
     free(text);
+    if (rc) {
+        dataset_free(ds);
+        return err_set(err, "%s: %s", path, e.msg);
+    }
     ds->n_train = ds->n_tokens / 10 * 9;
     size_t need = (size_t)seq_len + 1;
     if (ds->n_train < need || ds->n_tokens - ds->n_train < need) {

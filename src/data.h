@@ -1,5 +1,5 @@
-// Text data for training: the vocabulary behind one small interface (bytes
-// today; a BPE tokenizer can replace it), and the dataset with its split,
+// Text data for training: the vocabulary behind one small interface (bytes,
+// or llama2.c's sentencepiece vocabulary for its models), and the dataset with its split,
 // random training windows and fixed validation windows.
 #ifndef DATA_H
 #define DATA_H
@@ -9,17 +9,31 @@
 
 #include "common.h"
 #include "rng.h"
+#include "sptok.h"
 
-// The vocabulary: today byte-level (256 tokens, token = byte value).
+// The vocabulary behind encode/decode: byte-level (256 tokens, token = byte
+// value; this project's models) or a llama2.c tokenizer (sptok.h), which the
+// caller loads and keeps alive while the Tokenizer points at it.
+typedef enum { TOK_BYTES, TOK_SP } TokenizerKind;
+
 typedef struct {
+    TokenizerKind kind;
     int vocab_size;
+    const SpTok *sp;        // TOK_SP
+    unsigned char raw[256]; // TOK_BYTES: raw[b] == b, what tokens decode to
 } Tokenizer;
 
 Tokenizer tokenizer_bytes(void);
-// tokens: room for n; returns how many were written.
-size_t tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens);
-// Writes the bytes of one token into buf (cap >= 16); returns their count.
-size_t tokenizer_decode(const Tokenizer *tk, int token, unsigned char *buf, size_t cap);
+Tokenizer tokenizer_sp(const SpTok *sp);
+// Room `tokens` needs for a text of n bytes (llama2.c adds BOS and a space).
+size_t tokenizer_max_tokens(const Tokenizer *tk, size_t n);
+// Bytes: one token per byte. llama2.c: BOS, then the pieces of " " + text.
+int tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens, size_t *n_tokens,
+                     Error *err);
+// The bytes `token` prints as when it follows `prev`; returns their count.
+size_t tokenizer_decode(const Tokenizer *tk, int prev, int token, const unsigned char **bytes);
+// Whether generation ends at this token (llama2.c's BOS and EOS; bytes: never).
+int tokenizer_is_stop(const Tokenizer *tk, int token);
 
 // Reads a whole file into memory (regular files only), followed by a NUL
 // byte not counted in *n. Caller frees *data.

@@ -63,8 +63,7 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
 // ----------------------------------------------------------------------------
 // reading
 
-// Opens a regular file and returns its size.
-static FILE *open_regular(const char *path, size_t *size, Error *err) {
+FILE *open_regular(const char *path, size_t *size, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         err_set(err, "%s: cannot open: %s", path, strerror(errno));
@@ -80,7 +79,7 @@ static FILE *open_regular(const char *path, size_t *size, Error *err) {
     return f;
 }
 
-static int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
+int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
     if (fread(p, 1, n, f) != n) return err_set(err, "%s: truncated while reading %s", path, what);
     return 0;
 }

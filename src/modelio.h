@@ -7,6 +7,7 @@
 #define MODELIO_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common.h"
 #include "model.h"
@@ -37,6 +38,11 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
 // Creates m and allocates *mom1, *mom2 (caller frees).
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err);
+
+// Opens a regular file for reading and returns its size (errors name the path).
+FILE *open_regular(const char *path, size_t *size, Error *err);
+// Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".
+int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err);
 
 // Writes `n` byte chunks to path atomically (temp file, fsync, rename, fsync dir).
 typedef struct {

@@ -182,6 +182,74 @@ if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
 fi
 
 # ---------------------------------------------------------------------------
+echo "# llama2.c checkpoints: reading, exporting, malformed files"
+R="$TMP/a_rmsnorm/model.bin"
+./infer_llama "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
+[ -f "$TMP/rt.bin" ] && [ -f "$TMP/rt.tokenizer.bin" ] && [ ! -e "$TMP/rt.bin.tmp" ]
+expect "--export-llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
+g() { ./infer_llama "$@" --prompt "ROMEO:" -n 30 --temperature 0 2>/dev/null; }
+g "$R" >"$TMP/rt_a" && g "$TMP/rt.bin" >"$TMP/rt_b" && [ -s "$TMP/rt_a" ] && cmp -s "$TMP/rt_a" "$TMP/rt_b"
+expect "the exported llama2.c file generates the model's greedy text (byte tokenizer)" $? "differs"
+./infer_llama "$TMP/rt.bin" --export-llama2c "$TMP/rt2.bin" 2>/dev/null &&
+    cmp -s "$TMP/rt.bin" "$TMP/rt2.bin" && cmp -s "$TMP/rt.tokenizer.bin" "$TMP/rt2.tokenizer.bin"
+expect "exporting the exported file gives the same bytes" $? "differs"
+g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
+    [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
+expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
+bad_case "exporting a DyT model" 1 "a DyT model cannot be written" \
+    ./infer_llama "$TMP/a_dyt/model.bin" --export-llama2c "$TMP/dyt.bin"
+[ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
+expect "a refused export writes nothing" $? "files written"
+
+# malformed llama2.c models and tokenizers: exit 1, one line naming the file and the field
+L2C="$TMP/rt.bin" # legacy header: dim 0, hidden 4, layers 8, heads 12, kv heads 16, vocab 20, seq 24
+patch_i32 "$L2C" "$TMP/l2c_dim0.bin" 0 0
+patch_i32 "$L2C" "$TMP/l2c_kv.bin" 16 3
+patch_i32 "$L2C" "$TMP/l2c_vocab.bin" 20 -300
+head -c -1 "$L2C" >"$TMP/l2c_trunc.bin"
+cat "$L2C" <(printf 'x') >"$TMP/l2c_trail.bin"
+patch_i32 test/ref/l2c_tied.ak42.bin "$TMP/ak42_v2.bin" 4 2
+patch_i32 "$TMP/rt.tokenizer.bin" "$TMP/tok_maxlen.tok" 0 -1
+head -c 100 "$TMP/rt.tokenizer.bin" >"$TMP/tok_short.tok"
+bad_case "llama2.c dim 0" 1 "l2c_dim0.bin: .*header field dim = 0" ./infer_llama "$TMP/l2c_dim0.bin"
+bad_case "llama2.c n_kv_heads 3" 1 "l2c_kv.bin: .*header field n_kv_heads = 3" ./infer_llama "$TMP/l2c_kv.bin"
+bad_case "llama2.c vocab_size not matching the size" 1 "l2c_vocab.bin: llama2.c legacy file is .* header implies" \
+    ./infer_llama "$TMP/l2c_vocab.bin"
+bad_case "a llama2.c file truncated by one byte" 1 "l2c_trunc.bin: .*(truncated)" ./infer_llama "$TMP/l2c_trunc.bin"
+bad_case "a llama2.c file with a trailing byte" 1 "l2c_trail.bin: .*(trailing bytes)" ./infer_llama "$TMP/l2c_trail.bin"
+bad_case "an ak42 file of version 2" 1 "ak42_v2.bin: ak42 header field version = 2" ./infer_llama "$TMP/ak42_v2.bin"
+bad_case "a llama2.c model (vocab 32) without -z" 1 "l2c_untied.legacy.bin: vocab_size = 32.*-z TOKENIZER" \
+    ./infer_llama test/ref/l2c_untied.legacy.bin
+bad_case "a tokenizer with max_token_length -1" 1 "tok_maxlen.tok: tokenizer header field max_token_length = -1" \
+    ./infer_llama "$TMP/rt.bin" -z "$TMP/tok_maxlen.tok"
+bad_case "a tokenizer with fewer tokens than the model" 1 "tok_short.tok: truncated at token" \
+    ./infer_llama "$TMP/rt.bin" -z "$TMP/tok_short.tok"
+bad_case "a missing tokenizer" 1 "nope.tok: cannot open" ./infer_llama "$TMP/rt.bin" -z "$TMP/nope.tok"
+
+SHARED=${SHARED:-../shared/data}
+S260="$SHARED/stories260K.bin"
+TOKB="$SHARED/tokenizer.bin"
+if [ -f "$S260" ] && [ -f "$TOKB" ]; then
+    st() { ./infer_llama "$S260" -z "$TOKB" --prompt "Once upon a time" -n 200 --temperature 0 "$@"; }
+    st >"$TMP/st1" 2>"$TMP/st1.err" && st >"$TMP/st2" 2>/dev/null &&
+        [ "$(head -c 16 "$TMP/st1")" = "Once upon a time" ] && [ "$(wc -c <"$TMP/st1")" -gt 100 ] &&
+        cmp -s "$TMP/st1" "$TMP/st2"
+    expect "stories260K + tokenizer.bin: greedy 200 tokens, identical twice ($(grep -o '[0-9.]* tok/s)' "$TMP/st1.err" | tail -1)" \
+        $? "$(tail -n 1 "$TMP/st1.err")"
+    ./infer_llama "$S260" -z "$TOKB" --export-llama2c "$TMP/s.bin" 2>/dev/null &&
+        ./infer_llama "$TMP/s.bin" -z "$TMP/s.tokenizer.bin" --prompt "Once upon a time" -n 200 --temperature 0 \
+            >"$TMP/st3" 2>/dev/null && cmp -s "$TMP/st1" "$TMP/st3"
+    expect "stories260K exported with its tokenizer (-z) generates the same text" $? "differs"
+    head -c 2000 "$DATA" >"$TMP/eval2k.txt"
+    out=$(./infer_llama "$S260" -z "$TOKB" --eval "$TMP/eval2k.txt" 2>/dev/null)
+    echo "$out" | grep -q "eval2k.txt: [0-9]* tokens, loss [0-9.]*, perplexity"
+    expect "stories260K --eval scores a file through the llama2.c tokenizer" $? "got: $out"
+    bad_case "stories260K without -z" 1 "stories260K.bin: vocab_size = 512.*-z TOKENIZER" ./infer_llama "$S260"
+else
+    ok "stories260K generation (skipped: no $S260 or $TOKB)"
+fi
+
+# ---------------------------------------------------------------------------
 if [ -f test/test_analyze.py ]; then
     echo "# analysis scripts"
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"

@@ -1,7 +1,7 @@
 // Unit and reference tests of the model code. Prints one line per check,
 // "ok - NAME" or "FAIL - NAME: why"; test/run_tests.sh counts them.
 //
-//   build/test_core [test/ref]
+//   build/test_core [test/ref [../shared/data]]
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,11 +12,13 @@
 #include "../dyt.h"
 #include "../src/data.h"
 #include "../src/layers.h"
+#include "../src/llama2c.h"
 #include "../src/model.h"
 #include "../src/modelio.h"
 #include "../src/optim.h"
 #include "../src/rng.h"
 #include "../src/sampler.h"
+#include "../src/sptok.h"
 
 static int n_fail = 0;
 
@@ -294,12 +296,530 @@ static void test_schedule(void) {
     check(fabsf(lr_at(99, 100, 10, lr) - 1e-4f) < 1e-9f, "lr: cosine ends at lr/10", "%g", lr_at(99, 100, 10, lr));
 }
 
+// ----------------------------------------------------------------------------
+// llama2.c checkpoints against scripts/ref_llama2c.py (float64 PyTorch), the
+// exporter's round trip, malformed files; llama2.c tokenizers
+
+static char TMP_DIR[] = "/tmp/test_core_XXXXXX";
+
+static void tmp_path(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", TMP_DIR, name); }
+
+static int write_bytes(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(p, 1, n, f);
+    return fclose(f) || w != n ? -1 : 0;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+typedef struct {
+    int n_seq, T, V;
+    int *tokens;   // (n_seq, T)
+    float *logits; // (n_seq, T, V)
+} L2cRef;
+
+static int read_l2c_ref(const char *path, L2cRef *r) {
+    unsigned char *buf;
+    size_t n;
+    Error err;
+    int32_t h[5];
+    if (read_file(path, &buf, &n, &err)) return -1;
+    if (n < 20) return free(buf), -1;
+    memcpy(h, buf, 20);
+    r->n_seq = h[2], r->T = h[3], r->V = h[4];
+    size_t nt = (size_t)r->n_seq * r->T, nl = nt * r->V;
+    if ((uint32_t)h[0] != 0x5243324Cu || h[1] != 1 || h[2] < 1 || h[3] < 1 || h[4] < 1 || n != 20 + 4 * (nt + nl))
+        return free(buf), -1;
+    r->tokens = malloc(nt * 4);
+    r->logits = malloc(nl * 4);
+    memcpy(r->tokens, buf + 20, nt * 4);
+    memcpy(r->logits, buf + 20 + nt * 4, nl * 4);
+    free(buf);
+    return 0;
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+// Our logits for the reference sequences two ways: every position in one
+// forward, and one token at a time over the KV cache (the generator's path).
+// Each is one tensor: max|c - ref| <= REL_TOL * max|ref|.
+static void l2c_compare(const Model *m, const L2cRef *r, const char *name) {
+    size_t row = (size_t)r->V, n = (size_t)r->n_seq * r->T * row;
+    float *batched = malloc(n * 4), *stepwise = malloc(n * 4);
+    Acts a;
+    Error err;
+    if (acts_create(&a, m, 1, r->T, r->T, 0, &err)) {
+        check(0, name, "%s", err.msg);
+        return;
+    }
+    for (int s = 0; s < r->n_seq; s++) {
+        const int *tok = r->tokens + (size_t)s * r->T;
+        model_forward(m, &a, tok, r->T, 0, 1);
+        memcpy(batched + (size_t)s * r->T * row, a.logits, r->T * row * 4);
+        for (int t = 0; t < r->T; t++) {
+            model_forward(m, &a, tok + t, 1, t, 0);
+            memcpy(stepwise + ((size_t)s * r->T + t) * row, a.logits, row * 4);
+        }
+    }
+    double eb = rel_err(batched, r->logits, n), es = rel_err(stepwise, r->logits, n), mr = max_abs(r->logits, n);
+    char label[200];
+    snprintf(label, sizeof label, "llama2c %s: logits of %d sequences of %d tokens", name, r->n_seq, r->T);
+    check(eb <= REL_TOL, label, "max|c - ref| / max|ref| = %.3g > %.0e", eb, REL_TOL);
+    snprintf(label, sizeof label, "llama2c %s: logits one token at a time over the KV cache", name);
+    check(es <= REL_TOL, label, "max|c - ref| / max|ref| = %.3g > %.0e", es, REL_TOL);
+    printf("# llama2c %s: max|c - ref| = %.3g (batched), %.3g (KV cache); max|ref| = %.3g; relative %.3g, %.3g\n",
+           name, eb * mr, es * mr, mr, eb, es);
+    acts_free(&a);
+    free(batched), free(stepwise);
+}
+
+static void test_llama2c_case(const char *model_path, const char *ref_path, const char *name, ModelFormat want_fmt,
+                              int want_tied) {
+    char label[200];
+    Model m;
+    ModelFormat fmt;
+    Error err;
+    L2cRef r;
+    snprintf(label, sizeof label, "llama2c %s: loads as %s, %s classifier", name, model_format_name(want_fmt),
+             want_tied ? "shared" : "separate");
+    if (model_load_any(&m, model_path, &fmt, &err)) {
+        check(0, label, "%s", err.msg);
+        return;
+    }
+    check(fmt == want_fmt && m.cfg.tie_embeddings == want_tied && m.cfg.norm == NORM_RMS, label,
+          "format %s, tie %d", model_format_name(fmt), m.cfg.tie_embeddings);
+    if (read_l2c_ref(ref_path, &r) || r.V != m.cfg.vocab_size || r.T > m.cfg.seq_len) {
+        check(0, label, "%s: unreadable or does not fit the model", ref_path);
+    } else {
+        l2c_compare(&m, &r, name);
+        free(r.tokens), free(r.logits);
+    }
+    model_free(&m);
+}
+
+static void test_llama2c_logits(const char *dir, const char *data_dir) {
+    char model[1024], ref[1024];
+    struct { const char *file, *ref, *name; ModelFormat fmt; int tied; } cases[] = {
+        {"l2c_untied.legacy.bin", "l2c_untied", "untied legacy", FMT_LLAMA2C_LEGACY, 0},
+        {"l2c_untied.ak42.bin", "l2c_untied", "untied ak42", FMT_LLAMA2C_AK42, 0},
+        {"l2c_tied.ak42.bin", "l2c_tied", "tied ak42", FMT_LLAMA2C_AK42, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(model, sizeof model, "%s/%s", dir, cases[i].file);
+        snprintf(ref, sizeof ref, "%s/%s.ref.bin", dir, cases[i].ref);
+        test_llama2c_case(model, ref, cases[i].name, cases[i].fmt, cases[i].tied);
+    }
+    // the same weights in both formats
+    Model a, b;
+    ModelFormat f;
+    Error err;
+    snprintf(model, sizeof model, "%s/l2c_untied.legacy.bin", dir);
+    snprintf(ref, sizeof ref, "%s/l2c_untied.ak42.bin", dir);
+    if (!model_load_any(&a, model, &f, &err)) {
+        if (!model_load_any(&b, ref, &f, &err)) {
+            check(a.n_params == b.n_params && !memcmp(a.params, b.params, a.n_params * 4),
+                  "llama2c: legacy and ak42 files of one model load to identical parameters", "differ");
+            model_free(&b);
+        }
+        model_free(&a);
+    }
+    snprintf(model, sizeof model, "%s/stories260K.bin", data_dir);
+    snprintf(ref, sizeof ref, "%s/l2c_stories260K.ref.bin", dir);
+    if (!file_exists(model)) {
+        printf("ok - llama2c stories260K: logits (skipped: no %s)\n", model);
+        return;
+    }
+    test_llama2c_case(model, ref, "stories260K", FMT_LLAMA2C_LEGACY, 1);
+}
+
+// Greedy continuation of token 1 for n steps (the generator's loop, argmax).
+static void greedy_tokens(const Model *m, int n, int *tok) {
+    Acts a;
+    Error err;
+    acts_create(&a, m, 1, n + 1, n + 1, 0, &err);
+    tok[0] = 1 % m->cfg.vocab_size;
+    for (int i = 0; i < n; i++) {
+        model_forward(m, &a, tok + i, 1, i, 0);
+        tok[i + 1] = sampler_argmax(a.logits, m->cfg.vocab_size);
+    }
+    acts_free(&a);
+}
+
+static int same_file(const char *p, const char *q) {
+    unsigned char *a, *b;
+    size_t na, nb;
+    Error err;
+    if (read_file(p, &a, &na, &err)) return 0;
+    if (read_file(q, &b, &nb, &err)) return free(a), 0;
+    int same = na == nb && !memcmp(a, b, na);
+    free(a), free(b);
+    return same;
+}
+
+// Export, read back: same config and parameters, bit-identical logits and
+// greedy tokens; exporting the file read back gives the same bytes.
+static void test_llama2c_roundtrip(const char *src, const char *name) {
+    char label[200], out1[1024], out2[1024];
+    Model a, b;
+    ModelFormat fb;
+    Error err;
+    tmp_path(out1, sizeof out1, "rt1.bin");
+    tmp_path(out2, sizeof out2, "rt2.bin");
+    snprintf(label, sizeof label, "llama2c round trip %s: export, read back", name);
+    if (model_load_any(&a, src, &fb, &err) || llama2c_export(&a, out1, &err)) {
+        check(0, label, "%s", err.msg);
+        return;
+    }
+    if (model_load_any(&b, out1, &fb, &err)) {
+        check(0, label, "%s", err.msg);
+        model_free(&a);
+        return;
+    }
+    const ModelConfig *x = &a.cfg, *y = &b.cfg;
+    int same_cfg = fb == FMT_LLAMA2C_LEGACY && x->dim == y->dim && x->hidden_dim == y->hidden_dim &&
+                   x->n_layers == y->n_layers && x->n_heads == y->n_heads && x->n_kv_heads == y->n_kv_heads &&
+                   x->vocab_size == y->vocab_size && x->seq_len == y->seq_len &&
+                   x->tie_embeddings == y->tie_embeddings && y->norm == NORM_RMS;
+    check(same_cfg && a.n_params == b.n_params && !memcmp(a.params, b.params, a.n_params * 4), label,
+          "config or parameters differ");
+    int T = a.cfg.seq_len < 17 ? a.cfg.seq_len : 17, ta[17], tb[17];
+    greedy_tokens(&a, T - 1, ta);
+    greedy_tokens(&b, T - 1, tb);
+    Acts aa, ab;
+    acts_create(&aa, &a, 1, T, T, 0, &err);
+    acts_create(&ab, &b, 1, T, T, 0, &err);
+    model_forward(&a, &aa, ta, T, 0, 1);
+    model_forward(&b, &ab, ta, T, 0, 1);
+    snprintf(label, sizeof label, "llama2c round trip %s: identical logits and %d greedy tokens", name, T - 1);
+    check(!memcmp(aa.logits, ab.logits, (size_t)T * a.cfg.vocab_size * 4) && !memcmp(ta, tb, sizeof(int) * T),
+          label, "differ");
+    snprintf(label, sizeof label, "llama2c round trip %s: exporting the export gives the same bytes", name);
+    check(!llama2c_export(&b, out2, &err) && same_file(out1, out2), label, "differ");
+    acts_free(&aa), acts_free(&ab);
+    model_free(&a), model_free(&b);
+    remove(out1), remove(out2);
+}
+
+static void test_llama2c_export_refusals(const char *dir) {
+    char path[1024], out[1024];
+    Model m;
+    Error err = {{0}};
+    tmp_path(out, sizeof out, "refused.bin");
+    snprintf(path, sizeof path, "%s/dyt_beta_untied.model.bin", dir);
+    if (!model_load(&m, path, &err)) {
+        int rc = llama2c_export(&m, out, &err);
+        check(rc && strstr(err.msg, "DyT") && !file_exists(out), "llama2c export refuses a DyT model",
+              "rc %d: %s", rc, err.msg);
+        model_free(&m);
+    }
+    snprintf(path, sizeof path, "%s/rms_tied.model.bin", dir);
+    if (!model_load(&m, path, &err)) {
+        m.cfg.norm_eps = 1e-6f;
+        int rc = llama2c_export(&m, out, &err);
+        check(rc && strstr(err.msg, "norm_eps") && !file_exists(out),
+              "llama2c export refuses an epsilon other than 1e-5", "rc %d: %s", rc, err.msg);
+        m.cfg.norm_eps = 1e-5f, m.cfg.rope_theta = 5e5f;
+        rc = llama2c_export(&m, out, &err);
+        check(rc && strstr(err.msg, "rope_theta") && !file_exists(out),
+              "llama2c export refuses a RoPE theta other than 10000", "rc %d: %s", rc, err.msg);
+        model_free(&m);
+    }
+}
+
+// A copy of src (n bytes, cut or extended to `len`) with an int32 or a byte
+// patched at `off` (off < 0: none), written to the temp folder.
+static void variant(const unsigned char *src, size_t n, size_t len, long off, int32_t v, int as_byte,
+                    const char *name, char *path, size_t cap) {
+    unsigned char *b = calloc(len + 4, 1);
+    memcpy(b, src, n < len ? n : len);
+    if (off >= 0 && as_byte) b[off] = (unsigned char)v;
+    else if (off >= 0) memcpy(b + off, &v, 4);
+    tmp_path(path, cap, name);
+    write_bytes(path, b, len);
+    free(b);
+}
+
+static void expect_model_error(const char *path, const char *field, const char *what) {
+    Model m;
+    ModelFormat f;
+    Error err = {{0}};
+    int rc = model_load_any(&m, path, &f, &err);
+    if (!rc) model_free(&m);
+    char label[200];
+    snprintf(label, sizeof label, "llama2c rejects %s", what);
+    check(rc && strstr(err.msg, path) && strstr(err.msg, field) && !strchr(err.msg, '\n'), label,
+          "rc %d, message: %s", rc, err.msg);
+    remove(path);
+}
+
+static void test_llama2c_malformed(const char *dir) {
+    char src[1024], p[1024];
+    unsigned char *b;
+    size_t n;
+    Error err;
+    snprintf(src, sizeof src, "%s/l2c_untied.legacy.bin", dir);
+    if (read_file(src, &b, &n, &err)) {
+        check(0, "llama2c malformed files", "%s", err.msg);
+        return;
+    }
+    struct { size_t len; long off; int32_t v; const char *field, *what; } legacy[] = {
+        {n - 1, -1, 0, "(truncated)", "a legacy file truncated by one byte"},
+        {n + 1, -1, 0, "(trailing bytes)", "a legacy file with one trailing byte"},
+        {n, 0, 0, "dim = 0", "legacy dim 0"},
+        {n, 4, -1, "hidden_dim = -1", "legacy hidden_dim -1"},
+        {n, 0, 18, "does not divide dim", "legacy n_heads not dividing dim"},
+        {n, 16, 3, "n_kv_heads = 3", "legacy n_kv_heads not dividing n_heads"},
+        {n, 20, INT32_MIN, "vocab_size = -2147483648", "legacy vocab_size INT32_MIN"},
+        {n, 20, -33, "header implies", "legacy vocab_size not matching the size"},
+        {n, 24, 0, "seq_len = 0", "legacy seq_len 0"},
+        {n, 8, 1024, "header implies", "legacy 1024 layers (size mismatch, nothing allocated)"},
+        {10, -1, 0, "shorter than the 256-byte header", "a 10-byte file"},
+    };
+    for (size_t i = 0; i < sizeof legacy / sizeof legacy[0]; i++) {
+        variant(b, n, legacy[i].len, legacy[i].off, legacy[i].v, 0, "bad.bin", p, sizeof p);
+        expect_model_error(p, legacy[i].field, legacy[i].what);
+    }
+    free(b);
+    snprintf(src, sizeof src, "%s/l2c_tied.ak42.bin", dir);
+    if (read_file(src, &b, &n, &err)) {
+        check(0, "llama2c malformed files", "%s", err.msg);
+        return;
+    }
+    struct { size_t len; long off; int32_t v; int as_byte; const char *field, *what; } ak42[] = {
+        {n, 4, 2, 0, "version = 2", "ak42 version 2 (int8)"},
+        {n, 36, 2, 1, "shared_classifier = 2", "ak42 shared_classifier 2"},
+        {n, 100, 1, 1, "header byte 100", "ak42 non-zero padding"},
+        {n, 20, 0, 0, "n_heads = 0", "ak42 n_heads 0"},
+        {n - 4, -1, 0, 0, "(truncated)", "an ak42 file missing its last float"},
+        {100, -1, 0, 0, "shorter than the 256-byte ak42 header", "an ak42 file cut inside the header"},
+    };
+    for (size_t i = 0; i < sizeof ak42 / sizeof ak42[0]; i++) {
+        variant(b, n, ak42[i].len, ak42[i].off, ak42[i].v, ak42[i].as_byte, "bad.bin", p, sizeof p);
+        expect_model_error(p, ak42[i].field, ak42[i].what);
+    }
+    free(b);
+}
+
+// llama2.c run.c's encode(), literally: quadratic rescans, BOS inside the
+// merge loop, the text as a C string; only its lookup is ours.
+static size_t naive_encode(const SpTok *t, const char *text, int *tok) {
+    size_t n = strlen(text), k = 0, len = 0;
+    tok[k++] = SP_BOS;
+    if (n == 0) return k;
+    unsigned char *s = malloc(n + 2), buf[8], *pair = malloc(2 * (size_t)t->max_token_length + 1);
+    s[0] = ' ';
+    memcpy(s + 1, text, n + 1);
+    for (size_t i = 0; s[i]; i++) {
+        if ((s[i] & 0xC0) != 0x80) len = 0;
+        buf[len++] = s[i];
+        if ((s[i + 1] & 0xC0) == 0x80 && len < 4) continue;
+        int id = sptok_lookup(t, buf, len);
+        if (id >= 0) tok[k++] = id;
+        else
+            for (size_t j = 0; j < len; j++) tok[k++] = t->byte_token[buf[j]];
+        len = 0;
+    }
+    for (;;) {
+        float best = -1e10f;
+        int best_id = -1;
+        size_t best_i = 0;
+        for (size_t i = 0; i + 1 < k; i++) {
+            const SpPiece *x = &t->pieces[tok[i]], *y = &t->pieces[tok[i + 1]];
+            memcpy(pair, x->p, x->len);
+            memcpy(pair + x->len, y->p, y->len);
+            int id = sptok_lookup(t, pair, x->len + y->len);
+            if (id >= 0 && t->scores[id] > best) best = t->scores[id], best_id = id, best_i = i;
+        }
+        if (best_id < 0) break;
+        tok[best_i] = best_id;
+        memmove(tok + best_i + 1, tok + best_i + 2, (k - best_i - 2) * sizeof(int));
+        k--;
+    }
+    free(s), free(pair);
+    return k;
+}
+
+// Our heap-based encoder against the literal one on random texts: words,
+// spaces, newlines, multi-byte UTF-8, a stray continuation byte, an invalid byte.
+static void test_sptok_vs_naive(const SpTok *t, const char *name) {
+    static const char *frag[] = {"a", "b", "e", "n", "t", "h", " ", "  ", "\n", "Once", " upon", "ing", " the",
+                                 "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x98\x80", "\x80", "\xff", "x"};
+    Rng rng = rng_make(11, 2);
+    char text[256];
+    int a[300], b[300], worst_ok = 1, trials = 300;
+    for (int it = 0; it < trials && worst_ok; it++) {
+        text[0] = 0;
+        int nf = (int)(rng_u64(&rng) % 30);
+        for (int f = 0; f < nf; f++) strcat(text, frag[rng_u64(&rng) % (sizeof frag / sizeof frag[0])]);
+        size_t na = 0, nb = naive_encode(t, text, b);
+        Error err;
+        worst_ok = !sptok_encode(t, (const unsigned char *)text, strlen(text), a, &na, &err) && na == nb &&
+                   !memcmp(a, b, na * sizeof(int));
+    }
+    char label[160];
+    snprintf(label, sizeof label, "sptok %s: encoding equals llama2.c's on %d random texts", name, trials);
+    check(worst_ok, label, "differs on \"%s\"", text);
+}
+
+static int encodes_to(const SpTok *t, const char *text, const int *want, size_t n_want) {
+    int got[64];
+    size_t n = 0;
+    Error err;
+    return !sptok_encode(t, (const unsigned char *)text, strlen(text), got, &n, &err) && n == n_want &&
+           !memcmp(got, want, n * sizeof(int));
+}
+
+static int decodes_to(const SpTok *t, int prev, int token, const char *want) {
+    const unsigned char *p;
+    size_t n = sptok_decode(t, prev, token, &p);
+    return n == strlen(want) && !memcmp(p, want, n);
+}
+
+static void test_sptok_llama(const char *data_dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
+    if (!file_exists(path)) {
+        printf("ok - sptok: the Llama 2 tokenizer (skipped: no %s)\n", path);
+        return;
+    }
+    SpTok t;
+    Error err;
+    if (sptok_load(&t, path, 32000, &err)) {
+        check(0, "sptok: loads tokenizer.bin (32000 entries)", "%s", err.msg);
+        return;
+    }
+    const int once[] = {1, 9038, 2501, 263, 931}, hello[] = {1, 15043, 3186}, bos[] = {1};
+    check(encodes_to(&t, "Once upon a time", once, 5) && encodes_to(&t, "Hello world", hello, 3) &&
+          encodes_to(&t, "", bos, 1), "sptok: Llama 2 encodings of \"Once upon a time\", \"Hello world\", \"\"",
+          "differ");
+    check(decodes_to(&t, 1, 9038, "Once") && decodes_to(&t, 9038, 2501, " upon") && decodes_to(&t, 5, 13, "\n") &&
+          decodes_to(&t, 1, 13, "\n"), "sptok: decoding drops the space after BOS, <0x0A> is a newline", "differs");
+    test_sptok_vs_naive(&t, "32000 entries");
+    sptok_free(&t);
+    // the first 512 entries (stories260K's vocabulary size): only byte pieces fit " Once upon a time"
+    if (sptok_load(&t, path, 512, &err)) {
+        check(0, "sptok: loads the first 512 entries", "%s", err.msg);
+        return;
+    }
+    const char *s = " Once upon a time";
+    int want[32];
+    want[0] = 1;
+    for (size_t i = 0; s[i]; i++) want[i + 1] = (unsigned char)s[i] + 3;
+    check(encodes_to(&t, s + 1, want, strlen(s) + 1), "sptok: 512 entries encode the prompt as bytes (+3)",
+          "differs");
+    test_sptok_vs_naive(&t, "512 entries");
+    sptok_free(&t);
+}
+
+static void test_sptok_bytes(void) {
+    SpTok t, u;
+    Error err;
+    char path[1024];
+    tmp_path(path, sizeof path, "bytes.tok");
+    if (sptok_bytes(&t, &err) || sptok_save(&t, path, &err) || sptok_load(&u, path, 256, &err)) {
+        check(0, "sptok: the byte vocabulary saves and loads", "%s", err.msg);
+        return;
+    }
+    int same = 1, decodes = 1;
+    for (int i = 0; i < 256; i++) {
+        same &= t.pieces[i].len == u.pieces[i].len && !memcmp(t.pieces[i].p, u.pieces[i].p, t.pieces[i].len);
+        const unsigned char *p;
+        decodes &= sptok_decode(&u, 7, i, &p) == 1 && *p == i;
+    }
+    check(same, "sptok: the byte vocabulary saves and loads", "pieces differ");
+    check(decodes, "sptok: byte vocabulary token b decodes to byte b", "differs");
+    const unsigned char text[] = {'a', 'b', 0, 0xc3, 0xa9};
+    int tok[8], want[] = {1, ' ', 'a', 'b', 0, 0xc3, 0xa9};
+    size_t n = 0;
+    check(!sptok_encode(&u, text, sizeof text, tok, &n, &err) && n == 7 && !memcmp(tok, want, sizeof want),
+          "sptok: byte vocabulary encodes BOS, a space, then the bytes (NUL via <0x00>)", "differs");
+    test_sptok_vs_naive(&u, "byte vocabulary");
+    sptok_free(&t), sptok_free(&u);
+    remove(path);
+}
+
+static void expect_tok_error(const char *path, int vocab, const char *field, const char *what) {
+    SpTok t;
+    Error err = {{0}};
+    int rc = sptok_load(&t, path, vocab, &err);
+    if (!rc) sptok_free(&t);
+    char label[200];
+    snprintf(label, sizeof label, "sptok rejects %s", what);
+    check(rc && strstr(err.msg, path) && strstr(err.msg, field), label, "rc %d, message: %s", rc, err.msg);
+}
+
+static void test_sptok_malformed(void) {
+    SpTok t;
+    Error err;
+    char good[1024], p[1024];
+    unsigned char *b;
+    size_t n;
+    tmp_path(good, sizeof good, "good.tok");
+    if (sptok_bytes(&t, &err) || sptok_save(&t, good, &err) || read_file(good, &b, &n, &err)) {
+        check(0, "sptok malformed files", "%s", err.msg);
+        return;
+    }
+    sptok_free(&t);
+    // entries: token 0 ("<0x00>") at 4, token b >= 1 at 18 + 9 (b - 1); last (255) at n - 9
+    float nan_score = NAN;
+    int32_t nan_bits;
+    memcpy(&nan_bits, &nan_score, 4);
+    struct { size_t len; long off; int32_t v; int vocab; const char *field, *what; } cases[] = {
+        {n, 0, 0, 256, "max_token_length = 0", "max_token_length 0"},
+        {n, 0, 1 << 20, 256, "max_token_length = 1048576", "a huge max_token_length"},
+        {n, 18 + 9 * 9 + 4, -1, 256, "token 10: length = -1", "a negative length"},
+        {n, 18 + 9 * 9 + 4, 7, 256, "token 10: length = 7 is out of range", "a length above max_token_length"},
+        {n, 18 + 9 * 9, nan_bits, 256, "token 10: score = nan", "a NaN score"},
+        {n - 1, -1, 0, 256, "token 255: length = 1 runs past the end", "a file cut inside the last token"},
+        {n, -1, 0, 300, "truncated at token 256", "fewer tokens than the model's vocab_size"},
+        {n, -1, 0, 2, "vocab_size = 2", "a model vocabulary without BOS and EOS"},
+        {2, -1, 0, 256, "shorter than the 4-byte", "a 2-byte file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        variant(b, n, cases[i].len, cases[i].off, cases[i].v, 0, "bad.tok", p, sizeof p);
+        expect_tok_error(p, cases[i].vocab, cases[i].field, cases[i].what);
+        remove(p);
+    }
+    // a file may hold more entries than the model uses (llama2.c reads the first vocab_size)
+    check(!sptok_load(&t, good, 100, &err) && t.vocab_size == 100, "sptok: reads only the model's first entries",
+          "%s", err.msg);
+    sptok_free(&t);
+    free(b);
+    remove(good);
+}
+
 int main(int argc, char **argv) {
-    const char *dir = argc > 1 ? argv[1] : "test/ref";
+    const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
     const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied"};
     for (int i = 0; i < 4; i++) test_reference_case(dir, cases[i]);
     test_dyt_finite_differences();
     test_sampler();
     test_schedule();
+    if (!mkdtemp(TMP_DIR)) {
+        check(0, "llama2c tests: a temporary folder", "mkdtemp failed");
+        return 1;
+    }
+    test_llama2c_logits(dir, data_dir);
+    char path[1024];
+    const char *ours[] = {"rms_untied", "rms_tied"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s.model.bin", dir, ours[i]);
+        test_llama2c_roundtrip(path, ours[i]);
+    }
+    snprintf(path, sizeof path, "%s/l2c_tied.ak42.bin", dir);
+    test_llama2c_roundtrip(path, "ak42 -> legacy");
+    snprintf(path, sizeof path, "%s/stories260K.bin", data_dir);
+    if (file_exists(path)) test_llama2c_roundtrip(path, "stories260K");
+    test_llama2c_export_refusals(dir);
+    test_llama2c_malformed(dir);
+    test_sptok_llama(data_dir);
+    test_sptok_bytes();
+    test_sptok_malformed();
+    rmdir(TMP_DIR);
     return n_fail ? 1 : 0;
 }
