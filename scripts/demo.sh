@@ -55,6 +55,7 @@ scripts/compare_norms.sh --data data/tinyshakespeare.txt --out "$OUT" --seeds "$
 # 4. what the README shows
 mkdir -p docs
 cp "$OUT/loss_curves.png" docs/demo_loss_curves.png
+cp "$OUT/alpha.png" docs/demo_alpha.png
 cp "$OUT/summary.md" docs/demo_summary.md
 echo
 echo "== done in $(( $(date +%s) - t0 )) s: $OUT/summary.md, $OUT/loss_curves.png, $OUT/alpha.png"
