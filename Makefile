@@ -37,7 +37,11 @@ build/test_core: build/test/test_core.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-test: all build/test_core
+# set-up first (packages, data), then build, then every test
+test:
+	scripts/setup.sh
+	data/get_data.sh
+	$(MAKE) --no-print-directory all build/test_core
 	test/run_tests.sh
 
 demo:

@@ -24,21 +24,7 @@ done
 t0=$(date +%s)
 
 # 1. packages: the compiler, OpenBLAS's OpenMP build, numpy and matplotlib
-PKGS=(gcc make libc6-dev libopenblas-openmp-dev python3-numpy python3-matplotlib)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "demo: missing packages; run this as root, then make demo again:" >&2
-        echo "  apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
-    echo "== installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+scripts/setup.sh
 
 # 2. data and build
 echo "== data"

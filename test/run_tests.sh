@@ -5,8 +5,8 @@
 # "N passed, N failed" and the exit status is non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/tinyshakespeare.txt}
-[ -f "$DATA" ] || DATA=data/tinyshakespeare.txt
+DATA=${DATA:-data/tinyshakespeare.txt} # data/get_data.sh puts it there (make test runs it)
+[ -f "$DATA" ] || data/get_data.sh >/dev/null || exit 1
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

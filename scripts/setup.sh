@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Debian packages this project needs, installed when missing: as root with
+# apt-get; otherwise the exact apt-get line is printed and the script fails.
+# Used by `make test`, `make demo` and .ci/run. Extra packages may be named:
+#   scripts/setup.sh [PACKAGE...]
+set -euo pipefail
+# gcc/make build; OpenBLAS's OpenMP build is the BLAS; numpy + matplotlib run the
+# analysis under /usr/bin/python3. (python3-torch only regenerates test/ref.)
+PKGS=(gcc make libc6-dev libopenblas-openmp-dev python3-numpy python3-matplotlib "$@")
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages; as root run:" >&2
+    echo "  apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
