@@ -322,8 +322,13 @@ static int log_open(Run *r, int resuming, Error *err) {
     return 0;
 }
 
+// The log first: rows up to this step must be on disk before a checkpoint
+// says the run got there (a resume keeps the rows up to its step; a power
+// cut after a checkpoint but before the log reached the disk lost rows).
 static int save_checkpoint(Run *r, Error *err) {
     int64_t rb[RUN_BLOCK_SLOTS];
+    if (fflush(r->log) || fsync(fileno(r->log)))
+        return err_set(err, "%s: write failed: %s", r->path_log, strerror(errno));
     run_block_pack(&r->s, r->data.fingerprint, rb);
     return checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err);
 }
