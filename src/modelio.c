@@ -199,7 +199,7 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 // ----------------------------------------------------------------------------
 // writing
 
-static int fsync_dir_of(const char *path) {
+int fsync_parent_dir(const char *path) {
     char *copy = strdup(path);
     if (!copy) return -1;
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
@@ -226,7 +226,7 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
         remove(tmp);
         return err_set(err, "%s: write failed: %s", path, strerror(saved));
     }
-    fsync_dir_of(path); // makes the rename durable; best effort
+    fsync_parent_dir(path); // makes the rename durable; best effort
     return 0;
 }
 
