@@ -85,7 +85,9 @@ expect "SIGTERM: checkpoint at step $step, exit 0, resume continues from it" $? 
 ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
     od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
 }
-KFLAGS=("${TINY[@]}" --norm dyt --steps 40 --seed 3 --ckpt-every 1 --threads 1)
+# 50 steps and kills 20..159 ms apart: even on a fast machine (steps of ~21 ms, with
+# the delay) the run is still unfinished after 12 kills
+KFLAGS=("${TINY[@]}" --norm dyt --steps 50 --seed 3 --ckpt-every 1 --threads 1)
 ./train_llama --data "$DATA" "${KFLAGS[@]}" --out "$TMP/kref" 2>>"$TMP/stderr"
 K="$TMP/kill" full=$(stat -c %s "$TMP/kref/checkpoint.bin")
 RANDOM=4242 # the kill times and modes are deterministic, the machine's timing is not
@@ -100,7 +102,7 @@ while [ -z "$bad" ] && ! grep -qs status=finished "$K/result.txt"; do
     LLAMA_TEST_WRITE_DELAY_MS=10 ./train_llama "${args[@]}" 2>>"$TMP/kill.err" &
     pid=$!
     if [ $kills -lt 12 ]; then
-        sleep "0.$(printf %03d $((20 + RANDOM % 280)))" # 20..299 ms
+        sleep "0.$(printf %03d $((20 + RANDOM % 140)))" # 20..159 ms
         if [ $((RANDOM % 2)) -eq 1 ]; then # then wait for the next checkpoint write (at most 2 s)
             : >"$TMP/kill.mark"
             for _ in $(seq 1000); do
@@ -138,7 +140,7 @@ done
 expect "SIGKILL x$kills (checkpoint then at step:$where; $inwrite inside a checkpoint write, $partial of them with a partial temp file): every checkpoint loads, the resumed run equals an uninterrupted one bit for bit" \
     $? "${bad:-$kills kills, $inwrite in a write; $(diff <(losses "$TMP/kref/log.csv") <(losses "$K/log.csv") 2>&1 | head -3 | tr '\n' ' ')}"
 n_kept=$(ls "$K" | grep -c '^checkpoint-[0-9]*\.bin$')
-[ "$n_kept" -ge 1 ] && [ "$n_kept" -le 3 ] && cmp -s "$K/checkpoint.bin" "$K/checkpoint-40.bin" &&
+[ "$n_kept" -ge 1 ] && [ "$n_kept" -le 3 ] && cmp -s "$K/checkpoint.bin" "$K/checkpoint-50.bin" &&
     [ ! -e "$K/checkpoint.bin.tmp" ]
 expect "--keep 3 under kills: $n_kept numbered checkpoints, the newest is checkpoint.bin, no temp file left" $? \
     "$(ls "$K" | tr '\n' ' ')"
