@@ -59,20 +59,29 @@ train --norm rmsnorm --steps 6 --seed 5 --kv-heads 0 --stop-after 3 --out "$TMP/
 expect "resume: default --out, --kv-heads 0 agrees, stop on the last step finishes, cut row dropped" $? \
     "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' '); $(tr '\n' ' ' <"$TMP/d/result.txt" 2>/dev/null)"
 
-# SIGTERM: the step in flight finishes, a checkpoint is written, exit 0; resuming completes the run
+ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
+    od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
+}
+
+# SIGTERM and SIGINT: the step in flight finishes, a checkpoint of it is written, exit 0
+# with a line naming the checkpoint; resuming continues from it
 # (the binary itself in the background: a function would put a subshell between us and it)
-./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$TMP/sig" 2>"$TMP/sig.err" &
-pid=$!
-for _ in $(seq 50); do [ -s "$TMP/sig/log.csv" ] && [ "$(wc -l <"$TMP/sig/log.csv")" -gt 3 ] && break; sleep 0.1; done
-kill -TERM $pid
-wait $pid
-rc=$?
-step=$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)
-[ $rc -eq 0 ] && grep -q "resume with --resume" "$TMP/sig.err" && [ -f "$TMP/sig/checkpoint.bin" ] &&
-    [ ! -e "$TMP/sig/checkpoint.bin.tmp" ] &&
-    train --resume "$TMP/sig/checkpoint.bin" --out "$TMP/sig" --stop-after 2 2>/dev/null &&
-    [ "$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
-expect "SIGTERM: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$TMP/sig.err")"
+for sig in TERM INT; do
+    S="$TMP/sig_$sig"
+    ./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$S" 2>"$S.err" &
+    pid=$!
+    for _ in $(seq 50); do [ -s "$S/log.csv" ] && [ "$(wc -l <"$S/log.csv")" -gt 3 ] && break; sleep 0.1; done
+    kill -$sig $pid
+    wait $pid
+    rc=$?
+    step=$(tail -n 1 "$S/log.csv" | cut -d, -f1)
+    [ $rc -eq 0 ] && grep -q "stopped after step $step (signal); resume with --resume $S/checkpoint.bin" "$S.err" &&
+        [ -f "$S/checkpoint.bin" ] && [ "$(ckpt_step "$S/checkpoint.bin")" = "$step" ] &&
+        [ ! -e "$S/checkpoint.bin.tmp" ] &&
+        train --resume "$S/checkpoint.bin" --out "$S" --stop-after 2 2>/dev/null &&
+        [ "$(tail -n 1 "$S/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
+    expect "SIG$sig: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$S.err")"
+done
 
 # Crashes lose nothing: SIGKILL a run at random moments, 12 times, resuming
 # each time from what is on disk. LLAMA_TEST_WRITE_DELAY_MS stretches every
@@ -82,9 +91,6 @@ expect "SIGTERM: checkpoint at step $step, exit 0, resume continues from it" $? 
 # begin, so some kills certainly land inside one. After every kill the
 # checkpoint must load and must not have gone back a step; at the end the
 # log and model.bin must equal an uninterrupted run's bit for bit.
-ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
-    od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
-}
 # 50 steps and kills 20..159 ms apart: even on a fast machine (steps of ~21 ms, with
 # the delay) the run is still unfinished after 12 kills
 KFLAGS=("${TINY[@]}" --norm dyt --steps 50 --seed 3 --ckpt-every 1 --threads 1)
