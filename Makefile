@@ -16,7 +16,7 @@ LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 
-.PHONY: all test demo bench clean
+.PHONY: all test demo bench clean fuzz
 all: train_llama infer_llama
 
 # `make V=1` prints the full commands
@@ -47,7 +47,43 @@ test:
 demo:
 	scripts/demo.sh
 
+# Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader and the
+# llama2.c tokenizer loader (no token cache exists yet, so no target for it),
+# built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=60` runs each
+# target that long and fails on any crash. The library is built without
+# -fopenmp: the loaders have no parallel code, the pragmas are then ignored,
+# and one OpenMP runtime (libgomp, which OpenBLAS's OpenMP build already
+# loads) serves the omp_* calls, instead of clang's libomp beside it.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_CFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -std=c11 \
+              -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unknown-pragmas -I$(BLAS_INC) -MMD -MP
+ifeq ($(WERROR),1)
+FUZZ_CFLAGS += -Werror
+endif
+FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
+FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
+
+build/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/fuzz_%: build/fuzzobj/fuzz/fuzz_%.o $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS) -lgomp
+
+build/make_seeds: build/fuzz/make_seeds.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+fuzz: $(FUZZ_BIN) build/make_seeds
+	fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
 	rm -rf build train_llama infer_llama
 
 -include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/test/test_core.d
+-include $(FUZZ_OBJ:.o=.d) build/fuzzobj/fuzz/fuzz_model.d build/fuzzobj/fuzz/fuzz_tokenizer.d build/fuzz/make_seeds.d

@@ -8,6 +8,7 @@
 // OUT/result.txt. Threads: OpenBLAS's OpenMP build shares our OpenMP pool;
 // sgemm runs outside our parallel regions, so the two never oversubscribe.
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -31,7 +32,7 @@
 typedef struct {
     const char *data, *out, *norm, *resume;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
-    int64_t eval_every, eval_batches, ckpt_every, seed, threads, stop_after;
+    int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn;
     int no_dyt_beta, tie_embeddings;
 } Settings;
@@ -58,6 +59,7 @@ static const Option OPTIONS[] = {
     {"--eval-every", OPT_INT, OFF(eval_every), 1, BIG, "steps between validation evaluations"},
     {"--eval-batches", OPT_INT, OFF(eval_batches), 1, 65536, "fixed validation batches per evaluation"},
     {"--ckpt-every", OPT_INT, OFF(ckpt_every), 1, BIG, "steps between checkpoints (and at the end)"},
+    {"--keep", OPT_INT, OFF(keep), 1, 1e6, "checkpoints to keep: checkpoint.bin is the newest; N > 1 also keeps the last N as checkpoint-STEP.bin (not stored in the checkpoint: repeat it on resume)"},
     {"--resume", OPT_STR, OFF(resume), 0, 0, "continue from OUT/checkpoint.bin (settings come from it)"},
     {"--seed", OPT_INT, OFF(seed), 0, 9.007199254740992e15, "seed of weights and data order"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
@@ -73,7 +75,7 @@ static Settings default_settings(void) {
     return (Settings){.out = NULL, .norm = "rmsnorm", .dim = 256, .layers = 4, .heads = 4,
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
-                      .ckpt_every = 500, .seed = 0, .threads = 0, .stop_after = 0,
+                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0,
                       .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
 }
 
@@ -89,7 +91,8 @@ static void usage(FILE *f) {
 // Options that only change how a run is observed or where it writes: a
 // resumed run may set them differently from the run it continues.
 static int may_differ_on_resume(const char *name) {
-    const char *ok[] = {"--data", "--out", "--resume", "--threads", "--ckpt-every", "--stop-after", "--eval-every"};
+    const char *ok[] = {"--data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
+                        "--eval-every"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(name, ok[i])) return 1;
     return 0;
@@ -322,10 +325,74 @@ static int log_open(Run *r, int resuming, Error *err) {
     return 0;
 }
 
+// OUT/checkpoint-STEP.bin into buf (cap 4200); -1 if the path does not fit
+// (never act on a truncated name).
+static int numbered_path(const Run *r, long long step, char *buf) {
+    return snprintf(buf, 4200, "%s/checkpoint-%lld.bin", r->s.out, step) >= 4200 ? -1 : 0;
+}
+
+// The step of a file named checkpoint-STEP.bin, or -1.
+static long long numbered_step(const char *name) {
+    const char *p = name + strlen("checkpoint-");
+    char *end;
+    if (strncmp(name, "checkpoint-", strlen("checkpoint-")) || *p < '0' || *p > '9') return -1;
+    long long step = strtoll(p, &end, 10);
+    return strcmp(end, ".bin") ? -1 : step;
+}
+
+static int cmp_desc_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x < y) - (x > y);
+}
+
+// Deletes the numbered checkpoints at or before this step, except the newest
+// --keep. Later ones (a run resumed from an older checkpoint) are left alone:
+// this run overwrites them as it gets there. Failures only warn: the run and
+// its newest checkpoints are intact either way.
+static void prune_checkpoints(Run *r) {
+    DIR *d = opendir(r->s.out);
+    long long steps[4096];
+    size_t n = 0;
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) && n < sizeof steps / sizeof steps[0];) {
+        long long s = numbered_step(e->d_name);
+        if (s >= 0 && s <= r->st.step) steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, n, sizeof steps[0], cmp_desc_ll);
+    for (size_t i = (size_t)r->s.keep; i < n; i++) {
+        char path[4200];
+        if (!numbered_path(r, steps[i], path) && unlink(path) && errno != ENOENT)
+            fprintf(stderr, "train_llama: warning: cannot delete %s: %s\n", path, strerror(errno));
+    }
+}
+
+// --keep N > 1: checkpoint-STEP.bin names this checkpoint too. A hard link
+// costs no space and stays valid: the next checkpoint replaces checkpoint.bin
+// by rename, a new file, so the link keeps these bytes. Where links are not
+// supported the checkpoint is written a second time.
+static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
+    char path[4200];
+    if (numbered_path(r, r->st.step, path)) return err_set(err, "%s: path too long", r->s.out);
+    if (unlink(path) && errno != ENOENT) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
+    if (link(r->path_ckpt, path) &&
+        checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, path, err))
+        return -1;
+    prune_checkpoints(r);
+    fsync_parent_dir(r->path_ckpt); // the link and the deletions survive a crash; best effort
+    return 0;
+}
+
+// The log first: rows up to this step must be on disk before a checkpoint
+// says the run got there (a resume keeps the rows up to its step; a power
+// cut after a checkpoint but before the log reached the disk lost rows).
 static int save_checkpoint(Run *r, Error *err) {
     int64_t rb[RUN_BLOCK_SLOTS];
+    if (fflush(r->log) || fsync(fileno(r->log)))
+        return err_set(err, "%s: write failed: %s", r->path_log, strerror(errno));
     run_block_pack(&r->s, r->data.fingerprint, rb);
-    return checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err);
+    if (checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err)) return -1;
+    return r->s.keep > 1 ? keep_checkpoint(r, rb, err) : 0;
 }
 
 static int cmp_double(const void *a, const void *b) {

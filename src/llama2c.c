@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers.h"
 #include "modelio.h"
 
 #define LEGACY_HEADER_BYTES 28 // seven int32
@@ -137,8 +138,19 @@ int llama2c_export(const Model *m, const char *path, Error *err) {
     // an RMSNorm model's tensors wte .. final_norm are contiguous and in
     // llama2.c's order; then the RoPE tables (seq_len, head_dim/2) each, then wcls
     size_t body = (size_t)(m->w.t[T_FINAL_NORM] - m->params) + m->sizes[T_FINAL_NORM];
-    size_t rope = (size_t)c->seq_len * (size_t)(c->dim / c->n_heads / 2) * sizeof(float);
-    Chunk ch[] = {{h, sizeof h}, {m->params, body * sizeof(float)}, {m->rope_cos, rope}, {m->rope_sin, rope},
-                  {m->w.t[T_WCLS], c->tie_embeddings ? 0 : m->sizes[T_WCLS] * sizeof(float)}};
-    return write_file_atomic(path, ch, 5, err);
+    size_t rope_n = (size_t)c->seq_len * (size_t)(c->dim / c->n_heads / 2);
+    float *cos_t = alloc_floats(rope_n), *sin_t = alloc_floats(rope_n);
+    int rc = -1;
+    if (!cos_t || !sin_t) {
+        err_set(err, "%s: out of memory for the RoPE tables", path);
+    } else {
+        rope_tables(cos_t, sin_t, c->seq_len, c->dim / c->n_heads, c->rope_theta);
+        Chunk ch[] = {{h, sizeof h}, {m->params, body * sizeof(float)}, {cos_t, rope_n * sizeof(float)},
+                      {sin_t, rope_n * sizeof(float)},
+                      {m->w.t[T_WCLS], c->tie_embeddings ? 0 : m->sizes[T_WCLS] * sizeof(float)}};
+        rc = write_file_atomic(path, ch, 5, err);
+    }
+    free(cos_t);
+    free(sin_t);
+    return rc;
 }

@@ -103,17 +103,9 @@ int model_create(Model *m, const ModelConfig *c, Error *err) {
     memset(m, 0, sizeof *m);
     if (config_validate(c, err) || config_layout(c, m->sizes, &m->n_params, err)) return -1;
     m->cfg = *c;
-    int hs = c->dim / c->n_heads;
-    size_t rope_n = (size_t)c->seq_len * (size_t)(hs / 2);
     m->params = alloc_floats(m->n_params);
-    m->rope_cos = alloc_floats(rope_n);
-    m->rope_sin = alloc_floats(rope_n);
-    if (!m->params || !m->rope_cos || !m->rope_sin) {
-        model_free(m);
-        return err_set(err, "out of memory for %zu parameters", m->n_params);
-    }
+    if (!m->params) return err_set(err, "out of memory for %zu parameters", m->n_params);
     carve(&m->w, m->params, m->sizes, c->tie_embeddings);
-    rope_tables(m->rope_cos, m->rope_sin, c->seq_len, hs, c->rope_theta);
     return 0;
 }
 
@@ -127,8 +119,6 @@ int model_alloc_grads(Model *m, Error *err) {
 void model_free(Model *m) {
     free(m->params);
     free(m->grads);
-    free(m->rope_cos);
-    free(m->rope_sin);
     memset(m, 0, sizeof *m);
 }
 
@@ -184,7 +174,8 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->rstd_ffn, S * N}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
         {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
         {&a->norm_final, N * d}, {&a->rstd_final, N}, {&a->logits, N * V}, {&a->tmp, N * d},
-        {&a->emb, N * d},
+        {&a->emb, N * d}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
+        {&a->rope_sin, (size_t)kv_len * (d / c->n_heads / 2)},
         // backward scratch
         {&a->dresid, store_all ? N * d : 0}, {&a->dnorm, store_all ? N * d : 0},
         {&a->dq, store_all ? N * d : 0}, {&a->dk, store_all ? N * kvd : 0},
@@ -209,6 +200,7 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         *parts[i].p = parts[i].n ? p : NULL;
         p += (parts[i].n + 15) & ~(size_t)15;
     }
+    rope_tables(a->rope_cos, a->rope_sin, kv_len, c->dim / c->n_heads, c->rope_theta);
     return 0;
 }
 
@@ -315,8 +307,8 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     matmul_forward(y->q, y->norm_attn, LW(m, T_WQ, l), N, d, d);
     matmul_forward(knew, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
     matmul_forward(vnew, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
-    rope_apply(y->q, m->rope_cos, m->rope_sin, B, T, pos0, c->n_heads, HS, 0);
-    rope_apply(knew, m->rope_cos, m->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
+    rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
+    rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
     attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
                       c->n_heads, c->n_kv_heads, HS);
     matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
@@ -390,8 +382,8 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     zero(a->dv, N * kvd);
     attention_backward(a->dq, a->dk, a->dv, a->datty, y->att, y->q, y->k, y->v,
                        B, T, c->n_heads, c->n_kv_heads, HS, a->att_scratch);
-    rope_apply(a->dq, m->rope_cos, m->rope_sin, B, T, 0, c->n_heads, HS, 1);
-    rope_apply(a->dk, m->rope_cos, m->rope_sin, B, T, 0, c->n_kv_heads, HS, 1);
+    rope_apply(a->dq, a->rope_cos, a->rope_sin, B, T, 0, c->n_heads, HS, 1);
+    rope_apply(a->dk, a->rope_cos, a->rope_sin, B, T, 0, c->n_kv_heads, HS, 1);
     zero(a->dnorm, N * d);
     matmul_backward(a->dnorm, LG(m, T_WQ, l), a->dq, y->norm_attn, LW(m, T_WQ, l), N, d, d);
     matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);

@@ -41,7 +41,6 @@ typedef struct {
     Tensors w;
     float *grads; // NULL until model_alloc_grads
     Tensors g;
-    float *rope_cos, *rope_sin; // (seq_len, head_dim/2)
 } Model;
 
 const char *tensor_name(int t);
@@ -51,7 +50,8 @@ int default_hidden_dim(int dim);
 int config_validate(const ModelConfig *c, Error *err);
 int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err);
 
-// Allocates params (zeroed) and RoPE tables for a validated config.
+// Allocates params (zeroed) for a validated config: memory in proportion to
+// the parameters (what a file's size vouches for), nothing per position.
 int model_create(Model *m, const ModelConfig *c, Error *err);
 int model_alloc_grads(Model *m, Error *err);
 void model_free(Model *m);
@@ -75,6 +75,8 @@ typedef struct {
     float *norm_final, *rstd_final, *logits;  // (B,T,d), (B,T), (B,T,V)
     float *tmp;                               // (B,T,d) projection output before the residual add
     float *emb;                               // (B,T,d) raw embedding (DyT scale backward)
+    float *rope_cos, *rope_sin;               // (kv_len, head_dim/2): RoPE for the positions held here, so
+                                              // that seq_len costs memory only when a run uses that context
     double *row_loss;                         // (B,T)
     // backward scratch (store_all only)
     float *dresid, *dnorm, *dq, *dk, *dv, *datty, *dh1, *dh3, *dhg, *dlogits, *att_scratch;

@@ -50,5 +50,8 @@ typedef struct {
     size_t n;
 } Chunk;
 int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err);
+// fsyncs the folder holding path, so that a rename, link or unlink in it
+// survives a crash. Returns 0 or -1 (errno set).
+int fsync_parent_dir(const char *path);
 
 #endif

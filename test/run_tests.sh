@@ -59,20 +59,120 @@ train --norm rmsnorm --steps 6 --seed 5 --kv-heads 0 --stop-after 3 --out "$TMP/
 expect "resume: default --out, --kv-heads 0 agrees, stop on the last step finishes, cut row dropped" $? \
     "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' '); $(tr '\n' ' ' <"$TMP/d/result.txt" 2>/dev/null)"
 
-# SIGTERM: the step in flight finishes, a checkpoint is written, exit 0; resuming completes the run
+ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
+    od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
+}
+
+# SIGTERM and SIGINT: the step in flight finishes, a checkpoint of it is written, exit 0
+# with a line naming the checkpoint; resuming continues from it
 # (the binary itself in the background: a function would put a subshell between us and it)
-./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$TMP/sig" 2>"$TMP/sig.err" &
-pid=$!
-for _ in $(seq 50); do [ -s "$TMP/sig/log.csv" ] && [ "$(wc -l <"$TMP/sig/log.csv")" -gt 3 ] && break; sleep 0.1; done
-kill -TERM $pid
-wait $pid
-rc=$?
-step=$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)
-[ $rc -eq 0 ] && grep -q "resume with --resume" "$TMP/sig.err" && [ -f "$TMP/sig/checkpoint.bin" ] &&
-    [ ! -e "$TMP/sig/checkpoint.bin.tmp" ] &&
-    train --resume "$TMP/sig/checkpoint.bin" --out "$TMP/sig" --stop-after 2 2>/dev/null &&
-    [ "$(tail -n 1 "$TMP/sig/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
-expect "SIGTERM: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$TMP/sig.err")"
+for sig in TERM INT; do
+    S="$TMP/sig_$sig"
+    ./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$S" 2>"$S.err" &
+    pid=$!
+    for _ in $(seq 50); do [ -s "$S/log.csv" ] && [ "$(wc -l <"$S/log.csv")" -gt 3 ] && break; sleep 0.1; done
+    kill -$sig $pid
+    wait $pid
+    rc=$?
+    step=$(tail -n 1 "$S/log.csv" | cut -d, -f1)
+    [ $rc -eq 0 ] && grep -q "stopped after step $step (signal); resume with --resume $S/checkpoint.bin" "$S.err" &&
+        [ -f "$S/checkpoint.bin" ] && [ "$(ckpt_step "$S/checkpoint.bin")" = "$step" ] &&
+        [ ! -e "$S/checkpoint.bin.tmp" ] &&
+        train --resume "$S/checkpoint.bin" --out "$S" --stop-after 2 2>/dev/null &&
+        [ "$(tail -n 1 "$S/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
+    expect "SIG$sig: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$S.err")"
+done
+
+# Crashes lose nothing: SIGKILL a run at random moments, 12 times, resuming
+# each time from what is on disk. LLAMA_TEST_WRITE_DELAY_MS stretches every
+# atomic write (10 ms after its first chunk, 10 ms before its rename). Half
+# the kills land anywhere (start-up, a resume's log rewrite, a step, an
+# evaluation, a write); the others wait for the next checkpoint write to
+# begin, so some kills certainly land inside one. After every kill the
+# checkpoint must load and must not have gone back a step; at the end the
+# log and model.bin must equal an uninterrupted run's bit for bit.
+# 50 steps and kills 20..159 ms apart: even on a fast machine (steps of ~21 ms, with
+# the delay) the run is still unfinished after 12 kills
+KFLAGS=("${TINY[@]}" --norm dyt --steps 50 --seed 3 --ckpt-every 1 --threads 1)
+./train_llama --data "$DATA" "${KFLAGS[@]}" --out "$TMP/kref" 2>>"$TMP/stderr"
+K="$TMP/kill" full=$(stat -c %s "$TMP/kref/checkpoint.bin")
+RANDOM=4242 # the kill times and modes are deterministic, the machine's timing is not
+kills=0 inwrite=0 partial=0 prev=0 bad="" where=""
+while [ -z "$bad" ] && ! grep -qs status=finished "$K/result.txt"; do
+    : >"$TMP/kill.start"
+    if [ -f "$K/checkpoint.bin" ]; then
+        args=(--data "$DATA" --resume "$K/checkpoint.bin" --ckpt-every 1 --keep 3 --threads 1)
+    else
+        args=(--data "$DATA" "${KFLAGS[@]}" --keep 3 --out "$K")
+    fi
+    LLAMA_TEST_WRITE_DELAY_MS=10 ./train_llama "${args[@]}" 2>>"$TMP/kill.err" &
+    pid=$!
+    if [ $kills -lt 12 ]; then
+        sleep "0.$(printf %03d $((20 + RANDOM % 140)))" # 20..159 ms
+        if [ $((RANDOM % 2)) -eq 1 ]; then # then wait for the next checkpoint write (at most 2 s)
+            : >"$TMP/kill.mark"
+            for _ in $(seq 1000); do
+                [ "$K/checkpoint.bin.tmp" -nt "$TMP/kill.mark" ] && break
+                sleep 0.002
+            done
+        fi
+        kill -9 $pid 2>/dev/null
+    fi
+    wait $pid 2>/dev/null # (no "Killed" notice)
+    rc=$?
+    if [ $rc -eq 137 ]; then
+        kills=$((kills + 1))
+        if [ "$K/checkpoint.bin.tmp" -nt "$TMP/kill.start" ]; then
+            inwrite=$((inwrite + 1))
+            [ "$(stat -c %s "$K/checkpoint.bin.tmp")" -lt "$full" ] && partial=$((partial + 1))
+        fi
+        if [ -f "$K/checkpoint.bin" ]; then
+            s=$(ckpt_step "$K/checkpoint.bin")
+            where="$where $s"
+            ./infer_llama "$K/checkpoint.bin" -n 1 --temperature 0 --threads 1 >/dev/null 2>&1 ||
+                bad="kill $kills: checkpoint.bin does not load"
+            [ "$s" -ge "$prev" ] || bad="kill $kills: checkpoint went back from step $prev to $s"
+            prev=$s
+        else
+            where="$where -"
+            [ "$prev" -eq 0 ] || bad="kill $kills: checkpoint.bin vanished"
+        fi
+    elif [ $rc -ne 0 ]; then
+        bad="exit $rc: $(tail -n 1 "$TMP/kill.err")"
+    fi
+done
+[ -z "$bad" ] && [ $kills -ge 10 ] && [ $inwrite -ge 1 ] &&
+    cmp -s <(losses "$TMP/kref/log.csv") <(losses "$K/log.csv") && cmp -s "$TMP/kref/model.bin" "$K/model.bin"
+expect "SIGKILL x$kills (checkpoint then at step:$where; $inwrite inside a checkpoint write, $partial of them with a partial temp file): every checkpoint loads, the resumed run equals an uninterrupted one bit for bit" \
+    $? "${bad:-$kills kills, $inwrite in a write; $(diff <(losses "$TMP/kref/log.csv") <(losses "$K/log.csv") 2>&1 | head -3 | tr '\n' ' ')}"
+n_kept=$(ls "$K" | grep -c '^checkpoint-[0-9]*\.bin$')
+[ "$n_kept" -ge 1 ] && [ "$n_kept" -le 3 ] && cmp -s "$K/checkpoint.bin" "$K/checkpoint-50.bin" &&
+    [ ! -e "$K/checkpoint.bin.tmp" ]
+expect "--keep 3 under kills: $n_kept numbered checkpoints, the newest is checkpoint.bin, no temp file left" $? \
+    "$(ls "$K" | tr '\n' ' ')"
+
+# A temporary file left by a kill inside a write (here: cut short, or garbage) does not
+# break a resume, and is replaced; the resumed run still equals the uninterrupted one
+train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$TMP/left" 2>>"$TMP/stderr" &&
+    head -c 1000 "$TMP/left/checkpoint.bin" >"$TMP/left/checkpoint.bin.tmp" &&
+    printf 'garbage' >"$TMP/left/log.csv.tmp" && printf 'garbage' >"$TMP/left/model.bin.tmp" &&
+    train --resume "$TMP/left/checkpoint.bin" 2>>"$TMP/stderr" &&
+    cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$TMP/left/log.csv") &&
+    cmp -s "$TMP/a_rmsnorm/model.bin" "$TMP/left/model.bin" && [ -z "$(ls "$TMP/left" | grep '\.tmp$')" ]
+expect "a leftover checkpoint.bin.tmp (and log, model temps) from a kill mid-write: resume works, temps replaced" $? \
+    "$(ls "$TMP/left" | tr '\n' ' ')"
+
+# --keep 3: checkpoint-STEP.bin for the last 3 checkpoints (the newest is checkpoint.bin);
+# resuming from an older one reproduces the rest of the run
+train --norm rmsnorm --steps 20 --seed 5 --ckpt-every 4 --keep 3 --out "$TMP/keep" 2>>"$TMP/stderr"
+kept=$(ls "$TMP/keep" | grep '^checkpoint-' | sort -V | tr '\n' ' ')
+[ "$kept" = "checkpoint-12.bin checkpoint-16.bin checkpoint-20.bin " ] &&
+    cmp -s "$TMP/keep/checkpoint.bin" "$TMP/keep/checkpoint-20.bin" &&
+    train --resume "$TMP/keep/checkpoint-12.bin" --keep 3 2>>"$TMP/stderr" &&
+    cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$TMP/keep/log.csv") &&
+    cmp -s "$TMP/a_rmsnorm/model.bin" "$TMP/keep/model.bin"
+expect "--keep 3 keeps checkpoint-12/16/20.bin; resuming from checkpoint-12.bin equals the uninterrupted run" $? \
+    "kept: $kept"
 
 train --norm dyt --steps 3 --seed 9 --out "$TMP/acc1" --batch 4 --grad-accum 1 2>>"$TMP/stderr" &&
     train --norm dyt --steps 3 --seed 9 --out "$TMP/acc2" --batch 2 --grad-accum 2 2>>"$TMP/stderr"

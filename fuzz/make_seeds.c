@@ -1,0 +1,138 @@
+// Writes the fuzzers' seed corpora: valid small files of every format the
+// loaders read, so fuzzing starts from deep inside the parsers.
+//
+//   build/make_seeds MODEL_DIR TOKENIZER_DIR [REF.model.bin ...]
+//
+// MODEL_DIR gets a checkpoint of each given model (the models themselves and
+// the llama2.c files are copied by fuzz/run.sh), and tiny models of each
+// norm variant as model, checkpoint and (RMSNorm) llama2.c legacy export.
+// TOKENIZER_DIR gets our byte vocabulary and a small vocabulary with merges
+// and <0xXX> byte pieces, in llama2.c's tokenizer format.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/llama2c.h"
+#include "../src/model.h"
+#include "../src/modelio.h"
+#include "../src/sptok.h"
+
+static int die(const Error *err) {
+    fprintf(stderr, "make_seeds: %s\n", err->msg);
+    return 1;
+}
+
+// A checkpoint of m at step 1, zero moments, zero run settings.
+static int write_checkpoint(const Model *m, const char *path, Error *err) {
+    float *zeros = alloc_floats(m->n_params);
+    int64_t run[RUN_BLOCK_SLOTS] = {0};
+    TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0};
+    if (!zeros) return err_set(err, "out of memory");
+    int rc = checkpoint_save(m, zeros, zeros, &st, run, path, err);
+    free(zeros);
+    return rc;
+}
+
+static int checkpoint_of(const char *model_path, const char *dir, int i, Error *err) {
+    Model m;
+    char path[4096];
+    if (model_load(&m, model_path, err)) return -1;
+    snprintf(path, sizeof path, "%s/ref%d.checkpoint.bin", dir, i);
+    int rc = write_checkpoint(&m, path, err);
+    model_free(&m);
+    return rc;
+}
+
+// Tiny models (a few hundred bytes): the fuzzer mutates them fastest.
+static int tiny_models(const char *dir, Error *err) {
+    static const struct { const char *name; int norm, beta, tied; } V[] = {
+        {"rms", NORM_RMS, 0, 0}, {"rms_tied", NORM_RMS, 0, 1}, {"dyt_beta", NORM_DYT, 1, 0}, {"dyt_tied", NORM_DYT, 0, 1}};
+    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+        ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                         .vocab_size = 5, .seq_len = 3, .norm = V[i].norm, .tie_embeddings = V[i].tied,
+                         .dyt_beta = V[i].beta, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                         .alpha_attn0 = 1.0f, .alpha_ffn0 = 0.5f};
+        Model m;
+        char path[4096];
+        if (model_create(&m, &c, err)) return -1;
+        model_init(&m, (uint64_t)i);
+        snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, V[i].name);
+        int rc = model_save(&m, path, err);
+        snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, V[i].name);
+        rc = rc || write_checkpoint(&m, path, err);
+        snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, V[i].name);
+        rc = rc || (c.norm == NORM_RMS && llama2c_export(&m, path, err));
+        model_free(&m);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+// A 38 KB model claiming a context of 1048576 positions with 48-wide heads:
+// a regression seed. Per-position memory (RoPE tables) once came with the
+// model, 192 MB from this file; run.sh's -malloc_limit_mb catches a relapse
+// on the corpus's first pass.
+static int long_context_model(const char *dir, Error *err) {
+    ModelConfig c = {.dim = 48, .hidden_dim = 1, .n_layers = 1, .n_heads = 1, .n_kv_heads = 1,
+                     .vocab_size = 1, .seq_len = 1048576, .norm = NORM_RMS, .tie_embeddings = 1,
+                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+    Model m;
+    char path[4096];
+    if (model_create(&m, &c, err)) return -1;
+    snprintf(path, sizeof path, "%s/long_context.model.bin", dir);
+    int rc = model_save(&m, path, err);
+    model_free(&m);
+    return rc;
+}
+
+// Appends one tokenizer entry (score, length, bytes).
+static unsigned char *put_piece(unsigned char *p, float score, const char *s, int len) {
+    int32_t n = len;
+    memcpy(p, &score, 4), memcpy(p + 4, &n, 4), memcpy(p + 8, s, (size_t)len);
+    return p + 8 + len;
+}
+
+// llama2.c's layout: <unk> <s> </s>, 256 <0xXX> byte pieces, then merges.
+static int merge_tokenizer(const char *path, Error *err) {
+    static const char *merges[] = {" ", "e", "t", "h", "th", " t", "he", "the", " the", "l", "ll", "o",
+                                   "H", "He", "Hell", "Hello", ",", "\xc3\xb6", "w", " w", "d", "!"};
+    unsigned char buf[8192], *p = buf + 4;
+    int32_t max_len = 8;
+    memcpy(buf, &max_len, 4);
+    p = put_piece(p, 0.0f, "<unk>", 5);
+    p = put_piece(p, 0.0f, "\n<s>\n", 5);
+    p = put_piece(p, 0.0f, "\n</s>\n", 6);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        p = put_piece(p, 0.0f, s, 6);
+    }
+    for (size_t i = 0; i < sizeof merges / sizeof merges[0]; i++)
+        p = put_piece(p, -(float)i, merges[i], (int)strlen(merges[i]));
+    Chunk c = {buf, (size_t)(p - buf)};
+    return write_file_atomic(path, &c, 1, err);
+}
+
+static int tokenizers(const char *dir, Error *err) {
+    SpTok t;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bytes.tokenizer.bin", dir);
+    if (sptok_bytes(&t, err)) return -1;
+    int rc = sptok_save(&t, path, err);
+    sptok_free(&t);
+    snprintf(path, sizeof path, "%s/merges.tokenizer.bin", dir);
+    return rc || merge_tokenizer(path, err);
+}
+
+int main(int argc, char **argv) {
+    Error err = {{0}};
+    if (argc < 3) {
+        fprintf(stderr, "usage: make_seeds MODEL_DIR TOKENIZER_DIR [REF.model.bin ...]\n");
+        return 2;
+    }
+    for (int i = 3; i < argc; i++)
+        if (checkpoint_of(argv[i], argv[1], i - 3, &err)) return die(&err);
+    if (tiny_models(argv[1], &err) || long_context_model(argv[1], &err) || tokenizers(argv[2], &err))
+        return die(&err);
+    return 0;
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs each libFuzzer target for SECONDS on its seed corpus (make fuzz).
+#
+#   fuzz/run.sh SECONDS [TARGET...]     (targets: model tokenizer; default both)
+#
+# Seeds are regenerated from committed files into build/fuzz/corpus_TARGET,
+# where the fuzzer also keeps what it finds (so longer runs build on shorter
+# ones). Prints each target's executions; exits 1 if any target crashed,
+# leaked, timed out or ran out of memory (the input is in build/fuzz/crash-*).
+# FUZZ_ARGS adds libFuzzer flags (later flags win), e.g. FUZZ_ARGS=-jobs=4.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
+shift
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(model tokenizer)
+B=build/fuzz
+
+mkdir -p "$B/corpus_model" "$B/corpus_tokenizer"
+cp test/ref/*.model.bin test/ref/l2c_*.ak42.bin test/ref/l2c_*.legacy.bin "$B/corpus_model/"
+build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" test/ref/*.model.bin || exit 1
+
+# -max_len: inputs up to the largest seed (a checkpoint of a test/ref model,
+# ~60 KB; tokenizers ~3 KB), so the loaders' allocations stay small.
+# -malloc_limit_mb: a single allocation above 64 MB from such an input means a
+# header was believed before the size check: reported as a crash.
+declare -A MAXLEN=([model]=65536 [tokenizer]=4096)
+failed=0
+for t in "${targets[@]}"; do
+    log="$B/fuzz_$t.log"
+    "$B/fuzz_$t" -max_total_time="$secs" -max_len="${MAXLEN[$t]}" -malloc_limit_mb=64 -rss_limit_mb=2048 \
+        -timeout=10 -print_final_stats=1 -artifact_prefix="$B/crash-$t-" ${FUZZ_ARGS:-} "$B/corpus_$t" >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    corpus=$(ls "$B/corpus_$t" | wc -l)
+    if [ $rc -eq 0 ]; then
+        echo "fuzz_$t: ${execs:-?} executions in ${secs} s, no crash (corpus $corpus files)"
+    else
+        echo "fuzz_$t: FAILED (exit $rc) after ${execs:-?} executions; log $log:"
+        grep -E "ERROR|SUMMARY|==[0-9]+==|Test unit written" "$log" | head -20
+        failed=1
+    fi
+done
+exit $failed
