@@ -621,6 +621,10 @@ static int setup_run(Run *r, Error *err) {
         join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
         join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
         return -1;
+    // a fresh run must not overwrite another run's results: nothing is lost by mistake
+    if (!resuming && (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK)))
+        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
+                       s->out, r->path_ckpt);
     r->best_val = r->last_val = NAN;
     return log_open(r, resuming, err);
 }

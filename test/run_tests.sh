@@ -261,6 +261,7 @@ bad_case "an empty model file" 1 "shorter than the 256-byte header" ./infer_llam
 bad_case "a header only" 1 "truncated" ./infer_llama "$TMP/header_only.bin"
 bad_case "a directory as model" 1 "not a regular file" ./infer_llama "$TMP"
 bad_case "a missing model" 1 "cannot open" ./infer_llama "$TMP/nope.bin"
+bad_case "a fresh run into a folder holding a run" 1 "already holds a run; continue it with --resume" train --steps 2 --out "$TMP/a_rmsnorm"
 bad_case "a model file given to --resume" 1 "not a checkpoint" train --resume "$GOOD" --out "$TMP/r"
 head -c 40 "$DATA" >"$TMP/short.txt"
 bad_case "data shorter than one sequence" 1 "too short" train --data "$TMP/short.txt" --steps 2 --out "$TMP/s"
