@@ -456,8 +456,13 @@ static int train_loop(Run *r, Error *err) {
         r->last_val = r->best_val = evaluate(r, stds);
         log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
     }
+    // test hook: LLAMA_TEST_POISON_STEP=N puts a NaN in a weight before step N,
+    // to check that divergence is caught, reported and leaves a good checkpoint
+    const char *poison = getenv("LLAMA_TEST_POISON_STEP");
+    int64_t poison_step = poison ? strtoll(poison, NULL, 10) : -1;
     while (r->st.step < s->steps) {
         float lr = lr_at(r->st.step, s->steps, s->warmup, (float)s->lr);
+        if (r->st.step + 1 == poison_step) r->model.w.t[T_FINAL_NORM][0] = NAN; // every position reads it
         double t0 = now_seconds(), gnorm;
         double loss = train_step(r, &rng, lr, &gnorm);
         double ms = 1000.0 * (now_seconds() - t0);

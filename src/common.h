@@ -7,6 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Divergence and input checks rely on isfinite(); -ffast-math lets the
+// compiler assume no NaN or inf and delete them.
+#ifdef __FAST_MATH__
+#error "build without -ffast-math: the non-finite checks would be compiled away"
+#endif
+
 typedef struct {
     char msg[512];
 } Error;

@@ -63,6 +63,17 @@ ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from 
     od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
 }
 
+# divergence: a NaN weight before step 7 stops the run at step 7 with exit 1 and
+# status=diverged; the checkpoint on disk (step 6) stays good and loads
+LLAMA_TEST_POISON_STEP=7 train --norm dyt --steps 20 --seed 5 --ckpt-every 2 --out "$TMP/div" 2>"$TMP/div.err"
+rc=$?
+params=$(( ($(stat -c %s "$TMP/div/checkpoint.bin") - 256 - 64 - 1024) / 12 ))
+ckpt_step=$(od -An -t d8 -j $((256 + 12 * params)) -N 8 "$TMP/div/checkpoint.bin" | tr -d ' ')
+[ $rc -eq 1 ] && grep -q "diverged at step 7" "$TMP/div.err" && grep -q "status=diverged" "$TMP/div/result.txt" &&
+    [ "$ckpt_step" = 6 ] && ./infer_llama "$TMP/div/checkpoint.bin" -n 1 --temperature 0 >/dev/null 2>&1
+expect "a non-finite loss stops the run (exit 1, step named, status=diverged), checkpoint of step 6 intact" $? \
+    "exit $rc, checkpoint step $ckpt_step: $(tail -n 1 "$TMP/div.err")"
+
 # SIGTERM and SIGINT: the step in flight finishes, a checkpoint of it is written, exit 0
 # with a line naming the checkpoint; resuming continues from it
 # (the binary itself in the background: a function would put a subshell between us and it)
