@@ -64,7 +64,7 @@ static void usage(FILE *f) {
 }
 
 // Mean next-token loss over the file, in consecutive windows of the context length.
-static int eval_file(const Model *m, Acts *a, const Tokenizer *tk, const char *path, Error *err) {
+static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Error *err) {
     unsigned char *text;
     size_t n, nt = 0;
     if (read_file(path, &text, &n, err)) return -1;
@@ -82,20 +82,24 @@ static int eval_file(const Model *m, Acts *a, const Tokenizer *tk, const char *p
                   : err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);
     }
     double total = 0.0;
-    size_t scored = 0, T_max = (size_t)m->cfg.seq_len;
+    size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;
+    Acts a; // sized to the longest window, not the whole context
+    if (acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
+        free(tokens);
+        return -1;
+    }
     double t0 = now_seconds();
-    for (size_t start = 0; start + 1 < nt; start += T_max) {
+    for (size_t start = 0; !rc && start + 1 < nt; start += T_max) {
         int T = (int)(nt - 1 - start < T_max ? nt - 1 - start : T_max);
-        if (model_forward(m, a, tokens + start, T, 0, 1, err)) {
-            free(tokens);
-            return -1;
-        }
+        rc = model_forward(m, &a, tokens + start, T, 0, 1, err);
         // model_loss averages over the window; weight it by its length
-        total += model_loss(m, a, tokens + start + 1) * T;
+        if (!rc) total += model_loss(m, &a, tokens + start + 1) * T;
         scored += (size_t)T;
     }
     double dt = now_seconds() - t0;
+    acts_free(&a);
     free(tokens);
+    if (rc) return -1;
     double loss = total / (double)scored;
     printf("%s: %zu tokens, loss %.4f, perplexity %.3f\n", path, scored, loss, exp(loss));
     fprintf(stderr, "eval: %.0f tok/s\n", scored / dt);
@@ -122,13 +126,23 @@ static int encode_prompt(const Tokenizer *tk, const char *prompt, int ctx, int *
     return 0;
 }
 
-static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings *s, Error *err) {
+static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Error *err) {
     int ctx = m->cfg.seq_len, n = 0, *tokens = NULL;
     if (encode_prompt(tk, s->prompt, ctx, &tokens, &n, err)) return -1;
+    // The KV cache holds the prompt and the -n tokens asked for (within the
+    // context), and the prefill buffers the prompt: not the whole context.
+    int64_t want = (int64_t)n + s->n;
+    int kv_len = want < ctx ? (int)want : ctx;
+    Acts acts, *a = &acts;
+    if (acts_create(a, m, 1, n, kv_len, 0, err)) {
+        free(tokens);
+        return -1;
+    }
     Sampler sampler;
     uint64_t seed = s->seed >= 0 ? (uint64_t)s->seed : (uint64_t)time(NULL);
     if (sampler_create(&sampler, m->cfg.vocab_size, (float)s->temperature, (float)s->top_p, (int)s->top_k,
                        seed, err)) {
+        acts_free(a);
         free(tokens);
         return -1;
     }
@@ -161,6 +175,7 @@ static int generate(const Model *m, Acts *a, const Tokenizer *tk, const Settings
             produced, produced / (dt > 0 ? dt : 1e-9), (unsigned long long)seed,
             produced == s->n ? "" : stopped ? " (end of text)" : " (context full)");
     sampler_free(&sampler);
+    acts_free(a);
     free(tokens);
     return rc;
 }
@@ -208,13 +223,8 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
 static int run(const Model *m, const Settings *s, const char *model_path, Error *err) {
     SpTok sp = {0};
     Tokenizer tk;
-    Acts a;
     int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &tk, err);
-    if (!rc) rc = acts_create(&a, m, 1, m->cfg.seq_len, m->cfg.seq_len, 0, err);
-    if (!rc) {
-        rc = s->eval ? eval_file(m, &a, &tk, s->eval, err) : generate(m, &a, &tk, s, err);
-        acts_free(&a);
-    }
+    if (!rc) rc = s->eval ? eval_file(m, &tk, s->eval, err) : generate(m, &tk, s, err);
     sptok_free(&sp);
     return rc;
 }
