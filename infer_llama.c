@@ -65,21 +65,12 @@ static void usage(FILE *f) {
 
 // Mean next-token loss over the file, in consecutive windows of the context length.
 static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Error *err) {
-    unsigned char *text;
-    size_t n, nt = 0;
-    if (read_file(path, &text, &n, err)) return -1;
-    int *tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
-    if (!tokens) {
-        free(text);
-        return err_set(err, "%s: out of memory", path);
-    }
-    Error e;
-    int rc = tokenizer_encode(tk, text, n, tokens, &nt, &e);
-    free(text);
-    if (rc || nt < 2) {
+    int *tokens, rc = 0;
+    size_t nt;
+    if (encode_file(path, tk, &tokens, &nt, NULL, err)) return -1;
+    if (nt < 2) {
         free(tokens);
-        return rc ? err_set(err, "%s: %s", path, e.msg)
-                  : err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);
+        return err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);
     }
     double total = 0.0;
     size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;

@@ -188,6 +188,8 @@ static int usage_error(const char *msg) {
     return 2;
 }
 
+static double tokens_per_step(const Settings *s) { return (double)(s->batch * s->seq * s->grad_accum); }
+
 static ModelConfig config_from_settings(const Settings *s) {
     return (ModelConfig){
         .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim),
@@ -247,7 +249,7 @@ static void log_row(Run *r, const LogRow *x) {
     if (x->has_val) fprintf(f, "%.6f", x->val_loss);
     if (x->has_train)
         fprintf(f, ",%.6g,%.6f,%.3f,%.1f,%.3f", x->lr, x->grad_norm, x->ms,
-                r->s.batch * r->s.seq * r->s.grad_accum / (x->ms / 1000.0), x->elapsed);
+                tokens_per_step(&r->s) / (x->ms / 1000.0), x->elapsed);
     else
         fprintf(f, ",,,,,%.3f", x->elapsed);
     if (c->norm == NORM_DYT) {
@@ -415,7 +417,7 @@ static int write_result(Run *r, const char *status, Error *err) {
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
-                       r->s.batch * r->s.seq * r->s.grad_accum / (med / 1000.0),
+                       tokens_per_step(&r->s) / (med / 1000.0),
                        r->model.n_params, r->s.norm, (long long)r->s.seed);
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
@@ -468,7 +470,7 @@ static int train_loop(Run *r, Error *err) {
         double ms = 1000.0 * (now_seconds() - t0);
         elapsed += ms / 1000.0;
         r->st.step++;
-        r->st.tokens += s->batch * s->seq * s->grad_accum;
+        r->st.tokens += (int64_t)tokens_per_step(s);
         r->st.rng_state = rng.state;
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
@@ -483,7 +485,7 @@ static int train_loop(Run *r, Error *err) {
         }
         log_row(r, &row);
         double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-        progress(r, loss, r->last_val, s->batch * s->seq * s->grad_accum / (ms / 1000.0), eta, last);
+        progress(r, loss, r->last_val, tokens_per_step(s) / (ms / 1000.0), eta, last);
         if (diverged) {
             if (write_result(r, "diverged", err)) return -1;
             return err_set(err, "diverged at step %lld (loss %g, grad norm %g); log in %s",

@@ -59,24 +59,31 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
     return 0;
 }
 
-int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, Error *err) {
-    memset(ds, 0, sizeof *ds);
+int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens,
+                uint64_t *fingerprint, Error *err) {
     unsigned char *text;
     size_t n;
     if (read_file(path, &text, &n, err)) return -1;
-    ds->fingerprint = fnv1a64(text, n, FNV1A64_INIT);
-    ds->tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
-    if (!ds->tokens) {
+    if (fingerprint) *fingerprint = fnv1a64(text, n, FNV1A64_INIT);
+    *tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
+    if (!*tokens) {
         free(text);
         return err_set(err, "%s: out of memory", path);
     }
     Error e;
-    int rc = tokenizer_encode(tk, text, n, ds->tokens, &ds->n_tokens, &e);
+    int rc = tokenizer_encode(tk, text, n, *tokens, n_tokens, &e);
     free(text);
     if (rc) {
-        dataset_free(ds);
+        free(*tokens);
+        *tokens = NULL;
         return err_set(err, "%s: %s", path, e.msg);
     }
+    return 0;
+}
+
+int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, Error *err) {
+    memset(ds, 0, sizeof *ds);
+    if (encode_file(path, tk, &ds->tokens, &ds->n_tokens, &ds->fingerprint, err)) return -1;
     ds->n_train = ds->n_tokens / 10 * 9;
     size_t need = (size_t)seq_len + 1;
     if (ds->n_train < need || ds->n_tokens - ds->n_train < need) {

@@ -38,6 +38,10 @@ int tokenizer_is_stop(const Tokenizer *tk, int token);
 // Reads a whole file into memory (regular files only), followed by a NUL
 // byte not counted in *n. Caller frees *data.
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err);
+// Reads a text file and encodes it: *tokens (caller frees), their count, and
+// the FNV-1a fingerprint of the bytes (if fingerprint is not NULL).
+int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens,
+                uint64_t *fingerprint, Error *err);
 
 typedef struct {
     int *tokens;

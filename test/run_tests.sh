@@ -363,9 +363,9 @@ fi
 
 # ---------------------------------------------------------------------------
 echo "# the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
-scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4 \
-    --seq 32 --batch 4 --steps 6 --warmup 2 --eval-every 3 --eval-batches 2 --sample-tokens 20 \
-    >"$TMP/cmp.log" 2>&1
+CMP=(scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4
+     --seq 32 --batch 4 --steps 6 --warmup 2 --eval-every 3 --eval-batches 2 --sample-tokens 20)
+"${CMP[@]}" >"$TMP/cmp.log" 2>&1
 rc=$?
 ls "$TMP"/cmp/runs/{rmsnorm,dyt}_s{0,1}/model.bin >/dev/null 2>&1 &&
     head -c 8 "$TMP/cmp/loss_curves.png" | od -An -c | grep -q "P   N   G" &&
@@ -374,9 +374,7 @@ ls "$TMP"/cmp/runs/{rmsnorm,dyt}_s{0,1}/model.bin >/dev/null 2>&1 &&
 expect "compare_norms.sh: 4 runs, loss_curves.png/.svg, alpha.png, summary.md, samples (exit $rc)" \
     $(( $? || rc )) "$(tail -n 3 "$TMP/cmp.log" | tr '\n' ' ')"
 # repeating the command redoes nothing: every run is skipped
-scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4 \
-    --seq 32 --batch 4 --steps 6 --warmup 2 --eval-every 3 --eval-batches 2 --sample-tokens 20 \
-    >"$TMP/cmp2.log" 2>&1
+"${CMP[@]}" >"$TMP/cmp2.log" 2>&1
 [ $? -eq 0 ] && [ "$(grep -c 'skipped\|skipping' "$TMP/cmp2.log")" -ge 4 ] && ! grep -q ': training$' "$TMP/cmp2.log"
 expect "compare_norms.sh: a repeated command skips the finished runs" $? "$(grep -i 'train\|skip' "$TMP/cmp2.log" | head -3 | tr '\n' ' ')"
 
