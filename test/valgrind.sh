@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# valgrind memcheck over the programs' main paths (make valgrind): training
+# with evaluation and checkpoints, a resume, both norms, sampling, --eval, a
+# llama2.c model with its tokenizer, and rejected inputs (error paths must
+# free what they took too). Each must exit as expected with an empty memcheck
+# log: no invalid access, no uninitialised read, no leak (definite, indirect
+# or possible; test/valgrind.supp names the one libgomp exception).
+#   test/valgrind.sh BINDIR
+set -u
+cd "$(dirname "$0")/.."
+BIN=${1:?usage: test/valgrind.sh BINDIR}
+DATA=${DATA:-data/tinyshakespeare.txt}
+SHARED=${SHARED:-../shared/data}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0 failed=0
+
+# vg NAME WANT-EXIT PROGRAM ARGS...
+vg() {
+    local name=$1 want=$2
+    shift 2
+    valgrind -q --log-file="$TMP/vg.log" --suppressions=test/valgrind.supp --error-exitcode=99 \
+        --leak-check=full --errors-for-leak-kinds=definite,indirect,possible "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    if [ $rc -eq "$want" ] && [ ! -s "$TMP/vg.log" ]; then
+        echo "ok - valgrind: $name (exit $rc, no errors, no leaks)"
+        passed=$((passed + 1))
+    else
+        echo "FAIL - valgrind: $name: exit $rc (want $want); $(grep -m3 'ERROR\|lost\|Invalid\|uninit' "$TMP/vg.log" | tr '\n' ' ') $(tail -n1 "$TMP/err")"
+        failed=$((failed + 1))
+    fi
+}
+
+TINY=(--data "$DATA" --dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --batch 4 --steps 4
+      --warmup 1 --eval-every 2 --eval-batches 2 --seed 3)
+vg "rmsnorm, 2 of 4 steps, checkpoint" 0 "$BIN/train_llama" "${TINY[@]}" --norm rmsnorm --stop-after 2 \
+    --out "$TMP/r"
+vg "rmsnorm, resumed to step 4, --keep 2" 0 "$BIN/train_llama" --resume "$TMP/r/checkpoint.bin" --data "$DATA" --keep 2
+vg "dyt, 4 steps, 1 thread" 0 "$BIN/train_llama" "${TINY[@]}" --norm dyt --threads 1 --out "$TMP/d"
+M=$TMP/r/model.bin
+vg "generation, 60 tokens, top-p and top-k" 0 "$BIN/infer_llama" "$M" --prompt "ROMEO:" -n 60 \
+    --temperature 0.8 --top-p 0.9 --top-k 20 --seed 1
+vg "generation to the full context from a checkpoint" 0 "$BIN/infer_llama" "$TMP/d/checkpoint.bin" -n 200
+head -c 3000 "$DATA" >"$TMP/e.txt"
+vg "--eval of a text file" 0 "$BIN/infer_llama" "$M" --eval "$TMP/e.txt"
+head -c 1000 "$M" >"$TMP/trunc.bin"
+vg "a truncated model rejected" 1 "$BIN/infer_llama" "$TMP/trunc.bin"
+vg "a truncated checkpoint rejected on resume" 1 "$BIN/train_llama" --resume "$TMP/trunc.bin" --data "$DATA"
+vg "an unknown flag rejected" 2 "$BIN/train_llama" --frobnicate
+vg "data shorter than one sequence rejected" 1 "$BIN/train_llama" --data test/valgrind.supp --seq 4096 \
+    --out "$TMP/short"
+if [ -f "$SHARED/stories260K.bin" ] && [ -f "$SHARED/tokenizer.bin" ]; then
+    vg "stories260K with tokenizer.bin, 40 tokens" 0 "$BIN/infer_llama" "$SHARED/stories260K.bin" \
+        -z "$SHARED/tokenizer.bin" --prompt "Once upon a time" -n 40 --temperature 0
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
