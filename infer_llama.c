@@ -145,6 +145,7 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Erro
     double t_prefill = now_seconds() - t0;
     const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
     int produced = 0, stopped = 0;
+    int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: Acts hold it all
     t0 = now_seconds();
     while (!rc && produced < s->n && n < ctx) {
         int next = sampler_sample(&sampler, logits);
@@ -161,10 +162,13 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Erro
     }
     double dt = now_seconds() - t0;
     printf("\n");
-    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s), seed %llu%s\n",
+    int64_t heap1 = heap_in_use_bytes();
+    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s), seed %llu%s; "
+                    "peak memory %.1f MB, heap %+lld bytes while generating\n",
             n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9),
             produced, produced / (dt > 0 ? dt : 1e-9), (unsigned long long)seed,
-            produced == s->n ? "" : stopped ? " (end of text)" : " (context full)");
+            produced == s->n ? "" : stopped ? " (end of text)" : " (context full)", peak_rss_kb() / 1024.0,
+            (long long)(heap1 - heap0));
     sampler_free(&sampler);
     acts_free(a);
     free(tokens);

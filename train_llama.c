@@ -158,6 +158,7 @@ typedef struct {
     char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
     FILE *log;
     double best_val, last_val;
+    int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
@@ -176,6 +177,10 @@ static void install_signal_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    // Past a file-size limit (ulimit -f) a write then fails with EFBIG, like
+    // a full disk, and gets the same error path (the previous checkpoint
+    // stays), instead of SIGXFSZ killing the process.
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static int fail(const char *msg) {
@@ -397,28 +402,24 @@ static int save_checkpoint(Run *r, Error *err) {
     return r->s.keep > 1 ? keep_checkpoint(r, rb, err) : 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 // Median over the latest STEP_TIMES steps of this invocation (nan if none ran).
 static double median_step_ms(Run *r) {
     size_t n = (size_t)(r->n_timed < STEP_TIMES ? r->n_timed : STEP_TIMES);
     if (!n) return NAN;
-    qsort(r->step_ms, n, sizeof(double), cmp_double);
-    return r->step_ms[n / 2];
+    return select_kth(r->step_ms, n, n / 2);
 }
 
 static int write_result(Run *r, const char *status, Error *err) {
     double med = median_step_ms(r);
+    // heap growth since the first checkpoint: 0 when a run holds steady
+    int64_t heap = heap_in_use_bytes(), growth = r->heap_ref >= 0 && heap >= 0 ? heap - r->heap_ref : 0;
     char text[1024];
     int len = snprintf(text, sizeof text,
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
-                       "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\n",
+                       "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
-                       tokens_per_step(&r->s) / (med / 1000.0),
-                       r->model.n_params, r->s.norm, (long long)r->s.seed);
+                       tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
+                       (long long)r->s.seed, (long long)peak_rss_kb(), (long long)growth);
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -494,6 +495,7 @@ static int train_loop(Run *r, Error *err) {
         // a stop request on the last step just finishes the run normally
         int stop = !last && (g_stop_signal || (s->stop_after && r->st.step - first >= s->stop_after));
         if ((stop || r->st.step % s->ckpt_every == 0 || last) && save_checkpoint(r, err)) return -1;
+        if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
             fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                     (long long)r->st.step, g_stop_signal ? " (signal)" : "", r->path_ckpt);
@@ -600,6 +602,9 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
 static int setup_run(Run *r, Error *err) {
     Settings *s = &r->s;
     threads_setup(s->threads);
+    // touch the step-time ring now, like the activations: memory then stays
+    // flat over a long run instead of creeping up as the ring fills
+    memset(r->step_ms, 0, sizeof r->step_ms);
     int resuming = s->resume != NULL;
     if (resuming && r->resume_threads != omp_get_max_threads())
         fprintf(stderr, "train_llama: warning: resuming with %d threads, the checkpoint was written with %lld: "
@@ -633,6 +638,7 @@ static int setup_run(Run *r, Error *err) {
         return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
                        s->out, r->path_ckpt);
     r->best_val = r->last_val = NAN;
+    r->heap_ref = -1;
     return log_open(r, resuming, err);
 }
 

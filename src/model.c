@@ -195,6 +195,11 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         acts_free(a);
         return err_set(err, "out of memory for activations (%zu floats)", total);
     }
+    // Touch every page now (calloc maps them lazily): all the memory a run
+    // needs is resident from the start, so a generation's footprint does not
+    // creep up as its KV cache fills, and a machine short of memory says so
+    // at start-up, not hours into a run.
+    memset(a->block, 0, total * sizeof(float));
     float *p = a->block;
     for (size_t i = 0; i < nparts; i++) {
         *parts[i].p = parts[i].n ? p : NULL;

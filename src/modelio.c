@@ -247,7 +247,7 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
     if (!ok || rename(tmp, path) != 0) {
         if (ok) saved = errno;
         remove(tmp);
-        return err_set(err, "%s: write failed: %s", path, strerror(saved));
+        return err_set(err, "%s: write failed: %s (what was on disk is unchanged)", path, strerror(saved));
     }
     fsync_parent_dir(path); // makes the rename durable; best effort
     return 0;

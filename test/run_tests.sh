@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-data/tinyshakespeare.txt} # data/get_data.sh puts it there (make test runs it)
 [ -f "$DATA" ] || data/get_data.sh >/dev/null || exit 1
 PY=/usr/bin/python3
+# BIN=DIR runs the suite against the programs in DIR (make asan / make ubsan
+# build them into build/asan, build/ubsan); default: the normal build.
+TRAIN=${BIN:-.}/train_llama
+INFER=${BIN:-.}/infer_llama
+CORE=${BIN:-build}/test_core
+# scripts/compare_norms.sh takes them from the environment, as absolute paths
+case $TRAIN in /*) abs= ;; *) abs=$PWD/ ;; esac
+export TRAIN_LLAMA=$abs$TRAIN INFER_LLAMA=$abs$INFER
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 LOG="$TMP/all.log"
@@ -25,11 +33,11 @@ losses() { cut -d, -f1-6,10- "$1"; }
 
 TINY=(--dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --batch 4 --warmup 2 --lr 3e-3
       --eval-every 5 --eval-batches 2)
-train() { ./train_llama --data "$DATA" "${TINY[@]}" "$@"; }
+train() { "$TRAIN" --data "$DATA" "${TINY[@]}" "$@"; }
 
 # ---------------------------------------------------------------------------
 echo "# unit and reference tests"
-build/test_core test/ref | tee -a "$LOG"
+"$CORE" test/ref | tee -a "$LOG"
 
 # ---------------------------------------------------------------------------
 echo "# determinism and resume"
@@ -70,16 +78,31 @@ rc=$?
 params=$(( ($(stat -c %s "$TMP/div/checkpoint.bin") - 256 - 64 - 1024) / 12 ))
 ckpt_step=$(od -An -t d8 -j $((256 + 12 * params)) -N 8 "$TMP/div/checkpoint.bin" | tr -d ' ')
 [ $rc -eq 1 ] && grep -q "diverged at step 7" "$TMP/div.err" && grep -q "status=diverged" "$TMP/div/result.txt" &&
-    [ "$ckpt_step" = 6 ] && ./infer_llama "$TMP/div/checkpoint.bin" -n 1 --temperature 0 >/dev/null 2>&1
+    [ "$ckpt_step" = 6 ] && "$INFER" "$TMP/div/checkpoint.bin" -n 1 --temperature 0 >/dev/null 2>&1
 expect "a non-finite loss stops the run (exit 1, step named, status=diverged), checkpoint of step 6 intact" $? \
     "exit $rc, checkpoint step $ckpt_step: $(tail -n 1 "$TMP/div.err")"
+
+# a full disk: with a file-size limit (ulimit -f, 300 KB) below the checkpoint's
+# size (495 KB) the write at step 15 fails: exit 1, a message naming the file,
+# the step-10 checkpoint byte for byte as it was, no temporary left; resuming
+# from it without the limit ends exactly as the uninterrupted run
+F="$TMP/full"
+train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$F" 2>/dev/null && cp "$F/checkpoint.bin" "$TMP/full10.bin"
+(ulimit -f 300 && exec "$TRAIN" --resume "$F/checkpoint.bin" --data "$DATA" --ckpt-every 5) 2>"$TMP/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "checkpoint.bin: write failed: File too large (what was on disk is unchanged)" "$TMP/full.err" &&
+    cmp -s "$F/checkpoint.bin" "$TMP/full10.bin" && [ ! -e "$F/checkpoint.bin.tmp" ] &&
+    train --resume "$F/checkpoint.bin" 2>/dev/null &&
+    cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$F/log.csv") && cmp -s "$TMP/a_rmsnorm/model.bin" "$F/model.bin"
+expect "a write error (disk full) at step 15: exit 1, step-10 checkpoint unchanged, resume ends as 20 steps" $? \
+    "exit $rc: $(tail -n 1 "$TMP/full.err")"
 
 # SIGTERM and SIGINT: the step in flight finishes, a checkpoint of it is written, exit 0
 # with a line naming the checkpoint; resuming continues from it
 # (the binary itself in the background: a function would put a subshell between us and it)
 for sig in TERM INT; do
     S="$TMP/sig_$sig"
-    ./train_llama --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$S" 2>"$S.err" &
+    "$TRAIN" --data "$DATA" "${TINY[@]}" --norm rmsnorm --steps 100000 --seed 5 --out "$S" 2>"$S.err" &
     pid=$!
     for _ in $(seq 50); do [ -s "$S/log.csv" ] && [ "$(wc -l <"$S/log.csv")" -gt 3 ] && break; sleep 0.1; done
     kill -$sig $pid
@@ -105,7 +128,7 @@ done
 # 50 steps and kills 20..159 ms apart: even on a fast machine (steps of ~21 ms, with
 # the delay) the run is still unfinished after 12 kills
 KFLAGS=("${TINY[@]}" --norm dyt --steps 50 --seed 3 --ckpt-every 1 --threads 1)
-./train_llama --data "$DATA" "${KFLAGS[@]}" --out "$TMP/kref" 2>>"$TMP/stderr"
+"$TRAIN" --data "$DATA" "${KFLAGS[@]}" --out "$TMP/kref" 2>>"$TMP/stderr"
 K="$TMP/kill" full=$(stat -c %s "$TMP/kref/checkpoint.bin")
 RANDOM=4242 # the kill times and modes are deterministic, the machine's timing is not
 kills=0 inwrite=0 partial=0 prev=0 bad="" where=""
@@ -116,7 +139,7 @@ while [ -z "$bad" ] && ! grep -qs status=finished "$K/result.txt"; do
     else
         args=(--data "$DATA" "${KFLAGS[@]}" --keep 3 --out "$K")
     fi
-    LLAMA_TEST_WRITE_DELAY_MS=10 ./train_llama "${args[@]}" 2>>"$TMP/kill.err" &
+    LLAMA_TEST_WRITE_DELAY_MS=10 "$TRAIN" "${args[@]}" 2>>"$TMP/kill.err" &
     pid=$!
     if [ $kills -lt 12 ]; then
         sleep "0.$(printf %03d $((20 + RANDOM % 140)))" # 20..159 ms
@@ -140,7 +163,7 @@ while [ -z "$bad" ] && ! grep -qs status=finished "$K/result.txt"; do
         if [ -f "$K/checkpoint.bin" ]; then
             s=$(ckpt_step "$K/checkpoint.bin")
             where="$where $s"
-            ./infer_llama "$K/checkpoint.bin" -n 1 --temperature 0 --threads 1 >/dev/null 2>&1 ||
+            "$INFER" "$K/checkpoint.bin" -n 1 --temperature 0 --threads 1 >/dev/null 2>&1 ||
                 bad="kill $kills: checkpoint.bin does not load"
             [ "$s" -ge "$prev" ] || bad="kill $kills: checkpoint went back from step $prev to $s"
             prev=$s
@@ -198,7 +221,7 @@ expect "grad-accum 2 x batch 2 equals batch 4 (losses within 1e-5)" $? "losses d
 # ---------------------------------------------------------------------------
 echo "# generation"
 M="$TMP/a_dyt/model.bin"
-gen() { ./infer_llama "$M" --prompt "ROMEO:" "$@" 2>/dev/null; } # bytes may include NUL: compare files
+gen() { "$INFER" "$M" --prompt "ROMEO:" "$@" 2>/dev/null; } # bytes may include NUL: compare files
 gen -n 20 --temperature 0 >"$TMP/g1" && gen -n 20 --temperature 0 >"$TMP/g2"
 [ -s "$TMP/g1" ] && cmp -s "$TMP/g1" "$TMP/g2"
 expect "greedy generation is identical across runs" $? "differs"
@@ -213,21 +236,42 @@ expect "a seed reproduces a sampled text (and another seed differs)" $? "seed 7 
 [ "$(wc -c <"$TMP/g1")" -eq 27 ] # "ROMEO:" + 20 tokens + a newline
 expect "generation prints the prompt and -n tokens" $? "got $(wc -c <"$TMP/g1") bytes"
 head -c 3000 "$DATA" >"$TMP/eval.txt"
-out=$(./infer_llama "$M" --eval "$TMP/eval.txt" 2>/dev/null)
+out=$("$INFER" "$M" --eval "$TMP/eval.txt" 2>/dev/null)
 echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"
 expect "--eval scores every next token of a file" $? "got: $out"
+
+# steady memory: every buffer is allocated before the first token, so the heap
+# in use grows by the same bytes (stdout's buffer) over the whole 1024-token
+# context as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
+# with its per-thread cache off, which otherwise counts freed blocks as in use)
+NOCACHE=glibc.malloc.tcache_count=0
+"$TRAIN" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 1024 --batch 1 --steps 1 --eval-batches 1 \
+    --out "$TMP/long" 2>/dev/null
+grow() { GLIBC_TUNABLES=$NOCACHE "$INFER" "$TMP/long/model.bin" -n "$1" --seed 1 2>&1 >/dev/null | sed -n 's/.*heap \([-+][0-9]*\) bytes.*/\1/p'; }
+g10=$(grow 10) && gfull=$(grow 5000) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
+expect "a full-context generation (1023 tokens) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
+    "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
 
 # ---------------------------------------------------------------------------
 echo "# learning: a tiny model on Tiny Shakespeare"
 # untrained loss is ln(256) = 5.55; the unigram (bigram-free) entropy of the
 # text is about 3.3. 300 steps of this RMSNorm model reach 2.16 (seed 0), so
 # 2.6 sits well below both while leaving room for other machines' rounding.
-./train_llama --data "$DATA" --norm rmsnorm --dim 64 --layers 2 --heads 4 --kv-heads 2 --seq 64 \
+"$TRAIN" --data "$DATA" --norm rmsnorm --dim 64 --layers 2 --heads 4 --kv-heads 2 --seq 64 \
     --batch 16 --steps 300 --warmup 20 --lr 3e-3 --eval-every 100 --out "$TMP/learn" 2>"$TMP/stderr"
 v0=$(awk -F, 'NR==2{print $4}' "$TMP/learn/log.csv")
 v1=$(awk -F= '/final_val_loss/{print $2}' "$TMP/learn/result.txt")
 awk -v a="$v0" -v b="$v1" 'BEGIN{exit !(a > 5.4 && b < 2.6)}'
 expect "rmsnorm tiny model: val loss $v0 -> $v1 (must fall from ~5.55 to < 2.6)" $? "val loss $v0 -> $v1"
+
+# steady memory in training: over 5000 steps (an evaluation and a checkpoint
+# every 100) the heap in use at the end is what it was after the first checkpoint
+GLIBC_TUNABLES=$NOCACHE "$TRAIN" --data "$DATA" --dim 16 --layers 1 --heads 2 --seq 16 --batch 2 --steps 5000 --eval-every 100 \
+    --eval-batches 2 --ckpt-every 100 --threads 1 --out "$TMP/steady" 2>/dev/null
+hg=$(sed -n 's/^heap_growth_bytes=//p' "$TMP/steady/result.txt" 2>/dev/null)
+[ "$hg" = 0 ]
+expect "5000 training steps hold their memory: heap growth ${hg:-?} bytes after the first checkpoint" $? \
+    "heap grew ${hg:-?} bytes"
 
 # ---------------------------------------------------------------------------
 echo "# bad input: exit code and a one-line message naming the culprit"
@@ -259,19 +303,19 @@ patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
 patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
 patch_i32 "$GOOD" "$TMP/huge.bin" 32 1000000
-bad_case "a bad magic" 1 "bad magic" ./infer_llama "$TMP/magic.bin"
-bad_case "a future version" 1 "version = 2" ./infer_llama "$TMP/version.bin"
-bad_case "dim 0" 1 "dim = 0" ./infer_llama "$TMP/dim0.bin"
-bad_case "a negative dim" 1 "dim = -64" ./infer_llama "$TMP/dimneg.bin"
-bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" ./infer_llama "$TMP/kvheads.bin"
-bad_case "a huge vocab (size mismatch)" 1 "header implies" ./infer_llama "$TMP/huge.bin"
-bad_case "a NaN parameter" 1 "tensor wte holds a non-finite value (nan) at flat index 11" ./infer_llama "$TMP/nan.bin"
-bad_case "a file truncated by one byte" 1 "truncated" ./infer_llama "$TMP/trunc.bin"
-bad_case "one trailing byte" 1 "trailing bytes" ./infer_llama "$TMP/trail.bin"
-bad_case "an empty model file" 1 "shorter than the 256-byte header" ./infer_llama "$TMP/empty.bin"
-bad_case "a header only" 1 "truncated" ./infer_llama "$TMP/header_only.bin"
-bad_case "a directory as model" 1 "not a regular file" ./infer_llama "$TMP"
-bad_case "a missing model" 1 "cannot open" ./infer_llama "$TMP/nope.bin"
+bad_case "a bad magic" 1 "bad magic" "$INFER" "$TMP/magic.bin"
+bad_case "a future version" 1 "version = 2" "$INFER" "$TMP/version.bin"
+bad_case "dim 0" 1 "dim = 0" "$INFER" "$TMP/dim0.bin"
+bad_case "a negative dim" 1 "dim = -64" "$INFER" "$TMP/dimneg.bin"
+bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" "$INFER" "$TMP/kvheads.bin"
+bad_case "a huge vocab (size mismatch)" 1 "header implies" "$INFER" "$TMP/huge.bin"
+bad_case "a NaN parameter" 1 "tensor wte holds a non-finite value (nan) at flat index 11" "$INFER" "$TMP/nan.bin"
+bad_case "a file truncated by one byte" 1 "truncated" "$INFER" "$TMP/trunc.bin"
+bad_case "one trailing byte" 1 "trailing bytes" "$INFER" "$TMP/trail.bin"
+bad_case "an empty model file" 1 "shorter than the 256-byte header" "$INFER" "$TMP/empty.bin"
+bad_case "a header only" 1 "truncated" "$INFER" "$TMP/header_only.bin"
+bad_case "a directory as model" 1 "not a regular file" "$INFER" "$TMP"
+bad_case "a missing model" 1 "cannot open" "$INFER" "$TMP/nope.bin"
 bad_case "a fresh run into a folder holding a run" 1 "already holds a run; continue it with --resume" train --steps 2 --out "$TMP/a_rmsnorm"
 bad_case "a model file given to --resume" 1 "not a checkpoint" train --resume "$GOOD" --out "$TMP/r"
 head -c 40 "$DATA" >"$TMP/short.txt"
@@ -279,15 +323,15 @@ bad_case "data shorter than one sequence" 1 "too short" train --data "$TMP/short
 bad_case "a missing data file" 1 "cannot open" train --data "$TMP/none.txt" --steps 2 --out "$TMP/s"
 bad_case "different data on resume" 1 "fingerprint" train --data "$TMP/eval.txt" --resume "$TMP/c_rmsnorm/checkpoint.bin" --out "$TMP/s"
 bad_case "a conflicting setting on resume" 2 "differs from the checkpoint" train --resume "$TMP/c_rmsnorm/checkpoint.bin" --lr 1e-2 --out "$TMP/s"
-bad_case "an unknown flag" 2 "unknown option '--frobnicate'" ./train_llama --frobnicate
-bad_case "a flag without its value" 2 "needs a value" ./train_llama --data "$DATA" --steps
-bad_case "a non-numeric value" 2 "--dim '12x'" ./train_llama --data "$DATA" --dim 12x
-bad_case "NaN as a value" 2 "--lr 'nan'" ./train_llama --data "$DATA" --lr nan
-bad_case "inf as a value" 2 "--temperature 'inf'" ./infer_llama "$GOOD" --temperature inf
-bad_case "an out-of-range value" 2 "--top-p '1.5'" ./infer_llama "$GOOD" --top-p 1.5
+bad_case "an unknown flag" 2 "unknown option '--frobnicate'" "$TRAIN" --frobnicate
+bad_case "a flag without its value" 2 "needs a value" "$TRAIN" --data "$DATA" --steps
+bad_case "a non-numeric value" 2 "--dim '12x'" "$TRAIN" --data "$DATA" --dim 12x
+bad_case "NaN as a value" 2 "--lr 'nan'" "$TRAIN" --data "$DATA" --lr nan
+bad_case "inf as a value" 2 "--temperature 'inf'" "$INFER" "$GOOD" --temperature inf
+bad_case "an out-of-range value" 2 "--top-p '1.5'" "$INFER" "$GOOD" --top-p 1.5
 bad_case "heads not dividing dim" 2 "(--dim --heads.*does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
-bad_case "a bad --norm" 2 "--norm must be" ./train_llama --data "$DATA" --norm layernorm
-bad_case "a missing MODEL" 2 "MODEL is required" ./infer_llama
+bad_case "a bad --norm" 2 "--norm must be" "$TRAIN" --data "$DATA" --norm layernorm
+bad_case "a missing MODEL" 2 "MODEL is required" "$INFER"
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
 if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
     bad_case "an unwritable output folder" 1 "not writable" train --steps 1 --out "$TMP/ro"
@@ -296,20 +340,20 @@ fi
 # ---------------------------------------------------------------------------
 echo "# llama2.c checkpoints: reading, exporting, malformed files"
 R="$TMP/a_rmsnorm/model.bin"
-./infer_llama "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
+"$INFER" "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
 [ -f "$TMP/rt.bin" ] && [ -f "$TMP/rt.tokenizer.bin" ] && [ ! -e "$TMP/rt.bin.tmp" ]
 expect "--export-llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
-g() { ./infer_llama "$@" --prompt "ROMEO:" -n 30 --temperature 0 2>/dev/null; }
+g() { "$INFER" "$@" --prompt "ROMEO:" -n 30 --temperature 0 2>/dev/null; }
 g "$R" >"$TMP/rt_a" && g "$TMP/rt.bin" >"$TMP/rt_b" && [ -s "$TMP/rt_a" ] && cmp -s "$TMP/rt_a" "$TMP/rt_b"
 expect "the exported llama2.c file generates the model's greedy text (byte tokenizer)" $? "differs"
-./infer_llama "$TMP/rt.bin" --export-llama2c "$TMP/rt2.bin" 2>/dev/null &&
+"$INFER" "$TMP/rt.bin" --export-llama2c "$TMP/rt2.bin" 2>/dev/null &&
     cmp -s "$TMP/rt.bin" "$TMP/rt2.bin" && cmp -s "$TMP/rt.tokenizer.bin" "$TMP/rt2.tokenizer.bin"
 expect "exporting the exported file gives the same bytes" $? "differs"
 g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
     [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
 expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
 bad_case "exporting a DyT model" 1 "a DyT model cannot be written" \
-    ./infer_llama "$TMP/a_dyt/model.bin" --export-llama2c "$TMP/dyt.bin"
+    "$INFER" "$TMP/a_dyt/model.bin" --export-llama2c "$TMP/dyt.bin"
 [ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
 expect "a refused export writes nothing" $? "files written"
 
@@ -323,40 +367,40 @@ cat "$L2C" <(printf 'x') >"$TMP/l2c_trail.bin"
 patch_i32 test/ref/l2c_tied.ak42.bin "$TMP/ak42_v2.bin" 4 2
 patch_i32 "$TMP/rt.tokenizer.bin" "$TMP/tok_maxlen.tok" 0 -1
 head -c 100 "$TMP/rt.tokenizer.bin" >"$TMP/tok_short.tok"
-bad_case "llama2.c dim 0" 1 "l2c_dim0.bin: .*header field dim = 0" ./infer_llama "$TMP/l2c_dim0.bin"
-bad_case "llama2.c n_kv_heads 3" 1 "l2c_kv.bin: .*header field n_kv_heads = 3" ./infer_llama "$TMP/l2c_kv.bin"
+bad_case "llama2.c dim 0" 1 "l2c_dim0.bin: .*header field dim = 0" "$INFER" "$TMP/l2c_dim0.bin"
+bad_case "llama2.c n_kv_heads 3" 1 "l2c_kv.bin: .*header field n_kv_heads = 3" "$INFER" "$TMP/l2c_kv.bin"
 bad_case "llama2.c vocab_size not matching the size" 1 "l2c_vocab.bin: llama2.c legacy file is .* header implies" \
-    ./infer_llama "$TMP/l2c_vocab.bin"
-bad_case "a llama2.c file truncated by one byte" 1 "l2c_trunc.bin: .*(truncated)" ./infer_llama "$TMP/l2c_trunc.bin"
-bad_case "a llama2.c file with a trailing byte" 1 "l2c_trail.bin: .*(trailing bytes)" ./infer_llama "$TMP/l2c_trail.bin"
-bad_case "an ak42 file of version 2" 1 "ak42_v2.bin: ak42 header field version = 2" ./infer_llama "$TMP/ak42_v2.bin"
+    "$INFER" "$TMP/l2c_vocab.bin"
+bad_case "a llama2.c file truncated by one byte" 1 "l2c_trunc.bin: .*(truncated)" "$INFER" "$TMP/l2c_trunc.bin"
+bad_case "a llama2.c file with a trailing byte" 1 "l2c_trail.bin: .*(trailing bytes)" "$INFER" "$TMP/l2c_trail.bin"
+bad_case "an ak42 file of version 2" 1 "ak42_v2.bin: ak42 header field version = 2" "$INFER" "$TMP/ak42_v2.bin"
 bad_case "a llama2.c model (vocab 32) without -z" 1 "l2c_untied.legacy.bin: vocab_size = 32.*-z TOKENIZER" \
-    ./infer_llama test/ref/l2c_untied.legacy.bin
+    "$INFER" test/ref/l2c_untied.legacy.bin
 bad_case "a tokenizer with max_token_length -1" 1 "tok_maxlen.tok: tokenizer header field max_token_length = -1" \
-    ./infer_llama "$TMP/rt.bin" -z "$TMP/tok_maxlen.tok"
+    "$INFER" "$TMP/rt.bin" -z "$TMP/tok_maxlen.tok"
 bad_case "a tokenizer with fewer tokens than the model" 1 "tok_short.tok: truncated at token" \
-    ./infer_llama "$TMP/rt.bin" -z "$TMP/tok_short.tok"
-bad_case "a missing tokenizer" 1 "nope.tok: cannot open" ./infer_llama "$TMP/rt.bin" -z "$TMP/nope.tok"
+    "$INFER" "$TMP/rt.bin" -z "$TMP/tok_short.tok"
+bad_case "a missing tokenizer" 1 "nope.tok: cannot open" "$INFER" "$TMP/rt.bin" -z "$TMP/nope.tok"
 
 SHARED=${SHARED:-../shared/data}
 S260="$SHARED/stories260K.bin"
 TOKB="$SHARED/tokenizer.bin"
 if [ -f "$S260" ] && [ -f "$TOKB" ]; then
-    st() { ./infer_llama "$S260" -z "$TOKB" --prompt "Once upon a time" -n 200 --temperature 0 "$@"; }
+    st() { "$INFER" "$S260" -z "$TOKB" --prompt "Once upon a time" -n 200 --temperature 0 "$@"; }
     st >"$TMP/st1" 2>"$TMP/st1.err" && st >"$TMP/st2" 2>/dev/null &&
         [ "$(head -c 16 "$TMP/st1")" = "Once upon a time" ] && [ "$(wc -c <"$TMP/st1")" -gt 100 ] &&
         cmp -s "$TMP/st1" "$TMP/st2"
     expect "stories260K + tokenizer.bin: greedy 200 tokens, identical twice ($(grep -o '[0-9.]* tok/s)' "$TMP/st1.err" | tail -1)" \
         $? "$(tail -n 1 "$TMP/st1.err")"
-    ./infer_llama "$S260" -z "$TOKB" --export-llama2c "$TMP/s.bin" 2>/dev/null &&
-        ./infer_llama "$TMP/s.bin" -z "$TMP/s.tokenizer.bin" --prompt "Once upon a time" -n 200 --temperature 0 \
+    "$INFER" "$S260" -z "$TOKB" --export-llama2c "$TMP/s.bin" 2>/dev/null &&
+        "$INFER" "$TMP/s.bin" -z "$TMP/s.tokenizer.bin" --prompt "Once upon a time" -n 200 --temperature 0 \
             >"$TMP/st3" 2>/dev/null && cmp -s "$TMP/st1" "$TMP/st3"
     expect "stories260K exported with its tokenizer (-z) generates the same text" $? "differs"
     head -c 2000 "$DATA" >"$TMP/eval2k.txt"
-    out=$(./infer_llama "$S260" -z "$TOKB" --eval "$TMP/eval2k.txt" 2>/dev/null)
+    out=$("$INFER" "$S260" -z "$TOKB" --eval "$TMP/eval2k.txt" 2>/dev/null)
     echo "$out" | grep -q "eval2k.txt: [0-9]* tokens, loss [0-9.]*, perplexity"
     expect "stories260K --eval scores a file through the llama2.c tokenizer" $? "got: $out"
-    bad_case "stories260K without -z" 1 "stories260K.bin: vocab_size = 512.*-z TOKENIZER" ./infer_llama "$S260"
+    bad_case "stories260K without -z" 1 "stories260K.bin: vocab_size = 512.*-z TOKENIZER" "$INFER" "$S260"
 else
     ok "stories260K generation (skipped: no $S260 or $TOKB)"
 fi

@@ -296,6 +296,29 @@ static void test_schedule(void) {
     check(fabsf(lr_at(99, 100, 10, lr) - 1e-4f) < 1e-9f, "lr: cosine ends at lr/10", "%g", lr_at(99, 100, 10, lr));
 }
 
+// select_kth against a sort: random values, many ties, every k, sizes 1..40
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_select_kth(void) {
+    Rng rng = rng_make(11, 0);
+    int bad = 0, cases = 0;
+    double x[40], sorted[40];
+    for (int n = 1; n <= 40; n++)
+        for (int rep = 0; rep < 20; rep++)
+            for (int k = 0; k < n; k++) {
+                for (int i = 0; i < n; i++) // rep odd: only 3 distinct values
+                    sorted[i] = x[i] = rep & 1 ? (double)(rng_u64(&rng) % 3) : rng_normal(&rng);
+                qsort(sorted, (size_t)n, sizeof(double), cmp_dbl);
+                bad += select_kth(x, (size_t)n, (size_t)k) != sorted[k];
+                cases++;
+            }
+    check(bad == 0, "select_kth equals the k-th of a sort (16400 cases, with ties)", "%d of %d wrong", bad, cases);
+}
+
 // ----------------------------------------------------------------------------
 // llama2.c checkpoints against scripts/ref_llama2c.py (float64 PyTorch), the
 // exporter's round trip, malformed files; llama2.c tokenizers
@@ -350,7 +373,7 @@ static double max_abs(const float *x, size_t n) {
 // Each is one tensor: max|c - ref| <= REL_TOL * max|ref|.
 static void l2c_compare(const Model *m, const L2cRef *r, const char *name) {
     size_t row = (size_t)r->V, n = (size_t)r->n_seq * r->T * row;
-    float *batched = malloc(n * 4), *stepwise = malloc(n * 4);
+    float *batched = calloc(n, 4), *stepwise = calloc(n, 4); // zeroed: -O1 cannot see n_seq > 0
     Acts a;
     Error err;
     if (acts_create(&a, m, 1, r->T, r->T, 0, &err)) {
@@ -798,6 +821,7 @@ int main(int argc, char **argv) {
     test_dyt_finite_differences();
     test_sampler();
     test_schedule();
+    test_select_kth();
     if (!mkdtemp(TMP_DIR)) {
         check(0, "llama2c tests: a temporary folder", "mkdtemp failed");
         return 1;
