@@ -21,6 +21,13 @@ trap 'rm -rf "$TMP"' EXIT
 LOG="$TMP/all.log"
 : >"$LOG"
 
+# section NAME: a heading, with the seconds the previous section took
+t_section=$SECONDS
+section() {
+    [ -z "${section_name:-}" ] || echo "# ($section_name: $((SECONDS - t_section)) s)"
+    section_name=$1 t_section=$SECONDS
+    echo "# $1"
+}
 say() { printf '%s\n' "$*" | tee -a "$LOG"; }
 ok() { say "ok - $1"; }
 fail() { say "FAIL - $1: $2"; }
@@ -36,11 +43,11 @@ TINY=(--dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --batch 4 --warmup 2 -
 train() { "$TRAIN" --data "$DATA" "${TINY[@]}" "$@"; }
 
 # ---------------------------------------------------------------------------
-echo "# unit and reference tests"
+section "unit and reference tests"
 "$CORE" test/ref | tee -a "$LOG"
 
 # ---------------------------------------------------------------------------
-echo "# determinism and resume"
+section "determinism and resume"
 for norm in rmsnorm dyt; do
     train --norm $norm --steps 20 --seed 5 --out "$TMP/a_$norm" 2>>"$TMP/stderr" &&
         train --norm $norm --steps 20 --seed 5 --out "$TMP/b_$norm" 2>>"$TMP/stderr"
@@ -219,7 +226,7 @@ PY
 expect "grad-accum 2 x batch 2 equals batch 4 (losses within 1e-5)" $? "losses differ"
 
 # ---------------------------------------------------------------------------
-echo "# generation"
+section "generation"
 M="$TMP/a_dyt/model.bin"
 gen() { "$INFER" "$M" --prompt "ROMEO:" "$@" 2>/dev/null; } # bytes may include NUL: compare files
 gen -n 20 --temperature 0 >"$TMP/g1" && gen -n 20 --temperature 0 >"$TMP/g2"
@@ -253,7 +260,7 @@ expect "a full-context generation (1023 tokens) holds its memory: heap ${gfull:-
     "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
 
 # ---------------------------------------------------------------------------
-echo "# learning: a tiny model on Tiny Shakespeare"
+section "learning: a tiny model on Tiny Shakespeare"
 # untrained loss is ln(256) = 5.55; the unigram (bigram-free) entropy of the
 # text is about 3.3. 300 steps of this RMSNorm model reach 2.16 (seed 0), so
 # 2.6 sits well below both while leaving room for other machines' rounding.
@@ -274,7 +281,7 @@ expect "5000 training steps hold their memory: heap growth ${hg:-?} bytes after 
     "heap grew ${hg:-?} bytes"
 
 # ---------------------------------------------------------------------------
-echo "# bad input: exit code and a one-line message naming the culprit"
+section "bad input: exit code and a one-line message naming the culprit"
 # bad_case NAME EXPECTED_EXIT PATTERN COMMAND...
 bad_case() {
     local name=$1 want=$2 pat=$3
@@ -338,7 +345,7 @@ if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
 fi
 
 # ---------------------------------------------------------------------------
-echo "# llama2.c checkpoints: reading, exporting, malformed files"
+section "llama2.c checkpoints: reading, exporting, malformed files"
 R="$TMP/a_rmsnorm/model.bin"
 "$INFER" "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
 [ -f "$TMP/rt.bin" ] && [ -f "$TMP/rt.tokenizer.bin" ] && [ ! -e "$TMP/rt.bin.tmp" ]
@@ -406,7 +413,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-echo "# the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
+section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
 CMP=(scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4
      --seq 32 --batch 4 --steps 6 --warmup 2 --eval-every 3 --eval-batches 2 --sample-tokens 20)
 "${CMP[@]}" >"$TMP/cmp.log" 2>&1
@@ -424,10 +431,11 @@ expect "compare_norms.sh: a repeated command skips the finished runs" $? "$(grep
 
 # ---------------------------------------------------------------------------
 if [ -f test/test_analyze.py ]; then
-    echo "# analysis scripts"
+    section "analysis scripts"
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
 fi
 
+section "done"
 passed=$(grep -c '^ok - ' "$LOG")
 failed=$(grep -c '^FAIL - ' "$LOG")
 echo "$passed passed, $failed failed"
