@@ -13,11 +13,11 @@ endif
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/model.c src/modelio.c \
-          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c
+          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 
 .PHONY: all test demo bench clean fuzz
-all: train_llama infer_llama
+all: train_llama infer_llama tokenize
 
 # `make V=1` prints the full commands
 ifneq ($(V),1)
@@ -29,7 +29,7 @@ build/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-train_llama infer_llama: %: build/%.o $(LIB_OBJ)
+train_llama infer_llama tokenize: %: build/%.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -47,8 +47,8 @@ test:
 demo:
 	scripts/demo.sh
 
-# Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader and the
-# llama2.c tokenizer loader (no token cache exists yet, so no target for it),
+# Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader, the
+# llama2.c tokenizer loader, the BPE tokenizer loader and the token cache loader,
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=60` runs each
 # target that long and fails on any crash. The library is built without
 # -fopenmp: the loaders have no parallel code, the pragmas are then ignored,
@@ -62,7 +62,7 @@ ifeq ($(WERROR),1)
 FUZZ_CFLAGS += -Werror
 endif
 FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
-FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer
+FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer build/fuzz/fuzz_bpe build/fuzz/fuzz_tokcache
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
 
 build/fuzzobj/%.o: %.c
@@ -83,7 +83,7 @@ fuzz: $(FUZZ_BIN) build/make_seeds
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build train_llama infer_llama
+	rm -rf build train_llama infer_llama tokenize
 
--include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/test/test_core.d
--include $(FUZZ_OBJ:.o=.d) build/fuzzobj/fuzz/fuzz_model.d build/fuzzobj/fuzz/fuzz_tokenizer.d build/fuzz/make_seeds.d
+-include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/tokenize.d build/test/test_core.d
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d
