@@ -14,13 +14,25 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the file formats are 
 
 enum { C_LETTER, C_DIGIT, C_SPACE, C_NEWLINE, C_OTHER };
 
-static int byte_class(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80) return C_LETTER;
-    if (c >= '0' && c <= '9') return C_DIGIT;
-    if (c == ' ') return C_SPACE;
-    if (c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f') return C_NEWLINE;
-    return C_OTHER;
-}
+// The class of every byte (a constant table: the pre-split rule in bpe.h).
+#define R10(x) x, x, x, x, x, x, x, x, x, x
+static const unsigned char BYTE_CLASS[256] = {
+    C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, // 0..8
+    C_NEWLINE, C_NEWLINE, C_NEWLINE, C_NEWLINE, C_NEWLINE,                           // \t \n \v \f \r
+    R10(C_OTHER), C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, // 14..31
+    C_SPACE, R10(C_OTHER), C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER,              // ' ', !../
+    R10(C_DIGIT),                                                                    // 0..9
+    C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER,                   // :..@
+    R10(C_LETTER), R10(C_LETTER), C_LETTER, C_LETTER, C_LETTER, C_LETTER, C_LETTER, C_LETTER, // A..Z
+    C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER,                            // [..`
+    R10(C_LETTER), R10(C_LETTER), C_LETTER, C_LETTER, C_LETTER, C_LETTER, C_LETTER, C_LETTER, // a..z
+    C_OTHER, C_OTHER, C_OTHER, C_OTHER, C_OTHER,                                     // {..127
+    R10(R10(C_LETTER)), R10(C_LETTER), R10(C_LETTER), C_LETTER, C_LETTER, C_LETTER, C_LETTER, C_LETTER,
+    C_LETTER, C_LETTER, C_LETTER,                                                    // 128..255
+};
+#undef R10
+
+static int byte_class(unsigned char c) { return BYTE_CLASS[c]; }
 
 static size_t run_len(const unsigned char *t, size_t n, size_t i, int cls) {
     while (i < n && byte_class(t[i]) == cls) i++;
@@ -28,6 +40,9 @@ static size_t run_len(const unsigned char *t, size_t n, size_t i, int cls) {
 }
 
 size_t bpe_word_len(const unsigned char *t, size_t n) {
+    // a word is cut at BPE_MAX_TOKEN_BYTES anyway: looking one byte further
+    // decides every rule, and a long run costs no more than a short one
+    if (n > BPE_MAX_TOKEN_BYTES + 1) n = BPE_MAX_TOKEN_BYTES + 1;
     size_t end;
     int c0 = byte_class(t[0]);
     if (c0 == C_SPACE && n > 1 && byte_class(t[1]) != C_SPACE && byte_class(t[1]) != C_NEWLINE) {
@@ -547,10 +562,11 @@ int bpe_encode(const Bpe *b, const unsigned char *text, size_t n, int *tokens, s
         *n_tokens = n;
         return 0;
     }
-    // words repeat: each distinct word is encoded once; the map remembers where
-    // its tokens first went in the output (a, b = start, count)
+    // words repeat: each distinct word is encoded once; the map points at its
+    // tokens (a, b = start, count) in a pool small enough to stay in cache
     WordMap cache;
-    size_t cap = 1024;
+    size_t cap = 1024, pool_n = 0, pool_cap = 0;
+    int32_t *pool = NULL;
     while (cap < n / 32 && cap < ((size_t)1 << 16)) cap *= 2; // distinct words are few; it grows if not
     if (wordmap_alloc(&cache, cap)) return err_set(err, "out of memory");
     size_t out = 0;
@@ -558,21 +574,30 @@ int bpe_encode(const Bpe *b, const unsigned char *text, size_t n, int *tokens, s
     for (size_t i = 0; i < n;) {
         uint32_t len = (uint32_t)bpe_word_len(text + i, n - i);
         int fresh;
-        long s = out <= INT32_MAX ? wordmap_get(&cache, text + i, len, &fresh) : -2;
-        if (s == -1) {
+        // the pool is capped at 2^24 tokens; later new words are encoded each time
+        long s = pool_n < ((size_t)1 << 24) ? wordmap_get(&cache, text + i, len, &fresh) : -2;
+        if (s == -1 || (s >= 0 && fresh && grow((void **)&pool, &pool_cap, pool_n + len, sizeof(int32_t)))) {
             wordmap_free(&cache);
+            free(pool);
             return err_set(err, "out of memory");
         }
+        const int32_t *src = tk;
+        uint32_t k;
         if (s >= 0 && !fresh) {
-            memcpy(tokens + out, tokens + cache.s[s].a, (size_t)cache.s[s].b * sizeof(int));
-            out += (size_t)cache.s[s].b;
+            src = pool + cache.s[s].a, k = (uint32_t)cache.s[s].b;
         } else {
-            uint32_t k = encode_word(b, text + i, len, tk);
-            if (s >= 0) cache.s[s].a = (int32_t)out, cache.s[s].b = (int32_t)k;
-            for (uint32_t j = 0; j < k; j++) tokens[out++] = tk[j];
+            k = encode_word(b, text + i, len, tk);
+            if (s >= 0) {
+                memcpy(pool + pool_n, tk, k * sizeof(int32_t));
+                cache.s[s].a = (int32_t)pool_n, cache.s[s].b = (int32_t)k;
+                pool_n += k;
+            }
         }
+        for (uint32_t j = 0; j < k; j++) tokens[out + j] = src[j];
+        out += k;
         i += len;
     }
+    free(pool);
     wordmap_free(&cache);
     *n_tokens = out;
     return 0;
