@@ -13,11 +13,11 @@ endif
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/model.c src/modelio.c \
-          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c
+          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 
 .PHONY: all test demo bench clean fuzz asan ubsan valgrind
-all: train_llama infer_llama
+all: train_llama infer_llama tokenize
 
 # `make V=1` prints the full commands
 ifneq ($(V),1)
@@ -29,7 +29,7 @@ build/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-train_llama infer_llama: %: build/%.o $(LIB_OBJ)
+train_llama infer_llama tokenize: %: build/%.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -47,8 +47,8 @@ test:
 demo:
 	scripts/demo.sh
 
-# Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader and the
-# llama2.c tokenizer loader (no token cache exists yet, so no target for it),
+# Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader, the
+# llama2.c tokenizer loader, the BPE tokenizer loader and the token cache loader,
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=60` runs each
 # target that long and fails on any crash. The library is built without
 # -fopenmp: the loaders have no parallel code, the pragmas are then ignored,
@@ -62,7 +62,7 @@ ifeq ($(WERROR),1)
 FUZZ_CFLAGS += -Werror
 endif
 FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
-FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer
+FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer build/fuzz/fuzz_bpe build/fuzz/fuzz_tokcache
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
 
 build/fuzzobj/%.o: %.c
@@ -105,20 +105,21 @@ build/$(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  CC      $$< ($(1))")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) -c $$< -o $$@
-build/$(1)/train_llama build/$(1)/infer_llama: build/$(1)/%: build/$(1)/obj/%.o $(call SAN_OBJ,$(1))
+build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize: build/$(1)/%: build/$(1)/obj/%.o \
+        $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
 build/$(1)/test_core: build/$(1)/obj/test/test_core.o $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
 -include $(patsubst %.o,%.d,$(call SAN_OBJ,$(1))) build/$(1)/obj/train_llama.d \
-         build/$(1)/obj/infer_llama.d build/$(1)/obj/test/test_core.d
+         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/test/test_core.d
 endef
 $(eval $(call san_rules,asan))
 $(eval $(call san_rules,ubsan))
 $(eval $(call san_rules,valgrind))
 
-asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/test_core
+asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/tokenize build/%/test_core
 	scripts/setup.sh
 	data/get_data.sh
 	$(SAN_ENV) BIN=build/$@ test/run_tests.sh
@@ -132,7 +133,7 @@ valgrind: build/valgrind/train_llama build/valgrind/infer_llama
 	test/valgrind.sh build/valgrind
 
 clean:
-	rm -rf build train_llama infer_llama
+	rm -rf build train_llama infer_llama tokenize
 
--include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/test/test_core.d
--include $(FUZZ_OBJ:.o=.d) build/fuzzobj/fuzz/fuzz_model.d build/fuzzobj/fuzz/fuzz_tokenizer.d build/fuzz/make_seeds.d
+-include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/tokenize.d build/test/test_core.d
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d

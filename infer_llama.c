@@ -43,7 +43,7 @@ static const Option OPTIONS[] = {
     {"--seed", OPT_INT, OFF(seed), -1, 9.007199254740992e15, "sampling seed (-1 = from the clock, printed)"},
     {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
-    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: bytes, for models with 256 tokens)"},
+    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 tokens)"},
     {"--export-llama2c", OPT_STR, OFF(export_llama2c), 0, 0,
      "write an RMSNorm model in llama2.c's legacy format (and OUT.tokenizer.bin), then exit"},
 };
@@ -88,11 +88,17 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
         scored += (size_t)T;
     }
     double dt = now_seconds() - t0;
+    size_t bytes = 0; // of the scored (predicted) tokens: loss per byte compares across vocabularies
+    for (size_t i = 1; i <= scored; i++) {
+        const unsigned char *b;
+        bytes += tokenizer_decode(tk, tokens[i - 1], tokens[i], &b);
+    }
     acts_free(&a);
     free(tokens);
     if (rc) return -1;
     double loss = total / (double)scored;
-    printf("%s: %zu tokens, loss %.4f, perplexity %.3f\n", path, scored, loss, exp(loss));
+    printf("%s: %zu tokens, loss %.4f, perplexity %.3f, %.4f bits per byte\n", path, scored, loss, exp(loss),
+           bytes ? total / log(2.0) / (double)bytes : NAN);
     fprintf(stderr, "eval: %.0f tok/s\n", scored / dt);
     return 0;
 }
@@ -175,9 +181,18 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Erro
     return rc;
 }
 
-// -z selects a llama2.c tokenizer; without it the model must have the byte vocabulary.
-static int make_tokenizer(const Model *m, const char *model_path, const char *tok_path, SpTok *sp,
+// A model trained with BPE carries its vocabulary; -z selects a llama2.c
+// tokenizer; otherwise the model must have the byte vocabulary.
+static int make_tokenizer(const Model *m, const char *model_path, const char *tok_path, SpTok *sp, Bpe *bpe,
                           Tokenizer *tk, Error *err) {
+    if (m->tokenizer) {
+        if (tok_path)
+            return err_set(err, "-z %s: %s carries its own BPE tokenizer; -z is for llama2.c models", tok_path,
+                           model_path);
+        if (bpe_parse(bpe, m->tokenizer, m->tokenizer_bytes, model_path, err)) return -1;
+        *tk = tokenizer_bpe(bpe);
+        return 0;
+    }
     if (tok_path) {
         if (sptok_load(sp, tok_path, m->cfg.vocab_size, err)) return -1;
         *tk = tokenizer_sp(sp);
@@ -200,6 +215,10 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
         return err_set(err, "%s: path too long", out);
     SpTok sp;
     int rc;
+    if (m->tokenizer)
+        return err_set(err, "--export-llama2c: this model has a BPE vocabulary (%d tokens), which llama2.c's "
+                       "tokenizer cannot reproduce; only byte-vocabulary or llama2.c models can be exported",
+                       m->cfg.vocab_size);
     if (tok_path)
         rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
     else if (m->cfg.vocab_size == 256)
@@ -217,10 +236,12 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
 
 static int run(const Model *m, const Settings *s, const char *model_path, Error *err) {
     SpTok sp = {0};
+    Bpe bpe = {0};
     Tokenizer tk;
-    int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &tk, err);
+    int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &bpe, &tk, err);
     if (!rc) rc = s->eval ? eval_file(m, &tk, s->eval, err) : generate(m, &tk, s, err);
     sptok_free(&sp);
+    bpe_free(&bpe);
     return rc;
 }
 

@@ -1,5 +1,6 @@
 // train_llama: trains a small LLaMA (RoPE, grouped-query attention, SwiGLU,
-// no biases) with RMSNorm or DyT on a text file, byte-level tokens.
+// no biases) with RMSNorm or DyT on a text file: byte-level tokens, or a
+// byte-level BPE vocabulary (--vocab-size) that travels inside the model file.
 //
 //   ./train_llama --data input.txt --norm dyt --out runs/dyt
 //
@@ -32,7 +33,7 @@
 typedef struct {
     const char *data, *out, *norm, *resume;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
-    int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after;
+    int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn;
     int no_dyt_beta, tie_embeddings;
 } Settings;
@@ -40,7 +41,8 @@ typedef struct {
 #define OFF(f) offsetof(Settings, f)
 #define BIG 1e9
 static const Option OPTIONS[] = {
-    {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required; bytes are tokens)"},
+    {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required)"},
+    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN, with the encoded text cached in DATA.bpeN.tok"},
     {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "rmsnorm or dyt"},
     {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
@@ -76,7 +78,7 @@ static Settings default_settings(void) {
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
                       .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0,
-                      .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
+                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
 }
 
 static void usage(FILE *f) {
@@ -130,7 +132,7 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
     memcpy(&s->clip, &rb[RB_CLIP], 8);
     memcpy(data_hash, &rb[RB_DATA_HASH], 8);
     s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
-    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
+    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
     s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
     s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
     Error e;
@@ -149,6 +151,8 @@ typedef struct {
     float *mom1, *mom2;
     Acts acts;
     Dataset data;
+    Bpe bpe;      // --vocab-size > 256: the vocabulary (also in the model's files)
+    Tokenizer tk;
     TrainState st;
     int *inputs, *targets;
     double step_ms[STEP_TIMES]; // the latest step times (a ring), for the median in result.txt
@@ -199,7 +203,7 @@ static ModelConfig config_from_settings(const Settings *s) {
     return (ModelConfig){
         .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim),
         .n_layers = (int)s->layers, .n_heads = (int)s->heads,
-        .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = 256,
+        .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
         .seq_len = (int)s->seq, .norm = !strcmp(s->norm, "dyt") ? NORM_DYT : NORM_RMS,
         .tie_embeddings = s->tie_embeddings, .dyt_beta = !strcmp(s->norm, "dyt") && !s->no_dyt_beta,
         .norm_eps = 1e-5f, .rope_theta = 10000.0f,
@@ -225,6 +229,9 @@ static double evaluate(Run *r, double *stds) {
     return loss / (double)s->eval_batches;
 }
 
+// Validation loss in bits per byte of text: comparable across vocabularies.
+static double bits_per_byte(const Run *r, double nats) { return nats / log(2.0) / r->data.val_bytes_per_token; }
+
 static void log_header(Run *r) {
     const ModelConfig *c = &r->model.cfg;
     fprintf(r->log, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
@@ -235,7 +242,7 @@ static void log_header(Run *r) {
     }
     for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",std_attn_%d", l);
     for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",std_ffn_%d", l);
-    fprintf(r->log, ",std_final\n");
+    fprintf(r->log, ",std_final,val_bpb\n");
 }
 
 typedef struct {
@@ -267,6 +274,8 @@ static void log_row(Run *r, const LogRow *x) {
         fputc(',', f);
         if (x->has_val) fprintf(f, "%.6f", x->stds[k]);
     }
+    fputc(',', f);
+    if (x->has_val) fprintf(f, "%.6f", bits_per_byte(r, x->val_loss));
     fputc('\n', f);
     fflush(f);
 }
@@ -416,10 +425,12 @@ static int write_result(Run *r, const char *status, Error *err) {
     char text[1024];
     int len = snprintf(text, sizeof text,
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
-                       "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
+                       "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
+                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
-                       (long long)r->s.seed, (long long)peak_rss_kb(), (long long)growth);
+                       (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
+                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth);
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -427,8 +438,8 @@ static int write_result(Run *r, const char *status, Error *err) {
 static void progress(const Run *r, double loss, double val, double tok_s, double eta_s, int final) {
     int tty = isatty(STDERR_FILENO);
     if (!tty && !final && r->st.step % r->s.eval_every) return; // logs get a line per evaluation
-    fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %.4f | %.0f tok/s | ETA %dm%02ds%s",
-            tty ? "\r" : "", (long long)r->st.step, (long long)r->s.steps, loss, val, tok_s,
+    fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %.4f (%.4f bpb) | %.0f tok/s | ETA %dm%02ds%s",
+            tty ? "\r" : "", (long long)r->st.step, (long long)r->s.steps, loss, val, bits_per_byte(r, val), tok_s,
             (int)(eta_s / 60), (int)eta_s % 60, tty && !final ? "  " : "\n");
 }
 
@@ -504,7 +515,8 @@ static int train_loop(Run *r, Error *err) {
     }
     if (ferror(r->log)) return err_set(err, "%s: write failed", r->path_log);
     if (model_save(&r->model, r->path_model, err) || write_result(r, "finished", err)) return -1;
-    fprintf(stderr, "train_llama: done: %s (val loss %.4f), log %s\n", r->path_model, r->last_val, r->path_log);
+    fprintf(stderr, "train_llama: done: %s (val loss %.4f, %.4f bits per byte), log %s\n", r->path_model,
+            r->last_val, bits_per_byte(r, r->last_val), r->path_log);
     return 0;
 }
 
@@ -599,6 +611,32 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     return 0;
 }
 
+// The vocabulary: bytes; on resume the checkpoint's own; else with
+// --vocab-size > 256 a BPE vocabulary for the data, kept beside it as
+// DATA.bpeN (reused while the text is unchanged), and the token cache path
+// DATA.bpeN.tok.
+static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
+    const Settings *s = &r->s;
+    r->tk = tokenizer_bytes();
+    if (s->resume && r->model.tokenizer) {
+        if (bpe_parse(&r->bpe, r->model.tokenizer, r->model.tokenizer_bytes, s->resume, err)) return -1;
+    } else if (s->resume && r->model.cfg.vocab_size != 256) {
+        return err_set(err, "%s: vocab_size = %d but the checkpoint holds no tokenizer", s->resume,
+                       r->model.cfg.vocab_size);
+    } else if (!s->resume && s->vocab_size != 256) {
+        char vocab_path[4200], note[2048];
+        if (snprintf(vocab_path, sizeof vocab_path, "%s.bpe%d", s->data, (int)s->vocab_size) >= (int)sizeof vocab_path)
+            return err_set(err, "%s: path too long", s->data);
+        if (bpe_for_text(&r->bpe, s->data, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
+        fprintf(stderr, "train_llama: %s\n", note);
+    }
+    if (!r->bpe.blob) return 0;
+    r->tk = tokenizer_bpe(&r->bpe);
+    if (snprintf(cache_path, cap, "%s.bpe%d.tok", s->data, r->bpe.vocab_size) >= (int)cap)
+        return err_set(err, "%s: path too long", s->data);
+    return 0;
+}
+
 static int setup_run(Run *r, Error *err) {
     Settings *s = &r->s;
     threads_setup(s->threads);
@@ -610,14 +648,21 @@ static int setup_run(Run *r, Error *err) {
         fprintf(stderr, "train_llama: warning: resuming with %d threads, the checkpoint was written with %lld: "
                         "losses will not match an uninterrupted run bit for bit\n",
                 omp_get_max_threads(), (long long)r->resume_threads);
-    Tokenizer tk = tokenizer_bytes();
-    if (dataset_load(&r->data, s->data, &tk, (int)s->seq, err)) return -1;
+    char cache_path[4200] = "";
+    if (setup_tokenizer(r, cache_path, sizeof cache_path, err)) return -1;
+    if (dataset_load(&r->data, s->data, &r->tk, (int)s->seq, cache_path[0] ? cache_path : NULL, err)) return -1;
+    if (r->data.note[0]) fprintf(stderr, "train_llama: %s\n", r->data.note);
     if (resuming && r->data.fingerprint != r->resume_fingerprint)
         return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {
         ModelConfig c = config_from_settings(s);
         if (model_create(&r->model, &c, err)) return -1;
         model_init(&r->model, (uint64_t)s->seed);
+        if (r->bpe.blob) { // the vocabulary travels with the model
+            if (!(r->model.tokenizer = malloc(r->bpe.blob_bytes))) return err_set(err, "out of memory");
+            memcpy(r->model.tokenizer, r->bpe.blob, r->bpe.blob_bytes);
+            r->model.tokenizer_bytes = r->bpe.blob_bytes;
+        }
         r->mom1 = alloc_floats(r->model.n_params);
         r->mom2 = alloc_floats(r->model.n_params);
         r->st = (TrainState){.step = 0, .rng_state = rng_make((uint64_t)s->seed, 0xDA7A).state, .tokens = 0};
@@ -647,6 +692,7 @@ static void run_free(Run *r) {
     model_free(&r->model);
     acts_free(&r->acts);
     dataset_free(&r->data);
+    bpe_free(&r->bpe);
     free(r->mom1);
     free(r->mom2);
     free(r->inputs);

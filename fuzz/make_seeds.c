@@ -1,17 +1,20 @@
 // Writes the fuzzers' seed corpora: valid small files of every format the
 // loaders read, so fuzzing starts from deep inside the parsers.
 //
-//   build/make_seeds MODEL_DIR TOKENIZER_DIR [REF.model.bin ...]
+//   build/make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR [REF.model.bin ...]
 //
 // MODEL_DIR gets a checkpoint of each given model (the models themselves and
 // the llama2.c files are copied by fuzz/run.sh), and tiny models of each
 // norm variant as model, checkpoint and (RMSNorm) llama2.c legacy export.
 // TOKENIZER_DIR gets our byte vocabulary and a small vocabulary with merges
-// and <0xXX> byte pieces, in llama2.c's tokenizer format.
+// and <0xXX> byte pieces, in llama2.c's tokenizer format. BPE_DIR gets BPE
+// tokenizer files (no merges; a few dozen), TOKCACHE_DIR token caches, and
+// MODEL_DIR also a tiny model and checkpoint carrying a BPE tokenizer.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/bpe.h"
 #include "../src/llama2c.h"
 #include "../src/model.h"
 #include "../src/modelio.h"
@@ -124,15 +127,61 @@ static int tokenizers(const char *dir, Error *err) {
     return rc || merge_tokenizer(path, err);
 }
 
+static const char BPE_TEXT[] = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
+                               "Speak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
+                               "\xff\x80\0 42x  end";
+
+// BPE tokenizers, token caches, and a tiny model carrying a tokenizer.
+static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cache_dir, Error *err) {
+    const unsigned char *text = (const unsigned char *)BPE_TEXT;
+    size_t n = sizeof BPE_TEXT - 1;
+    const int sizes[] = {256, 270, 300};
+    char path[4096];
+    int tokens[sizeof BPE_TEXT];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        Bpe b;
+        size_t nt;
+        if (bpe_train(&b, text, n, sizes[i], err)) return -1;
+        snprintf(path, sizeof path, "%s/v%d.bpe", bpe_dir, sizes[i]);
+        int rc = bpe_save(&b, path, err) || bpe_encode(&b, text, n, tokens, &nt, err);
+        TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
+                             .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
+        snprintf(path, sizeof path, "%s/v%d.tok", cache_dir, sizes[i]);
+        rc = rc || tokcache_save(path, &info, tokens, err);
+        if (!rc && sizes[i] == 270) { // a model that carries this vocabulary
+            ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                             .vocab_size = 270, .seq_len = 3, .norm = NORM_RMS, .tie_embeddings = 1,
+                             .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+            Model m;
+            rc = model_create(&m, &c, err);
+            if (!rc) {
+                model_init(&m, 3);
+                m.tokenizer = malloc(b.blob_bytes);
+                if (!m.tokenizer) rc = err_set(err, "out of memory");
+                else memcpy(m.tokenizer, b.blob, b.blob_bytes), m.tokenizer_bytes = b.blob_bytes;
+                snprintf(path, sizeof path, "%s/tiny_bpe.model.bin", model_dir);
+                rc = rc || model_save(&m, path, err);
+                snprintf(path, sizeof path, "%s/tiny_bpe.checkpoint.bin", model_dir);
+                rc = rc || write_checkpoint(&m, path, err);
+                model_free(&m);
+            }
+        }
+        bpe_free(&b);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     Error err = {{0}};
-    if (argc < 3) {
-        fprintf(stderr, "usage: make_seeds MODEL_DIR TOKENIZER_DIR [REF.model.bin ...]\n");
+    if (argc < 5) {
+        fprintf(stderr, "usage: make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR [REF.model.bin ...]\n");
         return 2;
     }
-    for (int i = 3; i < argc; i++)
-        if (checkpoint_of(argv[i], argv[1], i - 3, &err)) return die(&err);
-    if (tiny_models(argv[1], &err) || long_context_model(argv[1], &err) || tokenizers(argv[2], &err))
+    for (int i = 5; i < argc; i++)
+        if (checkpoint_of(argv[i], argv[1], i - 5, &err)) return die(&err);
+    if (tiny_models(argv[1], &err) || long_context_model(argv[1], &err) || tokenizers(argv[2], &err) ||
+        bpe_seeds(argv[1], argv[3], argv[4], &err))
         return die(&err);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 Tokenizer tokenizer_bytes(void) {
     Tokenizer tk = {.kind = TOK_BYTES, .vocab_size = 256};
@@ -14,11 +15,16 @@ Tokenizer tokenizer_bytes(void) {
 
 Tokenizer tokenizer_sp(const SpTok *sp) { return (Tokenizer){.kind = TOK_SP, .vocab_size = sp->vocab_size, .sp = sp}; }
 
+Tokenizer tokenizer_bpe(const Bpe *bpe) {
+    return (Tokenizer){.kind = TOK_BPE, .vocab_size = bpe->vocab_size, .bpe = bpe};
+}
+
 size_t tokenizer_max_tokens(const Tokenizer *tk, size_t n) { return tk->kind == TOK_SP ? n + 2 : n; }
 
 int tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens, size_t *n_tokens,
                      Error *err) {
     if (tk->kind == TOK_SP) return sptok_encode(tk->sp, text, n, tokens, n_tokens, err);
+    if (tk->kind == TOK_BPE) return bpe_encode(tk->bpe, text, n, tokens, n_tokens, err);
     for (size_t i = 0; i < n; i++) tokens[i] = text[i];
     *n_tokens = n;
     return 0;
@@ -26,6 +32,7 @@ int tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, i
 
 size_t tokenizer_decode(const Tokenizer *tk, int prev, int token, const unsigned char **bytes) {
     if (tk->kind == TOK_SP) return sptok_decode(tk->sp, prev, token, bytes);
+    if (tk->kind == TOK_BPE) return bpe_decode(tk->bpe, token, bytes);
     if (token < 0 || token >= tk->vocab_size) return 0;
     *bytes = &tk->raw[token];
     return 1;
@@ -81,9 +88,77 @@ int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_t
     return 0;
 }
 
-int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, Error *err) {
+// Tokens of the text from the cache when it belongs to this text and
+// tokenizer; else NULL (*note says why) and the caller encodes.
+static int cache_read(Dataset *ds, const char *cache_path, const Tokenizer *tk, size_t n, Error *err) {
+    if (access(cache_path, F_OK)) {
+        snprintf(ds->note, sizeof ds->note, "token cache %s: none yet, encoding", cache_path);
+        return 0;
+    }
+    TokCacheInfo info;
+    int *tokens;
+    Error e;
+    if (tokcache_load(cache_path, &info, &tokens, &e))
+        return err_set(err, "%s (delete the file to rebuild it)", e.msg);
+    if (info.vocab_size == tk->vocab_size && info.tokenizer_checksum == tk->bpe->checksum &&
+        info.text_size == n && info.text_hash == ds->fingerprint) {
+        ds->tokens = tokens, ds->n_tokens = (size_t)info.n_tokens;
+        snprintf(ds->note, sizeof ds->note, "token cache %s: reused (%zu tokens)", cache_path, ds->n_tokens);
+        return 0;
+    }
+    free(tokens);
+    snprintf(ds->note, sizeof ds->note, "token cache %s: stale (%s changed), rebuilding", cache_path,
+             info.text_size != n || info.text_hash != ds->fingerprint ? "the text" : "the tokenizer");
+    return 0;
+}
+
+static void cache_write(Dataset *ds, const char *cache_path, const Tokenizer *tk, size_t n) {
+    TokCacheInfo info = {.vocab_size = tk->vocab_size, .n_tokens = ds->n_tokens,
+                         .tokenizer_checksum = tk->bpe->checksum, .text_size = n, .text_hash = ds->fingerprint};
+    Error e;
+    size_t len = strlen(ds->note);
+    if (tokcache_save(cache_path, &info, ds->tokens, &e))
+        snprintf(ds->note + len, sizeof ds->note - len, "; warning: not cached: %s", e.msg);
+    else
+        snprintf(ds->note + len, sizeof ds->note - len, "; wrote %zu tokens", ds->n_tokens);
+}
+
+static double bytes_per_token(const Tokenizer *tk, const int *tokens, size_t n) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *b;
+        bytes += tokenizer_decode(tk, i ? tokens[i - 1] : -1, tokens[i], &b);
+    }
+    return n ? (double)bytes / (double)n : 1.0;
+}
+
+int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, const char *cache_path,
+                 Error *err) {
     memset(ds, 0, sizeof *ds);
-    if (encode_file(path, tk, &ds->tokens, &ds->n_tokens, &ds->fingerprint, err)) return -1;
+    unsigned char *text;
+    size_t n;
+    if (read_file(path, &text, &n, err)) return -1;
+    ds->fingerprint = fnv1a64(text, n, FNV1A64_INIT);
+    int use_cache = cache_path && tk->kind == TOK_BPE;
+    if (use_cache && cache_read(ds, cache_path, tk, n, err)) {
+        free(text);
+        return -1;
+    }
+    if (!ds->tokens) {
+        Error e;
+        ds->tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
+        if (!ds->tokens) {
+            free(text);
+            return err_set(err, "%s: out of memory", path);
+        }
+        if (tokenizer_encode(tk, text, n, ds->tokens, &ds->n_tokens, &e)) {
+            free(text);
+            dataset_free(ds);
+            return err_set(err, "%s: %s", path, e.msg);
+        }
+        if (use_cache) cache_write(ds, cache_path, tk, n);
+    }
+    free(text);
     ds->n_train = ds->n_tokens / 10 * 9;
     size_t need = (size_t)seq_len + 1;
     if (ds->n_train < need || ds->n_tokens - ds->n_train < need) {
@@ -92,6 +167,42 @@ int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len
         return err_set(err, "%s: %zu tokens is too short: the 90/10 split needs at least %zu "
                        "tokens in each part for --seq %d", path, have, need, seq_len);
     }
+    ds->val_bytes_per_token = bytes_per_token(tk, ds->tokens + ds->n_train, ds->n_tokens - ds->n_train);
+    return 0;
+}
+
+int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
+                 Error *err) {
+    unsigned char *text;
+    size_t n;
+    memset(b, 0, sizeof *b);
+    if (read_file(path, &text, &n, err)) return -1;
+    uint64_t h = fnv1a64(text, n, FNV1A64_INIT);
+    const char *why = "none yet";
+    if (!access(vocab_path, F_OK)) {
+        Error e;
+        if (bpe_load(b, vocab_path, &e)) {
+            free(text);
+            return err_set(err, "%s (delete the file to retrain it)", e.msg);
+        }
+        if (b->text_size == n && b->text_hash == h && b->vocab_size == vocab_size) {
+            free(text);
+            snprintf(note, note_cap, "tokenizer %s: reused (%d tokens)", vocab_path, vocab_size);
+            return 0;
+        }
+        why = b->vocab_size != vocab_size ? "stale: another vocab size" : "stale: the text changed";
+        bpe_free(b);
+    }
+    double t0 = now_seconds();
+    Error e;
+    int rc = bpe_train(b, text, n, vocab_size, &e);
+    free(text);
+    if (rc) return err_set(err, "%s: %s", path, e.msg);
+    int len = snprintf(note, note_cap, "tokenizer %s: %s, trained %d tokens in %.2f s", vocab_path, why, vocab_size,
+                       now_seconds() - t0);
+    if (len < 0 || (size_t)len >= note_cap) return 0;
+    if (bpe_save(b, vocab_path, &e))
+        snprintf(note + len, note_cap - (size_t)len, "; warning: not saved: %s", e.msg);
     return 0;
 }
 

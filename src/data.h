@@ -8,26 +8,30 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "bpe.h"
 #include "rng.h"
 #include "sptok.h"
 
 // The vocabulary behind encode/decode: byte-level (256 tokens, token = byte
-// value; this project's models) or a llama2.c tokenizer (sptok.h), which the
-// caller loads and keeps alive while the Tokenizer points at it.
-typedef enum { TOK_BYTES, TOK_SP } TokenizerKind;
+// value), a byte-level BPE vocabulary (bpe.h; this project's models with
+// --vocab-size > 256) or a llama2.c tokenizer (sptok.h). The caller loads a
+// BPE or llama2.c vocabulary and keeps it alive while the Tokenizer points at it.
+typedef enum { TOK_BYTES, TOK_SP, TOK_BPE } TokenizerKind;
 
 typedef struct {
     TokenizerKind kind;
     int vocab_size;
     const SpTok *sp;        // TOK_SP
+    const Bpe *bpe;         // TOK_BPE
     unsigned char raw[256]; // TOK_BYTES: raw[b] == b, what tokens decode to
 } Tokenizer;
 
 Tokenizer tokenizer_bytes(void);
 Tokenizer tokenizer_sp(const SpTok *sp);
+Tokenizer tokenizer_bpe(const Bpe *bpe);
 // Room `tokens` needs for a text of n bytes (llama2.c adds BOS and a space).
 size_t tokenizer_max_tokens(const Tokenizer *tk, size_t n);
-// Bytes: one token per byte. llama2.c: BOS, then the pieces of " " + text.
+// Bytes: one token per byte. BPE: bpe_encode. llama2.c: BOS, then the pieces of " " + text.
 int tokenizer_encode(const Tokenizer *tk, const unsigned char *text, size_t n, int *tokens, size_t *n_tokens,
                      Error *err);
 // The bytes `token` prints as when it follows `prev`; returns their count.
@@ -45,13 +49,26 @@ int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_t
 
 typedef struct {
     int *tokens;
-    size_t n_tokens, n_train; // tokens [0, n_train) train, [n_train, n_tokens) validate
-    uint64_t fingerprint;     // FNV-1a of the file's bytes
+    size_t n_tokens, n_train;     // tokens [0, n_train) train, [n_train, n_tokens) validate
+    uint64_t fingerprint;         // FNV-1a of the file's bytes
+    double val_bytes_per_token;   // text bytes per token in the validation split (bits per byte)
+    char note[1024];              // what happened to the token cache (for the caller to print), or ""
 } Dataset;
 
 // The first 90% of the tokens train, the last 10% validate; both must hold
-// at least one window of seq_len + 1 tokens.
-int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, Error *err);
+// at least one window of seq_len + 1 tokens. With cache_path (BPE only), the
+// tokens come from that token cache when it matches the text and the
+// tokenizer; otherwise they are encoded and the cache is (re)written. A
+// corrupt cache is an error; a cache that cannot be written is only a note.
+int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, const char *cache_path,
+                 Error *err);
+
+// The BPE vocabulary of vocab_size tokens for the text at path: read from
+// vocab_path when that file was trained on this very text (size and FNV-1a)
+// with this size, else trained and written there (a write failure is only a
+// note). A vocab_path that is not a valid tokenizer file is an error.
+int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
+                 Error *err);
 void dataset_free(Dataset *ds);
 // B random training windows: inputs (B,T), targets (B,T) = inputs shifted by one.
 void dataset_train_batch(const Dataset *ds, Rng *rng, int B, int T, int *inputs, int *targets);

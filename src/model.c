@@ -119,6 +119,7 @@ int model_alloc_grads(Model *m, Error *err) {
 void model_free(Model *m) {
     free(m->params);
     free(m->grads);
+    free(m->tokenizer);
     memset(m, 0, sizeof *m);
 }
 

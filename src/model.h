@@ -41,6 +41,10 @@ typedef struct {
     Tensors w;
     float *grads; // NULL until model_alloc_grads
     Tensors g;
+    // The BPE tokenizer file the model was trained with (bpe.h), stored in
+    // model and checkpoint files; NULL and 0 for byte (or llama2.c) vocabularies.
+    unsigned char *tokenizer;
+    size_t tokenizer_bytes;
 } Model;
 
 const char *tensor_name(int t);

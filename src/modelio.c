@@ -1,5 +1,7 @@
 #include "modelio.h"
 
+#include "bpe.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -21,7 +23,7 @@ static void put_f32(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4)
 static int32_t get_i32(const unsigned char *h, int off) { int32_t v; memcpy(&v, h + off, 4); return v; }
 static float get_f32(const unsigned char *h, int off) { float v; memcpy(&v, h + off, 4); return v; }
 
-static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind) {
+static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes) {
     memset(h, 0, HEADER_BYTES);
     put_i32(h, 0, (int32_t)MODEL_MAGIC);
     put_i32(h, 4, MODEL_VERSION);
@@ -33,11 +35,12 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_f32(h, 56, c->rope_theta);
     put_f32(h, 60, c->alpha_attn0);
     put_f32(h, 64, c->alpha_ffn0);
+    put_i32(h, 68, (int32_t)tok_bytes);
 }
 
 // Validates and decodes; errors name the file and the field.
 static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, ModelConfig *c,
-                         int *kind, Error *err) {
+                         int *kind, size_t *tok_bytes, Error *err) {
     uint32_t magic = (uint32_t)get_i32(h, 0);
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
@@ -56,7 +59,15 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
     Error e;
     if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
-    for (int i = 68; i < HEADER_BYTES; i++)
+    // a tokenizer file: 0 (bytes), or the size of one with 0 to (BPE_MAX_VOCAB - 256) merges
+    int32_t tb = get_i32(h, 68);
+    if (tb != 0 && (tb < BPE_HEADER_BYTES || tb > BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256) ||
+                    (tb - BPE_HEADER_BYTES) % 8))
+        return err_set(err, "%s: header field tokenizer_bytes = %d is not 0 or a BPE tokenizer's size "
+                       "(%d + 8 * merges, at most %d)", path, tb, BPE_HEADER_BYTES,
+                       BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256));
+    *tok_bytes = (size_t)tb;
+    for (int i = 72; i < HEADER_BYTES; i++)
         if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
 }
@@ -113,7 +124,7 @@ static size_t checkpoint_bytes(size_t n_params) {
 }
 
 // Reads and checks the header and the exact file size; creates the model.
-static FILE *open_model_file(Model *m, const char *path, int *kind, Error *err) {
+static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, Error *err) {
     size_t size;
     FILE *f = open_regular(path, &size, err);
     if (!f) return NULL;
@@ -122,7 +133,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, Error *err) 
     if (size < HEADER_BYTES) {
         err_set(err, "%s: %zu bytes is shorter than the %d-byte header", path, size, HEADER_BYTES);
     } else if (!read_exact(f, h, HEADER_BYTES, path, "the header", err) &&
-               !header_decode(h, path, &c, kind, err)) {
+               !header_decode(h, path, &c, kind, tok_bytes, err)) {
         size_t sizes[N_TENSORS], n_params;
         Error e;
         if (config_layout(&c, sizes, &n_params, &e)) {
@@ -130,6 +141,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, Error *err) 
         } else {
             // n_params <= 2^40, so these sizes cannot overflow
             size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * sizeof(float) : checkpoint_bytes(n_params);
+            want += *tok_bytes;
             if (size != want)
                 err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
                         size < want ? "truncated" : "trailing bytes");
@@ -143,12 +155,36 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, Error *err) 
     return NULL;
 }
 
+// The tokenizer at the end of a model or checkpoint file: a valid BPE file
+// whose vocabulary is the model's.
+static int read_tokenizer(Model *m, FILE *f, size_t n, const char *path, Error *err) {
+    if (!n) return 0;
+    if (!(m->tokenizer = malloc(n))) return err_set(err, "%s: out of memory", path);
+    m->tokenizer_bytes = n;
+    if (read_exact(f, m->tokenizer, n, path, "the tokenizer", err)) return -1;
+    char name[4200];
+    snprintf(name, sizeof name, "%s: embedded tokenizer", path);
+    Bpe b;
+    if (bpe_parse(&b, m->tokenizer, n, name, err)) return -1;
+    int V = b.vocab_size;
+    bpe_free(&b);
+    if (V != m->cfg.vocab_size)
+        return err_set(err, "%s: the embedded tokenizer has %d tokens but header field vocab_size = %d", path, V,
+                       m->cfg.vocab_size);
+    return 0;
+}
+
 int model_load(Model *m, const char *path, Error *err) {
     int kind;
-    FILE *f = open_model_file(m, path, &kind, err);
+    size_t tok_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
     if (!f) return -1;
     int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
              check_values(m, m->params, 0, path, "the parameters", err);
+    if (!rc && kind == KIND_CHECKPOINT) // the tokenizer follows the optimizer state and the blocks
+        rc = fseek(f, (long)(checkpoint_bytes(m->n_params) - HEADER_BYTES - m->n_params * sizeof(float)), SEEK_CUR)
+                 ? err_set(err, "%s: cannot seek to the tokenizer", path) : 0;
+    if (!rc) rc = read_tokenizer(m, f, tok_bytes, path, err);
     fclose(f);
     if (rc) model_free(m);
     return rc;
@@ -157,7 +193,8 @@ int model_load(Model *m, const char *path, Error *err) {
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err) {
     int kind;
-    FILE *f = open_model_file(m, path, &kind, err);
+    size_t tok_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
     if (!f) return -1;
     *mom1 = *mom2 = NULL;
     int rc = -1;
@@ -184,7 +221,8 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
                     reserved ? ", reserved bytes not zero" : "");
         else if (!check_values(m, m->params, 0, path, "the parameters", err) &&
                  !check_values(m, *mom1, 0, path, "AdamW m", err) &&
-                 !check_values(m, *mom2, 1, path, "AdamW v", err))
+                 !check_values(m, *mom2, 1, path, "AdamW v", err) &&
+                 !read_tokenizer(m, f, tok_bytes, path, err))
             rc = 0;
     }
     fclose(f);
@@ -255,21 +293,21 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
 
 int model_save(const Model *m, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
-    header_encode(h, &m->cfg, KIND_MODEL);
-    Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}};
-    return write_file_atomic(path, c, 2, err);
+    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes);
+    Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}, {m->tokenizer, m->tokenizer_bytes}};
+    return write_file_atomic(path, c, 3, err);
 }
 
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
                     const int64_t *run, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES], tb[TRAIN_BLOCK_BYTES] = {0};
-    header_encode(h, &m->cfg, KIND_CHECKPOINT);
+    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes);
     memcpy(tb, &st->step, 8);
     memcpy(tb + 8, &st->rng_state, 8);
     memcpy(tb + 16, &st->tokens, 8);
     memcpy(tb + 24, &st->elapsed_s, 8);
     size_t bytes = m->n_params * sizeof(float);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, bytes}, {mom1, bytes}, {mom2, bytes},
-                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}};
-    return write_file_atomic(path, c, 6, err);
+                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes}};
+    return write_file_atomic(path, c, 7, err);
 }

@@ -12,6 +12,7 @@ PY=/usr/bin/python3
 # build them into build/asan, build/ubsan); default: the normal build.
 TRAIN=${BIN:-.}/train_llama
 INFER=${BIN:-.}/infer_llama
+TOKENIZE=${BIN:-.}/tokenize
 CORE=${BIN:-build}/test_core
 # scripts/compare_norms.sh takes them from the environment, as absolute paths
 case $TRAIN in /*) abs= ;; *) abs=$PWD/ ;; esac
@@ -410,6 +411,143 @@ if [ -f "$S260" ] && [ -f "$TOKB" ]; then
     bad_case "stories260K without -z" 1 "stories260K.bin: vocab_size = 512.*-z TOKENIZER" "$INFER" "$S260"
 else
     ok "stories260K generation (skipped: no $S260 or $TOKB)"
+fi
+
+# ---------------------------------------------------------------------------
+section "BPE tokenizer: training, token cache, models that carry their vocabulary"
+BP="$TMP/bpe" && mkdir -p "$BP" && cp "$DATA" "$BP/ts.txt"
+BT="$BP/ts.txt"
+btrain() { "$TRAIN" --data "$BT" "${TINY[@]}" --vocab-size 512 --norm rmsnorm --seed 5 "$@"; }
+btrain --steps 10 --out "$BP/a" 2>"$BP/a.err"
+rc=$?
+[ $rc -eq 0 ] && [ -f "$BT.bpe512" ] && [ -f "$BT.bpe512.tok" ] &&
+    grep -q "tokenizer $BT.bpe512: none yet, trained 512 tokens" "$BP/a.err" &&
+    grep -q "token cache $BT.bpe512.tok: none yet, encoding; wrote" "$BP/a.err" &&
+    grep -q "^vocab_size=512$" "$BP/a/result.txt" && grep -q "^final_val_bpb=" "$BP/a/result.txt" &&
+    head -n 1 "$BP/a/log.csv" | grep -q ",val_bpb$"
+expect "--vocab-size 512: trains the vocabulary beside the text (ts.txt.bpe512), caches the tokens (.tok), logs val_bpb" \
+    $? "exit $rc: $(tail -n 2 "$BP/a.err" | tr '\n' ' ')"
+btrain --steps 10 --out "$BP/b" 2>"$BP/b.err" &&
+    grep -q "tokenizer $BT.bpe512: reused" "$BP/b.err" && grep -q "token cache $BT.bpe512.tok: reused" "$BP/b.err" &&
+    cmp -s <(losses "$BP/a/log.csv") <(losses "$BP/b/log.csv") && cmp -s "$BP/a/model.bin" "$BP/b/model.bin"
+expect "a second run reuses vocabulary and cache, and equals the first bit for bit" $? \
+    "$(grep -h "tokenizer\|cache" "$BP/b.err" | tr '\n' ' ')"
+btrain --steps 10 --stop-after 5 --out "$BP/c" 2>/dev/null && "$TRAIN" --data "$BT" --resume "$BP/c/checkpoint.bin" 2>/dev/null &&
+    cmp -s <(losses "$BP/a/log.csv") <(losses "$BP/c/log.csv") && cmp -s "$BP/a/model.bin" "$BP/c/model.bin"
+expect "BPE: 5 steps + resume (the checkpoint's own vocabulary) equals 10 steps bit for bit" $? "runs differ"
+BM="$BP/a/model.bin"
+"$INFER" "$BM" --prompt "ROMEO:" -n 20 --temperature 0 >"$BP/g1" 2>"$BP/g.err" &&
+    "$INFER" "$BM" --prompt "ROMEO:" -n 20 --temperature 0 >"$BP/g2" 2>/dev/null &&
+    [ "$(head -c 6 "$BP/g1")" = "ROMEO:" ] && [ "$(wc -c <"$BP/g1")" -gt 27 ] && cmp -s "$BP/g1" "$BP/g2" &&
+    grep -q "generated 20 tokens" "$BP/g.err"
+expect "a BPE model generates through infer_llama with its own vocabulary (20 tokens, $(($(wc -c <"$BP/g1") - 7)) bytes)" \
+    $? "$(tail -n 1 "$BP/g.err")"
+out=$("$INFER" "$BM" --eval "$TMP/eval.txt" 2>/dev/null)
+echo "$out" | grep -q "eval.txt: [0-9]* tokens, loss [0-9.]*, perplexity [0-9.]*, [0-9.]* bits per byte"
+expect "--eval of a BPE model: fewer tokens than bytes, bits per byte" $? "got: $out"
+bad_case "-z with a model that carries its vocabulary" 1 "carries its own BPE tokenizer" \
+    "$INFER" "$BM" -z "$TOKB" --prompt x
+bad_case "exporting a BPE model to llama2.c" 1 "has a BPE vocabulary (512 tokens)" \
+    "$INFER" "$BM" --export-llama2c "$BP/x.bin"
+"$TRAIN" --data "$BT" "${TINY[@]}" --vocab-size 256 --steps 2 --out "$BP/bytes" 2>/dev/null &&
+    [ ! -e "$BT.bpe256" ] && [ ! -e "$BT.bpe256.tok" ] && grep -q "^final_val_bpb=" "$BP/bytes/result.txt" &&
+    [ "$(stat -c %s "$BP/bytes/model.bin")" -eq $(( $(stat -c %s "$TMP/a_rmsnorm/model.bin") )) ]
+expect "--vocab-size 256 keeps the byte tokenizer (no vocabulary or cache file, a plain model file)" $? \
+    "$(ls "$BP" | tr '\n' ' ')"
+
+# the tokenize command: train, encode, decode round trip (NUL bytes and invalid UTF-8 too)
+{ cat "$TMP/eval.txt"; printf '\0\377\376 \200abc\0'; } >"$BP/rt.txt"
+"$TOKENIZE" train "$BT" --vocab-size 300 --out "$BP/v300" 2>/dev/null &&
+    "$TOKENIZE" encode "$BP/rt.txt" --tokenizer "$BP/v300" 2>/dev/null &&
+    "$TOKENIZE" decode "$BP/rt.txt.bpe300.tok" --tokenizer "$BP/v300" >"$BP/rt.out" 2>/dev/null &&
+    cmp -s "$BP/rt.txt" "$BP/rt.out" &&
+    [ $(( $(stat -c %s "$BP/rt.txt.bpe300.tok") - 48 )) -lt $(( 2 * $(stat -c %s "$BP/rt.txt") )) ]
+expect "tokenize train / encode / decode round trip (with NUL and invalid UTF-8 bytes)" $? "differs"
+"$TOKENIZE" train "$BT" --vocab-size 300 --out "$BP/v300b" 2>/dev/null && cmp -s "$BP/v300" "$BP/v300b"
+expect "tokenize train is deterministic (the same file twice)" $? "differs"
+"$TOKENIZE" bench "$TMP/eval.txt" --sizes 260,300 --repeat 1 >"$BP/bench.out" 2>&1 &&
+    [ "$(grep -c '^ *[0-9]' "$BP/bench.out")" -eq 2 ]
+expect "tokenize bench prints a row per size" $? "$(head -c 300 "$BP/bench.out")"
+
+# stale caches are rebuilt: the text changed (vocabulary retrained, cache rebuilt), the tokenizer changed
+cp "$BT" "$BP/s.txt" && btrain2() { "$TRAIN" --data "$BP/s.txt" "${TINY[@]}" --vocab-size 300 --steps 2 "$@"; }
+btrain2 --out "$BP/s1" 2>/dev/null && echo "appended line" >>"$BP/s.txt" && btrain2 --out "$BP/s2" 2>"$BP/s2.err"
+rc=$?
+[ $rc -eq 0 ] && grep -q "tokenizer $BP/s.txt.bpe300: stale: the text changed, trained" "$BP/s2.err" &&
+    grep -q "token cache $BP/s.txt.bpe300.tok: stale (the text changed), rebuilding; wrote" "$BP/s2.err"
+expect "a changed text: the vocabulary is retrained and the stale token cache rebuilt" $? "exit $rc: $(head -c 300 "$BP/s2.err")"
+"$TOKENIZE" encode "$BP/s.txt" --tokenizer "$BP/v300" --out "$BP/s.txt.bpe300.tok" 2>/dev/null &&
+    btrain2 --out "$BP/s3" 2>"$BP/s3.err" &&
+    grep -q "token cache $BP/s.txt.bpe300.tok: stale (the tokenizer changed), rebuilding; wrote" "$BP/s3.err"
+expect "a cache made with another tokenizer is rebuilt, never used" $? "$(head -c 300 "$BP/s3.err")"
+
+# crafted bad files: exit 1 and a one-line message naming the file and the field
+V="$BP/v300" C="$BP/rt.txt.bpe300.tok"
+patch_bytes() { # patch_bytes SRC DST OFFSET STRUCT-FORMAT VALUE
+    $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); o=int(sys.argv[3]); v=struct.pack(sys.argv[4],int(sys.argv[5])); b[o:o+len(v)]=v; open(sys.argv[2],'wb').write(b)" "$@"
+}
+printf 'XXXX' | cat - <(tail -c +5 "$V") >"$BP/v_magic"
+patch_i32 "$V" "$BP/v_version" 4 2
+patch_i32 "$V" "$BP/v_vocab" 8 100
+patch_i32 "$V" "$BP/v_rule" 12 7
+head -c -1 "$V" >"$BP/v_trunc"
+cat "$V" <(printf 'x') >"$BP/v_trail"
+: >"$BP/v_empty"
+patch_i32 "$V" "$BP/v_undef" $((32 + 8 * 3)) 300   # merge 3 (token 259) names token 300
+patch_i32 "$V" "$BP/v_self" $((32 + 8 * 3 + 4)) 259 # merge 3 names itself
+$PY -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[40:48]=b[32:40]; open(sys.argv[2],'wb').write(b)" "$V" "$BP/v_dup"
+tk() { "$TOKENIZE" encode "$TMP/eval.txt" --tokenizer "$1" --out "$BP/unused.tok"; }
+bad_case "a tokenizer file with a bad magic" 1 "v_magic: bad magic" tk "$BP/v_magic"
+bad_case "a tokenizer file of a future version" 1 "v_version: tokenizer field version = 2 is not supported" tk "$BP/v_version"
+bad_case "a tokenizer vocab_size under 256" 1 "v_vocab: tokenizer field vocab_size = 100 is not in 256..65536" tk "$BP/v_vocab"
+bad_case "a tokenizer with an unknown split rule" 1 "v_rule: tokenizer field split_rule = 7" tk "$BP/v_rule"
+bad_case "a tokenizer file truncated by one byte" 1 "v_trunc: tokenizer file is .* (truncated)" tk "$BP/v_trunc"
+bad_case "a tokenizer file with a trailing byte" 1 "v_trail: tokenizer file is .* (trailing bytes)" tk "$BP/v_trail"
+bad_case "an empty tokenizer file" 1 "v_empty: 0 bytes is shorter than the 32-byte tokenizer header" tk "$BP/v_empty"
+bad_case "a merge naming a token not yet defined" 1 "v_undef: merge 3 (token 259) refers to token 300, not defined before it" tk "$BP/v_undef"
+bad_case "a merge naming itself" 1 "v_self: merge 3 (token 259) refers to token 259" tk "$BP/v_self"
+bad_case "a repeated merge" 1 "v_dup: merge 1 (token 257) repeats the pair" tk "$BP/v_dup"
+printf 'XXXX' | cat - <(tail -c +5 "$C") >"$BP/c_magic"
+patch_i32 "$C" "$BP/c_version" 4 2
+patch_i32 "$C" "$BP/c_vocab" 8 70000
+head -c -1 "$C" >"$BP/c_trunc"
+cat "$C" <(printf 'x') >"$BP/c_trail"
+: >"$BP/c_empty"
+patch_bytes "$C" "$BP/c_id" 50 "<H" 300     # token 1 = 300 >= vocab 300
+patch_bytes "$C" "$BP/c_count" 16 "<Q" 9223372036854775808 # n_tokens 2^63: 2 bytes each overflows 64 bits
+td() { "$TOKENIZE" decode "$1" --tokenizer "$V"; }
+bad_case "a token cache with a bad magic" 1 "c_magic: bad magic" td "$BP/c_magic"
+bad_case "a token cache of a future version" 1 "c_version: token cache field version = 2 is not supported" td "$BP/c_version"
+bad_case "a token cache vocab_size over 65536" 1 "c_vocab: token cache field vocab_size = 70000" td "$BP/c_vocab"
+bad_case "a token cache truncated by one byte" 1 "c_trunc: token cache is .* (truncated)" td "$BP/c_trunc"
+bad_case "a token cache with a trailing byte" 1 "c_trail: token cache is .* (trailing bytes)" td "$BP/c_trail"
+bad_case "an empty token cache" 1 "c_empty: 0 bytes is shorter than the 48-byte token cache header" td "$BP/c_empty"
+bad_case "a token id >= vocab_size in a cache" 1 "c_id: token id 300 at index 1 is >= vocab_size 300" td "$BP/c_id"
+bad_case "a token count whose size overflows" 1 "c_count: token cache field n_tokens = 9223372036854775808 is too large" td "$BP/c_count"
+bad_case "a cache made with another tokenizer (decode)" 1 "was encoded with another tokenizer" \
+    "$TOKENIZE" decode "$BT.bpe512.tok" --tokenizer "$V"
+# the trainer refuses a corrupt cache (it is not stale: it cannot be trusted at all)
+cp "$BT.bpe512.tok" "$BP/good.tok" && patch_bytes "$BP/good.tok" "$BT.bpe512.tok" 48 "<H" 65535
+bad_case "a trainer's token cache with an id >= vocab" 1 "ts.txt.bpe512.tok: token id 65535 at index 0 is >= vocab_size 512 (delete the file to rebuild it)" \
+    btrain --steps 2 --out "$BP/z"
+cp "$BP/good.tok" "$BT.bpe512.tok"
+# a model file's tokenizer field
+patch_i32 "$BM" "$BP/m_tokbytes" 68 12
+head -c -1 "$BM" >"$BP/m_trunc"
+bad_case "a model whose tokenizer_bytes is not a tokenizer's size" 1 "m_tokbytes: header field tokenizer_bytes = 12" "$INFER" "$BP/m_tokbytes"
+bad_case "a model whose embedded tokenizer is cut by one byte" 1 "m_trunc: file is .* (truncated)" "$INFER" "$BP/m_trunc"
+msize=$(stat -c %s "$BM")
+patch_i32 "$BM" "$BP/m_tokvocab" $((msize - 8 * 256 - 32 + 8)) 511 # the tokenizer's vocab_size field
+bad_case "a model whose embedded tokenizer is damaged" 1 "m_tokvocab: embedded tokenizer: tokenizer file is" "$INFER" "$BP/m_tokvocab"
+bad_case "--vocab-size over 65536" 2 "--vocab-size '70000'" "$TRAIN" --data "$BT" --vocab-size 70000
+bad_case "tokenize without a command" 2 "a command is required" "$TOKENIZE"
+bad_case "tokenize encode without --tokenizer" 2 "encode needs --tokenizer FILE" "$TOKENIZE" encode "$BT"
+bad_case "a vocabulary the text cannot fill" 1 "pairs to merge: vocab size at most" "$TOKENIZE" train "$TMP/short.txt" --vocab-size 2000 --out "$BP/x"
+if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
+    mkdir -p "$BP/ro" && cp "$TMP/eval.txt" "$BP/ro/t.txt" && chmod 555 "$BP/ro"
+    "$TRAIN" --data "$BP/ro/t.txt" "${TINY[@]}" --vocab-size 260 --seq 8 --steps 2 --out "$BP/rorun" 2>"$BP/ro.err"
+    [ $? -eq 0 ] && grep -q "warning: not saved" "$BP/ro.err" && grep -q "warning: not cached" "$BP/ro.err"
+    expect "a read-only data folder: trains without writing vocabulary or cache (warnings)" $? "$(head -c 300 "$BP/ro.err")"
 fi
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../dyt.h"
+#include "../src/bpe.h"
 #include "../src/data.h"
 #include "../src/layers.h"
 #include "../src/llama2c.h"
@@ -814,6 +815,203 @@ static void test_sptok_malformed(void) {
     remove(good);
 }
 
+// ----------------------------------------------------------------------------
+// byte-level BPE (src/bpe.c)
+
+static int merges_are(const Bpe *b, const int32_t *want, int n) {
+    return b->n_merges == n && !memcmp(b->merges, want, (size_t)n * 2 * sizeof(int32_t));
+}
+
+// Decodes every token on its own (as generation prints them) and compares
+// the concatenation with the text.
+static int decodes_back(const Bpe *b, const int *tok, size_t nt, const unsigned char *text, size_t n) {
+    Tokenizer tk = tokenizer_bpe(b);
+    size_t at = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const unsigned char *p;
+        size_t len = tokenizer_decode(&tk, i ? tok[i - 1] : -1, tok[i], &p);
+        if (len == 0 || at + len > n || memcmp(text + at, p, len)) return 0;
+        at += len;
+    }
+    return at == n;
+}
+
+static void test_bpe_small(void) {
+    Error err = {{0}};
+    Bpe b;
+    // words "ab", " ab", " ab", " abc": (a,b) 4 times, then (" ", ab) 3, then (" ab", c) 1
+    const char *t1 = "ab ab ab abc";
+    const int32_t want1[] = {'a', 'b', ' ', 256, 257, 'c'};
+    int ok = !bpe_train(&b, (const unsigned char *)t1, strlen(t1), 259, &err);
+    check(ok && merges_are(&b, want1, 3), "bpe: hand example: merges (a,b), (' ',ab), (' ab',c)", "%s",
+          ok ? "merges differ" : err.msg);
+    int tok[16];
+    size_t nt = 0;
+    ok = ok && !bpe_encode(&b, (const unsigned char *)"ab abc", 6, tok, &nt, &err);
+    check(ok && nt == 2 && tok[0] == 256 && tok[1] == 258, "bpe: hand example: 'ab abc' encodes to [256, 258]",
+          "got %zu tokens, first %d", nt, nt ? tok[0] : -1);
+    bpe_free(&b);
+    // no pair is left after 3 merges: asking for 4 fails with a clear error
+    ok = bpe_train(&b, (const unsigned char *)t1, strlen(t1), 260, &err) != 0;
+    check(ok && strstr(err.msg, "only 3 pairs to merge"), "bpe: a vocab the text cannot fill is refused", "%s", err.msg);
+    // ties: equal counts go to the lowest (left, right)
+    const char *t2 = "xy zw";
+    const int32_t want2[] = {' ', 'z', 'x', 'y', 256, 'w'};
+    ok = !bpe_train(&b, (const unsigned char *)t2, strlen(t2), 259, &err);
+    check(ok && merges_are(&b, want2, 3), "bpe: ties go to the lowest pair: (' ',z), (x,y), (' z',w)", "%s",
+          ok ? "merges differ" : err.msg);
+    bpe_free(&b);
+    // the pre-split rule
+    const char *t3 = "Hi,  you 42x\n\nend";
+    const char *words[] = {"Hi", ",", " ", " you", " 42", "x", "\n\n", "end"};
+    size_t at = 0, k = 0, n3 = strlen(t3);
+    int split_ok = 1;
+    while (at < n3 && k < 8) {
+        size_t len = bpe_word_len((const unsigned char *)t3 + at, n3 - at);
+        split_ok &= len == strlen(words[k]) && !memcmp(t3 + at, words[k], len);
+        at += len, k++;
+    }
+    check(split_ok && k == 8 && at == n3, "bpe: pre-split of 'Hi,  you 42x\\n\\nend'", "word %zu differs", k);
+}
+
+// Training's own tokenization, word by word: every merge in order over the word.
+static size_t naive_word(const Bpe *b, const unsigned char *w, size_t len, int *tk) {
+    for (size_t i = 0; i < len; i++) tk[i] = w[i];
+    size_t n = len;
+    for (int m = 0; m < b->n_merges; m++) {
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i + 1 < n && tk[i] == b->merges[2 * m] && tk[i + 1] == b->merges[2 * m + 1]) tk[j++] = 256 + m, i++;
+            else tk[j++] = tk[i];
+        }
+        n = j;
+    }
+    return n;
+}
+
+static void test_bpe_text(const char *data_dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tinyshakespeare.txt", data_dir);
+    unsigned char *text;
+    size_t n;
+    Error err = {{0}};
+    if (!file_exists(path) || read_file(path, &text, &n, &err)) {
+        check(1, "bpe: Tiny Shakespeare tests (skipped: no tinyshakespeare.txt)", "%s", path);
+        return;
+    }
+    Bpe a, b;
+    int ok = !bpe_train(&a, text, n, 1024, &err) && !bpe_train(&b, text, n, 1024, &err);
+    check(ok && a.blob_bytes == b.blob_bytes && !memcmp(a.blob, b.blob, a.blob_bytes) && a.checksum == b.checksum,
+          "bpe: training twice gives the same vocabulary (1024 tokens, Tiny Shakespeare)", "%s", err.msg);
+    if (!ok) return;
+    int *tok = malloc((n + 1) * sizeof(int));
+    size_t nt = 0;
+    ok = tok && !bpe_encode(&a, text, n, tok, &nt, &err);
+    check(ok && decodes_back(&a, tok, nt, text, n) && nt < n / 2,
+          "bpe: Tiny Shakespeare round trip, token by token, under 0.5 tokens per byte", "%zu tokens", nt);
+    // the encoder (merges by rank, word cache) equals training's merge order, word by word
+    size_t at = 0, pos = 0, bad = 0;
+    int w[BPE_MAX_TOKEN_BYTES];
+    for (; at < 100000 && !bad; ) {
+        size_t len = bpe_word_len(text + at, n - at), k = naive_word(&a, text + at, len, w);
+        if (pos + k > nt || memcmp(tok + pos, w, k * sizeof(int))) bad = at + 1;
+        at += len, pos += k;
+    }
+    check(!bad, "bpe: encoding equals applying every merge in order (first 100 KB, word by word)", "at byte %zu",
+          bad - 1);
+    // any bytes: random, with NULs and invalid UTF-8
+    Rng rng = rng_make(7, 1);
+    size_t nr = 100000;
+    unsigned char *rnd = malloc(nr);
+    for (size_t i = 0; i < nr; i++) {
+        uint64_t r = rng_u64(&rng);
+        rnd[i] = r % 4 == 0 ? text[r % n] : (unsigned char)(r >> 8); // some text, some noise
+    }
+    ok = !bpe_encode(&a, rnd, nr, tok, &nt, &err);
+    check(ok && decodes_back(&a, tok, nt, rnd, nr), "bpe: random bytes (NUL, invalid UTF-8) round trip", "%s", err.msg);
+    int single_ok = 1;
+    for (int c = 0; c < 256; c++) {
+        unsigned char byte = (unsigned char)c;
+        single_ok &= !bpe_encode(&a, &byte, 1, tok, &nt, &err) && nt == 1 && tok[0] == c &&
+                     decodes_back(&a, tok, nt, &byte, 1);
+    }
+    check(single_ok, "bpe: each of the 256 single bytes is its own token and decodes back", "%s", err.msg);
+    // the file round trip keeps every byte (and so the checksum)
+    char fpath[1024];
+    tmp_path(fpath, sizeof fpath, "v.bpe");
+    Bpe c;
+    ok = !bpe_save(&a, fpath, &err) && !bpe_load(&c, fpath, &err);
+    check(ok && c.checksum == a.checksum && c.vocab_size == 1024 && c.text_size == n &&
+              c.text_hash == fnv1a64(text, n, FNV1A64_INIT),
+          "bpe: tokenizer file save/load keeps checksum, vocab and text fingerprint", "%s", err.msg);
+    if (ok) bpe_free(&c);
+    // the token cache keeps the tokens and the header
+    ok = !bpe_encode(&a, text, n, tok, &nt, &err);
+    TokCacheInfo info = {.vocab_size = 1024, .n_tokens = nt, .tokenizer_checksum = a.checksum, .text_size = n,
+                         .text_hash = 42}, got;
+    int *back = NULL;
+    tmp_path(fpath, sizeof fpath, "t.tok");
+    ok = ok && !tokcache_save(fpath, &info, tok, &err) && !tokcache_load(fpath, &got, &back, &err);
+    check(ok && got.n_tokens == nt && got.tokenizer_checksum == a.checksum && got.text_hash == 42 &&
+              !memcmp(back, tok, nt * sizeof(int)),
+          "bpe: token cache save/load keeps every token and field", "%s", err.msg);
+    free(back);
+    remove(fpath);
+    tmp_path(fpath, sizeof fpath, "v.bpe");
+    remove(fpath);
+    free(rnd);
+    free(tok);
+    free(text);
+    bpe_free(&a);
+    bpe_free(&b);
+}
+
+// A model file carries its tokenizer; load refuses one whose vocabulary differs.
+static void test_bpe_model_file(void) {
+    Error err = {{0}};
+    Bpe b;
+    const char *t = "the cat sat on the mat, the end";
+    int ok = !bpe_train(&b, (const unsigned char *)t, strlen(t), 262, &err);
+    ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 262,
+                     .seq_len = 8, .norm = NORM_RMS, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                     .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+    Model m, l;
+    char path[1024];
+    tmp_path(path, sizeof path, "bpe_model.bin");
+    ok = ok && !model_create(&m, &c, &err);
+    if (!ok) {
+        check(0, "bpe: model file with tokenizer", "%s", err.msg);
+        return;
+    }
+    model_init(&m, 1);
+    m.tokenizer = malloc(b.blob_bytes);
+    memcpy(m.tokenizer, b.blob, b.blob_bytes);
+    m.tokenizer_bytes = b.blob_bytes;
+    ok = !model_save(&m, path, &err) && !model_load(&l, path, &err);
+    check(ok && l.tokenizer_bytes == b.blob_bytes && !memcmp(l.tokenizer, b.blob, b.blob_bytes) &&
+              !memcmp(l.params, m.params, m.n_params * sizeof(float)),
+          "bpe: a model file carries its tokenizer (save, load, same bytes)", "%s", err.msg);
+    if (ok) model_free(&l);
+    float *zeros = alloc_floats(m.n_params);
+    int64_t run[RUN_BLOCK_SLOTS] = {0};
+    TrainState st = {.step = 3, .rng_state = 9}, st2;
+    float *m1, *m2;
+    tmp_path(path, sizeof path, "bpe_ckpt.bin");
+    ok = !checkpoint_save(&m, zeros, zeros, &st, run, path, &err) &&
+         !checkpoint_load(&l, &m1, &m2, &st2, run, path, &err);
+    check(ok && l.tokenizer_bytes == b.blob_bytes && !memcmp(l.tokenizer, b.blob, b.blob_bytes) && st2.step == 3,
+          "bpe: a checkpoint carries its tokenizer", "%s", err.msg);
+    if (ok) model_free(&l), free(m1), free(m2);
+    ok = !model_load(&l, path, &err); // a checkpoint read as a model (infer_llama) finds it too
+    check(ok && l.tokenizer_bytes == b.blob_bytes, "bpe: a checkpoint read as a model finds its tokenizer", "%s",
+          err.msg);
+    if (ok) model_free(&l);
+    remove(path);
+    free(zeros);
+    model_free(&m);
+    bpe_free(&b);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
     const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied"};
@@ -842,6 +1040,9 @@ int main(int argc, char **argv) {
     test_sptok_llama(data_dir);
     test_sptok_bytes();
     test_sptok_malformed();
+    test_bpe_small();
+    test_bpe_text(data_dir);
+    test_bpe_model_file();
     rmdir(TMP_DIR);
     return n_fail ? 1 : 0;
 }

@@ -49,6 +49,12 @@ vg "a truncated checkpoint rejected on resume" 1 "$BIN/train_llama" --resume "$T
 vg "an unknown flag rejected" 2 "$BIN/train_llama" --frobnicate
 vg "data shorter than one sequence rejected" 1 "$BIN/train_llama" --data test/valgrind.supp --seq 4096 \
     --out "$TMP/short"
+head -c 200000 "$DATA" >"$TMP/bpe.txt"
+vg "BPE: a 300-token vocabulary, its token cache, 2 steps" 0 "$BIN/train_llama" --data "$TMP/bpe.txt" \
+    --vocab-size 300 --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --steps 2 --eval-batches 1 --out "$TMP/b"
+vg "BPE: the cached vocabulary and tokens reused" 0 "$BIN/train_llama" --data "$TMP/bpe.txt" \
+    --vocab-size 300 --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --steps 2 --eval-batches 1 --out "$TMP/b2"
+vg "BPE: generation with the embedded tokenizer" 0 "$BIN/infer_llama" "$TMP/b/model.bin" --prompt "ROMEO:" -n 40
 if [ -f "$SHARED/stories260K.bin" ] && [ -f "$SHARED/tokenizer.bin" ]; then
     vg "stories260K with tokenizer.bin, 40 tokens" 0 "$BIN/infer_llama" "$SHARED/stories260K.bin" \
         -z "$SHARED/tokenizer.bin" --prompt "Once upon a time" -n 40 --temperature 0

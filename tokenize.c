@@ -1,0 +1,198 @@
+// tokenize: trains a byte-level BPE vocabulary, encodes a text into a token
+// cache and decodes one back, for inspection; `bench` measures training time,
+// encoding speed and compression. train_llama --vocab-size does the same
+// training and caching itself (src/bpe.h, docs/format.md).
+//
+//   ./tokenize train data/input.txt --vocab-size 1024            # -> data/input.txt.bpe1024
+//   ./tokenize encode data/input.txt --tokenizer data/input.txt.bpe1024   # -> data/input.txt.bpe1024.tok
+//   ./tokenize decode data/input.txt.bpe1024.tok --tokenizer data/input.txt.bpe1024 > copy.txt
+//   ./tokenize bench data/input.txt --sizes 512,1024,4096
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/bpe.h"
+#include "src/common.h"
+#include "src/data.h"
+#include "src/options.h"
+
+typedef struct {
+    const char *tokenizer, *out, *sizes;
+    int64_t vocab_size, repeat;
+} Settings;
+
+#define OFF(f) offsetof(Settings, f)
+static const Option OPTIONS[] = {
+    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "train: tokens in the vocabulary (256 bytes + merges)"},
+    {"--tokenizer", OPT_STR, OFF(tokenizer), 0, 0, "encode, decode: the tokenizer file"},
+    {"--out", OPT_STR, OFF(out), 0, 0, "train: TEXT.bpeN by default; encode: TEXT.bpeN.tok by default"},
+    {"--sizes", OPT_STR, OFF(sizes), 0, 0, "bench: vocabulary sizes, comma-separated"},
+    {"--repeat", OPT_INT, OFF(repeat), 1, 100, "bench: timed repetitions (the fastest is reported)"},
+};
+#define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
+
+static Settings default_settings(void) {
+    return (Settings){.vocab_size = 1024, .sizes = "512,1024,4096", .repeat = 3};
+}
+
+static void usage(FILE *f) {
+    Settings d = default_settings();
+    fprintf(f, "usage: tokenize train TEXT [--vocab-size N] [--out FILE]\n"
+               "       tokenize encode TEXT --tokenizer FILE [--out FILE]\n"
+               "       tokenize decode CACHE --tokenizer FILE     (the text to stdout)\n"
+               "       tokenize bench TEXT [--sizes 512,1024,4096] [--repeat N]\n"
+               "Byte-level BPE vocabularies and token caches (docs/format.md).\n\noptions:\n");
+    options_usage(f, OPTIONS, N_OPTIONS, &d);
+    fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
+}
+
+static int fail(const Error *err) {
+    fprintf(stderr, "tokenize: %s\n", err->msg);
+    return 1;
+}
+
+static int cmd_train(const char *text_path, const Settings *s) {
+    Error err = {{0}};
+    unsigned char *text;
+    size_t n;
+    if (read_file(text_path, &text, &n, &err)) return fail(&err);
+    char out[4200];
+    if (s->out) snprintf(out, sizeof out, "%s", s->out);
+    else snprintf(out, sizeof out, "%s.bpe%d", text_path, (int)s->vocab_size);
+    Bpe b;
+    double t0 = now_seconds();
+    int rc = bpe_train(&b, text, n, (int)s->vocab_size, &err);
+    double dt = now_seconds() - t0;
+    free(text);
+    if (rc) return fprintf(stderr, "tokenize: %s: %s\n", text_path, err.msg), 1;
+    rc = bpe_save(&b, out, &err);
+    if (!rc) fprintf(stderr, "tokenize: trained %d tokens on %zu bytes in %.3f s; wrote %s\n", b.vocab_size, n, dt, out);
+    bpe_free(&b);
+    return rc ? fail(&err) : 0;
+}
+
+static int cmd_encode(const char *text_path, const Settings *s) {
+    Error err = {{0}};
+    Bpe b;
+    if (bpe_load(&b, s->tokenizer, &err)) return fail(&err);
+    unsigned char *text = NULL;
+    size_t n = 0, nt = 0;
+    int *tokens = NULL, rc = read_file(text_path, &text, &n, &err);
+    if (!rc && !(tokens = malloc((n + 1) * sizeof(int)))) rc = err_set(&err, "out of memory");
+    double t0 = now_seconds();
+    if (!rc) rc = bpe_encode(&b, text, n, tokens, &nt, &err);
+    double dt = now_seconds() - t0;
+    char out[4200];
+    if (s->out) snprintf(out, sizeof out, "%s", s->out);
+    else snprintf(out, sizeof out, "%s.bpe%d.tok", text_path, b.vocab_size);
+    if (!rc) {
+        TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
+                             .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
+        rc = tokcache_save(out, &info, tokens, &err);
+    }
+    if (!rc)
+        fprintf(stderr, "tokenize: %zu bytes -> %zu tokens (%.3f bytes/token) in %.3f s (%.1f MB/s); wrote %s\n", n, nt,
+                nt ? (double)n / (double)nt : 0.0, dt, (double)n / 1e6 / (dt > 0 ? dt : 1e-9), out);
+    if (rc) fail(&err);
+    free(text);
+    free(tokens);
+    bpe_free(&b);
+    return rc ? 1 : 0;
+}
+
+static int cmd_decode(const char *cache_path, const Settings *s) {
+    Error err = {{0}};
+    Bpe b;
+    if (bpe_load(&b, s->tokenizer, &err)) return fail(&err);
+    TokCacheInfo info;
+    int *tokens = NULL;
+    int rc = tokcache_load(cache_path, &info, &tokens, &err);
+    if (!rc && (info.tokenizer_checksum != b.checksum || info.vocab_size != b.vocab_size))
+        rc = err_set(&err, "%s: was encoded with another tokenizer than %s (checksum differs)", cache_path,
+                     s->tokenizer);
+    if (!rc) {
+        for (uint64_t i = 0; i < info.n_tokens; i++) {
+            const unsigned char *p;
+            size_t len = bpe_decode(&b, tokens[i], &p);
+            fwrite(p, 1, len, stdout);
+        }
+        if (fflush(stdout)) rc = err_set(&err, "stdout: write failed");
+    }
+    free(tokens);
+    bpe_free(&b);
+    return rc ? fail(&err) : 0;
+}
+
+// Train time, encode speed and bytes per token for each size.
+static int cmd_bench(const char *text_path, const Settings *s) {
+    Error err = {{0}};
+    unsigned char *text;
+    size_t n;
+    if (read_file(text_path, &text, &n, &err)) return fail(&err);
+    int *tokens = malloc((n + 1) * sizeof(int));
+    if (!tokens) return free(text), fprintf(stderr, "tokenize: out of memory\n"), 1;
+    printf("%s: %zu bytes, best of %d\n%8s %10s %12s %12s %10s\n", text_path, n, (int)s->repeat, "vocab", "train_s",
+           "encode_MB/s", "tokens", "bytes/tok");
+    int rc = 0;
+    for (const char *p = s->sizes; *p && !rc;) {
+        int64_t V;
+        char buf[32];
+        size_t len = strcspn(p, ",");
+        snprintf(buf, sizeof buf, "%.*s", (int)(len < 31 ? len : 31), p);
+        p += len + (p[len] == ',');
+        if (parse_i64(buf, 256, 65536, &V)) {
+            fprintf(stderr, "tokenize: --sizes '%s' is not a vocabulary size (256..65536) (see --help)\n", buf);
+            rc = 2;
+            break;
+        }
+        double best_train = 1e30, best_enc = 1e30;
+        size_t nt = 0;
+        for (int r = 0; r < s->repeat && !rc; r++) {
+            Bpe b;
+            double t0 = now_seconds();
+            if (bpe_train(&b, text, n, (int)V, &err)) {
+                rc = fail(&err);
+                break;
+            }
+            double t1 = now_seconds();
+            rc = bpe_encode(&b, text, n, tokens, &nt, &err) ? fail(&err) : 0;
+            double t2 = now_seconds();
+            bpe_free(&b);
+            if (t1 - t0 < best_train) best_train = t1 - t0;
+            if (t2 - t1 < best_enc) best_enc = t2 - t1;
+        }
+        if (!rc)
+            printf("%8d %10.3f %12.1f %12zu %10.3f\n", (int)V, best_train, (double)n / 1e6 / best_enc, nt,
+                   (double)n / (double)nt);
+    }
+    free(text);
+    free(tokens);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    Settings s = default_settings();
+    unsigned char given[N_OPTIONS] = {0};
+    const char *pos[2];
+    int n_pos;
+    Error err = {{0}};
+    int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 2, &n_pos, &err);
+    if (rc == 1) {
+        usage(stdout);
+        return 0;
+    }
+    const char *cmd = n_pos > 0 ? pos[0] : "";
+    int known = !strcmp(cmd, "train") || !strcmp(cmd, "encode") || !strcmp(cmd, "decode") || !strcmp(cmd, "bench");
+    if (!rc && !known) rc = err_set(&err, n_pos ? "unknown command '%.100s'" : "a command is required", cmd);
+    if (!rc && n_pos != 2) rc = err_set(&err, "%s needs one file", cmd);
+    if (!rc && (!strcmp(cmd, "encode") || !strcmp(cmd, "decode")) && !s.tokenizer)
+        rc = err_set(&err, "%s needs --tokenizer FILE", cmd);
+    if (rc) {
+        fprintf(stderr, "tokenize: %s (see --help)\n", err.msg);
+        return 2;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(pos[1], &s);
+    if (!strcmp(cmd, "encode")) return cmd_encode(pos[1], &s);
+    if (!strcmp(cmd, "decode")) return cmd_decode(pos[1], &s);
+    return cmd_bench(pos[1], &s);
+}
