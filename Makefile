@@ -67,6 +67,7 @@ test:
 # data-parallel tests: 2 processes under mpirun (test/run_mpi_tests.sh);
 # leaves the MPI build of the programs in place
 test-mpi:
+	scripts/setup.sh openmpi-bin libopenmpi-dev
 	data/get_data.sh
 	$(MAKE) --no-print-directory MPI=1 all
 	test/run_mpi_tests.sh
