@@ -91,8 +91,14 @@ done
 mpi 2 --norm dyt --steps 20 --seed 5 --batch 2 --overlap 0 --out "$TMP/blocking" 2>>"$TMP/stderr"
 cmp -s <(losses "$TMP/two_dyt/log.csv") <(losses "$TMP/blocking/log.csv") &&
     cmp -s "$TMP/two_dyt/model.bin" "$TMP/blocking/model.bin"
-expect "--overlap 0 (one reduction after backward) equals --overlap 1 (layer by layer) bit for bit on 2 ranks" $? \
+expect "dyt: --overlap 0 (one reduction after backward) equals --overlap 1 (layer by layer) bit for bit on 2 ranks" $? \
     "runs differ"
+# tied head: its gradient is the embedding's, reduced once after the backward pass
+for ov in 0 1; do
+    mpi 2 --norm rmsnorm --tie-embeddings --steps 6 --seed 5 --batch 2 --overlap $ov --out "$TMP/tied$ov" 2>>"$TMP/stderr"
+done
+cmp -s <(losses "$TMP/tied0/log.csv") <(losses "$TMP/tied1/log.csv") && cmp -s "$TMP/tied0/model.bin" "$TMP/tied1/model.bin"
+expect "rmsnorm, tied embeddings: --overlap 0 equals --overlap 1 bit for bit on 2 ranks" $? "runs differ"
 
 mpi 1 --norm dyt --steps 3 --seed 9 --batch 8 --out "$TMP/acc1" 2>>"$TMP/stderr" &&
     mpi 2 --norm dyt --steps 3 --seed 9 --batch 2 --grad-accum 2 --out "$TMP/acc2" 2>>"$TMP/stderr"
