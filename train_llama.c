@@ -176,6 +176,7 @@ typedef struct {
     uint64_t resume_fingerprint; // the data the checkpoint was trained on
     int64_t resume_threads;      // the thread count the checkpoint was written with
     uint64_t *rank_hashes;       // rank 0: every rank's weight hash (check_same_weights)
+    double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
     char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
     FILE *log;
     double best_val, last_val;
@@ -517,9 +518,11 @@ static double train_step(Run *r, float lr, double *gnorm) {
         loss += model_backward_hooked(m, &r->acts, r->inputs, r->targets, scale,
                                       overlap && last ? reduce_ready : NULL, r);
     }
+    double t0 = now_seconds(); // what the step waits for communication, not what overlaps
     if (overlap) reduce_rest(r);
     else dist_sum_floats(d, m->grads, m->n_params);
     dist_sum_doubles(d, &loss, 1);
+    r->reduce_s += now_seconds() - t0;
     *gnorm = s->clip > 0 ? grad_clip(m->grads, m->n_params, (float)s->clip) : grad_norm(m->grads, m->n_params);
     AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)s->weight_decay};
     adamw_step(m, r->mom1, r->mom2, r->st.step + 1, &opt);
@@ -589,6 +592,7 @@ static int train_loop(Run *r, Error *err) {
         r->st.tokens += (int64_t)tokens_per_step(s);
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
+        r->step_s += ms / 1000.0;
         LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
                       .elapsed = elapsed, .stds = stds};
         // loss and gradients were summed over ranks: every rank takes the same decisions
@@ -635,9 +639,15 @@ static int train_loop(Run *r, Error *err) {
         if (!rc) rc = model_save(&r->model, r->path_model, err) || write_result(r, "finished", err) ? -1 : 0;
     }
     if (sync_failure(r, rc, err)) return -1;
-    if (root && d->size > 1)
+    if (root && d->size > 1) {
         fprintf(stderr, "train_llama: the weights are the same on all %d ranks (fnv1a64 of the parameters %016llx)\n",
                 d->size, (unsigned long long)hash);
+        // the wait includes the time the slower rank takes to get there
+        double n = (double)(r->st.step - first);
+        if (n > 0) fprintf(stderr, "train_llama: rank 0 waited for the gradient sums (%.1f MB per step) %.1f ms of a "
+                        "%.1f ms step on average\n", r->model.n_params * 4e-6, 1000.0 * r->reduce_s / n,
+                1000.0 * r->step_s / n);
+    }
     if (root)
         fprintf(stderr, "train_llama: done: %s (val loss %.4f), log %s\n", r->path_model, r->last_val, r->path_log);
     return 0;
