@@ -535,8 +535,9 @@ static double train_step(Run *r, float lr, double *gnorm) {
 // parameters (collective). Returns 0, or -1 on rank 0 naming a rank.
 static int check_same_weights(Run *r, uint64_t *hash, Error *err) {
     const Dist *d = &r->dist;
+    *hash = 0;
+    if (d->size == 1) return 0; // nothing to compare: no time spent
     *hash = fnv1a64(r->model.params, r->model.n_params * sizeof(float), FNV1A64_INIT);
-    if (d->size == 1) return 0;
     dist_gather_u64(d, *hash, r->rank_hashes);
     for (int k = 1; d->rank == 0 && k < d->size; k++)
         if (r->rank_hashes[k] != *hash)
