@@ -79,7 +79,7 @@ static Settings default_settings(void) {
     return (Settings){.out = NULL, .norm = "rmsnorm", .dim = 256, .layers = 4, .heads = 4,
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
-                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 1, .ranks = 1,
+                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
                       .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
 }
 
