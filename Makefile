@@ -10,13 +10,29 @@ CFLAGS = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fopenmp -I$(BL
 ifeq ($(WERROR),1)
 CFLAGS += -Werror
 endif
+# `make MPI=1`: the trainer runs data-parallel under mpirun (src/dist.c with
+# -DUSE_MPI, built by mpicc). Its objects live in build-mpi/, so MPI and plain
+# objects never mix; the programs are relinked whenever the flavour changes.
+ifeq ($(MPI),1)
+MPICC ?= mpicc
+CC := $(MPICC)
+CFLAGS += -DUSE_MPI
+BUILD = build-mpi
+FLAVOR = mpi
+else
+BUILD = build
+FLAVOR = plain
+endif
+$(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || echo $(FLAVOR) >build/flavor)
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
+# the trainer alone talks to other processes
+TRAIN_OBJ = $(BUILD)/src/dist.o
 
-.PHONY: all test demo bench clean fuzz asan ubsan valgrind
+.PHONY: all test test-mpi demo bench clean fuzz asan ubsan valgrind
 all: train_llama infer_llama tokenize
 
 # `make V=1` prints the full commands
@@ -24,14 +40,18 @@ ifneq ($(V),1)
 Q = @
 endif
 
-build/%.o: %.c
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-train_llama infer_llama tokenize: %: build/%.o $(LIB_OBJ)
+train_llama: $(BUILD)/train_llama.o $(TRAIN_OBJ) $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
+
+infer_llama tokenize: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 build/test_core: build/test/test_core.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
@@ -43,6 +63,14 @@ test:
 	data/get_data.sh
 	$(MAKE) --no-print-directory all build/test_core
 	test/run_tests.sh
+
+# data-parallel tests: 2 processes under mpirun (test/run_mpi_tests.sh);
+# leaves the MPI build of the programs in place
+test-mpi:
+	scripts/setup.sh openmpi-bin libopenmpi-dev
+	data/get_data.sh
+	$(MAKE) --no-print-directory MPI=1 all
+	test/run_mpi_tests.sh
 
 demo:
 	scripts/demo.sh
@@ -105,6 +133,7 @@ build/$(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  CC      $$< ($(1))")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) -c $$< -o $$@
+build/$(1)/train_llama: build/$(1)/obj/src/dist.o
 build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize: build/$(1)/%: build/$(1)/obj/%.o \
         $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
@@ -113,7 +142,8 @@ build/$(1)/test_core: build/$(1)/obj/test/test_core.o $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
 -include $(patsubst %.o,%.d,$(call SAN_OBJ,$(1))) build/$(1)/obj/train_llama.d \
-         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/test/test_core.d
+         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/test/test_core.d \
+         build/$(1)/obj/src/dist.d
 endef
 $(eval $(call san_rules,asan))
 $(eval $(call san_rules,ubsan))
@@ -133,7 +163,8 @@ valgrind: build/valgrind/train_llama build/valgrind/infer_llama
 	test/valgrind.sh build/valgrind
 
 clean:
-	rm -rf build train_llama infer_llama tokenize
+	rm -rf build build-mpi train_llama infer_llama tokenize
 
--include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/tokenize.d build/test/test_core.d
+-include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d \
+         $(BUILD)/src/dist.d build/test/test_core.d
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d

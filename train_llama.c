@@ -22,6 +22,7 @@
 
 #include "src/common.h"
 #include "src/data.h"
+#include "src/dist.h"
 #include "src/model.h"
 #include "src/modelio.h"
 #include "src/optim.h"
@@ -36,6 +37,8 @@ typedef struct {
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn;
     int no_dyt_beta, tie_embeddings;
+    int64_t overlap;
+    int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
 } Settings;
 
 #define OFF(f) offsetof(Settings, f)
@@ -70,6 +73,7 @@ static const Option OPTIONS[] = {
     {"--no-dyt-beta", OPT_FLAG, OFF(no_dyt_beta), 0, 0, "DyT without beta (as the authors' LLaMA code)"},
     {"--tie-embeddings", OPT_FLAG, OFF(tie_embeddings), 0, 0, "output head shares the token embedding"},
     {"--stop-after", OPT_INT, OFF(stop_after), 0, BIG, "stop after this many steps of this invocation, with a checkpoint (0 = run to --steps)"},
+    {"--overlap", OPT_INT, OFF(overlap), 0, 1, "under MPI: 1 reduces each layer's gradients while the layers below are differentiated, 0 all at once after the backward pass"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -77,7 +81,7 @@ static Settings default_settings(void) {
     return (Settings){.out = NULL, .norm = "rmsnorm", .dim = 256, .layers = 4, .heads = 4,
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
-                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0,
+                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
                       .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
 }
 
@@ -87,6 +91,8 @@ static void usage(FILE *f) {
                "Trains a small LLaMA with RMSNorm or DyT; see README.md.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
     fprintf(f, "  --help               this text\n"
+               "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"
+               "of a global batch of N x --batch; see README.md.\n"
                "exit: 0 done (or stopped by a signal after a checkpoint), 1 input/runtime error or divergence, 2 usage\n");
 }
 
@@ -94,7 +100,7 @@ static void usage(FILE *f) {
 // resumed run may set them differently from the run it continues.
 static int may_differ_on_resume(const char *name) {
     const char *ok[] = {"--data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
-                        "--eval-every"};
+                        "--eval-every", "--overlap"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(name, ok[i])) return 1;
     return 0;
@@ -103,12 +109,17 @@ static int may_differ_on_resume(const char *name) {
 // The run block of a checkpoint: the settings that determine the run's numbers.
 // eval-every and threads are recorded too: the first as the resumed run's
 // default, the second to warn when a resume cannot match bit for bit.
+// Version 2: training rows are drawn per (step, global row) and the process
+// count is recorded; version 1 sampled from one sequential stream.
+#define RUN_BLOCK_VERSION 2
+#define MAX_RANKS (1 << 20)
 enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_USED };
+       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_USED };
 
 static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
-    rb[RB_VERSION] = 1, rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
+    rb[RB_VERSION] = RUN_BLOCK_VERSION, rb[RB_RANKS] = s->ranks;
+    rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
     rb[RB_STEPS] = s->steps, rb[RB_WARMUP] = s->warmup, rb[RB_EVAL_BATCHES] = s->eval_batches;
     rb[RB_SEED] = s->seed, rb[RB_EVAL_EVERY] = s->eval_every, rb[RB_THREADS] = omp_get_max_threads();
     memcpy(&rb[RB_LR], &s->lr, 8);
@@ -121,12 +132,19 @@ static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
 // range-checked like the command line.
 static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s, uint64_t *data_hash,
                             const char *path, Error *err) {
-    if (rb[RB_VERSION] != 1) return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
+    if (rb[RB_VERSION] == 1)
+        return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
+                       "differently; it cannot be resumed by this one", path);
+    if (rb[RB_VERSION] != RUN_BLOCK_VERSION)
+        return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
+    if (rb[RB_RANKS] < 1 || rb[RB_RANKS] > MAX_RANKS)
+        return err_set(err, "%s: run settings: process count %lld out of range 1..%d", path,
+                       (long long)rb[RB_RANKS], MAX_RANKS);
     for (int i = RB_USED; i < RUN_BLOCK_SLOTS; i++)
         if (rb[i]) return err_set(err, "%s: run settings slot %d is not zero (reserved)", path, i);
     s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
     s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
-    s->eval_every = rb[RB_EVAL_EVERY];
+    s->eval_every = rb[RB_EVAL_EVERY], s->ranks = rb[RB_RANKS];
     memcpy(&s->lr, &rb[RB_LR], 8);
     memcpy(&s->weight_decay, &rb[RB_WD], 8);
     memcpy(&s->clip, &rb[RB_CLIP], 8);
@@ -147,6 +165,8 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
 
 typedef struct {
     Settings s;
+    Dist dist;      // this process among those training together (rank 0 of 1 without MPI)
+    DistReqs reqs;  // gradient reductions in flight (--overlap)
     Model model;
     float *mom1, *mom2;
     Acts acts;
@@ -159,6 +179,8 @@ typedef struct {
     int64_t n_timed;
     uint64_t resume_fingerprint; // the data the checkpoint was trained on
     int64_t resume_threads;      // the thread count the checkpoint was written with
+    uint64_t *rank_hashes;       // rank 0: every rank's weight hash (check_same_weights)
+    double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
     char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
     FILE *log;
     double best_val, last_val;
@@ -187,17 +209,24 @@ static void install_signal_handlers(void) {
     signal(SIGXFSZ, SIG_IGN);
 }
 
-static int fail(const char *msg) {
-    fprintf(stderr, "train_llama: %s\n", msg);
+// Set-up errors are recorded, not printed: under MPI the ranks first agree
+// which one reports (main), so a job prints one line, not one per process.
+static int fail(Error *err, const char *msg) {
+    if (msg != err->msg) snprintf(err->msg, sizeof err->msg, "%s", msg);
     return 1;
 }
 
-static int usage_error(const char *msg) {
-    fprintf(stderr, "train_llama: %s (see --help)\n", msg);
+static int usage_error(Error *err, const char *msg) {
+    Error e;
+    snprintf(e.msg, sizeof e.msg, "%s (see --help)", msg);
+    *err = e;
     return 2;
 }
 
-static double tokens_per_step(const Settings *s) { return (double)(s->batch * s->seq * s->grad_accum); }
+// Over all processes: ranks x batch rows of seq tokens, grad-accum times.
+static double tokens_per_step(const Settings *s) {
+    return (double)s->ranks * (double)(s->batch * s->seq * s->grad_accum);
+}
 
 static ModelConfig config_from_settings(const Settings *s) {
     return (ModelConfig){
@@ -210,23 +239,29 @@ static ModelConfig config_from_settings(const Settings *s) {
         .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn};
 }
 
-// Validation loss over the fixed batches; the std of each norm's input.
+// Validation loss over the fixed batches of ranks x batch rows; the std of
+// each norm's input. Each process takes its --batch rows of every batch (as in
+// training), and the sums are added up over processes: every rank gets the
+// same numbers, which are those of one process with the whole global batch.
 static double evaluate(Run *r, double *stds) {
     const Settings *s = &r->s;
     int L = r->model.cfg.n_layers, n = 2 * L + 1;
-    double s1[2 * MAX_LAYERS + 1] = {0}, s2[2 * MAX_LAYERS + 1] = {0}, loss = 0.0;
+    double sums[2 * (2 * MAX_LAYERS + 1) + 1] = {0}; // loss, then s1 (n), then s2 (n)
+    double *s1 = sums + 1, *s2 = sums + 1 + n;
     for (int i = 0; i < s->eval_batches; i++) {
-        dataset_val_batch(&r->data, i, (int)s->eval_batches, (int)s->batch, (int)s->seq, r->inputs, r->targets);
+        dataset_val_rows(&r->data, i, (int)s->eval_batches, s->ranks * s->batch, r->dist.rank * s->batch,
+                         (int)s->batch, (int)s->seq, r->inputs, r->targets);
         model_forward(&r->model, &r->acts, r->inputs, (int)s->seq, 0, 1, NULL); // full shape: cannot fail
-        loss += model_loss(&r->model, &r->acts, r->targets);
+        sums[0] += model_loss(&r->model, &r->acts, r->targets);
         model_norm_input_moments(&r->model, &r->acts, s1, s2);
     }
-    double count = (double)s->eval_batches * s->batch * s->seq * r->model.cfg.dim;
+    dist_sum_doubles(&r->dist, sums, (size_t)(1 + 2 * n));
+    double count = (double)s->eval_batches * s->ranks * s->batch * s->seq * r->model.cfg.dim;
     for (int k = 0; k < n; k++) {
         double mean = s1[k] / count, var = s2[k] / count - mean * mean;
         stds[k] = sqrt(var > 0 ? var : 0);
     }
-    return loss / (double)s->eval_batches;
+    return sums[0] / (double)(s->eval_batches * s->ranks);
 }
 
 // Validation loss in bits per byte of text: comparable across vocabularies.
@@ -443,51 +478,137 @@ static void progress(const Run *r, double loss, double val, double tok_s, double
             (int)(eta_s / 60), (int)eta_s % 60, tty && !final ? "  " : "\n");
 }
 
-// One optimizer step: grad-accum micro-batches, clip, AdamW. Returns the mean loss.
-static double train_step(Run *r, Rng *rng, float lr, double *gnorm) {
+// --overlap: starts the sum over processes of the gradients model_backward
+// reports complete (model.h): a layer's slice of every per-layer tensor, or
+// the final norm's and the untied head's.
+static void reduce_ready(void *ctx, int layer) {
+    Run *r = ctx;
+    Model *m = &r->model;
+    int L = m->cfg.n_layers;
+    if (layer == L) {
+        const int top[] = {T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_WCLS};
+        for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+            if (m->g.t[top[i]] != m->g.t[T_WTE]) dist_isum_floats(&r->dist, &r->reqs, m->g.t[top[i]], m->sizes[top[i]]);
+    } else {
+        for (int t = T_ATTN_NORM; t <= T_W3; t++) { // the per-layer tensors, stacked over layers
+            size_t n = m->sizes[t] / (size_t)L;
+            dist_isum_floats(&r->dist, &r->reqs, m->g.t[t] + (size_t)layer * n, n);
+        }
+    }
+    dist_progress(&r->reqs);
+}
+
+// What reduce_ready did not cover (the embedding, its DyT scale, a tied head),
+// then waits for every reduction.
+static void reduce_rest(Run *r) {
+    Model *m = &r->model;
+    dist_isum_floats(&r->dist, &r->reqs, m->g.t[T_WTE], m->sizes[T_WTE]);
+    dist_isum_floats(&r->dist, &r->reqs, m->g.t[T_EMB_SCALE], m->sizes[T_EMB_SCALE]);
+    dist_wait_all(&r->reqs);
+}
+
+// One optimizer step: grad-accum micro-batches, clip, AdamW. Returns the mean
+// loss. Under MPI each process differentiates its rows of the global batch
+// with the loss scaled by 1/ranks, so that the sum of the gradients over
+// processes is the gradient of the global mean; clipping and AdamW then see
+// identical gradients on every rank, which keeps the weights identical.
+static double train_step(Run *r, float lr, double *gnorm) {
     const Settings *s = &r->s;
     Model *m = &r->model;
+    const Dist *d = &r->dist;
+    int overlap = d->size > 1 && s->overlap;
     model_zero_grad(m);
     double loss = 0.0;
     for (int64_t k = 0; k < s->grad_accum; k++) {
-        dataset_train_batch(&r->data, rng, (int)s->batch, (int)s->seq, r->inputs, r->targets);
+        // rows of this step, numbered over micro-batches and processes
+        int64_t row0 = (k * s->ranks + d->rank) * s->batch;
+        dataset_train_rows(&r->data, r->st.rng_state, r->st.step, row0, (int)s->batch, (int)s->seq,
+                           r->inputs, r->targets);
         model_forward(m, &r->acts, r->inputs, (int)s->seq, 0, 1, NULL); // full shape: cannot fail
-        loss += model_backward(m, &r->acts, r->inputs, r->targets, 1.0f / (float)s->grad_accum);
+        float scale = 1.0f / (float)(s->grad_accum * s->ranks);
+        int last = k == s->grad_accum - 1;
+        loss += model_backward_hooked(m, &r->acts, r->inputs, r->targets, scale,
+                                      overlap && last ? reduce_ready : NULL, r);
     }
+    double t0 = now_seconds(); // what the step waits for communication, not what overlaps
+    if (overlap) reduce_rest(r);
+    else dist_sum_floats(d, m->grads, m->n_params);
+    dist_sum_doubles(d, &loss, 1);
+    r->reduce_s += now_seconds() - t0;
     *gnorm = s->clip > 0 ? grad_clip(m->grads, m->n_params, (float)s->clip) : grad_norm(m->grads, m->n_params);
     AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)s->weight_decay};
     adamw_step(m, r->mom1, r->mom2, r->st.step + 1, &opt);
-    return loss / (double)s->grad_accum;
+    return loss / (double)(s->grad_accum * s->ranks);
+}
+
+// Under MPI the ranks' weights must stay the same bits (identical gradients,
+// identical updates); if they ever differed, the processes would silently
+// train different models. Rank 0 compares the FNV-1a hash of every rank's
+// parameters (collective). Returns 0, or -1 on rank 0 naming a rank.
+static int check_same_weights(Run *r, uint64_t *hash, Error *err) {
+    const Dist *d = &r->dist;
+    *hash = 0;
+    if (d->size == 1) return 0; // nothing to compare: no time spent
+    *hash = fnv1a64(r->model.params, r->model.n_params * sizeof(float), FNV1A64_INIT);
+    dist_gather_u64(d, *hash, r->rank_hashes);
+    for (int k = 1; d->rank == 0 && k < d->size; k++)
+        if (r->rank_hashes[k] != *hash)
+            return err_set(err, "after step %lld the weights of rank %d differ from rank 0's (fnv1a64 %016llx, "
+                           "%016llx)", (long long)r->st.step, k, (unsigned long long)r->rank_hashes[k],
+                           (unsigned long long)*hash);
+    return 0;
+}
+
+// After work only some ranks do (rank 0 writes the files): every rank learns
+// whether any failed, so that none goes on into a collective the failed one
+// never joins. Returns 0, or -1 on every rank; the message stays only on the
+// lowest failed rank (main prints it).
+static int sync_failure(Run *r, int rc, Error *err) {
+    int first;
+    if (!dist_agree(&r->dist, rc ? 1 : 0, &first)) return 0;
+    if (first != r->dist.rank) err->msg[0] = 0;
+    return -1;
+}
+
+// test hooks: LLAMA_TEST_POISON_STEP=N puts a NaN in a weight before step N,
+// to check that divergence is caught, reported and leaves a good checkpoint
+// (under MPI only on rank LLAMA_TEST_POISON_RANK if set); LLAMA_TEST_CRASH_RANK=R
+// with LLAMA_TEST_CRASH_STEP=N kills rank R before step N, as a crash would.
+static int64_t env_i64(const char *name) {
+    const char *v = getenv(name);
+    return v ? strtoll(v, NULL, 10) : -1;
 }
 
 static int train_loop(Run *r, Error *err) {
     const Settings *s = &r->s;
+    const Dist *d = &r->dist;
+    int root = d->rank == 0;
     double stds[2 * MAX_LAYERS + 1];
-    Rng rng = {r->st.rng_state};
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
-        log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
+        if (root) log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
     }
-    // test hook: LLAMA_TEST_POISON_STEP=N puts a NaN in a weight before step N,
-    // to check that divergence is caught, reported and leaves a good checkpoint
-    const char *poison = getenv("LLAMA_TEST_POISON_STEP");
-    int64_t poison_step = poison ? strtoll(poison, NULL, 10) : -1;
+    int64_t poison_step = env_i64("LLAMA_TEST_POISON_STEP"), poison_rank = env_i64("LLAMA_TEST_POISON_RANK");
+    int64_t crash_step = env_i64("LLAMA_TEST_CRASH_STEP"), crash_rank = env_i64("LLAMA_TEST_CRASH_RANK");
     while (r->st.step < s->steps) {
         float lr = lr_at(r->st.step, s->steps, s->warmup, (float)s->lr);
-        if (r->st.step + 1 == poison_step) r->model.w.t[T_FINAL_NORM][0] = NAN; // every position reads it
+        if (r->st.step + 1 == poison_step && (poison_rank < 0 || poison_rank == d->rank))
+            r->model.w.t[T_FINAL_NORM][0] = NAN; // every position reads it
+        if (r->st.step + 1 == crash_step && crash_rank == d->rank) raise(SIGKILL);
         double t0 = now_seconds(), gnorm;
-        double loss = train_step(r, &rng, lr, &gnorm);
+        double loss = train_step(r, lr, &gnorm);
         double ms = 1000.0 * (now_seconds() - t0);
         elapsed += ms / 1000.0;
         r->st.step++;
         r->st.tokens += (int64_t)tokens_per_step(s);
-        r->st.rng_state = rng.state;
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
+        r->step_s += ms / 1000.0;
         LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
                       .elapsed = elapsed, .stds = stds};
+        // loss and gradients were summed over ranks: every rank takes the same decisions
         int diverged = !isfinite(loss) || !isfinite(gnorm), last = r->st.step == s->steps;
         if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
@@ -495,28 +616,55 @@ static int train_loop(Run *r, Error *err) {
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
-        log_row(r, &row);
-        double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-        progress(r, loss, r->last_val, tokens_per_step(s) / (ms / 1000.0), eta, last);
+        if (root) {
+            log_row(r, &row);
+            double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
+            progress(r, loss, r->last_val, tokens_per_step(s) / (ms / 1000.0), eta, last);
+        }
         if (diverged) {
-            if (write_result(r, "diverged", err)) return -1;
+            err->msg[0] = 0; // rank 0 reports
+            if (root && write_result(r, "diverged", err)) return -1;
+            if (!root) return -1;
             return err_set(err, "diverged at step %lld (loss %g, grad norm %g); log in %s",
                            (long long)r->st.step, loss, gnorm, r->path_log);
         }
-        // a stop request on the last step just finishes the run normally
-        int stop = !last && (g_stop_signal || (s->stop_after && r->st.step - first >= s->stop_after));
-        if ((stop || r->st.step % s->ckpt_every == 0 || last) && save_checkpoint(r, err)) return -1;
+        // a stop request on the last step just finishes the run normally; a
+        // signal to any rank stops every rank after this same step
+        int signal = dist_max_int(d, g_stop_signal != 0);
+        int stop = !last && (signal || (s->stop_after && r->st.step - first >= s->stop_after));
+        if (stop || r->st.step % s->ckpt_every == 0 || last) {
+            uint64_t hash;
+            int rc = check_same_weights(r, &hash, err);
+            if (!rc && root) rc = save_checkpoint(r, err);
+            if (sync_failure(r, rc, err)) return -1;
+        }
         if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
-            fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
-                    (long long)r->st.step, g_stop_signal ? " (signal)" : "", r->path_ckpt);
+            if (root)
+                fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
+                        (long long)r->st.step, signal ? " (signal)" : "", r->path_ckpt);
             return 0;
         }
     }
-    if (ferror(r->log)) return err_set(err, "%s: write failed", r->path_log);
-    if (model_save(&r->model, r->path_model, err) || write_result(r, "finished", err)) return -1;
-    fprintf(stderr, "train_llama: done: %s (val loss %.4f, %.4f bits per byte), log %s\n", r->path_model,
-            r->last_val, bits_per_byte(r, r->last_val), r->path_log);
+    uint64_t hash;
+    int rc = check_same_weights(r, &hash, err);
+    if (!rc && root) {
+        if (ferror(r->log)) rc = err_set(err, "%s: write failed", r->path_log);
+        if (!rc) rc = model_save(&r->model, r->path_model, err) || write_result(r, "finished", err) ? -1 : 0;
+    }
+    if (sync_failure(r, rc, err)) return -1;
+    if (root && d->size > 1) {
+        fprintf(stderr, "train_llama: the weights are the same on all %d ranks (fnv1a64 of the parameters %016llx)\n",
+                d->size, (unsigned long long)hash);
+        // the wait includes the time the slower rank takes to get there
+        double n = (double)(r->st.step - first);
+        if (n > 0) fprintf(stderr, "train_llama: rank 0 waited for the gradient sums (%.1f MB per step) %.1f ms of a "
+                        "%.1f ms step on average\n", r->model.n_params * 4e-6, 1000.0 * r->reduce_s / n,
+                1000.0 * r->step_s / n);
+    }
+    if (root)
+        fprintf(stderr, "train_llama: done: %s (val loss %.4f, %.4f bits per byte), log %s\n", r->path_model,
+                r->last_val, bits_per_byte(r, r->last_val), r->path_log);
     return 0;
 }
 
@@ -561,13 +709,22 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     int64_t rb[RUN_BLOCK_SLOTS];
     if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err) ||
         run_block_unpack(rb, &r->model.cfg, &ck, &r->resume_fingerprint, s->resume, err))
-        return fail(err->msg);
+        return fail(err, err->msg);
     if (r->st.step > ck.steps) {
         err_set(err, "%s: step %lld is past the run's %lld steps", s->resume, (long long)r->st.step,
                 (long long)ck.steps);
-        return fail(err->msg);
+        return fail(err, err->msg);
     }
-    if (check_resume_options(&cli, given, &ck, &r->model.cfg, err)) return usage_error(err->msg);
+    if (check_resume_options(&cli, given, &ck, &r->model.cfg, err)) return usage_error(err, err->msg);
+    // the global batch is ranks x --batch, and every rank's rows follow from
+    // its rank: another count would be another run
+    if (ck.ranks != cli.ranks) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "--resume %.300s: the checkpoint was written by %lld processes, this job has %lld; "
+                 "resume it with mpirun -np %lld", s->resume, (long long)ck.ranks, (long long)cli.ranks,
+                 (long long)ck.ranks);
+        return usage_error(err, msg);
+    }
     r->resume_threads = rb[RB_THREADS];
     *s = ck;
     for (int i = 0; i < N_OPTIONS; i++)
@@ -575,7 +732,7 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     if (!s->out) { // the checkpoint's own folder
         const char *slash = strrchr(s->resume, '/');
         size_t n = slash ? (size_t)(slash - s->resume) : 0;
-        if (n >= sizeof r->out_dir) return fail("--resume: path too long");
+        if (n >= sizeof r->out_dir) return fail(err, "--resume: path too long");
         memcpy(r->out_dir, s->resume, n);
         r->out_dir[n] = 0;
         s->out = n ? r->out_dir : ".";
@@ -584,28 +741,29 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
 }
 
 // Parses and checks the command line (and, on resume, the checkpoint).
-// Returns 0, or an exit code.
+// Returns 0, an exit code with the message in err, or -1 after --help.
 static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     Settings *s = &r->s;
     *s = default_settings();
+    s->ranks = r->dist.size;
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];
     int n_pos;
     int rc = options_parse(OPTIONS, N_OPTIONS, s, given, argc, argv, pos, 0, &n_pos, err);
     if (rc == 1) {
-        usage(stdout);
-        exit(0);
+        if (r->dist.rank == 0) usage(stdout);
+        return -1;
     }
-    if (rc) return usage_error(err->msg);
-    if (!s->data) return usage_error("--data FILE is required");
+    if (rc) return usage_error(err, err->msg);
+    if (!s->data) return usage_error(err, "--data FILE is required");
     if (strcmp(s->norm, "rmsnorm") && strcmp(s->norm, "dyt"))
-        return usage_error("--norm must be rmsnorm or dyt");
+        return usage_error(err, "--norm must be rmsnorm or dyt");
     if (s->resume) return resume_settings(r, given, err);
     ModelConfig c = config_from_settings(s);
     Error e;
     if (config_validate(&c, &e)) {
         err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
-        return usage_error(err->msg);
+        return usage_error(err, err->msg);
     }
     if (!s->out) s->out = !strcmp(s->norm, "dyt") ? "runs/dyt" : "runs/rmsnorm";
     return 0;
@@ -628,7 +786,7 @@ static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
         if (snprintf(vocab_path, sizeof vocab_path, "%s.bpe%d", s->data, (int)s->vocab_size) >= (int)sizeof vocab_path)
             return err_set(err, "%s: path too long", s->data);
         if (bpe_for_text(&r->bpe, s->data, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
-        fprintf(stderr, "train_llama: %s\n", note);
+        if (r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", note);
     }
     if (!r->bpe.blob) return 0;
     r->tk = tokenizer_bpe(&r->bpe);
@@ -637,21 +795,40 @@ static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
     return 0;
 }
 
+// The vocabulary (setup_tokenizer) and the data, encoded (or read from the cache).
+static int setup_data(Run *r, Error *err) {
+    char cache_path[4200] = "";
+    if (setup_tokenizer(r, cache_path, sizeof cache_path, err)) return -1;
+    if (dataset_load(&r->data, r->s.data, &r->tk, (int)r->s.seq, cache_path[0] ? cache_path : NULL, err)) return -1;
+    if (r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
+    return 0;
+}
+
+// Rank 0 alone writes the run's files (log, checkpoints, model, result).
 static int setup_run(Run *r, Error *err) {
     Settings *s = &r->s;
-    threads_setup(s->threads);
+    int root = r->dist.rank == 0;
+    // several processes on one machine: share its cores (without MPI, or with
+    // mpirun binding each process to a core, this is OpenMP's own default)
+    int64_t threads = s->threads;
+    if (!threads && r->dist.local_size > 1) {
+        threads = omp_get_num_procs() / r->dist.local_size;
+        if (threads < 1) threads = 1;
+    }
+    threads_setup(threads);
     // touch the step-time ring now, like the activations: memory then stays
     // flat over a long run instead of creeping up as the ring fills
     memset(r->step_ms, 0, sizeof r->step_ms);
     int resuming = s->resume != NULL;
-    if (resuming && r->resume_threads != omp_get_max_threads())
+    if (root && resuming && r->resume_threads != omp_get_max_threads())
         fprintf(stderr, "train_llama: warning: resuming with %d threads, the checkpoint was written with %lld: "
                         "losses will not match an uninterrupted run bit for bit\n",
                 omp_get_max_threads(), (long long)r->resume_threads);
-    char cache_path[4200] = "";
-    if (setup_tokenizer(r, cache_path, sizeof cache_path, err)) return -1;
-    if (dataset_load(&r->data, s->data, &r->tk, (int)s->seq, cache_path[0] ? cache_path : NULL, err)) return -1;
-    if (r->data.note[0]) fprintf(stderr, "train_llama: %s\n", r->data.note);
+    // The vocabulary and the token cache are written beside the data: rank 0
+    // makes (or checks) them first, then the others read them, so that no two
+    // processes write one file. A failure on rank 0 is reported by rank 0.
+    int first, rc = root ? setup_data(r, err) : 0;
+    if (dist_agree(&r->dist, rc, &first) || (!root && setup_data(r, err))) return -1;
     if (resuming && r->data.fingerprint != r->resume_fingerprint)
         return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {
@@ -670,20 +847,24 @@ static int setup_run(Run *r, Error *err) {
     size_t bt = (size_t)s->batch * s->seq;
     r->inputs = malloc(bt * sizeof(int));
     r->targets = malloc(bt * sizeof(int));
-    if (!r->mom1 || !r->mom2 || !r->inputs || !r->targets) return err_set(err, "out of memory");
+    if (root) r->rank_hashes = malloc((size_t)r->dist.size * sizeof(uint64_t));
+    if (!r->mom1 || !r->mom2 || !r->inputs || !r->targets || (root && !r->rank_hashes))
+        return err_set(err, "out of memory");
     if (model_alloc_grads(&r->model, err)) return -1;
     if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
-    if (make_dir(s->out, err) || join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
         join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
         join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
         join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
         return -1;
+    r->best_val = r->last_val = NAN;
+    r->heap_ref = -1;
+    if (!root) return 0;
+    if (make_dir(s->out, err)) return -1;
     // a fresh run must not overwrite another run's results: nothing is lost by mistake
     if (!resuming && (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK)))
         return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
                        s->out, r->path_ckpt);
-    r->best_val = r->last_val = NAN;
-    r->heap_ref = -1;
     return log_open(r, resuming, err);
 }
 
@@ -697,28 +878,54 @@ static void run_free(Run *r) {
     free(r->mom2);
     free(r->inputs);
     free(r->targets);
+    free(r->rank_hashes);
+    dist_reqs_free(&r->reqs);
+}
+
+// The lowest failed rank prints its message (prefixed with its rank when
+// there are several): a job reports a failure once, not once per process.
+static int report(const Run *r, int rc, const Error *err) {
+    if (err->msg[0]) {
+        if (r->dist.size > 1) fprintf(stderr, "train_llama: rank %d: %s\n", r->dist.rank, err->msg);
+        else fprintf(stderr, "train_llama: %s\n", err->msg);
+    }
+    return rc;
+}
+
+// Set-up may fail on some ranks only (a file one machine cannot read): all
+// ranks agree, the lowest failed one reports, and all exit with its code.
+static int setup_agree(Run *r, int rc, Error *err) {
+    int first, worst = dist_agree(&r->dist, rc, &first);
+    if (worst && first != r->dist.rank) err->msg[0] = 0;
+    return worst;
 }
 
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
-    int rc = setup_settings(&r, argc, argv, &err);
+    dist_init(&r.dist, &argc, &argv);
+    int rc = setup_settings(&r, argc, argv, &err); // -1: --help (the same on every rank)
+    if (rc >= 0) rc = setup_agree(&r, rc, &err);
+    if (!rc) rc = setup_agree(&r, setup_run(&r, &err) ? 1 : 0, &err);
     if (rc) {
         run_free(&r);
-        return rc;
-    }
-    if (setup_run(&r, &err)) {
-        run_free(&r);
-        return fail(err.msg);
+        dist_finalize(&r.dist);
+        return rc < 0 ? 0 : report(&r, rc, &err);
     }
     const ModelConfig *c = &r.model.cfg;
-    fprintf(stderr, "train_llama: %s, d %d, %d layers, %d/%d heads, hidden %d, %zu params, "
-                    "%d threads (OpenBLAS %s), %s step %lld/%lld\n",
-            r.s.norm, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, r.model.n_params,
-            omp_get_max_threads(), openblas_get_corename(), r.s.resume ? "resuming at" : "from",
-            (long long)r.st.step, (long long)r.s.steps);
+    if (r.dist.rank == 0)
+        fprintf(stderr, "train_llama: %s, d %d, %d layers, %d/%d heads, hidden %d, %zu params, "
+                        "%d threads (OpenBLAS %s), %s step %lld/%lld\n",
+                r.s.norm, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, r.model.n_params,
+                omp_get_max_threads(), openblas_get_corename(), r.s.resume ? "resuming at" : "from",
+                (long long)r.st.step, (long long)r.s.steps);
+    if (r.dist.rank == 0 && r.dist.size > 1)
+        fprintf(stderr, "train_llama: %d processes x batch %lld = global batch %lld, gradients reduced %s\n",
+                r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
+                r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     install_signal_handlers();
-    rc = train_loop(&r, &err);
+    rc = train_loop(&r, &err) ? 1 : 0;
     run_free(&r);
-    return rc ? fail(err.msg) : 0;
+    dist_finalize(&r.dist);
+    return report(&r, rc, &err);
 }

@@ -216,17 +216,21 @@ static void window(const Dataset *ds, size_t start, int T, int *inputs, int *tar
     memcpy(targets, ds->tokens + start + 1, (size_t)T * sizeof(int));
 }
 
-void dataset_train_batch(const Dataset *ds, Rng *rng, int B, int T, int *inputs, int *targets) {
+void dataset_train_rows(const Dataset *ds, uint64_t key, int64_t step, int64_t row0, int B, int T,
+                        int *inputs, int *targets) {
     size_t starts = ds->n_train - (size_t)T; // windows of T+1 tokens inside the train split
-    for (int b = 0; b < B; b++)
-        window(ds, rng_u64(rng) % starts, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+    for (int b = 0; b < B; b++) {
+        Rng rng = rng_at(key, (uint64_t)step, (uint64_t)(row0 + b));
+        window(ds, rng_u64(&rng) % starts, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+    }
 }
 
-void dataset_val_batch(const Dataset *ds, int index, int n_batches, int B, int T, int *inputs, int *targets) {
+void dataset_val_rows(const Dataset *ds, int index, int n_batches, int64_t global_B, int64_t row0, int B, int T,
+                      int *inputs, int *targets) {
     size_t n_val = ds->n_tokens - ds->n_train, span = n_val - (size_t)T - 1;
-    size_t windows = (size_t)n_batches * B;
+    size_t windows = (size_t)n_batches * (size_t)global_B;
     for (int b = 0; b < B; b++) {
-        size_t w = (size_t)index * B + b;
+        size_t w = (size_t)index * (size_t)global_B + (size_t)row0 + (size_t)b;
         size_t start = ds->n_train + (windows > 1 ? (size_t)((double)w / (double)(windows - 1) * span) : 0);
         window(ds, start, T, inputs + (size_t)b * T, targets + (size_t)b * T);
     }

@@ -70,10 +70,18 @@ int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len
 int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
                  Error *err);
 void dataset_free(Dataset *ds);
-// B random training windows: inputs (B,T), targets (B,T) = inputs shifted by one.
-void dataset_train_batch(const Dataset *ds, Rng *rng, int B, int T, int *inputs, int *targets);
-// Validation batch `index` of `n_batches`: fixed windows spread evenly over the
-// validation split, the same in every run with the same B and T.
-void dataset_val_batch(const Dataset *ds, int index, int n_batches, int B, int T, int *inputs, int *targets);
+// Random training windows, counter-based: row g of step `step` (g counts the
+// step's rows over all micro-batches and all processes) is drawn from its own
+// stream rng_at(key, step, g). So a row's window does not depend on how the
+// rows are split into micro-batches or across processes, and the key and the
+// step are the whole sampling state. Fills rows row0 .. row0+B-1: inputs
+// (B,T), targets (B,T) = inputs shifted by one.
+void dataset_train_rows(const Dataset *ds, uint64_t key, int64_t step, int64_t row0, int B, int T,
+                        int *inputs, int *targets);
+// Validation batch `index` of `n_batches` of `global_B` rows each: fixed
+// windows spread evenly over the validation split (the same in every run with
+// the same global_B and T); fills its rows row0 .. row0+B-1 (a process's share).
+void dataset_val_rows(const Dataset *ds, int index, int n_batches, int64_t global_B, int64_t row0, int B, int T,
+                      int *inputs, int *targets);
 
 #endif

@@ -398,6 +398,11 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
 }
 
 double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale) {
+    return model_backward_hooked(m, a, tokens, targets, loss_scale, NULL, NULL);
+}
+
+double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale,
+                             GradsReady ready, void *ctx) {
     const ModelConfig *c = &m->cfg;
     size_t N = (size_t)a->B * a->T, d = c->dim;
     double loss = crossentropy_forward_backward(a->dlogits, a->logits, targets, N, c->vocab_size,
@@ -407,9 +412,11 @@ double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, 
                     N, c->dim, c->vocab_size);
     zero(a->dresid, N * d);
     norm_backward(m, a, AT_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
+    if (ready) ready(ctx, c->n_layers);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         Layer y = layer_at(m, a, l);
         block_backward(m, a, &y, l);
+        if (ready) ready(ctx, l);
     }
     if (c->norm == NORM_DYT)
         embscale_backward(a->dresid, m->g.t[T_EMB_SCALE], a->dresid, a->emb,

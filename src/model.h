@@ -100,6 +100,14 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
 // also accumulates d(loss * loss_scale)/dparams into m->grads.
 double model_loss(const Model *m, Acts *a, const int *targets);
 double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale);
+// The same, telling `ready` as soon as a part of the gradient is complete (so
+// that its reduction across processes can start while the rest is computed):
+// ready(ctx, L) once the final norm's and the untied head's are, then
+// ready(ctx, l) once layer l's (its slice of every per-layer tensor) are, for
+// l = L-1 .. 0. The embedding's (and a tied head's) are complete on return.
+typedef void (*GradsReady)(void *ctx, int layer);
+double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale,
+                             GradsReady ready, void *ctx);
 
 // Accumulates sum and sum of squares of each norm's input over the last
 // forward (B*T*d values each; store_all only): index l attention input,

@@ -15,6 +15,10 @@ Rng rng_make(uint64_t seed, uint64_t stream) {
     return r;
 }
 
+Rng rng_at(uint64_t key, uint64_t counter, uint64_t index) {
+    return rng_make(rng_make(key, counter).state, index);
+}
+
 uint64_t rng_u64(Rng *r) {
     r->state ^= r->state >> 12;
     r->state ^= r->state << 25;

@@ -321,6 +321,49 @@ static void test_select_kth(void) {
 }
 
 // ----------------------------------------------------------------------------
+// batches: a row's window must not depend on how the global batch is split
+// into micro-batches or processes (data-parallel runs rely on it)
+
+static void test_batch_rows(void) {
+    enum { N = 10000, T = 16, GB = 8 };
+    Dataset ds = {.tokens = malloc(N * sizeof(int)), .n_tokens = N, .n_train = 9000};
+    for (int i = 0; i < N; i++) ds.tokens[i] = i; // a token is its position: windows are readable
+    int whole[GB * T], part[GB * T], tg[GB * T], tg_part[GB * T], other[GB * T];
+    dataset_train_rows(&ds, 0x1234, 7, 0, GB, T, whole, tg);
+    for (int r = 0; r < 4; r++) // 4 processes (or micro-batches) of 2 rows
+        dataset_train_rows(&ds, 0x1234, 7, 2 * r, 2, T, part + 2 * r * T, tg_part + 2 * r * T);
+    int inside = 1, shifted = 1, distinct = 0;
+    for (int b = 0; b < GB; b++) {
+        inside &= whole[b * T] >= 0 && whole[b * T] + T < 9000; // targets too stay in the train split
+        for (int t = 0; t < T; t++) shifted &= tg[b * T + t] == whole[b * T + t] + 1 && whole[b * T + t] == whole[b * T] + t;
+        distinct += b > 0 && whole[b * T] != whole[(b - 1) * T];
+    }
+    check(!memcmp(whole, part, sizeof whole) && !memcmp(tg, tg_part, sizeof tg),
+          "train rows: 8 rows at once equal 4 x 2 rows (row0 0, 2, 4, 6)", "rows differ");
+    check(inside && shifted && distinct == GB - 1, "train rows: windows in the train split, targets shifted by one",
+          "inside %d, shifted %d, distinct %d", inside, shifted, distinct);
+    dataset_train_rows(&ds, 0x1234, 8, 0, GB, T, other, tg_part);
+    check(memcmp(whole, other, sizeof whole) != 0, "train rows: the next step draws other windows", "same");
+    dataset_train_rows(&ds, 0x1235, 7, 0, GB, T, other, tg_part);
+    check(memcmp(whole, other, sizeof whole) != 0, "train rows: another key draws other windows", "same");
+
+    // validation: 3 batches of 8 global rows, each process its 4
+    size_t span = N - 9000 - T - 1;
+    int ok = 1, first = -1, last = -1;
+    for (int i = 0; i < 3; i++) {
+        dataset_val_rows(&ds, i, 3, GB, 0, GB, T, whole, tg);
+        dataset_val_rows(&ds, i, 3, GB, 0, 4, T, part, tg_part);
+        dataset_val_rows(&ds, i, 3, GB, 4, 4, T, part + 4 * T, tg_part + 4 * T);
+        ok &= !memcmp(whole, part, sizeof whole) && !memcmp(tg, tg_part, sizeof tg);
+        if (i == 0) first = whole[0];
+        if (i == 2) last = whole[(GB - 1) * T];
+    }
+    check(ok && first == 9000 && last == 9000 + (int)span, "val rows: a batch of 8 equals 2 x 4 rows; windows span the split",
+          "equal %d, first %d, last %d (want 9000, %d)", ok, first, last, 9000 + (int)span);
+    free(ds.tokens);
+}
+
+// ----------------------------------------------------------------------------
 // llama2.c checkpoints against scripts/ref_llama2c.py (float64 PyTorch), the
 // exporter's round trip, malformed files; llama2.c tokenizers
 
@@ -1020,6 +1063,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_schedule();
     test_select_kth();
+    test_batch_rows();
     if (!mkdtemp(TMP_DIR)) {
         check(0, "llama2c tests: a temporary folder", "mkdtemp failed");
         return 1;
