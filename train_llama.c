@@ -827,8 +827,8 @@ static int setup_run(Run *r, Error *err) {
     // The vocabulary and the token cache are written beside the data: rank 0
     // makes (or checks) them first, then the others read them, so that no two
     // processes write one file. A failure on rank 0 is reported by rank 0.
-    int first, rc = root ? setup_data(r, err) : 0;
-    if (dist_agree(&r->dist, rc, &first) || (!root && setup_data(r, err))) return -1;
+    int first, failed = root && setup_data(r, err);
+    if (dist_agree(&r->dist, failed, &first) || (!root && setup_data(r, err))) return -1;
     if (resuming && r->data.fingerprint != r->resume_fingerprint)
         return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {

@@ -88,6 +88,19 @@ for norm in rmsnorm dyt; do
         "exit $rc; $(diff <(losses "$TMP/two_$norm/log.csv") <(losses "$TMP/res_$norm/log.csv") | head -3 | tr '\n' ' ')"
 done
 
+# BPE: rank 0 trains the vocabulary and writes it and the token cache beside
+# the text before rank 1 reads them; the run equals 1 rank x batch 4
+mkdir -p "$TMP/bpe" && head -c 300000 "$DATA" >"$TMP/bpe/t.txt"
+bmpi() { local np=$1; shift; timeout 120 mpirun -q --oversubscribe -np "$np" ./train_llama --data "$TMP/bpe/t.txt" \
+    "${TINY[@]}" --threads 1 --vocab-size 300 --norm rmsnorm --steps 20 --seed 5 "$@"; }
+bmpi 2 --batch 2 --out "$TMP/bpe/two" 2>"$TMP/bpe/two.err" && bmpi 1 --batch 4 --out "$TMP/bpe/one" 2>"$TMP/bpe/one.err"
+rc=$?
+worst=$(close "$TMP/bpe/one/log.csv" "$TMP/bpe/two/log.csv" 2>&1)
+[ $rc -eq 0 ] && [ -f "$TMP/bpe/t.txt.bpe300" ] && [ -f "$TMP/bpe/t.txt.bpe300.tok" ] &&
+    [ "$(grep -c "trained 300 tokens" "$TMP/bpe/two.err")" -eq 1 ] && grep -q "reused" "$TMP/bpe/one.err"
+expect "BPE under 2 ranks: one vocabulary written once, reused, equal to 1 rank x batch 4 (worst $worst)" $? \
+    "exit $rc, $worst: $(head -c 300 "$TMP/bpe/two.err")"
+
 mpi 2 --norm dyt --steps 20 --seed 5 --batch 2 --overlap 0 --out "$TMP/blocking" 2>>"$TMP/stderr"
 cmp -s <(losses "$TMP/two_dyt/log.csv") <(losses "$TMP/blocking/log.csv") &&
     cmp -s "$TMP/two_dyt/model.bin" "$TMP/blocking/model.bin"
