@@ -27,15 +27,32 @@ build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/cor
 # -malloc_limit_mb: a single allocation above 64 MB from such an input means a
 # header was believed before the size check: reported as a crash.
 declare -A MAXLEN=([model]=65536 [tokenizer]=4096 [bpe]=4096 [tokcache]=4096)
+# Targets run side by side, as many at once as there are cores (or FUZZ_JOBS).
+jobs=${FUZZ_JOBS:-$(nproc)}
+run_target() {
+    "$B/fuzz_$1" -max_total_time="$secs" -max_len="${MAXLEN[$1]}" -malloc_limit_mb=64 -rss_limit_mb=2048 \
+        -timeout=10 -print_final_stats=1 -artifact_prefix="$B/crash-$1-" ${FUZZ_ARGS:-} "$B/corpus_$1" \
+        >"$B/fuzz_$1.log" 2>&1
+    echo $? >"$B/fuzz_$1.rc"
+}
+running=0
+for t in "${targets[@]}"; do
+    if [ $running -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_target "$t" &
+    running=$((running + 1))
+done
+wait
+
 failed=0
 for t in "${targets[@]}"; do
     log="$B/fuzz_$t.log"
-    "$B/fuzz_$t" -max_total_time="$secs" -max_len="${MAXLEN[$t]}" -malloc_limit_mb=64 -rss_limit_mb=2048 \
-        -timeout=10 -print_final_stats=1 -artifact_prefix="$B/crash-$t-" ${FUZZ_ARGS:-} "$B/corpus_$t" >"$log" 2>&1
-    rc=$?
+    rc=$(cat "$B/fuzz_$t.rc" 2>/dev/null || echo 1)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     corpus=$(ls "$B/corpus_$t" | wc -l)
-    if [ $rc -eq 0 ]; then
+    if [ "$rc" -eq 0 ]; then
         echo "fuzz_$t: ${execs:-?} executions in ${secs} s, no crash (corpus $corpus files)"
     else
         echo "fuzz_$t: FAILED (exit $rc) after ${execs:-?} executions; log $log:"
