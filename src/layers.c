@@ -5,6 +5,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "vmath.h"
+
 // Per-channel weight gradients are summed over rows by blocks of channels, so
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
@@ -107,51 +109,71 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 }
 
 // ----------------------------------------------------------------------------
-// causal grouped-query attention
+// causal grouped-query attention, as sgemms per (batch, head)
+//
+// Each (batch, head) is one task of a parallel loop, and its products are
+// sgemm calls made inside it: OpenBLAS's OpenMP build runs a call made inside
+// a parallel region on the calling thread alone (and nested regions get one
+// thread anyway, OpenMP's default), so the pool is never oversubscribed and
+// every task's bits are the same for any thread count.
+// Rows go in blocks of ATT_ROWS queries: block [t0, t1) sees only keys
+// 0..pos0+t1-1, which skips most of the masked upper triangle's products.
+
+#define ATT_ROWS 64
+
+// Row t of a block: probabilities over its tk visible keys, zeros up to kv_len.
+static void softmax_row(float *a, int tk, int kv_len) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < tk; j++) maxv = a[j] > maxv ? a[j] : maxv;
+    for (int j = 0; j < tk; j++) {
+        a[j] = exp_approx(a[j] - maxv);
+        sum += a[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < tk; j++) a[j] *= inv;
+    for (int j = tk; j < kv_len; j++) a[j] = 0.0f;
+}
 
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int pos0, int kv_len, int NH, int NKV, int HS) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++) {
-                int kvh = h / group, tk = pos0 + t + 1; // keys 0..pos0+t are visible
-                const float *qv = q + ((size_t)b * T + t) * C + h * HS;
-                const float *kb = k + (size_t)b * kv_len * KVC + kvh * HS;
-                const float *vb = v + (size_t)b * kv_len * KVC + kvh * HS;
-                float *a = att + (((size_t)b * NH + h) * T + t) * kv_len;
-                float maxv = -INFINITY;
-                for (int j = 0; j < tk; j++) {
-                    const float *kv = kb + (size_t)j * KVC;
-                    float s = 0.0f;
-                    for (int i = 0; i < HS; i++) s += qv[i] * kv[i];
-                    s *= scale;
-                    a[j] = s;
-                    if (s > maxv) maxv = s;
-                }
-                float sum = 0.0f;
-                for (int j = 0; j < tk; j++) {
-                    a[j] = expf(a[j] - maxv);
-                    sum += a[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < tk; j++) a[j] *= inv;
-                for (int j = tk; j < kv_len; j++) a[j] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * C + h * HS;
-                for (int i = 0; i < HS; i++) o[i] = 0.0f;
-                for (int j = 0; j < tk; j++) {
-                    const float *vv = vb + (size_t)j * KVC;
-                    float p = a[j];
-                    for (int i = 0; i < HS; i++) o[i] += p * vv[i];
-                }
+        for (int h = 0; h < NH; h++) {
+            const float *kb = k + (size_t)b * kv_len * KVC + (h / group) * HS;
+            const float *vb = v + (size_t)b * kv_len * KVC + (h / group) * HS;
+            float *ab = att + ((size_t)b * NH + h) * T * kv_len;
+            for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = pos0 + t0 + rows;
+                const float *qb = q + ((size_t)b * T + t0) * C + h * HS;
+                float *a = ab + (size_t)t0 * kv_len;
+                // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
+                            scale, qb, C, kb, KVC, 0.0f, a, kv_len);
+                for (int r = 0; r < rows; r++) softmax_row(a + (size_t)r * kv_len, pos0 + t0 + r + 1, kv_len);
+                // out (rows,HS) = att (rows,nk) @ v (nk,HS)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
+                            1.0f, a, kv_len, vb, KVC, 0.0f, out + ((size_t)b * T + t0) * C + h * HS, C);
             }
+        }
 }
 
-size_t attention_scratch_floats(int T) { return (size_t)T; }
+size_t attention_scratch_floats(int T) { return (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * (size_t)T; }
 
-// One thread owns one (batch, kv head) pair and all query heads that read it,
+// d(scores) of one row block in place: ds = p * (dp - sum_j p dp) * scale.
+// Keys past the diagonal have p = 0, so their ds is 0 as well.
+static void softmax_backward_rows(float *dp, const float *p, int rows, int nk, int T, float scale) {
+    for (int r = 0; r < rows; r++) {
+        float *d = dp + (size_t)r * nk;
+        const float *pr = p + (size_t)r * T;
+        float dot = 0.0f;
+        for (int j = 0; j < nk; j++) dot += pr[j] * d[j];
+        for (int j = 0; j < nk; j++) d[j] = pr[j] * (d[j] - dot) * scale;
+    }
+}
+
+// One task owns one (batch, kv head) pair and all query heads that read it,
 // so dk and dv are written without races.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v,
@@ -161,40 +183,24 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++) {
-            float *datt = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
-            const float *kb = k + (size_t)b * T * KVC + kvh * HS;
-            const float *vb = v + (size_t)b * T * KVC + kvh * HS;
-            float *dkb = dk + (size_t)b * T * KVC + kvh * HS;
-            float *dvb = dv + (size_t)b * T * KVC + kvh * HS;
+            float *ds = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
+            size_t kvo = (size_t)b * T * KVC + kvh * HS;
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                    const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
-                    const float *qv = q + ((size_t)b * T + t) * C + h * HS;
-                    float *dqv = dq + ((size_t)b * T + t) * C + h * HS;
-                    // through out = att @ v
-                    float dot = 0.0f;
-                    for (int j = 0; j <= t; j++) {
-                        const float *vv = vb + (size_t)j * KVC;
-                        float *dvv = dvb + (size_t)j * KVC;
-                        float s = 0.0f;
-                        for (int i = 0; i < HS; i++) {
-                            s += dy[i] * vv[i];
-                            dvv[i] += a[j] * dy[i];
-                        }
-                        datt[j] = s;
-                        dot += a[j] * s;
-                    }
-                    // through softmax, then the scaled q.k scores
-                    for (int j = 0; j <= t; j++) {
-                        float ds = a[j] * (datt[j] - dot) * scale;
-                        const float *kv = kb + (size_t)j * KVC;
-                        float *dkv = dkb + (size_t)j * KVC;
-                        for (int i = 0; i < HS; i++) {
-                            dqv[i] += ds * kv[i];
-                            dkv[i] += ds * qv[i];
-                        }
-                    }
+                for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                    int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = t0 + rows;
+                    size_t qo = ((size_t)b * T + t0) * C + h * HS;
+                    const float *p = att + (((size_t)b * NH + h) * T + t0) * T;
+                    // through out = p @ v: dp (rows,nk) = dout @ v^T, dv (nk,HS) += p^T @ dout
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
+                                1.0f, dout + qo, C, v + kvo, KVC, 0.0f, ds, nk);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
+                                1.0f, p, T, dout + qo, C, 1.0f, dv + kvo, KVC);
+                    softmax_backward_rows(ds, p, rows, nk, T, scale);
+                    // through scores = q @ k^T: dq += ds @ k, dk += ds^T @ q
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
+                                1.0f, ds, nk, k + kvo, KVC, 1.0f, dq + qo, C);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
+                                1.0f, ds, nk, q + qo, C, 1.0f, dk + kvo, KVC);
                 }
         }
 }
