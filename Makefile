@@ -37,6 +37,21 @@ build/test_core: build/test/test_core.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+build/benchmark: build/bench/bench.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# LD_PRELOAD allocation counter: bench shows a training step allocates nothing
+build/alloc_count.so: bench/alloc_count.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O2 -std=c11 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -fPIC -shared $< -o $@ -ldl
+
+# The benchmark suite (scripts/bench.py): prints the table, writes docs/bench.md
+# and docs/bench.csv. BENCH_QUICK=1 runs fewer steps (a smoke run, not numbers).
+bench: build/benchmark build/alloc_count.so
+	BENCH_CFLAGS="$(CFLAGS)" /usr/bin/python3 scripts/bench.py
+
 # set-up first (packages, data), then build, then every test
 test:
 	scripts/setup.sh
@@ -85,5 +100,5 @@ fuzz: $(FUZZ_BIN) build/make_seeds
 clean:
 	rm -rf build train_llama infer_llama
 
--include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/test/test_core.d
+-include $(LIB_OBJ:.o=.d) build/train_llama.d build/infer_llama.d build/test/test_core.d build/bench/bench.d
 -include $(FUZZ_OBJ:.o=.d) build/fuzzobj/fuzz/fuzz_model.d build/fuzzobj/fuzz/fuzz_tokenizer.d build/fuzz/make_seeds.d

@@ -15,6 +15,10 @@
 // matmul: all three products go through sgemm
 
 void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
+    if (N == 1) { // one token (generation): sgemv streams w once; sgemm would first pack a copy of it
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 0.0f, out, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C,
                 1.0f, inp, C, w, C, 0.0f, out, OC);
 }
@@ -32,41 +36,72 @@ void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp
 // ----------------------------------------------------------------------------
 // RMSNorm: y = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)
 
+// sum(a[i] * b[i] * c[i]) (c = NULL: sum(a[i] * b[i])) in 16 interleaved partial
+// sums added in a fixed order at the end: the compiler vectorises it (a single
+// running float sum is a chain of dependent adds), and the bits depend only on n.
+#define LANES 16
+static float dot_lanes(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j] * (c ? c[i + j] : 1.0f);
+    for (; i < n; i++) acc[i % LANES] += a[i] * b[i] * (c ? c[i] : 1.0f);
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
+        float r = 1.0f / sqrtf(dot_lanes(x, x, NULL, C) / C + eps);
         for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
         if (rstd) rstd[n] = r;
     }
 }
 
+// The backward walks rows in fixed chunks of NORM_ROWS (row-major, as the data
+// lies), each chunk summing its dweight contributions into its own slice of
+// scratch; the slices are then summed in chunk order by blocks of channels:
+// the same bits for any thread count, as DyT's backward does.
+#define NORM_ROWS 32
+
+size_t rmsnorm_scratch_floats(size_t N, int C) { return (N + NORM_ROWS - 1) / NORM_ROWS * (size_t)C; }
+
 // dx_i = r g_i dy_i - x_i r^3 / C * sum_j dy_j g_j x_j;  dg_i = sum_rows dy_i x_i r
+// One row: dx +=, its dg terms added to the chunk's sums (restrict: it vectorises).
+static void rmsnorm_backward_row(float *restrict dx, float *restrict pg, const float *restrict dy,
+                                 const float *restrict x, const float *restrict w, float r, int C) {
+    float k = dot_lanes(dy, w, x, C) * r * r * r / C;
+    for (int c = 0; c < C; c++) {
+        dx[c] += r * w[c] * dy[c] - k * x[c];
+        pg[c] += dy[c] * x[c] * r;
+    }
+}
+
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                      const float *weight, const float *rstd, size_t N, int C) {
+                      const float *weight, const float *rstd, size_t N, int C, float *scratch) {
+    size_t nchunks = (N + NORM_ROWS - 1) / NORM_ROWS;
+    int nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-        for (size_t n = 0; n < N; n++) {
-            const float *x = inp + n * C, *dy = dout + n * C;
-            float *dx = dinp + n * C;
-            float r = rstd[n], dot = 0.0f;
-            for (int c = 0; c < C; c++) dot += dy[c] * weight[c] * x[c];
-            float k = dot * r * r * r / C;
-            for (int c = 0; c < C; c++) dx[c] += r * weight[c] * dy[c] - k * x[c];
+        for (size_t k = 0; k < nchunks; k++) {
+            float *pg = scratch + k * C;
+            for (int c = 0; c < C; c++) pg[c] = 0.0f;
+            size_t n1 = (k + 1) * NORM_ROWS < N ? (k + 1) * NORM_ROWS : N;
+            for (size_t n = k * NORM_ROWS; n < n1; n++)
+                rmsnorm_backward_row(dinp + n * C, pg, dout + n * C, inp + n * C, weight, rstd[n], C);
         }
-        int nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
 #pragma omp for schedule(static)
         for (int blk = 0; blk < nblocks; blk++) {
             int c0 = blk * CH_BLOCK, c1 = c0 + CH_BLOCK < C ? c0 + CH_BLOCK : C;
             float acc[CH_BLOCK] = {0};
-            for (size_t n = 0; n < N; n++)
-                for (int c = c0; c < c1; c++) acc[c - c0] += dout[n * C + c] * inp[n * C + c] * rstd[n];
+            for (size_t k = 0; k < nchunks; k++)
+                for (int c = c0; c < c1; c++) acc[c - c0] += scratch[k * C + c];
             for (int c = c0; c < c1; c++) dweight[c] += acc[c - c0];
         }
     }

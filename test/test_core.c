@@ -3,6 +3,7 @@
 //
 //   build/test_core [test/ref [../shared/data]]
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,8 +200,9 @@ static void test_dyt_finite_differences(void) {
     for (int c = 0; c < C; c++) g[c] = 1.0f + 0.3f * (float)rng_normal(&rng), b[c] = 0.2f * (float)rng_normal(&rng);
     float alpha = 0.7f;
     float dx[N * C] = {0}, dg[C] = {0}, db[C] = {0}, da = 0.0f;
-    double partial[64];
-    dyt_backward(dx, &da, dg, db, w, x, alpha, g, N, C, partial);
+    float scratch[1024];
+    check(dyt_scratch_floats(N, C) <= 1024, "dyt scratch fits the test's buffer", "%zu floats", dyt_scratch_floats(N, C));
+    dyt_backward(dx, &da, dg, db, w, x, alpha, g, N, C, scratch);
     // central differences with h = 1e-2: truncation error O(h^2) ~ 1e-4 relative,
     // float32 forward rounding ~1e-7 * |L| / h ~ 1e-4; so a 2e-3 bound has margin
     const float h = 1e-2f;
@@ -344,6 +346,57 @@ static void test_attention(void) {
     check(eo < 1e-5, "attention forward over a KV cache (40 queries at 100) within 1e-5", "out %.3g", eo);
     free(q), free(k), free(v), free(out), free(att), free(dout), free(dq), free(dk), free(dv);
     free(scratch), free(o64), free(p64), free(dq64), free(dk64), free(dv64);
+}
+
+// the norms' backward over several row chunks and channel blocks (N 100, C 40):
+// weight gradients against float64 sums, and the same bits with 1 and 2 threads
+static void norm_backward_pair(float *dx, float *dg, float *db, float *da, const float *x, const float *dy,
+                               const float *g, const float *rstd, float *scratch, int dyt, int N, int C) {
+    memset(dx, 0, sizeof(float) * N * C), memset(dg, 0, sizeof(float) * C), memset(db, 0, sizeof(float) * C);
+    *da = 0.0f;
+    if (dyt)
+        dyt_backward(dx, da, dg, db, dy, x, 0.8f, g, (size_t)N, C, scratch);
+    else
+        rmsnorm_backward(dx, dg, dy, x, g, rstd, (size_t)N, C, scratch);
+}
+
+static void test_norm_backward_chunks(void) {
+    enum { N = 100, C = 40 };
+    static float x[N * C], dy[N * C], dx[2][N * C], scratch[2 * 3 * N * C];
+    float g[C], rstd[N], dg[2][C], db[2][C], da[2], y[N * C];
+    Rng r = rng_make(5, 9);
+    fill_normal(x, N * C, &r), fill_normal(dy, N * C, &r), fill_normal(g, C, &r);
+    check(dyt_scratch_floats(N, C) <= 2 * 3 * N * C && rmsnorm_scratch_floats(N, C) <= 2 * 3 * N * C,
+          "norm backward scratch fits the test's buffer", "too small");
+    rmsnorm_forward(y, rstd, x, g, N, C, 1e-5f);
+    for (int dyt = 0; dyt < 2; dyt++) {
+        int saved = omp_get_max_threads();
+        for (int th = 0; th < 2; th++) {
+            omp_set_num_threads(th + 1);
+            norm_backward_pair(dx[th], dg[th], db[th], &da[th], x, dy, g, rstd, scratch, dyt, N, C);
+        }
+        omp_set_num_threads(saved);
+        double eg = 0.0, eb = 0.0, sa = 0.0, mg = 0.0;
+        for (int c = 0; c < C; c++) {
+            double sg = 0.0, sb = 0.0;
+            for (int n = 0; n < N; n++) {
+                double xv = x[n * C + c], d = dy[n * C + c], t = tanh(0.8 * xv);
+                sg += dyt ? d * t : d * xv * rstd[n];
+                sb += d;
+                sa += d * g[c] * xv * (1.0 - t * t);
+            }
+            eg = fmax(eg, fabs(dg[0][c] - sg)), eb = fmax(eb, fabs(db[0][c] - sb)), mg = fmax(mg, fabs(sg));
+        }
+        double ea = dyt ? fabs(da[0] - sa) / fabs(sa) : 0.0;
+        eb = dyt ? eb : 0.0;
+        char name[128];
+        snprintf(name, sizeof name, "%s backward, 4 row chunks: weight gradients = float64 sums within 1e-5",
+                 dyt ? "dyt" : "rmsnorm");
+        check(eg / mg < 1e-5 && eb / mg < 1e-5 && ea < 1e-5, name, "gain %.3g, beta %.3g, alpha %.3g", eg / mg, eb / mg, ea);
+        snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads", dyt ? "dyt" : "rmsnorm");
+        check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
+              !memcmp(db[0], db[1], sizeof db[0]) && da[0] == da[1], name, "differ");
+    }
 }
 
 // exp_approx against double exp over its range: relative error, and the edges
@@ -903,6 +956,7 @@ int main(int argc, char **argv) {
     test_dyt_finite_differences();
     test_attention();
     test_exp_approx();
+    test_norm_backward_chunks();
     test_sampler();
     test_schedule();
     if (!mkdtemp(TMP_DIR)) {
