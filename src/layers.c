@@ -13,24 +13,51 @@
 
 // ----------------------------------------------------------------------------
 // matmul: all three products go through sgemm
+//
+// Each thread of our own parallel region calls sgemm on its slice of the
+// output rows, and OpenBLAS runs it single-threaded there: one barrier per
+// product instead of OpenBLAS's threaded driver, which synchronises its threads
+// many times per call (spinning, then sched_yield) and mallocs per call.
+
+// Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
+static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
+    long blocks = (M + 15) / 16;
+    long b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    *r0 = b0 * 16 < M ? (int)(b0 * 16) : M;
+    *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
+}
 
 void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
     if (N == 1) { // one token (generation): sgemv streams w once; sgemm would first pack a copy of it
         cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 0.0f, out, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C,
-                1.0f, inp, C, w, C, 0.0f, out, OC);
+#pragma omp parallel
+    {
+        int r0, r1;
+        thread_rows((int)N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C,
+                        1.0f, inp + (size_t)r0 * C, C, w, C, 0.0f, out + (size_t)r0 * OC, OC);
+    }
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC) {
-    // dinp (N,C) += dout (N,OC) @ w (OC,C)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, OC,
-                1.0f, dout, OC, w, C, 1.0f, dinp, C);
-    // dw (OC,C) += dout^T (OC,N) @ inp (N,C)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, (int)N,
-                1.0f, dout, OC, inp, C, 1.0f, dw, C);
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1;
+        // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
+        thread_rows((int)N, t, nt, &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC,
+                        1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
+        // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
+        thread_rows(OC, t, nt, &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, C, (int)N,
+                        1.0f, dout + r0, OC, inp, C, 1.0f, dw + (size_t)r0 * C, C);
+    }
 }
 
 // ----------------------------------------------------------------------------
