@@ -270,7 +270,7 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     Rng r = rng_make(5, 0);
     for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
     double best_prefill = 1e30, best_decode = 1e30;
-    for (int rep = 0; rep < 3; rep++) { // the first repetition warms up
+    for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
         double t0 = now_seconds();
         if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
         double t1 = now_seconds();
@@ -282,7 +282,7 @@ static int bench_gen(const BenchConfig *bc, int norm) {
             logits = a.logits;
         }
         double t2 = now_seconds();
-        if (rep > 0) {
+        if (rep > 0) { // (one timed repetition: decoding 256 tokens is itself a long average)
             best_prefill = t1 - t0 < best_prefill ? t1 - t0 : best_prefill;
             best_decode = t2 - t1 < best_decode ? t2 - t1 : best_decode;
         }
