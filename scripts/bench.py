@@ -66,6 +66,7 @@ def main():
     a = p.parse_args()
     T = a.threads
     t_start = datetime.datetime.now(datetime.timezone.utc)
+    load_start = os.getloadavg()[0]
     rows = []  # (section, config, norm, threads, metric, value) for the CSV
 
     def rec(section, config, norm, threads, d, keys):
@@ -111,8 +112,9 @@ def main():
         layer[dim] = d
         rec("layer", str(dim), "", T, d, ["rms_fwd_us", "rms_bwd_us", "dyt_fwd_us", "dyt_bwd_us"])
     wall = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds()
+    loads = (load_start, os.getloadavg()[0])
 
-    md = report(a, T, peak, train, torch, gen, layer, wall, t_start)
+    md = report(a, T, peak, train, torch, gen, layer, wall, t_start, loads)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
         f.write(md)
@@ -124,14 +126,16 @@ def main():
     log(f"bench: wrote {a.out}/bench.md and {a.out}/bench.csv in {wall:.0f} s")
 
 
-def report(a, T, peak, train, torch, gen, layer, wall, t_start):
+def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
     pk = peak["sgemm_gflops"]
     bw = peak["mem_read_gbs"]
     L = []
     L.append("# `make bench`\n")
     L.append(f"Run {t_start:%Y-%m-%d %H:%M} UTC, {wall:.0f} s{' (--quick: smoke run, not numbers)' if a.quick else ''}. "
              f"Threads {T}; OpenBLAS core `{peak['corename']}` ({peak['blas_config']}); "
-             f"CFLAGS `{os.environ.get('BENCH_CFLAGS', '?')}`; PyTorch {next(iter(torch.values()))['torch']}.\n")
+             f"CFLAGS `{os.environ.get('BENCH_CFLAGS', '?')}`; PyTorch {next(iter(torch.values()))['torch']}. "
+             f"Load average (1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: "
+             f"a load above {T} means other processes shared the cores, inflating the times.\n")
     L.append(f"- sgemm peak: **{pk:.1f} GFLOP/s**, best of 8 `cblas_sgemm` of shape {peak['sgemm_shape']} "
              f"(M x N x K, B transposed as in our matmuls), same BLAS, {T} threads.")
     L.append(f"- memory read bandwidth: **{bw:.1f} GB/s** (sum of a 512 MiB array, best of 4).")
