@@ -57,6 +57,21 @@ build/test_core: build/test/test_core.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+build/benchmark: build/bench/bench.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# LD_PRELOAD allocation counter: bench shows a training step allocates nothing
+build/alloc_count.so: bench/alloc_count.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O2 -std=c11 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -fPIC -shared $< -o $@ -ldl
+
+# The benchmark suite (scripts/bench.py): prints the table, writes docs/bench.md
+# and docs/bench.csv. BENCH_QUICK=1 runs fewer steps (a smoke run, not numbers).
+bench: build/benchmark build/alloc_count.so
+	BENCH_CFLAGS="$(CFLAGS)" /usr/bin/python3 scripts/bench.py
+
 # set-up first (packages, data), then build, then every test
 test:
 	scripts/setup.sh
@@ -166,5 +181,5 @@ clean:
 	rm -rf build build-mpi train_llama infer_llama tokenize
 
 -include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d \
-         $(BUILD)/src/dist.d build/test/test_core.d
+         $(BUILD)/src/dist.d build/test/test_core.d build/bench/bench.d
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d

@@ -19,11 +19,11 @@ void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
                  const float *beta, size_t N, int C);
 
 // dinp (N,C) +=, dalpha (1) +=, dgamma (C) +=, dbeta (C) += (or NULL),
-// dout (N,C), inp (N,C). `partial` is scratch of dyt_scratch_doubles(C) doubles.
+// dout (N,C), inp (N,C). `scratch` holds dyt_scratch_floats(N, C) floats.
 void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
                   const float *dout, const float *inp, float alpha, const float *gamma,
-                  size_t N, int C, double *partial);
-size_t dyt_scratch_doubles(int C);
+                  size_t N, int C, float *scratch);
+size_t dyt_scratch_floats(size_t N, int C);
 
 // tanh in float32 that compilers vectorise (glibc's tanhf is a scalar call and
 // took most of DyT's cost). For |x| >= 1/16: tanh|x| = (1 - e) / (1 + e) with

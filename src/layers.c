@@ -5,30 +5,78 @@
 #include <omp.h>
 #include <string.h>
 
+#include "vmath.h"
+
 // Per-channel weight gradients are summed over rows by blocks of channels, so
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
 
 // ----------------------------------------------------------------------------
 // matmul: all three products go through sgemm
+//
+// Each thread of our own parallel region calls sgemm on its slice of the
+// output rows, and OpenBLAS runs it single-threaded there: one barrier per
+// product instead of OpenBLAS's threaded driver, which synchronises its threads
+// many times per call (spinning, then sched_yield) and mallocs per call.
+
+// Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
+static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
+    long blocks = (M + 15) / 16;
+    long b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    *r0 = b0 * 16 < M ? (int)(b0 * 16) : M;
+    *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
+}
 
 void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C,
-                1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (N == 1) { // one token (generation): sgemv streams w once; sgemm would first pack a copy of it
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 0.0f, out, 1);
+        return;
+    }
+#pragma omp parallel
+    {
+        int r0, r1;
+        thread_rows((int)N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C,
+                        1.0f, inp + (size_t)r0 * C, C, w, C, 0.0f, out + (size_t)r0 * OC, OC);
+    }
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC) {
-    // dinp (N,C) += dout (N,OC) @ w (OC,C)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, OC,
-                1.0f, dout, OC, w, C, 1.0f, dinp, C);
-    // dw (OC,C) += dout^T (OC,N) @ inp (N,C)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, (int)N,
-                1.0f, dout, OC, inp, C, 1.0f, dw, C);
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1;
+        // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
+        thread_rows((int)N, t, nt, &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC,
+                        1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
+        // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
+        thread_rows(OC, t, nt, &r0, &r1);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, C, (int)N,
+                        1.0f, dout + r0, OC, inp, C, 1.0f, dw + (size_t)r0 * C, C);
+    }
 }
 
 // ----------------------------------------------------------------------------
 // RMSNorm: y = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)
+
+// sum(a[i] * b[i] * c[i]) (c = NULL: sum(a[i] * b[i])) in 16 interleaved partial
+// sums added in a fixed order at the end: the compiler vectorises it (a single
+// running float sum is a chain of dependent adds), and the bits depend only on n.
+#define LANES 16
+static float dot_lanes(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j] * (c ? c[i + j] : 1.0f);
+    for (; i < n; i++) acc[i % LANES] += a[i] * b[i] * (c ? c[i] : 1.0f);
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps) {
@@ -36,35 +84,51 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
+        float r = 1.0f / sqrtf(dot_lanes(x, x, NULL, C) / C + eps);
         for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
         if (rstd) rstd[n] = r;
     }
 }
 
+// The backward walks rows in fixed chunks of NORM_ROWS (row-major, as the data
+// lies), each chunk summing its dweight contributions into its own slice of
+// scratch; the slices are then summed in chunk order by blocks of channels:
+// the same bits for any thread count, as DyT's backward does.
+#define NORM_ROWS 32
+
+size_t rmsnorm_scratch_floats(size_t N, int C) { return (N + NORM_ROWS - 1) / NORM_ROWS * (size_t)C; }
+
 // dx_i = r g_i dy_i - x_i r^3 / C * sum_j dy_j g_j x_j;  dg_i = sum_rows dy_i x_i r
+// One row: dx +=, its dg terms added to the chunk's sums (restrict: it vectorises).
+static void rmsnorm_backward_row(float *restrict dx, float *restrict pg, const float *restrict dy,
+                                 const float *restrict x, const float *restrict w, float r, int C) {
+    float k = dot_lanes(dy, w, x, C) * r * r * r / C;
+    for (int c = 0; c < C; c++) {
+        dx[c] += r * w[c] * dy[c] - k * x[c];
+        pg[c] += dy[c] * x[c] * r;
+    }
+}
+
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                      const float *weight, const float *rstd, size_t N, int C) {
+                      const float *weight, const float *rstd, size_t N, int C, float *scratch) {
+    size_t nchunks = (N + NORM_ROWS - 1) / NORM_ROWS;
+    int nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-        for (size_t n = 0; n < N; n++) {
-            const float *x = inp + n * C, *dy = dout + n * C;
-            float *dx = dinp + n * C;
-            float r = rstd[n], dot = 0.0f;
-            for (int c = 0; c < C; c++) dot += dy[c] * weight[c] * x[c];
-            float k = dot * r * r * r / C;
-            for (int c = 0; c < C; c++) dx[c] += r * weight[c] * dy[c] - k * x[c];
+        for (size_t k = 0; k < nchunks; k++) {
+            float *pg = scratch + k * C;
+            for (int c = 0; c < C; c++) pg[c] = 0.0f;
+            size_t n1 = (k + 1) * NORM_ROWS < N ? (k + 1) * NORM_ROWS : N;
+            for (size_t n = k * NORM_ROWS; n < n1; n++)
+                rmsnorm_backward_row(dinp + n * C, pg, dout + n * C, inp + n * C, weight, rstd[n], C);
         }
-        int nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
 #pragma omp for schedule(static)
         for (int blk = 0; blk < nblocks; blk++) {
             int c0 = blk * CH_BLOCK, c1 = c0 + CH_BLOCK < C ? c0 + CH_BLOCK : C;
             float acc[CH_BLOCK] = {0};
-            for (size_t n = 0; n < N; n++)
-                for (int c = c0; c < c1; c++) acc[c - c0] += dout[n * C + c] * inp[n * C + c] * rstd[n];
+            for (size_t k = 0; k < nchunks; k++)
+                for (int c = c0; c < c1; c++) acc[c - c0] += scratch[k * C + c];
             for (int c = c0; c < c1; c++) dweight[c] += acc[c - c0];
         }
     }
@@ -107,51 +171,71 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 }
 
 // ----------------------------------------------------------------------------
-// causal grouped-query attention
+// causal grouped-query attention, as sgemms per (batch, head)
+//
+// Each (batch, head) is one task of a parallel loop, and its products are
+// sgemm calls made inside it: OpenBLAS's OpenMP build runs a call made inside
+// a parallel region on the calling thread alone (and nested regions get one
+// thread anyway, OpenMP's default), so the pool is never oversubscribed and
+// every task's bits are the same for any thread count.
+// Rows go in blocks of ATT_ROWS queries: block [t0, t1) sees only keys
+// 0..pos0+t1-1, which skips most of the masked upper triangle's products.
+
+#define ATT_ROWS 64
+
+// Row t of a block: probabilities over its tk visible keys, zeros up to kv_len.
+static void softmax_row(float *a, int tk, int kv_len) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < tk; j++) maxv = a[j] > maxv ? a[j] : maxv;
+    for (int j = 0; j < tk; j++) {
+        a[j] = exp_approx(a[j] - maxv);
+        sum += a[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < tk; j++) a[j] *= inv;
+    for (int j = tk; j < kv_len; j++) a[j] = 0.0f;
+}
 
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int pos0, int kv_len, int NH, int NKV, int HS) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++) {
-                int kvh = h / group, tk = pos0 + t + 1; // keys 0..pos0+t are visible
-                const float *qv = q + ((size_t)b * T + t) * C + h * HS;
-                const float *kb = k + (size_t)b * kv_len * KVC + kvh * HS;
-                const float *vb = v + (size_t)b * kv_len * KVC + kvh * HS;
-                float *a = att + (((size_t)b * NH + h) * T + t) * kv_len;
-                float maxv = -INFINITY;
-                for (int j = 0; j < tk; j++) {
-                    const float *kv = kb + (size_t)j * KVC;
-                    float s = 0.0f;
-                    for (int i = 0; i < HS; i++) s += qv[i] * kv[i];
-                    s *= scale;
-                    a[j] = s;
-                    if (s > maxv) maxv = s;
-                }
-                float sum = 0.0f;
-                for (int j = 0; j < tk; j++) {
-                    a[j] = expf(a[j] - maxv);
-                    sum += a[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < tk; j++) a[j] *= inv;
-                for (int j = tk; j < kv_len; j++) a[j] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * C + h * HS;
-                for (int i = 0; i < HS; i++) o[i] = 0.0f;
-                for (int j = 0; j < tk; j++) {
-                    const float *vv = vb + (size_t)j * KVC;
-                    float p = a[j];
-                    for (int i = 0; i < HS; i++) o[i] += p * vv[i];
-                }
+        for (int h = 0; h < NH; h++) {
+            const float *kb = k + (size_t)b * kv_len * KVC + (h / group) * HS;
+            const float *vb = v + (size_t)b * kv_len * KVC + (h / group) * HS;
+            float *ab = att + ((size_t)b * NH + h) * T * kv_len;
+            for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = pos0 + t0 + rows;
+                const float *qb = q + ((size_t)b * T + t0) * C + h * HS;
+                float *a = ab + (size_t)t0 * kv_len;
+                // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
+                            scale, qb, C, kb, KVC, 0.0f, a, kv_len);
+                for (int r = 0; r < rows; r++) softmax_row(a + (size_t)r * kv_len, pos0 + t0 + r + 1, kv_len);
+                // out (rows,HS) = att (rows,nk) @ v (nk,HS)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
+                            1.0f, a, kv_len, vb, KVC, 0.0f, out + ((size_t)b * T + t0) * C + h * HS, C);
             }
+        }
 }
 
-size_t attention_scratch_floats(int T) { return (size_t)T; }
+size_t attention_scratch_floats(int T) { return (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * (size_t)T; }
 
-// One thread owns one (batch, kv head) pair and all query heads that read it,
+// d(scores) of one row block in place: ds = p * (dp - sum_j p dp) * scale.
+// Keys past the diagonal have p = 0, so their ds is 0 as well.
+static void softmax_backward_rows(float *dp, const float *p, int rows, int nk, int T, float scale) {
+    for (int r = 0; r < rows; r++) {
+        float *d = dp + (size_t)r * nk;
+        const float *pr = p + (size_t)r * T;
+        float dot = 0.0f;
+        for (int j = 0; j < nk; j++) dot += pr[j] * d[j];
+        for (int j = 0; j < nk; j++) d[j] = pr[j] * (d[j] - dot) * scale;
+    }
+}
+
+// One task owns one (batch, kv head) pair and all query heads that read it,
 // so dk and dv are written without races.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v,
@@ -161,40 +245,24 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++) {
-            float *datt = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
-            const float *kb = k + (size_t)b * T * KVC + kvh * HS;
-            const float *vb = v + (size_t)b * T * KVC + kvh * HS;
-            float *dkb = dk + (size_t)b * T * KVC + kvh * HS;
-            float *dvb = dv + (size_t)b * T * KVC + kvh * HS;
+            float *ds = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
+            size_t kvo = (size_t)b * T * KVC + kvh * HS;
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                    const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
-                    const float *qv = q + ((size_t)b * T + t) * C + h * HS;
-                    float *dqv = dq + ((size_t)b * T + t) * C + h * HS;
-                    // through out = att @ v
-                    float dot = 0.0f;
-                    for (int j = 0; j <= t; j++) {
-                        const float *vv = vb + (size_t)j * KVC;
-                        float *dvv = dvb + (size_t)j * KVC;
-                        float s = 0.0f;
-                        for (int i = 0; i < HS; i++) {
-                            s += dy[i] * vv[i];
-                            dvv[i] += a[j] * dy[i];
-                        }
-                        datt[j] = s;
-                        dot += a[j] * s;
-                    }
-                    // through softmax, then the scaled q.k scores
-                    for (int j = 0; j <= t; j++) {
-                        float ds = a[j] * (datt[j] - dot) * scale;
-                        const float *kv = kb + (size_t)j * KVC;
-                        float *dkv = dkb + (size_t)j * KVC;
-                        for (int i = 0; i < HS; i++) {
-                            dqv[i] += ds * kv[i];
-                            dkv[i] += ds * qv[i];
-                        }
-                    }
+                for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                    int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = t0 + rows;
+                    size_t qo = ((size_t)b * T + t0) * C + h * HS;
+                    const float *p = att + (((size_t)b * NH + h) * T + t0) * T;
+                    // through out = p @ v: dp (rows,nk) = dout @ v^T, dv (nk,HS) += p^T @ dout
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
+                                1.0f, dout + qo, C, v + kvo, KVC, 0.0f, ds, nk);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
+                                1.0f, p, T, dout + qo, C, 1.0f, dv + kvo, KVC);
+                    softmax_backward_rows(ds, p, rows, nk, T, scale);
+                    // through scores = q @ k^T: dq += ds @ k, dk += ds^T @ q
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
+                                1.0f, ds, nk, k + kvo, KVC, 1.0f, dq + qo, C);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
+                                1.0f, ds, nk, q + qo, C, 1.0f, dk + kvo, KVC);
                 }
         }
 }

@@ -184,15 +184,17 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->dh1, store_all ? N * h : 0}, {&a->dh3, store_all ? N * h : 0},
         {&a->dhg, store_all ? N * h : 0}, {&a->dlogits, store_all ? N * V : 0},
         {&a->att_scratch, store_all ? (size_t)a->nthreads * attention_scratch_floats(T) : 0},
+        {&a->norm_scratch, store_all ? (c->norm == NORM_DYT ? dyt_scratch_floats(N, c->dim)
+                                                            : rmsnorm_scratch_floats(N, c->dim)) : 0},
     };
     size_t total = 0, nparts = sizeof parts / sizeof parts[0];
     for (size_t i = 0; i < nparts; i++) // parts rounded to 16 floats (64 bytes)
         if (size_add(total, (parts[i].n + 15) & ~(size_t)15, &total))
             return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
     a->block = alloc_floats(total);
+    a->block_floats = total;
     a->row_loss = calloc(N, sizeof(double));
-    a->red = calloc(dyt_scratch_doubles(c->dim) + 1, sizeof(double));
-    if (!a->block || !a->row_loss || !a->red) {
+    if (!a->block || !a->row_loss) {
         acts_free(a);
         return err_set(err, "out of memory for activations (%zu floats)", total);
     }
@@ -213,7 +215,6 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
 void acts_free(Acts *a) {
     free(a->block);
     free(a->row_loss);
-    free(a->red);
     memset(a, 0, sizeof *a);
 }
 
@@ -278,12 +279,24 @@ static void norm_backward(Model *m, Acts *a, int which, int l, float *dinp, cons
     const float *gain = m->w.t[id->gain] + l * d;
     float *dgain = m->g.t[id->gain] + l * d;
     if (c->norm == NORM_RMS) {
-        rmsnorm_backward(dinp, dgain, dout, inp, gain, rstd, N, c->dim);
+        rmsnorm_backward(dinp, dgain, dout, inp, gain, rstd, N, c->dim, a->norm_scratch);
     } else {
         float *dbeta = c->dyt_beta ? m->g.t[id->beta] + l * d : NULL;
         dyt_backward(dinp, m->g.t[id->alpha] + l, dgain, dbeta, dout, inp,
-                     m->w.t[id->alpha][l], gain, N, c->dim, a->red);
+                     m->w.t[id->alpha][l], gain, N, c->dim, a->norm_scratch);
     }
+}
+
+// ----------------------------------------------------------------------------
+// per-part timers: lap(a, PART, &t) charges the time since t to PART
+
+static double lap_start(const Acts *a) { return a->timers ? now_seconds() : 0.0; }
+
+static void lap(const Acts *a, int part, double *t) {
+    if (!a->timers) return;
+    double now = now_seconds();
+    a->timers->s[part] += now - *t;
+    *t = now;
 }
 
 // ----------------------------------------------------------------------------
@@ -309,23 +322,34 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     size_t N = (size_t)B * T;
     // attention: new keys and values land at pos0 (B = 1 with a cache, or pos0 = 0)
     float *knew = y->k + (size_t)pos0 * kvd, *vnew = y->v + (size_t)pos0 * kvd;
+    double t = lap_start(a);
     norm_forward(m, AT_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
+    lap(a, PART_NORM, &t);
     matmul_forward(y->q, y->norm_attn, LW(m, T_WQ, l), N, d, d);
     matmul_forward(knew, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
     matmul_forward(vnew, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    lap(a, PART_MATMUL, &t);
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
     attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
                       c->n_heads, c->n_kv_heads, HS);
+    lap(a, PART_ATTENTION, &t);
     matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
+    lap(a, PART_MATMUL, &t);
     residual_add(y->resid_mid, y->x_in, a->tmp, N * d);
+    lap(a, PART_OTHER, &t);
     // SwiGLU feed-forward
     norm_forward(m, AT_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
+    lap(a, PART_NORM, &t);
     matmul_forward(y->h1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
     matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    lap(a, PART_MATMUL, &t);
     swiglu_forward(y->hg, y->h1, y->h3, N * h);
+    lap(a, PART_OTHER, &t);
     matmul_forward(a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
+    lap(a, PART_MATMUL, &t);
     residual_add(y->x_out, y->resid_mid, a->tmp, N * d);
+    lap(a, PART_OTHER, &t);
 }
 
 static float *final_input(const Model *m, const Acts *a) {
@@ -340,6 +364,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
                        "(B %d, T %d, kv %d)", T, pos0, a->B, a->T_cap, a->kv_len);
     a->T = T;
     size_t N = (size_t)a->B * a->T, d = c->dim;
+    double t = lap_start(a);
     embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);
     if (c->norm == NORM_DYT) { // keep the raw embedding: the scale's gradient needs it
         memcpy(a->emb, a->resid, N * d * sizeof(float));
@@ -347,12 +372,16 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
     }
     for (int l = 0; l < c->n_layers; l++) {
         Layer y = layer_at(m, a, l);
+        lap(a, PART_OTHER, &t);
         block_forward(m, a, &y, l, pos0);
+        t = lap_start(a);
     }
     norm_forward(m, AT_FINAL, 0, a->norm_final, a->rstd_final, final_input(m, a), N);
+    lap(a, PART_NORM, &t);
     size_t first = all_logits ? 0 : N - 1;
     matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
                    m->w.t[T_WCLS], N - first, c->dim, c->vocab_size);
+    lap(a, PART_MATMUL, &t);
     return 0;
 }
 
@@ -373,16 +402,24 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     int kvd = HS * c->n_kv_heads;
     size_t N = (size_t)B * T;
     // x_out = resid_mid + w2(silu(w1 n) * w3 n), n = norm_ffn(resid_mid)
+    double t = lap_start(a);
     zero(a->dhg, N * h);
+    lap(a, PART_OTHER, &t);
     matmul_backward(a->dhg, LG(m, T_W2, l), a->dresid, y->hg, LW(m, T_W2, l), N, h, d);
+    lap(a, PART_MATMUL, &t);
     swiglu_backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
     zero(a->dnorm, N * d);
+    lap(a, PART_OTHER, &t);
     matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
     matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    lap(a, PART_MATMUL, &t);
     norm_backward(m, a, AT_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
+    lap(a, PART_NORM, &t);
     // resid_mid = x_in + wo(attention(rope(wq n), rope(wk n), wv n)), n = norm_attn(x_in)
     zero(a->datty, N * d);
+    lap(a, PART_OTHER, &t);
     matmul_backward(a->datty, LG(m, T_WO, l), a->dresid, y->atty, LW(m, T_WO, l), N, d, d);
+    lap(a, PART_MATMUL, &t);
     zero(a->dq, N * d);
     zero(a->dk, N * kvd);
     zero(a->dv, N * kvd);
@@ -390,11 +427,15 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
                        B, T, c->n_heads, c->n_kv_heads, HS, a->att_scratch);
     rope_apply(a->dq, a->rope_cos, a->rope_sin, B, T, 0, c->n_heads, HS, 1);
     rope_apply(a->dk, a->rope_cos, a->rope_sin, B, T, 0, c->n_kv_heads, HS, 1);
+    lap(a, PART_ATTENTION, &t);
     zero(a->dnorm, N * d);
+    lap(a, PART_OTHER, &t);
     matmul_backward(a->dnorm, LG(m, T_WQ, l), a->dq, y->norm_attn, LW(m, T_WQ, l), N, d, d);
     matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
     matmul_backward(a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    lap(a, PART_MATMUL, &t);
     norm_backward(m, a, AT_ATTN, l, a->dresid, a->dnorm, y->x_in, y->rstd_attn, N);
+    lap(a, PART_NORM, &t);
 }
 
 double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale) {
@@ -405,23 +446,29 @@ double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *ta
                              GradsReady ready, void *ctx) {
     const ModelConfig *c = &m->cfg;
     size_t N = (size_t)a->B * a->T, d = c->dim;
+    double t = lap_start(a);
     double loss = crossentropy_forward_backward(a->dlogits, a->logits, targets, N, c->vocab_size,
                                                 loss_scale / (float)N, a->row_loss);
     zero(a->dnorm, N * d);
+    lap(a, PART_OTHER, &t);
     matmul_backward(a->dnorm, m->g.t[T_WCLS], a->dlogits, a->norm_final, m->w.t[T_WCLS],
                     N, c->dim, c->vocab_size);
+    lap(a, PART_MATMUL, &t);
     zero(a->dresid, N * d);
     norm_backward(m, a, AT_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
+    lap(a, PART_NORM, &t);
     if (ready) ready(ctx, c->n_layers);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         Layer y = layer_at(m, a, l);
         block_backward(m, a, &y, l);
         if (ready) ready(ctx, l);
     }
+    t = lap_start(a);
     if (c->norm == NORM_DYT)
         embscale_backward(a->dresid, m->g.t[T_EMB_SCALE], a->dresid, a->emb,
                           m->w.t[T_EMB_SCALE][0], N * d);
     embedding_backward(m->g.t[T_WTE], a->dresid, tokens, N, c->dim);
+    lap(a, PART_OTHER, &t);
     return loss;
 }
 

@@ -65,6 +65,13 @@ void model_free(Model *m);
 void model_init(Model *m, uint64_t seed);
 void model_zero_grad(Model *m);
 
+// Optional wall-clock time per part of the forward and backward, in seconds,
+// accumulated; Acts.timers = NULL (the default) turns the clock reads off.
+enum { PART_MATMUL, PART_ATTENTION, PART_NORM, PART_OTHER, N_PARTS };
+typedef struct {
+    double s[N_PARTS];
+} PartTimes;
+
 // Activations for B sequences of T positions. kv_len is the key/value length
 // each layer keeps: T for training, the context length for generation (then
 // B = 1 and k, v are the KV cache). With store_all, every layer keeps its own
@@ -84,8 +91,10 @@ typedef struct {
     double *row_loss;                         // (B,T)
     // backward scratch (store_all only)
     float *dresid, *dnorm, *dq, *dk, *dv, *datty, *dh1, *dh3, *dhg, *dlogits, *att_scratch;
-    double *red;
+    float *norm_scratch; // the norms' backward: per-chunk weight-gradient sums
     float *block; // the one allocation
+    size_t block_floats;
+    PartTimes *timers; // NULL: not timed (set by the caller, e.g. bench/)
 } Acts;
 
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err);

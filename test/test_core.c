@@ -3,6 +3,7 @@
 //
 //   build/test_core [test/ref [../shared/data]]
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "../src/rng.h"
 #include "../src/sampler.h"
 #include "../src/sptok.h"
+#include "../src/vmath.h"
 
 static int n_fail = 0;
 
@@ -199,8 +201,9 @@ static void test_dyt_finite_differences(void) {
     for (int c = 0; c < C; c++) g[c] = 1.0f + 0.3f * (float)rng_normal(&rng), b[c] = 0.2f * (float)rng_normal(&rng);
     float alpha = 0.7f;
     float dx[N * C] = {0}, dg[C] = {0}, db[C] = {0}, da = 0.0f;
-    double partial[64];
-    dyt_backward(dx, &da, dg, db, w, x, alpha, g, N, C, partial);
+    float scratch[1024];
+    check(dyt_scratch_floats(N, C) <= 1024, "dyt scratch fits the test's buffer", "%zu floats", dyt_scratch_floats(N, C));
+    dyt_backward(dx, &da, dg, db, w, x, alpha, g, N, C, scratch);
     // central differences with h = 1e-2: truncation error O(h^2) ~ 1e-4 relative,
     // float32 forward rounding ~1e-7 * |L| / h ~ 1e-4; so a 2e-3 bound has margin
     const float h = 1e-2f;
@@ -254,6 +257,161 @@ static void test_dyt_finite_differences(void) {
           "abs %.3g rel %.3g", worst_abs, worst_rel);
     check(dyt_tanh(0.0f) == 0.0f && dyt_tanh(100.0f) == 1.0f && dyt_tanh(-100.0f) == -1.0f &&
           dyt_tanh(INFINITY) == 1.0f, "dyt_tanh: 0, saturation and infinity", "wrong limits");
+}
+
+// ----------------------------------------------------------------------------
+// attention (sgemm per batch and head, row blocks) against a float64 loop
+// version of the formulas; T is not a multiple of the row block, so partial
+// blocks and the causal cut of each block are exercised
+
+// out (B,T,NH*HS), p (B,NH,T,kv) in double; queries at pos0.., keys 0..pos0+t
+static void attention_naive(double *out, double *p, const float *q, const float *k, const float *v,
+                            int B, int T, int pos0, int kv, int NH, int NKV, int HS) {
+    int C = NH * HS, KVC = NKV * HS;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qv = q + ((size_t)b * T + t) * C + h * HS;
+                double *pr = p + (((size_t)b * NH + h) * T + t) * kv, mx = -INFINITY, sum = 0.0;
+                int kh = h / (NH / NKV), tk = pos0 + t + 1;
+                for (int j = 0; j < kv; j++) {
+                    double s = 0.0;
+                    for (int i = 0; i < HS; i++) s += (double)qv[i] * k[((size_t)b * kv + j) * KVC + kh * HS + i];
+                    pr[j] = j < tk ? s / sqrt((double)HS) : -INFINITY;
+                    mx = j < tk && pr[j] > mx ? pr[j] : mx;
+                }
+                for (int j = 0; j < kv; j++) sum += pr[j] = j < tk ? exp(pr[j] - mx) : 0.0;
+                for (int j = 0; j < kv; j++) pr[j] /= sum;
+                for (int i = 0; i < HS; i++) {
+                    double o = 0.0;
+                    for (int j = 0; j < tk; j++) o += pr[j] * v[((size_t)b * kv + j) * KVC + kh * HS + i];
+                    out[((size_t)b * T + t) * C + h * HS + i] = o;
+                }
+            }
+}
+
+static double max_rel_diff(const float *got, const double *want, size_t n) {
+    double e = 0.0, m = 0.0;
+    for (size_t i = 0; i < n; i++) e = fmax(e, fabs(got[i] - want[i])), m = fmax(m, fabs(want[i]));
+    return e / m;
+}
+
+static void fill_normal(float *x, size_t n, Rng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal(r);
+}
+
+static void test_attention(void) {
+    enum { B = 2, T = 150, NH = 4, NKV = 2, HS = 8, C = NH * HS, KVC = NKV * HS };
+    size_t nq = (size_t)B * T * C, nk = (size_t)B * T * KVC, np = (size_t)B * NH * T * T;
+    float *q = calloc(nq, 4), *k = calloc(nk, 4), *v = calloc(nk, 4), *out = calloc(nq, 4), *att = calloc(np, 4);
+    float *dout = calloc(nq, 4), *dq = calloc(nq, 4), *dk = calloc(nk, 4), *dv = calloc(nk, 4);
+    float *scratch = calloc(attention_scratch_floats(T) * 64, 4);
+    double *o64 = calloc(nq, 8), *p64 = calloc(np, 8);
+    Rng r = rng_make(11, 2);
+    fill_normal(q, nq, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r), fill_normal(dout, nq, &r);
+    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS);
+    attention_naive(o64, p64, q, k, v, B, T, 0, T, NH, NKV, HS);
+    double eo = max_rel_diff(out, o64, nq), ep = max_rel_diff(att, p64, np);
+    check(eo < 1e-5 && ep < 1e-5, "attention forward (T 150, GQA) = float64 formula within 1e-5",
+          "out %.3g, probabilities %.3g", eo, ep);
+    // backward: the gradient of L = sum(dout * out) by central differences of
+    // the float64 forward would be slow; instead the analytic float64 backward
+    double *dq64 = calloc(nq, 8), *dk64 = calloc(nk, 8), *dv64 = calloc(nk, 8);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const double *pr = p64 + (((size_t)b * NH + h) * T + t) * T;
+                const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
+                size_t kh = (size_t)h / (NH / NKV), qo = ((size_t)b * T + t) * C + h * HS;
+                double dp[T], dot = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    size_t ko = ((size_t)b * T + j) * KVC + kh * HS;
+                    dp[j] = 0.0;
+                    for (int i = 0; i < HS; i++) dp[j] += (double)dy[i] * v[ko + i], dv64[ko + i] += pr[j] * dy[i];
+                    dot += pr[j] * dp[j];
+                }
+                for (int j = 0; j <= t; j++) {
+                    size_t ko = ((size_t)b * T + j) * KVC + kh * HS;
+                    double ds = pr[j] * (dp[j] - dot) / sqrt((double)HS);
+                    for (int i = 0; i < HS; i++) dq64[qo + i] += ds * k[ko + i], dk64[ko + i] += ds * q[qo + i];
+                }
+            }
+    attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scratch);
+    double eq = max_rel_diff(dq, dq64, nq), ek = max_rel_diff(dk, dk64, nk), ev = max_rel_diff(dv, dv64, nk);
+    check(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "attention backward (T 150, GQA) = float64 formula within 1e-5",
+          "dq %.3g, dk %.3g, dv %.3g", eq, ek, ev);
+    // generation's shape: 40 new queries at position 100 against a cache of 150
+    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS);
+    attention_naive(o64, p64, q, k, v, 1, 40, 100, T, NH, NKV, HS);
+    eo = max_rel_diff(out, o64, (size_t)40 * C);
+    check(eo < 1e-5, "attention forward over a KV cache (40 queries at 100) within 1e-5", "out %.3g", eo);
+    free(q), free(k), free(v), free(out), free(att), free(dout), free(dq), free(dk), free(dv);
+    free(scratch), free(o64), free(p64), free(dq64), free(dk64), free(dv64);
+}
+
+// the norms' backward over several row chunks and channel blocks (N 100, C 40):
+// weight gradients against float64 sums, and the same bits with 1 and 2 threads
+static void norm_backward_pair(float *dx, float *dg, float *db, float *da, const float *x, const float *dy,
+                               const float *g, const float *rstd, float *scratch, int dyt, int N, int C) {
+    memset(dx, 0, sizeof(float) * N * C), memset(dg, 0, sizeof(float) * C), memset(db, 0, sizeof(float) * C);
+    *da = 0.0f;
+    if (dyt)
+        dyt_backward(dx, da, dg, db, dy, x, 0.8f, g, (size_t)N, C, scratch);
+    else
+        rmsnorm_backward(dx, dg, dy, x, g, rstd, (size_t)N, C, scratch);
+}
+
+static void test_norm_backward_chunks(void) {
+    enum { N = 100, C = 40 };
+    static float x[N * C], dy[N * C], dx[2][N * C], scratch[2 * 3 * N * C];
+    float g[C], rstd[N], dg[2][C], db[2][C], da[2], y[N * C];
+    Rng r = rng_make(5, 9);
+    fill_normal(x, N * C, &r), fill_normal(dy, N * C, &r), fill_normal(g, C, &r);
+    check(dyt_scratch_floats(N, C) <= 2 * 3 * N * C && rmsnorm_scratch_floats(N, C) <= 2 * 3 * N * C,
+          "norm backward scratch fits the test's buffer", "too small");
+    rmsnorm_forward(y, rstd, x, g, N, C, 1e-5f);
+    for (int dyt = 0; dyt < 2; dyt++) {
+        int saved = omp_get_max_threads();
+        for (int th = 0; th < 2; th++) {
+            omp_set_num_threads(th + 1);
+            norm_backward_pair(dx[th], dg[th], db[th], &da[th], x, dy, g, rstd, scratch, dyt, N, C);
+        }
+        omp_set_num_threads(saved);
+        double eg = 0.0, eb = 0.0, sa = 0.0, mg = 0.0;
+        for (int c = 0; c < C; c++) {
+            double sg = 0.0, sb = 0.0;
+            for (int n = 0; n < N; n++) {
+                double xv = x[n * C + c], d = dy[n * C + c], t = tanh(0.8 * xv);
+                sg += dyt ? d * t : d * xv * rstd[n];
+                sb += d;
+                sa += d * g[c] * xv * (1.0 - t * t);
+            }
+            eg = fmax(eg, fabs(dg[0][c] - sg)), eb = fmax(eb, fabs(db[0][c] - sb)), mg = fmax(mg, fabs(sg));
+        }
+        double ea = dyt ? fabs(da[0] - sa) / fabs(sa) : 0.0;
+        eb = dyt ? eb : 0.0;
+        char name[128];
+        snprintf(name, sizeof name, "%s backward, 4 row chunks: weight gradients = float64 sums within 1e-5",
+                 dyt ? "dyt" : "rmsnorm");
+        check(eg / mg < 1e-5 && eb / mg < 1e-5 && ea < 1e-5, name, "gain %.3g, beta %.3g, alpha %.3g", eg / mg, eb / mg, ea);
+        snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads", dyt ? "dyt" : "rmsnorm");
+        check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
+              !memcmp(db[0], db[1], sizeof db[0]) && da[0] == da[1], name, "differ");
+    }
+}
+
+// exp_approx against double exp over its range: relative error, and the edges
+static void test_exp_approx(void) {
+    double worst = 0.0;
+    for (int i = -873000; i <= 880000; i++) {
+        float x = i * 1e-4f;
+        double ref = exp((double)x), got = exp_approx(x);
+        worst = fmax(worst, fabs(got - ref) / ref);
+    }
+    check(worst < 3e-7, "exp_approx: relative error < 3e-7 on [-87.3, 88]", "worst %.3g", worst);
+    check(exp_approx(0.0f) == 1.0f && exp_approx(-100.0f) == 0.0f && exp_approx(-INFINITY) == 0.0f &&
+          isinf(exp_approx(100.0f)) && isnan(exp_approx(NAN)), "exp_approx: 1 at 0, 0 below, inf above, NaN kept",
+          "wrong limits");
 }
 
 // ----------------------------------------------------------------------------
@@ -1060,6 +1218,9 @@ int main(int argc, char **argv) {
     const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied"};
     for (int i = 0; i < 4; i++) test_reference_case(dir, cases[i]);
     test_dyt_finite_differences();
+    test_attention();
+    test_exp_approx();
+    test_norm_backward_chunks();
     test_sampler();
     test_schedule();
     test_select_kth();

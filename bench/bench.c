@@ -1,0 +1,359 @@
+// The benchmark program behind `make bench` (scripts/bench.py drives it, one
+// process per measurement so that each peak RSS is its own). Every mode
+// prints key=value lines on stdout:
+//
+//   benchmark peak THREADS                  sgemm peak (GFLOP/s) and memory read bandwidth
+//   bench train CONFIG NORM THREADS STEPS WARMUP
+//                                       one training step as train_llama does it
+//   bench layer D THREADS               DyT vs RMSNorm layer alone, 4096 tokens
+//   bench gen CONFIG THREADS            prefill of 256 tokens, greedy decode of 256
+//
+// CONFIG is tiny, small or medium (the shapes of issue #5), NORM rmsnorm or dyt.
+// Usage errors exit 2, runtime errors 1.
+#define _GNU_SOURCE // dlsym's RTLD_DEFAULT
+#include <cblas.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../dyt.h"
+#include "../src/common.h"
+#include "../src/layers.h"
+#include "../src/model.h"
+#include "../src/optim.h"
+#include "../src/rng.h"
+
+typedef struct {
+    const char *name;
+    int dim, layers, heads, kv_heads, seq, batch, vocab;
+} BenchConfig;
+
+static const BenchConfig CONFIGS[] = {
+    {"tiny", 64, 4, 4, 2, 128, 16, 256},
+    {"small", 288, 6, 6, 6, 256, 8, 512},
+    {"medium", 512, 8, 8, 8, 256, 8, 4096},
+};
+
+static const BenchConfig *find_config(const char *name) {
+    for (size_t i = 0; i < sizeof CONFIGS / sizeof CONFIGS[0]; i++)
+        if (!strcmp(CONFIGS[i].name, name)) return &CONFIGS[i];
+    return NULL;
+}
+
+static ModelConfig model_config(const BenchConfig *b, int norm, int seq_len) {
+    ModelConfig c = {.dim = b->dim, .hidden_dim = default_hidden_dim(b->dim), .n_layers = b->layers,
+                     .n_heads = b->heads, .n_kv_heads = b->kv_heads, .vocab_size = b->vocab,
+                     .seq_len = seq_len, .norm = norm, .tie_embeddings = 0, .dyt_beta = norm == NORM_DYT,
+                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+    return c;
+}
+
+// ----------------------------------------------------------------------------
+// measurement helpers
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+// Peak resident set (VmHWM) of this process, in bytes; 0 if unreadable.
+static double peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0.0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb * 1024.0;
+}
+
+// Allocation calls so far, when build/alloc_count.so is preloaded; -1 otherwise.
+static long alloc_calls(void) {
+    long (*count)(void) = (long (*)(void))dlsym(RTLD_DEFAULT, "alloc_count_calls");
+    return count ? count() : -1;
+}
+
+static float *randn(size_t n, uint64_t seed, float scale) {
+    float *x = alloc_floats(n);
+    Rng r = rng_make(seed, 0);
+    for (size_t i = 0; x && i < n; i++) x[i] = scale * (float)rng_normal(&r);
+    return x;
+}
+
+// FLOPs per trained token: 6 x matmul parameters (forward 2, backward 4) plus
+// causal attention's 6 x n_layers x seq x d (QK^T and att V, half the square).
+static double train_flops_per_token(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    double mat = (double)(m->sizes[T_WQ] + m->sizes[T_WK] + m->sizes[T_WV] + m->sizes[T_WO] +
+                          m->sizes[T_W1] + m->sizes[T_W2] + m->sizes[T_W3] + (double)c->vocab_size * c->dim);
+    return 6.0 * mat + 6.0 * c->n_layers * (double)c->seq_len * c->dim;
+}
+
+// ----------------------------------------------------------------------------
+// peak: sgemm GFLOP/s at a square shape, best of several; memory read GB/s
+
+#define PEAK_N 1536
+
+static int bench_peak(void) {
+    size_t n = PEAK_N;
+    float *a = randn(n * n, 1, 1.0f), *b = randn(n * n, 2, 1.0f), *c = alloc_floats(n * n);
+    if (!a || !b || !c) return fprintf(stderr, "bench: out of memory\n"), 1;
+    double best = 0.0;
+    for (int rep = 0; rep < 8; rep++) {
+        double t0 = now_seconds();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b,
+                    (int)n, 0.0f, c, (int)n);
+        double dt = now_seconds() - t0, gf = 2.0 * n * n * n / dt / 1e9;
+        best = gf > best ? gf : best;
+    }
+    free(a), free(b), free(c);
+    // read bandwidth: sum a 512 MiB array (far beyond any cache), best of 4
+    size_t m = (size_t)128 << 20;
+    float *x = randn(m, 3, 1.0f);
+    if (!x) return fprintf(stderr, "bench: out of memory\n"), 1;
+    double bw = 0.0, sink = 0.0;
+    for (int rep = 0; rep < 4; rep++) {
+        double t0 = now_seconds(), s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+        for (size_t i = 0; i < m; i += 16) {
+            float acc = 0.0f;
+            for (int j = 0; j < 16; j++) acc += x[i + j];
+            s += acc;
+        }
+        double dt = now_seconds() - t0;
+        sink += s;
+        bw = m * 4.0 / dt / 1e9 > bw ? m * 4.0 / dt / 1e9 : bw;
+    }
+    free(x);
+    printf("sgemm_shape=%zux%zux%zu NT\nsgemm_gflops=%.2f\nmem_read_gbs=%.2f\n", n, n, n, best, bw);
+    printf("corename=%s\nblas_config=%s\nthreads=%d\nsink=%g\n", openblas_get_corename(), openblas_get_config(),
+           omp_get_max_threads(), sink);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// train: zero grad, forward, backward, clip, AdamW, as train_llama's step
+
+static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
+    ModelConfig cfg = model_config(bc, norm, bc->seq);
+    Model m;
+    Acts a;
+    Error err;
+    if (model_create(&m, &cfg, &err) || model_alloc_grads(&m, &err))
+        return fprintf(stderr, "bench: %s\n", err.msg), 1;
+    model_init(&m, 1);
+    if (acts_create(&a, &m, bc->batch, bc->seq, bc->seq, 1, &err))
+        return fprintf(stderr, "bench: %s\n", err.msg), 1;
+    float *mom1 = alloc_floats(m.n_params), *mom2 = alloc_floats(m.n_params);
+    size_t N = (size_t)bc->batch * bc->seq;
+    int *tokens = malloc((N + 1) * sizeof(int)), *targets;
+    double *ms = malloc((size_t)steps * sizeof(double));
+    if (!mom1 || !mom2 || !tokens || !ms) return fprintf(stderr, "bench: out of memory\n"), 1;
+    Rng r = rng_make(7, 0);
+    for (size_t i = 0; i <= N; i++) tokens[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
+    targets = tokens + 1;
+    PartTimes parts = {{0}};
+    AdamW opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    long allocs0 = 0;
+    double opt_s = 0.0, loss = 0.0;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) { // timers and the allocation count cover the timed steps only
+            a.timers = &parts;
+            allocs0 = alloc_calls();
+        }
+        double t0 = now_seconds();
+        model_zero_grad(&m);
+        model_forward(&m, &a, tokens, bc->seq, 0, 1, NULL); // full shape: cannot fail
+        loss = model_backward(&m, &a, tokens, targets, 1.0f);
+        double t1 = now_seconds();
+        grad_clip(m.grads, m.n_params, 1.0f);
+        adamw_step(&m, mom1, mom2, s + 1, &opt);
+        double t2 = now_seconds();
+        if (s >= warmup) {
+            ms[s - warmup] = 1000.0 * (t2 - t0);
+            opt_s += t2 - t1;
+        }
+    }
+    long allocs = alloc_calls() - allocs0;
+    double step_ms = median(ms, steps), total = 0.0;
+    for (int p = 0; p < N_PARTS; p++) total += parts.s[p];
+    // analytic need: parameters, gradients, two AdamW moments; the activations
+    // block as acts_create lays it out (what backward keeps, plus its scratch)
+    double model_bytes = 16.0 * (double)m.n_params;
+    double act_bytes = 4.0 * (double)a.block_floats + 8.0 * (double)N; // and row_loss
+    double fpt = train_flops_per_token(&m);
+    printf("config=%s\nnorm=%s\nthreads=%d\nsteps=%d\nwarmup=%d\nparams=%zu\nloss=%.4f\n", bc->name,
+           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), steps, warmup, m.n_params, loss);
+    printf("step_ms=%.3f\ntok_s=%.1f\nflops_per_token=%.0f\nachieved_gflops=%.2f\n", step_ms,
+           N / (step_ms / 1000.0), fpt, fpt * N / (step_ms / 1000.0) / 1e9);
+    const char *names[N_PARTS] = {"matmul", "attention", "norm", "other"};
+    double all_s = 0.0;
+    for (int s = 0; s < steps; s++) all_s += ms[s] / 1000.0;
+    for (int p = 0; p < N_PARTS; p++) printf("share_%s=%.4f\n", names[p], parts.s[p] / all_s);
+    printf("share_optimizer=%.4f\nshare_untimed=%.4f\n", opt_s / all_s, 1.0 - (total + opt_s) / all_s);
+    printf("peak_rss_bytes=%.0f\nanalytic_bytes=%.0f\nmodel_state_bytes=%.0f\nactivation_bytes=%.0f\n",
+           peak_rss_bytes(), model_bytes + act_bytes, model_bytes, act_bytes);
+    printf("allocs_in_steps=%ld\n", allocs);
+    acts_free(&a), model_free(&m), free(mom1), free(mom2), free(tokens), free(ms);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// layer: DyT against RMSNorm alone, forward and backward, 4096 tokens of width D
+
+static int bench_layer(int D) {
+    size_t N = 4096, n = N * (size_t)D;
+    float *x = randn(n, 1, 1.0f), *dy = randn(n, 2, 1.0f), *y = alloc_floats(n), *dx = alloc_floats(n);
+    float *g = randn((size_t)D, 3, 0.1f), *b = alloc_floats((size_t)D), *dg = alloc_floats((size_t)D);
+    float *db = alloc_floats((size_t)D), *rstd = alloc_floats(N), da = 0.0f;
+    size_t ns = dyt_scratch_floats(N, D) > rmsnorm_scratch_floats(N, D) ? dyt_scratch_floats(N, D)
+                                                                       : rmsnorm_scratch_floats(N, D);
+    float *scratch = alloc_floats(ns);
+    if (!x || !dy || !y || !dx || !g || !b || !dg || !db || !rstd || !scratch)
+        return fprintf(stderr, "bench: out of memory\n"), 1;
+    for (int i = 0; i < D; i++) g[i] += 1.0f;
+    enum { REPS = 41 };
+    double t[4][REPS];
+    for (int rep = 0; rep < REPS + 3; rep++) { // 3 warm-up repetitions
+        double t0 = now_seconds();
+        rmsnorm_forward(y, rstd, x, g, N, D, 1e-5f);
+        double t1 = now_seconds();
+        rmsnorm_backward(dx, dg, dy, x, g, rstd, N, D, scratch);
+        double t2 = now_seconds();
+        dyt_forward(y, x, 0.5f, g, b, N, D);
+        double t3 = now_seconds();
+        dyt_backward(dx, &da, dg, db, dy, x, 0.5f, g, N, D, scratch);
+        double t4 = now_seconds();
+        if (rep >= 3) {
+            t[0][rep - 3] = t1 - t0, t[1][rep - 3] = t2 - t1;
+            t[2][rep - 3] = t3 - t2, t[3][rep - 3] = t4 - t3;
+        }
+    }
+    const char *names[4] = {"rms_fwd", "rms_bwd", "dyt_fwd", "dyt_bwd"};
+    printf("dim=%d\ntokens=%zu\nthreads=%d\n", D, N, omp_get_max_threads());
+    for (int k = 0; k < 4; k++) printf("%s_us=%.2f\n", names[k], 1e6 * median(t[k], REPS));
+    free(x), free(dy), free(y), free(dx), free(g), free(b), free(dg), free(db), free(rstd), free(scratch);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// gen: prefill a 256-token prompt, then greedy-decode 256 tokens (KV cache)
+
+#define GEN_PROMPT 256
+#define GEN_TOKENS 256
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+static int bench_gen(const BenchConfig *bc, int norm) {
+    int ctx = GEN_PROMPT + GEN_TOKENS;
+    ModelConfig cfg = model_config(bc, norm, ctx);
+    Model m;
+    Acts a;
+    Error err;
+    if (model_create(&m, &cfg, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+    model_init(&m, 1);
+    if (acts_create(&a, &m, 1, GEN_PROMPT, ctx, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+    int *tok = malloc((size_t)ctx * sizeof(int));
+    if (!tok) return fprintf(stderr, "bench: out of memory\n"), 1;
+    Rng r = rng_make(5, 0);
+    for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
+    double best_prefill = 1e30, best_decode = 1e30;
+    for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
+        double t0 = now_seconds();
+        if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+        double t1 = now_seconds();
+        const float *logits = a.logits + (size_t)(GEN_PROMPT - 1) * bc->vocab;
+        for (int n = GEN_PROMPT; n < ctx; n++) {
+            tok[n] = argmax(logits, bc->vocab);
+            if (n + 1 == ctx) break;
+            if (model_forward(&m, &a, &tok[n], 1, n, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+            logits = a.logits;
+        }
+        double t2 = now_seconds();
+        if (rep > 0) { // (one timed repetition: decoding 256 tokens is itself a long average)
+            best_prefill = t1 - t0 < best_prefill ? t1 - t0 : best_prefill;
+            best_decode = t2 - t1 < best_decode ? t2 - t1 : best_decode;
+        }
+    }
+    // per decoded token: every weight is read once except the embedding's other rows
+    double weight_bytes = 4.0 * (double)(m.n_params - m.sizes[T_WTE]);
+    double mat = (double)(m.n_params - m.sizes[T_WTE]); // matmul weights dominate: 2 FLOPs each
+    double attn = 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * cfg.dim; // mean position
+    printf("config=%s\nnorm=%s\nthreads=%d\nprompt=%d\ngenerated=%d\n", bc->name,
+           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
+    printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
+           (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
+    printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);
+    acts_free(&a), model_free(&m), free(tok);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+
+static int usage(void) {
+    fprintf(stderr, "usage: bench peak THREADS | bench train CONFIG NORM THREADS STEPS WARMUP |\n"
+                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS\n"
+                    "CONFIG: tiny, small, medium; NORM: rmsnorm, dyt\n");
+    return 2;
+}
+
+static int parse_int(const char *s, const char *what, int lo, int hi, int *out) {
+    int64_t v;
+    if (parse_i64(s, lo, hi, &v)) {
+        fprintf(stderr, "bench: %s '%s' must be an integer in [%d, %d]\n", what, s, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_norm(const char *s, int *norm) {
+    if (!strcmp(s, "rmsnorm") || !strcmp(s, "dyt")) {
+        *norm = !strcmp(s, "dyt") ? NORM_DYT : NORM_RMS;
+        return 0;
+    }
+    fprintf(stderr, "bench: NORM '%s' must be rmsnorm or dyt\n", s);
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return usage();
+    const char *mode = argv[1];
+    int threads, norm = NORM_RMS, steps, warmup, dim;
+    const BenchConfig *bc = NULL;
+    if (!strcmp(mode, "peak") && argc == 3) {
+        if (parse_int(argv[2], "THREADS", 1, 1024, &threads)) return 2;
+        threads_setup(threads);
+        return bench_peak();
+    }
+    if (!strcmp(mode, "layer") && argc == 4) {
+        if (parse_int(argv[2], "D", 2, 65536, &dim) || parse_int(argv[3], "THREADS", 1, 1024, &threads)) return 2;
+        threads_setup(threads);
+        return bench_layer(dim);
+    }
+    if ((!strcmp(mode, "train") && argc == 7) || (!strcmp(mode, "gen") && argc == 5)) {
+        if (!(bc = find_config(argv[2]))) {
+            fprintf(stderr, "bench: CONFIG '%s' must be tiny, small or medium\n", argv[2]);
+            return 2;
+        }
+        if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 1, 1024, &threads)) return 2;
+        threads_setup(threads);
+        if (!strcmp(mode, "gen")) return bench_gen(bc, norm);
+        if (parse_int(argv[5], "STEPS", 1, 100000, &steps) || parse_int(argv[6], "WARMUP", 0, 100000, &warmup))
+            return 2;
+        return bench_train(bc, norm, steps, warmup);
+    }
+    return usage();
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/python3
+"""`make bench`: runs build/benchmark (one process per measurement, so each peak
+RSS is its own) and the PyTorch peer (scripts/bench_torch.py), prints the
+table and writes it to docs/bench.md and docs/bench.csv.
+
+    /usr/bin/python3 scripts/bench.py [--threads N] [--quick] [--out docs]
+
+--threads defaults to the number of cores; scaling compares 1 thread with it.
+--quick (or BENCH_QUICK=1) runs a few steps only: a smoke run, not numbers.
+Environment: BENCH_CFLAGS (set by the Makefile) is recorded as the build flags.
+"""
+
+import argparse
+import csv
+import datetime
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BENCH = os.path.join(ROOT, "build", "benchmark")
+PRELOAD = os.path.join(ROOT, "build", "alloc_count.so")
+
+# the shapes of issue #5; steps (timed, warm-up) chosen so the suite takes minutes
+CONFIGS = {
+    "tiny": dict(dim=64, layers=4, heads=4, kv_heads=2, seq=128, batch=16, vocab=256, steps=20, warmup=3),
+    "small": dict(dim=288, layers=6, heads=6, kv_heads=6, seq=256, batch=8, vocab=512, steps=10, warmup=2),
+    "medium": dict(dim=512, layers=8, heads=8, kv_heads=8, seq=256, batch=8, vocab=4096, steps=4, warmup=1),
+}
+NORMS = ("rmsnorm", "dyt")
+LAYER_DIMS = (288, 1024, 4096)
+
+
+def run_kv(cmd, env=None):
+    """Runs cmd, returns its key=value lines as a dict (values as float where they parse)."""
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip()[:300]}")
+    out = {}
+    for line in r.stdout.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def bench_env():
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = PRELOAD
+    return env
+
+
+def fmt(x, nd=1):
+    return f"{x:,.{nd}f}"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
+    p.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    a = p.parse_args()
+    T = a.threads
+    t_start = datetime.datetime.now(datetime.timezone.utc)
+    load_start = os.getloadavg()[0]
+    rows = []  # (section, config, norm, threads, metric, value) for the CSV
+
+    def rec(section, config, norm, threads, d, keys):
+        for k in keys:
+            rows.append((section, config, norm, threads, k, d[k]))
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    log(f"bench: sgemm peak and memory bandwidth ({T} threads)")
+    peak = run_kv([BENCH, "peak", str(T)])
+    rec("peak", "", "", T, peak, ["sgemm_gflops", "mem_read_gbs"])
+    train, torch, gen, layer = {}, {}, {}, {}
+    for name, c in CONFIGS.items():
+        steps, warm = (2, 1) if a.quick else (c["steps"], c["warmup"])
+        thread_list = [T] + ([1] if name != "tiny" and T > 1 else [])
+        for norm in NORMS:
+            for th in thread_list:
+                if th == 1 and norm == "dyt":
+                    continue  # scaling is measured on RMSNorm
+                log(f"bench: train {name} {norm} {th} threads")
+                d = run_kv([BENCH, "train", name, norm, str(th), str(steps), str(warm)], env=bench_env())
+                train[name, norm, th] = d
+                rec("train", name, norm, th, d, ["step_ms", "tok_s", "flops_per_token", "achieved_gflops",
+                                                 "share_matmul", "share_attention", "share_norm", "share_other",
+                                                 "share_optimizer", "peak_rss_bytes", "analytic_bytes",
+                                                 "allocs_in_steps"])
+            log(f"bench: torch {name} {norm} {T} threads")
+            targs = ["--dim", c["dim"], "--layers", c["layers"], "--heads", c["heads"], "--kv-heads",
+                     c["kv_heads"], "--seq", c["seq"], "--batch", c["batch"], "--vocab", c["vocab"],
+                     "--norm", norm, "--threads", T, "--steps", steps, "--warmup", warm]
+            d = run_kv(["/usr/bin/python3", os.path.join(HERE, "bench_torch.py")] + [str(x) for x in targs])
+            torch[name, norm] = d
+            rec("torch", name, norm, T, d, ["step_ms", "tok_s"])
+            log(f"bench: generation {name} {norm}")
+            d = run_kv([BENCH, "gen", name, norm, str(T)])
+            gen[name, norm] = d
+            rec("gen", name, norm, T, d, ["prefill_tok_s", "decode_tok_s", "decode_ms_per_token",
+                                          "decode_weight_bytes", "decode_flops_per_token"])
+    for dim in LAYER_DIMS:
+        log(f"bench: layer d={dim}")
+        d = run_kv([BENCH, "layer", str(dim), str(T)])
+        layer[dim] = d
+        rec("layer", str(dim), "", T, d, ["rms_fwd_us", "rms_bwd_us", "dyt_fwd_us", "dyt_bwd_us"])
+    wall = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds()
+    loads = (load_start, os.getloadavg()[0])
+
+    md = report(a, T, peak, train, torch, gen, layer, wall, t_start, loads)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "bench.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(a.out, "bench.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["section", "config", "norm", "threads", "metric", "value"])
+        w.writerows(rows)
+    print(md)
+    log(f"bench: wrote {a.out}/bench.md and {a.out}/bench.csv in {wall:.0f} s")
+
+
+def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
+    pk = peak["sgemm_gflops"]
+    bw = peak["mem_read_gbs"]
+    L = []
+    L.append("# `make bench`\n")
+    L.append(f"Run {t_start:%Y-%m-%d %H:%M} UTC, {wall:.0f} s{' (--quick: smoke run, not numbers)' if a.quick else ''}. "
+             f"Threads {T}; OpenBLAS core `{peak['corename']}` ({peak['blas_config']}); "
+             f"CFLAGS `{os.environ.get('BENCH_CFLAGS', '?')}`; PyTorch {next(iter(torch.values()))['torch']}. "
+             f"Load average (1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: "
+             f"a load above {T} means other processes shared the cores, inflating the times.\n")
+    L.append(f"- sgemm peak: **{pk:.1f} GFLOP/s**, best of 8 `cblas_sgemm` of shape {peak['sgemm_shape']} "
+             f"(M x N x K, B transposed as in our matmuls), same BLAS, {T} threads.")
+    L.append(f"- memory read bandwidth: **{bw:.1f} GB/s** (sum of a 512 MiB array, best of 4).")
+    L.append("- FLOPs per token = 6 x matmul parameters (q, k, v, o, w1, w2, w3, head) "
+             "+ 6 x n_layers x seq x d (causal attention); MFU = FLOPs/token x tokens/s / sgemm peak.")
+    L.append("- analytic memory = 16 bytes x parameters (weights, gradients, two AdamW moments) + the activation "
+             "block as acts_create lays it out (what backward keeps, its scratch, the logits and their gradient).")
+    L.append("- allocs/step: malloc-family calls during the timed steps (LD_PRELOAD counter), per step.\n")
+
+    L.append("## Training\n")
+    L.append("| config | norm | threads | ms/step | tok/s | MFLOP/token | GFLOP/s | MFU | PyTorch tok/s | ours / PyTorch "
+             "| peak RSS MiB | analytic MiB | RSS / analytic | allocs/step |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (name, norm, th), d in train.items():
+        t = torch.get((name, norm)) if th == T else None
+        peer = f"{fmt(t['tok_s'], 0)} | {d['tok_s'] / t['tok_s']:.2f}x" if t else " | "
+        L.append(f"| {name} | {norm} | {th} | {fmt(d['step_ms'])} | {fmt(d['tok_s'], 0)} | "
+                 f"{fmt(d['flops_per_token'] / 1e6)} | {fmt(d['achieved_gflops'])} | "
+                 f"{100 * d['achieved_gflops'] / pk:.0f}% | {peer} | "
+                 f"{d['peak_rss_bytes'] / 2**20:.0f} | {d['analytic_bytes'] / 2**20:.0f} | "
+                 f"{d['peak_rss_bytes'] / d['analytic_bytes']:.2f} | {d['allocs_in_steps'] / d['steps']:.0f} |")
+    L.append("\nTime shares of a step (the program's own timers; optimizer = clip + AdamW):\n")
+    L.append("| config | norm | threads | matmuls | attention (incl. RoPE) | norms | rest (elementwise, loss, embedding) | optimizer |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for (name, norm, th), d in train.items():
+        L.append(f"| {name} | {norm} | {th} | " + " | ".join(
+            f"{100 * d['share_' + k]:.1f}%" for k in ("matmul", "attention", "norm", "other", "optimizer")) + " |")
+    L.append(f"\nThread scaling (RMSNorm, ms/step):\n")
+    L.append(f"| config | 1 thread | {T} threads | speed-up |")
+    L.append("|---|---|---|---|")
+    for name in CONFIGS:
+        if (name, "rmsnorm", 1) in train and T > 1:
+            one, many = train[name, "rmsnorm", 1]["step_ms"], train[name, "rmsnorm", T]["step_ms"]
+            L.append(f"| {name} | {fmt(one)} | {fmt(many)} | {one / many:.2f}x |")
+
+    L.append("\n## DyT against RMSNorm, the layer alone (4096 tokens, microseconds, median of 41)\n")
+    L.append("| d | RMSNorm fwd | RMSNorm bwd | DyT fwd | DyT bwd | RMSNorm / DyT (fwd+bwd) |")
+    L.append("|---|---|---|---|---|---|")
+    for dim, d in layer.items():
+        rms, dyt = d["rms_fwd_us"] + d["rms_bwd_us"], d["dyt_fwd_us"] + d["dyt_bwd_us"]
+        L.append(f"| {dim} | {fmt(d['rms_fwd_us'])} | {fmt(d['rms_bwd_us'])} | {fmt(d['dyt_fwd_us'])} | "
+                 f"{fmt(d['dyt_bwd_us'])} | {rms / dyt:.2f}x |")
+
+    L.append("\n## Generation (batch 1, KV cache; prompt 256 tokens, then 256 greedy tokens)\n")
+    L.append("| config | norm | prefill tok/s | decode tok/s | decode ms/token | bound ms/token | cost / bound "
+             "| prefill / decode per token |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for (name, norm), d in gen.items():
+        stream = d["decode_weight_bytes"] / (bw * 1e9) * 1e3
+        compute = d["decode_flops_per_token"] / (pk * 1e9) * 1e3
+        bound = max(stream, compute)
+        which = "weights / bandwidth" if stream >= compute else "FLOPs / peak"
+        L.append(f"| {name} | {norm} | {fmt(d['prefill_tok_s'], 0)} | {fmt(d['decode_tok_s'])} | "
+                 f"{d['decode_ms_per_token']:.3f} | {bound:.3f} ({which}) | {d['decode_ms_per_token'] / bound:.2f}x | "
+                 f"{d['prefill_tok_s'] / d['decode_tok_s']:.1f}x |")
+
+    L.append("\n## Targets (issue #5)\n")
+    L.extend(targets(T, pk, bw, train, torch, gen, layer))
+    return "\n".join(L) + "\n"
+
+
+def targets(T, pk, bw, train, torch, gen, layer):
+    out = []
+
+    def line(ok, text):
+        out.append(f"- {'met' if ok else '**not met**'}: {text}")
+
+    s = train.get(("small", "rmsnorm", T))
+    if s and ("small", "rmsnorm") in torch:
+        for norm in NORMS:
+            r = train["small", norm, T]["tok_s"] / torch["small", norm]["tok_s"]
+            line(r >= 2.0, f"small {norm}: {r:.2f}x PyTorch's tokens/s at {T} threads (target 2x)")
+        for norm in NORMS:
+            mfu = train["small", norm, T]["achieved_gflops"] / pk
+            line(mfu >= 0.8, f"small {norm}: MFU {100 * mfu:.0f}% of the measured sgemm peak (target 80%)")
+    for name in CONFIGS:
+        if (name, "dyt", T) in train:
+            r = train[name, "dyt", T]["step_ms"] / train[name, "rmsnorm", T]["step_ms"]
+            line(r <= 1.0, f"{name}: a DyT step takes {r:.3f}x the RMSNorm step (target <= 1)")
+    for dim, d in layer.items():
+        r = (d["rms_fwd_us"] + d["rms_bwd_us"]) / (d["dyt_fwd_us"] + d["dyt_bwd_us"])
+        line(r >= 1.5, f"d={dim}: the DyT layer is {r:.2f}x faster than RMSNorm, fwd+bwd (target 1.5x)")
+    for name in ("small", "medium"):
+        if (name, "rmsnorm", 1) in train and T > 1:
+            r = train[name, "rmsnorm", 1]["step_ms"] / train[name, "rmsnorm", T]["step_ms"]
+            line(r >= 1.8, f"{name}: {T} threads are {r:.2f}x faster than 1 (target 1.8x)")
+    for (name, norm, th), d in train.items():
+        r = d["peak_rss_bytes"] / d["analytic_bytes"]
+        line(r <= 1.2, f"{name} {norm} {th} threads: peak RSS {r:.2f}x the analytic need (target 1.2x)")
+        line(d["allocs_in_steps"] == 0, f"{name} {norm} {th} threads: {d['allocs_in_steps'] / d['steps']:.0f} "
+             "allocation calls per training step (target 0)")
+    for (name, norm), d in gen.items():
+        stream = d["decode_weight_bytes"] / (bw * 1e9) * 1e3
+        compute = d["decode_flops_per_token"] / (pk * 1e9) * 1e3
+        r = d["decode_ms_per_token"] / max(stream, compute)
+        line(r <= 1.5, f"{name} {norm}: a decoded token costs {r:.2f}x its bound (target 1.5x)")
+        r = d["prefill_tok_s"] / d["decode_tok_s"]
+        line(r >= 10, f"{name} {norm}: prefill is {r:.1f}x faster per token than decoding (target 10x)")
+    return out
+
+
+if __name__ == "__main__":
+    main()
