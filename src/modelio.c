@@ -275,7 +275,8 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
     if (!f) return err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
-        ok = fwrite(chunks[i].p, 1, chunks[i].n, f) == chunks[i].n;
+        // an empty chunk may be NULL (no embedded tokenizer), which fwrite must not see
+        ok = !chunks[i].n || fwrite(chunks[i].p, 1, chunks[i].n, f) == chunks[i].n;
         if (i == 0) test_write_delay(f);
     }
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
