@@ -439,8 +439,13 @@ static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
 // cut after a checkpoint but before the log reached the disk lost rows).
 static int save_checkpoint(Run *r, Error *err) {
     int64_t rb[RUN_BLOCK_SLOTS];
-    if (fflush(r->log) || fsync(fileno(r->log)))
-        return err_set(err, "%s: write failed: %s", r->path_log, strerror(errno));
+    // ferror too: a failed flush drops its rows and the next flush succeeds,
+    // so a write error since the last checkpoint shows only in the sticky flag
+    int earlier = ferror(r->log);
+    errno = 0;
+    if (earlier || fflush(r->log) || fsync(fileno(r->log)))
+        return err_set(err, "%s: write failed: %s (the last checkpoint is unchanged)", r->path_log,
+                       earlier || !errno ? "an earlier write of it failed" : strerror(errno));
     run_block_pack(&r->s, r->data.fingerprint, rb);
     if (checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err)) return -1;
     return r->s.keep > 1 ? keep_checkpoint(r, rb, err) : 0;

@@ -1,5 +1,6 @@
 #include "dist.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #ifdef USE_MPI
@@ -62,8 +63,10 @@ void dist_gather_u64(const Dist *d, uint64_t v, uint64_t *all) {
 void dist_isum_floats(const Dist *d, DistReqs *q, float *x, size_t n) {
     if (d->size == 1 || n == 0) return;
     if (!q->req && !(q->req = malloc(DIST_MAX_REQS * sizeof(MPI_Request)))) {
-        dist_sum_floats(d, x, n); // no memory for requests: reduce now
-        return;
+        // a blocking sum here would not match the other ranks' non-blocking
+        // ones (a hang): end the job instead
+        fprintf(stderr, "train_llama: rank %d: out of memory for MPI requests\n", d->rank);
+        dist_abort(d, 1);
     }
     MPI_Request *r = q->req;
     for (size_t i = 0; i < n; i += CHUNK) {
