@@ -3,7 +3,7 @@
 # Installs missing packages (as root; otherwise prints the apt-get line and
 # stops), fetches Tiny Shakespeare, builds, trains RMSNorm and DyT with paired
 # seeds, plots the loss curves, writes the summary and a text sample from each.
-# Takes about 10 minutes on 2 cores. Rerunning skips finished runs.
+# Takes about 5 minutes on 2 cores. Rerunning skips finished runs.
 #
 #   scripts/demo.sh [--out DIR] [--seeds N] [--steps N]
 set -euo pipefail
