@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "src/vmath.h"
+
 // out (N,C), inp (N,C), gamma (C), beta (C) or NULL
 void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
                  const float *beta, size_t N, int C);
@@ -27,22 +29,12 @@ size_t dyt_scratch_floats(size_t N, int C);
 
 // tanh in float32 that compilers vectorise (glibc's tanhf is a scalar call and
 // took most of DyT's cost). For |x| >= 1/16: tanh|x| = (1 - e) / (1 + e) with
-// e = exp(-2|x|) = 2^n exp(r), |r| <= ln2/2, exp(r) by its degree-7 Taylor
-// polynomial (truncation < 6e-9). Below 1/16 the odd Taylor series avoids the
-// cancellation in 1 - e. Absolute error about 1e-7 (checked in test_core).
+// e = exp(-2|x|) (exp_reduced, src/vmath.h). Below 1/16 the odd Taylor series
+// avoids the cancellation in 1 - e. Absolute error about 1e-7 (checked in test_core).
 static inline float dyt_tanh(float x) {
     float ax = fabsf(x);
     ax = ax < 9.0f ? ax : 9.0f; // tanh(9) rounds to 1 in float32 (a select, not fminf: it vectorises)
-    float z = -2.0f * ax;
-    // n = round(z / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22)
-    float n = (z * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = (z - n * 0.693145752f) - n * 1.42860677e-6f; // ln2 split hi + lo (Cody-Waite)
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-              r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    int32_t bits = ((int32_t)n + 127) << 23; // 2^n, n in [-26, 0]
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float e = p * scale;
+    float e = exp_reduced(-2.0f * ax);
     float big = (1.0f - e) / (1.0f + e);
     float x2 = ax * ax;
     float small = ax * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315))));
