@@ -67,7 +67,7 @@ static void usage(FILE *f) {
 static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Error *err) {
     int *tokens, rc = 0;
     size_t nt;
-    if (encode_file(path, tk, &tokens, &nt, NULL, err)) return -1;
+    if (encode_file(path, tk, &tokens, &nt, err)) return -1;
     if (nt < 2) {
         free(tokens);
         return err_set(err, "%s: needs at least 2 tokens to score, has %zu", path, nt);

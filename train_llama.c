@@ -778,7 +778,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
 // --vocab-size > 256 a BPE vocabulary for the data, kept beside it as
 // DATA.bpeN (reused while the text is unchanged), and the token cache path
 // DATA.bpeN.tok.
-static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
+static int setup_tokenizer(Run *r, const TextFile *text, char *cache_path, size_t cap, Error *err) {
     const Settings *s = &r->s;
     r->tk = tokenizer_bytes();
     if (s->resume && r->model.tokenizer) {
@@ -790,7 +790,7 @@ static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
         char vocab_path[4200], note[2048];
         if (snprintf(vocab_path, sizeof vocab_path, "%s.bpe%d", s->data, (int)s->vocab_size) >= (int)sizeof vocab_path)
             return err_set(err, "%s: path too long", s->data);
-        if (bpe_for_text(&r->bpe, s->data, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
+        if (bpe_for_text(&r->bpe, text, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
         if (r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", note);
     }
     if (!r->bpe.blob) return 0;
@@ -800,13 +800,17 @@ static int setup_tokenizer(Run *r, char *cache_path, size_t cap, Error *err) {
     return 0;
 }
 
-// The vocabulary (setup_tokenizer) and the data, encoded (or read from the cache).
+// The vocabulary (setup_tokenizer) and the data, encoded (or read from the
+// cache): the text is read once for both.
 static int setup_data(Run *r, Error *err) {
     char cache_path[4200] = "";
-    if (setup_tokenizer(r, cache_path, sizeof cache_path, err)) return -1;
-    if (dataset_load(&r->data, r->s.data, &r->tk, (int)r->s.seq, cache_path[0] ? cache_path : NULL, err)) return -1;
-    if (r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
-    return 0;
+    TextFile text;
+    if (text_read(&text, r->s.data, err)) return -1;
+    int rc = setup_tokenizer(r, &text, cache_path, sizeof cache_path, err) ||
+             dataset_load(&r->data, &text, &r->tk, (int)r->s.seq, cache_path[0] ? cache_path : NULL, err);
+    text_free(&text);
+    if (!rc && r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
+    return rc ? -1 : 0;
 }
 
 // Rank 0 alone writes the run's files (log, checkpoints, model, result).

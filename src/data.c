@@ -66,26 +66,40 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
     return 0;
 }
 
-int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens,
-                uint64_t *fingerprint, Error *err) {
-    unsigned char *text;
-    size_t n;
-    if (read_file(path, &text, &n, err)) return -1;
-    if (fingerprint) *fingerprint = fnv1a64(text, n, FNV1A64_INIT);
+// tokens (malloc'd) of text[0..n); errors name path.
+static int encode_text(const Tokenizer *tk, const unsigned char *text, size_t n, const char *path, int **tokens,
+                       size_t *n_tokens, Error *err) {
     *tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
-    if (!*tokens) {
-        free(text);
-        return err_set(err, "%s: out of memory", path);
-    }
+    if (!*tokens) return err_set(err, "%s: out of memory", path);
     Error e;
-    int rc = tokenizer_encode(tk, text, n, *tokens, n_tokens, &e);
-    free(text);
-    if (rc) {
+    if (tokenizer_encode(tk, text, n, *tokens, n_tokens, &e)) {
         free(*tokens);
         *tokens = NULL;
         return err_set(err, "%s: %s", path, e.msg);
     }
     return 0;
+}
+
+int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens, Error *err) {
+    unsigned char *text;
+    size_t n;
+    if (read_file(path, &text, &n, err)) return -1;
+    int rc = encode_text(tk, text, n, path, tokens, n_tokens, err);
+    free(text);
+    return rc;
+}
+
+int text_read(TextFile *t, const char *path, Error *err) {
+    memset(t, 0, sizeof *t);
+    t->path = path;
+    if (read_file(path, &t->bytes, &t->n, err)) return -1;
+    t->fingerprint = fnv1a64(t->bytes, t->n, FNV1A64_INIT);
+    return 0;
+}
+
+void text_free(TextFile *t) {
+    free(t->bytes);
+    memset(t, 0, sizeof *t);
 }
 
 // Tokens of the text from the cache when it belongs to this text and
@@ -132,33 +146,18 @@ static double bytes_per_token(const Tokenizer *tk, const int *tokens, size_t n) 
     return n ? (double)bytes / (double)n : 1.0;
 }
 
-int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, const char *cache_path,
+int dataset_load(Dataset *ds, const TextFile *text, const Tokenizer *tk, int seq_len, const char *cache_path,
                  Error *err) {
     memset(ds, 0, sizeof *ds);
-    unsigned char *text;
-    size_t n;
-    if (read_file(path, &text, &n, err)) return -1;
-    ds->fingerprint = fnv1a64(text, n, FNV1A64_INIT);
+    const char *path = text->path;
+    size_t n = text->n;
+    ds->fingerprint = text->fingerprint;
     int use_cache = cache_path && tk->kind == TOK_BPE;
-    if (use_cache && cache_read(ds, cache_path, tk, n, err)) {
-        free(text);
-        return -1;
-    }
+    if (use_cache && cache_read(ds, cache_path, tk, n, err)) return -1;
     if (!ds->tokens) {
-        Error e;
-        ds->tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
-        if (!ds->tokens) {
-            free(text);
-            return err_set(err, "%s: out of memory", path);
-        }
-        if (tokenizer_encode(tk, text, n, ds->tokens, &ds->n_tokens, &e)) {
-            free(text);
-            dataset_free(ds);
-            return err_set(err, "%s: %s", path, e.msg);
-        }
+        if (encode_text(tk, text->bytes, n, path, &ds->tokens, &ds->n_tokens, err)) return -1;
         if (use_cache) cache_write(ds, cache_path, tk, n);
     }
-    free(text);
     ds->n_train = ds->n_tokens / 10 * 9;
     size_t need = (size_t)seq_len + 1;
     if (ds->n_train < need || ds->n_tokens - ds->n_train < need) {
@@ -171,22 +170,14 @@ int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len
     return 0;
 }
 
-int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
+int bpe_for_text(Bpe *b, const TextFile *text, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
                  Error *err) {
-    unsigned char *text;
-    size_t n;
     memset(b, 0, sizeof *b);
-    if (read_file(path, &text, &n, err)) return -1;
-    uint64_t h = fnv1a64(text, n, FNV1A64_INIT);
     const char *why = "none yet";
     if (!access(vocab_path, F_OK)) {
         Error e;
-        if (bpe_load(b, vocab_path, &e)) {
-            free(text);
-            return err_set(err, "%s (delete the file to retrain it)", e.msg);
-        }
-        if (b->text_size == n && b->text_hash == h && b->vocab_size == vocab_size) {
-            free(text);
+        if (bpe_load(b, vocab_path, &e)) return err_set(err, "%s (delete the file to retrain it)", e.msg);
+        if (b->text_size == text->n && b->text_hash == text->fingerprint && b->vocab_size == vocab_size) {
             snprintf(note, note_cap, "tokenizer %s: reused (%d tokens)", vocab_path, vocab_size);
             return 0;
         }
@@ -195,9 +186,7 @@ int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_pat
     }
     double t0 = now_seconds();
     Error e;
-    int rc = bpe_train(b, text, n, vocab_size, &e);
-    free(text);
-    if (rc) return err_set(err, "%s: %s", path, e.msg);
+    if (bpe_train(b, text->bytes, text->n, vocab_size, &e)) return err_set(err, "%s: %s", text->path, e.msg);
     int len = snprintf(note, note_cap, "tokenizer %s: %s, trained %d tokens in %.2f s", vocab_path, why, vocab_size,
                        now_seconds() - t0);
     if (len < 0 || (size_t)len >= note_cap) return 0;

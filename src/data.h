@@ -42,10 +42,19 @@ int tokenizer_is_stop(const Tokenizer *tk, int token);
 // Reads a whole file into memory (regular files only), followed by a NUL
 // byte not counted in *n. Caller frees *data.
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err);
-// Reads a text file and encodes it: *tokens (caller frees), their count, and
-// the FNV-1a fingerprint of the bytes (if fingerprint is not NULL).
-int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens,
-                uint64_t *fingerprint, Error *err);
+// Reads a text file and encodes it: *tokens (caller frees) and their count.
+int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens, Error *err);
+
+// The training text in memory, read once for both the vocabulary and the
+// dataset, with its FNV-1a fingerprint (what checkpoints and caches key on).
+typedef struct {
+    const char *path;
+    unsigned char *bytes; // NUL-terminated (read_file)
+    size_t n;
+    uint64_t fingerprint;
+} TextFile;
+int text_read(TextFile *t, const char *path, Error *err);
+void text_free(TextFile *t);
 
 typedef struct {
     int *tokens;
@@ -60,14 +69,14 @@ typedef struct {
 // tokens come from that token cache when it matches the text and the
 // tokenizer; otherwise they are encoded and the cache is (re)written. A
 // corrupt cache is an error; a cache that cannot be written is only a note.
-int dataset_load(Dataset *ds, const char *path, const Tokenizer *tk, int seq_len, const char *cache_path,
+int dataset_load(Dataset *ds, const TextFile *text, const Tokenizer *tk, int seq_len, const char *cache_path,
                  Error *err);
 
-// The BPE vocabulary of vocab_size tokens for the text at path: read from
+// The BPE vocabulary of vocab_size tokens for the text: read from
 // vocab_path when that file was trained on this very text (size and FNV-1a)
 // with this size, else trained and written there (a write failure is only a
 // note). A vocab_path that is not a valid tokenizer file is an error.
-int bpe_for_text(Bpe *b, const char *path, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
+int bpe_for_text(Bpe *b, const TextFile *text, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
                  Error *err);
 void dataset_free(Dataset *ds);
 // Random training windows, counter-based: row g of step `step` (g counts the
