@@ -188,18 +188,37 @@ static int bpe_build(Bpe *b, const unsigned char *m, const char *name, Error *er
     return 0;
 }
 
+// The first 12 bytes both our BPE files start with: magic, version, vocab size.
+typedef struct {
+    const char *what, *not_a; // "tokenizer" / "a BPE tokenizer file", for messages
+    uint32_t magic;
+    int32_t version;
+    int header_bytes;
+} FileKind;
+static const FileKind BPE_FILE = {"tokenizer", "a BPE tokenizer file", BPE_MAGIC, BPE_VERSION, BPE_HEADER_BYTES};
+static const FileKind TOKCACHE_FILE = {"token cache", "a token cache", TOKCACHE_MAGIC, TOKCACHE_VERSION,
+                                       TOKCACHE_HEADER_BYTES};
+
+static int parse_head(const unsigned char *d, size_t n, const char *name, const FileKind *k, int32_t *V, Error *err) {
+    if (n < (size_t)k->header_bytes)
+        return err_set(err, "%s: %zu bytes is shorter than the %d-byte %s header", name, n, k->header_bytes, k->what);
+    uint32_t magic = rd_u32(d);
+    if (magic != k->magic) return err_set(err, "%s: bad magic 0x%08x (not %s)", name, magic, k->not_a);
+    int32_t version = rd_i32(d + 4);
+    if (version != k->version)
+        return err_set(err, "%s: %s field version = %d is not supported (this build reads version %d)", name, k->what,
+                       version, k->version);
+    *V = rd_i32(d + 8);
+    if (*V < 256 || *V > BPE_MAX_VOCAB)
+        return err_set(err, "%s: %s field vocab_size = %d is not in 256..%d", name, k->what, *V, BPE_MAX_VOCAB);
+    return 0;
+}
+
 int bpe_parse(Bpe *b, const unsigned char *data, size_t n, const char *name, Error *err) {
     memset(b, 0, sizeof *b);
-    if (n < BPE_HEADER_BYTES)
-        return err_set(err, "%s: %zu bytes is shorter than the %d-byte tokenizer header", name, n, BPE_HEADER_BYTES);
-    uint32_t magic = rd_u32(data);
-    if (magic != BPE_MAGIC) return err_set(err, "%s: bad magic 0x%08x (not a BPE tokenizer file)", name, magic);
-    int32_t version = rd_i32(data + 4), V = rd_i32(data + 8), rule = rd_i32(data + 12);
-    if (version != BPE_VERSION)
-        return err_set(err, "%s: tokenizer field version = %d is not supported (this build reads version %d)", name,
-                       version, BPE_VERSION);
-    if (V < 256 || V > BPE_MAX_VOCAB)
-        return err_set(err, "%s: tokenizer field vocab_size = %d is not in 256..%d", name, V, BPE_MAX_VOCAB);
+    int32_t V = 0;
+    if (parse_head(data, n, name, &BPE_FILE, &V, err)) return -1;
+    int32_t rule = rd_i32(data + 12);
     if (rule != BPE_SPLIT_RULE)
         return err_set(err, "%s: tokenizer field split_rule = %d is not supported (this build knows %d)", name, rule,
                        BPE_SPLIT_RULE);
@@ -631,17 +650,9 @@ int tokcache_save(const char *path, const TokCacheInfo *info, const int *tokens,
 
 int tokcache_parse(const unsigned char *d, size_t n, const char *name, TokCacheInfo *info, int **tokens, Error *err) {
     *tokens = NULL;
-    if (n < TOKCACHE_HEADER_BYTES)
-        return err_set(err, "%s: %zu bytes is shorter than the %d-byte token cache header", name, n,
-                       TOKCACHE_HEADER_BYTES);
-    uint32_t magic = rd_u32(d);
-    if (magic != TOKCACHE_MAGIC) return err_set(err, "%s: bad magic 0x%08x (not a token cache)", name, magic);
-    int32_t version = rd_i32(d + 4), V = rd_i32(d + 8), pad = rd_i32(d + 12);
-    if (version != TOKCACHE_VERSION)
-        return err_set(err, "%s: token cache field version = %d is not supported (this build reads version %d)", name,
-                       version, TOKCACHE_VERSION);
-    if (V < 256 || V > BPE_MAX_VOCAB)
-        return err_set(err, "%s: token cache field vocab_size = %d is not in 256..%d", name, V, BPE_MAX_VOCAB);
+    int32_t V = 0;
+    if (parse_head(d, n, name, &TOKCACHE_FILE, &V, err)) return -1;
+    int32_t pad = rd_i32(d + 12);
     if (pad) return err_set(err, "%s: token cache bytes 12..15 are not zero (reserved)", name);
     info->vocab_size = V;
     info->n_tokens = rd_u64(d + 16), info->tokenizer_checksum = rd_u64(d + 24);
