@@ -181,9 +181,15 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    static const struct {
+        const char *name;
+        int (*run)(const char *path, const Settings *s);
+    } CMDS[] = {{"train", cmd_train}, {"encode", cmd_encode}, {"decode", cmd_decode}, {"bench", cmd_bench}};
     const char *cmd = n_pos > 0 ? pos[0] : "";
-    int known = !strcmp(cmd, "train") || !strcmp(cmd, "encode") || !strcmp(cmd, "decode") || !strcmp(cmd, "bench");
-    if (!rc && !known) rc = err_set(&err, n_pos ? "unknown command '%.100s'" : "a command is required", cmd);
+    int which = -1;
+    for (int i = 0; i < (int)(sizeof CMDS / sizeof CMDS[0]); i++)
+        if (!strcmp(cmd, CMDS[i].name)) which = i;
+    if (!rc && which < 0) rc = err_set(&err, n_pos ? "unknown command '%.100s'" : "a command is required", cmd);
     if (!rc && n_pos != 2) rc = err_set(&err, "%s needs one file", cmd);
     if (!rc && (!strcmp(cmd, "encode") || !strcmp(cmd, "decode")) && !s.tokenizer)
         rc = err_set(&err, "%s needs --tokenizer FILE", cmd);
@@ -191,8 +197,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tokenize: %s (see --help)\n", err.msg);
         return 2;
     }
-    if (!strcmp(cmd, "train")) return cmd_train(pos[1], &s);
-    if (!strcmp(cmd, "encode")) return cmd_encode(pos[1], &s);
-    if (!strcmp(cmd, "decode")) return cmd_decode(pos[1], &s);
-    return cmd_bench(pos[1], &s);
+    return CMDS[which].run(pos[1], &s);
 }
