@@ -32,11 +32,11 @@
 // settings
 
 typedef struct {
-    const char *data, *out, *norm, *resume;
+    const char *data, *out, *norm, *resume, *preset, *print_config;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
-    double lr, weight_decay, clip, alpha_attn, alpha_ffn;
-    int no_dyt_beta, tie_embeddings;
+    double lr, weight_decay, clip, alpha_attn, alpha_ffn, scalar_lr_mult;
+    int no_dyt_beta, tie_embeddings, norm_decay;
     int64_t overlap;
     int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
 } Settings;
@@ -59,7 +59,9 @@ static const Option OPTIONS[] = {
     {"--steps", OPT_INT, OFF(steps), 1, BIG, "optimizer steps"},
     {"--lr", OPT_FLOAT, OFF(lr), 0, 10, "peak learning rate"},
     {"--warmup", OPT_INT, OFF(warmup), 0, BIG, "linear warmup steps, then cosine decay to lr/10"},
-    {"--weight-decay", OPT_FLOAT, OFF(weight_decay), 0, 10, "AdamW weight decay (matrices and embeddings only)"},
+    {"--weight-decay", OPT_FLOAT, OFF(weight_decay), 0, 10, "AdamW weight decay (matrices and embeddings; every parameter with --norm-decay)"},
+    {"--norm-decay", OPT_FLAG, OFF(norm_decay), 0, 0, "weight decay also on the norm parameters and the embedding scale: one AdamW group, as the DyT authors' LLaMA code"},
+    {"--scalar-lr-mult", OPT_FLOAT, OFF(scalar_lr_mult), 0, 1e6, "learning rate (and decay) of the scalar parameters (each alpha, the embedding scale) as a multiple of --lr's"},
     {"--clip", OPT_FLOAT, OFF(clip), 0, 1e30, "global gradient-norm clip (0 = off)"},
     {"--eval-every", OPT_INT, OFF(eval_every), 1, BIG, "steps between validation evaluations"},
     {"--eval-batches", OPT_INT, OFF(eval_batches), 1, 65536, "fixed validation batches per evaluation"},
@@ -74,6 +76,8 @@ static const Option OPTIONS[] = {
     {"--tie-embeddings", OPT_FLAG, OFF(tie_embeddings), 0, 0, "output head shares the token embedding"},
     {"--stop-after", OPT_INT, OFF(stop_after), 0, BIG, "stop after this many steps of this invocation, with a checkpoint (0 = run to --steps)"},
     {"--overlap", OPT_INT, OFF(overlap), 0, 1, "under MPI: 1 reduces each layer's gradients while the layers below are differentiated, 0 all at once after the backward pass"},
+    {"--preset", OPT_STR, OFF(preset), 0, 0, "a named recipe (below): sets the flags it lists, except those given explicitly; files record the flags, not the name"},
+    {"--print-config", OPT_STR, OFF(print_config), 0, 0, "print the settings a checkpoint or model file records, as flags the trainer accepts (a model file: the model's), and exit"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -82,15 +86,118 @@ static Settings default_settings(void) {
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
                       .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
-                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
+                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0,
+                      .scalar_lr_mult = 1.0};
 }
 
-static void usage(FILE *f) {
-    Settings d = default_settings();
+// ----------------------------------------------------------------------------
+// presets: named recipes, each a list of flags as on the command line
+
+typedef struct {
+    const char *name, *what;
+    const char *const flags[16]; // NULL-terminated
+    int alpha_by_width;          // alpha0 per site from the DyT paper's table for --dim (ALPHA_BY_WIDTH)
+} Preset;
+
+static const Preset PRESETS[] = {
+    {"dyt-official", "the DyT authors' LLaMA code: DyT without beta, one AdamW group (weight decay 0.1 on "
+     "every parameter, the scalars at the base lr), alpha0 per site for the width; their schedule (warmup, "
+     "cosine to lr/10, AdamW 0.9/0.95, clip 1) is this trainer's",
+     {"--norm", "dyt", "--no-dyt-beta", "--norm-decay", "--weight-decay", "0.1", "--scalar-lr-mult", "1",
+      "--clip", "1", NULL}, 1},
+    {"dyt-vision", "the DyT authors' vision code: DyT with beta, alpha0 0.5 at every site, 1-D parameters "
+     "(gains, shifts, scalars) without weight decay (this trainer's default)",
+     {"--norm", "dyt", "--alpha-attn", "0.5", "--alpha-ffn", "0.5", NULL}, 0},
+};
+#define N_PRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))
+
+// alpha0 for LLaMA in the DyT paper (docs: ../shared/docs/dyt-facts.md): a
+// width takes the row of the largest listed width not above it; narrower
+// models the first row.
+static const struct {
+    int width;
+    double attn, other;
+} ALPHA_BY_WIDTH[] = {{1024, 1.0, 1.0}, {2048, 1.0, 0.5}, {4096, 0.8, 0.2}, {5120, 0.6, 0.15}, {8192, 0.2, 0.05}};
+
+static int option_index(const char *name) {
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (!strcmp(OPTIONS[i].name, name)) return i;
+    return -1;
+}
+
+static const Preset *find_preset(const char *name) {
+    for (int i = 0; i < N_PRESETS; i++)
+        if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
+    return NULL;
+}
+
+// The preset's settings over those in s (a model of width s->dim): its flags,
+// then the alpha0 of that width. set[i] marks the options it sets.
+static int preset_settings(const Preset *p, Settings *s, unsigned char *set, Error *err) {
+    const char *argv[32] = {"--preset"};
+    int argc = 1, n_pos;
+    while (p->flags[argc - 1]) argv[argc] = p->flags[argc - 1], argc++;
+    const char *pos[1];
+    // options_parse reads argv and keeps pointers to its strings: the literals above
+    if (options_parse(OPTIONS, N_OPTIONS, s, set, argc, (char **)argv, pos, 0, &n_pos, err))
+        return err_set(err, "--preset %s: %s", p->name, err->msg);
+    if (!p->alpha_by_width) return 0;
+    int row = 0;
+    for (int i = 0; i < (int)(sizeof ALPHA_BY_WIDTH / sizeof ALPHA_BY_WIDTH[0]); i++)
+        if (ALPHA_BY_WIDTH[i].width <= s->dim) row = i;
+    s->alpha_attn = ALPHA_BY_WIDTH[row].attn, set[option_index("--alpha-attn")] = 1;
+    s->alpha_ffn = ALPHA_BY_WIDTH[row].other, set[option_index("--alpha-ffn")] = 1;
+    return 0;
+}
+
+// The flags a preset sets for a model of width dim, as they would be typed.
+static void preset_text(const Preset *p, int64_t dim, char *buf, size_t cap) {
+    Settings t = default_settings();
+    t.dim = dim;
+    unsigned char set[N_OPTIONS] = {0};
+    Error e;
+    size_t n = 0;
+    buf[0] = 0;
+    if (preset_settings(p, &t, set, &e)) return; // the table's own flags: tested to parse
+    for (int i = 0; i < N_OPTIONS && n < cap; i++) {
+        char one[512];
+        if (set[i] && option_flag_text(&OPTIONS[i], &t, 0, one, sizeof one))
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? " " : "", one);
+    }
+}
+
+// Sets the preset's flags that were not given (given[] then marks them, so
+// that they are checked like typed ones). The alpha0 of the width follows
+// the resolved --dim.
+static int apply_preset(Settings *s, unsigned char *given, Error *err) {
+    const Preset *p = find_preset(s->preset);
+    if (!p) {
+        char names[512] = "";
+        for (int i = 0, n = 0; i < N_PRESETS; i++)
+            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", i ? ", " : "", PRESETS[i].name);
+        return err_set(err, "--preset '%.64s' unknown (known: %s)", s->preset, names);
+    }
+    Settings t = *s;
+    unsigned char set[N_OPTIONS] = {0};
+    if (preset_settings(p, &t, set, err)) return -1;
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (set[i] && !given[i]) option_copy(&OPTIONS[i], s, &t), given[i] = 1;
+    return 0;
+}
+
+static void usage(FILE *f, const Settings *d) {
     fprintf(f, "usage: train_llama --data FILE [options]\n"
-               "Trains a small LLaMA with RMSNorm or DyT; see README.md.\n\noptions:\n");
-    options_usage(f, OPTIONS, N_OPTIONS, &d);
-    fprintf(f, "  --help               this text\n"
+               "Trains a small LLaMA with RMSNorm or DyT; see README.md.\n\noptions%s:\n",
+            d->preset ? " (defaults: with the preset)" : "");
+    options_usage(f, OPTIONS, N_OPTIONS, d);
+    fprintf(f, "  --help               this text (after --preset NAME: with the preset's flags)\npresets:\n");
+    for (int i = 0; i < N_PRESETS; i++) {
+        char text[1024];
+        preset_text(&PRESETS[i], d->dim, text, sizeof text);
+        fprintf(f, "  %-20s %s\n  %-20s sets: %s%s\n", PRESETS[i].name, PRESETS[i].what, "", text,
+                PRESETS[i].alpha_by_width ? " (alpha0 for this --dim)" : "");
+    }
+    fprintf(f, "  (flags given explicitly override a preset's)\n"
                "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"
                "of a global batch of N x --batch; see README.md.\n"
                "exit: 0 done (or stopped by a signal after a checkpoint), 1 input/runtime error or divergence, 2 usage\n");
@@ -109,12 +216,15 @@ static int may_differ_on_resume(const char *name) {
 // The run block of a checkpoint: the settings that determine the run's numbers.
 // eval-every and threads are recorded too: the first as the resumed run's
 // default, the second to warn when a resume cannot match bit for bit.
+// Version 3 adds the optimizer's parameter groups (--norm-decay,
+// --scalar-lr-mult); a version 2 block reads as their defaults (off, 1).
 // Version 2: training rows are drawn per (step, global row) and the process
 // count is recorded; version 1 sampled from one sequential stream.
-#define RUN_BLOCK_VERSION 2
+#define RUN_BLOCK_VERSION 3
 #define MAX_RANKS (1 << 20)
 enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_USED };
+       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS,
+       RB_NORM_DECAY, RB_SCALAR_LR_MULT, RB_USED };
 
 static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
@@ -126,6 +236,31 @@ static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memcpy(&rb[RB_WD], &s->weight_decay, 8);
     memcpy(&rb[RB_CLIP], &s->clip, 8);
     memcpy(&rb[RB_DATA_HASH], &data_hash, 8);
+    rb[RB_NORM_DECAY] = s->norm_decay;
+    memcpy(&rb[RB_SCALAR_LR_MULT], &s->scalar_lr_mult, 8);
+}
+
+// The model's settings as its header records them.
+static void settings_from_config(const ModelConfig *c, Settings *s) {
+    s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
+    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
+    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
+    s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
+}
+
+// Every setting a checkpoint records: its run block's and its header's.
+// These assignments are the one list of what a file records: --print-config
+// finds the recorded options by what this function writes (recorded_options).
+static void settings_from_record(const int64_t *rb, const ModelConfig *c, Settings *s) {
+    s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
+    s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
+    s->eval_every = rb[RB_EVAL_EVERY], s->ranks = rb[RB_RANKS];
+    memcpy(&s->lr, &rb[RB_LR], 8);
+    memcpy(&s->weight_decay, &rb[RB_WD], 8);
+    memcpy(&s->clip, &rb[RB_CLIP], 8);
+    s->norm_decay = (int)rb[RB_NORM_DECAY];
+    memcpy(&s->scalar_lr_mult, &rb[RB_SCALAR_LR_MULT], 8);
+    settings_from_config(c, s);
 }
 
 // Settings as the checkpoint records them (model shape from its header),
@@ -135,27 +270,75 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
     if (rb[RB_VERSION] == 1)
         return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
                        "differently; it cannot be resumed by this one", path);
-    if (rb[RB_VERSION] != RUN_BLOCK_VERSION)
+    if (rb[RB_VERSION] != 2 && rb[RB_VERSION] != RUN_BLOCK_VERSION)
         return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
     if (rb[RB_RANKS] < 1 || rb[RB_RANKS] > MAX_RANKS)
         return err_set(err, "%s: run settings: process count %lld out of range 1..%d", path,
                        (long long)rb[RB_RANKS], MAX_RANKS);
-    for (int i = RB_USED; i < RUN_BLOCK_SLOTS; i++)
+    int used = rb[RB_VERSION] == 2 ? RB_NORM_DECAY : RB_USED;
+    for (int i = used; i < RUN_BLOCK_SLOTS; i++)
         if (rb[i]) return err_set(err, "%s: run settings slot %d is not zero (reserved)", path, i);
-    s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
-    s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
-    s->eval_every = rb[RB_EVAL_EVERY], s->ranks = rb[RB_RANKS];
-    memcpy(&s->lr, &rb[RB_LR], 8);
-    memcpy(&s->weight_decay, &rb[RB_WD], 8);
-    memcpy(&s->clip, &rb[RB_CLIP], 8);
+    if (rb[RB_NORM_DECAY] != 0 && rb[RB_NORM_DECAY] != 1)
+        return err_set(err, "%s: run settings: norm-decay %lld is not 0 or 1", path, (long long)rb[RB_NORM_DECAY]);
+    int64_t v[RUN_BLOCK_SLOTS];
+    memcpy(v, rb, sizeof v);
+    if (rb[RB_VERSION] == 2) { // before parameter groups: the defaults
+        Settings d = default_settings();
+        memcpy(&v[RB_SCALAR_LR_MULT], &d.scalar_lr_mult, 8);
+    }
+    settings_from_record(v, c, s);
     memcpy(data_hash, &rb[RB_DATA_HASH], 8);
-    s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
-    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
-    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
-    s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
     Error e;
     if (options_check_ranges(OPTIONS, N_OPTIONS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
     return 0;
+}
+
+// ----------------------------------------------------------------------------
+// the settings record as flags: config.txt and --print-config
+
+// rec[i]: whether option i is one a file records (a model file: model_only).
+// settings_from_record / settings_from_config are the list: an option is
+// recorded when they write its field, found by running them over two settings
+// that differ in every byte and seeing which fields then agree.
+static void recorded_options(int model_only, unsigned char *rec) {
+    Settings a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0xA5, sizeof b);
+    int64_t rb[RUN_BLOCK_SLOTS] = {0};
+    ModelConfig c = {0};
+    if (model_only) settings_from_config(&c, &a), settings_from_config(&c, &b);
+    else settings_from_record(rb, &c, &a), settings_from_record(rb, &c, &b);
+    for (int i = 0; i < N_OPTIONS; i++) rec[i] = (unsigned char)option_same(&OPTIONS[i], &a, &b);
+}
+
+// One flag per line, in --help's order, exactly as the trainer reads them
+// back; the model's numbers at the float32 precision its header holds them.
+static void write_settings(FILE *f, const Settings *s, int model_only) {
+    unsigned char rec[N_OPTIONS], model[N_OPTIONS];
+    recorded_options(model_only, rec);
+    recorded_options(1, model);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        char line[4300];
+        if (rec[i] && option_flag_text(&OPTIONS[i], s, model[i], line, sizeof line)) fprintf(f, "%s\n", line);
+    }
+}
+
+// --print-config FILE: a checkpoint's settings, or a model file's model settings.
+static int print_config(const char *path, Error *err) {
+    ModelConfig c;
+    int kind;
+    int64_t rb[RUN_BLOCK_SLOTS];
+    uint64_t hash;
+    Settings s = default_settings();
+    if (settings_read(path, &c, &kind, rb, err)) return -1;
+    if (kind == KIND_CHECKPOINT) {
+        if (run_block_unpack(rb, &c, &s, &hash, path, err)) return -1;
+    } else {
+        settings_from_config(&c, &s);
+        fprintf(stderr, "train_llama: %s is a model file: it records the model's settings only\n", path);
+    }
+    write_settings(stdout, &s, kind == KIND_MODEL);
+    return fflush(stdout) ? err_set(err, "standard output: write failed") : 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -541,7 +724,8 @@ static double train_step(Run *r, float lr, double *gnorm) {
     dist_sum_doubles(d, &loss, 1);
     r->reduce_s += now_seconds() - t0;
     *gnorm = s->clip > 0 ? grad_clip(m->grads, m->n_params, (float)s->clip) : grad_norm(m->grads, m->n_params);
-    AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)s->weight_decay};
+    AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)s->weight_decay,
+                 .all_decay = s->norm_decay, .scalar_lr_mult = (float)s->scalar_lr_mult};
     adamw_step(m, r->mom1, r->mom2, r->st.step + 1, &opt);
     return loss / (double)(s->grad_accum * s->ranks);
 }
@@ -755,11 +939,19 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     const char *pos[1];
     int n_pos;
     int rc = options_parse(OPTIONS, N_OPTIONS, s, given, argc, argv, pos, 0, &n_pos, err);
+    if (rc >= 0 && s->preset) { // before --help: it shows the preset's values
+        if (s->resume) return usage_error(err, "--preset with --resume: the checkpoint holds the settings");
+        if (apply_preset(s, given, err)) return usage_error(err, err->msg);
+    }
     if (rc == 1) {
-        if (r->dist.rank == 0) usage(stdout);
+        if (r->dist.rank == 0) usage(stdout, s);
         return -1;
     }
     if (rc) return usage_error(err, err->msg);
+    if (s->print_config) {
+        if (r->dist.rank == 0 && print_config(s->print_config, err)) return fail(err, err->msg);
+        return -1;
+    }
     if (!s->data) return usage_error(err, "--data FILE is required");
     if (strcmp(s->norm, "rmsnorm") && strcmp(s->norm, "dyt"))
         return usage_error(err, "--norm must be rmsnorm or dyt");
@@ -811,6 +1003,25 @@ static int setup_data(Run *r, Error *err) {
     text_free(&text);
     if (!rc && r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
     return rc ? -1 : 0;
+}
+
+// OUT/config.txt: the run's settings as the checkpoint records them (what
+// --print-config prints from it), written at the start of every invocation.
+static int write_config_file(Run *r, Error *err) {
+    char path[4200], *text = NULL;
+    size_t len = 0;
+    int64_t rb[RUN_BLOCK_SLOTS];
+    Settings t = default_settings();
+    if (snprintf(path, sizeof path, "%s/config.txt", r->s.out) >= (int)sizeof path)
+        return err_set(err, "%s: path too long", r->s.out);
+    run_block_pack(&r->s, r->data.fingerprint, rb);
+    settings_from_record(rb, &r->model.cfg, &t);
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return err_set(err, "out of memory");
+    write_settings(f, &t, 0);
+    int rc = fclose(f) ? err_set(err, "out of memory") : write_file_atomic(path, &(Chunk){text, len}, 1, err);
+    free(text);
+    return rc;
 }
 
 // Rank 0 alone writes the run's files (log, checkpoints, model, result).
@@ -874,6 +1085,7 @@ static int setup_run(Run *r, Error *err) {
     if (!resuming && (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK)))
         return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
                        s->out, r->path_ckpt);
+    if (write_config_file(r, err)) return -1;
     return log_open(r, resuming, err);
 }
 

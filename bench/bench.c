@@ -161,7 +161,7 @@ static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
     for (size_t i = 0; i <= N; i++) tokens[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
     targets = tokens + 1;
     PartTimes parts = {{0}};
-    AdamW opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    AdamW opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .scalar_lr_mult = 1.0f};
     long allocs0 = 0;
     double opt_s = 0.0, loss = 0.0;
     for (int s = 0; s < warmup + steps; s++) {

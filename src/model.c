@@ -24,6 +24,10 @@ int tensor_decays(int t) {
            t == T_W1 || t == T_W2 || t == T_W3 || t == T_WCLS;
 }
 
+int tensor_is_scalar(int t) {
+    return t == T_ATTN_ALPHA || t == T_FFN_ALPHA || t == T_FINAL_ALPHA || t == T_EMB_SCALE;
+}
+
 // LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32.
 int default_hidden_dim(int dim) { return (8 * dim / 3 + 31) / 32 * 32; }
 

@@ -49,6 +49,7 @@ typedef struct {
 
 const char *tensor_name(int t);
 int tensor_decays(int t); // weight decay applies (matrices and embeddings)
+int tensor_is_scalar(int t); // one number per site (alpha, the embedding scale): --scalar-lr-mult
 int default_hidden_dim(int dim);
 
 int config_validate(const ModelConfig *c, Error *err);

@@ -312,3 +312,20 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
                  {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes}};
     return write_file_atomic(path, c, 7, err);
 }
+
+int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, Error *err) {
+    Model m;
+    size_t tok_bytes;
+    FILE *f = open_model_file(&m, path, kind, &tok_bytes, err);
+    if (!f) return -1;
+    *c = m.cfg;
+    int rc = 0;
+    if (*kind == KIND_CHECKPOINT) { // the run block follows the parameters, moments and training block
+        long at = (long)(HEADER_BYTES + 3 * m.n_params * sizeof(float) + TRAIN_BLOCK_BYTES);
+        rc = fseek(f, at, SEEK_SET) ? err_set(err, "%s: cannot seek to the run settings", path)
+                                    : read_exact(f, run, RUN_BLOCK_SLOTS * 8, path, "the run settings", err);
+    }
+    fclose(f);
+    model_free(&m);
+    return rc;
+}

@@ -39,6 +39,11 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err);
 
+// The settings a model or checkpoint file records, without its tensors: the
+// config from its (validated) header, the kind, and for a checkpoint its run
+// block into run (RUN_BLOCK_SLOTS values; the trainer interprets them).
+int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, Error *err);
+
 // Opens a regular file for reading and returns its size (errors name the path).
 FILE *open_regular(const char *path, size_t *size, Error *err);
 // Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".

@@ -19,12 +19,15 @@ double grad_clip(float *g, size_t n, float clip) {
 
 void adamw_step(Model *m, float *mom1, float *mom2, int64_t t, const AdamW *opt) {
     double bc1 = 1.0 - pow(opt->beta1, (double)t), bc2 = 1.0 - pow(opt->beta2, (double)t);
-    float step_size = (float)(opt->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float bc2_sqrt = (float)sqrt(bc2);
     float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps;
     size_t off = 0;
     for (int tid = 0; tid < N_TENSORS; tid++) {
         size_t n = m->sizes[tid];
-        float decay = tensor_decays(tid) ? 1.0f - opt->lr * opt->weight_decay : 1.0f;
+        // the tensor's group: its learning rate and whether it decays
+        float lr = tensor_is_scalar(tid) ? opt->lr * opt->scalar_lr_mult : opt->lr;
+        float decay = opt->all_decay || tensor_decays(tid) ? 1.0f - lr * opt->weight_decay : 1.0f;
+        float step_size = (float)(lr / bc1);
         float *p = m->params + off, *g = m->grads + off, *mm = mom1 + off, *vv = mom2 + off;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) {

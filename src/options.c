@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void *field(const void *base, const Option *o) { return (char *)base + o->offset; }
@@ -95,4 +96,67 @@ void options_usage(FILE *f, const Option *opts, int n, const void *base) {
         else
             fprintf(f, "  %-20s %s (default: %s)\n", left, opts[i].help, def);
     }
+}
+
+int option_same(const Option *o, const void *a, const void *b) {
+    size_t size = o->type == OPT_INT ? sizeof(int64_t) : o->type == OPT_FLOAT ? sizeof(double)
+                : o->type == OPT_STR ? sizeof(const char *) : sizeof(int);
+    return !memcmp(field(a, o), field(b, o), size);
+}
+
+// The shortest %g text that reads back as v (or, with float32, as the float32
+// v): "10" rather than "1e+01", which also reads back.
+static void shortest_number(double v, int float32, char *buf, size_t cap) {
+    char t[64];
+    buf[0] = 0;
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(t, sizeof t, "%.*g", digits, v);
+        double back = strtod(t, NULL);
+        if ((float32 ? (float)back == (float)v : back == v) && (!buf[0] || strlen(t) < strlen(buf)))
+            snprintf(buf, cap, "%s", t);
+    }
+}
+
+// A string as one shell word: as it is when it holds only safe characters,
+// else in single quotes (a quote inside as '\'').
+static void shell_word(const char *s, char *buf, size_t cap) {
+    int safe = *s != 0;
+    for (const char *p = s; *p && safe; p++)
+        safe = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+               strchr("-_./,:+=@%", *p);
+    if (safe) {
+        snprintf(buf, cap, "%s", s);
+        return;
+    }
+    size_t n = 0;
+    if (cap < 3) {
+        if (cap) buf[0] = 0;
+        return;
+    }
+    buf[n++] = '\'';
+    for (const char *p = s; *p && n + 6 < cap; p++) {
+        if (*p == '\'') memcpy(buf + n, "'\\''", 4), n += 4;
+        else buf[n++] = *p;
+    }
+    buf[n++] = '\'';
+    buf[n] = 0;
+}
+
+int option_flag_text(const Option *o, const void *base, int float32, char *buf, size_t cap) {
+    const void *p = field(base, o);
+    char value[4200];
+    switch (o->type) {
+    case OPT_FLAG:
+        if (!*(const int *)p) return 0;
+        snprintf(buf, cap, "%s", o->name);
+        return 1;
+    case OPT_INT: snprintf(value, sizeof value, "%lld", (long long)*(const int64_t *)p); break;
+    case OPT_FLOAT: shortest_number(*(const double *)p, float32, value, sizeof value); break;
+    case OPT_STR:
+        if (!*(const char *const *)p) return 0;
+        shell_word(*(const char *const *)p, value, sizeof value);
+        break;
+    }
+    snprintf(buf, cap, "%s %s", o->name, value);
+    return 1;
 }

@@ -35,5 +35,12 @@ int options_check_ranges(const Option *opts, int n, const void *base, Error *err
 void option_copy(const Option *o, void *dst, const void *src);
 // The option's value as text (for messages and comparisons).
 void option_format(const Option *o, const void *base, char *buf, size_t cap);
+// Whether option o has the same value (the same bytes) in a and b.
+int option_same(const Option *o, const void *a, const void *b);
+// The option as the command line would give it, exactly: "--lr 0.001" (the
+// shortest number that reads back as the value; with float32, as its float32
+// rounding), "--norm dyt" (a string quoted for the shell when it needs it),
+// "--tie-embeddings". Returns 0, writing nothing, for an off flag or an unset string.
+int option_flag_text(const Option *o, const void *base, int float32, char *buf, size_t cap);
 
 #endif

@@ -159,7 +159,7 @@ static void test_reference_case(const char *dir, const char *case_name) {
     check_tensors(&m, m.grads, r.grads, "grad", case_name, &worst);
 
     // n_steps of clip + AdamW on the same batch
-    AdamW opt = {r.lr, r.beta1, r.beta2, r.eps, r.wd};
+    AdamW opt = {r.lr, r.beta1, r.beta2, r.eps, r.wd, .all_decay = 0, .scalar_lr_mult = 1.0f};
     double worst_step_loss = 0.0;
     for (int s = 0; s < r.n_steps; s++) {
         model_zero_grad(&m);
