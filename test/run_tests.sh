@@ -551,6 +551,67 @@ if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
 fi
 
 # ---------------------------------------------------------------------------
+section "recipes: the settings record, presets, parameter groups"
+R="$TMP/rec"
+mkdir -p "$R"
+# config.txt is the checkpoint's record, and a run started from it is the same run
+train --norm dyt --steps 4 --seed 3 --alpha-attn 0.2 --norm-decay --scalar-lr-mult 10 --out "$R/a" 2>/dev/null &&
+    "$TRAIN" --print-config "$R/a/checkpoint.bin" >"$R/a.flags" 2>"$R/a.err" &&
+    cmp -s "$R/a.flags" "$R/a/config.txt" && [ ! -s "$R/a.err" ] &&
+    grep -qx -- "--alpha-attn 0.2" "$R/a.flags" && grep -qx -- "--scalar-lr-mult 10" "$R/a.flags" &&
+    grep -qx -- "--norm-decay" "$R/a.flags" && grep -qx -- "--lr 0.003" "$R/a.flags" && grep -qx -- "--seed 3" "$R/a.flags"
+expect "config.txt holds the resolved flags, and --print-config prints them from the checkpoint" $? \
+    "$(tr '\n' ' ' <"$R/a.flags"; head -c 200 "$R/a.err")"
+xargs -a "$R/a/config.txt" "$TRAIN" --data "$DATA" --out "$R/b" 2>/dev/null &&
+    cmp -s "$R/a/config.txt" "$R/b/config.txt" && cmp -s "$R/a/model.bin" "$R/b/model.bin" &&
+    cmp -s <(losses "$R/a/log.csv") <(losses "$R/b/log.csv")
+expect "a run started with the printed flags has the same settings and weights, bit for bit" $? \
+    "$(diff "$R/a/config.txt" "$R/b/config.txt" 2>&1 | head -4 | tr '\n' ' ')"
+"$TRAIN" --print-config "$R/a/model.bin" >"$R/m.flags" 2>"$R/m.err"
+[ $? -eq 0 ] && grep -qx -- "--dim 32" "$R/m.flags" && grep -qx -- "--alpha-attn 0.2" "$R/m.flags" &&
+    ! grep -q -- "--lr\|--seed\|--norm-decay" "$R/m.flags" && grep -q "model file: it records the model's settings only" "$R/m.err"
+expect "--print-config of a model file: the model's flags only, and says so" $? "$(tr '\n' ' ' <"$R/m.flags")"
+bad_case "--print-config of a file that is no model" 1 "bad magic" "$TRAIN" --print-config "$DATA"
+bad_case "--resume with a --scalar-lr-mult other than the checkpoint's" 2 "\-\-scalar-lr-mult 2 differs from the checkpoint's 10" \
+    train --resume "$R/a/checkpoint.bin" --scalar-lr-mult 2
+# presets: each resolves to the flags its --help lists (for this --dim), explicit flags win
+for p in dyt-official dyt-vision; do
+    sets=$("$TRAIN" --preset $p --dim 32 --help | sed -n "/^  $p /{n;s/^ *sets: //;s/ (alpha0 for this --dim)//;p}")
+    # shellcheck disable=SC2086
+    train --preset $p --steps 2 --out "$R/p_$p" 2>/dev/null && train $sets --steps 2 --out "$R/f_$p" 2>/dev/null &&
+        cmp -s "$R/p_$p/config.txt" "$R/f_$p/config.txt" && cmp -s "$R/p_$p/model.bin" "$R/f_$p/model.bin"
+    expect "--preset $p is the run of the flags its --help lists ($sets)" $? "$(diff "$R/p_$p/config.txt" "$R/f_$p/config.txt" | tr '\n' ' ')"
+done
+grep -qx -- "--no-dyt-beta" "$R/p_dyt-official/config.txt" && grep -qx -- "--norm-decay" "$R/p_dyt-official/config.txt" &&
+    grep -qx -- "--weight-decay 0.1" "$R/p_dyt-official/config.txt" && grep -qx -- "--alpha-ffn 1" "$R/p_dyt-official/config.txt" &&
+    ! grep -q -- "--no-dyt-beta\|--norm-decay" "$R/p_dyt-vision/config.txt" && grep -qx -- "--alpha-attn 0.5" "$R/p_dyt-vision/config.txt"
+expect "dyt-official: no beta, one decay group, wd 0.1, alpha0 1 at d 32; dyt-vision: beta, 1-D without decay, alpha0 0.5" $? \
+    "$(tr '\n' ' ' <"$R/p_dyt-official/config.txt")"
+h() { "$TRAIN" --preset dyt-official --dim "$1" --help | sed -n '/^  dyt-official /{n;p}'; }
+h 4096 | grep -q -- "--alpha-attn 0.8 --alpha-ffn 0.2" && h 6000 | grep -q -- "--alpha-attn 0.6 --alpha-ffn 0.15" &&
+    h 8192 | grep -q -- "--alpha-attn 0.2 --alpha-ffn 0.05" && h 2048 | grep -q -- "--alpha-attn 1 --alpha-ffn 0.5"
+expect "dyt-official: alpha0 per site from the paper's table for the width (2048, 4096, 6000, 8192)" $? "$(h 4096)"
+train --preset dyt-official --weight-decay 0.05 --alpha-ffn 0.3 --seed 4 --steps 2 --out "$R/o" 2>/dev/null &&
+    grep -qx -- "--weight-decay 0.05" "$R/o/config.txt" && grep -qx -- "--alpha-ffn 0.3" "$R/o/config.txt" &&
+    grep -qx -- "--alpha-attn 1" "$R/o/config.txt" && grep -qx -- "--norm-decay" "$R/o/config.txt" &&
+    "$TRAIN" --preset dyt-official --weight-decay 0.05 --help | grep -q -- "--weight-decay X.*(default: 0.05)"
+expect "explicit flags override a preset's (and --help shows the resolved defaults)" $? "$(tr '\n' ' ' <"$R/o/config.txt")"
+bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown (known: dyt-official, dyt-vision)" train --preset nope
+bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
+# a checkpoint written before the parameter groups (run block version 2, their slots zero)
+# resumes with their defaults, and ends as the uninterrupted run
+train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$R/v2" 2>/dev/null
+size=$(stat -c %s "$R/v2/checkpoint.bin")
+rbo=$((size - 1024))
+patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 15)) "<q" 0 &&
+    train --resume "$R/v2/checkpoint.bin" 2>/dev/null &&
+    cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$R/v2/log.csv") && cmp -s "$TMP/a_rmsnorm/model.bin" "$R/v2/model.bin"
+expect "a version-2 checkpoint (before the parameter groups) resumes and ends as 20 steps straight" $? "differs"
+patch_bytes "$R/v2.bin" "$R/v2bad.bin" $((rbo + 8 * 14)) "<q" 1
+bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: run settings slot 14 is not zero" \
+    train --resume "$R/v2bad.bin" --out "$R/v2bad"
+
+# ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
 CMP=(scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4
      --seq 32 --batch 4 --steps 6 --warmup 2 --eval-every 3 --eval-batches 2 --sample-tokens 20)

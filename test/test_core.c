@@ -455,6 +455,57 @@ static void test_schedule(void) {
     check(fabsf(lr_at(99, 100, 10, lr) - 1e-4f) < 1e-9f, "lr: cosine ends at lr/10", "%g", lr_at(99, 100, 10, lr));
 }
 
+// ----------------------------------------------------------------------------
+// AdamW's parameter groups (--norm-decay, --scalar-lr-mult): one step from
+// zero moments against the closed form in float64, p * (1 - lr_g wd_g) -
+// lr_g / (1 - b1) * m / (sqrt(v / (1 - b2)) + eps), with the group's lr_g =
+// lr * mult for the scalar tensors and wd_g = wd for the decaying ones (all
+// with all_decay), as torch.optim.AdamW does for a parameter group
+
+static void test_adamw_groups(void) {
+    ModelConfig c = {.dim = 8, .hidden_dim = 16, .n_layers = 2, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 8,
+                     .seq_len = 4, .norm = NORM_DYT, .dyt_beta = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
+                     .alpha_attn0 = 0.5f, .alpha_ffn0 = 0.5f};
+    const struct { int all_decay; float mult; } groups[] = {{0, 1.0f}, {1, 1.0f}, {0, 10.0f}, {1, 100.0f}};
+    for (size_t k = 0; k < sizeof groups / sizeof groups[0]; k++) {
+        Model m;
+        Error err;
+        if (model_create(&m, &c, &err) || model_alloc_grads(&m, &err)) {
+            check(0, "adamw groups: a model", "%s", err.msg);
+            return;
+        }
+        model_init(&m, 3);
+        Rng rng = rng_make(11, 2);
+        fill_normal(m.grads, m.n_params, &rng);
+        float *p0 = alloc_floats(m.n_params), *m1 = alloc_floats(m.n_params), *m2 = alloc_floats(m.n_params);
+        memcpy(p0, m.params, m.n_params * sizeof(float));
+        AdamW opt = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                     .all_decay = groups[k].all_decay, .scalar_lr_mult = groups[k].mult};
+        adamw_step(&m, m1, m2, 1, &opt);
+        double worst = 0.0, moved_scalar = 0.0;
+        size_t off = 0;
+        for (int t = 0; t < N_TENSORS; off += m.sizes[t], t++) {
+            double lr = (double)opt.lr * (tensor_is_scalar(t) ? opt.scalar_lr_mult : 1.0f);
+            double wd = opt.all_decay || tensor_decays(t) ? opt.weight_decay : 0.0;
+            for (size_t i = off; i < off + m.sizes[t]; i++) {
+                double g = m.grads[i], mm = 0.1 * g, vv = 0.05 * g * g;
+                double want = p0[i] * (1.0 - lr * wd) - lr / 0.1 * mm / (sqrt(vv / 0.05) + 1e-8);
+                double e = fabs(m.params[i] - want) / (fabs(want) + 1e-3);
+                worst = e > worst ? e : worst;
+                if (tensor_is_scalar(t)) moved_scalar = fmax(moved_scalar, fabs(m.params[i] - p0[i] * (1.0 - lr * wd)));
+            }
+        }
+        char name[160];
+        snprintf(name, sizeof name, "adamw groups: decay on %s, scalars at %g x lr: one step as the closed form",
+                 groups[k].all_decay ? "every tensor" : "matrices", groups[k].mult);
+        // besides its decay a scalar moves by lr_g (Adam's first step is lr * sign(g))
+        check(worst < 1e-5 && fabs(moved_scalar - 1e-2 * groups[k].mult) < 1e-2 * groups[k].mult * 0.2, name,
+              "rel err %.3g, largest scalar move %.4g", worst, moved_scalar);
+        free(p0), free(m1), free(m2);
+        model_free(&m);
+    }
+}
+
 // select_kth against a sort: random values, many ties, every k, sizes 1..40
 
 static int cmp_dbl(const void *a, const void *b) {
@@ -1223,6 +1274,7 @@ int main(int argc, char **argv) {
     test_norm_backward_chunks();
     test_sampler();
     test_schedule();
+    test_adamw_groups();
     test_select_kth();
     test_batch_rows();
     if (!mkdtemp(TMP_DIR)) {
