@@ -100,6 +100,8 @@ typedef struct {
 } Preset;
 
 static const Preset PRESETS[] = {
+    {"default", "this trainer's own recipe, no flag changed (DyT: with beta, alpha0 1, weight decay on "
+     "matrices and embeddings only): what the others are compared with", {NULL}, 0},
     {"dyt-official", "the DyT authors' LLaMA code: DyT without beta, one AdamW group (weight decay 0.1 on "
      "every parameter, the scalars at the base lr), alpha0 per site for the width; their schedule (warmup, "
      "cosine to lr/10, AdamW 0.9/0.95, clip 1) is this trainer's",
@@ -194,8 +196,8 @@ static void usage(FILE *f, const Settings *d) {
     for (int i = 0; i < N_PRESETS; i++) {
         char text[1024];
         preset_text(&PRESETS[i], d->dim, text, sizeof text);
-        fprintf(f, "  %-20s %s\n  %-20s sets: %s%s\n", PRESETS[i].name, PRESETS[i].what, "", text,
-                PRESETS[i].alpha_by_width ? " (alpha0 for this --dim)" : "");
+        fprintf(f, "  %-20s %s\n  %-20s sets: %s%s\n", PRESETS[i].name, PRESETS[i].what, "",
+                text[0] ? text : "no flag", PRESETS[i].alpha_by_width ? " (alpha0 for this --dim)" : "");
     }
     fprintf(f, "  (flags given explicitly override a preset's)\n"
                "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"

@@ -31,7 +31,8 @@ Options:
 train_llama flags passed through to every run (also as --flag=value):
   --dim --layers --heads --kv-heads --hidden --seq --batch --grad-accum --steps --lr
   --warmup --weight-decay --clip --eval-every --eval-batches --ckpt-every --threads
-  --alpha-attn --alpha-ffn --stop-after (with a value), --no-dyt-beta --tie-embeddings.
+  --alpha-attn --alpha-ffn --preset --scalar-lr-mult --stop-after (with a value),
+  --no-dyt-beta --tie-embeddings --norm-decay.
   --stop-after N trains each run N more steps and stops it with a checkpoint: rerun the
   same command to continue (it is left out of run.json, so it may change between calls).
   Everything after "--" goes to train_llama unchecked.
@@ -56,8 +57,9 @@ PYTHON=/usr/bin/python3  # the interpreter with numpy and matplotlib
 ME=compare_norms.sh
 
 VALUE_FLAGS=" dim layers heads kv-heads hidden seq batch grad-accum steps lr warmup
-  weight-decay clip eval-every eval-batches ckpt-every threads alpha-attn alpha-ffn stop-after "
-BOOL_FLAGS=" no-dyt-beta tie-embeddings "
+  weight-decay clip eval-every eval-batches ckpt-every threads alpha-attn alpha-ffn stop-after
+  preset scalar-lr-mult "
+BOOL_FLAGS=" no-dyt-beta tie-embeddings norm-decay "
 OWN_FLAGS=" seed norm out resume "
 
 usage_error() { echo "$ME: error: $*; see --help" >&2; exit 2; }

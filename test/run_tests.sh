@@ -596,7 +596,7 @@ train --preset dyt-official --weight-decay 0.05 --alpha-ffn 0.3 --seed 4 --steps
     grep -qx -- "--alpha-attn 1" "$R/o/config.txt" && grep -qx -- "--norm-decay" "$R/o/config.txt" &&
     "$TRAIN" --preset dyt-official --weight-decay 0.05 --help | grep -q -- "--weight-decay X.*(default: 0.05)"
 expect "explicit flags override a preset's (and --help shows the resolved defaults)" $? "$(tr '\n' ' ' <"$R/o/config.txt")"
-bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown (known: dyt-official, dyt-vision)" train --preset nope
+bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown (known: default, dyt-official, dyt-vision)" train --preset nope
 bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
 # a checkpoint written before the parameter groups (run block version 2, their slots zero)
 # resumes with their defaults, and ends as the uninterrupted run

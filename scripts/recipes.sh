@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# recipes.sh: the four training-recipe experiments of the README's "Recipes" findings,
+# each one command built on scripts/sweep.sh (every value x norm x seed, then analyze.py).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/recipes.sh --finding N [options] [train_llama flags]
+
+Runs one of the recipe experiments on Tiny Shakespeare, 3 seeds per cell:
+  1  the DyT authors' LLaMA recipe against this trainer's defaults, RMSNorm and DyT:
+     sweep.sh --param preset --values default,dyt-official
+  2  GELU MLP against SwiGLU, RMSNorm and DyT (does DyT's collapse go away?):
+     sweep.sh --param mlp --values swiglu,gelu
+  3  lr x alpha0 grid for DyT (alpha0 the same at every site), beside RMSNorm's lr row:
+     one sweep.sh --param lr per alpha0, then grid.md (mean final val loss per cell)
+  4  --scalar-lr-mult 1, 10, 100 for DyT (does alpha then track 1/std?):
+     sweep.sh --param scalar-lr-mult --values 1,10,100, then alpha.png per value
+
+Options:
+  --finding N       1, 2, 3 or 4 (required)
+  --out DIR         output folder (default runs/recipes); finding N writes DIR/fN
+  --size NAME       demo: d 128, 4 layers, 600 steps (the demo's size, default);
+                    6layer: d 128, 6 layers, 1000 steps (the README's three-seed run)
+  --seeds N         seeds per cell (default 3)
+  --lrs LIST        finding 3: learning rates (default 3e-4,1e-3,3e-3)
+  --alphas LIST     finding 3: alpha0 values (default 0.1,0.5,1,2)
+  --dry-run         print the train commands, run nothing
+  -h, --help        this text
+Other arguments are train_llama flags for every run, after the size's (they win).
+A repeated command skips finished runs and resumes stopped ones (compare_norms.sh).
+
+Outputs: DIR/fN/summary.md and sweep.png (sweep.sh); finding 3 also DIR/f3/grid.md,
+finding 4 DIR/f4/alpha_mult=V.png (alpha and 1/std of each site, per value).
+EOF
+}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$SCRIPT_DIR")
+SWEEP="$SCRIPT_DIR/sweep.sh"
+PYTHON=/usr/bin/python3
+ME=recipes.sh
+
+usage_error() { echo "$ME: error: $*; see --help" >&2; exit 2; }
+
+FINDING="" OUT="$ROOT/runs/recipes" SIZE=demo SEEDS=3 LRS=3e-4,1e-3,3e-3 ALPHAS=0.1,0.5,1,2 DRY=()
+PASS=()
+while (($#)); do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --dry-run) DRY=(--dry-run); shift ;;
+    --finding|--out|--size|--seeds|--lrs|--alphas)
+      (($# >= 2)) || usage_error "$1 needs a value"
+      case $1 in
+        --finding) FINDING=$2 ;; --out) OUT=$2 ;; --size) SIZE=$2 ;;
+        --seeds) SEEDS=$2 ;; --lrs) LRS=$2 ;; --alphas) ALPHAS=$2 ;;
+      esac
+      shift 2 ;;
+    *) PASS+=("$1"); shift ;;
+  esac
+done
+case $SIZE in
+  demo) SIZE_FLAGS=(--dim 128 --layers 4 --heads 4 --seq 128 --batch 16 --steps 600 --warmup 60
+                    --lr 1e-3 --eval-every 50 --eval-batches 8) ;;
+  6layer) SIZE_FLAGS=(--dim 128 --layers 6 --heads 4 --seq 128 --batch 16 --steps 1000 --warmup 100
+                      --lr 1e-3 --eval-every 50 --eval-batches 8) ;;
+  *) usage_error "--size: demo or 6layer, got '$SIZE'" ;;
+esac
+# a flag given twice: train_llama takes the last, so the caller's flags win over the size's
+COMMON=(--data "$ROOT/data/tinyshakespeare.txt" --seeds "$SEEDS" "${DRY[@]}" "${SIZE_FLAGS[@]}" "${PASS[@]}")
+F="$OUT/f$FINDING"
+
+case $FINDING in
+  1) "$SWEEP" --param preset --values default,dyt-official --norms rmsnorm,dyt --out "$F" "${COMMON[@]}" ;;
+  2) "$SWEEP" --param mlp --values swiglu,gelu --norms rmsnorm,dyt --out "$F" "${COMMON[@]}" ;;
+  3)
+    # lr is swept: the size's --lr is left out
+    FLAGS=() skip=0
+    for a in "${COMMON[@]}"; do
+      if ((skip)); then skip=0; continue; fi
+      [[ $a == --lr ]] && { skip=1; continue; }
+      FLAGS+=("$a")
+    done
+    "$SWEEP" --param lr --values "$LRS" --norms rmsnorm --out "$F/rmsnorm" "${FLAGS[@]}"
+    IFS=, read -r -a alpha_list <<<"$ALPHAS"
+    for al in "${alpha_list[@]}"; do
+      "$SWEEP" --param lr --values "$LRS" --norms dyt --out "$F/alpha=$al" "${FLAGS[@]}" \
+        --alpha-attn "$al" --alpha-ffn "$al"
+    done
+    ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" <<'EOF'
+# grid.md: mean final validation loss (and collapsed or diverged seeds) per lr x alpha0
+import glob, os, statistics, sys
+out, lrs, alphas = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
+def cell(folder, lr):
+    vals, bad = [], 0
+    for res in sorted(glob.glob(os.path.join(folder, "runs", f"lr={lr}", "*", "result.txt"))):
+        kv = dict(l.strip().split("=", 1) for l in open(res) if "=" in l)
+        v = float(kv.get("final_val_loss", "nan"))
+        if kv.get("status") != "finished" or v != v: bad += 1
+        else: vals.append(v)
+    if not vals: return "—"
+    s = f"{statistics.mean(vals):.3f}" + (f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else "")
+    return s + (f" ({bad} diverged)" if bad else "")
+rows = ["| | " + " | ".join(f"lr {lr}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|",
+        "| RMSNorm | " + " | ".join(cell(os.path.join(out, "rmsnorm"), lr) for lr in lrs) + " |"]
+rows += [f"| DyT α0 {a} | " + " | ".join(cell(os.path.join(out, f"alpha={a}"), lr) for lr in lrs) + " |"
+         for a in alphas]
+text = "# Final validation loss, mean ± std over seeds: lr x alpha0 (DyT) and RMSNorm's lr row\n\n" + "\n".join(rows) + "\n"
+open(os.path.join(out, "grid.md"), "w").write(text)
+print(text)
+EOF
+    ;;
+  4)
+    "$SWEEP" --param scalar-lr-mult --values 1,10,100 --norms dyt --out "$F" "${COMMON[@]}"
+    if ((${#DRY[@]} == 0)); then
+      for v in 1 10 100; do # alpha against 1/std of its input, every site and seed
+        "$PYTHON" "$SCRIPT_DIR/analyze.py" --out "$F/analysis_mult=$v" "$F/runs/scalar-lr-mult=$v" >/dev/null
+        [[ ! -f $F/analysis_mult=$v/alpha.png ]] || cp "$F/analysis_mult=$v/alpha.png" "$F/alpha_mult=$v.png"
+      done
+    fi ;;
+  "") usage_error "--finding N is required" ;;
+  *) usage_error "--finding: 1, 2, 3 or 4, got '$FINDING'" ;;
+esac
