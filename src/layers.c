@@ -290,6 +290,28 @@ void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1,
 }
 
 // ----------------------------------------------------------------------------
+// GELU (exact, with erf: torch.nn.GELU's default), Phi(x) = erfc(-x / sqrt 2) / 2
+
+void gelu_forward(float *out, const float *h, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = h[i];
+        out[i] = 0.5f * x * erfcf(-x * 0.70710678118654752f); // erfc: no cancellation for x < 0
+    }
+}
+
+// gelu'(x) = Phi(x) + x phi(x): the normal CDF and density
+void gelu_backward(float *dh, const float *dout, const float *h, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = h[i];
+        float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
+        float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+        dh[i] = dout[i] * (cdf + x * pdf);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // token embedding
 
 void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C) {

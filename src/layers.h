@@ -48,6 +48,11 @@ void swiglu_forward(float *out, const float *h1, const float *h3, size_t n);
 void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1,
                      const float *h3, size_t n);
 
+// GELU MLP activation: out (N,H) = gelu(h) = h Phi(h) (exact, erf)
+void gelu_forward(float *out, const float *h, size_t n);
+// dh (N,H) overwritten
+void gelu_backward(float *dh, const float *dout, const float *h, size_t n);
+
 // out (N,C) = wte[tokens]
 void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C);
 // dwte (V,C) += scatter of dout (N,C) by token

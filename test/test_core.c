@@ -456,6 +456,28 @@ static void test_schedule(void) {
 }
 
 // ----------------------------------------------------------------------------
+// GELU against float64: the value, and the derivative against central
+// differences of the float64 function
+
+static double gelu64(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+
+static void test_gelu(void) {
+    enum { N = 241 };
+    float x[N], y[N], dy[N], dx[N];
+    for (int i = 0; i < N; i++) x[i] = -6.0f + 0.05f * (float)i, dy[i] = 1.0f;
+    gelu_forward(y, x, N);
+    gelu_backward(dx, dy, x, N);
+    double worst_y = 0.0, worst_d = 0.0;
+    for (int i = 0; i < N; i++) {
+        double h = 1e-5, want_d = (gelu64(x[i] + h) - gelu64(x[i] - h)) / (2 * h);
+        worst_y = fmax(worst_y, fabs(y[i] - gelu64(x[i])) / (fabs(gelu64(x[i])) + 1e-3));
+        worst_d = fmax(worst_d, fabs(dx[i] - want_d) / (fabs(want_d) + 1e-3));
+    }
+    check(worst_y < 1e-6, "gelu: forward against float64 erf on [-6, 6]", "rel err %.3g", worst_y);
+    check(worst_d < 1e-5, "gelu: backward against central differences on [-6, 6]", "rel err %.3g", worst_d);
+}
+
+// ----------------------------------------------------------------------------
 // AdamW's parameter groups (--norm-decay, --scalar-lr-mult): one step from
 // zero moments against the closed form in float64, p * (1 - lr_g wd_g) -
 // lr_g / (1 - b1) * m / (sqrt(v / (1 - b2)) + eps), with the group's lr_g =
@@ -1275,6 +1297,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_schedule();
     test_adamw_groups();
+    test_gelu();
     test_select_kth();
     test_batch_rows();
     if (!mkdtemp(TMP_DIR)) {
