@@ -415,13 +415,14 @@ static double tokens_per_step(const Settings *s) {
 
 static ModelConfig config_from_settings(const Settings *s) {
     return (ModelConfig){
-        .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim),
+        .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim, MLP_SWIGLU),
         .n_layers = (int)s->layers, .n_heads = (int)s->heads,
         .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
         .seq_len = (int)s->seq, .norm = !strcmp(s->norm, "dyt") ? NORM_DYT : NORM_RMS,
         .tie_embeddings = s->tie_embeddings, .dyt_beta = !strcmp(s->norm, "dyt") && !s->no_dyt_beta,
         .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-        .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn};
+        .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn, .mlp = MLP_SWIGLU,
+        .alpha_final0 = (float)s->alpha_ffn};
 }
 
 // Validation loss over the fixed batches of ranks x batch rows; the std of
@@ -867,7 +868,8 @@ static int config_equal(const ModelConfig *a, const ModelConfig *b) {
            a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
            a->seq_len == b->seq_len && a->norm == b->norm && a->tie_embeddings == b->tie_embeddings &&
            a->dyt_beta == b->dyt_beta && a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta &&
-           a->alpha_attn0 == b->alpha_attn0 && a->alpha_ffn0 == b->alpha_ffn0;
+           a->alpha_attn0 == b->alpha_attn0 && a->alpha_ffn0 == b->alpha_ffn0 && a->mlp == b->mlp &&
+           a->alpha_final0 == b->alpha_final0;
 }
 
 // An option given with --resume must agree with the checkpoint, unless it only

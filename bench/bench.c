@@ -44,10 +44,10 @@ static const BenchConfig *find_config(const char *name) {
 }
 
 static ModelConfig model_config(const BenchConfig *b, int norm, int seq_len) {
-    ModelConfig c = {.dim = b->dim, .hidden_dim = default_hidden_dim(b->dim), .n_layers = b->layers,
+    ModelConfig c = {.dim = b->dim, .hidden_dim = default_hidden_dim(b->dim, MLP_SWIGLU), .n_layers = b->layers,
                      .n_heads = b->heads, .n_kv_heads = b->kv_heads, .vocab_size = b->vocab,
                      .seq_len = seq_len, .norm = norm, .tie_embeddings = 0, .dyt_beta = norm == NORM_DYT,
-                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
     return c;
 }
 

@@ -54,7 +54,7 @@ static int tiny_models(const char *dir, Error *err) {
         ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                          .vocab_size = 5, .seq_len = 3, .norm = V[i].norm, .tie_embeddings = V[i].tied,
                          .dyt_beta = V[i].beta, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                         .alpha_attn0 = 1.0f, .alpha_ffn0 = 0.5f};
+                         .alpha_attn0 = 1.0f, .alpha_ffn0 = 0.5f, .alpha_final0 = 0.5f};
         Model m;
         char path[4096];
         if (model_create(&m, &c, err)) return -1;
@@ -78,7 +78,7 @@ static int tiny_models(const char *dir, Error *err) {
 static int long_context_model(const char *dir, Error *err) {
     ModelConfig c = {.dim = 48, .hidden_dim = 1, .n_layers = 1, .n_heads = 1, .n_kv_heads = 1,
                      .vocab_size = 1, .seq_len = 1048576, .norm = NORM_RMS, .tie_embeddings = 1,
-                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
     Model m;
     char path[4096];
     if (model_create(&m, &c, err)) return -1;
@@ -151,7 +151,7 @@ static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cac
         if (!rc && sizes[i] == 270) { // a model that carries this vocabulary
             ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                              .vocab_size = 270, .seq_len = 3, .norm = NORM_RMS, .tie_embeddings = 1,
-                             .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                             .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
             Model m;
             rc = model_create(&m, &c, err);
             if (!rc) {

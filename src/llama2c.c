@@ -26,7 +26,7 @@ static int llama2c_config(const int32_t f[7], int shared, ModelConfig *c, Error 
     *c = (ModelConfig){.dim = f[0], .hidden_dim = f[1], .n_layers = f[2], .n_heads = f[3],
                        .n_kv_heads = f[4], .vocab_size = f[5], .seq_len = f[6], .norm = NORM_RMS,
                        .tie_embeddings = shared, .dyt_beta = 0, .norm_eps = LLAMA2C_EPS,
-                       .rope_theta = LLAMA2C_THETA, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                       .rope_theta = LLAMA2C_THETA, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
     return config_validate(c, err);
 }
 
@@ -129,6 +129,9 @@ int llama2c_export(const Model *m, const char *path, Error *err) {
     const ModelConfig *c = &m->cfg;
     if (c->norm != NORM_RMS)
         return err_set(err, "%s: a DyT model cannot be written in llama2.c's format (it has RMSNorm only)", path);
+    if (c->mlp != MLP_SWIGLU)
+        return err_set(err, "%s: a model with a %s MLP cannot be written in llama2.c's format (it has SwiGLU only)",
+                       path, MLP_KINDS[c->mlp].name);
     if (c->norm_eps != LLAMA2C_EPS)
         return err_set(err, "%s: norm_eps = %g, but llama2.c's RMSNorm uses 1e-5", path, c->norm_eps);
     if (c->rope_theta != LLAMA2C_THETA)

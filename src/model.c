@@ -28,8 +28,39 @@ int tensor_is_scalar(int t) {
     return t == T_ATTN_ALPHA || t == T_FFN_ALPHA || t == T_FINAL_ALPHA || t == T_EMB_SCALE;
 }
 
-// LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32.
-int default_hidden_dim(int dim) { return (8 * dim / 3 + 31) / 32 * 32; }
+// ----------------------------------------------------------------------------
+// MLP kinds
+
+// LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32 (the parameters of
+// a 4d two-matrix MLP in three matrices).
+static int swiglu_hidden(int dim) { return (8 * dim / 3 + 31) / 32 * 32; }
+static int gelu_hidden(int dim) { return 4 * dim; }
+
+static void gelu_act_forward(float *hg, const float *h1, const float *h3, size_t n) {
+    (void)h3;
+    gelu_forward(hg, h1, n);
+}
+
+static void gelu_act_backward(float *dh1, float *dh3, const float *dhg, const float *h1, const float *h3,
+                              size_t n) {
+    (void)dh3, (void)h3;
+    gelu_backward(dh1, dhg, h1, n);
+}
+
+const MlpKind MLP_KINDS[N_MLPS] = {
+    [MLP_SWIGLU] = {"swiglu", "w2(silu(w1 n) * w3 n), hidden 8d/3 rounded up to 32", 1, swiglu_hidden,
+                    swiglu_forward, swiglu_backward},
+    [MLP_GELU] = {"gelu", "w2(gelu(w1 n)), exact erf GELU, hidden 4d", 0, gelu_hidden, gelu_act_forward,
+                  gelu_act_backward},
+};
+
+int mlp_find(const char *name) {
+    for (int k = 0; k < N_MLPS; k++)
+        if (!strcmp(MLP_KINDS[k].name, name)) return k;
+    return -1;
+}
+
+int default_hidden_dim(int dim, int mlp) { return MLP_KINDS[mlp].default_hidden(dim); }
 
 #define CHECK_RANGE(field, lo, hi)                                                        \
     if (c->field < (lo) || c->field > (hi))                                               \
@@ -46,6 +77,7 @@ int config_validate(const ModelConfig *c, Error *err) {
     CHECK_RANGE(norm, 0, 1);
     CHECK_RANGE(tie_embeddings, 0, 1);
     CHECK_RANGE(dyt_beta, 0, 1);
+    CHECK_RANGE(mlp, 0, N_MLPS - 1);
     if (c->dim % c->n_heads)
         return err_set(err, "n_heads = %d does not divide dim = %d", c->n_heads, c->dim);
     if ((c->dim / c->n_heads) % 2)
@@ -59,8 +91,8 @@ int config_validate(const ModelConfig *c, Error *err) {
         return err_set(err, "norm_eps = %g must be finite and > 0", c->norm_eps);
     if (!isfinite(c->rope_theta) || c->rope_theta <= 0.0f)
         return err_set(err, "rope_theta = %g must be finite and > 0", c->rope_theta);
-    if (!isfinite(c->alpha_attn0) || !isfinite(c->alpha_ffn0))
-        return err_set(err, "alpha_attn0 / alpha_ffn0 must be finite");
+    if (!isfinite(c->alpha_attn0) || !isfinite(c->alpha_ffn0) || !isfinite(c->alpha_final0))
+        return err_set(err, "alpha_attn0 / alpha_ffn0 / alpha_final0 must be finite");
     return 0;
 }
 
@@ -75,9 +107,10 @@ int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_param
         [T_FFN_ALPHA] = dyt ? L : 0, [T_FINAL_NORM] = d, [T_FINAL_BETA] = beta ? d : 0,
         [T_FINAL_ALPHA] = dyt ? 1 : 0, [T_EMB_SCALE] = dyt ? 1 : 0,
         [T_WCLS] = c->tie_embeddings ? 0 : V * d};
+    int gated = MLP_KINDS[c->mlp].gated;
     // the per-layer matrices can overflow: check them
     const size_t mats[][2] = {{T_WQ, dd}, {T_WK, kd}, {T_WV, kd}, {T_WO, dd},
-                              {T_W1, hd}, {T_W2, hd}, {T_W3, hd}};
+                              {T_W1, hd}, {T_W2, hd}, {T_W3, gated ? hd : 0}};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
         if (size_mul(L, mats[i][1], &per[mats[i][0]]))
             return err_set(err, "parameter count overflows (%s)", tensor_name((int)mats[i][0]));
@@ -143,7 +176,8 @@ void model_init(Model *m, uint64_t seed) {
         case T_ATTN_NORM: case T_FFN_NORM: case T_FINAL_NORM: fill(p, n, 1.0f); break;
         case T_ATTN_BETA: case T_FFN_BETA: case T_FINAL_BETA: fill(p, n, 0.0f); break;
         case T_ATTN_ALPHA: fill(p, n, c->alpha_attn0); break;
-        case T_FFN_ALPHA: case T_FINAL_ALPHA: fill(p, n, c->alpha_ffn0); break;
+        case T_FFN_ALPHA: fill(p, n, c->alpha_ffn0); break;
+        case T_FINAL_ALPHA: fill(p, n, c->alpha_final0); break;
         case T_EMB_SCALE: fill(p, n, sqrtf((float)c->dim)); break;
         default: { // matrices and the embedding: their own stream per tensor
             Rng r = rng_make(seed, (uint64_t)t);
@@ -342,13 +376,14 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_MATMUL, &t);
     residual_add(y->resid_mid, y->x_in, a->tmp, N * d);
     lap(a, PART_OTHER, &t);
-    // SwiGLU feed-forward
+    // feed-forward: the MLP kind's
+    const MlpKind *mk = &MLP_KINDS[c->mlp];
     norm_forward(m, AT_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
     lap(a, PART_NORM, &t);
     matmul_forward(y->h1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
-    matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    if (mk->gated) matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
     lap(a, PART_MATMUL, &t);
-    swiglu_forward(y->hg, y->h1, y->h3, N * h);
+    mk->forward(y->hg, y->h1, y->h3, N * h);
     lap(a, PART_OTHER, &t);
     matmul_forward(a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
@@ -405,17 +440,18 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     int B = a->B, T = a->T, d = c->dim, h = c->hidden_dim, HS = d / c->n_heads;
     int kvd = HS * c->n_kv_heads;
     size_t N = (size_t)B * T;
-    // x_out = resid_mid + w2(silu(w1 n) * w3 n), n = norm_ffn(resid_mid)
+    // x_out = resid_mid + w2(silu(w1 n) * w3 n) (or w2(gelu(w1 n))), n = norm_ffn(resid_mid)
+    const MlpKind *mk = &MLP_KINDS[c->mlp];
     double t = lap_start(a);
     zero(a->dhg, N * h);
     lap(a, PART_OTHER, &t);
     matmul_backward(a->dhg, LG(m, T_W2, l), a->dresid, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
-    swiglu_backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
+    mk->backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
     zero(a->dnorm, N * d);
     lap(a, PART_OTHER, &t);
     matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
-    matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    if (mk->gated) matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
     lap(a, PART_MATMUL, &t);
     norm_backward(m, a, AT_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
     lap(a, PART_NORM, &t);

@@ -20,7 +20,25 @@ typedef struct {
     int dyt_beta;       // DyT has a beta (shift) vector
     float norm_eps, rope_theta;
     float alpha_attn0, alpha_ffn0; // DyT alpha init: attention input / FFN input and final
+    int mlp;            // a row of MLP_KINDS
+    float alpha_final0; // alpha init of the final norm
 } ModelConfig;
+
+// The MLP kinds, ONE table (model.c): a kind's number is its code in the file
+// header (docs/format.md): never reorder, only append.
+enum { MLP_SWIGLU = 0, MLP_GELU = 1, N_MLPS = 2 };
+typedef struct {
+    const char *name, *help; // --mlp NAME; formula for --help
+    int gated;               // w2(act(w1 n) * w3 n) with w3 present, else w2(act(w1 n))
+    int (*default_hidden)(int dim);
+    // hg (N,H) = act(h1) [* h3]
+    void (*forward)(float *hg, const float *h1, const float *h3, size_t n);
+    // dh1 [, dh3] (N,H) overwritten from dhg
+    void (*backward)(float *dh1, float *dh3, const float *dhg, const float *h1, const float *h3, size_t n);
+} MlpKind;
+extern const MlpKind MLP_KINDS[N_MLPS];
+// The kind named `name`, or -1.
+int mlp_find(const char *name);
 
 // Parameter tensors in file and memory order (docs/format.md).
 enum {
@@ -50,7 +68,7 @@ typedef struct {
 const char *tensor_name(int t);
 int tensor_decays(int t); // weight decay applies (matrices and embeddings)
 int tensor_is_scalar(int t); // one number per site (alpha, the embedding scale): --scalar-lr-mult
-int default_hidden_dim(int dim);
+int default_hidden_dim(int dim, int mlp); // the MLP kind's default hidden size
 
 int config_validate(const ModelConfig *c, Error *err);
 int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err);

@@ -56,7 +56,8 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .n_heads = get_i32(h, 24), .n_kv_heads = get_i32(h, 28), .vocab_size = get_i32(h, 32),
         .seq_len = get_i32(h, 36), .norm = get_i32(h, 40), .tie_embeddings = get_i32(h, 44),
         .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
-        .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
+        .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64), .mlp = MLP_SWIGLU,
+        .alpha_final0 = get_f32(h, 64)};
     Error e;
     if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
     // a tokenizer file: 0 (bytes), or the size of one with 0 to (BPE_MAX_VOCAB - 256) merges

@@ -487,7 +487,7 @@ static void test_gelu(void) {
 static void test_adamw_groups(void) {
     ModelConfig c = {.dim = 8, .hidden_dim = 16, .n_layers = 2, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 8,
                      .seq_len = 4, .norm = NORM_DYT, .dyt_beta = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
-                     .alpha_attn0 = 0.5f, .alpha_ffn0 = 0.5f};
+                     .alpha_attn0 = 0.5f, .alpha_ffn0 = 0.5f, .alpha_final0 = 0.5f};
     const struct { int all_decay; float mult; } groups[] = {{0, 1.0f}, {1, 1.0f}, {0, 10.0f}, {1, 100.0f}};
     for (size_t k = 0; k < sizeof groups / sizeof groups[0]; k++) {
         Model m;
@@ -1248,7 +1248,7 @@ static void test_bpe_model_file(void) {
     int ok = !bpe_train(&b, (const unsigned char *)t, strlen(t), 262, &err);
     ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 262,
                      .seq_len = 8, .norm = NORM_RMS, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                     .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                     .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
     Model m, l;
     char path[1024];
     tmp_path(path, sizeof path, "bpe_model.bin");
