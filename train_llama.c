@@ -32,10 +32,10 @@
 // settings
 
 typedef struct {
-    const char *data, *out, *norm, *resume, *preset, *print_config;
+    const char *data, *out, *norm, *resume, *preset, *print_config, *mlp;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
-    double lr, weight_decay, clip, alpha_attn, alpha_ffn, scalar_lr_mult;
+    double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult;
     int no_dyt_beta, tie_embeddings, norm_decay;
     int64_t overlap;
     int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
@@ -52,7 +52,8 @@ static const Option OPTIONS[] = {
     {"--layers", OPT_INT, OFF(layers), 1, 1024, "transformer blocks"},
     {"--heads", OPT_INT, OFF(heads), 1, 65536, "query heads (d/heads must be even)"},
     {"--kv-heads", OPT_INT, OFF(kv_heads), 0, 65536, "key/value heads, divides --heads (0 = --heads)"},
-    {"--hidden", OPT_INT, OFF(hidden), 0, 1048576, "SwiGLU hidden size (0 = 8d/3 rounded up to 32)"},
+    {"--mlp", OPT_STR, OFF(mlp), 0, 0, "MLP: swiglu (w2(silu(w1 n) * w3 n)) or gelu (w2(gelu(w1 n)), two matrices)"},
+    {"--hidden", OPT_INT, OFF(hidden), 0, 1048576, "MLP hidden size (0 = SwiGLU: 8d/3 rounded up to 32; GELU: 4d)"},
     {"--seq", OPT_INT, OFF(seq), 1, 65536, "sequence length T (the model's context)"},
     {"--batch", OPT_INT, OFF(batch), 1, 65536, "sequences per micro-batch B"},
     {"--grad-accum", OPT_INT, OFF(grad_accum), 1, 65536, "micro-batches per optimizer step"},
@@ -71,7 +72,8 @@ static const Option OPTIONS[] = {
     {"--seed", OPT_INT, OFF(seed), 0, 9.007199254740992e15, "seed of weights and data order"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
     {"--alpha-attn", OPT_FLOAT, OFF(alpha_attn), -1e3, 1e3, "DyT alpha0 of the attention-input DyT"},
-    {"--alpha-ffn", OPT_FLOAT, OFF(alpha_ffn), -1e3, 1e3, "DyT alpha0 of the FFN-input and final DyT"},
+    {"--alpha-ffn", OPT_FLOAT, OFF(alpha_ffn), -1e3, 1e3, "DyT alpha0 of the FFN-input DyT"},
+    {"--alpha-final", OPT_FLOAT, OFF(alpha_final), -1e3, 1e3, "DyT alpha0 of the final DyT (not given: --alpha-ffn's)"},
     {"--no-dyt-beta", OPT_FLAG, OFF(no_dyt_beta), 0, 0, "DyT without beta (as the authors' LLaMA code)"},
     {"--tie-embeddings", OPT_FLAG, OFF(tie_embeddings), 0, 0, "output head shares the token embedding"},
     {"--stop-after", OPT_INT, OFF(stop_after), 0, BIG, "stop after this many steps of this invocation, with a checkpoint (0 = run to --steps)"},
@@ -87,7 +89,7 @@ static Settings default_settings(void) {
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
                       .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
                       .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0,
-                      .scalar_lr_mult = 1.0};
+                      .alpha_final = 1.0, .scalar_lr_mult = 1.0, .mlp = "swiglu"};
 }
 
 // ----------------------------------------------------------------------------
@@ -109,7 +111,7 @@ static const Preset PRESETS[] = {
       "--clip", "1", NULL}, 1},
     {"dyt-vision", "the DyT authors' vision code: DyT with beta, alpha0 0.5 at every site, 1-D parameters "
      "(gains, shifts, scalars) without weight decay (this trainer's default)",
-     {"--norm", "dyt", "--alpha-attn", "0.5", "--alpha-ffn", "0.5", NULL}, 0},
+     {"--norm", "dyt", "--alpha-attn", "0.5", "--alpha-ffn", "0.5", "--alpha-final", "0.5", NULL}, 0},
 };
 #define N_PRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))
 
@@ -149,6 +151,7 @@ static int preset_settings(const Preset *p, Settings *s, unsigned char *set, Err
         if (ALPHA_BY_WIDTH[i].width <= s->dim) row = i;
     s->alpha_attn = ALPHA_BY_WIDTH[row].attn, set[option_index("--alpha-attn")] = 1;
     s->alpha_ffn = ALPHA_BY_WIDTH[row].other, set[option_index("--alpha-ffn")] = 1;
+    s->alpha_final = ALPHA_BY_WIDTH[row].other, set[option_index("--alpha-final")] = 1;
     return 0;
 }
 
@@ -246,7 +249,8 @@ static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
 static void settings_from_config(const ModelConfig *c, Settings *s) {
     s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
     s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
-    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
+    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0, s->alpha_final = c->alpha_final0;
+    s->mlp = MLP_KINDS[c->mlp].name;
     s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
 }
 
@@ -415,14 +419,14 @@ static double tokens_per_step(const Settings *s) {
 
 static ModelConfig config_from_settings(const Settings *s) {
     return (ModelConfig){
-        .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim, MLP_SWIGLU),
+        .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim, mlp_find(s->mlp)),
         .n_layers = (int)s->layers, .n_heads = (int)s->heads,
         .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
         .seq_len = (int)s->seq, .norm = !strcmp(s->norm, "dyt") ? NORM_DYT : NORM_RMS,
         .tie_embeddings = s->tie_embeddings, .dyt_beta = !strcmp(s->norm, "dyt") && !s->no_dyt_beta,
         .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-        .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn, .mlp = MLP_SWIGLU,
-        .alpha_final0 = (float)s->alpha_ffn};
+        .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn, .mlp = mlp_find(s->mlp),
+        .alpha_final0 = (float)s->alpha_final};
 }
 
 // Validation loss over the fixed batches of ranks x batch rows; the std of
@@ -947,6 +951,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         if (s->resume) return usage_error(err, "--preset with --resume: the checkpoint holds the settings");
         if (apply_preset(s, given, err)) return usage_error(err, err->msg);
     }
+    if (rc >= 0 && !given[option_index("--alpha-final")]) s->alpha_final = s->alpha_ffn;
     if (rc == 1) {
         if (r->dist.rank == 0) usage(stdout, s);
         return -1;
@@ -959,6 +964,13 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     if (!s->data) return usage_error(err, "--data FILE is required");
     if (strcmp(s->norm, "rmsnorm") && strcmp(s->norm, "dyt"))
         return usage_error(err, "--norm must be rmsnorm or dyt");
+    if (mlp_find(s->mlp) < 0) {
+        char names[256] = "";
+        for (int k = 0, n = 0; k < N_MLPS; k++)
+            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", k ? ", " : "", MLP_KINDS[k].name);
+        err_set(err, "--mlp '%.64s' unknown (known: %s)", s->mlp, names);
+        return usage_error(err, err->msg);
+    }
     if (s->resume) return resume_settings(r, given, err);
     ModelConfig c = config_from_settings(s);
     Error e;

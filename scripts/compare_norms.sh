@@ -31,7 +31,7 @@ Options:
 train_llama flags passed through to every run (also as --flag=value):
   --dim --layers --heads --kv-heads --hidden --seq --batch --grad-accum --steps --lr
   --warmup --weight-decay --clip --eval-every --eval-batches --ckpt-every --threads
-  --alpha-attn --alpha-ffn --preset --scalar-lr-mult --stop-after (with a value),
+  --alpha-attn --alpha-ffn --alpha-final --preset --scalar-lr-mult --mlp --stop-after (with a value),
   --no-dyt-beta --tie-embeddings --norm-decay.
   --stop-after N trains each run N more steps and stops it with a checkpoint: rerun the
   same command to continue (it is left out of run.json, so it may change between calls).
@@ -58,7 +58,7 @@ ME=compare_norms.sh
 
 VALUE_FLAGS=" dim layers heads kv-heads hidden seq batch grad-accum steps lr warmup
   weight-decay clip eval-every eval-batches ckpt-every threads alpha-attn alpha-ffn stop-after
-  preset scalar-lr-mult "
+  preset scalar-lr-mult mlp alpha-final "
 BOOL_FLAGS=" no-dyt-beta tie-embeddings norm-decay "
 OWN_FLAGS=" seed norm out resume "
 

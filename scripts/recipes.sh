@@ -85,7 +85,7 @@ case $FINDING in
     IFS=, read -r -a alpha_list <<<"$ALPHAS"
     for al in "${alpha_list[@]}"; do
       "$SWEEP" --param lr --values "$LRS" --norms dyt --out "$F/alpha=$al" "${FLAGS[@]}" \
-        --alpha-attn "$al" --alpha-ffn "$al"
+        --alpha-attn "$al" --alpha-ffn "$al" --alpha-final "$al"
     done
     ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" <<'EOF'
 # grid.md: mean final validation loss (and collapsed or diverged seeds) per lr x alpha0

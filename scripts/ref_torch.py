@@ -2,7 +2,7 @@
 """PyTorch (float64) reference for the tiny LLaMA trainer: gradient test vectors.
 
 What it produces
-    For each of four cases (RMSNorm / DyT, tied / untied embeddings) it writes
+    For each case (RMSNorm / DyT, tied / untied embeddings, SwiGLU / GELU MLP) it writes
         test/ref/NAME.model.bin   initial weights, a `model.bin` (docs/format.md)
         test/ref/NAME.ref.bin     reference vectors (docs/format.md, "Reference vectors"):
                                   tokens, initial logits and loss, the (unclipped) gradient
@@ -75,16 +75,19 @@ def f32(x):
 # The tiny configuration shared by all cases (the brief fixes it).
 BASE = dict(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2,
             vocab_size=32, seq_len=8, norm_eps=1e-5, rope_theta=10000.0,
-            alpha_attn0=1.0, alpha_ffn0=1.0)
+            alpha_attn0=1.0, alpha_ffn0=1.0, alpha_final0=1.0, mlp=0)
 B, T, N_STEPS = 2, 8, 3
 LR, WD, BETA1, BETA2, EPS = 1e-2, 0.1, 0.9, 0.95, 1e-8
 
 # name, norm (0 RMSNorm, 1 DyT), tie_embeddings, dyt_beta, clip, expect clipping, seed
+# name, norm, tied, dyt_beta, clip, clips?, seed, mlp (0 SwiGLU, 1 GELU)
 CASES = [
-    ("rms_untied",      0, 0, 0, 1e3,  False, 1001),
-    ("rms_tied",        0, 1, 0, 0.5,  True,  1002),
-    ("dyt_beta_untied", 1, 0, 1, 0.25, True,  1003),
-    ("dyt_nobeta_tied", 1, 1, 0, 1e3,  False, 1004),
+    ("rms_untied",      0, 0, 0, 1e3,  False, 1001, 0),
+    ("rms_tied",        0, 1, 0, 0.5,  True,  1002, 0),
+    ("dyt_beta_untied", 1, 0, 1, 0.25, True,  1003, 0),
+    ("dyt_nobeta_tied", 1, 1, 0, 1e3,  False, 1004, 0),
+    ("rms_gelu_untied", 0, 0, 0, 1e3,  False, 1005, 1),
+    ("dyt_gelu_tied",   1, 1, 1, 1e3,  False, 1006, 1),
 ]
 
 
@@ -95,7 +98,7 @@ def make_cfg(norm, tie, dyt_beta, **over):
     cfg["head_dim"] = cfg["dim"] // cfg["n_heads"]
     cfg["kvd"] = cfg["n_kv_heads"] * cfg["head_dim"]
     # the header stores these as float32; the reference uses exactly those values
-    for k in ("norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"):
+    for k in ("norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0", "alpha_final0"):
         cfg[k] = f32(cfg[k])
     return cfg
 
@@ -118,7 +121,7 @@ def param_specs(cfg):
         ("ffn_alpha", (L,), dyt, False),
         ("w1", (L, h, d), True, True),
         ("w2", (L, d, h), True, True),
-        ("w3", (L, h, d), True, True),
+        ("w3", (L, h, d), cfg["mlp"] == 0, True),
         ("final_norm", (d,), True, False),
         ("final_beta", (d,), dyt and beta, False),
         ("final_alpha", (1,), dyt, False),
@@ -157,8 +160,10 @@ def init_params(cfg, rng):
             v = 0.1 * z
         elif name == "attn_alpha":
             v = cfg["alpha_attn0"] + 0.2 * z
-        elif name in ("ffn_alpha", "final_alpha"):
+        elif name == "ffn_alpha":
             v = cfg["alpha_ffn0"] + 0.2 * z
+        elif name == "final_alpha":
+            v = cfg["alpha_final0"] + 0.2 * z
         elif name == "emb_scale":
             v = math.sqrt(d) + 0.1 * z
         else:
@@ -216,6 +221,10 @@ def swiglu_ffn(n, w1, w2, w3):
     return (F.silu(n @ w1.t()) * (n @ w3.t())) @ w2.t()
 
 
+def gelu_ffn(n, w1, w2):
+    return F.gelu(n @ w1.t()) @ w2.t()  # exact (erf) GELU, torch's default
+
+
 def forward(P, cfg, tok_in, return_stats=False):
     """Logits (B, T, V) for inputs tok_in (B, T). P: dict name -> float64 tensor."""
     dyt_mode, L = cfg["norm"] == 1, cfg["n_layers"]
@@ -247,7 +256,10 @@ def forward(P, cfg, tok_in, return_stats=False):
         q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
         x = x + attention(q, k, v, KV) @ P["wo"][l].t()
         n = norm(x, "ffn", l)
-        x = x + swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
+        if cfg["mlp"] == 0:
+            x = x + swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
+        else:
+            x = x + gelu_ffn(n, P["w1"][l], P["w2"][l])
     n = norm(x, "final", None)
     head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
     logits = n @ head.t()
@@ -305,13 +317,23 @@ def run_reference(cfg, p32, tokens_np, clip, hp):
 
 # --------------------------------------------------------------------------- file I/O
 
+def header_version(cfg):
+    """The oldest model header version that describes cfg: files of the cases that
+    version 1 can hold stay byte for byte as they were (and keep testing that it loads)."""
+    return 1 if cfg["mlp"] == 0 and cfg["alpha_final0"] == cfg["alpha_ffn0"] else 2
+
+
 def header_bytes(cfg, kind=1):
-    h = struct.pack("<Ii" + "i" * 11 + "ffff", MODEL_MAGIC, VERSION, kind,
+    version = header_version(cfg)
+    h = struct.pack("<Ii" + "i" * 11 + "ffff", MODEL_MAGIC, version, kind,
                     cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["n_heads"],
                     cfg["n_kv_heads"], cfg["vocab_size"], cfg["seq_len"], cfg["norm"],
                     cfg["tie_embeddings"], cfg["dyt_beta"],
                     cfg["norm_eps"], cfg["rope_theta"], cfg["alpha_attn0"], cfg["alpha_ffn0"])
     assert len(h) == 68
+    h += bytes(4 + 8)  # tokenizer_bytes (none), then bytes 72..79 zero
+    if version >= 2:   # the MLP kind and the final norm's alpha0
+        h += struct.pack("<if", cfg["mlp"], cfg["alpha_final0"])
     return h + bytes(HEADER_BYTES - len(h))
 
 
@@ -346,15 +368,19 @@ def read_model(path):
     data = open(path, "rb").read()
     vals = struct.unpack_from("<Ii" + "i" * 11 + "ffff", data, 0)
     magic, version, kind = vals[:3]
-    assert magic == MODEL_MAGIC and version == VERSION and kind == 1, path
-    assert data[68:HEADER_BYTES] == bytes(HEADER_BYTES - 68), "reserved bytes not zero"
+    assert magic == MODEL_MAGIC and version in (1, 2) and kind == 1, path
+    mlp, alpha_final0 = struct.unpack_from("<if", data, 80) if version >= 2 else (0, vals[16])
+    end = 80 if version == 1 else 88
+    assert data[68:80] == bytes(12) and data[end:HEADER_BYTES] == bytes(HEADER_BYTES - end), "reserved bytes not zero"
     keys = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
             "seq_len", "norm", "tie_embeddings", "dyt_beta"]
     raw = dict(zip(keys, vals[3:13]))
     raw.update(zip(["norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"], vals[13:17]))
     cfg = make_cfg(raw["norm"], raw["tie_embeddings"], raw["dyt_beta"],
+                   mlp=mlp, alpha_final0=alpha_final0,
                    **{k: raw[k] for k in keys[:7] + ["norm_eps", "rope_theta",
                                                      "alpha_attn0", "alpha_ffn0"]})
+    assert header_version(cfg) == version, f"{path}: version {version} for this config"
     assert cfg["dyt_beta"] == raw["dyt_beta"]
     n = n_params(cfg)
     assert len(data) == HEADER_BYTES + 4 * n, f"{path}: size {len(data)} != {HEADER_BYTES + 4 * n}"
@@ -456,6 +482,15 @@ def check_formulas():
             acc += float(w2[o, j]) * (a / (1.0 + math.exp(-a))) * b
         assert abs(float(got[o]) - acc) < 1e-12
 
+    # GELU MLP: w2 gelu(w1 n), gelu(a) = a Phi(a) = a (1 + erf(a / sqrt 2)) / 2
+    got = gelu_ffn(n[None], w1, w2)[0]
+    for o in range(d):
+        acc = 0.0
+        for j in range(hdim):
+            a = sum(float(w1[j, c] * n[c]) for c in range(d))
+            acc += float(w2[o, j]) * 0.5 * a * (1.0 + math.erf(a / math.sqrt(2.0)))
+        assert abs(float(got[o]) - acc) < 1e-12
+
     # RMSNorm and DyT
     xx = torch.tensor(rng.standard_normal((d,)))
     g = torch.tensor(rng.standard_normal((d,)))
@@ -513,8 +548,12 @@ def naive_forward(P, cfg, tok_in):
             xs = new
             for t in range(Tn):
                 n = nrm(xs[t], "ffn", l)
-                a, g3 = P["w1"][l] @ n, P["w3"][l] @ n
-                xs[t] = xs[t] + P["w2"][l] @ (a / (1.0 + np.exp(-a)) * g3)
+                a = P["w1"][l] @ n
+                if cfg["mlp"] == 0:
+                    act = a / (1.0 + np.exp(-a)) * (P["w3"][l] @ n)
+                else:
+                    act = np.array([0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0))) for z in a])
+                xs[t] = xs[t] + P["w2"][l] @ act
         head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
         for t in range(Tn):
             logits[b, t] = head @ nrm(xs[t], "final", None)
@@ -525,7 +564,7 @@ def check_gradients(cfg_full, p32_full, tokens_full):
     """gradcheck on a smaller config of the same kind, finite differences on the real one."""
     small = make_cfg(cfg_full["norm"], cfg_full["tie_embeddings"], cfg_full["dyt_beta"],
                      dim=8, hidden_dim=6, n_layers=2, n_heads=4, n_kv_heads=2,
-                     vocab_size=7, seq_len=4)
+                     vocab_size=7, seq_len=4, mlp=cfg_full["mlp"])
     rng = np.random.RandomState(99)
     ps = init_params(small, rng)
     toks = torch.tensor(rng.randint(0, small["vocab_size"], size=(2, 5)), dtype=torch.long)
@@ -645,12 +684,12 @@ def main():
     args = ap.parse_args()
 
     check_formulas()
-    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT): ok")
+    print("formula checks (RoPE, GQA mapping, SwiGLU, GELU, RMSNorm, DyT): ok")
 
     if not args.check:
         os.makedirs(args.out, exist_ok=True)
-        for name, norm, tie, beta, clip, expect_clip, seed in CASES:
-            cfg = make_cfg(norm, tie, beta)
+        for name, norm, tie, beta, clip, expect_clip, seed, mlp in CASES:
+            cfg = make_cfg(norm, tie, beta, mlp=mlp)
             rng = np.random.RandomState(seed)
             p32 = init_params(cfg, rng)
             tokens = rng.randint(0, cfg["vocab_size"], size=(B, T + 1)).astype(np.int32)
@@ -661,7 +700,7 @@ def main():
             write_ref(os.path.join(args.out, name + ".ref.bin"), hp, tokens, res)
 
     total = 0
-    for name, norm, tie, beta, clip, expect_clip, seed in CASES:
+    for name, norm, tie, beta, clip, expect_clip, seed, mlp in CASES:
         cfg, res, hp, worst, stats = verify_files(args.out, name, expect_clip, not args.no_gradcheck)
         sizes = [os.path.getsize(os.path.join(args.out, name + e)) for e in (".model.bin", ".ref.bin")]
         total += sum(sizes)

@@ -36,6 +36,8 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_f32(h, 60, c->alpha_attn0);
     put_f32(h, 64, c->alpha_ffn0);
     put_i32(h, 68, (int32_t)tok_bytes);
+    put_i32(h, 80, c->mlp);
+    put_f32(h, 84, c->alpha_final0);
 }
 
 // Validates and decodes; errors name the file and the field.
@@ -45,8 +47,8 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
     int version = get_i32(h, 4);
-    if (version != MODEL_VERSION)
-        return err_set(err, "%s: header field version = %d is not supported (this build reads version %d)",
+    if (version < 1 || version > MODEL_VERSION)
+        return err_set(err, "%s: header field version = %d is not supported (this build reads versions 1 to %d)",
                        path, version, MODEL_VERSION);
     *kind = get_i32(h, 8);
     if (*kind != KIND_MODEL && *kind != KIND_CHECKPOINT)
@@ -56,8 +58,11 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .n_heads = get_i32(h, 24), .n_kv_heads = get_i32(h, 28), .vocab_size = get_i32(h, 32),
         .seq_len = get_i32(h, 36), .norm = get_i32(h, 40), .tie_embeddings = get_i32(h, 44),
         .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
-        .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64), .mlp = MLP_SWIGLU,
-        .alpha_final0 = get_f32(h, 64)};
+        .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
+    // version 1: SwiGLU, and the final norm's alpha0 was the FFN input's
+    int old = version < 2;
+    c->mlp = old ? MLP_SWIGLU : get_i32(h, 80);
+    c->alpha_final0 = old ? c->alpha_ffn0 : get_f32(h, 84);
     Error e;
     if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
     // a tokenizer file: 0 (bytes), or the size of one with 0 to (BPE_MAX_VOCAB - 256) merges
@@ -69,7 +74,8 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
                        BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256));
     *tok_bytes = (size_t)tb;
     for (int i = 72; i < HEADER_BYTES; i++)
-        if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
+        if (h[i] && (old || i < 80 || i >= 88))
+            return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
 }
 

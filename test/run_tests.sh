@@ -305,14 +305,14 @@ head -c 256 "$GOOD" >"$TMP/header_only.bin"
 patch_i32() { # patch_i32 SRC DST OFFSET VALUE
     $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
 }
-patch_i32 "$GOOD" "$TMP/version.bin" 4 2
+patch_i32 "$GOOD" "$TMP/version.bin" 4 99
 $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[300:304]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" "$GOOD" "$TMP/nan.bin"
 patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
 patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
 patch_i32 "$GOOD" "$TMP/huge.bin" 32 1000000
 bad_case "a bad magic" 1 "bad magic" "$INFER" "$TMP/magic.bin"
-bad_case "a future version" 1 "version = 2" "$INFER" "$TMP/version.bin"
+bad_case "a future version" 1 "version = 99 is not supported" "$INFER" "$TMP/version.bin"
 bad_case "dim 0" 1 "dim = 0" "$INFER" "$TMP/dim0.bin"
 bad_case "a negative dim" 1 "dim = -64" "$INFER" "$TMP/dimneg.bin"
 bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" "$INFER" "$TMP/kvheads.bin"
@@ -596,6 +596,23 @@ train --preset dyt-official --weight-decay 0.05 --alpha-ffn 0.3 --seed 4 --steps
     grep -qx -- "--alpha-attn 1" "$R/o/config.txt" && grep -qx -- "--norm-decay" "$R/o/config.txt" &&
     "$TRAIN" --preset dyt-official --weight-decay 0.05 --help | grep -q -- "--weight-decay X.*(default: 0.05)"
 expect "explicit flags override a preset's (and --help shows the resolved defaults)" $? "$(tr '\n' ' ' <"$R/o/config.txt")"
+# --mlp gelu: two matrices, hidden 4d, recorded; resumes bit for bit; --alpha-final
+# follows --alpha-ffn unless given, and is the final alpha's init
+train --norm dyt --mlp gelu --alpha-ffn 0.3 --steps 20 --seed 5 --out "$R/g" 2>/dev/null &&
+    train --norm dyt --mlp gelu --alpha-ffn 0.3 --steps 20 --seed 5 --stop-after 10 --out "$R/g2" 2>/dev/null &&
+    train --resume "$R/g2/checkpoint.bin" 2>/dev/null &&
+    cmp -s <(losses "$R/g/log.csv") <(losses "$R/g2/log.csv") && cmp -s "$R/g/model.bin" "$R/g2/model.bin" &&
+    grep -qx -- "--mlp gelu" "$R/g/config.txt" && grep -qx -- "--hidden 128" "$R/g/config.txt" &&
+    grep -qx -- "--alpha-final 0.3" "$R/g/config.txt"
+expect "--mlp gelu: hidden 4d, recorded, 10 + resume + 10 steps equal 20; --alpha-final follows --alpha-ffn" $? \
+    "$(tr '\n' ' ' <"$R/g/config.txt")"
+train --norm dyt --alpha-final 0.7 --steps 1 --out "$R/af" 2>/dev/null
+col=$(head -1 "$R/af/log.csv" | tr ',' '\n' | grep -nx alpha_final | cut -d: -f1)
+[ -n "$col" ] && [ "$(sed -n 2p "$R/af/log.csv" | cut -d, -f"$col")" = "0.700000" ] &&
+    grep -qx -- "--alpha-final 0.7" "$R/af/config.txt" && grep -qx -- "--alpha-ffn 1" "$R/af/config.txt"
+expect "--alpha-final 0.7: the final DyT starts at alpha 0.7, the FFN-input ones at --alpha-ffn's 1" $? \
+    "$(sed -n 2p "$R/af/log.csv" | cut -c1-200)"
+bad_case "an unknown --mlp, naming the known ones" 2 "\-\-mlp 'relu' unknown (known: swiglu, gelu)" train --mlp relu
 bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown (known: default, dyt-official, dyt-vision)" train --preset nope
 bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
 # a checkpoint written before the parameter groups (run block version 2, their slots zero)

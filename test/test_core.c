@@ -813,6 +813,13 @@ static void test_llama2c_export_refusals(const char *dir) {
               "rc %d: %s", rc, err.msg);
         model_free(&m);
     }
+    snprintf(path, sizeof path, "%s/rms_gelu_untied.model.bin", dir);
+    if (!model_load(&m, path, &err)) {
+        int rc = llama2c_export(&m, out, &err);
+        check(rc && strstr(err.msg, "a gelu MLP cannot be written in llama2.c's format (it has SwiGLU only)") &&
+              !file_exists(out), "llama2c export refuses a GELU model", "rc %d: %s", rc, err.msg);
+        model_free(&m);
+    }
     snprintf(path, sizeof path, "%s/rms_tied.model.bin", dir);
     if (!model_load(&m, path, &err)) {
         m.cfg.norm_eps = 1e-6f;
@@ -1288,8 +1295,9 @@ static void test_bpe_model_file(void) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
-    const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied"};
-    for (int i = 0; i < 4; i++) test_reference_case(dir, cases[i]);
+    const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied", "rms_gelu_untied",
+                           "dyt_gelu_tied"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_reference_case(dir, cases[i]);
     test_dyt_finite_differences();
     test_attention();
     test_exp_approx();
