@@ -628,6 +628,15 @@ patch_bytes "$R/v2.bin" "$R/v2bad.bin" $((rbo + 8 * 14)) "<q" 1
 bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: run settings slot 14 is not zero" \
     train --resume "$R/v2bad.bin" --out "$R/v2bad"
 
+# the four recipe experiments: each command resolves to its runs (the lead runs them full size)
+for f in 1 2 3 4; do scripts/recipes.sh --finding $f --dry-run --out "$R/rx" >"$R/rx$f.txt" 2>&1 || echo "exit $?" >>"$R/rx$f.txt"; done
+[ "$(grep -c -- '--preset dyt-official' "$R/rx1.txt")" = 6 ] && [ "$(grep -c -- '--preset default' "$R/rx1.txt")" = 6 ] &&
+    [ "$(grep -c -- '--mlp gelu' "$R/rx2.txt")" = 6 ] &&
+    [ "$(grep -c -- '--alpha-attn 2 --alpha-ffn 2 --alpha-final 2' "$R/rx3.txt")" = 9 ] &&
+    [ "$(grep -c -- '--norm rmsnorm' "$R/rx3.txt")" = 9 ] &&
+    [ "$(grep -c -- '--scalar-lr-mult 100' "$R/rx4.txt")" = 3 ] && ! grep -q "^exit" "$R"/rx?.txt
+expect "scripts/recipes.sh --finding 1..4 --dry-run: 12, 12, 45 and 9 runs with their flags" $? "$(grep -h "exit\|error" "$R"/rx?.txt | head -3)"
+
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
 CMP=(scripts/compare_norms.sh --data "$DATA" --seeds 2 --out "$TMP/cmp" --dim 32 --layers 2 --heads 4
