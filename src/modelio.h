@@ -13,7 +13,7 @@
 #include "model.h"
 
 #define MODEL_MAGIC 0x5459444Cu // "LDYT"
-#define MODEL_VERSION 2
+#define MODEL_VERSION 3 // versions 1 (before the norm zoo) and 2 (before --mlp, --alpha-final) still load
 #define HEADER_BYTES 256
 enum { KIND_MODEL = 1, KIND_CHECKPOINT = 2 };
 
