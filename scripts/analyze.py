@@ -1399,8 +1399,9 @@ def plot_grid(runs, p1, p2, out_dir, config):
     cells = {n: grid_cells(runs, n, values, values2) for n in norms}
     allm = [m for c in cells.values() for m, _, _ in c.values() if math.isfinite(m)]
     lo, hi = (min(allm), max(allm)) if allm else (0.0, 1.0)
-    fig, axes = plt.subplots(1, len(norms), figsize=(1.6 + 3.2 * len(norms) + 0.6 * len(values), 4.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(norms), figsize=(2.2 + (2.0 + 0.9 * len(values)) * len(norms),
+                                                     2.4 + 0.5 * len(values2)),
+                             squeeze=False, layout="constrained")
     ref = best_cell(cells[base])
     image = None
     for ax, n in zip(axes[0], norms):
@@ -1414,7 +1415,7 @@ def plot_grid(runs, p1, p2, out_dir, config):
             mark = "D" if all(r.diverged for r in g) else ("C" if any(r.collapsed for r in g) else "")
             text = (fmt(m, 3) if math.isfinite(m) else "") + (f" {mark}" if mark else "")
             ax.text(x, y, text, ha="center", va="center", fontsize=8,
-                    color="white" if math.isfinite(m) and m < (lo + hi) / 2 else "black")
+                    color="black" if math.isfinite(m) and m < (lo + hi) / 2 else "white")
         if ref is not None:
             ax.add_patch(matplotlib.patches.Rectangle(
                 (values.index(ref[0]) - 0.5, values2.index(ref[1]) - 0.5), 1, 1, fill=False,
@@ -1430,9 +1431,10 @@ def plot_grid(runs, p1, p2, out_dir, config):
     bar.set_label("final validation loss (mean over finished seeds)")
     if ref is not None:
         bar.ax.axhline(cells[base][ref][0], color="red", lw=2)
-    fig.suptitle(_wrap(f"Final val loss over {p1} x {p2} — {config}\nD: every seed diverged, "
-                       f"C: a seed collapsed; red box: {norm_label(base)}'s best cell", 90),
+    fig.suptitle(_wrap(f"Final val loss over {p1} x {p2} — {config}", 40 + 25 * len(norms)),
                  fontsize=10)
+    fig.supxlabel(f"D: every seed diverged, C: a seed collapsed; red box: {norm_label(base)}'s "
+                  "best cell (also marked on the colour bar)", fontsize=8)
     save(fig, out_dir, "grid")
 
 

@@ -483,6 +483,15 @@ def log_tests(tmp):
 FAKE_TRAIN = r"""#!/usr/bin/python3
 import sys
 a = sys.argv[1:]
+if a == ["--help"]:  # the scripts read the trainer's flags from its --help
+    print("usage: train_llama --data FILE [options]\n  --data S   text\n  --out S   folder\n"
+          "  --norm S   kind\n  --seed N   seed\n  --resume S   ckpt\n  --steps N   steps\n"
+          "  --lr X   lr\n  --threads N   threads\n  --alpha-attn X   a\n"
+          "  --no-dyt-beta        flag\n  --list-norms         kinds\n  --help               this")
+    sys.exit(0)
+if a == ["--list-norms"]:
+    print("rmsnorm\nlayernorm\ndyt\nnone")
+    sys.exit(0)
 opt = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i].startswith("--")}
 out, lr, seed = opt["--out"], float(opt.get("--lr", "1e-3")), int(opt["--seed"])
 open(out + "/argv.txt", "w").write(" ".join(a))
