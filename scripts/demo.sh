@@ -15,7 +15,7 @@
 #   --norms LIST     norm kinds, comma-separated (default rmsnorm,dyt)
 #   --update-docs    then copy the plots and the summary to docs/demo_* (what the README
 #                    shows; `make figures`). Without it nothing outside OUT is written.
-#   --tiny           a d-32, 2-layer model (a smoke test of the whole path, not an answer)
+#   --tiny           a d-32, 2-layer model, 1 thread (a smoke test of the whole path, not an answer)
 #   -h, --help       this text
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --norms) NORMS=$2; shift 2 ;;
     --update-docs) UPDATE_DOCS=1; shift ;;
-    --tiny) SHAPE=(--dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --warmup 2 --eval-every 2
+    --tiny) SHAPE=(--dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --warmup 2 --eval-every 2 --threads 1
                    --eval-batches 2 --sample-tokens 20); shift ;;
     -h | --help) sed -n '2,/^set /{/^#/!d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) usage_error "unknown option '$1'" ;;
