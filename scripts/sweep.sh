@@ -197,7 +197,7 @@ check_with_compare() {
 }
 
 # ---- how many runs at a time ----------------------------------------------------------
-result_value() { [[ -f $1 ]] && sed -n "s/^$2=//p" "$1" | head -n 1; }
+result_value() { [[ ! -f $1 ]] || sed -n "s/^$2=//p" "$1" | head -n 1; }
 
 probe_run() {  # dir threads-flags... : PROBE_STEPS steps of the first run's configuration
   local dir=$1
@@ -210,6 +210,7 @@ probe_run() {  # dir threads-flags... : PROBE_STEPS steps of the first run's con
     if [[ $a == --*=* ]]; then flags+=("${a%%=*}" "${a#*=}"); elif [[ $a != -- ]]; then flags+=("$a"); fi
   done
   rm -rf "$dir"
+  mkdir -p "$dir"
   "$TRAIN" --data "$DATA" --out "$dir" --norm "$n" --seed 0 "${CELL_FLAGS[@]}" "${flags[@]}" \
     --steps "$PROBE_STEPS" --eval-every "$PROBE_STEPS" --ckpt-every "$PROBE_STEPS" --stop-after 0 \
     "$@" >"$dir.log" 2>&1 || true

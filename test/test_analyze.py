@@ -431,6 +431,40 @@ def sweep_tests(tmp):
         assert A.identify(path, "lr") == ("dyt", 0, "3e-3")
 
 
+# Grid lr x alpha-attn, 2 seeds: RMSNorm best at (1e-3, 0.5) [1.50, 1.52] -> 1.5100 ± 0.0141;
+# DyT (1e-3, 0.5): one seed collapsed (4.10, within 0.1 of ln 64); (1e-2, 1): both diverged;
+# DyT best (1e-3, 1) [1.53, 1.57] -> 1.5500 ± 0.0283, Welch against RMSNorm's best cell.
+GRID = {("rmsnorm", "1e-3", "0.5"): [1.50, 1.52], ("rmsnorm", "1e-3", "1"): [1.55, 1.57],
+        ("rmsnorm", "1e-2", "0.5"): [1.60, 1.62], ("rmsnorm", "1e-2", "1"): [1.65, 1.67],
+        ("dyt", "1e-3", "0.5"): [4.10, 1.60], ("dyt", "1e-3", "1"): [1.53, 1.57],
+        ("dyt", "1e-2", "0.5"): [1.70, 1.72], ("dyt", "1e-2", "1"): [None, None]}
+
+
+def grid_tests(tmp):
+    root = os.path.join(tmp, "grid")
+    for (norm, lr, a), fins in GRID.items():
+        for k, f in enumerate(fins):
+            make_run(os.path.join(root, "runs", f"lr={lr},alpha-attn={a}", f"{norm}_s{k}"), norm, k,
+                     f or 2.0, 100.0, diverge_at=None if f else 60, args=("--lr", lr, "--alpha-attn", a))
+    rc, text = run_main(["--sweep", "lr", "--sweep2", "alpha-attn", "--out", root,
+                         os.path.join(root, "runs")])
+
+    @test
+    def test_grid_heatmap_and_summary():
+        assert rc == 0, f"main returned {rc}"
+        assert_png(os.path.join(root, "grid.png"))
+        assert_svg(os.path.join(root, "grid.svg"))
+        w = A.welch_test([1.53, 1.57], [1.50, 1.52])
+        assert_contains(text, "Baseline: RMSNorm's best cell lr=1e-3, alpha-attn=0.5: 1.5100 ± 0.0141.",
+                        "| alpha-attn \\ lr | 1e-3 | 1e-2 |",
+                        "| 0.5 | 2.8500 ± 1.7678 (n 2, div 0, coll 1) |",
+                        "| — (n 0, div 2, coll 0) |",
+                        "Best cell lr=1e-3, alpha-attn=1; DyT best − RMSNorm best final val loss: "
+                        f"**{w['diff']:+.4f}**, 95% CI [{w['lo']:+.4f}, {w['hi']:+.4f}]")
+        # rows are alpha-attn (sorted numerically), columns lr
+        assert text.index("| 0.5 | 1.5100") < text.index("| 1 | 1.5600"), text[:600]
+
+
 # ----------------------------------------------------------------------------------------
 # Log reading edge cases
 # ----------------------------------------------------------------------------------------
@@ -583,7 +617,7 @@ def main():
         DATA_FILE = os.path.join(tmp, "data.txt")
         with open(DATA_FILE, "wb") as f:
             f.write(DATA_TEXT)
-        for group in (compare_tests, sweep_tests, log_tests, script_tests):
+        for group in (compare_tests, sweep_tests, grid_tests, log_tests, script_tests):
             try:
                 group(tmp)
             except Exception as e:  # noqa: BLE001  (setup outside a test crashed)
