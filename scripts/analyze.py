@@ -952,6 +952,8 @@ def plot_alpha(runs, out_dir):
         _alpha_scatter(row[3], group)
     handles = [plt.Line2D([], [], color=c, lw=2) for c in colors]
     labels = [f"layer {i}" for i in range(n_layers)]
+    handles.append(plt.Line2D([], [], color="black", lw=2))
+    labels.append("final norm")
     handles += [plt.Line2D([], [], color="gray", lw=1.4),
                 plt.Line2D([], [], color="gray", ls=":", marker="o", ms=3)]
     labels += ["|alpha|", "1/std of the input (eval rows)"]
@@ -969,7 +971,7 @@ def _alpha_panel(ax, group, site, colors):
         steps, ev = log.get("step"), log.eval_rows()
         alphas, stds = site_columns(log, "alpha", site), site_columns(log, "std", site)
         for i, name in enumerate(alphas):
-            c = colors[-1] if site == "final" else colors[i % len(colors)]
+            c = "black" if site == "final" else colors[i % len(colors)]
             ax.plot(steps, np.abs(log.get(name)), color=c, lw=1.2, alpha=0.8)
             if i < len(stds):
                 with np.errstate(divide="ignore", invalid="ignore"):

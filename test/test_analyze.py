@@ -360,6 +360,40 @@ def compare_tests(tmp):
         assert text.index("| LayerNorm | 3") < text.index("| none | 3"), "baseline first"
 
     @test
+    def test_any_kind_and_any_diagnostic_columns():
+        # a "derf" run whose log has alpha, s, sat (attention, FFN, final) and gate columns
+        # (attention, FFN), as the zoo's kinds write them: the summary lists their last
+        # values per site, the alpha plot gets a row for it, nothing is DyT-specific
+        root = os.path.join(tmp, "derf")
+        for k in range(2):
+            path = os.path.join(root, "runs", f"derf_s{k}")
+            make_run(path, "dyt", k, 1.6 + 0.01 * k, 100.0)  # alpha/std columns as DyT's
+            with open(os.path.join(path, "log.csv")) as f:
+                lines = f.read().splitlines()
+            extra = ([f"s_{site}_{i}" for site in ("attn", "ffn") for i in range(N_LAYERS)] + ["s_final"]
+                     + [f"sat_{site}_{i}" for site in ("attn", "ffn") for i in range(N_LAYERS)]
+                     + ["sat_final"] + [f"gate_{site}_{i}" for site in ("attn", "ffn")
+                                        for i in range(N_LAYERS)])
+            vals = ([0.01 * i for i in range(2 * N_LAYERS)] + [0.5] + [0.1] * (2 * N_LAYERS)
+                    + [0.2] + [0.3 + 0.1 * i for i in range(2 * N_LAYERS)])
+            with open(os.path.join(path, "log.csv"), "w") as f:
+                f.write(lines[0] + "," + ",".join(extra) + "\n")
+                for line in lines[1:]:
+                    f.write(line + "," + ",".join(f"{v:g}" for v in vals) + "\n")
+            meta = json.load(open(os.path.join(path, "run.json")))
+            meta["norm"] = "derf"
+            json.dump(meta, open(os.path.join(path, "run.json"), "w"))
+            make_run(os.path.join(root, "runs", f"rmsnorm_s{k}"), "rmsnorm", k, 1.5, 100.0)
+        rc1, text = run_main(["--out", root, os.path.join(root, "runs")])
+        assert rc1 == 0, f"rc {rc1}"
+        assert_contains(text, "# RMSNorm vs Derf", "- Derf − RMSNorm final val loss",
+                        "| Derf | alpha | ", "| Derf | shift s | 0.000 .. 0.020 | 0.030 .. 0.050 | 0.500 |",
+                        "| Derf | fraction saturated | 0.100 .. 0.100 | 0.100 .. 0.100 | 0.200 |",
+                        "| Derf | residual gate | 0.300 .. 0.500 | 0.600 .. 0.800 | — |",
+                        "- Derf: mean **1.000** over 2 run(s)")
+        assert_png(os.path.join(root, "alpha.png"))
+
+    @test
     def test_speed_under_load_is_flagged_not_compared():
         # stand-in logs: RMSNorm steps of 100 ms on a quiet machine (load 0.1 -> 2.0 with our
         # 2 threads on 2 cores); DyT: steps alternating 127 and 1800 ms (p90/p10 14x), and a
