@@ -141,6 +141,7 @@ check_args() {
     BASELINE=rmsnorm
     [[ ,$NORMS, == *,rmsnorm,* ]] || BASELINE=${NORM_LIST[0]}
   fi
+  [[ ,$NORMS, == *,"$BASELINE",* ]] || usage_error "--baseline $BASELINE is not one of --norms ($NORMS)"
 }
 
 cell_flags() {  # value value2 -> the train flags of one cell, in CELL_FLAGS; its folder in CELL
@@ -150,11 +151,11 @@ cell_flags() {  # value value2 -> the train flags of one cell, in CELL_FLAGS; it
   fi
 }
 
-compare_args() {  # value value2 norm seed -> the compare_norms.sh arguments in COMPARE_ARGS
+compare_args() {  # value value2 norms [seed] -> the compare_norms.sh arguments in COMPARE_ARGS
   cell_flags "$1" "$2"
-  COMPARE_ARGS=(--data "$DATA" --norms "$3" --baseline "$3" --seeds "$SEEDS" --seed-list "$4"
-                --out "$OUT" --runs-dir "$OUT/runs/$CELL" --no-analyze --no-sample
-                "${CELL_FLAGS[@]}" "${PASS[@]}")
+  COMPARE_ARGS=(--data "$DATA" --norms "$3" --baseline "${3%%,*}" --seeds "$SEEDS"
+                ${4:+--seed-list "$4"} --out "$OUT" --runs-dir "$OUT/runs/$CELL" --no-analyze
+                --no-sample "${CELL_FLAGS[@]}" "${PASS[@]}")
   if ((JOBS_N > 1)) && ! has_threads; then COMPARE_ARGS+=(--threads 1); fi
 }
 
@@ -176,23 +177,27 @@ all_jobs() {  # every run as "value|value2|norm|seed", in JOB_LIST
   done
 }
 
-# Check every run's arguments first (cheap), so that a typo stops the sweep at once; the
+# Check every cell's arguments first (cheap), so that a typo stops the sweep at once; the
 # message names this script (compare_norms.sh checks the flags for us).
 check_with_compare() {
-  local job v v2 n k err
-  for job in "${JOB_LIST[@]}"; do
-    IFS='|' read -r v v2 n k <<<"$job"
-    compare_args "$v" "$v2" "$n" "$k"
-    if ! err=$("$COMPARE" "${COMPARE_ARGS[@]}" --dry-run 2>&1 >"$DRY_OUT"); then
-      err=${err#compare_norms.sh: error: }
-      err=${err%; see --help}
-      [[ $err != "unknown option '--$PARAM'" ]] || err="--param $PARAM: train_llama has no flag --$PARAM"
-      [[ -z $PARAM2 || $err != "unknown option '--$PARAM2'" ]] ||
-        err="--param2 $PARAM2: train_llama has no flag --$PARAM2"
-      usage_error "$err"
-    fi
-    ((DRY_RUN)) && cat "$DRY_OUT"
+  local v v2
+  for v in "${VALUE_LIST[@]}"; do
+    for v2 in "${VALUE2_LIST[@]}"; do check_cell "$v" "$v2"; done
   done
+}
+
+check_cell() {  # value value2
+  local err
+  compare_args "$1" "$2" "$NORMS"
+  if ! err=$("$COMPARE" "${COMPARE_ARGS[@]}" --dry-run 2>&1 >"$DRY_OUT"); then
+    err=${err#compare_norms.sh: error: }
+    err=${err%; see --help}
+    [[ $err != "unknown option '--$PARAM'" ]] || err="--param $PARAM: train_llama has no flag --$PARAM"
+    [[ -z $PARAM2 || $err != "unknown option '--$PARAM2'" ]] ||
+      err="--param2 $PARAM2: train_llama has no flag --$PARAM2"
+    usage_error "$err"
+  fi
+  ((DRY_RUN)) && cat "$DRY_OUT"
   return 0
 }
 
