@@ -294,7 +294,7 @@ report() {
   if ((ANALYZE)); then
     echo "  summary       $OUT/summary.md"
     echo "  loss curves   $OUT/loss_curves.png, $OUT/loss_curves.svg"
-    [[ -f $OUT/alpha.png ]] && echo "  DyT alpha     $OUT/alpha.png"
+    [[ -f $OUT/alpha.png ]] && echo "  alpha         $OUT/alpha.png"
   fi
   local s
   for s in "${SAMPLES[@]}"; do echo "  sample        $s"; done
