@@ -43,14 +43,8 @@ int tokenizer_is_stop(const Tokenizer *tk, int token) {
 }
 
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return err_set(err, "%s: not a regular file", path);
-    }
-    *n = (size_t)st.st_size;
+    FILE *f = open_regular(path, n, err);
+    if (!f) return -1;
     *data = malloc(*n + 1); // + 1: a terminating NUL, so text parsers cannot run off the end
     if (!*data) {
         fclose(f);
