@@ -69,8 +69,8 @@ static void usage(FILE *f) {
 static int eval_memory_check(const Model *m, const char *path, size_t T, Error *err) {
     double att = 4.0 * (double)m->cfg.n_heads * (double)T * (double)T;
     char what[4300];
-    snprintf(what, sizeof what, "--eval %.4000s: a window of %zu tokens (the model's context is %d) with %d heads "
-             "(attention scores %.0f MB)", path, T, m->cfg.seq_len, m->cfg.n_heads, att / 1048576.0);
+    snprintf(what, sizeof what, "--eval %.4000s: the attention scores of a window of %zu tokens (%d heads; the "
+             "model's context is %d)", path, T, m->cfg.n_heads, m->cfg.seq_len);
     return att > (double)SIZE_MAX ? err_set(err, "%s: too large", what) : memory_check((size_t)att, what, err);
 }
 
