@@ -215,7 +215,10 @@ static void install_signal_handlers(void) {
 // ends the run before its first step, with exit 0 and a line saying so.
 static int stopped_in_setup(Run *r) {
     if (!dist_max_int(&r->dist, g_stop_signal != 0)) return 0;
-    if (r->dist.rank == 0)
+    if (r->dist.rank == 0 && r->s.resume)
+        fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet; %s is "
+                        "unchanged, resume with --resume %s\n", r->s.resume, r->s.resume);
+    else if (r->dist.rank == 0)
         fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet, no "
                         "checkpoint written\n");
     return 1;

@@ -160,7 +160,7 @@ int memory_check(size_t bytes, const char *what, Error *err) {
 float *alloc_floats(size_t n) {
     size_t bytes;
     if (size_mul(n ? n : 1, sizeof(float), &bytes)) return NULL;
-    if (bytes >= ((size_t)64 << 20) && memory_check(bytes, "", NULL)) return NULL;
+    if (bytes >= LARGE_BYTES && memory_check(bytes, "", NULL)) return NULL;
     return calloc(n ? n : 1, sizeof(float));
 }
 

@@ -49,6 +49,8 @@ FILE *open_append(const char *path, Error *err);
 // ("WHAT needs N MB, but ...") instead of an allocation that fails deep inside
 // a library, or a machine driven into swap.
 int memory_check(size_t bytes, const char *what, Error *err);
+// Allocations from this size up are checked (alloc_floats, whole files read).
+#define LARGE_BYTES ((size_t)64 << 20)
 
 // Flushes a stream we printed results to (stdout) and reports a failed write
 // (a full disk, > /dev/full) as an error naming `name`.

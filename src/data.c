@@ -45,6 +45,10 @@ int tokenizer_is_stop(const Tokenizer *tk, int token) {
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
     FILE *f = open_regular(path, n, err);
     if (!f) return -1;
+    if (*n >= LARGE_BYTES && memory_check(*n, path, err)) {
+        fclose(f);
+        return -1;
+    }
     *data = malloc(*n + 1); // + 1: a terminating NUL, so text parsers cannot run off the end
     if (!*data) {
         fclose(f);
