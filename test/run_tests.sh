@@ -680,6 +680,8 @@ if [ -f test/test_analyze.py ]; then
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
 fi
 
+. test/robust_tests.sh
+
 section "done"
 passed=$(grep -c '^ok - ' "$LOG")
 failed=$(grep -c '^FAIL - ' "$LOG")
