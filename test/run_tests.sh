@@ -333,6 +333,9 @@ bad_case "different data on resume" 1 "fingerprint" train --data "$TMP/eval.txt"
 bad_case "a conflicting setting on resume" 2 "differs from the checkpoint" train --resume "$TMP/c_rmsnorm/checkpoint.bin" --lr 1e-2 --out "$TMP/s"
 bad_case "an unknown flag" 2 "unknown option '--frobnicate'" "$TRAIN" --frobnicate
 bad_case "a flag without its value" 2 "needs a value" "$TRAIN" --data "$DATA" --steps
+bad_case "a value given to a flag (--flag=x)" 2 "--tie-embeddings takes no value (got '--tie-embeddings=yes')" \
+    "$TRAIN" --data "$DATA" --tie-embeddings=yes
+bad_case "an out-of-range --name=value" 2 "--steps '-3'" "$TRAIN" --data="$DATA" --steps=-3
 bad_case "a non-numeric value" 2 "--dim '12x'" "$TRAIN" --data "$DATA" --dim 12x
 bad_case "NaN as a value" 2 "--lr 'nan'" "$TRAIN" --data "$DATA" --lr nan
 bad_case "inf as a value" 2 "--temperature 'inf'" "$INFER" "$GOOD" --temperature inf

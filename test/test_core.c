@@ -18,6 +18,7 @@
 #include "../src/model.h"
 #include "../src/modelio.h"
 #include "../src/optim.h"
+#include "../src/options.h"
 #include "../src/rng.h"
 #include "../src/sampler.h"
 #include "../src/sptok.h"
@@ -442,6 +443,72 @@ static void test_sampler(void) {
     check(same_seed, "sampler: a seed reproduces the samples", "differs");
     check(in_top, "sampler: top-k 40 samples only among the 40 most likely", "outside");
     sampler_free(&greedy), sampler_free(&k1), sampler_free(&a), sampler_free(&b);
+}
+
+// ----------------------------------------------------------------------------
+// command-line options: --name value and --name=value
+
+typedef struct {
+    int64_t n;
+    double x;
+    const char *s;
+    int flag;
+} OptTest;
+
+static const Option OPT_TEST[] = {
+    {"--n", OPT_INT, offsetof(OptTest, n), 0, 100, "an int"},
+    {"--x", OPT_FLOAT, offsetof(OptTest, x), 0, 1, "a float"},
+    {"--s", OPT_STR, offsetof(OptTest, s), 0, 0, "a string"},
+    {"-z", OPT_STR, offsetof(OptTest, s), 0, 0, "a short string option"},
+    {"--flag", OPT_FLAG, offsetof(OptTest, flag), 0, 0, "a flag"},
+};
+
+// Parses the arguments (after a program name); returns options_parse's code,
+// the message in err and the positional arguments in pos.
+static int parse_test(OptTest *o, Error *err, const char **pos, int *n_pos, int argc, ...) {
+    char *argv[16] = {"prog"};
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++) argv[i + 1] = va_arg(ap, char *);
+    va_end(ap);
+    unsigned char given[5] = {0};
+    *o = (OptTest){.n = 7, .x = 0.5, .s = "default"};
+    err->msg[0] = 0;
+    return options_parse(OPT_TEST, 5, o, given, argc + 1, argv, pos, 2, n_pos, err);
+}
+
+static void test_options(void) {
+    OptTest a, b;
+    Error e;
+    const char *pos[2];
+    int np;
+    int ra = parse_test(&a, &e, pos, &np, 7, "--n", "42", "--x", "0.25", "--s", "a=b", "--flag");
+    int rb = parse_test(&b, &e, pos, &np, 5, "--n=42", "--x=0.25", "--s=a=b", "--flag", "-");
+    check(!ra && !rb && a.n == 42 && b.n == 42 && a.x == 0.25 && b.x == 0.25 && !strcmp(a.s, "a=b") &&
+          !strcmp(b.s, "a=b") && a.flag && b.flag && np == 1 && !strcmp(pos[0], "-"),
+          "options: --name=value equals --name value (value split at the first '=', '-' is positional)",
+          "rc %d %d, n %lld %lld, s '%s' '%s', %d positional", ra, rb, (long long)a.n, (long long)b.n, a.s,
+          b.s, np);
+    int r = parse_test(&a, &e, pos, &np, 1, "--s=");
+    check(!r && !strcmp(a.s, ""), "options: --s= gives an empty string", "rc %d, '%s'", r, a.s);
+    r = parse_test(&a, &e, pos, &np, 2, "--s", "--n=3");
+    check(!r && !strcmp(a.s, "--n=3") && a.n == 7, "options: the value after --s is taken whole", "rc %d", r);
+    struct { const char *arg, *msg; } bad[] = {
+        {"--flag=1", "--flag takes no value (got '--flag=1')"},
+        {"--flag=", "--flag takes no value (got '--flag=')"},
+        {"--n=", "--n '': expected an integer in [0, 100]"},
+        {"--n=101", "--n '101': expected an integer in [0, 100]"},
+        {"--x=nan", "--x 'nan': expected a finite number in [0, 1]"},
+        {"--nope=3", "unknown option '--nope'"},
+        {"--=3", "unknown option '--'"},
+        {"-z=tok", "unknown option '-z=tok'"}, // short options take their value apart, like getopt's
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = parse_test(&a, &e, pos, &np, 1, bad[i].arg);
+        char name[128];
+        snprintf(name, sizeof name, "options: %s is refused with one line", bad[i].arg);
+        check(r == -1 && !strcmp(e.msg, bad[i].msg), name, "rc %d, '%s'", r, e.msg);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -1222,6 +1289,7 @@ int main(int argc, char **argv) {
     test_exp_approx();
     test_norm_backward_chunks();
     test_sampler();
+    test_options();
     test_schedule();
     test_select_kth();
     test_batch_rows();
