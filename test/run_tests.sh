@@ -125,6 +125,32 @@ for sig in TERM INT; do
     expect "SIG$sig: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$S.err")"
 done
 
+# The progress line off a terminal (here a file): a line at each evaluation and at
+# the end, and between them once LLAMA_PROGRESS_SECONDS have passed since the last
+# line (0: after every step; 1e9: never); between evaluations the validation loss
+# names the step it was measured at
+P="$TMP/prog"
+LLAMA_PROGRESS_SECONDS=0 train --steps 12 --seed 5 --out "$P/a" 2>"$P.a.err" &&
+    LLAMA_PROGRESS_SECONDS=1e9 train --steps 12 --seed 5 --out "$P/b" 2>"$P.b.err"
+val5=$(awk -F, '$1 == 5 { printf "%.4f", $4 }' "$P/a/log.csv")
+steps_shown() { grep -o '^step [0-9]*' "$1" | cut -d' ' -f2 | tr '\n' ' '; }
+[ "$(steps_shown "$P.a.err")" = "1 2 3 4 5 6 7 8 9 10 11 12 " ] && [ "$(steps_shown "$P.b.err")" = "5 10 12 " ] &&
+    [ "$(grep -c "^step [6-9]/12 | loss [0-9.]* | val $val5 @step 5 (" "$P.a.err")" = 4 ] &&
+    grep -q "^step 5/12 | loss [0-9.]* | val $val5 (" "$P.a.err" && ! grep -q "@" "$P.b.err"
+expect "off a terminal: a progress line per evaluation, and per LLAMA_PROGRESS_SECONDS; an older val names its step" $? \
+    "steps shown: $(steps_shown "$P.a.err")/ $(steps_shown "$P.b.err"); $(grep '^step 7/' "$P.a.err")"
+
+# On a terminal (script(1) gives the run one) the line is rewritten in place, and
+# the message after SIGINT (Ctrl-C) starts a line of its own
+cmd=$(printf '%q ' "$TRAIN" --data "$DATA" "${TINY[@]}" --steps 100000 --seed 5 --out "$P/t")
+script -qec "$cmd & p=\$!; for i in \$(seq 100); do [ \$(cat $P/t/log.csv 2>/dev/null | wc -l) -gt 3 ] && break; sleep 0.1; done
+             kill -INT \$p; wait \$p" /dev/null >"$P.tty" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q '^train_llama: stopped after step [0-9]* (signal)' "$P.tty" &&
+    [ "$(grep -c '^.step [0-9]*/100000 |' "$P.tty")" = 1 ] && [ "$(grep -o 'step [0-9]*/100000' "$P.tty" | wc -l)" -gt 2 ]
+expect "on a terminal: one progress line rewritten in place; the stop message after SIGINT on a fresh line" $? \
+    "exit $rc: $(tr '\r' '|' <"$P.tty" | tail -c 300)"
+
 # Crashes lose nothing: SIGKILL a run at random moments, 12 times, resuming
 # each time from what is on disk. LLAMA_TEST_WRITE_DELAY_MS stretches every
 # atomic write (10 ms after its first chunk, 10 ms before its rename). Half
