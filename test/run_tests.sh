@@ -274,16 +274,41 @@ out=$("$INFER" "$M" --eval "$TMP/eval.txt" 2>/dev/null)
 echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"
 expect "--eval scores every next token of a file" $? "got: $out"
 
+# Past the context the window slides. This model's context is 32 tokens (bytes):
+# greedy, the prompt's 6 and the first 26 generated fill it, and token 27 slides
+# it to the last 16 (the last 15 and token 27, recomputed from position 0), as
+# tokens 44, 61, 78 and 95 do again. After a slide the run is a fresh run whose
+# prompt is those 16 tokens: given them through --prompt-file (or --prompt - on
+# standard input), a new run prints the rest of the long run's text exactly.
+gen -n 100 --temperature 0 >"$TMP/w" 2>/dev/null
+"$INFER" "$M" --prompt "ROMEO:" -n 100 --temperature 0 2>&1 >/dev/null | grep -q "generated 100 tokens .*, the window slid 5 times (keeping 16 tokens)"
+rc=$?
+tail -c +18 "$TMP/w" | head -c 16 >"$TMP/w1.txt" # bytes 17..32 (from 0): the window after the first slide
+"$INFER" "$M" --prompt-file "$TMP/w1.txt" -n 73 --temperature 0 >"$TMP/w1" 2>/dev/null &&
+    tail -c +35 "$TMP/w" | head -c 16 | "$INFER" "$M" --prompt - -n 56 --temperature=0 >"$TMP/w2" 2>/dev/null
+[ $rc -eq 0 ] && [ "$(wc -c <"$TMP/w")" -eq 107 ] && cmp -s <(tail -c +18 "$TMP/w") "$TMP/w1" &&
+    cmp -s <(tail -c +35 "$TMP/w") "$TMP/w2"
+expect "-n 100 with a 32-token context: 100 tokens; after a slide a fresh run from the kept tokens continues alike" $? \
+    "$(wc -c <"$TMP/w") bytes; $(cmp <(tail -c +18 "$TMP/w") "$TMP/w1" 2>&1) $(cmp <(tail -c +35 "$TMP/w") "$TMP/w2" 2>&1)"
+# a prompt longer than the context: the model sees its last 16 tokens
+head -c 40 "$DATA" >"$TMP/p40.txt" && tail -c 16 "$TMP/p40.txt" >"$TMP/p16.txt"
+"$INFER" "$M" --prompt-file "$TMP/p40.txt" -n 30 --temperature 0 >"$TMP/l40" 2>"$TMP/l40.err" &&
+    "$INFER" "$M" --prompt-file "$TMP/p16.txt" -n 30 --temperature 0 >"$TMP/l16" 2>/dev/null &&
+    cmp -s <(tail -c +25 "$TMP/l40") "$TMP/l16" && cmp -s <(head -c 40 "$TMP/l40") "$TMP/p40.txt" &&
+    grep -q "the prompt's 40 tokens exceed the model's context of 32: it sees the last 16" "$TMP/l40.err"
+expect "a 40-token prompt, context 32: printed whole, generates from its last 16 tokens (one line says so)" $? \
+    "$(cat "$TMP/l40.err")"
+
 # steady memory: every buffer is allocated before the first token, so the heap
-# in use grows by the same bytes (stdout's buffer) over the whole 1024-token
-# context as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
+# in use grows by the same bytes (stdout's buffer) over 1600 tokens, past the
+# 1024-token context (the window slides twice), as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
 # with its per-thread cache off, which otherwise counts freed blocks as in use)
 NOCACHE=glibc.malloc.tcache_count=0
 "$TRAIN" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 1024 --batch 1 --steps 1 --eval-batches 1 \
     --out "$TMP/long" 2>/dev/null
 grow() { GLIBC_TUNABLES=$NOCACHE "$INFER" "$TMP/long/model.bin" -n "$1" --seed 1 2>&1 >/dev/null | sed -n 's/.*heap \([-+][0-9]*\) bytes.*/\1/p'; }
-g10=$(grow 10) && gfull=$(grow 5000) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
-expect "a full-context generation (1023 tokens) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
+g10=$(grow 10) && gfull=$(grow 1600) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
+expect "a generation past the context (1600 tokens, 1024-token context, 2 slides) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
     "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
 
 # ---------------------------------------------------------------------------
@@ -369,6 +394,9 @@ bad_case "an out-of-range value" 2 "--top-p '1.5'" "$INFER" "$GOOD" --top-p 1.5
 bad_case "heads not dividing dim" 2 "(--dim --heads.*does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
 bad_case "a bad --norm" 2 "--norm must be" "$TRAIN" --data "$DATA" --norm layernorm
 bad_case "a missing MODEL" 2 "MODEL is required" "$INFER"
+bad_case "--prompt with --prompt-file" 2 "--prompt and --prompt-file: give one of them" "$INFER" "$GOOD" --prompt x --prompt-file "$DATA"
+bad_case "a missing --prompt-file" 1 "nope.txt: cannot open" "$INFER" "$GOOD" --prompt-file "$TMP/nope.txt"
+bad_case "a directory as --prompt-file" 1 "not a regular file" "$INFER" "$GOOD" --prompt-file "$TMP"
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
 if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
     bad_case "an unwritable output folder" 1 "not writable" train --steps 1 --out "$TMP/ro"
