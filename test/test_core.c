@@ -446,6 +446,80 @@ static void test_sampler(void) {
 }
 
 // ----------------------------------------------------------------------------
+// generation past the context: the sliding window
+
+// Logits for the last of tokens[0..n) from a fresh forward over them alone
+// (own activations, positions from 0), into out (V).
+static int fresh_logits(const Model *m, const int *tokens, int n, float *out) {
+    Acts a;
+    Error err;
+    if (acts_create(&a, m, 1, n, n, 0, &err)) return -1;
+    int rc = model_forward(m, &a, tokens, n, 0, 0, &err);
+    if (!rc) memcpy(out, a.logits + (size_t)(n - 1) * m->cfg.vocab_size, (size_t)m->cfg.vocab_size * sizeof(float));
+    acts_free(&a);
+    return rc;
+}
+
+// A window over a 16-token context fed 3 prompt tokens and 41 more slides
+// (to the last 8) at the 14th, 23rd, 32nd and 41st push. After each slide its
+// logits must equal a fresh forward over the last 8 tokens of the whole
+// sequence to the bit: the slide is that forward (same code, same shapes).
+// The step after a slide decodes one token over the recomputed cache; it
+// must match a fresh batched forward over those 9 tokens to 1e-5 of the
+// largest logit (REL_TOL; one token against a batch of 9 sums in another order).
+static void test_window(void) {
+    for (int norm = NORM_RMS; norm <= NORM_DYT; norm++) {
+        ModelConfig c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                         .vocab_size = 40, .seq_len = 16, .norm = norm, .dyt_beta = norm == NORM_DYT, .norm_eps = 1e-5f,
+                         .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+        Model m;
+        Error err;
+        Window w;
+        enum { N = 44, PROMPT = 3, KEEP = 8 };
+        int seq[N], slides = 0, exact = 1, after_ok = 1, held_ok = 1;
+        double worst = 0.0;
+        float want[40];
+        Rng rng = rng_make(11, 2);
+        for (int i = 0; i < N; i++) seq[i] = (int)(rng_uniform(&rng) * 40);
+        if (model_create(&m, &c, &err)) {
+            check(0, "window: model", "%s", err.msg);
+            return;
+        }
+        model_init(&m, 5);
+        int rc = window_create(&w, &m, seq, PROMPT, N - PROMPT, 0, NULL, &err);
+        int64_t last_slides = 0;
+        for (int i = PROMPT; !rc && i < N; i++) {
+            rc = window_push(&w, seq[i], &err);
+            if (rc) break;
+            int n = i + 1; // tokens of seq pushed so far
+            held_ok &= w.n <= 16 && !memcmp(w.tokens, seq + n - w.n, (size_t)w.n * sizeof(int));
+            if (w.slides != last_slides) { // this push slid: the window is the last KEEP tokens
+                last_slides = w.slides, slides++;
+                exact &= w.n == KEEP && !fresh_logits(&m, seq + n - KEEP, KEEP, want) &&
+                         !memcmp(w.logits, want, sizeof want);
+            } else if (w.slides && w.n == KEEP + 1) { // the first step after a slide
+                after_ok &= !fresh_logits(&m, seq + n - w.n, w.n, want);
+                double e = rel_err(w.logits, want, 40);
+                worst = e > worst ? e : worst;
+            }
+        }
+        char name[128];
+        snprintf(name, sizeof name, "window (%s): 41 tokens past a 16-token context slide 4 times to the last %d",
+                 norm == NORM_RMS ? "rmsnorm" : "dyt", KEEP);
+        check(!rc && slides == 4 && w.keep == KEEP && held_ok, name, "rc %d (%s), %d slides, keep %d, window %s",
+              rc, rc ? err.msg : "", slides, w.keep, held_ok ? "ok" : "wrong tokens");
+        snprintf(name, sizeof name, "window (%s): logits after a slide equal a fresh forward over the kept tokens "
+                 "(bit for bit)", norm == NORM_RMS ? "rmsnorm" : "dyt");
+        check(exact, name, "differ");
+        snprintf(name, sizeof name, "window (%s): the step after a slide matches a fresh forward (max rel err %.2g)",
+                 norm == NORM_RMS ? "rmsnorm" : "dyt", worst);
+        check(after_ok && worst <= REL_TOL, name, "%.3g > %.0e", worst, REL_TOL);
+        if (!rc) window_free(&w);
+        model_free(&m);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // command-line options: --name value and --name=value
 
 typedef struct {
@@ -1290,6 +1364,7 @@ int main(int argc, char **argv) {
     test_norm_backward_chunks();
     test_sampler();
     test_options();
+    test_window();
     test_schedule();
     test_select_kth();
     test_batch_rows();
