@@ -180,7 +180,9 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
     // prefill: the whole prompt in one forward
     double t0 = now_seconds();
     Window w;
-    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, &dropped, err);
+    // llama2.c's tokenizer starts every text with BOS: a sliding window keeps it
+    int sink = tk->kind == TOK_SP && tokens[0] == SP_BOS;
+    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, sink, &dropped, err);
     free(tokens);
     if (rc) {
         sampler_free(&sampler);
@@ -188,8 +190,8 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
     }
     double t_prefill = now_seconds() - t0;
     if (dropped)
-        fprintf(stderr, "infer_llama: the prompt's %d tokens exceed the model's context of %d: it sees the last %d\n",
-                n_prompt, m->cfg.seq_len, n_prompt - dropped);
+        fprintf(stderr, "infer_llama: the prompt's %d tokens exceed the model's context of %d: it sees %sthe last %d\n",
+                n_prompt, m->cfg.seq_len, sink ? "BOS and " : "", n_prompt - dropped - sink);
     int produced = 0, stopped = 0;
     int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: the window holds it all
     t0 = now_seconds();
@@ -211,7 +213,7 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
                  w.slides == 1 ? "" : "s", w.keep);
     fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s)%s, seed %llu%s; "
                     "peak memory %.1f MB, heap %+lld bytes while generating\n",
-            n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9),
+            n_prompt, (n_prompt - dropped) / (t_prefill > 0 ? t_prefill : 1e-9), // of the tokens it ran
             produced, produced / (dt > 0 ? dt : 1e-9), slid, (unsigned long long)seed,
             stopped ? " (end of text)" : "", peak_rss_kb() / 1024.0, (long long)(heap1 - heap0));
     sampler_free(&sampler);

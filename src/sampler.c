@@ -62,37 +62,38 @@ int sampler_sample(Sampler *s, const float *logits) {
 // ----------------------------------------------------------------------------
 // the context window
 
-int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, int64_t n_new, int keep,
+int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, int64_t n_new, int keep, int sink,
                   int *dropped, Error *err) {
     int ctx = m->cfg.seq_len;
     memset(w, 0, sizeof *w);
     if (n_prompt < 1) return err_set(err, "generation needs at least one prompt token");
-    if (keep < 0 || keep > ctx) return err_set(err, "keep = %d is outside [0, context %d]", keep, ctx);
-    keep = keep ? keep : ctx / 2 > 1 ? ctx / 2 : 1;
-    int cut = n_prompt > ctx ? n_prompt - keep : 0;
-    if (dropped) *dropped = cut;
-    prompt += cut, n_prompt -= cut;
-    // the cache holds the prompt and the tokens asked for, within the
-    // context; the buffers hold the prompt's prefill, or a slide's
-    int64_t want = (int64_t)n_prompt + n_new;
-    int kv_len = want < ctx ? (int)want : ctx, T_cap = n_prompt;
-    if (want > ctx && keep > T_cap) T_cap = keep;
+    if (sink < 0 || sink >= ctx || sink > n_prompt)
+        return err_set(err, "sink = %d is outside [0, min(prompt %d, context %d - 1)]", sink, n_prompt, ctx);
+    if (keep == 0) keep = ctx / 2 > sink ? ctx / 2 : sink + 1;
+    if (keep <= sink || keep > ctx)
+        return err_set(err, "keep = %d is outside [sink %d + 1, context %d]", keep, sink, ctx);
     w->m = m;
-    w->keep = keep < T_cap ? keep : T_cap; // only pushes past n_new could slide with less room
+    w->sink = sink;
     w->tokens = malloc((size_t)ctx * sizeof(int));
     if (!w->tokens) return err_set(err, "out of memory for the context window");
-    if (acts_create(&w->acts, m, 1, T_cap, kv_len, 0, err)) {
-        free(w->tokens);
-        w->tokens = NULL;
-        return -1;
-    }
-    memcpy(w->tokens, prompt, (size_t)n_prompt * sizeof(int));
-    w->n = n_prompt;
-    if (model_forward(m, &w->acts, w->tokens, n_prompt, 0, 0, err)) {
+    int cut = n_prompt > ctx ? n_prompt - keep : 0; // the first sink and the last keep - sink tokens
+    if (dropped) *dropped = cut;
+    memcpy(w->tokens, prompt, (size_t)sink * sizeof(int));
+    memcpy(w->tokens + sink, prompt + sink + cut, (size_t)(n_prompt - sink - cut) * sizeof(int));
+    w->n = n_prompt - cut;
+    // the cache holds the prompt and the tokens asked for, within the
+    // context; the buffers hold the prompt's prefill, or a slide's
+    int64_t want = (int64_t)w->n + n_new;
+    int kv_len = want < ctx ? (int)want : ctx, T_cap = w->n;
+    if (want > ctx && keep > T_cap) T_cap = keep;
+    // only pushes past n_new can slide with less room (sink < w->n <= T_cap)
+    w->keep = keep < T_cap ? keep : T_cap;
+    if (acts_create(&w->acts, m, 1, T_cap, kv_len, 0, err) ||
+        model_forward(m, &w->acts, w->tokens, w->n, 0, 0, err)) {
         window_free(w);
         return -1;
     }
-    w->logits = w->acts.logits + (size_t)(n_prompt - 1) * m->cfg.vocab_size;
+    w->logits = w->acts.logits + (size_t)(w->n - 1) * m->cfg.vocab_size;
     return 0;
 }
 
@@ -105,9 +106,9 @@ int window_push(Window *w, int token, Error *err) {
         w->logits = a->logits;
         return 0;
     }
-    // full: the last keep - 1 tokens and this one, recomputed from position 0
-    int k = w->keep;
-    memmove(w->tokens, w->tokens + w->n - (k - 1), (size_t)(k - 1) * sizeof(int));
+    // full: the sink, the last keep - sink - 1 tokens and this one, recomputed from position 0
+    int k = w->keep, tail = k - w->sink - 1;
+    memmove(w->tokens + w->sink, w->tokens + w->n - tail, (size_t)tail * sizeof(int));
     w->tokens[k - 1] = token;
     w->n = k;
     w->slides++;

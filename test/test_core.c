@@ -461,22 +461,24 @@ static int fresh_logits(const Model *m, const int *tokens, int n, float *out) {
 }
 
 // A window over a 16-token context fed 3 prompt tokens and 41 more slides
-// (to the last 8) at the 14th, 23rd, 32nd and 41st push. After each slide its
-// logits must equal a fresh forward over the last 8 tokens of the whole
-// sequence to the bit: the slide is that forward (same code, same shapes).
-// The step after a slide decodes one token over the recomputed cache; it
-// must match a fresh batched forward over those 9 tokens to 1e-5 of the
-// largest logit (REL_TOL; one token against a batch of 9 sums in another order).
+// (to 8 tokens) at the 14th, 23rd, 32nd and 41st push; for DyT it also keeps
+// its first token (a sink, as the BOS of llama2.c's tokenizer). After each
+// slide its logits must equal a fresh forward over the tokens it kept to the
+// bit: the slide is that forward (same code, same shapes). The step after a
+// slide decodes one token over the recomputed cache; it must match a fresh
+// batched forward over those 9 tokens to 1e-5 of the largest logit (REL_TOL:
+// one token against a batch of 9 sums in another order).
 static void test_window(void) {
     for (int norm = NORM_RMS; norm <= NORM_DYT; norm++) {
         ModelConfig c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                         .vocab_size = 40, .seq_len = 16, .norm = norm, .dyt_beta = norm == NORM_DYT, .norm_eps = 1e-5f,
-                         .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                         .vocab_size = 40, .seq_len = 16, .norm = norm, .dyt_beta = norm == NORM_DYT,
+                         .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
         Model m;
         Error err;
         Window w;
         enum { N = 44, PROMPT = 3, KEEP = 8 };
-        int seq[N], slides = 0, exact = 1, after_ok = 1, held_ok = 1;
+        int seq[N], kept[16], slides = 0, exact = 1, after_ok = 1, held_ok = 1, sink = norm == NORM_DYT;
+        const char *what = norm == NORM_RMS ? "rmsnorm" : "dyt, sink 1";
         double worst = 0.0;
         float want[40];
         Rng rng = rng_make(11, 2);
@@ -486,33 +488,34 @@ static void test_window(void) {
             return;
         }
         model_init(&m, 5);
-        int rc = window_create(&w, &m, seq, PROMPT, N - PROMPT, 0, NULL, &err);
+        int rc = window_create(&w, &m, seq, PROMPT, N - PROMPT, 0, sink, NULL, &err);
         int64_t last_slides = 0;
         for (int i = PROMPT; !rc && i < N; i++) {
             rc = window_push(&w, seq[i], &err);
             if (rc) break;
-            int n = i + 1; // tokens of seq pushed so far
-            held_ok &= w.n <= 16 && !memcmp(w.tokens, seq + n - w.n, (size_t)w.n * sizeof(int));
-            if (w.slides != last_slides) { // this push slid: the window is the last KEEP tokens
+            int n = i + 1; // tokens of seq pushed so far; the window should hold the sink and the last ones
+            memcpy(kept, seq, (size_t)sink * sizeof(int));
+            memcpy(kept + sink, seq + n - (w.n - sink), (size_t)(w.n - sink) * sizeof(int));
+            held_ok &= w.n <= 16 && !memcmp(w.tokens, kept, (size_t)w.n * sizeof(int));
+            if (w.slides != last_slides) { // this push slid
                 last_slides = w.slides, slides++;
-                exact &= w.n == KEEP && !fresh_logits(&m, seq + n - KEEP, KEEP, want) &&
-                         !memcmp(w.logits, want, sizeof want);
+                exact &= w.n == KEEP && !fresh_logits(&m, kept, KEEP, want) && !memcmp(w.logits, want, sizeof want);
             } else if (w.slides && w.n == KEEP + 1) { // the first step after a slide
-                after_ok &= !fresh_logits(&m, seq + n - w.n, w.n, want);
+                after_ok &= !fresh_logits(&m, kept, w.n, want);
                 double e = rel_err(w.logits, want, 40);
                 worst = e > worst ? e : worst;
             }
         }
-        char name[128];
-        snprintf(name, sizeof name, "window (%s): 41 tokens past a 16-token context slide 4 times to the last %d",
-                 norm == NORM_RMS ? "rmsnorm" : "dyt", KEEP);
+        char name[160];
+        snprintf(name, sizeof name, "window (%s): 41 tokens past a 16-token context slide 4 times to %d tokens",
+                 what, KEEP);
         check(!rc && slides == 4 && w.keep == KEEP && held_ok, name, "rc %d (%s), %d slides, keep %d, window %s",
               rc, rc ? err.msg : "", slides, w.keep, held_ok ? "ok" : "wrong tokens");
         snprintf(name, sizeof name, "window (%s): logits after a slide equal a fresh forward over the kept tokens "
-                 "(bit for bit)", norm == NORM_RMS ? "rmsnorm" : "dyt");
+                 "(bit for bit)", what);
         check(exact, name, "differ");
         snprintf(name, sizeof name, "window (%s): the step after a slide matches a fresh forward (max rel err %.2g)",
-                 norm == NORM_RMS ? "rmsnorm" : "dyt", worst);
+                 what, worst);
         check(after_ok && worst <= REL_TOL, name, "%.3g > %.0e", worst, REL_TOL);
         if (!rc) window_free(&w);
         model_free(&m);
