@@ -139,8 +139,10 @@ static int read_stream(FILE *f, const char *name, Text *t, Error *err) {
 
 static int read_prompt(const Settings *s, Text *t, Error *err) {
     if (s->prompt_file) {
-        t->name = s->prompt_file, t->owned = 1;
-        return read_file(s->prompt_file, &t->bytes, &t->n, err);
+        *t = (Text){.name = s->prompt_file};
+        if (read_file(s->prompt_file, &t->bytes, &t->n, err)) return -1;
+        t->owned = 1;
+        return 0;
     }
     if (s->prompt && !strcmp(s->prompt, "-")) return read_stream(stdin, "--prompt - (standard input)", t, err);
     const char *p = s->prompt ? s->prompt : "";
