@@ -389,14 +389,14 @@ head -c 256 "$GOOD" >"$TMP/header_only.bin"
 patch_i32() { # patch_i32 SRC DST OFFSET VALUE
     $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
 }
-patch_i32 "$GOOD" "$TMP/version.bin" 4 2
+patch_i32 "$GOOD" "$TMP/version.bin" 4 99 # past MODEL_VERSION
 $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[300:304]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" "$GOOD" "$TMP/nan.bin"
 patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
 patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
 patch_i32 "$GOOD" "$TMP/huge.bin" 32 1000000
 bad_case "a bad magic" 1 "bad magic" "$INFER" "$TMP/magic.bin"
-bad_case "a future version" 1 "version = 2" "$INFER" "$TMP/version.bin"
+bad_case "a future version" 1 "version = 99" "$INFER" "$TMP/version.bin"
 bad_case "dim 0" 1 "dim = 0" "$INFER" "$TMP/dim0.bin"
 bad_case "a negative dim" 1 "dim = -64" "$INFER" "$TMP/dimneg.bin"
 bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" "$INFER" "$TMP/kvheads.bin"
