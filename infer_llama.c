@@ -5,12 +5,16 @@
 //   ./infer_llama runs/dyt/model.bin --prompt "ROMEO:" -n 300 --temperature 0.8 --top-p 0.9 --seed 7
 //   ./infer_llama runs/dyt/model.bin --eval some.txt
 //   ./infer_llama stories260K.bin -z tokenizer.bin --prompt "Once upon a time" -n 200 --temperature 0
+//   ./infer_llama runs/dyt/model.bin --prompt-file scene.txt -n 1000    (or a prompt on stdin: --prompt -)
 //   ./infer_llama runs/rms/model.bin --export-llama2c runs/rms/llama2c.bin
 //
 // The prompt goes through the model in one batched forward (sgemm), then one
-// token at a time over the KV cache. Generated text goes to stdout, statistics
-// to stderr. The forward pass is the trainer's own (src/model.c).
+// token at a time over the KV cache; past the context the window slides
+// (src/sampler.h: the last half of the context is kept and recomputed).
+// Generated text goes to stdout, statistics to stderr. The forward pass is the
+// trainer's own (src/model.c).
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -28,15 +32,18 @@
 #include "src/sptok.h"
 
 typedef struct {
-    const char *prompt, *eval, *tokenizer, *export_llama2c;
+    const char *prompt, *prompt_file, *eval, *tokenizer, *export_llama2c;
     int64_t n, top_k, seed, threads;
     double temperature, top_p;
 } Settings;
 
 #define OFF(f) offsetof(Settings, f)
 static const Option OPTIONS[] = {
-    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue (empty: a newline; with -z, just BOS)"},
-    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (fewer when the context fills, or at BOS/EOS with -z)"},
+    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue ('-': read it from standard input; empty: a newline; "
+     "with -z, just BOS)"},
+    {"--prompt-file", OPT_STR, OFF(prompt_file), 0, 0, "read the text to continue from this file"},
+    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (past the context the window slides, keeping its last half; "
+     "fewer only at BOS/EOS with -z)"},
     {"--temperature", OPT_FLOAT, OFF(temperature), 0, 100, "sampling temperature (0 = greedy)"},
     {"--top-p", OPT_FLOAT, OFF(top_p), 1e-6, 1, "nucleus sampling mass (1 = off)"},
     {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
@@ -50,7 +57,7 @@ static const Option OPTIONS[] = {
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
 static Settings default_settings(void) {
-    return (Settings){.prompt = "", .n = 256, .top_k = 0, .seed = -1, .threads = 0,
+    return (Settings){.n = 256, .top_k = 0, .seed = -1, .threads = 0,
                       .temperature = 1.0, .top_p = 0.9};
 }
 
@@ -114,81 +121,116 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     return 0;
 }
 
-// The prompt's tokens in an array with room for the whole context. A byte
-// model needs a token to start from: there an empty prompt starts a line
-// (llama2.c's tokenizer starts every text with BOS).
-static int encode_prompt(const Tokenizer *tk, const char *prompt, int ctx, int **out, int *n_out, Error *err) {
-    size_t plen = strlen(prompt), n = 0, cap = tokenizer_max_tokens(tk, plen + 1);
-    int *tokens = malloc((cap > (size_t)ctx ? cap : (size_t)ctx) * sizeof(int));
-    if (!tokens) return err_set(err, "out of memory");
+// The text to continue: --prompt's, standard input's (--prompt -) or a file's
+// (--prompt-file); name says where it came from, for messages.
+typedef struct {
+    const char *name;
+    unsigned char *bytes; // not NUL-terminated: a file may hold any byte
+    size_t n;
+    int owned; // bytes were allocated here
+} Text;
+
+static int read_stream(FILE *f, const char *name, Text *t, Error *err) {
+    size_t cap = 4096;
+    *t = (Text){.name = name, .bytes = malloc(cap), .owned = 1};
+    for (size_t got; t->bytes && (got = fread(t->bytes + t->n, 1, cap - t->n, f)) > 0;) {
+        t->n += got;
+        unsigned char *more = t->n < cap ? t->bytes : realloc(t->bytes, cap *= 2);
+        if (!more) free(t->bytes);
+        t->bytes = more;
+    }
+    if (!t->bytes) return err_set(err, "%s: out of memory", name);
+    if (ferror(f)) {
+        free(t->bytes);
+        t->bytes = NULL;
+        return err_set(err, "%s: read failed", name);
+    }
+    return 0;
+}
+
+static int read_prompt(const Settings *s, Text *t, Error *err) {
+    if (s->prompt_file) {
+        *t = (Text){.name = s->prompt_file};
+        if (read_file(s->prompt_file, &t->bytes, &t->n, err)) return -1;
+        t->owned = 1;
+        return 0;
+    }
+    if (s->prompt && !strcmp(s->prompt, "-")) return read_stream(stdin, "--prompt - (standard input)", t, err);
+    const char *p = s->prompt ? s->prompt : "";
+    *t = (Text){.name = "--prompt", .bytes = (unsigned char *)p, .n = strlen(p)};
+    return 0;
+}
+
+// The prompt's tokens. A byte model needs a token to start from: there an
+// empty prompt starts a line (llama2.c's tokenizer starts every text with BOS).
+static int encode_prompt(const Tokenizer *tk, const Text *prompt, int **out, int *n_out, Error *err) {
+    size_t n = 0, cap = tokenizer_max_tokens(tk, prompt->n + 1);
+    int *tokens = cap <= INT_MAX ? malloc(cap * sizeof(int)) : NULL;
+    if (!tokens) return err_set(err, "%s: out of memory for its tokens", prompt->name);
     Error e;
-    int rc = tokenizer_encode(tk, (const unsigned char *)prompt, plen, tokens, &n, &e);
+    int rc = tokenizer_encode(tk, prompt->bytes, prompt->n, tokens, &n, &e);
     if (!rc && n == 0) rc = tokenizer_encode(tk, (const unsigned char *)"\n", 1, tokens, &n, &e);
-    if (rc || n >= (size_t)ctx) {
+    if (rc) {
         free(tokens);
-        return rc ? err_set(err, "--prompt: %s", e.msg)
-                  : err_set(err, "--prompt: %zu tokens leave no room in the model's context of %d", n, ctx);
+        return err_set(err, "%s: %s", prompt->name, e.msg);
     }
     *out = tokens;
     *n_out = (int)n;
     return 0;
 }
 
-static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Error *err) {
-    int ctx = m->cfg.seq_len, n = 0, *tokens = NULL;
-    if (encode_prompt(tk, s->prompt, ctx, &tokens, &n, err)) return -1;
-    // The KV cache holds the prompt and the -n tokens asked for (within the
-    // context), and the prefill buffers the prompt: not the whole context.
-    int64_t want = (int64_t)n + s->n;
-    int kv_len = want < ctx ? (int)want : ctx;
-    Acts acts, *a = &acts;
-    if (acts_create(a, m, 1, n, kv_len, 0, err)) {
-        free(tokens);
-        return -1;
-    }
+static int generate(const Model *m, const Tokenizer *tk, const Settings *s, const Text *prompt, Error *err) {
+    int n_prompt = 0, dropped = 0, *tokens = NULL;
+    if (encode_prompt(tk, prompt, &tokens, &n_prompt, err)) return -1;
     Sampler sampler;
     uint64_t seed = s->seed >= 0 ? (uint64_t)s->seed : (uint64_t)time(NULL);
     if (sampler_create(&sampler, m->cfg.vocab_size, (float)s->temperature, (float)s->top_p, (int)s->top_k,
                        seed, err)) {
-        acts_free(a);
         free(tokens);
         return -1;
     }
-    int n_prompt = n;
-    fwrite(s->prompt, 1, strlen(s->prompt), stdout);
+    fwrite(prompt->bytes, 1, prompt->n, stdout);
     // prefill: the whole prompt in one forward
     double t0 = now_seconds();
-    int rc = model_forward(m, a, tokens, n, 0, 0, err);
+    Window w;
+    // llama2.c's tokenizer starts every text with BOS: a sliding window keeps it
+    int sink = tk->kind == TOK_SP && tokens[0] == SP_BOS;
+    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, sink, &dropped, err);
+    free(tokens);
+    if (rc) {
+        sampler_free(&sampler);
+        return -1;
+    }
     double t_prefill = now_seconds() - t0;
-    const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
+    if (dropped)
+        fprintf(stderr, "infer_llama: the prompt's %d tokens exceed the model's context of %d: it sees %sthe last %d\n",
+                n_prompt, m->cfg.seq_len, sink ? "BOS and " : "", n_prompt - dropped - sink);
     int produced = 0, stopped = 0;
-    int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: Acts hold it all
+    int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: the window holds it all
     t0 = now_seconds();
-    while (!rc && produced < s->n && n < ctx) {
-        int next = sampler_sample(&sampler, logits);
+    while (!rc && produced < s->n) {
+        int next = sampler_sample(&sampler, w.logits);
         if ((stopped = tokenizer_is_stop(tk, next))) break;
         const unsigned char *piece;
-        fwrite(piece, 1, tokenizer_decode(tk, tokens[n - 1], next, &piece), stdout);
+        fwrite(piece, 1, tokenizer_decode(tk, w.tokens[w.n - 1], next, &piece), stdout);
         fflush(stdout);
-        tokens[n] = next;
         produced++;
-        if (produced == s->n || n + 1 >= ctx) break;
-        rc = model_forward(m, a, &tokens[n], 1, n, 0, err);
-        logits = a->logits;
-        n++;
+        if (produced < s->n) rc = window_push(&w, next, err);
     }
     double dt = now_seconds() - t0;
     printf("\n");
     int64_t heap1 = heap_in_use_bytes();
-    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s), seed %llu%s; "
+    char slid[96] = "";
+    if (w.slides)
+        snprintf(slid, sizeof slid, ", the window slid %lld time%s (keeping %d tokens)", (long long)w.slides,
+                 w.slides == 1 ? "" : "s", w.keep);
+    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s)%s, seed %llu%s; "
                     "peak memory %.1f MB, heap %+lld bytes while generating\n",
-            n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9),
-            produced, produced / (dt > 0 ? dt : 1e-9), (unsigned long long)seed,
-            produced == s->n ? "" : stopped ? " (end of text)" : " (context full)", peak_rss_kb() / 1024.0,
-            (long long)(heap1 - heap0));
+            n_prompt, (n_prompt - dropped) / (t_prefill > 0 ? t_prefill : 1e-9), // of the tokens it ran
+            produced, produced / (dt > 0 ? dt : 1e-9), slid, (unsigned long long)seed,
+            stopped ? " (end of text)" : "", peak_rss_kb() / 1024.0, (long long)(heap1 - heap0));
     sampler_free(&sampler);
-    acts_free(a);
-    free(tokens);
+    window_free(&w);
     return rc;
 }
 
@@ -250,7 +292,13 @@ static int run(const Model *m, const Settings *s, const char *model_path, Error 
     Bpe bpe = {0};
     Tokenizer tk;
     int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &bpe, &tk, err);
-    if (!rc) rc = s->eval ? eval_file(m, &tk, s->eval, err) : generate(m, &tk, s, err);
+    if (!rc && s->eval) rc = eval_file(m, &tk, s->eval, err);
+    else if (!rc) {
+        Text prompt = {0};
+        rc = read_prompt(s, &prompt, err);
+        if (!rc) rc = generate(m, &tk, s, &prompt, err);
+        if (prompt.owned) free(prompt.bytes);
+    }
     sptok_free(&sp);
     bpe_free(&bpe);
     return rc;
@@ -270,6 +318,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
+    if (rc == 0 && s.prompt && s.prompt_file) rc = err_set(&err, "--prompt and --prompt-file: give one of them");
     if (rc) {
         fprintf(stderr, "infer_llama: %s (see --help)\n", err.msg);
         return 2;

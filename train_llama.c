@@ -193,6 +193,10 @@ typedef struct {
     int lock_fd;                 // OUT/.lock, held while this process lives (lock_out)
     FILE *log;
     double best_val, last_val;
+    int64_t last_val_step;  // the step last_val was measured at (-1: none yet)
+    double progress_every;  // off a terminal: seconds between progress lines at most
+    double progress_t;      // when the last progress line was printed
+    int line_len;           // on a terminal: length of the progress line shown, 0 when none is open
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
     double load_start; // the machine's load average when this invocation began (result.txt)
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
@@ -419,6 +423,7 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (commas < 3 || i >= len || row[i] == ',') return;
     double v = strtod(row + i, NULL);
     r->last_val = v;
+    r->last_val_step = strtoll(row, NULL, 10);
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
@@ -620,13 +625,38 @@ static int write_result(Run *r, const char *status, Error *err) {
     return write_file_atomic(r->path_result, &c, 1, err);
 }
 
-static void progress(const Run *r, double loss, double val, double tok_s, double eta_s, int final) {
-    int tty = isatty(STDERR_FILENO);
+// Ends the terminal's progress line, if one is open: what is printed next
+// starts on a fresh line.
+static void progress_end(Run *r) {
+    if (r->line_len) fputc('\n', stderr);
+    r->line_len = 0;
+}
+
+// The progress line after a step. On a terminal one line is rewritten in
+// place every step. Off a terminal (a log file) a line is printed at each
+// evaluation, at the end, and between them once progress_every seconds have
+// passed since the last line (LLAMA_PROGRESS_SECONDS, default 30), so that a
+// log shows a slow run is alive. The validation loss between evaluations is
+// the last evaluation's: the line names its step.
+static void progress(Run *r, double loss, double tok_s, double eta_s, int final, double now) {
+    int tty = isatty(STDERR_FILENO), fresh = r->last_val_step == r->st.step;
     if (!(eta_s >= 0 && eta_s < 1e8)) eta_s = eta_s >= 1e8 ? 1e8 : 0; // (int) of it stays defined
-    if (!tty && !final && r->st.step % r->s.eval_every) return; // logs get a line per evaluation
-    fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %.4f (%.4f bpb) | %.0f tok/s | ETA %dm%02ds%s",
-            tty ? "\r" : "", (long long)r->st.step, (long long)r->s.steps, loss, val, bits_per_byte(r, val), tok_s,
-            (int)(eta_s / 60), (int)eta_s % 60, tty && !final ? "  " : "\n");
+    if (!tty && !final && !fresh && now - r->progress_t < r->progress_every) return;
+    r->progress_t = now;
+    char at[40] = "";
+    if (!fresh) snprintf(at, sizeof at, " @step %lld", (long long)r->last_val_step);
+    char line[256];
+    int len = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | val %.4f%s (%.4f bpb) | %.0f tok/s | ETA %dm%02ds",
+                       (long long)r->st.step, (long long)r->s.steps, loss, r->last_val, at,
+                       bits_per_byte(r, r->last_val), tok_s, (int)(eta_s / 60), (int)eta_s % 60);
+    if (!tty) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
+    // blanks over the rest of a longer previous line
+    fprintf(stderr, "\r%s%*s", line, r->line_len > len ? r->line_len - len : 0, "");
+    r->line_len = len;
+    if (final) progress_end(r);
 }
 
 // --overlap: starts the sum over processes of the gradients model_backward
@@ -731,8 +761,10 @@ static int train_loop(Run *r, Error *err) {
     double stds[2 * (2 * MAX_LAYERS + 1)]; // evaluate's diagnostics
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
+    r->progress_t = now_seconds();
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
+        r->last_val_step = 0;
         if (root) log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
     }
     int64_t poison_step = env_i64("LLAMA_TEST_POISON_STEP"), poison_rank = env_i64("LLAMA_TEST_POISON_RANK");
@@ -758,13 +790,14 @@ static int train_loop(Run *r, Error *err) {
         if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
             row.val_loss = r->last_val = evaluate(r, stds);
+            r->last_val_step = r->st.step;
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
         if (root) {
             log_row(r, &row);
             double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-            progress(r, loss, r->last_val, tokens_per_step(s) / (ms / 1000.0), eta, last);
+            progress(r, loss, tokens_per_step(s) / (ms / 1000.0), eta, last, now_seconds());
         }
         if (diverged) {
             err->msg[0] = 0; // rank 0 reports
@@ -785,6 +818,7 @@ static int train_loop(Run *r, Error *err) {
         }
         if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
+            progress_end(r);
             if (root)
                 fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                         (long long)r->st.step, signal ? " (signal)" : "", r->path_ckpt);
@@ -1111,8 +1145,13 @@ static int setup_run(Run *r, Error *err) {
     if (model_alloc_grads(&r->model, err)) return -1;
     if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
     r->best_val = r->last_val = NAN;
+    r->last_val_step = -1;
     r->heap_ref = -1;
     r->load_start = load_average();
+    const char *every = getenv("LLAMA_PROGRESS_SECONDS");
+    r->progress_every = 30.0;
+    if (every && parse_f64(every, 0, 1e9, &r->progress_every))
+        return err_set(err, "LLAMA_PROGRESS_SECONDS '%s': expected seconds in [0, 1e9]", every);
     return root ? log_open(r, resuming, err) : 0;
 }
 
@@ -1177,6 +1216,7 @@ int main(int argc, char **argv) {
                 r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     rc = train_loop(&r, &err) ? 1 : 0;
+    progress_end(&r); // an error message starts on its own line
     run_free(&r);
     dist_finalize(&r.dist);
     return report(&r, rc, &err);

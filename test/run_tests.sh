@@ -158,6 +158,32 @@ for sig in TERM INT; do
     expect "SIG$sig: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$S.err")"
 done
 
+# The progress line off a terminal (here a file): a line at each evaluation and at
+# the end, and between them once LLAMA_PROGRESS_SECONDS have passed since the last
+# line (0: after every step; 1e9: never); between evaluations the validation loss
+# names the step it was measured at
+P="$TMP/prog"
+LLAMA_PROGRESS_SECONDS=0 train --steps 12 --seed 5 --out "$P/a" 2>"$P.a.err" &&
+    LLAMA_PROGRESS_SECONDS=1e9 train --steps 12 --seed 5 --out "$P/b" 2>"$P.b.err"
+val5=$(awk -F, '$1 == 5 { printf "%.4f", $4 }' "$P/a/log.csv")
+steps_shown() { grep -o '^step [0-9]*' "$1" | cut -d' ' -f2 | tr '\n' ' '; }
+[ "$(steps_shown "$P.a.err")" = "1 2 3 4 5 6 7 8 9 10 11 12 " ] && [ "$(steps_shown "$P.b.err")" = "5 10 12 " ] &&
+    [ "$(grep -c "^step [6-9]/12 | loss [0-9.]* | val $val5 @step 5 (" "$P.a.err")" = 4 ] &&
+    grep -q "^step 5/12 | loss [0-9.]* | val $val5 (" "$P.a.err" && ! grep -q "@" "$P.b.err"
+expect "off a terminal: a progress line per evaluation, and per LLAMA_PROGRESS_SECONDS; an older val names its step" $? \
+    "steps shown: $(steps_shown "$P.a.err")/ $(steps_shown "$P.b.err"); $(grep '^step 7/' "$P.a.err")"
+
+# On a terminal (script(1) gives the run one) the line is rewritten in place, and
+# the message after SIGINT (Ctrl-C) starts a line of its own
+cmd=$(printf '%q ' "$TRAIN" --data "$DATA" "${TINY[@]}" --steps 100000 --seed 5 --out "$P/t")
+script -qec "$cmd & p=\$!; for i in \$(seq 100); do [ \$(cat $P/t/log.csv 2>/dev/null | wc -l) -gt 3 ] && break; sleep 0.1; done
+             kill -INT \$p; wait \$p" /dev/null >"$P.tty" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q '^train_llama: stopped after step [0-9]* (signal)' "$P.tty" &&
+    [ "$(grep -c '^.step [0-9]*/100000 |' "$P.tty")" = 1 ] && [ "$(grep -o 'step [0-9]*/100000' "$P.tty" | wc -l)" -gt 2 ]
+expect "on a terminal: one progress line rewritten in place; the stop message after SIGINT on a fresh line" $? \
+    "exit $rc: $(tr '\r' '|' <"$P.tty" | tail -c 300)"
+
 # Crashes lose nothing: SIGKILL a run at random moments, 12 times, resuming
 # each time from what is on disk. LLAMA_TEST_WRITE_DELAY_MS stretches every
 # atomic write (10 ms after its first chunk, 10 ms before its rename). Half
@@ -281,16 +307,41 @@ out=$("$INFER" "$M" --eval "$TMP/eval.txt" 2>/dev/null)
 echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"
 expect "--eval scores every next token of a file" $? "got: $out"
 
+# Past the context the window slides. This model's context is 32 tokens (bytes):
+# greedy, the prompt's 6 and the first 26 generated fill it, and token 27 slides
+# it to the last 16 (the last 15 and token 27, recomputed from position 0), as
+# tokens 44, 61, 78 and 95 do again. After a slide the run is a fresh run whose
+# prompt is those 16 tokens: given them through --prompt-file (or --prompt - on
+# standard input), a new run prints the rest of the long run's text exactly.
+gen -n 100 --temperature 0 >"$TMP/w" 2>/dev/null
+"$INFER" "$M" --prompt "ROMEO:" -n 100 --temperature 0 2>&1 >/dev/null | grep -q "generated 100 tokens .*, the window slid 5 times (keeping 16 tokens)"
+rc=$?
+tail -c +18 "$TMP/w" | head -c 16 >"$TMP/w1.txt" # bytes 17..32 (from 0): the window after the first slide
+"$INFER" "$M" --prompt-file "$TMP/w1.txt" -n 73 --temperature 0 >"$TMP/w1" 2>/dev/null &&
+    tail -c +35 "$TMP/w" | head -c 16 | "$INFER" "$M" --prompt - -n 56 --temperature=0 >"$TMP/w2" 2>/dev/null
+[ $rc -eq 0 ] && [ "$(wc -c <"$TMP/w")" -eq 107 ] && cmp -s <(tail -c +18 "$TMP/w") "$TMP/w1" &&
+    cmp -s <(tail -c +35 "$TMP/w") "$TMP/w2"
+expect "-n 100 with a 32-token context: 100 tokens; after a slide a fresh run from the kept tokens continues alike" $? \
+    "$(wc -c <"$TMP/w") bytes; $(cmp <(tail -c +18 "$TMP/w") "$TMP/w1" 2>&1) $(cmp <(tail -c +35 "$TMP/w") "$TMP/w2" 2>&1)"
+# a prompt longer than the context: the model sees its last 16 tokens
+head -c 40 "$DATA" >"$TMP/p40.txt" && tail -c 16 "$TMP/p40.txt" >"$TMP/p16.txt"
+"$INFER" "$M" --prompt-file "$TMP/p40.txt" -n 30 --temperature 0 >"$TMP/l40" 2>"$TMP/l40.err" &&
+    "$INFER" "$M" --prompt-file "$TMP/p16.txt" -n 30 --temperature 0 >"$TMP/l16" 2>/dev/null &&
+    cmp -s <(tail -c +25 "$TMP/l40") "$TMP/l16" && cmp -s <(head -c 40 "$TMP/l40") "$TMP/p40.txt" &&
+    grep -q "the prompt's 40 tokens exceed the model's context of 32: it sees the last 16" "$TMP/l40.err"
+expect "a 40-token prompt, context 32: printed whole, generates from its last 16 tokens (one line says so)" $? \
+    "$(cat "$TMP/l40.err")"
+
 # steady memory: every buffer is allocated before the first token, so the heap
-# in use grows by the same bytes (stdout's buffer) over the whole 1024-token
-# context as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
+# in use grows by the same bytes (stdout's buffer) over 1600 tokens, past the
+# 1024-token context (the window slides twice), as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
 # with its per-thread cache off, which otherwise counts freed blocks as in use)
 NOCACHE=glibc.malloc.tcache_count=0
 "$TRAIN" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 1024 --batch 1 --steps 1 --eval-batches 1 \
     --out "$TMP/long" 2>/dev/null
 grow() { GLIBC_TUNABLES=$NOCACHE "$INFER" "$TMP/long/model.bin" -n "$1" --seed 1 2>&1 >/dev/null | sed -n 's/.*heap \([-+][0-9]*\) bytes.*/\1/p'; }
-g10=$(grow 10) && gfull=$(grow 5000) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
-expect "a full-context generation (1023 tokens) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
+g10=$(grow 10) && gfull=$(grow 1600) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
+expect "a generation past the context (1600 tokens, 1024-token context, 2 slides) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
     "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
 
 # ---------------------------------------------------------------------------
@@ -338,14 +389,14 @@ head -c 256 "$GOOD" >"$TMP/header_only.bin"
 patch_i32() { # patch_i32 SRC DST OFFSET VALUE
     $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
 }
-patch_i32 "$GOOD" "$TMP/version.bin" 4 2
+patch_i32 "$GOOD" "$TMP/version.bin" 4 99 # past MODEL_VERSION
 $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[300:304]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" "$GOOD" "$TMP/nan.bin"
 patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
 patch_i32 "$GOOD" "$TMP/kvheads.bin" 28 3
 patch_i32 "$GOOD" "$TMP/huge.bin" 32 1000000
 bad_case "a bad magic" 1 "bad magic" "$INFER" "$TMP/magic.bin"
-bad_case "a future version" 1 "version = 2" "$INFER" "$TMP/version.bin"
+bad_case "a future version" 1 "version = 99" "$INFER" "$TMP/version.bin"
 bad_case "dim 0" 1 "dim = 0" "$INFER" "$TMP/dim0.bin"
 bad_case "a negative dim" 1 "dim = -64" "$INFER" "$TMP/dimneg.bin"
 bad_case "n_kv_heads not dividing n_heads" 1 "n_kv_heads = 3" "$INFER" "$TMP/kvheads.bin"
@@ -366,6 +417,9 @@ bad_case "different data on resume" 1 "fingerprint" train --data "$TMP/eval.txt"
 bad_case "a conflicting setting on resume" 2 "differs from the checkpoint" train --resume "$TMP/c_rmsnorm/checkpoint.bin" --lr 1e-2 --out "$TMP/s"
 bad_case "an unknown flag" 2 "unknown option '--frobnicate'" "$TRAIN" --frobnicate
 bad_case "a flag without its value" 2 "needs a value" "$TRAIN" --data "$DATA" --steps
+bad_case "a value given to a flag (--flag=x)" 2 "--tie-embeddings takes no value (got '--tie-embeddings=yes')" \
+    "$TRAIN" --data "$DATA" --tie-embeddings=yes
+bad_case "an out-of-range --name=value" 2 "--steps '-3'" "$TRAIN" --data="$DATA" --steps=-3
 bad_case "a non-numeric value" 2 "--dim '12x'" "$TRAIN" --data "$DATA" --dim 12x
 bad_case "NaN as a value" 2 "--lr 'nan'" "$TRAIN" --data "$DATA" --lr nan
 bad_case "inf as a value" 2 "--temperature 'inf'" "$INFER" "$GOOD" --temperature inf
@@ -375,6 +429,9 @@ bad_case "an unknown --norm, listing the known kinds" 2 "--norm softmax: unknown
     "$TRAIN" --data "$DATA" --norm softmax
 bad_case "a bad --emb-scale" 2 "--emb-scale must be on or off" "$TRAIN" --data "$DATA" --emb-scale yes
 bad_case "a missing MODEL" 2 "MODEL is required" "$INFER"
+bad_case "--prompt with --prompt-file" 2 "--prompt and --prompt-file: give one of them" "$INFER" "$GOOD" --prompt x --prompt-file "$DATA"
+bad_case "a missing --prompt-file" 1 "nope.txt: cannot open" "$INFER" "$GOOD" --prompt-file "$TMP/nope.txt"
+bad_case "a directory as --prompt-file" 1 "not a regular file" "$INFER" "$GOOD" --prompt-file "$TMP"
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
 if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
     bad_case "an unwritable output folder" 1 "not writable" train --steps 1 --out "$TMP/ro"

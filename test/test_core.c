@@ -19,6 +19,7 @@
 #include "../src/model.h"
 #include "../src/modelio.h"
 #include "../src/optim.h"
+#include "../src/options.h"
 #include "../src/rng.h"
 #include "../src/sampler.h"
 #include "../src/sptok.h"
@@ -577,6 +578,149 @@ static void test_sampler(void) {
     check(same_seed, "sampler: a seed reproduces the samples", "differs");
     check(in_top, "sampler: top-k 40 samples only among the 40 most likely", "outside");
     sampler_free(&greedy), sampler_free(&k1), sampler_free(&a), sampler_free(&b);
+}
+
+// ----------------------------------------------------------------------------
+// generation past the context: the sliding window
+
+// Logits for the last of tokens[0..n) from a fresh forward over them alone
+// (own activations, positions from 0), into out (V).
+static int fresh_logits(const Model *m, const int *tokens, int n, float *out) {
+    Acts a;
+    Error err;
+    if (acts_create(&a, m, 1, n, n, 0, &err)) return -1;
+    int rc = model_forward(m, &a, tokens, n, 0, 0, &err);
+    if (!rc) memcpy(out, a.logits + (size_t)(n - 1) * m->cfg.vocab_size, (size_t)m->cfg.vocab_size * sizeof(float));
+    acts_free(&a);
+    return rc;
+}
+
+// A window over a 16-token context fed 3 prompt tokens and 41 more slides
+// (to 8 tokens) at the 14th, 23rd, 32nd and 41st push; for DyT it also keeps
+// its first token (a sink, as the BOS of llama2.c's tokenizer). After each
+// slide its logits must equal a fresh forward over the tokens it kept to the
+// bit: the slide is that forward (same code, same shapes). The step after a
+// slide decodes one token over the recomputed cache; it must match a fresh
+// batched forward over those 9 tokens to 1e-5 of the largest logit (REL_TOL:
+// one token against a batch of 9 sums in another order).
+static void test_window(void) {
+    for (int norm = NORM_RMS; norm <= NORM_DYT; norm++) {
+        ModelConfig c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                         .vocab_size = 40, .seq_len = 16, .norm = norm, .dyt_beta = norm == NORM_DYT,
+                         .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+        Model m;
+        Error err;
+        Window w;
+        enum { N = 44, PROMPT = 3, KEEP = 8 };
+        int seq[N], kept[16], slides = 0, exact = 1, after_ok = 1, held_ok = 1, sink = norm == NORM_DYT;
+        const char *what = norm == NORM_RMS ? "rmsnorm" : "dyt, sink 1";
+        double worst = 0.0;
+        float want[40];
+        Rng rng = rng_make(11, 2);
+        for (int i = 0; i < N; i++) seq[i] = (int)(rng_uniform(&rng) * 40);
+        if (model_create(&m, &c, &err)) {
+            check(0, "window: model", "%s", err.msg);
+            return;
+        }
+        model_init(&m, 5);
+        int rc = window_create(&w, &m, seq, PROMPT, N - PROMPT, 0, sink, NULL, &err);
+        int64_t last_slides = 0;
+        for (int i = PROMPT; !rc && i < N; i++) {
+            rc = window_push(&w, seq[i], &err);
+            if (rc) break;
+            int n = i + 1; // tokens of seq pushed so far; the window should hold the sink and the last ones
+            memcpy(kept, seq, (size_t)sink * sizeof(int));
+            memcpy(kept + sink, seq + n - (w.n - sink), (size_t)(w.n - sink) * sizeof(int));
+            held_ok &= w.n <= 16 && !memcmp(w.tokens, kept, (size_t)w.n * sizeof(int));
+            if (w.slides != last_slides) { // this push slid
+                last_slides = w.slides, slides++;
+                exact &= w.n == KEEP && !fresh_logits(&m, kept, KEEP, want) && !memcmp(w.logits, want, sizeof want);
+            } else if (w.slides && w.n == KEEP + 1) { // the first step after a slide
+                after_ok &= !fresh_logits(&m, kept, w.n, want);
+                double e = rel_err(w.logits, want, 40);
+                worst = e > worst ? e : worst;
+            }
+        }
+        char name[160];
+        snprintf(name, sizeof name, "window (%s): 41 tokens past a 16-token context slide 4 times to %d tokens",
+                 what, KEEP);
+        check(!rc && slides == 4 && w.keep == KEEP && held_ok, name, "rc %d (%s), %d slides, keep %d, window %s",
+              rc, rc ? err.msg : "", slides, w.keep, held_ok ? "ok" : "wrong tokens");
+        snprintf(name, sizeof name, "window (%s): logits after a slide equal a fresh forward over the kept tokens "
+                 "(bit for bit)", what);
+        check(exact, name, "differ");
+        snprintf(name, sizeof name, "window (%s): the step after a slide matches a fresh forward (max rel err %.2g)",
+                 what, worst);
+        check(after_ok && worst <= REL_TOL, name, "%.3g > %.0e", worst, REL_TOL);
+        if (!rc) window_free(&w);
+        model_free(&m);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// command-line options: --name value and --name=value
+
+typedef struct {
+    int64_t n;
+    double x;
+    const char *s;
+    int flag;
+} OptTest;
+
+static const Option OPT_TEST[] = {
+    {"--n", OPT_INT, offsetof(OptTest, n), 0, 100, "an int"},
+    {"--x", OPT_FLOAT, offsetof(OptTest, x), 0, 1, "a float"},
+    {"--s", OPT_STR, offsetof(OptTest, s), 0, 0, "a string"},
+    {"-z", OPT_STR, offsetof(OptTest, s), 0, 0, "a short string option"},
+    {"--flag", OPT_FLAG, offsetof(OptTest, flag), 0, 0, "a flag"},
+};
+
+// Parses the arguments (after a program name); returns options_parse's code,
+// the message in err and the positional arguments in pos.
+static int parse_test(OptTest *o, Error *err, const char **pos, int *n_pos, int argc, ...) {
+    char *argv[16] = {"prog"};
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++) argv[i + 1] = va_arg(ap, char *);
+    va_end(ap);
+    unsigned char given[5] = {0};
+    *o = (OptTest){.n = 7, .x = 0.5, .s = "default"};
+    err->msg[0] = 0;
+    return options_parse(OPT_TEST, 5, o, given, argc + 1, argv, pos, 2, n_pos, err);
+}
+
+static void test_options(void) {
+    OptTest a, b;
+    Error e;
+    const char *pos[2];
+    int np;
+    int ra = parse_test(&a, &e, pos, &np, 7, "--n", "42", "--x", "0.25", "--s", "a=b", "--flag");
+    int rb = parse_test(&b, &e, pos, &np, 5, "--n=42", "--x=0.25", "--s=a=b", "--flag", "-");
+    check(!ra && !rb && a.n == 42 && b.n == 42 && a.x == 0.25 && b.x == 0.25 && !strcmp(a.s, "a=b") &&
+          !strcmp(b.s, "a=b") && a.flag && b.flag && np == 1 && !strcmp(pos[0], "-"),
+          "options: --name=value equals --name value (value split at the first '=', '-' is positional)",
+          "rc %d %d, n %lld %lld, s '%s' '%s', %d positional", ra, rb, (long long)a.n, (long long)b.n, a.s,
+          b.s, np);
+    int r = parse_test(&a, &e, pos, &np, 1, "--s=");
+    check(!r && !strcmp(a.s, ""), "options: --s= gives an empty string", "rc %d, '%s'", r, a.s);
+    r = parse_test(&a, &e, pos, &np, 2, "--s", "--n=3");
+    check(!r && !strcmp(a.s, "--n=3") && a.n == 7, "options: the value after --s is taken whole", "rc %d", r);
+    struct { const char *arg, *msg; } bad[] = {
+        {"--flag=1", "--flag takes no value (got '--flag=1')"},
+        {"--flag=", "--flag takes no value (got '--flag=')"},
+        {"--n=", "--n '': expected an integer in [0, 100]"},
+        {"--n=101", "--n '101': expected an integer in [0, 100]"},
+        {"--x=nan", "--x 'nan': expected a finite number in [0, 1]"},
+        {"--nope=3", "unknown option '--nope'"},
+        {"--=3", "unknown option '--'"},
+        {"-z=tok", "unknown option '-z=tok'"}, // short options take their value apart, like getopt's
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = parse_test(&a, &e, pos, &np, 1, bad[i].arg);
+        char name[128];
+        snprintf(name, sizeof name, "options: %s is refused with one line", bad[i].arg);
+        check(r == -1 && !strcmp(e.msg, bad[i].msg), name, "rc %d, '%s'", r, e.msg);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -1358,6 +1502,8 @@ int main(int argc, char **argv) {
     test_exp_approx();
     test_norm_backward_chunks();
     test_sampler();
+    test_options();
+    test_window();
     test_schedule();
     test_select_kth();
     test_batch_rows();
