@@ -191,6 +191,7 @@ typedef struct {
     FILE *log;
     double best_val, last_val;
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
+    double load_start; // the machine's load average when this invocation began (result.txt)
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
@@ -575,11 +576,13 @@ static int write_result(Run *r, const char *status, Error *err) {
     int len = snprintf(text, sizeof text,
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
-                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
+                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\ncores=%d\nthreads=%d\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
-                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth);
+                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
+                       r->load_start, load_average(), omp_get_num_procs(), omp_get_max_threads());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -987,6 +990,7 @@ static int setup_run(Run *r, Error *err) {
         return -1;
     r->best_val = r->last_val = NAN;
     r->heap_ref = -1;
+    r->load_start = load_average();
     if (!root) return 0;
     if (make_dir(s->out, err)) return -1;
     // a fresh run must not overwrite another run's results: nothing is lost by mistake

@@ -109,6 +109,15 @@ int64_t peak_rss_kb(void) {
     return kb;
 }
 
+double load_average(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double load = NAN;
+    if (!f) return load;
+    if (fscanf(f, "%lf", &load) != 1) load = NAN;
+    fclose(f);
+    return load;
+}
+
 double select_kth(double *x, size_t n, size_t k) {
     size_t lo = 0, hi = n - 1;
     while (lo < hi) {

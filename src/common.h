@@ -38,6 +38,10 @@ double now_seconds(void);
 // in KiB; -1 where that file is absent (not Linux). Linux updates it in
 // batches of 64 pages per thread, so it is only good to about 256 KB.
 int64_t peak_rss_kb(void);
+// The 1-minute load average of the machine (first field of /proc/loadavg):
+// runnable threads, ours included; NAN where that file is absent. With the
+// core count it tells whether a speed figure was measured on a busy machine.
+double load_average(void);
 // Bytes of heap in use right now (glibc's mallinfo2: small blocks plus
 // mmapped ones); -1 without glibc 2.33+. Exact when glibc's per-thread cache
 // is off (GLIBC_TUNABLES=glibc.malloc.tcache_count=0), which otherwise
