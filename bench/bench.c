@@ -5,10 +5,11 @@
 //   benchmark peak THREADS                  sgemm peak (GFLOP/s) and memory read bandwidth
 //   bench train CONFIG NORM THREADS STEPS WARMUP
 //                                       one training step as train_llama does it
-//   bench layer D THREADS               DyT vs RMSNorm layer alone, 4096 tokens
+//   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
 //   bench gen CONFIG THREADS            prefill of 256 tokens, greedy decode of 256
 //
-// CONFIG is tiny, small or medium (the shapes of issue #5), NORM rmsnorm or dyt.
+// CONFIG is tiny, small or medium (the shapes of issue #5), NORM a kind of the
+// norm table (src/norms.c: train_llama --list-norms).
 // Usage errors exit 2, runtime errors 1.
 #define _GNU_SOURCE // dlsym's RTLD_DEFAULT
 #include <cblas.h>
@@ -46,8 +47,8 @@ static const BenchConfig *find_config(const char *name) {
 static ModelConfig model_config(const BenchConfig *b, int norm, int seq_len) {
     ModelConfig c = {.dim = b->dim, .hidden_dim = default_hidden_dim(b->dim), .n_layers = b->layers,
                      .n_heads = b->heads, .n_kv_heads = b->kv_heads, .vocab_size = b->vocab,
-                     .seq_len = seq_len, .norm = norm, .tie_embeddings = 0, .dyt_beta = norm == NORM_DYT,
-                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f};
+                     .seq_len = seq_len, .tie_embeddings = 0, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    config_set_norm(&c, norm); // the kind's defaults, as train_llama
     return c;
 }
 
@@ -191,7 +192,7 @@ static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
     double act_bytes = 4.0 * (double)a.block_floats + 8.0 * (double)N; // and row_loss
     double fpt = train_flops_per_token(&m);
     printf("config=%s\nnorm=%s\nthreads=%d\nsteps=%d\nwarmup=%d\nparams=%zu\nloss=%.4f\n", bc->name,
-           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), steps, warmup, m.n_params, loss);
+           NORM_KINDS[norm].name, omp_get_max_threads(), steps, warmup, m.n_params, loss);
     printf("step_ms=%.3f\ntok_s=%.1f\nflops_per_token=%.0f\nachieved_gflops=%.2f\n", step_ms,
            N / (step_ms / 1000.0), fpt, fpt * N / (step_ms / 1000.0) / 1e9);
     const char *names[N_PARTS] = {"matmul", "attention", "norm", "other"};
@@ -207,40 +208,40 @@ static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
 }
 
 // ----------------------------------------------------------------------------
-// layer: DyT against RMSNorm alone, forward and backward, 4096 tokens of width D
+// layer: every kind of the norm table alone, forward and backward, 4096 tokens
+// of width D, through its table entry (as the model calls it). The kinds take
+// turns within each repetition, so a load that comes and goes hits them alike.
 
 static int bench_layer(int D) {
-    size_t N = 4096, n = N * (size_t)D;
+    size_t N = 4096, n = N * (size_t)D, ns = 0;
+    for (int k = 0; k < N_NORMS; k++)
+        ns = NORM_KINDS[k].scratch_floats(N, D) > ns ? NORM_KINDS[k].scratch_floats(N, D) : ns;
     float *x = randn(n, 1, 1.0f), *dy = randn(n, 2, 1.0f), *y = alloc_floats(n), *dx = alloc_floats(n);
     float *g = randn((size_t)D, 3, 0.1f), *b = alloc_floats((size_t)D), *dg = alloc_floats((size_t)D);
-    float *db = alloc_floats((size_t)D), *rstd = alloc_floats(N), da = 0.0f;
-    size_t ns = dyt_scratch_floats(N, D) > rmsnorm_scratch_floats(N, D) ? dyt_scratch_floats(N, D)
-                                                                       : rmsnorm_scratch_floats(N, D);
-    float *scratch = alloc_floats(ns);
-    if (!x || !dy || !y || !dx || !g || !b || !dg || !db || !rstd || !scratch)
+    float *db = alloc_floats((size_t)D), *stats = alloc_floats(4 * N), da = 0.0f, dsh = 0.0f;
+    float *scratch = alloc_floats(ns ? ns : 1);
+    if (!x || !dy || !y || !dx || !g || !b || !dg || !db || !stats || !scratch)
         return fprintf(stderr, "bench: out of memory\n"), 1;
     for (int i = 0; i < D; i++) g[i] += 1.0f;
     enum { REPS = 41 };
-    double t[4][REPS];
+    static double t[N_NORMS][2][REPS];
     for (int rep = 0; rep < REPS + 3; rep++) { // 3 warm-up repetitions
-        double t0 = now_seconds();
-        rmsnorm_forward(y, rstd, x, g, N, D, 1e-5f);
-        double t1 = now_seconds();
-        rmsnorm_backward(dx, dg, dy, x, g, rstd, N, D, scratch);
-        double t2 = now_seconds();
-        dyt_forward(y, x, 0.5f, g, b, N, D);
-        double t3 = now_seconds();
-        dyt_backward(dx, &da, dg, db, dy, x, 0.5f, g, N, D, scratch);
-        double t4 = now_seconds();
-        if (rep >= 3) {
-            t[0][rep - 3] = t1 - t0, t[1][rep - 3] = t2 - t1;
-            t[2][rep - 3] = t3 - t2, t[3][rep - 3] = t4 - t3;
+        for (int k = 0; k < N_NORMS; k++) {
+            NormW w = {.gain = g, .beta = norm_has(k, NP_BETA, 1) ? b : NULL, .alpha = 0.5f, .shift = 0.0f, .eps = 1e-5f};
+            NormG gr = {dg, w.beta ? db : NULL, &da, &dsh};
+            double t0 = now_seconds();
+            NORM_KINDS[k].forward(y, stats, x, &w, N, D);
+            double t1 = now_seconds();
+            NORM_KINDS[k].backward(dx, &gr, dy, x, stats, &w, N, D, scratch);
+            double t2 = now_seconds();
+            if (rep >= 3) t[k][0][rep - 3] = t1 - t0, t[k][1][rep - 3] = t2 - t1;
         }
     }
-    const char *names[4] = {"rms_fwd", "rms_bwd", "dyt_fwd", "dyt_bwd"};
     printf("dim=%d\ntokens=%zu\nthreads=%d\n", D, N, omp_get_max_threads());
-    for (int k = 0; k < 4; k++) printf("%s_us=%.2f\n", names[k], 1e6 * median(t[k], REPS));
-    free(x), free(dy), free(y), free(dx), free(g), free(b), free(dg), free(db), free(rstd), free(scratch);
+    for (int k = 0; k < N_NORMS; k++)
+        printf("%s_fwd_us=%.2f\n%s_bwd_us=%.2f\n", NORM_KINDS[k].name, 1e6 * median(t[k][0], REPS),
+               NORM_KINDS[k].name, 1e6 * median(t[k][1], REPS));
+    free(x), free(dy), free(y), free(dx), free(g), free(b), free(dg), free(db), free(stats), free(scratch);
     return 0;
 }
 
@@ -292,7 +293,7 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     double mat = (double)(m.n_params - m.sizes[T_WTE]); // matmul weights dominate: 2 FLOPs each
     double attn = 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * cfg.dim; // mean position
     printf("config=%s\nnorm=%s\nthreads=%d\nprompt=%d\ngenerated=%d\n", bc->name,
-           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
+           NORM_KINDS[norm].name, omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
     printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
            (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
     printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);
@@ -305,7 +306,7 @@ static int bench_gen(const BenchConfig *bc, int norm) {
 static int usage(void) {
     fprintf(stderr, "usage: bench peak THREADS | bench train CONFIG NORM THREADS STEPS WARMUP |\n"
                     "       bench layer D THREADS | bench gen CONFIG NORM THREADS\n"
-                    "CONFIG: tiny, small, medium; NORM: rmsnorm, dyt\n");
+                    "CONFIG: tiny, small, medium; NORM: a kind of train_llama --list-norms\n");
     return 2;
 }
 
@@ -320,11 +321,10 @@ static int parse_int(const char *s, const char *what, int lo, int hi, int *out) 
 }
 
 static int parse_norm(const char *s, int *norm) {
-    if (!strcmp(s, "rmsnorm") || !strcmp(s, "dyt")) {
-        *norm = !strcmp(s, "dyt") ? NORM_DYT : NORM_RMS;
-        return 0;
-    }
-    fprintf(stderr, "bench: NORM '%s' must be rmsnorm or dyt\n", s);
+    if ((*norm = norm_find(s)) >= 0) return 0;
+    char names[512];
+    norm_names(names, sizeof names);
+    fprintf(stderr, "bench: NORM '%s' unknown; known: %s\n", s, names);
     return -1;
 }
 

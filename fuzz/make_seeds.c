@@ -48,23 +48,27 @@ static int checkpoint_of(const char *model_path, const char *dir, int i, Error *
 
 // Tiny models (a few hundred bytes): the fuzzer mutates them fastest.
 static int tiny_models(const char *dir, Error *err) {
-    static const struct { const char *name; int norm, beta, tied; } V[] = {
-        {"rms", NORM_RMS, 0, 0}, {"rms_tied", NORM_RMS, 0, 1}, {"dyt_beta", NORM_DYT, 1, 0}, {"dyt_tied", NORM_DYT, 0, 1}};
-    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+    // every kind of the norm table, untied with its defaults and tied with a
+    // residual gate and the other embedding-scale setting
+    for (int i = 0; i < 2 * N_NORMS; i++) {
+        int kind = i / 2, tied = i % 2;
         ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
-                         .vocab_size = 5, .seq_len = 3, .norm = V[i].norm, .tie_embeddings = V[i].tied,
-                         .dyt_beta = V[i].beta, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                         .alpha_attn0 = 1.0f, .alpha_ffn0 = 0.5f};
+                         .vocab_size = 5, .seq_len = 3, .tie_embeddings = tied, .norm_eps = 1e-5f,
+                         .rope_theta = 10000.0f};
+        config_set_norm(&c, kind);
+        if (tied) c.residual_gate = 1, c.emb_scale = !c.emb_scale, c.alpha_ffn0 = 0.5f;
         Model m;
         char path[4096];
         if (model_create(&m, &c, err)) return -1;
         model_init(&m, (uint64_t)i);
-        snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, V[i].name);
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", NORM_KINDS[kind].name, tied ? "_tied_gate" : "");
+        snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, name);
         int rc = model_save(&m, path, err);
-        snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, V[i].name);
+        snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, name);
         rc = rc || write_checkpoint(&m, path, err);
-        snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, V[i].name);
-        rc = rc || (c.norm == NORM_RMS && llama2c_export(&m, path, err));
+        snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, name);
+        rc = rc || (c.norm == NORM_RMS && !c.emb_scale && !c.residual_gate && llama2c_export(&m, path, err));
         model_free(&m);
         if (rc) return -1;
     }
