@@ -26,6 +26,7 @@
 #include "src/options.h"
 #include "src/sampler.h"
 #include "src/sptok.h"
+#include "src/threads.h"
 
 typedef struct {
     const char *prompt, *eval, *tokenizer, *export_llama2c;
@@ -152,6 +153,11 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Erro
     const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
     int produced = 0, stopped = 0;
     int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: Acts hold it all
+    // Decoding's bits do not depend on the thread count, so by default it
+    // runs on whichever of all cores or one is faster now (src/threads.h):
+    // on a shared machine the other cores may be busy. --threads N fixes N.
+    ThreadTuner tuner;
+    tuner_init(&tuner, s->threads ? 1 : omp_get_max_threads());
     t0 = now_seconds();
     while (!rc && produced < s->n && n < ctx) {
         int next = sampler_sample(&sampler, logits);
@@ -162,10 +168,14 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Erro
         tokens[n] = next;
         produced++;
         if (produced == s->n || n + 1 >= ctx) break;
+        tuner_next(&tuner);
+        double t1 = now_seconds();
         rc = model_forward(m, a, &tokens[n], 1, n, 0, err);
+        tuner_done(&tuner, now_seconds() - t1);
         logits = a->logits;
         n++;
     }
+    tuner_end(&tuner);
     double dt = now_seconds() - t0;
     printf("\n");
     int64_t heap1 = heap_in_use_bytes();
@@ -246,6 +256,7 @@ static int run(const Model *m, const Settings *s, const char *model_path, Error 
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // before anything else: it may start the program again
     Settings s = default_settings();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];

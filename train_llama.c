@@ -27,6 +27,7 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/threads.h"
 
 // ----------------------------------------------------------------------------
 // settings
@@ -912,6 +913,7 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    threads_wait_policy(argv); // before anything else: it may start the program again
     dist_init(&r.dist, &argc, &argv);
     int rc = setup_settings(&r, argc, argv, &err); // -1: --help (the same on every rank)
     if (rc >= 0) rc = setup_agree(&r, rc, &err);

@@ -25,6 +25,7 @@
 #include "../src/model.h"
 #include "../src/optim.h"
 #include "../src/rng.h"
+#include "../src/threads.h"
 
 typedef struct {
     const char *name;
@@ -329,6 +330,7 @@ static int parse_norm(const char *s, int *norm) {
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // as the programs do
     if (argc < 3) return usage();
     const char *mode = argv[1];
     int threads, norm = NORM_RMS, steps, warmup, dim;

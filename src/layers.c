@@ -11,6 +11,12 @@
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
 
+// Elementwise loops smaller than this run on the calling thread alone: a
+// parallel region costs a wake-up and a barrier (microseconds idle, far more
+// when another process holds a core), more than a decoded token's few
+// thousand elements take to compute.
+#define PAR_MIN 32768
+
 // ----------------------------------------------------------------------------
 // matmul: all three products go through sgemm
 //
@@ -153,7 +159,7 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
                 int n_heads, int head_dim, int inverse) {
     int half = head_dim / 2, width = n_heads * head_dim;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * n_heads * head_dim >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *cs = cos_t + (size_t)(pos0 + t) * half, *sn = sin_t + (size_t)(pos0 + t) * half;
@@ -271,7 +277,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 // SwiGLU
 
 void swiglu_forward(float *out, const float *h1, const float *h3, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = h1[i];
         out[i] = x / (1.0f + expf(-x)) * h3[i];
@@ -293,7 +299,7 @@ void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1,
 // token embedding
 
 void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (size_t n = 0; n < N; n++)
         memcpy(out + n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
 }

@@ -303,7 +303,7 @@ static void lap(const Acts *a, int part, double *t) {
 // forward
 
 static void residual_add(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768) // one token's: not worth a parallel region
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 

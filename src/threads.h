@@ -1,0 +1,44 @@
+// Threads on a shared machine: how idle OpenMP threads wait, and a thread
+// count for repeated work (decoding) that follows the cores actually free.
+#ifndef THREADS_H
+#define THREADS_H
+
+// How long (in spins of libgomp's wait loop, a `pause` each, 40-80 ns) a
+// thread spins at a barrier or between parallel regions before it sleeps.
+// libgomp's own default is 300,000 (about 20 ms): on a machine where another
+// process holds a core, a thread spins that long at every barrier while the
+// thread it waits for is not running. 1000 is what libgomp itself uses when
+// it knows the cores are oversubscribed; a shared machine is, without its
+// knowing. threads_wait_policy sets it unless the user set OMP_WAIT_POLICY
+// or GOMP_SPINCOUNT.
+#define THREADS_SPINCOUNT "1000"
+
+// First thing in main: libgomp has read its environment before main, so
+// this re-executes the program (argv as given) with GOMP_SPINCOUNT set, once.
+// Returns when the variables were set already, or if it cannot re-execute.
+void threads_wait_policy(char **argv);
+
+// Chooses, unit by unit (a unit = one decoded token), between all the threads
+// asked for and one thread, by timing both: mostly it runs the count that was
+// recently faster and now and then times the other. Probes of a count that
+// keeps losing are spaced out (16, 32, ... 512 units), so a count that is far
+// slower costs a few percent at most. Only for work whose results do not
+// depend on the thread count (a decode step: tested bit for bit).
+typedef struct {
+    int max;          // the thread count asked for (>= 1)
+    int cur;          // the count of the unit in progress: max or 1
+    double mean[2];   // seconds per unit, recent: [0] one thread, [1] max threads; 0 = not yet timed
+    int since_probe;  // units run on the best count since the last probe
+    int gap;          // units between probes
+} ThreadTuner;
+
+// max <= 1: off (tuner_next returns 1 and leaves the thread count alone).
+void tuner_init(ThreadTuner *t, int max);
+// The thread count for the next unit; sets it (omp_set_num_threads).
+int tuner_next(ThreadTuner *t);
+// The time the unit took.
+void tuner_done(ThreadTuner *t, double seconds);
+// Restores the count asked for (off: does nothing).
+void tuner_end(ThreadTuner *t);
+
+#endif
