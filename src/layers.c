@@ -24,6 +24,9 @@
 // output rows, and OpenBLAS runs it single-threaded there: one barrier per
 // product instead of OpenBLAS's threaded driver, which synchronises its threads
 // many times per call (spinning, then sched_yield) and mallocs per call.
+// Products of one input with several matrices (q, k, v; w1, w3) share one
+// region: one barrier for all, which matters most for a decoded token, whose
+// products take microseconds (and a barrier far longer on a busy machine).
 
 // Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
 static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
@@ -33,19 +36,32 @@ static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
     *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
 }
 
-void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
-    if (N == 1) { // one token (generation): sgemv streams w once; sgemm would first pack a copy of it
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 0.0f, out, 1);
-        return;
-    }
+void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
+                          const int OC[]) {
 #pragma omp parallel
     {
-        int r0, r1;
-        thread_rows((int)N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        if (r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C,
-                        1.0f, inp + (size_t)r0 * C, C, w, C, 0.0f, out + (size_t)r0 * OC, OC);
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1;
+        for (int i = 0; i < n; i++) {
+            if (N == 1) {
+                // one token (generation): sgemv streams w once (sgemm would first pack a
+                // copy of it), each thread its rows of w; each output's dot product is
+                // the same whoever computes it, so the bits do not depend on the count
+                thread_rows(OC[i], t, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, C, 1.0f, w[i] + (size_t)r0 * C, C, inp, 1,
+                                0.0f, out[i] + r0, 1);
+            } else {
+                thread_rows((int)N, t, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC[i], C, 1.0f,
+                                inp + (size_t)r0 * C, C, w[i], C, 0.0f, out[i] + (size_t)r0 * OC[i], OC[i]);
+            }
+        }
     }
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
+    matmul_forward_multi(1, &out, inp, &w, N, C, &OC);
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
