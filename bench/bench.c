@@ -309,6 +309,10 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
            (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
     printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);
+    // the KV cache each decoded token reads, at the mean position: not in the
+    // issue's bound (the weights once), shown beside it
+    double kvd = (double)cfg.dim / cfg.n_heads * cfg.n_kv_heads;
+    printf("decode_kv_bytes=%.0f\n", 2.0 * 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * kvd);
     printf("decode_one_thread_share=%.3f\n", one_thread / (double)(GEN_TOKENS - 1));
     acts_free(&a), model_free(&m), free(tok);
     return 0;
