@@ -25,7 +25,7 @@ void threads_wait_policy(char **argv) {
 // the decode thread count
 
 #define GAP_MIN 16
-#define GAP_MAX 512
+#define GAP_MAX 256
 
 void tuner_init(ThreadTuner *t, int max) {
     *t = (ThreadTuner){.max = max > 1 ? max : 1, .cur = max > 1 ? max : 1, .gap = GAP_MIN};
@@ -34,20 +34,27 @@ void tuner_init(ThreadTuner *t, int max) {
 // arm index of a count: 0 one thread, 1 max threads
 static int arm(const ThreadTuner *t, int threads) { return threads == t->max && t->max > 1; }
 
+// the least of an arm's kept times; 0 = not timed yet
+static double arm_time(const ThreadTuner *t, int a) {
+    int k = t->n[a] < TUNER_KEEP ? t->n[a] : TUNER_KEEP;
+    double m = 0.0;
+    for (int i = 0; i < k; i++) m = i == 0 || t->s[a][i] < m ? t->s[a][i] : m;
+    return m;
+}
+
+// the count to run: the faster; all threads until both are timed
 static int best(const ThreadTuner *t) {
-    if (t->mean[0] == 0.0 || t->mean[1] == 0.0) return t->mean[0] == 0.0 ? 1 : t->max; // untimed: all threads
-    return t->mean[0] < t->mean[1] ? 1 : t->max;
+    if (!t->n[0] || !t->n[1]) return t->max;
+    return arm_time(t, 0) < arm_time(t, 1) ? 1 : t->max;
 }
 
 int tuner_next(ThreadTuner *t) {
     if (t->max == 1) return 1;
     int b = best(t), other = b == 1 ? t->max : 1;
-    // the first units time all threads, then one unit times one thread; after
-    // that, every `gap` units on the best count, one unit on the other
-    if (t->mean[arm(t, b)] != 0.0 && (t->mean[arm(t, other)] == 0.0 || t->since_probe >= t->gap))
-        t->cur = other;
-    else
-        t->cur = b;
+    // the first unit times all threads, the second one thread; after that, every
+    // `gap` units on the faster count, one unit on the other
+    int probe = t->n[arm(t, b)] && (!t->n[arm(t, other)] || t->since_probe >= t->gap);
+    t->cur = probe ? other : b;
     omp_set_num_threads(t->cur);
     return t->cur;
 }
@@ -55,15 +62,11 @@ int tuner_next(ThreadTuner *t) {
 void tuner_done(ThreadTuner *t, double seconds) {
     if (t->max == 1) return;
     int a = arm(t, t->cur), was_best = best(t) == t->cur;
-    double *m = &t->mean[a];
+    t->s[a][t->n[a]++ % TUNER_KEEP] = seconds;
     if (was_best) {
-        // the count in use: a running mean over the last few units
-        *m = *m == 0.0 ? seconds : 0.75 * *m + 0.25 * seconds;
         t->since_probe++;
-    } else {
-        // a probe: its time stands for that count until the next probe
-        int lost = seconds >= t->mean[!a];
-        *m = seconds;
+    } else { // a probe: a loser is timed again later and later, a winner takes over
+        int lost = best(t) != t->cur;
         t->gap = lost ? (t->gap * 2 < GAP_MAX ? t->gap * 2 : GAP_MAX) : GAP_MIN;
         t->since_probe = 0;
     }

@@ -19,17 +19,22 @@
 void threads_wait_policy(char **argv);
 
 // Chooses, unit by unit (a unit = one decoded token), between all the threads
-// asked for and one thread, by timing both: mostly it runs the count that was
-// recently faster and now and then times the other. Probes of a count that
-// keeps losing are spaced out (16, 32, ... 512 units), so a count that is far
-// slower costs a few percent at most. Only for work whose results do not
-// depend on the thread count (a decode step: tested bit for bit).
+// asked for and one thread, by timing both: it runs the count whose recent
+// units were faster and now and then times the other for one unit. Probes of
+// a count that keeps losing are spaced out (every 16, 32, ... 256 units), so a
+// count that is far slower costs a few percent at most. A count's time is the
+// least of its last TUNER_KEEP units: a unit slowed by an interruption (timing
+// errors only ever add) does not make the tuner leave the faster count. Only
+// for work whose results do not depend on the thread count (a decode step:
+// tested bit for bit).
+#define TUNER_KEEP 3
 typedef struct {
-    int max;          // the thread count asked for (>= 1)
-    int cur;          // the count of the unit in progress: max or 1
-    double mean[2];   // seconds per unit, recent: [0] one thread, [1] max threads; 0 = not yet timed
-    int since_probe;  // units run on the best count since the last probe
-    int gap;          // units between probes
+    int max;                  // the thread count asked for (>= 1)
+    int cur;                  // the count of the unit in progress: max or 1
+    double s[2][TUNER_KEEP];  // the last units' seconds: [0] one thread, [1] max threads
+    int n[2];                 // units timed so far on each
+    int since_probe;          // units run on the best count since the last probe
+    int gap;                  // units between probes
 } ThreadTuner;
 
 // max <= 1: off (tuner_next returns 1 and leaves the thread count alone).

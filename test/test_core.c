@@ -1275,6 +1275,18 @@ static void test_thread_tuner(void) {
         check(slow_units <= 12 && omp_get_max_threads() == 2, name, "%d units, %d threads after", slow_units,
               omp_get_max_threads());
     }
+    // an interrupted unit (50x its time, every 40 units) on the faster count, 1.3x apart
+    ThreadTuner t;
+    tuner_init(&t, 2);
+    int slow_units = 0;
+    for (int i = 0; i < 512; i++) {
+        int n = tuner_next(&t);
+        slow_units += n == 1;
+        tuner_done(&t, n == 1 ? 1.3e-3 : i % 40 == 39 ? 50e-3 : 1e-3);
+    }
+    tuner_end(&t);
+    check(slow_units <= 12, "thread tuner: an interrupted unit does not hand the run to the slower count",
+          "%d of 512 units on the slower count", slow_units);
     ThreadTuner off;
     omp_set_num_threads(3);
     tuner_init(&off, 1);
