@@ -3,15 +3,17 @@
 #ifndef THREADS_H
 #define THREADS_H
 
-// How long (in spins of libgomp's wait loop, a `pause` each, 40-80 ns) a
+// How long (in spins of libgomp's wait loop, a `pause` each, 20-80 ns) a
 // thread spins at a barrier or between parallel regions before it sleeps.
-// libgomp's own default is 300,000 (about 20 ms): on a machine where another
+// libgomp's own default is 300,000 (6-20 ms): on a machine where another
 // process holds a core, a thread spins that long at every barrier while the
-// thread it waits for is not running. 1000 is what libgomp itself uses when
-// it knows the cores are oversubscribed; a shared machine is, without its
-// knowing. threads_wait_policy sets it unless the user set OMP_WAIT_POLICY
-// or GOMP_SPINCOUNT.
-#define THREADS_SPINCOUNT "1000"
+// thread it waits for is not running. Too short a spin costs when idle
+// instead: a thread that slept must be woken (tens of microseconds on a VM)
+// at the next region. Measured on small (docs/perf.md, issue #14): 1000 made
+// an idle decode 1.6x slower, 10,000 is within noise of 300,000 idle and the
+// fastest beside a busy process. threads_wait_policy sets it unless the user
+// set OMP_WAIT_POLICY or GOMP_SPINCOUNT.
+#define THREADS_SPINCOUNT "10000"
 
 // First thing in main: libgomp has read its environment before main, so
 // this re-executes the program (argv as given) with GOMP_SPINCOUNT set, once.

@@ -13,7 +13,7 @@ DATA=${DATA:-data/tinyshakespeare.txt}
 SHARED=${SHARED:-../shared/data}
 # set, so that the programs do not start themselves again to set it (src/threads.h):
 # valgrind would not follow them into the new image
-export GOMP_SPINCOUNT=1000
+export GOMP_SPINCOUNT=10000
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0 failed=0
