@@ -71,12 +71,16 @@ def children_cpu_s():
 LOAD_PIDS = []  # the benchmark's own load processes, whose CPU is not foreign
 
 
-def run_kv(cmd, env=None):
+def run_kv(cmd, env=None, timeout=None):
     """Runs cmd, returns its key=value lines as a dict (values as float where they parse),
-    plus foreign_cores: other processes' CPU while it ran, in cores."""
+    plus foreign_cores: other processes' CPU while it ran, in cores. Past `timeout`
+    seconds the program is stopped and the dict says timed_out."""
     t0, busy0, mine0 = time.monotonic(), cpu_busy_s(), children_cpu_s()
     load0 = sum(proc_cpu_s(p) for p in LOAD_PIDS)
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"timed_out": timeout, "foreign_cores": 0.0}
     wall = time.monotonic() - t0
     other = (cpu_busy_s() - busy0) - (children_cpu_s() - mine0) - (sum(proc_cpu_s(p) for p in LOAD_PIDS) - load0)
     if r.returncode != 0:
@@ -208,23 +212,26 @@ def run_contended(a, T, log, rec):
              "--seq", c["seq"], "--batch", c["batch"], "--vocab", c["vocab"], "--norm", "rmsnorm",
              "--steps", steps, "--warmup", warm]
     out = {}
+    limit = 120  # seconds per measurement: a program that collapses under the load is cut short
+
+    def measure(what, th, load, cmd, key):
+        d = run_kv(cmd, timeout=limit)
+        d["speed"] = d.get(key, 0.0)
+        out[what, th, load] = d
+
     for load, lt in LOADS:
         p = start_load(lt)
         try:
             for th in ("default", "1"):
                 arg = "0" if th == "default" else "1"
                 log(f"bench: contended, {load}: generation, training, PyTorch training; threads {th}")
-                d = run_kv([BENCH, "gen", "small", "rmsnorm", arg])
-                d["speed"] = d["decode_tok_s"]
-                out["ours: generation (decode tok/s)", th, load] = d
-                d = run_kv([BENCH, "train", "small", "rmsnorm", arg, str(steps), str(warm)])
-                d["speed"] = d["tok_s"]
-                out["ours: training (tok/s)", th, load] = d
+                measure("ours: generation (decode tok/s)", th, load, [BENCH, "gen", "small", "rmsnorm", arg],
+                        "decode_tok_s")
+                measure("ours: training (tok/s)", th, load,
+                        [BENCH, "train", "small", "rmsnorm", arg, str(steps), str(warm)], "tok_s")
                 tth = T if th == "default" else 1  # torch's default is all cores too
-                d = run_kv(["/usr/bin/python3", os.path.join(HERE, "bench_torch.py")] +
-                           [str(x) for x in targs + ["--threads", tth]])
-                d["speed"] = d["tok_s"]
-                out["PyTorch: training (tok/s)", th, load] = d
+                measure("PyTorch: training (tok/s)", th, load, ["/usr/bin/python3", os.path.join(HERE, "bench_torch.py")]
+                        + [str(x) for x in targs + ["--threads", tth]], "tok_s")
         finally:
             stop_load(p)
     for (what, th, load), d in out.items():
@@ -317,7 +324,10 @@ def report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads
             cells = []
             for name, _ in LOADS:
                 d = contended[what, th, name]
-                share = "" if name == LOADS[0][0] else f" ({100 * d['speed'] / idle:.0f}%)"
+                if "timed_out" in d:
+                    cells.append(f"timed out (> {d['timed_out']} s)")
+                    continue
+                share = "" if name == LOADS[0][0] or not idle else f" ({100 * d['speed'] / idle:.0f}%)"
                 cells.append(f"{fmt(d['speed'])}{share}{disturbed(d)}")
             L.append(f"| {what} | {th} | " + " | ".join(cells) + " |")
 
@@ -384,12 +394,12 @@ def targets14(pk, bw, gen, contended):
     idle, busy = LOADS[0][0], LOADS[1][0]
     for what, goal in (("ours: generation (decode tok/s)", 0.40), ("ours: training (tok/s)", 0.45)):
         i, b = contended[what, "default", idle], contended[what, "default", busy]
-        r = b["speed"] / i["speed"]
+        r = b["speed"] / i["speed"] if i["speed"] else 0.0
         line(r >= goal, f"{what}, default threads, {busy}: {100 * r:.0f}% of idle speed "
              f"(target {100 * goal:.0f}%)", i, b)
         for name, _ in LOADS:
             dflt, one = contended[what, "default", name], contended[what, "1", name]
-            r = dflt["speed"] / one["speed"]
+            r = dflt["speed"] / one["speed"] if one["speed"] else float("inf")
             line(r >= 0.97, f"{what}, {name}: default threads {r:.2f}x the speed of --threads 1 "
                  "(target: never slower; 3% noise allowed)", dflt, one)
     for name in ("small", "medium", "large"):
