@@ -28,47 +28,58 @@ void threads_wait_policy(char **argv) {
 #define GAP_MAX 256
 
 void tuner_init(ThreadTuner *t, int max) {
-    *t = (ThreadTuner){.max = max > 1 ? max : 1, .cur = max > 1 ? max : 1, .gap = GAP_MIN};
+    max = max > 1 ? max : 1;
+    *t = (ThreadTuner){.max = max, .best = max, .cur = max, .gap = GAP_MIN};
 }
 
 // arm index of a count: 0 one thread, 1 max threads
 static int arm(const ThreadTuner *t, int threads) { return threads == t->max && t->max > 1; }
 
-// the least of an arm's kept times; 0 = not timed yet
+// the mean of an arm's kept units: what decides speed is the total time, and
+// on a busy machine that is a few slow units among many fast ones
 static double arm_time(const ThreadTuner *t, int a) {
-    int k = t->n[a] < TUNER_KEEP ? t->n[a] : TUNER_KEEP;
-    double m = 0.0;
-    for (int i = 0; i < k; i++) m = i == 0 || t->s[a][i] < m ? t->s[a][i] : m;
-    return m;
+    double sum = 0.0;
+    for (int i = 0; i < t->n[a]; i++) sum += t->s[a][i];
+    return sum / t->n[a];
 }
 
-// the count to run: the faster; all threads until both are timed
-static int best(const ThreadTuner *t) {
-    if (!t->n[0] || !t->n[1]) return t->max;
-    return arm_time(t, 0) < arm_time(t, 1) ? 1 : t->max;
+static void keep(ThreadTuner *t, int a, double seconds) {
+    if (t->n[a] == TUNER_KEEP) { // drop the oldest
+        t->s[a][0] = t->s[a][1], t->s[a][1] = t->s[a][2];
+        t->n[a]--;
+    }
+    t->s[a][t->n[a]++] = seconds;
 }
 
 int tuner_next(ThreadTuner *t) {
     if (t->max == 1) return 1;
-    int b = best(t), other = b == 1 ? t->max : 1;
-    // the first unit times all threads, the second one thread; after that, every
-    // `gap` units on the faster count, one unit on the other
-    int probe = t->n[arm(t, b)] && (!t->n[arm(t, other)] || t->since_probe >= t->gap);
-    t->cur = probe ? other : b;
+    int other = t->best == 1 ? t->max : 1;
+    if (!t->probe_left && t->n[arm(t, t->best)] == TUNER_KEEP && (!t->n[arm(t, other)] || t->since_probe >= t->gap)) {
+        t->probe_left = TUNER_KEEP; // a probe: the other count's units afresh
+        t->n[arm(t, other)] = 0;
+    }
+    t->cur = t->probe_left ? other : t->best;
     omp_set_num_threads(t->cur);
     return t->cur;
 }
 
 void tuner_done(ThreadTuner *t, double seconds) {
     if (t->max == 1) return;
-    int a = arm(t, t->cur), was_best = best(t) == t->cur;
-    t->s[a][t->n[a]++ % TUNER_KEEP] = seconds;
-    if (was_best) {
+    int a = arm(t, t->cur), b = arm(t, t->best);
+    keep(t, a, seconds);
+    if (!t->probe_left) {
         t->since_probe++;
-    } else { // a probe: a loser is timed again later and later, a winner takes over
-        int lost = best(t) != t->cur;
-        t->gap = lost ? (t->gap * 2 < GAP_MAX ? t->gap * 2 : GAP_MAX) : GAP_MIN;
-        t->since_probe = 0;
+        return;
+    }
+    int abort = seconds > 2.0 * arm_time(t, b); // clearly slower: stop now
+    if (--t->probe_left && !abort) return;
+    t->probe_left = 0;
+    t->since_probe = 0;
+    if (!abort && arm_time(t, a) < arm_time(t, b)) {
+        t->best = t->cur;
+        t->gap = GAP_MIN;
+    } else {
+        t->gap = t->gap * 2 < GAP_MAX ? t->gap * 2 : GAP_MAX;
     }
 }
 

@@ -21,20 +21,23 @@
 void threads_wait_policy(char **argv);
 
 // Chooses, unit by unit (a unit = one decoded token), between all the threads
-// asked for and one thread, by timing both: it runs the count whose recent
-// units were faster and now and then times the other for one unit. Probes of
-// a count that keeps losing are spaced out (every 16, 32, ... 256 units), so a
-// count that is far slower costs a few percent at most. A count's time is the
-// least of its last TUNER_KEEP units: a unit slowed by an interruption (timing
-// errors only ever add) does not make the tuner leave the faster count. Only
-// for work whose results do not depend on the thread count (a decode step:
-// tested bit for bit).
+// asked for and one thread, by timing both: it runs the count that was faster
+// when last compared, and every `gap` units times the other for TUNER_KEEP
+// units (a probe), comparing the means of the two counts' last TUNER_KEEP
+// units (means, not medians: on a busy machine a count's cost is a few slow
+// units among fast ones). A probe unit over twice the
+// running count's median ends the probe at once, and probes of a count that
+// keeps losing are spaced out (every 16, 32, ... 256 units), so a count far
+// slower costs a few percent at most. Only for work whose results do not
+// depend on the thread count (a decode step: tested bit for bit).
 #define TUNER_KEEP 3
 typedef struct {
     int max;                  // the thread count asked for (>= 1)
-    int cur;                  // the count of the unit in progress: max or 1
+    int best;                 // the count that won the last comparison: max or 1
+    int cur;                  // the count of the unit in progress
+    int probe_left;           // units left in the probe in progress (0: none)
     double s[2][TUNER_KEEP];  // the last units' seconds: [0] one thread, [1] max threads
-    int n[2];                 // units timed so far on each
+    int n[2];                 // units kept on each (up to TUNER_KEEP; a probe starts afresh)
     int since_probe;          // units run on the best count since the last probe
     int gap;                  // units between probes
 } ThreadTuner;
