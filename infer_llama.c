@@ -30,6 +30,7 @@
 #include "src/options.h"
 #include "src/sampler.h"
 #include "src/sptok.h"
+#include "src/threads.h"
 
 typedef struct {
     const char *prompt, *prompt_file, *eval, *tokenizer, *export_llama2c;
@@ -207,6 +208,11 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
                 n_prompt, m->cfg.seq_len, sink ? "BOS and " : "", n_prompt - dropped - sink);
     int produced = 0, stopped = 0;
     int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: the window holds it all
+    // Decoding's bits do not depend on the thread count, so by default it
+    // runs on whichever of all cores or one is faster now (src/threads.h):
+    // on a shared machine the other cores may be busy. --threads N fixes N.
+    ThreadTuner tuner;
+    tuner_init(&tuner, s->threads ? 1 : omp_get_max_threads());
     t0 = now_seconds();
     while (!rc && produced < s->n) {
         int next = sampler_sample(&sampler, w.logits);
@@ -215,8 +221,13 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
         fwrite(piece, 1, tokenizer_decode(tk, w.tokens[w.n - 1], next, &piece), stdout);
         fflush(stdout);
         produced++;
-        if (produced < s->n) rc = window_push(&w, next, err);
+        if (produced == s->n) break;
+        tuner_next(&tuner);
+        double t1 = now_seconds();
+        rc = window_push(&w, next, err);
+        tuner_done(&tuner, now_seconds() - t1);
     }
+    tuner_end(&tuner);
     double dt = now_seconds() - t0;
     printf("\n");
     int64_t heap1 = heap_in_use_bytes();
@@ -305,6 +316,7 @@ static int run(const Model *m, const Settings *s, const char *model_path, Error 
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // before anything else: it may start the program again
     Settings s = default_settings();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];

@@ -28,6 +28,7 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/threads.h"
 
 // ----------------------------------------------------------------------------
 // settings
@@ -1191,6 +1192,7 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    threads_wait_policy(argv); // before anything else: it may start the program again
     r.lock_fd = -1;
     dist_init(&r.dist, &argc, &argv);
     install_signal_handlers(); // first: a signal during set-up still ends in order (stopped_in_setup)

@@ -6,10 +6,13 @@
 //   bench train CONFIG NORM THREADS STEPS WARMUP
 //                                       one training step as train_llama does it
 //   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
-//   bench gen CONFIG THREADS            prefill of 256 tokens, greedy decode of 256
+//   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256
+//   bench spin THREADS                  a CPU-bound load beside the others, until killed
 //
-// CONFIG is tiny, small or medium (the shapes of issue #5), NORM a kind of the
-// norm table (src/norms.c: train_llama --list-norms).
+// CONFIG is tiny, small or medium (the shapes of issue #5) or large (generation
+// only), NORM a kind of the norm table (src/norms.c: train_llama --list-norms).
+// THREADS 0 = the programs' default: all cores, and the decode loop picks 1 or
+// all threads by timing as infer_llama's does.
 // Usage errors exit 2, runtime errors 1.
 #define _GNU_SOURCE // dlsym's RTLD_DEFAULT
 #include <cblas.h>
@@ -26,6 +29,7 @@
 #include "../src/model.h"
 #include "../src/optim.h"
 #include "../src/rng.h"
+#include "../src/threads.h"
 
 typedef struct {
     const char *name;
@@ -36,6 +40,7 @@ static const BenchConfig CONFIGS[] = {
     {"tiny", 64, 4, 4, 2, 128, 16, 256},
     {"small", 288, 6, 6, 6, 256, 8, 512},
     {"medium", 512, 8, 8, 8, 256, 8, 4096},
+    {"large", 768, 12, 12, 12, 256, 8, 4096},
 };
 
 static const BenchConfig *find_config(const char *name) {
@@ -257,7 +262,7 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-static int bench_gen(const BenchConfig *bc, int norm) {
+static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     int ctx = GEN_PROMPT + GEN_TOKENS;
     ModelConfig cfg = model_config(bc, norm, ctx);
     Model m;
@@ -271,7 +276,10 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     Rng r = rng_make(5, 0);
     for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
     double best_prefill = 1e30, best_decode = 1e30;
+    int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetition)
     for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
+        ThreadTuner tuner;
+        tuner_init(&tuner, tuned ? omp_get_max_threads() : 1);
         double t0 = now_seconds();
         if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
         double t1 = now_seconds();
@@ -279,10 +287,15 @@ static int bench_gen(const BenchConfig *bc, int norm) {
         for (int n = GEN_PROMPT; n < ctx; n++) {
             tok[n] = argmax(logits, bc->vocab);
             if (n + 1 == ctx) break;
+            int th = tuner_next(&tuner);
+            double u0 = now_seconds();
             if (model_forward(&m, &a, &tok[n], 1, n, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+            tuner_done(&tuner, now_seconds() - u0);
+            if (rep > 0 && tuned) one_thread += th == 1;
             logits = a.logits;
         }
         double t2 = now_seconds();
+        tuner_end(&tuner);
         if (rep > 0) { // (one timed repetition: decoding 256 tokens is itself a long average)
             best_prefill = t1 - t0 < best_prefill ? t1 - t0 : best_prefill;
             best_decode = t2 - t1 < best_decode ? t2 - t1 : best_decode;
@@ -297,16 +310,37 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
            (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
     printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);
+    // the KV cache each decoded token reads, at the mean position: not in the
+    // issue's bound (the weights once), shown beside it
+    double kvd = (double)cfg.dim / cfg.n_heads * cfg.n_kv_heads;
+    printf("decode_kv_bytes=%.0f\n", 2.0 * 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * kvd);
+    printf("decode_one_thread_share=%.3f\n", one_thread / (double)(GEN_TOKENS - 1));
     acts_free(&a), model_free(&m), free(tok);
     return 0;
 }
 
 // ----------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------
+// spin: THREADS threads of arithmetic that never ends (the contended section's load)
+
+static int bench_spin(int threads) {
+    volatile double sink = 0.0;
+#pragma omp parallel num_threads(threads)
+    {
+        double x = 1.0 + omp_get_thread_num();
+        for (;;) {
+            for (int i = 0; i < 1000000; i++) x = x * 0.9999999 + 1e-7;
+            sink = x;
+        }
+    }
+    return sink != 0.0;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: bench peak THREADS | bench train CONFIG NORM THREADS STEPS WARMUP |\n"
-                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS\n"
-                    "CONFIG: tiny, small, medium; NORM: a kind of train_llama --list-norms\n");
+                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS | bench spin THREADS\n"
+                    "CONFIG: tiny, small, medium, large; NORM: a kind of train_llama --list-norms; THREADS 0: the default\n");
     return 2;
 }
 
@@ -329,6 +363,7 @@ static int parse_norm(const char *s, int *norm) {
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // as the programs do
     if (argc < 3) return usage();
     const char *mode = argv[1];
     int threads, norm = NORM_RMS, steps, warmup, dim;
@@ -338,6 +373,10 @@ int main(int argc, char **argv) {
         threads_setup(threads);
         return bench_peak();
     }
+    if (!strcmp(mode, "spin") && argc == 3) {
+        if (parse_int(argv[2], "THREADS", 1, 1024, &threads)) return 2;
+        return bench_spin(threads);
+    }
     if (!strcmp(mode, "layer") && argc == 4) {
         if (parse_int(argv[2], "D", 2, 65536, &dim) || parse_int(argv[3], "THREADS", 1, 1024, &threads)) return 2;
         threads_setup(threads);
@@ -345,12 +384,12 @@ int main(int argc, char **argv) {
     }
     if ((!strcmp(mode, "train") && argc == 7) || (!strcmp(mode, "gen") && argc == 5)) {
         if (!(bc = find_config(argv[2]))) {
-            fprintf(stderr, "bench: CONFIG '%s' must be tiny, small or medium\n", argv[2]);
+            fprintf(stderr, "bench: CONFIG '%s' must be tiny, small, medium or large\n", argv[2]);
             return 2;
         }
-        if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 1, 1024, &threads)) return 2;
+        if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 0, 1024, &threads)) return 2;
         threads_setup(threads);
-        if (!strcmp(mode, "gen")) return bench_gen(bc, norm);
+        if (!strcmp(mode, "gen")) return bench_gen(bc, norm, threads == 0);
         if (parse_int(argv[5], "STEPS", 1, 100000, &steps) || parse_int(argv[6], "WARMUP", 0, 100000, &warmup))
             return 2;
         return bench_train(bc, norm, steps, warmup);

@@ -302,6 +302,16 @@ cmp -s "$TMP/s1" "$TMP/s2" && ! cmp -s "$TMP/s1" "$TMP/s3"
 expect "a seed reproduces a sampled text (and another seed differs)" $? "seed 7 twice or seed 8 wrong"
 [ "$(wc -c <"$TMP/g1")" -eq 27 ] # "ROMEO:" + 20 tokens + a newline
 expect "generation prints the prompt and -n tokens" $? "got $(wc -c <"$TMP/g1") bytes"
+# a shared machine (src/threads.h): started without OMP_WAIT_POLICY or GOMP_SPINCOUNT, the
+# programs run with libgomp's spin count at 10000 (they start themselves again with it set;
+# libgomp prints its settings at each start, the last one counts); a user's own setting stands
+spin() { env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose "$@" 2>&1 >/dev/null |
+    sed -n "s/.*GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tail -n 1; }
+s_train=$(spin "$TRAIN" --help) s_infer=$(spin "$INFER" "$M" -n 2) s_user=$(spin GOMP_SPINCOUNT=7 "$INFER" --help)
+s_pass=$(spin OMP_WAIT_POLICY=passive "$INFER" --help)
+[ "$s_train" = 10000 ] && [ "$s_infer" = 10000 ] && [ "$s_user" = 7 ] && [ "$s_pass" = 0 ]
+expect "threads spin 10000 times at a barrier, not 300000; GOMP_SPINCOUNT or OMP_WAIT_POLICY given stands" $? \
+    "train $s_train, infer $s_infer, GOMP_SPINCOUNT=7: $s_user, passive: $s_pass"
 head -c 3000 "$DATA" >"$TMP/eval.txt"
 out=$("$INFER" "$M" --eval "$TMP/eval.txt" 2>/dev/null)
 echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"

@@ -23,6 +23,7 @@
 #include "../src/rng.h"
 #include "../src/sampler.h"
 #include "../src/sptok.h"
+#include "../src/threads.h"
 #include "../src/vmath.h"
 
 static int n_fail = 0;
@@ -1480,6 +1481,90 @@ static void test_bpe_model_file(void) {
     bpe_free(&b);
 }
 
+// Decoding may change its thread count token by token (src/threads.h), so a
+// decode step must give the same bits on 1 and 2 threads. The prompt is
+// prefilled on 2 threads in both runs (a batched forward's bits may depend on
+// the count); dim 128 is large enough for OpenBLAS to thread sgemv.
+static void test_decode_thread_bits(void) {
+    for (int norm = 0; norm < 2; norm++) {
+        ModelConfig c = {.dim = 128, .hidden_dim = default_hidden_dim(128), .n_layers = 2, .n_heads = 4,
+                         .n_kv_heads = 2, .vocab_size = 256, .seq_len = 64, .norm = norm, .dyt_beta = norm,
+                         .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 0.8f, .alpha_ffn0 = 0.5f};
+        Model m;
+        Acts a[2];
+        Error err;
+        enum { PROMPT = 9, STEPS = 12 };
+        int tok[PROMPT + STEPS];
+        for (int i = 0; i < PROMPT + STEPS; i++) tok[i] = (i * 37 + 11) % 256;
+        float *logits = alloc_floats((size_t)2 * STEPS * 256);
+        int ok = !model_create(&m, &c, &err) && logits;
+        if (ok) model_init(&m, 4);
+        int saved = omp_get_max_threads();
+        for (int th = 0; ok && th < 2; th++) {
+            ok = !acts_create(&a[th], &m, 1, PROMPT, PROMPT + STEPS, 0, &err);
+            omp_set_num_threads(2);
+            ok = ok && !model_forward(&m, &a[th], tok, PROMPT, 0, 0, &err);
+            omp_set_num_threads(th + 1);
+            for (int i = 0; ok && i < STEPS; i++) {
+                ok = !model_forward(&m, &a[th], &tok[PROMPT + i], 1, PROMPT + i, 0, &err);
+                memcpy(logits + ((size_t)th * STEPS + i) * 256, a[th].logits, 256 * sizeof(float));
+            }
+            acts_free(&a[th]);
+        }
+        omp_set_num_threads(saved);
+        char name[96];
+        snprintf(name, sizeof name, "%s: decode steps give the same logits, bit for bit, on 1 and 2 threads",
+                 norm ? "dyt" : "rmsnorm");
+        check(ok && !memcmp(logits, logits + (size_t)STEPS * 256, (size_t)STEPS * 256 * sizeof(float)), name,
+              "%s", ok ? "logits differ" : err.msg);
+        free(logits);
+        model_free(&m);
+    }
+}
+
+// The decode thread tuner on made-up times: it settles on the faster count,
+// spends few units probing the slower one, and restores the count at the end.
+static void test_thread_tuner(void) {
+    int saved = omp_get_max_threads();
+    for (int faster = 1; faster <= 2; faster++) {
+        ThreadTuner t;
+        tuner_init(&t, 2);
+        int slow_units = 0;
+        for (int i = 0; i < 512; i++) {
+            int n = tuner_next(&t);
+            slow_units += n != faster;
+            tuner_done(&t, n == faster ? 1e-3 : 4e-3);
+        }
+        tuner_end(&t);
+        char name[128];
+        snprintf(name, sizeof name, "thread tuner, %d thread%s 4x faster: <= 12 of 512 units on the slower count",
+                 faster, faster > 1 ? "s" : "");
+        check(slow_units <= 12 && omp_get_max_threads() == 2, name, "%d units, %d threads after", slow_units,
+              omp_get_max_threads());
+    }
+    // an interrupted unit (50x its time, every 40 units) on the faster count, 1.3x apart
+    ThreadTuner t;
+    tuner_init(&t, 2);
+    int slow_units = 0;
+    for (int i = 0; i < 512; i++) {
+        int n = tuner_next(&t);
+        slow_units += n == 1;
+        tuner_done(&t, n == 1 ? 1.3e-3 : i % 40 == 39 ? 50e-3 : 1e-3);
+    }
+    tuner_end(&t);
+    check(slow_units <= 20, "thread tuner: an interrupted unit does not hand the run to the slower count",
+          "%d of 512 units on the slower count", slow_units);
+    ThreadTuner off;
+    omp_set_num_threads(3);
+    tuner_init(&off, 1);
+    tuner_done(&off, 1.0);
+    int n = tuner_next(&off);
+    tuner_end(&off);
+    check(n == 1 && omp_get_max_threads() == 3, "thread tuner off (--threads N): leaves the count alone",
+          "count %d", omp_get_max_threads());
+    omp_set_num_threads(saved);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
     test_reference_all(dir);
@@ -1495,6 +1580,8 @@ int main(int argc, char **argv) {
     test_schedule();
     test_select_kth();
     test_batch_rows();
+    test_decode_thread_bits();
+    test_thread_tuner();
     if (!mkdtemp(TMP_DIR)) {
         check(0, "llama2c tests: a temporary folder", "mkdtemp failed");
         return 1;
