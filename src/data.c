@@ -699,10 +699,14 @@ bad_size:
 static int docs_check(const DataDoc *want, int n_want, const TextFile *t, Error *err) {
     if (t->n_docs != n_want)
         return err_set(err, "%s: %d files, the checkpoint's data had %d", t->spec, t->n_docs, n_want);
-    for (int i = 0; i < n_want; i++)
-        if (t->docs[i].size != want[i].size || t->docs[i].hash != want[i].hash)
-            return err_set(err, "%s: not the file the checkpoint was trained on (%s: %s differs)", t->docs[i].path,
-                           want[i].path, t->docs[i].size != want[i].size ? "size" : "fingerprint");
+    for (int i = 0; i < n_want; i++) {
+        const DataDoc *d = &t->docs[i];
+        if (d->size == want[i].size && d->hash == want[i].hash) continue;
+        const char *what = d->size != want[i].size ? "size" : "fingerprint";
+        if (!strcmp(d->path, want[i].path))
+            return err_set(err, "%s: changed since the checkpoint (%s differs)", d->path, what);
+        return err_set(err, "%s: not the checkpoint's file %d, %s (%s differs)", d->path, i + 1, want[i].path, what);
+    }
     return 0;
 }
 

@@ -1259,8 +1259,8 @@ static void test_data_sources(void) {
         TextFile swapped;
         snprintf(list, sizeof list, "%s/b.txt,%s/a.txt", dir, dir);
         if (!text_open(&swapped, list, &e)) {
-            rej &= data_record_check(&r, &swapped, &v, &e) && strstr(e.msg, "b.txt: not the file the checkpoint") &&
-                   strstr(e.msg, "a.txt: fingerprint differs");
+            rej &= data_record_check(&r, &swapped, &v, &e) && strstr(e.msg, "b.txt: not the checkpoint's file 1, ") &&
+                   strstr(e.msg, "a.txt (fingerprint differs)");
             text_close(&swapped);
         }
         DataRecord cut;
