@@ -445,6 +445,7 @@ static int text_tokens(Dataset *ds, int slot, const TextFile *text, const Tokeni
 }
 
 static double bytes_per_token(const Tokenizer *tk, const Tokens *t) {
+    if (tk->kind == TOK_BYTES) return 1.0;
     size_t bytes = 0;
     for (size_t i = 0; i < t->n; i++) {
         const unsigned char *b;
