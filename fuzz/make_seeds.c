@@ -148,7 +148,7 @@ static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cac
     int tokens[sizeof BPE_TEXT];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         Bpe b;
-        size_t nt;
+        size_t nt = 0;
         if (bpe_train(&b, text, n, sizes[i], err)) return -1;
         snprintf(path, sizeof path, "%s/v%d.bpe", bpe_dir, sizes[i]);
         int rc = bpe_save(&b, path, err) || bpe_encode(&b, text, n, tokens, &nt, err);
