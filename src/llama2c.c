@@ -127,8 +127,10 @@ int model_load_any(Model *m, const char *path, ModelFormat *format, Error *err) 
 
 int llama2c_export(const Model *m, const char *path, Error *err) {
     const ModelConfig *c = &m->cfg;
-    if (c->norm != NORM_RMS)
-        return err_set(err, "%s: a DyT model cannot be written in llama2.c's format (it has RMSNorm only)", path);
+    if (c->norm != NORM_RMS || c->emb_scale || c->residual_gate)
+        return err_set(err, "%s: a %s model%s cannot be written in llama2.c's format (it has RMSNorm only, "
+                       "without embedding scale or residual gates)", path, NORM_KINDS[c->norm].name,
+                       c->norm != NORM_RMS ? "" : c->emb_scale ? " with an embedding scale" : " with residual gates");
     if (c->norm_eps != LLAMA2C_EPS)
         return err_set(err, "%s: norm_eps = %g, but llama2.c's RMSNorm uses 1e-5", path, c->norm_eps);
     if (c->rope_theta != LLAMA2C_THETA)
