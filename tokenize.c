@@ -88,7 +88,9 @@ static int cmd_encode(const char *text_path, const Settings *s) {
     if (!rc) {
         TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
                              .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
-        rc = tokcache_save(out, &info, tokens, &err);
+        uint16_t *t16 = (uint16_t *)tokens; // ids < 65536: narrowed in place, front to back
+        for (size_t i = 0; i < nt; i++) t16[i] = (uint16_t)tokens[i];
+        rc = tokcache_save(out, &info, t16, &err);
     }
     if (!rc)
         fprintf(stderr, "tokenize: %zu bytes -> %zu tokens (%.3f bytes/token) in %.3f s (%.1f MB/s); wrote %s\n", n, nt,
@@ -105,8 +107,9 @@ static int cmd_decode(const char *cache_path, const Settings *s) {
     Bpe b;
     if (bpe_load(&b, s->tokenizer, &err)) return fail(&err);
     TokCacheInfo info;
-    int *tokens = NULL;
-    int rc = tokcache_load(cache_path, &info, &tokens, &err);
+    const uint16_t *tokens = NULL;
+    Mapped map;
+    int rc = tokcache_open(&map, cache_path, &info, &tokens, &err);
     if (!rc && (info.tokenizer_checksum != b.checksum || info.vocab_size != b.vocab_size))
         rc = err_set(&err, "%s: was encoded with another tokenizer than %s (checksum differs)", cache_path,
                      s->tokenizer);
@@ -118,7 +121,7 @@ static int cmd_decode(const char *cache_path, const Settings *s) {
         }
         rc = stream_check(stdout, "stdout", &err);
     }
-    free(tokens);
+    unmap_file(&map);
     bpe_free(&b);
     return rc ? fail(&err) : 0;
 }

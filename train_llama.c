@@ -34,7 +34,7 @@
 // settings
 
 typedef struct {
-    const char *data, *out, *norm, *resume, *emb_scale;
+    const char *data, *val_data, *out, *norm, *resume, *emb_scale;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn;
@@ -46,8 +46,9 @@ typedef struct {
 #define OFF(f) offsetof(Settings, f)
 #define BIG 1e9
 static const Option OPTIONS[] = {
-    {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required)"},
-    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN, with the encoded text cached in DATA.bpeN.tok"},
+    {"--data", OPT_STR, OFF(data), 0, 0, "text to train on (required unless resuming): a file, a folder (its files in name order) or files separated by commas; documents are joined by the bytes \\n 0x1E \\n"},
+    {"--val-data", OPT_STR, OFF(val_data), 0, 0, "text to validate on, in the forms --data takes (default: the last 10% of --data's tokens)"},
+    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN (beside a folder; beside the first of several files), with the encoded text cached in DATA.bpeN.tok"},
     {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
     {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
@@ -92,7 +93,8 @@ static Settings default_settings(void) {
 
 static void usage(FILE *f) {
     Settings d = default_settings();
-    fprintf(f, "usage: train_llama --data FILE [options]\n"
+    fprintf(f, "usage: train_llama --data FILE|FOLDER|FILE,FILE... [options]\n"
+               "       train_llama --resume OUT/checkpoint.bin [options]\n"
                "Trains a small LLaMA with a choice of norm; see README.md.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
     fprintf(f, "  --help               this text\nnorm kinds (--norm; alpha, shift and beta are learnable):\n");
@@ -106,7 +108,7 @@ static void usage(FILE *f) {
 // Options that only change how a run is observed or where it writes: a
 // resumed run may set them differently from the run it continues.
 static int may_differ_on_resume(const char *name) {
-    const char *ok[] = {"--data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
+    const char *ok[] = {"--data", "--val-data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
                         "--eval-every", "--overlap"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(name, ok[i])) return 1;
@@ -117,13 +119,20 @@ static int may_differ_on_resume(const char *name) {
 // eval-every and threads are recorded too: the first as the resumed run's
 // default, the second to warn when a resume cannot match bit for bit.
 // Version 2: training rows are drawn per (step, global row) and the process
-// count is recorded; version 1 sampled from one sequential stream.
+// count is recorded; version 1 sampled from one sequential stream. The
+// validation text's fingerprint came later in version 2: 0 (all older
+// checkpoints) means the last 10% of the training text.
 #define RUN_BLOCK_VERSION 2
 #define MAX_RANKS (1 << 20)
 enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_USED };
+       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_VAL_HASH, RB_USED };
 
-static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
+// The fingerprints of the training and validation texts (0: none).
+typedef struct {
+    uint64_t data, val;
+} DataHashes;
+
+static void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
     memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
     rb[RB_VERSION] = RUN_BLOCK_VERSION, rb[RB_RANKS] = s->ranks;
     rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
@@ -132,12 +141,13 @@ static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memcpy(&rb[RB_LR], &s->lr, 8);
     memcpy(&rb[RB_WD], &s->weight_decay, 8);
     memcpy(&rb[RB_CLIP], &s->clip, 8);
-    memcpy(&rb[RB_DATA_HASH], &data_hash, 8);
+    memcpy(&rb[RB_DATA_HASH], &h.data, 8);
+    memcpy(&rb[RB_VAL_HASH], &h.val, 8);
 }
 
 // Settings as the checkpoint records them (model shape from its header),
 // range-checked like the command line.
-static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s, uint64_t *data_hash,
+static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s, DataHashes *h,
                             const char *path, Error *err) {
     if (rb[RB_VERSION] == 1)
         return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
@@ -155,7 +165,8 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
     memcpy(&s->lr, &rb[RB_LR], 8);
     memcpy(&s->weight_decay, &rb[RB_WD], 8);
     memcpy(&s->clip, &rb[RB_CLIP], 8);
-    memcpy(data_hash, &rb[RB_DATA_HASH], 8);
+    memcpy(&h->data, &rb[RB_DATA_HASH], 8);
+    memcpy(&h->val, &rb[RB_VAL_HASH], 8);
     s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
     s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = NORM_KINDS[c->norm].name;
     s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0, s->emb_scale = c->emb_scale ? "on" : "off";
@@ -178,6 +189,7 @@ typedef struct {
     Model model;
     float *mom1, *mom2;
     Acts acts;
+    TextFile text, val_text; // --data and --val-data, open for the whole run (bytes train straight from them)
     Dataset data;
     Bpe bpe;      // --vocab-size > 256: the vocabulary (also in the model's files)
     Tokenizer tk;
@@ -185,7 +197,8 @@ typedef struct {
     int *inputs, *targets;
     double step_ms[STEP_TIMES]; // the latest step times (a ring), for the median in result.txt
     int64_t n_timed;
-    uint64_t resume_fingerprint; // the data the checkpoint was trained on
+    DataHashes resume_hashes;    // the data the checkpoint was trained and validated on
+    DataRecord resume_record;    // its files (none in a checkpoint from before the data record)
     int64_t resume_threads;      // the thread count the checkpoint was written with
     uint64_t *rank_hashes;       // rank 0: every rank's weight hash (check_same_weights)
     double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
@@ -595,7 +608,7 @@ static int save_checkpoint(Run *r, Error *err) {
     if (earlier || fflush(r->log) || fsync(fileno(r->log)))
         return err_set(err, "%s: write failed: %s (the last checkpoint is unchanged)", r->path_log,
                        earlier || !errno ? "an earlier write of it failed" : strerror(errno));
-    run_block_pack(&r->s, r->data.fingerprint, rb);
+    run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
     if (checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err)) return -1;
     return r->s.keep > 1 ? keep_checkpoint(r, rb, err) : 0;
 }
@@ -866,13 +879,13 @@ static int config_equal(const ModelConfig *a, const ModelConfig *b) {
 static int check_resume_options(const Settings *cli, const unsigned char *given, const Settings *ck,
                                 const ModelConfig *cfg, Error *err) {
     int64_t want[RUN_BLOCK_SLOTS], got[RUN_BLOCK_SLOTS];
-    run_block_pack(ck, 0, want);
+    run_block_pack(ck, (DataHashes){0, 0}, want);
     for (int i = 0; i < N_OPTIONS; i++) {
         if (!given[i] || may_differ_on_resume(OPTIONS[i].name)) continue;
         Settings t = *ck;
         option_copy(&OPTIONS[i], &t, cli);
         ModelConfig c = config_from_settings(&t);
-        run_block_pack(&t, 0, got);
+        run_block_pack(&t, (DataHashes){0, 0}, got);
         if (!config_equal(&c, cfg) || memcmp(want, got, sizeof want)) {
             char a[128], b[128];
             option_format(&OPTIONS[i], cli, a, sizeof a);
@@ -908,7 +921,9 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     Settings *s = &r->s, ck = *s, cli = *s;
     int64_t rb[RUN_BLOCK_SLOTS];
     if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err) ||
-        run_block_unpack(rb, &r->model.cfg, &ck, &r->resume_fingerprint, s->resume, err))
+        run_block_unpack(rb, &r->model.cfg, &ck, &r->resume_hashes, s->resume, err) ||
+        (r->st.data_record &&
+         data_record_parse(&r->resume_record, r->st.data_record, r->st.data_record_bytes, s->resume, err)))
         return fail(err, err->msg);
     if (r->st.step > ck.steps) {
         err_set(err, "%s: step %lld is past the run's %lld steps", s->resume, (long long)r->st.step,
@@ -929,6 +944,15 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     *s = ck;
     for (int i = 0; i < N_OPTIONS; i++)
         if (given[i] && may_differ_on_resume(OPTIONS[i].name)) option_copy(&OPTIONS[i], s, &cli);
+    // the data: as given, else where the checkpoint says it was
+    if (!s->data && !r->resume_record.data_spec) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "--resume %.300s: the checkpoint does not record its data (written by an older "
+                 "train_llama): give --data", s->resume);
+        return usage_error(err, msg);
+    }
+    if (!s->data) s->data = r->resume_record.data_spec;
+    if (!s->val_data) s->val_data = r->resume_record.val_spec;
     const char *slash = strrchr(s->resume, '/');
     size_t n = slash ? (size_t)(slash - s->resume) : 1;
     if (n >= sizeof r->ckpt_dir) return fail(err, "--resume: path too long");
@@ -958,7 +982,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         for (int k = 0; k < N_NORMS && r->dist.rank == 0; k++) printf("%s\n", NORM_KINDS[k].name);
         return -1;
     }
-    if (!s->data) return usage_error(err, "--data FILE is required");
+    if (!s->data && !s->resume) return usage_error(err, "--data FILE is required");
     if (norm_find(s->norm) < 0) {
         char names[512], msg[1024];
         norm_names(names, sizeof names);
@@ -990,9 +1014,8 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
 
 // The vocabulary: bytes; on resume the checkpoint's own; else with
 // --vocab-size > 256 a BPE vocabulary for the data, kept beside it as
-// DATA.bpeN (reused while the text is unchanged), and the token cache path
-// DATA.bpeN.tok.
-static int setup_tokenizer(Run *r, const TextFile *text, char *cache_path, size_t cap, Error *err) {
+// DATA.bpeN (reused while the text is unchanged).
+static int setup_tokenizer(Run *r, Error *err) {
     const Settings *s = &r->s;
     r->tk = tokenizer_bytes();
     if (s->resume && r->model.tokenizer) {
@@ -1001,30 +1024,56 @@ static int setup_tokenizer(Run *r, const TextFile *text, char *cache_path, size_
         return err_set(err, "%s: vocab_size = %d but the checkpoint holds no tokenizer", s->resume,
                        r->model.cfg.vocab_size);
     } else if (!s->resume && s->vocab_size != 256) {
-        char vocab_path[4200], note[2048];
-        if (snprintf(vocab_path, sizeof vocab_path, "%s.bpe%d", s->data, (int)s->vocab_size) >= (int)sizeof vocab_path)
-            return err_set(err, "%s: path too long", s->data);
-        if (bpe_for_text(&r->bpe, text, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
+        char note[2048];
+        if (bpe_for_text(&r->bpe, &r->text, (int)s->vocab_size, r->dist.rank == 0, note, sizeof note, err)) return -1;
         if (r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", note);
     }
-    if (!r->bpe.blob) return 0;
-    r->tk = tokenizer_bpe(&r->bpe);
-    if (snprintf(cache_path, cap, "%s.bpe%d.tok", s->data, r->bpe.vocab_size) >= (int)cap)
-        return err_set(err, "%s: path too long", s->data);
+    if (r->bpe.blob) r->tk = tokenizer_bpe(&r->bpe);
     return 0;
 }
 
-// The vocabulary (setup_tokenizer) and the data, encoded (or read from the
-// cache): the text is read once for both.
+// On resume: the texts must be the checkpoint's (its data record names the
+// file that differs; the fingerprints in the run block decide).
+static int check_resume_data(Run *r, Error *err) {
+    const Settings *s = &r->s;
+    const TextFile *val = s->val_data ? &r->val_text : NULL;
+    if (r->resume_record.data_spec && data_record_check(&r->resume_record, &r->text, val, err)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return err_set(err, "--resume %.200s: %.280s", s->resume, msg);
+    }
+    if (r->text.fingerprint != r->resume_hashes.data)
+        return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data,
+                       s->resume);
+    if ((val ? val->fingerprint : 0) != r->resume_hashes.val)
+        return err_set(err, "%s: not the validation data the checkpoint %s was validated on (%s)",
+                       val ? s->val_data : s->data, s->resume,
+                       !val ? "it was given --val-data" : !r->resume_hashes.val ? "it validated on --data's last 10%"
+                                                                                 : "fingerprint differs");
+    return 0;
+}
+
+// The texts (memory-mapped), the vocabulary (setup_tokenizer) and the
+// tokens (the text itself, or encoded, or read from the cache); the data
+// record that checkpoints carry.
 static int setup_data(Run *r, Error *err) {
-    char cache_path[4200] = "";
-    TextFile text;
-    if (text_read(&text, r->s.data, err)) return -1;
-    int rc = setup_tokenizer(r, &text, cache_path, sizeof cache_path, err) ||
-             dataset_load(&r->data, &text, &r->tk, (int)r->s.seq, cache_path[0] ? cache_path : NULL, err);
-    text_free(&text);
-    if (!rc && r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
-    return rc ? -1 : 0;
+    const Settings *s = &r->s;
+    int root = r->dist.rank == 0;
+    if (text_open(&r->text, s->data, err) || (s->val_data && text_open(&r->val_text, s->val_data, err))) return -1;
+    if (s->resume && check_resume_data(r, err)) return -1;
+    if (setup_tokenizer(r, err) || dataset_load(&r->data, &r->text, s->val_data ? &r->val_text : NULL, &r->tk,
+                                                (int)s->seq, root, err))
+        return -1;
+    if (r->data.note[0] && root) {
+        for (char *line = r->data.note, *nl; line; line = nl ? nl + 1 : NULL) {
+            if ((nl = strchr(line, '\n'))) *nl = 0;
+            fprintf(stderr, "train_llama: %s\n", line);
+        }
+    }
+    free(r->st.data_record);
+    r->st.data_record = NULL;
+    return data_record_pack(&r->text, s->val_data ? &r->val_text : NULL, &r->st.data_record,
+                            &r->st.data_record_bytes, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -1122,8 +1171,6 @@ static int setup_run(Run *r, Error *err) {
     // processes write one file. A failure on rank 0 is reported by rank 0.
     int first, failed = root && setup_data(r, err);
     if (dist_agree(&r->dist, failed, &first) || (!root && setup_data(r, err))) return -1;
-    if (resuming && r->data.fingerprint != r->resume_fingerprint)
-        return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {
         ModelConfig c = config_from_settings(s);
         if (model_create(&r->model, &c, err)) return -1;
@@ -1135,7 +1182,8 @@ static int setup_run(Run *r, Error *err) {
         }
         r->mom1 = alloc_floats(r->model.n_params);
         r->mom2 = alloc_floats(r->model.n_params);
-        r->st = (TrainState){.step = 0, .rng_state = rng_make((uint64_t)s->seed, 0xDA7A).state, .tokens = 0};
+        r->st.step = 0, r->st.rng_state = rng_make((uint64_t)s->seed, 0xDA7A).state, r->st.tokens = 0;
+        r->st.elapsed_s = 0;
     }
     size_t bt = (size_t)s->batch * s->seq;
     r->inputs = malloc(bt * sizeof(int));
@@ -1162,6 +1210,10 @@ static void run_free(Run *r) {
     model_free(&r->model);
     acts_free(&r->acts);
     dataset_free(&r->data);
+    text_close(&r->text);
+    text_close(&r->val_text);
+    data_record_free(&r->resume_record);
+    free(r->st.data_record);
     bpe_free(&r->bpe);
     free(r->mom1);
     free(r->mom2);

@@ -25,11 +25,19 @@ static int die(const Error *err) {
     return 1;
 }
 
-// A checkpoint of m at step 1, zero moments, zero run settings.
+// A checkpoint of m at step 1, zero moments, zero run settings, and a data
+// record of two files and a validation file.
 static int write_checkpoint(const Model *m, const char *path, Error *err) {
     float *zeros = alloc_floats(m->n_params);
     int64_t run[RUN_BLOCK_SLOTS] = {0};
-    TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0};
+    static const unsigned char record[] = "DREC\1\0\0\0\5\0\0\0\0\0\0\0"
+        "\0\0\0\0\7\0\0\0" "\12\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\10" "a.x,b.x"
+        "\2\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\11" "a.x"
+        "\2\0\0\0\3\0\0\0" "\3\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\12" "b.x"
+        "\1\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x"
+        "\3\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x";
+    TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0,
+                     .data_record = (unsigned char *)record, .data_record_bytes = sizeof record - 1};
     if (!zeros) return err_set(err, "out of memory");
     int rc = checkpoint_save(m, zeros, zeros, &st, run, path, err);
     free(zeros);
@@ -144,14 +152,16 @@ static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cac
     int tokens[sizeof BPE_TEXT];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         Bpe b;
-        size_t nt;
+        size_t nt = 0;
         if (bpe_train(&b, text, n, sizes[i], err)) return -1;
         snprintf(path, sizeof path, "%s/v%d.bpe", bpe_dir, sizes[i]);
         int rc = bpe_save(&b, path, err) || bpe_encode(&b, text, n, tokens, &nt, err);
         TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
                              .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
         snprintf(path, sizeof path, "%s/v%d.tok", cache_dir, sizes[i]);
-        rc = rc || tokcache_save(path, &info, tokens, err);
+        uint16_t t16[sizeof BPE_TEXT];
+        for (size_t k = 0; k < nt; k++) t16[k] = (uint16_t)tokens[k];
+        rc = rc || tokcache_save(path, &info, t16, err);
         if (!rc && sizes[i] == 270) { // a model that carries this vocabulary
             ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                              .vocab_size = 270, .seq_len = 3, .norm = NORM_RMS, .tie_embeddings = 1,

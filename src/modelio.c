@@ -23,7 +23,8 @@ static void put_f32(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4)
 static int32_t get_i32(const unsigned char *h, int off) { int32_t v; memcpy(&v, h + off, 4); return v; }
 static float get_f32(const unsigned char *h, int off) { float v; memcpy(&v, h + off, 4); return v; }
 
-static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes) {
+static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes,
+                          size_t data_bytes) {
     memset(h, 0, HEADER_BYTES);
     put_i32(h, 0, (int32_t)MODEL_MAGIC);
     put_i32(h, 4, MODEL_VERSION);
@@ -38,11 +39,12 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_i32(h, 68, (int32_t)tok_bytes);
     put_i32(h, 72, c->emb_scale);
     put_i32(h, 76, c->residual_gate);
+    put_i32(h, 80, (int32_t)data_bytes);
 }
 
 // Validates and decodes; errors name the file and the field.
 static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, ModelConfig *c,
-                         int *kind, size_t *tok_bytes, Error *err) {
+                         int *kind, size_t *tok_bytes, size_t *data_bytes, Error *err) {
     uint32_t magic = (uint32_t)get_i32(h, 0);
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
@@ -60,7 +62,7 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
     // version 1 (RMSNorm or DyT only): the embedding scale went with DyT, no gates
-    int v1 = version == 1, reserved = v1 ? 72 : 80;
+    int v1 = version == 1, reserved = v1 ? 72 : 84;
     if (v1 && c->norm > NORM_DYT)
         return err_set(err, "%s: header field norm = %d needs version 2 (the file says 1)", path, c->norm);
     c->emb_scale = v1 ? c->norm == NORM_DYT : get_i32(h, 72);
@@ -75,6 +77,12 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
                        "(%d + 8 * merges, at most %d)", path, tb, BPE_HEADER_BYTES,
                        BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256));
     *tok_bytes = (size_t)tb;
+    // the data record: version 2 checkpoints only (0 in those written before it)
+    int32_t db = v1 ? 0 : get_i32(h, 80);
+    if (db < 0 || db > DATA_RECORD_MAX_BYTES || (db && *kind != KIND_CHECKPOINT))
+        return err_set(err, "%s: header field data_record_bytes = %d is not 0%s", path, db,
+                       *kind == KIND_CHECKPOINT ? " or a size up to 64 MiB" : " (a model file has no data record)");
+    *data_bytes = (size_t)db;
     for (int i = reserved; i < HEADER_BYTES; i++)
         if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
@@ -111,7 +119,8 @@ static size_t checkpoint_bytes(size_t n_params) {
 }
 
 // Reads and checks the header and the exact file size; creates the model.
-static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, Error *err) {
+static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, size_t *data_bytes,
+                             Error *err) {
     size_t size;
     FILE *f = open_regular(path, &size, err);
     if (!f) return NULL;
@@ -120,7 +129,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_
     if (size < HEADER_BYTES) {
         err_set(err, "%s: %zu bytes is shorter than the %d-byte header", path, size, HEADER_BYTES);
     } else if (!read_exact(f, h, HEADER_BYTES, path, "the header", err) &&
-               !header_decode(h, path, &c, kind, tok_bytes, err)) {
+               !header_decode(h, path, &c, kind, tok_bytes, data_bytes, err)) {
         size_t sizes[N_TENSORS], n_params;
         Error e;
         if (config_layout(&c, sizes, &n_params, &e)) {
@@ -128,7 +137,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_
         } else {
             // n_params <= 2^40, so these sizes cannot overflow
             size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * sizeof(float) : checkpoint_bytes(n_params);
-            want += *tok_bytes;
+            want += *tok_bytes + *data_bytes;
             if (size != want)
                 err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
                         size < want ? "truncated" : "trailing bytes");
@@ -163,8 +172,8 @@ static int read_tokenizer(Model *m, FILE *f, size_t n, const char *path, Error *
 
 int model_load(Model *m, const char *path, Error *err) {
     int kind;
-    size_t tok_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
+    size_t tok_bytes, data_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
     int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
              model_check_values(m, m->params, 0, path, "the parameters", err);
@@ -180,10 +189,11 @@ int model_load(Model *m, const char *path, Error *err) {
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err) {
     int kind;
-    size_t tok_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
+    size_t tok_bytes, data_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
     *mom1 = *mom2 = NULL;
+    st->data_record = NULL, st->data_record_bytes = 0;
     int rc = -1;
     unsigned char tb[TRAIN_BLOCK_BYTES];
     size_t bytes = m->n_params * sizeof(float);
@@ -209,11 +219,17 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
         else if (!model_check_values(m, m->params, 0, path, "the parameters", err) &&
                  !model_check_values(m, *mom1, 0, path, "AdamW m", err) &&
                  !model_check_values(m, *mom2, 1, path, "AdamW v", err) &&
-                 !read_tokenizer(m, f, tok_bytes, path, err))
-            rc = 0;
+                 !read_tokenizer(m, f, tok_bytes, path, err)) {
+            if (!data_bytes) rc = 0;
+            else if (!(st->data_record = malloc(data_bytes))) err_set(err, "%s: out of memory", path);
+            else if (!read_exact(f, st->data_record, data_bytes, path, "the data record", err)) rc = 0;
+            st->data_record_bytes = data_bytes;
+        }
     }
     fclose(f);
     if (rc) {
+        free(st->data_record);
+        st->data_record = NULL, st->data_record_bytes = 0;
         free(*mom1);
         free(*mom2);
         *mom1 = *mom2 = NULL;
@@ -281,7 +297,7 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
 
 int model_save(const Model *m, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
-    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes);
+    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes, 0);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}, {m->tokenizer, m->tokenizer_bytes}};
     return write_file_atomic(path, c, 3, err);
 }
@@ -289,13 +305,16 @@ int model_save(const Model *m, const char *path, Error *err) {
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
                     const int64_t *run, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES], tb[TRAIN_BLOCK_BYTES] = {0};
-    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes);
+    if (st->data_record_bytes > DATA_RECORD_MAX_BYTES)
+        return err_set(err, "%s: the data record (%zu bytes) is over 64 MiB", path, st->data_record_bytes);
+    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes, st->data_record_bytes);
     memcpy(tb, &st->step, 8);
     memcpy(tb + 8, &st->rng_state, 8);
     memcpy(tb + 16, &st->tokens, 8);
     memcpy(tb + 24, &st->elapsed_s, 8);
     size_t bytes = m->n_params * sizeof(float);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, bytes}, {mom1, bytes}, {mom2, bytes},
-                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes}};
-    return write_file_atomic(path, c, 7, err);
+                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes},
+                 {st->data_record, st->data_record_bytes}};
+    return write_file_atomic(path, c, 8, err);
 }

@@ -25,7 +25,13 @@ typedef struct {
     uint64_t rng_state; // data-sampling stream
     int64_t tokens;     // training tokens seen
     double elapsed_s;   // training seconds so far (evaluation excluded)
+    // The trainer's data record (data.h; docs/format.md), stored after the
+    // tokenizer: written as given; read into a malloc'd copy (caller frees),
+    // NULL in a checkpoint from before it existed.
+    unsigned char *data_record;
+    size_t data_record_bytes;
 } TrainState;
+#define DATA_RECORD_MAX_BYTES (64 << 20)
 
 // Writes the model alone (kind 1).
 int model_save(const Model *m, const char *path, Error *err);

@@ -108,16 +108,19 @@ train --norm rmsnorm --steps 6 --seed 5 --kv-heads 0 --stop-after 3 --out "$TMP/
 expect "resume: default --out, --kv-heads 0 agrees, stop on the last step finishes, cut row dropped" $? \
     "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' '); $(tr '\n' ' ' <"$TMP/d/result.txt" 2>/dev/null)"
 
-ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
-    od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
+ckpt_step() { # the step in a checkpoint's training block: 64 + 1024 bytes before the tokenizer and the data record
+    local version tok data
+    read -r version <<<"$(od -An -t d4 -j 4 -N 4 "$1")"
+    read -r tok _ _ data <<<"$(od -An -t d4 -j 68 -N 16 "$1")" # header bytes 68 and 80
+    [ "$version" -gt 1 ] || data=0
+    od -An -t d8 -j $(($(stat -c %s "$1") - tok - data - 1088)) -N 8 "$1" | tr -d ' '
 }
 
 # divergence: a NaN weight before step 7 stops the run at step 7 with exit 1 and
 # status=diverged; the checkpoint on disk (step 6) stays good and loads
 LLAMA_TEST_POISON_STEP=7 train --norm dyt --steps 20 --seed 5 --ckpt-every 2 --out "$TMP/div" 2>"$TMP/div.err"
 rc=$?
-params=$(( ($(stat -c %s "$TMP/div/checkpoint.bin") - 256 - 64 - 1024) / 12 ))
-ckpt_step=$(od -An -t d8 -j $((256 + 12 * params)) -N 8 "$TMP/div/checkpoint.bin" | tr -d ' ')
+ckpt_step=$(ckpt_step "$TMP/div/checkpoint.bin")
 [ $rc -eq 1 ] && grep -q "diverged at step 7" "$TMP/div.err" && grep -q "status=diverged" "$TMP/div/result.txt" &&
     [ "$ckpt_step" = 6 ] && "$INFER" "$TMP/div/checkpoint.bin" -n 1 --temperature 0 >/dev/null 2>&1
 expect "a non-finite loss stops the run (exit 1, step named, status=diverged), checkpoint of step 6 intact" $? \
@@ -563,7 +566,7 @@ expect "--vocab-size 256 keeps the byte tokenizer (no vocabulary or cache file, 
     "$TOKENIZE" encode "$BP/rt.txt" --tokenizer "$BP/v300" 2>/dev/null &&
     "$TOKENIZE" decode "$BP/rt.txt.bpe300.tok" --tokenizer "$BP/v300" >"$BP/rt.out" 2>/dev/null &&
     cmp -s "$BP/rt.txt" "$BP/rt.out" &&
-    [ $(( $(stat -c %s "$BP/rt.txt.bpe300.tok") - 48 )) -lt $(( 2 * $(stat -c %s "$BP/rt.txt") )) ]
+    [ $(( $(stat -c %s "$BP/rt.txt.bpe300.tok") - 56 )) -lt $(( 2 * $(stat -c %s "$BP/rt.txt") )) ]
 expect "tokenize train / encode / decode round trip (with NUL and invalid UTF-8 bytes)" $? "differs"
 "$TOKENIZE" train "$BT" --vocab-size 300 --out "$BP/v300b" 2>/dev/null && cmp -s "$BP/v300" "$BP/v300b"
 expect "tokenize train is deterministic (the same file twice)" $? "differs"
@@ -610,28 +613,55 @@ bad_case "a merge naming a token not yet defined" 1 "v_undef: merge 3 (token 259
 bad_case "a merge naming itself" 1 "v_self: merge 3 (token 259) refers to token 259" tk "$BP/v_self"
 bad_case "a repeated merge" 1 "v_dup: merge 1 (token 257) repeats the pair" tk "$BP/v_dup"
 printf 'XXXX' | cat - <(tail -c +5 "$C") >"$BP/c_magic"
-patch_i32 "$C" "$BP/c_version" 4 2
+patch_i32 "$C" "$BP/c_version" 4 3
 patch_i32 "$C" "$BP/c_vocab" 8 70000
 head -c -1 "$C" >"$BP/c_trunc"
 cat "$C" <(printf 'x') >"$BP/c_trail"
 : >"$BP/c_empty"
-patch_bytes "$C" "$BP/c_id" 50 "<H" 300     # token 1 = 300 >= vocab 300
+patch_bytes "$C" "$BP/c_id" 58 "<H" 300     # token 1 = 300 >= vocab 300
 patch_bytes "$C" "$BP/c_count" 16 "<Q" 9223372036854775808 # n_tokens 2^63: 2 bytes each overflows 64 bits
 td() { "$TOKENIZE" decode "$1" --tokenizer "$V"; }
 bad_case "a token cache with a bad magic" 1 "c_magic: bad magic" td "$BP/c_magic"
-bad_case "a token cache of a future version" 1 "c_version: token cache field version = 2 is not supported" td "$BP/c_version"
+bad_case "a token cache of a future version" 1 "c_version: token cache field version = 3 is not supported" td "$BP/c_version"
 bad_case "a token cache vocab_size over 65536" 1 "c_vocab: token cache field vocab_size = 70000" td "$BP/c_vocab"
 bad_case "a token cache truncated by one byte" 1 "c_trunc: token cache is .* (truncated)" td "$BP/c_trunc"
 bad_case "a token cache with a trailing byte" 1 "c_trail: token cache is .* (trailing bytes)" td "$BP/c_trail"
-bad_case "an empty token cache" 1 "c_empty: 0 bytes is shorter than the 48-byte token cache header" td "$BP/c_empty"
+bad_case "an empty token cache" 1 "c_empty: 0 bytes is shorter than the 56-byte token cache header" td "$BP/c_empty"
 bad_case "a token id >= vocab_size in a cache" 1 "c_id: token id 300 at index 1 is >= vocab_size 300" td "$BP/c_id"
 bad_case "a token count whose size overflows" 1 "c_count: token cache field n_tokens = 9223372036854775808 is too large" td "$BP/c_count"
 bad_case "a cache made with another tokenizer (decode)" 1 "was encoded with another tokenizer" \
     "$TOKENIZE" decode "$BT.bpe512.tok" --tokenizer "$V"
 # the trainer refuses a corrupt cache (it is not stale: it cannot be trusted at all)
-cp "$BT.bpe512.tok" "$BP/good.tok" && patch_bytes "$BP/good.tok" "$BT.bpe512.tok" 48 "<H" 65535
+cp "$BT.bpe512.tok" "$BP/good.tok" && patch_bytes "$BP/good.tok" "$BT.bpe512.tok" 56 "<H" 65535
 bad_case "a trainer's token cache with an id >= vocab" 1 "ts.txt.bpe512.tok: token id 65535 at index 0 is >= vocab_size 512 (delete the file to rebuild it)" \
     btrain --steps 2 --out "$BP/z"
+# damaged tokens under a valid header (#13 case 3) are never trained on: the
+# cache is rebuilt with a warning, and the run equals the clean one bit for bit
+damaged_case() { # damaged_case NAME WARNING-PATTERN: $BT.bpe512.tok is already crafted
+    btrain --steps 10 --out "$BP/d_$1" 2>"$BP/d_$1.err"
+    local rc=$?
+    [ $rc -eq 0 ] && grep -q "^train_llama: warning: .*$2.*rebuilding it; wrote" "$BP/d_$1.err" &&
+        cmp -s "$BT.bpe512.tok" "$BP/good.tok" && cmp -s <(losses "$BP/a/log.csv") <(losses "$BP/d_$1/log.csv")
+    expect "a token cache with $1: rebuilt with a warning, the run equals the clean one" $? \
+        "exit $rc: $(grep -v '^step' "$BP/d_$1.err" | head -c 300)"
+}
+# cut to its first 1000 tokens, header count and checksum made to match
+$PY - "$BP/good.tok" "$BT.bpe512.tok" <<'PYEOF'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+tok = b[56:56 + 2000]
+h = 0xcbf29ce484222325
+for x in tok:
+    h = ((h ^ x) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+open(sys.argv[2], 'wb').write(b[:16] + struct.pack('<Q', 1000) + b[24:48] + struct.pack('<Q', h) + tok)
+PYEOF
+damaged_case "1000 tokens and a matching header" "its tokens do not decode to the text"
+# two ids swapped (each below vocab_size), the header untouched
+$PY -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[100:102],b[102:104]=b[102:104],b[100:102]; b[200:202]=b'\x05\x00'; open(sys.argv[2],'wb').write(b)" "$BP/good.tok" "$BT.bpe512.tok"
+damaged_case "scrambled token ids" "the tokens are damaged (checksum"
+# a cache written before the checksum (version 1) cannot be verified
+$PY -c "import sys,struct; b=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(b[:4]+struct.pack('<i',1)+b[8:48]+b[56:])" "$BP/good.tok" "$BT.bpe512.tok"
+damaged_case "version 1 (no checksum)" "token cache version 1 (written before the checksum)"
 cp "$BP/good.tok" "$BT.bpe512.tok"
 # a model file's tokenizer field
 patch_i32 "$BM" "$BP/m_tokbytes" 68 12
@@ -651,6 +681,62 @@ if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
     [ $? -eq 0 ] && grep -q "warning: not saved" "$BP/ro.err" && grep -q "warning: not cached" "$BP/ro.err"
     expect "a read-only data folder: trains without writing vocabulary or cache (warnings)" $? "$(head -c 300 "$BP/ro.err")"
 fi
+
+# ---------------------------------------------------------------------------
+section "your own data: folders, lists, --val-data, resume from the checkpoint alone, large-text paths"
+OD="$TMP/own" && mkdir -p "$OD/c"
+head -c 60000 "$DATA" >"$OD/c/a.txt" && tail -c 40000 "$DATA" >"$OD/c/b.txt" && tail -c 20000 "$DATA" | head -c 12000 >"$OD/val.txt"
+{ cat "$OD/c/a.txt"; printf '\n\036\n'; cat "$OD/c/b.txt"; } >"$OD/joined.txt"
+otrain() { "$TRAIN" "${TINY[@]}" --seed 9 --steps 10 "$@"; }
+otrain --data "$OD/c" --out "$OD/folder" 2>/dev/null && otrain --data "$OD/joined.txt" --out "$OD/joined" 2>/dev/null &&
+    otrain --data "$OD/c/a.txt,$OD/c/b.txt" --out "$OD/list" 2>/dev/null &&
+    cmp -s <(losses "$OD/folder/log.csv") <(losses "$OD/joined/log.csv") && cmp -s "$OD/folder/model.bin" "$OD/joined/model.bin" &&
+    cmp -s <(losses "$OD/folder/log.csv") <(losses "$OD/list/log.csv")
+expect "--data FOLDER and --data A,B train on the files joined by \\n 0x1E \\n (bit for bit the joined file)" $? "runs differ"
+otrain --data "$OD/c" --val-data "$OD/val.txt" --stop-after 5 --out "$OD/v" 2>"$OD/v.err"
+hint=$(grep -o "resume with --resume .*" "$OD/v.err" | sed 's/^resume with //')
+otrain --data "$OD/c" --val-data "$OD/val.txt" --out "$OD/vfull" 2>/dev/null &&
+    [ -n "$hint" ] && (cd "$PWD" && "$TRAIN" $hint 2>"$OD/v2.err") &&
+    cmp -s <(losses "$OD/vfull/log.csv") <(losses "$OD/v/log.csv") && cmp -s "$OD/vfull/model.bin" "$OD/v/model.bin" &&
+    ! cmp -s <(cut -d, -f4 "$OD/vfull/log.csv") <(cut -d, -f4 "$OD/folder/log.csv")
+expect "--val-data: validates on its own file; the stop hint '$hint' resumes with no --data, bit for bit" $? \
+    "$(tail -n 1 "$OD/v2.err")"
+cp "$OD/c/b.txt" "$OD/b.keep" && echo "one more line" >>"$OD/c/b.txt"
+bad_case "a resume whose folder has a changed file (named)" 1 "c/b.txt: changed since the checkpoint (size differs)" \
+    "$TRAIN" --resume "$OD/v/checkpoint.bin"
+cp "$OD/b.keep" "$OD/c/b.txt"
+bad_case "a resume with another --val-data" 1 "c/a.txt: not the checkpoint's file 1, .*val.txt (size differs)" \
+    "$TRAIN" --resume "$OD/v/checkpoint.bin" --val-data "$OD/c/a.txt"
+bad_case "a resume that drops --val-data's file" 1 "the checkpoint was validated on" \
+    "$TRAIN" --resume "$OD/folder/checkpoint.bin" --val-data "$OD/val.txt"
+# a checkpoint written by the train_llama before the data record (test/ref/old_run: 2 of 4 steps)
+cp -r test/ref/old_run "$OD/old"
+bad_case "an old checkpoint resumed without --data" 2 "does not record its data (written by an older train_llama): give --data" \
+    "$TRAIN" --resume "$OD/old/checkpoint.bin"
+"$TRAIN" --resume "$OD/old/checkpoint.bin" --data test/ref/old_run.txt --threads 1 2>"$OD/old.err" &&
+    cmp -s <(losses "$OD/old/log.csv") <(losses test/ref/old_run/full_log.csv)
+expect "an old-format checkpoint resumes with --data and finishes as the old build's uninterrupted run" $? \
+    "$(tail -n 1 "$OD/old.err")"
+mkdir -p "$OD/empty" && touch "$OD/empty/.hidden"
+bad_case "an empty folder" 1 "empty: the folder holds no files to train on" otrain --data "$OD/empty" --out "$OD/e"
+printf 'abcde' >"$OD/short5.txt"
+bad_case "--val-data shorter than one window" 1 "short5.txt: 5 tokens is too short: --seq 32 needs at least 33" \
+    otrain --data "$OD/c" --val-data "$OD/short5.txt" --out "$OD/e"
+mkfifo "$OD/fifo"
+bad_case "a FIFO as --data (no hang)" 1 "fifo: not a regular file" timeout 10 "$TRAIN" --data "$OD/fifo" "${TINY[@]}" --out "$OD/e"
+# large texts, scaled down by the test variables: pairs counted on a sample, the
+# text encoded in chunks (the same tokens as in one piece), progress lines
+cp "$DATA" "$OD/big.txt"
+LLAMA_TEST_BPE_SAMPLE_BYTES=50000 LLAMA_TEST_ENCODE_CHUNK_BYTES=20000 LLAMA_TEST_PROGRESS_SECONDS=0 \
+    otrain --data "$OD/big.txt" --vocab-size 300 --steps 2 --out "$OD/big" 2>"$OD/big.err"
+rc=$?
+sample=$(grep -o "trained 300 tokens on a [0-9]*-byte sample" "$OD/big.err" | grep -o "[0-9]*-byte" | tr -d -- -byte)
+"$TOKENIZE" encode "$OD/big.txt" --tokenizer "$OD/big.txt.bpe300" --out "$OD/whole.tok" 2>/dev/null
+[ $rc -eq 0 ] && [ -n "$sample" ] && [ "$sample" -le 50000 ] && [ "$sample" -gt 40000 ] &&
+    grep -q "^train_llama: training the vocabulary: [0-9]* of 44 merges" "$OD/big.err" &&
+    grep -q "^train_llama: encoding the text: .* MB" "$OD/big.err" && cmp -s "$OD/big.txt.bpe300.tok" "$OD/whole.tok"
+expect "a large text (test scale): BPE on a ${sample:-?}-byte sample of 64 pieces, chunked encoding equals whole, progress lines" \
+    $? "exit $rc: $(grep -v '^step' "$OD/big.err" | head -c 300)"
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"

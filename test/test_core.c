@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../dyt.h"
@@ -752,8 +753,9 @@ static void test_select_kth(void) {
 
 static void test_batch_rows(void) {
     enum { N = 10000, T = 16, GB = 8 };
-    Dataset ds = {.tokens = malloc(N * sizeof(int)), .n_tokens = N, .n_train = 9000};
-    for (int i = 0; i < N; i++) ds.tokens[i] = i; // a token is its position: windows are readable
+    uint16_t *tok = malloc(N * sizeof *tok);
+    for (int i = 0; i < N; i++) tok[i] = (uint16_t)i; // a token is its position: windows are readable
+    Dataset ds = {.train = {.u16 = tok, .n = 9000}, .val = {.u16 = tok + 9000, .n = N - 9000}};
     int whole[GB * T], part[GB * T], tg[GB * T], tg_part[GB * T], other[GB * T];
     dataset_train_rows(&ds, 0x1234, 7, 0, GB, T, whole, tg);
     for (int r = 0; r < 4; r++) // 4 processes (or micro-batches) of 2 rows
@@ -786,7 +788,7 @@ static void test_batch_rows(void) {
     }
     check(ok && first == 9000 && last == 9000 + (int)span, "val rows: a batch of 8 equals 2 x 4 rows; windows span the split",
           "equal %d, first %d, last %d (want 9000, %d)", ok, first, last, 9000 + (int)span);
-    free(ds.tokens);
+    free(tok);
 }
 
 // ----------------------------------------------------------------------------
@@ -1418,13 +1420,38 @@ static void test_bpe_text(const char *data_dir) {
     ok = !bpe_encode(&a, text, n, tok, &nt, &err);
     TokCacheInfo info = {.vocab_size = 1024, .n_tokens = nt, .tokenizer_checksum = a.checksum, .text_size = n,
                          .text_hash = 42}, got;
-    int *back = NULL;
+    const uint16_t *back = NULL;
+    uint16_t *t16 = malloc((nt + 1) * sizeof *t16);
+    for (size_t i = 0; ok && i < nt; i++) t16[i] = (uint16_t)tok[i];
+    Mapped map = {0};
     tmp_path(fpath, sizeof fpath, "t.tok");
-    ok = ok && !tokcache_save(fpath, &info, tok, &err) && !tokcache_load(fpath, &got, &back, &err);
+    ok = ok && t16 && !tokcache_save(fpath, &info, t16, &err) && !tokcache_open(&map, fpath, &got, &back, &err);
     check(ok && got.n_tokens == nt && got.tokenizer_checksum == a.checksum && got.text_hash == 42 &&
-              !memcmp(back, tok, nt * sizeof(int)),
+              got.tokens_hash == tokcache_hash(t16, nt) && !memcmp(back, t16, nt * sizeof *t16),
           "bpe: token cache save/load keeps every token and field", "%s", err.msg);
-    free(back);
+    unmap_file(&map);
+    // one token changed to another valid id: the checksum catches it (a warning and a rebuild, not an error)
+    if (ok && nt > 10) {
+        t16[10] = (uint16_t)(t16[10] == 300 ? 301 : 300);
+        info.n_tokens = nt;
+        unsigned char *bytes = NULL;
+        size_t nb = 0;
+        ok = !tokcache_save(fpath, &info, t16, &err) && !read_file(fpath, &bytes, &nb, &err);
+        if (ok) { // restore the header's checksum of the original tokens
+            t16[10] = (uint16_t)tok[10];
+            uint64_t h = tokcache_hash(t16, nt);
+            memcpy(bytes + 48, &h, 8);
+        }
+        unsigned char *aligned = ok ? malloc(nb + 8) : NULL;
+        if (aligned) memcpy(aligned, bytes, nb);
+        int rc = aligned ? tokcache_parse(aligned, nb, "t.tok", &got, &back, &err) : -1;
+        check(rc == 1 && strstr(err.msg, "t.tok: the tokens are damaged (checksum"),
+              "bpe: a token cache whose tokens fail the checksum is untrustworthy (1), not broken (-1)", "rc %d: %s", rc,
+              err.msg);
+        free(aligned);
+        free(bytes);
+    }
+    free(t16);
     remove(fpath);
     tmp_path(fpath, sizeof fpath, "v.bpe");
     remove(fpath);
@@ -1433,6 +1460,106 @@ static void test_bpe_text(const char *data_dir) {
     free(text);
     bpe_free(&a);
     bpe_free(&b);
+}
+
+
+// ----------------------------------------------------------------------------
+// data sources: chunked encoding, folders and lists, --val-data, the data record
+
+static void test_data_sources(void) {
+    Error err = {{0}};
+    // encoding two halves cut at any split point gives the tokens of the whole
+    const char *txt = "The quick  brown fox,\n\n  jumps 42 over\r\n\tthe lazy dog.\nEnd.  \n x\n";
+    size_t n = strlen(txt);
+    Bpe b;
+    int ok = !bpe_train(&b, (const unsigned char *)txt, n, 280, &err);
+    int whole[128], part[128];
+    size_t nw = 0, splits = 0, same = 1;
+    ok = ok && !bpe_encode(&b, (const unsigned char *)txt, n, whole, &nw, &err);
+    for (size_t from = 1; ok && from < n; from++) {
+        size_t p = bpe_split_point((const unsigned char *)txt, n, from), n1 = 0, n2 = 0;
+        if (p == n) continue;
+        splits++;
+        ok = !bpe_encode(&b, (const unsigned char *)txt, p, part, &n1, &err) &&
+             !bpe_encode(&b, (const unsigned char *)txt + p, n - p, part + n1, &n2, &err);
+        same &= n1 + n2 == nw && !memcmp(part, whole, nw * sizeof(int)) && strchr("\n\r\t", txt[p]) &&
+                !strchr("\n\r\t", txt[p - 1]);
+    }
+    check(ok && same && splits > 20, "data: encoding cut at bpe_split_point equals encoding the whole",
+          "%zu split points, same %zu: %s", splits, same, err.msg);
+    bpe_free(&b);
+
+    // a folder: its files in name order joined by the separator; our own files and dotfiles skipped
+    char dir[1024], path[1100], list[2300];
+    tmp_path(dir, sizeof dir, "corpus");
+    mkdir(dir, 0700);
+    const char *names[] = {"b.txt", "a.txt", ".hidden", "a.txt.bpe300", "a.txt.bpe300.tok", "c.tmp"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        write_bytes(path, names[i], strlen(names[i]));
+    }
+    TextFile t, l, v;
+    ok = !text_open(&t, dir, &err);
+    const char *want = "a.txt" DOC_SEPARATOR "b.txt";
+    check(ok && t.n_docs == 2 && t.n == strlen(want) && !memcmp(t.bytes, want, t.n) && !strcmp(t.base, dir) &&
+              t.fingerprint == fnv1a64(want, strlen(want), FNV1A64_INIT) && t.docs[1].size == 5 &&
+              t.docs[1].hash == fnv1a64("b.txt", 5, FNV1A64_INIT),
+          "data: a folder is its files in name order, joined by \\n 0x1E \\n (dotfiles, .bpeN, .tok, .tmp skipped)",
+          "%d docs, %zu bytes: %s", ok ? t.n_docs : -1, ok ? t.n : 0, err.msg);
+    snprintf(list, sizeof list, "%s/a.txt,%s/b.txt", dir, dir);
+    ok = ok && !text_open(&l, list, &err);
+    check(ok && l.fingerprint == t.fingerprint && l.n_docs == 2 && !strcmp(l.base, l.docs[0].path),
+          "data: a comma-separated list equals the folder; its files go beside the first", "%s", err.msg);
+    // the data record: packed, parsed, checked; a changed file is named
+    unsigned char *rec = NULL;
+    size_t nrec = 0;
+    DataRecord r;
+    snprintf(path, sizeof path, "%s/b.txt", dir);
+    ok = ok && !text_open(&v, path, &err) && !data_record_pack(&t, &v, &rec, &nrec, &err) &&
+         !data_record_parse(&r, rec, nrec, "ck", &err);
+    check(ok && !strcmp(r.data_spec, dir) && !strcmp(r.val_spec, path) && r.n_docs == 2 && r.n_val_docs == 1 &&
+              !data_record_check(&r, &l, &v, &err),
+          "data: the data record round trip (specs, files, fingerprints) accepts the same data", "%s", err.msg);
+    if (ok) {
+        Error e;
+        int rej = data_record_check(&r, &l, NULL, &e) && strstr(e.msg, "lacks --val-data");
+        rej &= data_record_check(&r, &v, &v, &e) && strstr(e.msg, "1 files, the checkpoint's data had 2");
+        TextFile swapped;
+        snprintf(list, sizeof list, "%s/b.txt,%s/a.txt", dir, dir);
+        if (!text_open(&swapped, list, &e)) {
+            rej &= data_record_check(&r, &swapped, &v, &e) && strstr(e.msg, "b.txt: not the checkpoint's file 1, ") &&
+                   strstr(e.msg, "a.txt (fingerprint differs)");
+            text_close(&swapped);
+        }
+        DataRecord cut;
+        rej &= data_record_parse(&cut, rec, nrec - 1, "ck", &e) &&
+               strstr(e.msg, "ck: data record entry 4: path length 34 is not 1..4095 within the record");
+        check(rej, "data: the record refuses a missing --val-data, another file count, a changed file (named), "
+              "a cut record", "%s", e.msg);
+        data_record_free(&r);
+    }
+    free(rec);
+    // --val-data: all of the text trains, the other validates; bytes come straight from the mapped text
+    Tokenizer tk = tokenizer_bytes();
+    Dataset ds;
+    ok = !dataset_load(&ds, &t, &v, &tk, 3, 0, &err);
+    check(ok && ds.train.u8 == t.bytes && ds.train.n == t.n && ds.val.u8 == v.bytes && ds.val.n == 5 &&
+              ds.val_fingerprint == v.fingerprint,
+          "data: with a validation text, the training text trains whole (bytes: no copy)", "%s", err.msg);
+    if (ok) dataset_free(&ds);
+    ok = dataset_load(&ds, &t, &v, &tk, 5, 0, &err) && strstr(err.msg, "b.txt: 5 tokens is too short: --seq 5");
+    check(ok, "data: a validation text shorter than a window is refused, named", "%s", err.msg);
+    text_close(&t), text_close(&l), text_close(&v);
+    snprintf(list, sizeof list, "%s/a.txt,,%s/b.txt", dir, dir);
+    ok = text_open(&t, list, &err) && strstr(err.msg, "an empty file name in the list");
+    snprintf(path, sizeof path, "%s/nope.txt,x", dir);
+    ok = ok && text_open(&t, path, &err) && strstr(err.msg, "nope.txt: cannot open");
+    check(ok, "data: a list with an empty name or a missing file is refused", "%s", err.msg);
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        remove(path);
+    }
+    rmdir(dir);
 }
 
 // A model file carries its tokenizer; load refuses one whose vocabulary differs.
@@ -1605,6 +1732,7 @@ int main(int argc, char **argv) {
     test_bpe_small();
     test_bpe_text(data_dir);
     test_bpe_model_file();
+    test_data_sources();
     rmdir(TMP_DIR);
     return n_fail ? 1 : 0;
 }
