@@ -6,6 +6,7 @@
 // Hugging Face's RoPE rotates halves (rotate_half) where ours rotates
 // adjacent pairs, so the query and key rows of each head are permuted: their
 // row 2i + j goes to j * head_dim/2 + i (convert_llama_weights_to_hf's permute).
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,26 @@ static int remove_export_dir(const char *dir) {
     return rmdir(dir);
 }
 
+// An existing DIR is replaced only when it holds nothing but an export's
+// files (another folder given as --out by mistake is left alone).
+static int check_replaceable(const char *dir, Error *err) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return 0; // absent
+    if (!S_ISDIR(st.st_mode)) return err_set(err, "%s: exists and is not a folder", dir);
+    DIR *d = opendir(dir);
+    if (!d) return err_set(err, "%s: cannot read: %s", dir, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        int ours = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+        for (int f = 0; f < N_FILES && !ours; f++) ours = !strcmp(e->d_name, FILE_NAMES[f]);
+        if (!ours)
+            rc = err_set(err, "%s: exists and holds %s, which is not an export's file: give a new folder", dir,
+                         e->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
 // Writes the folder as DIR.tmp, then renames it to DIR; an existing DIR is
 // first moved to DIR.old and removed afterwards, so DIR is at every moment
 // absent, the old folder, or the complete new one.
@@ -205,6 +226,7 @@ int hf_export(const Model *m, const char *dir, int f16, Error *err) {
         snprintf(old, sizeof old, "%s.old", dir) >= (int)sizeof old)
         rc = err_set(err, "%s: path too long", dir);
     for (int f = 0; f < N_FILES && !rc; f++) snprintf(p[f], sizeof p[f], "%s/%s", tmp, FILE_NAMES[f]);
+    if (!rc) rc = check_replaceable(dir, err);
     if (!rc) {
         remove_export_dir(tmp); // a temporary folder left by a crash
         if (mkdir(tmp, 0777)) rc = err_set(err, "%s: cannot create: %s", tmp, strerror(errno));

@@ -670,6 +670,9 @@ expect "Hugging Face: a failed export into a new folder leaves nothing" $? "$(ls
 "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/keep.hf" 2>/dev/null && diff -r -q "$E/keep.hf" "$E/bpe.hf" >/dev/null &&
     [ ! -e "$E/keep.hf.old" ]
 expect "Hugging Face: exporting over an existing folder replaces it" $? "$(ls "$E" | tr '\n' ' ')"
+mkdir -p "$E/other" && : >"$E/other/notes.txt"
+bad_case "exporting over a folder that is not an export" 1 "other: exists and holds notes.txt" \
+    "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/other"
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
