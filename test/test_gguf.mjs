@@ -19,9 +19,11 @@ for (const c of JSON.parse(fs.readFileSync(casesPath, "utf8"))) {
     const ref = JSON.parse(fs.readFileSync(c.ref, "utf8"));
     const tokens = c.tokens, modelPath = c.gguf, textPath = c.text;
     const model = await llama.loadModel({modelPath, gpuLayers: 0});
-    // the KV cache in F32 (llama.cpp's default is F16, which alone costs about 1e-3 in log-probability)
+    // full precision: an F32 KV cache and no flash attention (llama.cpp's CPU flash attention
+    // rounds to F16 inside: it alone moved the log-probabilities by up to 7e-4, against 2e-6 without)
     const ctx = await model.createContext({contextSize: model.trainContextSize, batchSize: 64, threads: 1,
-                                           experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+                                           experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+                                           flashAttention: false});
     const seq = ctx.getSequence();
 
     // greedy decoding, one token at a time (a loop of our own: nothing stops at an end-of-text token)
