@@ -32,11 +32,11 @@
 // settings
 
 typedef struct {
-    const char *data, *out, *norm, *resume;
+    const char *data, *out, *norm, *resume, *emb_scale;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn;
-    int no_dyt_beta, tie_embeddings;
+    int no_dyt_beta, tie_embeddings, list_norms, residual_gate;
     int64_t overlap;
     int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
 } Settings;
@@ -47,7 +47,8 @@ static const Option OPTIONS[] = {
     {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required)"},
     {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN, with the encoded text cached in DATA.bpeN.tok"},
     {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
-    {"--norm", OPT_STR, OFF(norm), 0, 0, "rmsnorm or dyt"},
+    {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
+    {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
     {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
     {"--layers", OPT_INT, OFF(layers), 1, 1024, "transformer blocks"},
     {"--heads", OPT_INT, OFF(heads), 1, 65536, "query heads (d/heads must be even)"},
@@ -68,10 +69,12 @@ static const Option OPTIONS[] = {
     {"--resume", OPT_STR, OFF(resume), 0, 0, "continue from OUT/checkpoint.bin (settings come from it)"},
     {"--seed", OPT_INT, OFF(seed), 0, 9.007199254740992e15, "seed of weights and data order"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
-    {"--alpha-attn", OPT_FLOAT, OFF(alpha_attn), -1e3, 1e3, "DyT alpha0 of the attention-input DyT"},
-    {"--alpha-ffn", OPT_FLOAT, OFF(alpha_ffn), -1e3, 1e3, "DyT alpha0 of the FFN-input and final DyT"},
+    {"--alpha-attn", OPT_FLOAT, OFF(alpha_attn), -1e3, 1e3, "alpha0 of the attention-input norm (kinds with alpha; default: the kind's)"},
+    {"--alpha-ffn", OPT_FLOAT, OFF(alpha_ffn), -1e3, 1e3, "alpha0 of the FFN-input and final norms (kinds with alpha; default: the kind's)"},
     {"--no-dyt-beta", OPT_FLAG, OFF(no_dyt_beta), 0, 0, "DyT without beta (as the authors' LLaMA code)"},
     {"--tie-embeddings", OPT_FLAG, OFF(tie_embeddings), 0, 0, "output head shares the token embedding"},
+    {"--residual-gate", OPT_FLAG, OFF(residual_gate), 0, 0, "each block's attention and FFN branch times a learnable per-layer scalar, init 0 (ReZero)"},
+    {"--list-norms", OPT_FLAG, OFF(list_norms), 0, 0, "print the norm kinds, one name per line, and exit"},
     {"--stop-after", OPT_INT, OFF(stop_after), 0, BIG, "stop after this many steps of this invocation, with a checkpoint (0 = run to --steps)"},
     {"--overlap", OPT_INT, OFF(overlap), 0, 1, "under MPI: 1 reduces each layer's gradients while the layers below are differentiated, 0 all at once after the backward pass"},
 };
@@ -82,15 +85,17 @@ static Settings default_settings(void) {
                       .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
                       .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
                       .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
-                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = 1.0, .alpha_ffn = 1.0};
+                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = NAN, .alpha_ffn = NAN};
 }
 
 static void usage(FILE *f) {
     Settings d = default_settings();
     fprintf(f, "usage: train_llama --data FILE [options]\n"
-               "Trains a small LLaMA with RMSNorm or DyT; see README.md.\n\noptions:\n");
+               "Trains a small LLaMA with a choice of norm; see README.md.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
-    fprintf(f, "  --help               this text\n"
+    fprintf(f, "  --help               this text\nnorm kinds (--norm; alpha, shift and beta are learnable):\n");
+    for (int k = 0; k < N_NORMS; k++) fprintf(f, "  %-20s %s\n", NORM_KINDS[k].name, NORM_KINDS[k].help);
+    fprintf(f, ""
                "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"
                "of a global batch of N x --batch; see README.md.\n"
                "exit: 0 done (or stopped by a signal after a checkpoint), 1 input/runtime error or divergence, 2 usage\n");
@@ -150,9 +155,10 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
     memcpy(&s->clip, &rb[RB_CLIP], 8);
     memcpy(data_hash, &rb[RB_DATA_HASH], 8);
     s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
-    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = c->norm == NORM_DYT ? "dyt" : "rmsnorm";
-    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0;
-    s->no_dyt_beta = c->norm == NORM_DYT && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
+    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = NORM_KINDS[c->norm].name;
+    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0, s->emb_scale = c->emb_scale ? "on" : "off";
+    s->no_dyt_beta = NORM_KINDS[c->norm].optional && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
+    s->residual_gate = c->residual_gate;
     Error e;
     if (options_check_ranges(OPTIONS, N_OPTIONS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
     return 0;
@@ -228,38 +234,47 @@ static double tokens_per_step(const Settings *s) {
     return (double)s->ranks * (double)(s->batch * s->seq * s->grad_accum);
 }
 
+// The kind's defaults (norms.h), then what the options change. --norm is
+// checked before this is called.
 static ModelConfig config_from_settings(const Settings *s) {
-    return (ModelConfig){
+    ModelConfig c = {
         .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim),
         .n_layers = (int)s->layers, .n_heads = (int)s->heads,
         .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
-        .seq_len = (int)s->seq, .norm = !strcmp(s->norm, "dyt") ? NORM_DYT : NORM_RMS,
-        .tie_embeddings = s->tie_embeddings, .dyt_beta = !strcmp(s->norm, "dyt") && !s->no_dyt_beta,
-        .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-        .alpha_attn0 = (float)s->alpha_attn, .alpha_ffn0 = (float)s->alpha_ffn};
+        .seq_len = (int)s->seq, .tie_embeddings = s->tie_embeddings, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    config_set_norm(&c, norm_find(s->norm));
+    if (s->no_dyt_beta) c.dyt_beta = 0;
+    c.residual_gate = s->residual_gate;
+    if (s->emb_scale) c.emb_scale = !strcmp(s->emb_scale, "on");
+    if (!isnan(s->alpha_attn)) c.alpha_attn0 = (float)s->alpha_attn;
+    if (!isnan(s->alpha_ffn)) c.alpha_ffn0 = (float)s->alpha_ffn;
+    return c;
 }
 
 // Validation loss over the fixed batches of ranks x batch rows; the std of
-// each norm's input. Each process takes its --batch rows of every batch (as in
+// each norm's input (diag[0..2L]) and, for the saturating kinds, the fraction
+// of its inputs in saturation (diag[2L+1..4L+1]). Each process takes its --batch rows of every batch (as in
 // training), and the sums are added up over processes: every rank gets the
 // same numbers, which are those of one process with the whole global batch.
 static double evaluate(Run *r, double *stds) {
     const Settings *s = &r->s;
     int L = r->model.cfg.n_layers, n = 2 * L + 1;
-    double sums[2 * (2 * MAX_LAYERS + 1) + 1] = {0}; // loss, then s1 (n), then s2 (n)
-    double *s1 = sums + 1, *s2 = sums + 1 + n;
+    double sums[3 * (2 * MAX_LAYERS + 1) + 1] = {0}; // loss, then s1 (n), s2 (n), saturated (n)
+    double *s1 = sums + 1, *s2 = sums + 1 + n, *sat = sums + 1 + 2 * n;
     for (int i = 0; i < s->eval_batches; i++) {
         dataset_val_rows(&r->data, i, (int)s->eval_batches, s->ranks * s->batch, r->dist.rank * s->batch,
                          (int)s->batch, (int)s->seq, r->inputs, r->targets);
         model_forward(&r->model, &r->acts, r->inputs, (int)s->seq, 0, 1, NULL); // full shape: cannot fail
         sums[0] += model_loss(&r->model, &r->acts, r->targets);
         model_norm_input_moments(&r->model, &r->acts, s1, s2);
+        model_norm_saturated(&r->model, &r->acts, sat);
     }
-    dist_sum_doubles(&r->dist, sums, (size_t)(1 + 2 * n));
+    dist_sum_doubles(&r->dist, sums, (size_t)(1 + 3 * n));
     double count = (double)s->eval_batches * s->ranks * s->batch * s->seq * r->model.cfg.dim;
     for (int k = 0; k < n; k++) {
         double mean = s1[k] / count, var = s2[k] / count - mean * mean;
         stds[k] = sqrt(var > 0 ? var : 0);
+        stds[n + k] = sat[k] / count;
     }
     return sums[0] / (double)(s->eval_batches * s->ranks);
 }
@@ -267,17 +282,39 @@ static double evaluate(Run *r, double *stds) {
 // Validation loss in bits per byte of text: comparable across vocabularies.
 static double bits_per_byte(const Run *r, double nats) { return nats / log(2.0) / r->data.val_bytes_per_token; }
 
-static void log_header(Run *r) {
+// The per-site columns of log.csv: the norm's learnable scalars (alpha_, s_),
+// then for the saturating kinds the fraction of inputs in saturation (sat_,
+// eval rows), then the residual gates (gate_). Each column group is
+// PREFIX_attn_0.., PREFIX_ffn_0.., and PREFIX_final for the norm's.
+enum { COL_PARAM, COL_SAT, COL_GATE };
+typedef struct {
+    const char *prefix;
+    int what, np; // np: the norm parameter (COL_PARAM)
+} ColGroup;
+
+static int col_groups(const Model *m, ColGroup *g) {
+    int n = 0;
+    for (int p = 0; p < N_NORM_PARAMS; p++)
+        if (NORM_PARAMS[p].log && m->sizes[site_tensor(SITE_FINAL, p)])
+            g[n++] = (ColGroup){NORM_PARAMS[p].log, COL_PARAM, p};
+    if (NORM_KINDS[m->cfg.norm].sat > 0) g[n++] = (ColGroup){"sat", COL_SAT, -1};
+    if (m->cfg.residual_gate) g[n++] = (ColGroup){"gate", COL_GATE, -1};
+    return n;
+}
+
+static void log_header(Run *r, FILE *f) {
     const ModelConfig *c = &r->model.cfg;
-    fprintf(r->log, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
-    if (c->norm == NORM_DYT) {
-        for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",alpha_attn_%d", l);
-        for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",alpha_ffn_%d", l);
-        fprintf(r->log, ",alpha_final");
+    ColGroup g[N_NORM_PARAMS + 2];
+    int ng = col_groups(&r->model, g);
+    fprintf(f, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
+    for (int i = 0; i < ng; i++) {
+        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_attn_%d", g[i].prefix, l);
+        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_ffn_%d", g[i].prefix, l);
+        if (g[i].what != COL_GATE) fprintf(f, ",%s_final", g[i].prefix);
     }
-    for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",std_attn_%d", l);
-    for (int l = 0; l < c->n_layers; l++) fprintf(r->log, ",std_ffn_%d", l);
-    fprintf(r->log, ",std_final,val_bpb\n");
+    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_attn_%d", l);
+    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_ffn_%d", l);
+    fprintf(f, ",std_final,val_bpb\n");
 }
 
 typedef struct {
@@ -299,11 +336,22 @@ static void log_row(Run *r, const LogRow *x) {
                 tokens_per_step(&r->s) / (x->ms / 1000.0), x->elapsed);
     else
         fprintf(f, ",,,,,%.3f", x->elapsed);
-    if (c->norm == NORM_DYT) {
-        const float *const al[] = {r->model.w.t[T_ATTN_ALPHA], r->model.w.t[T_FFN_ALPHA]};
-        for (int k = 0; k < 2; k++)
-            for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%.6f", al[k][l]);
-        fprintf(f, ",%.6f", r->model.w.t[T_FINAL_ALPHA][0]);
+    ColGroup g[N_NORM_PARAMS + 2];
+    int ng = col_groups(&r->model, g), L = c->n_layers;
+    for (int i = 0; i < ng; i++) {
+        if (g[i].what == COL_PARAM) { // sites attn, ffn, final: their tensors hold L, L and 1 values
+            for (int site = 0; site < N_SITES; site++)
+                for (int l = 0; l < (site == SITE_FINAL ? 1 : L); l++)
+                    fprintf(f, ",%.6f", r->model.w.t[site_tensor(site, g[i].np)][l]);
+        } else if (g[i].what == COL_SAT) {
+            for (int k = 0; k < 2 * L + 1; k++) {
+                fputc(',', f);
+                if (x->has_val) fprintf(f, "%.6f", x->stds[2 * L + 1 + k]);
+            }
+        } else {
+            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_ATTN_GATE][l]);
+            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_FFN_GATE][l]);
+        }
     }
     for (int k = 0; k < 2 * c->n_layers + 1; k++) {
         fputc(',', f);
@@ -345,6 +393,65 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
+// The kept rows of a log written with other columns (by an older build: a
+// version-1 DyT run has no sat_ columns) under this build's header, cells
+// moved by column name, new columns empty. Leaves *kept alone when the
+// header is this build's.
+static int log_remap(Run *r, Chunk *kept, char **out, Error *err) {
+    char *hdr = NULL, *buf = NULL;
+    size_t hn = 0, bn = 0;
+    FILE *f = open_memstream(&hdr, &hn);
+    if (!f) return err_set(err, "out of memory");
+    log_header(r, f);
+    fclose(f);
+    const char *text = kept->p;
+    size_t eol = 0;
+    while (eol < kept->n && text[eol] != '\n') eol++;
+    if (eol + 1 == hn && !memcmp(text, hdr, hn)) return free(hdr), 0;
+    // the old columns' names, and for each new column its old index (or -1)
+    enum { MAX_COLS = 16 * MAX_LAYERS };
+    char *old = strndup(text, eol), **names = malloc(MAX_COLS * sizeof *names), *save;
+    const char **cell = malloc(MAX_COLS * sizeof *cell);
+    int *from = malloc(MAX_COLS * sizeof *from), *len = malloc(MAX_COLS * sizeof *len), n_old = 0, n_new = 0;
+    if (!old || !names || !cell || !from || !len) {
+        free(old), free(names), free(cell), free(from), free(len), free(hdr);
+        return err_set(err, "out of memory");
+    }
+    for (char *t = strtok_r(old, ",", &save); t && n_old < MAX_COLS; t = strtok_r(NULL, ",", &save)) names[n_old++] = t;
+    hdr[hn - 1] = 0;
+    for (char *t = strtok_r(hdr, ",", &save); t && n_new < MAX_COLS; t = strtok_r(NULL, ",", &save)) {
+        from[n_new] = -1;
+        for (int k = 0; k < n_old; k++)
+            if (!strcmp(names[k], t)) from[n_new] = k;
+        n_new++;
+    }
+    free(hdr);
+    f = open_memstream(&buf, &bn);
+    log_header(r, f);
+    for (size_t i = eol + 1; i < kept->n;) { // each row: its cells by old index
+        size_t j = i;
+        while (text[j] != '\n') j++;
+        int nc = 0;
+        for (size_t k = i; nc < MAX_COLS; nc++) {
+            size_t e = k;
+            while (e < j && text[e] != ',') e++;
+            cell[nc] = text + k, len[nc] = (int)(e - k);
+            if (e >= j) { nc++; break; }
+            k = e + 1;
+        }
+        for (int c = 0; c < n_new; c++)
+            fprintf(f, "%s%.*s", c ? "," : "", from[c] >= 0 && from[c] < nc ? len[from[c]] : 0,
+                    from[c] >= 0 && from[c] < nc ? cell[from[c]] : "");
+        fputc('\n', f);
+        i = j + 1;
+    }
+    free(old), free(names), free(cell), free(from), free(len);
+    if (fclose(f)) return err_set(err, "out of memory");
+    *out = buf;
+    *kept = (Chunk){buf, bn};
+    return 0;
+}
+
 // On resume, keep only the complete log rows up to the checkpoint's step
 // (later rows are redone), so the log reads as one uninterrupted run. The kept
 // rows replace the file atomically: a crash here cannot lose the log.
@@ -352,7 +459,7 @@ static int log_open(Run *r, int resuming, Error *err) {
     if (!resuming) {
         r->log = fopen(r->path_log, "w");
         if (!r->log) return err_set(err, "%s: cannot write: %s", r->path_log, strerror(errno));
-        log_header(r);
+        log_header(r, r->log);
         return 0;
     }
     unsigned char *text;
@@ -368,8 +475,10 @@ static int log_open(Run *r, int resuming, Error *err) {
         i = j + 1;
     }
     Chunk kept = {text, i};
-    int rc = write_file_atomic(r->path_log, &kept, 1, err);
+    char *remapped = NULL;
+    int rc = log_remap(r, &kept, &remapped, err) || write_file_atomic(r->path_log, &kept, 1, err);
     free(text);
+    free(remapped);
     if (rc) return -1;
     r->log = fopen(r->path_log, "a");
     if (!r->log) return err_set(err, "%s: cannot append: %s", r->path_log, strerror(errno));
@@ -486,29 +595,23 @@ static void progress(const Run *r, double loss, double val, double tok_s, double
 // --overlap: starts the sum over processes of the gradients model_backward
 // reports complete (model.h): a layer's slice of every per-layer tensor, or
 // the final norm's and the untied head's.
+// (the model says which slices: model_grad_slices).
+static void reduce_part(Run *r, int part) {
+    Slice sl[N_TENSORS];
+    int n = model_grad_slices(&r->model, part, sl);
+    for (int i = 0; i < n; i++) dist_isum_floats(&r->dist, &r->reqs, sl[i].p, sl[i].n);
+}
+
 static void reduce_ready(void *ctx, int layer) {
     Run *r = ctx;
-    Model *m = &r->model;
-    int L = m->cfg.n_layers;
-    if (layer == L) {
-        const int top[] = {T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_WCLS};
-        for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-            if (m->g.t[top[i]] != m->g.t[T_WTE]) dist_isum_floats(&r->dist, &r->reqs, m->g.t[top[i]], m->sizes[top[i]]);
-    } else {
-        for (int t = T_ATTN_NORM; t <= T_W3; t++) { // the per-layer tensors, stacked over layers
-            size_t n = m->sizes[t] / (size_t)L;
-            dist_isum_floats(&r->dist, &r->reqs, m->g.t[t] + (size_t)layer * n, n);
-        }
-    }
+    reduce_part(r, layer);
     dist_progress(&r->reqs);
 }
 
-// What reduce_ready did not cover (the embedding, its DyT scale, a tied head),
+// What reduce_ready did not cover (the embedding, its scale, a tied head),
 // then waits for every reduction.
 static void reduce_rest(Run *r) {
-    Model *m = &r->model;
-    dist_isum_floats(&r->dist, &r->reqs, m->g.t[T_WTE], m->sizes[T_WTE]);
-    dist_isum_floats(&r->dist, &r->reqs, m->g.t[T_EMB_SCALE], m->sizes[T_EMB_SCALE]);
+    reduce_part(r, GRADS_REST);
     dist_wait_all(&r->reqs);
 }
 
@@ -588,7 +691,7 @@ static int train_loop(Run *r, Error *err) {
     const Settings *s = &r->s;
     const Dist *d = &r->dist;
     int root = d->rank == 0;
-    double stds[2 * MAX_LAYERS + 1];
+    double stds[2 * (2 * MAX_LAYERS + 1)]; // evaluate's diagnostics
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
     if (first == 0) {
@@ -680,7 +783,8 @@ static int config_equal(const ModelConfig *a, const ModelConfig *b) {
     return a->dim == b->dim && a->hidden_dim == b->hidden_dim && a->n_layers == b->n_layers &&
            a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
            a->seq_len == b->seq_len && a->norm == b->norm && a->tie_embeddings == b->tie_embeddings &&
-           a->dyt_beta == b->dyt_beta && a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta &&
+           a->dyt_beta == b->dyt_beta && a->emb_scale == b->emb_scale && a->residual_gate == b->residual_gate &&
+           a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta &&
            a->alpha_attn0 == b->alpha_attn0 && a->alpha_ffn0 == b->alpha_ffn0;
 }
 
@@ -760,17 +864,32 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         return -1;
     }
     if (rc) return usage_error(err, err->msg);
+    if (s->list_norms) {
+        for (int k = 0; k < N_NORMS && r->dist.rank == 0; k++) printf("%s\n", NORM_KINDS[k].name);
+        return -1;
+    }
     if (!s->data) return usage_error(err, "--data FILE is required");
-    if (strcmp(s->norm, "rmsnorm") && strcmp(s->norm, "dyt"))
-        return usage_error(err, "--norm must be rmsnorm or dyt");
+    if (norm_find(s->norm) < 0) {
+        char names[512], msg[1024];
+        norm_names(names, sizeof names);
+        snprintf(msg, sizeof msg, "--norm %.200s: unknown kind; known: %s", s->norm, names);
+        return usage_error(err, msg);
+    }
+    if (s->emb_scale && strcmp(s->emb_scale, "on") && strcmp(s->emb_scale, "off"))
+        return usage_error(err, "--emb-scale must be on or off");
     if (s->resume) return resume_settings(r, given, err);
+    if (s->no_dyt_beta && !NORM_KINDS[norm_find(s->norm)].optional)
+        return usage_error(err, "--no-dyt-beta: the kind has no optional beta");
     ModelConfig c = config_from_settings(s);
     Error e;
     if (config_validate(&c, &e)) {
         err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
         return usage_error(err, err->msg);
     }
-    if (!s->out) s->out = !strcmp(s->norm, "dyt") ? "runs/dyt" : "runs/rmsnorm";
+    if (!s->out) {
+        snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", s->norm);
+        s->out = r->out_dir;
+    }
     return 0;
 }
 

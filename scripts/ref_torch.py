@@ -2,7 +2,8 @@
 """PyTorch (float64) reference for the tiny LLaMA trainer: gradient test vectors.
 
 What it produces
-    For each of four cases (RMSNorm / DyT, tied / untied embeddings) it writes
+    For each case of CASES (every norm kind of src/norms.c, with and without the
+    residual gate and the embedding scale, tied / untied embeddings) it writes
         test/ref/NAME.model.bin   initial weights, a `model.bin` (docs/format.md)
         test/ref/NAME.ref.bin     reference vectors (docs/format.md, "Reference vectors"):
                                   tokens, initial logits and loss, the (unclipped) gradient
@@ -38,11 +39,12 @@ Self-checks (always run)
     * the files are read back: exact sizes, header fields, and contents equal to a
       fresh recomputation from the weights and tokens stored in the files.
 
-Clipping (intended and asserted):
-    rms_untied       clip 1e3   -> never clips
-    rms_tied         clip 0.5   -> clips at every step
-    dyt_beta_untied  clip 0.25  -> clips at every step
-    dyt_nobeta_tied  clip 1e3   -> never clips
+Clipping (intended and asserted): clip 1e3 never clips, the small clips
+(0.5, 0.25, 0.01) clip at every step (CASES).
+
+Adding a norm kind: one entry in NORMS (its code, the file header's norm field,
+and its parameters) and one branch in norm_apply / naive norm, then a case or
+two in CASES (docs/adding-a-norm.md).
 """
 
 import argparse
@@ -60,7 +62,8 @@ torch.set_num_threads(1)  # reproducible reductions
 
 MODEL_MAGIC = 0x5459444C  # b"LDYT"
 REF_MAGIC = 0x46455244    # b"DREF"
-VERSION = 1
+VERSION = 1        # of the reference vectors; models: MODEL_VERSIONS
+MODEL_VERSION = 2  # version 1 (before the norm table) is written for the cases it can express
 HEADER_BYTES = 256
 REF_HEADER_BYTES = 4 + 4 + 3 * 4 + 6 * 4  # magic, version, B T n_steps, 6 floats
 
@@ -79,19 +82,48 @@ BASE = dict(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2,
 B, T, N_STEPS = 2, 8, 3
 LR, WD, BETA1, BETA2, EPS = 1e-2, 0.1, 0.9, 0.95, 1e-8
 
-# name, norm (0 RMSNorm, 1 DyT), tie_embeddings, dyt_beta, clip, expect clipping, seed
+# The norm kinds: name -> (code in the file header = row of NORM_KINDS in
+# src/norms.c, its per-site parameters, alpha0, default of emb_scale).
+NORMS = {
+    "rmsnorm":   (0, ("norm",), 1.0, 0),
+    "dyt":       (1, ("norm", "beta", "alpha"), 1.0, 1),   # beta optional (dyt_beta)
+    "layernorm": (2, ("norm", "beta"), 1.0, 0),
+    "derf":      (3, ("norm", "beta", "alpha", "shift"), 0.5, 1),
+    "hardtanh":  (4, ("norm", "beta", "alpha"), 1.0, 1),
+    "none":      (5, (), 1.0, 1),
+}
+KIND_OF = {code: name for name, (code, _, _, _) in NORMS.items()}
+SITE_PARAMS = ("norm", "beta", "alpha", "shift")  # NP_ order of src/norms.h
+
+# name, kind, tie_embeddings, dyt_beta, emb_scale (None: the kind's default),
+# residual_gate, clip, expect clipping, seed. Every kind with its defaults, and
+# with the residual gate and the other embedding-scale setting.
 CASES = [
-    ("rms_untied",      0, 0, 0, 1e3,  False, 1001),
-    ("rms_tied",        0, 1, 0, 0.5,  True,  1002),
-    ("dyt_beta_untied", 1, 0, 1, 0.25, True,  1003),
-    ("dyt_nobeta_tied", 1, 1, 0, 1e3,  False, 1004),
+    ("rms_untied",        "rmsnorm",   0, 0, None, 0, 1e3,  False, 1001),
+    ("rms_tied",          "rmsnorm",   1, 0, None, 0, 0.5,  True,  1002),
+    ("dyt_beta_untied",   "dyt",       0, 1, None, 0, 0.25, True,  1003),
+    ("dyt_nobeta_tied",   "dyt",       1, 0, None, 0, 1e3,  False, 1004),
+    ("rms_gate_emb",      "rmsnorm",   0, 0, 1,    1, 1e3,  False, 1005),
+    ("dyt_gate_noemb",    "dyt",       1, 1, 0,    1, 0.01, True,  1006),
+    ("layernorm_untied",  "layernorm", 0, 0, None, 0, 1e3,  False, 1007),
+    ("layernorm_gate_emb", "layernorm", 1, 0, 1,   1, 0.01, True,  1008),
+    ("derf_untied",       "derf",      0, 0, None, 0, 0.01, True,  1009),
+    ("derf_gate_noemb",   "derf",      1, 0, 0,    1, 1e3,  False, 1010),
+    ("hardtanh_untied",   "hardtanh",  0, 0, None, 0, 1e3,  False, 1011),
+    ("hardtanh_gate_noemb", "hardtanh", 1, 0, 0,   1, 0.01, True,  1012),
+    ("none_tied",         "none",      1, 0, None, 0, 1e3,  False, 1013),
+    ("none_gate_noemb",   "none",      0, 0, 0,    1, 0.01, True,  1014),
 ]
 
 
-def make_cfg(norm, tie, dyt_beta, **over):
+def make_cfg(norm, tie, dyt_beta, emb_scale=None, residual_gate=0, **over):
+    """norm: the kind's code. emb_scale None: the kind's default."""
     cfg = dict(BASE)
+    kind = KIND_OF[norm]
+    cfg["alpha_attn0"] = cfg["alpha_ffn0"] = NORMS[kind][2]
     cfg.update(over)
-    cfg.update(norm=norm, tie_embeddings=tie, dyt_beta=dyt_beta if norm == 1 else 0)
+    cfg.update(norm=norm, kind=kind, tie_embeddings=tie, dyt_beta=dyt_beta if kind == "dyt" else 0,
+               emb_scale=NORMS[kind][3] if emb_scale is None else emb_scale, residual_gate=residual_gate)
     cfg["head_dim"] = cfg["dim"] // cfg["n_heads"]
     cfg["kvd"] = cfg["n_kv_heads"] * cfg["head_dim"]
     # the header stores these as float32; the reference uses exactly those values
@@ -100,29 +132,32 @@ def make_cfg(norm, tie, dyt_beta, **over):
     return cfg
 
 
+def has_param(cfg, p):
+    """Whether the kind has site parameter p (DyT's beta only with dyt_beta)."""
+    kind = cfg["kind"]
+    return p in NORMS[kind][1] and not (kind == "dyt" and p == "beta" and not cfg["dyt_beta"])
+
+
 def param_specs(cfg):
     """[(name, shape, weight_decay)] in file order (docs/format.md table); absent tensors omitted."""
     d, h, L, V, kvd = cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["vocab_size"], cfg["kvd"]
-    dyt, beta, tie = cfg["norm"] == 1, cfg["dyt_beta"] == 1, cfg["tie_embeddings"] == 1
-    specs = [
-        ("wte", (V, d), True, True),
-        ("attn_norm", (L, d), True, False),
-        ("attn_beta", (L, d), dyt and beta, False),
-        ("attn_alpha", (L,), dyt, False),
+    tie, gate = cfg["tie_embeddings"] == 1, cfg["residual_gate"] == 1
+
+    def site(prefix, layered):
+        return [(f"{prefix}_{p}", ((L,) if layered else ()) + ((d,) if p in ("norm", "beta") else (1,) if not layered else ()),
+                 has_param(cfg, p), False) for p in SITE_PARAMS]
+
+    specs = [("wte", (V, d), True, True)] + site("attn", True) + [
         ("wq", (L, d, d), True, True),
         ("wk", (L, kvd, d), True, True),
         ("wv", (L, kvd, d), True, True),
         ("wo", (L, d, d), True, True),
-        ("ffn_norm", (L, d), True, False),
-        ("ffn_beta", (L, d), dyt and beta, False),
-        ("ffn_alpha", (L,), dyt, False),
+        ("attn_gate", (L,), gate, False)] + site("ffn", True) + [
         ("w1", (L, h, d), True, True),
         ("w2", (L, d, h), True, True),
         ("w3", (L, h, d), True, True),
-        ("final_norm", (d,), True, False),
-        ("final_beta", (d,), dyt and beta, False),
-        ("final_alpha", (1,), dyt, False),
-        ("emb_scale", (1,), dyt, False),
+        ("ffn_gate", (L,), gate, False)] + site("final", False) + [
+        ("emb_scale", (1,), cfg["emb_scale"] == 1, False),
         ("wcls", (V, d), not tie, True),
     ]
     return [(n, s, wd) for (n, s, present, wd) in specs if present]
@@ -136,16 +171,17 @@ def init_params(cfg, rng):
     """Draw float32 initial weights, in file order, from a numpy RandomState.
 
     Chosen so every activation is O(1) and every gradient is non-trivial:
-    matrices N(0, 1/fan_in); wte N(0, 0.5) (RMSNorm) or N(0, 1/sqrt(dim)) (DyT, so that
-    wte * emb_scale ~ N(0, 1)); gains / gammas 1 + 0.1 N; betas 0.1 N; alphas
-    alpha0 + 0.2 N; emb_scale sqrt(dim) + 0.1 N. Nothing is zero.
+    matrices N(0, 1/fan_in); wte N(0, 0.5) or, with an embedding scale, N(0, 1/sqrt(dim))
+    (so that wte * emb_scale ~ N(0, 1)); gains / gammas 1 + 0.1 N; betas 0.1 N; alphas
+    alpha0 + 0.2 N; shifts 0.1 N; gates 0.5 + 0.2 N (the trainer starts them at 0, which
+    would leave the branches' gradients 0); emb_scale sqrt(dim) + 0.1 N. Nothing is zero.
     """
     d = cfg["dim"]
     out = {}
     for name, shape, _ in param_specs(cfg):
         z = rng.standard_normal(shape)
         if name == "wte":
-            std = 0.5 if cfg["norm"] == 0 else 1.0 / math.sqrt(d)
+            std = 0.5 if not cfg["emb_scale"] else 1.0 / math.sqrt(d)
             v = std * z
         elif name in ("wq", "wk", "wv", "wo", "w1", "w3", "wcls"):
             v = z / math.sqrt(shape[-1])          # fan_in = in features = last dim
@@ -161,6 +197,10 @@ def init_params(cfg, rng):
             v = cfg["alpha_ffn0"] + 0.2 * z
         elif name == "emb_scale":
             v = math.sqrt(d) + 0.1 * z
+        elif name.endswith("_shift"):
+            v = 0.1 * z
+        elif name.endswith("_gate"):
+            v = 0.5 + 0.2 * z
         else:
             raise AssertionError(name)
         out[name] = v.astype(np.float32)
@@ -212,31 +252,60 @@ def dyt(x, gamma, alpha, beta):
     return y + beta if beta is not None else y
 
 
+def layernorm(x, g, b, eps):
+    mu = x.mean(dim=-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * g + b
+
+
+def derf(x, gamma, alpha, s, beta):
+    return gamma * torch.erf(alpha * x + s) + beta
+
+
+def hardtanh(x, gamma, alpha, beta):
+    return gamma * torch.clamp(alpha * x, -1.0, 1.0) + beta
+
+
+def norm_apply(kind, x, p, eps):
+    """One site's norm: p maps parameter name (norm, beta, alpha, shift) -> tensor or None."""
+    if kind == "rmsnorm":
+        return rmsnorm(x, p["norm"], eps)
+    if kind == "dyt":
+        return dyt(x, p["norm"], p["alpha"], p["beta"])
+    if kind == "layernorm":
+        return layernorm(x, p["norm"], p["beta"], eps)
+    if kind == "derf":
+        return derf(x, p["norm"], p["alpha"], p["shift"], p["beta"])
+    if kind == "hardtanh":
+        return hardtanh(x, p["norm"], p["alpha"], p["beta"])
+    if kind == "none":
+        return x
+    raise AssertionError(kind)
+
+
 def swiglu_ffn(n, w1, w2, w3):
     return (F.silu(n @ w1.t()) * (n @ w3.t())) @ w2.t()
 
 
 def forward(P, cfg, tok_in, return_stats=False):
     """Logits (B, T, V) for inputs tok_in (B, T). P: dict name -> float64 tensor."""
-    dyt_mode, L = cfg["norm"] == 1, cfg["n_layers"]
+    L = cfg["n_layers"]
     H, KV, hd = cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
     Bn, Tn = tok_in.shape
     stats = []
 
     def norm(x, which, l):
         # which in ("attn", "ffn", "final"); l = layer index (None for final)
-        g = P[which + "_norm"] if l is None else P[which + "_norm"][l]
         stats.append(float(x.detach().std()))
-        if not dyt_mode:
-            return rmsnorm(x, g, cfg["norm_eps"])
-        a = P[which + "_alpha"] if l is None else P[which + "_alpha"][l]
-        b = None
-        if cfg["dyt_beta"]:
-            b = P[which + "_beta"] if l is None else P[which + "_beta"][l]
-        return dyt(x, g, a, b)
+        p = {q: (P[f"{which}_{q}"] if l is None else P[f"{which}_{q}"][l]) if has_param(cfg, q) else None
+             for q in SITE_PARAMS}
+        return norm_apply(cfg["kind"], x, p, cfg["norm_eps"])
+
+    def gate(which, l):
+        return P[which + "_gate"][l] if cfg["residual_gate"] else 1.0
 
     x = P["wte"][tok_in]                                             # (B,T,d)
-    if dyt_mode:
+    if cfg["emb_scale"]:
         x = x * P["emb_scale"]
     for l in range(L):
         n = norm(x, "attn", l)
@@ -245,9 +314,9 @@ def forward(P, cfg, tok_in, return_stats=False):
         k = (n @ P["wk"][l].t()).view(Bn, Tn, KV, hd)
         v = (n @ P["wv"][l].t()).view(Bn, Tn, KV, hd)
         q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
-        x = x + attention(q, k, v, KV) @ P["wo"][l].t()
+        x = x + gate("attn", l) * (attention(q, k, v, KV) @ P["wo"][l].t())
         n = norm(x, "ffn", l)
-        x = x + swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
+        x = x + gate("ffn", l) * swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
     n = norm(x, "final", None)
     head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
     logits = n @ head.t()
@@ -305,13 +374,21 @@ def run_reference(cfg, p32, tokens_np, clip, hp):
 
 # --------------------------------------------------------------------------- file I/O
 
+def v1_expressible(cfg):
+    """Version 1 (before the norm table): RMSNorm or DyT, emb_scale exactly with DyT, no gates."""
+    return cfg["norm"] in (0, 1) and cfg["emb_scale"] == cfg["norm"] and not cfg["residual_gate"]
+
+
 def header_bytes(cfg, kind=1):
-    h = struct.pack("<Ii" + "i" * 11 + "ffff", MODEL_MAGIC, VERSION, kind,
+    version = 1 if v1_expressible(cfg) else MODEL_VERSION
+    h = struct.pack("<Ii" + "i" * 11 + "ffff", MODEL_MAGIC, version, kind,
                     cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["n_heads"],
                     cfg["n_kv_heads"], cfg["vocab_size"], cfg["seq_len"], cfg["norm"],
                     cfg["tie_embeddings"], cfg["dyt_beta"],
                     cfg["norm_eps"], cfg["rope_theta"], cfg["alpha_attn0"], cfg["alpha_ffn0"])
-    assert len(h) == 68
+    h += struct.pack("<i", 0)  # tokenizer_bytes
+    if version > 1:
+        h += struct.pack("<ii", cfg["emb_scale"], cfg["residual_gate"])
     return h + bytes(HEADER_BYTES - len(h))
 
 
@@ -346,16 +423,18 @@ def read_model(path):
     data = open(path, "rb").read()
     vals = struct.unpack_from("<Ii" + "i" * 11 + "ffff", data, 0)
     magic, version, kind = vals[:3]
-    assert magic == MODEL_MAGIC and version == VERSION and kind == 1, path
-    assert data[68:HEADER_BYTES] == bytes(HEADER_BYTES - 68), "reserved bytes not zero"
+    assert magic == MODEL_MAGIC and version in (1, MODEL_VERSION) and kind == 1, path
+    reserved = 72 if version == 1 else 80
+    assert data[reserved:HEADER_BYTES] == bytes(HEADER_BYTES - reserved), "reserved bytes not zero"
+    emb, gate = (vals[10], 0) if version == 1 else struct.unpack_from("<ii", data, 72)
     keys = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
             "seq_len", "norm", "tie_embeddings", "dyt_beta"]
     raw = dict(zip(keys, vals[3:13]))
     raw.update(zip(["norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"], vals[13:17]))
-    cfg = make_cfg(raw["norm"], raw["tie_embeddings"], raw["dyt_beta"],
-                   **{k: raw[k] for k in keys[:7] + ["norm_eps", "rope_theta",
-                                                     "alpha_attn0", "alpha_ffn0"]})
-    assert cfg["dyt_beta"] == raw["dyt_beta"]
+    cfg = make_cfg(raw["norm"], raw["tie_embeddings"], raw["dyt_beta"], emb if version > 1 else int(raw["norm"] == 1),
+                   gate, **{k: raw[k] for k in keys[:7] + ["norm_eps", "rope_theta",
+                                                           "alpha_attn0", "alpha_ffn0"]})
+    assert cfg["dyt_beta"] == raw["dyt_beta"] and (version == 1) == v1_expressible(cfg), path
     n = n_params(cfg)
     assert len(data) == HEADER_BYTES + 4 * n, f"{path}: size {len(data)} != {HEADER_BYTES + 4 * n}"
     arr = np.frombuffer(data, dtype="<f4", offset=HEADER_BYTES)
@@ -465,22 +544,45 @@ def check_formulas():
         assert abs(float(rmsnorm(xx, g, 1e-5)[c]) - float(xx[c]) / math.sqrt(ms + 1e-5) * float(g[c])) < 1e-12
         assert abs(float(dyt(xx, g, 0.7, bta)[c]) - (float(g[c]) * math.tanh(0.7 * float(xx[c])) + float(bta[c]))) < 1e-12
         assert abs(float(dyt(xx, g, 0.7, None)[c]) - float(g[c]) * math.tanh(0.7 * float(xx[c]))) < 1e-12
+    # LayerNorm, Derf, hardtanh
+    mu = sum(float(z) for z in xx) / d
+    var = sum((float(z) - mu) ** 2 for z in xx) / d
+    for c in range(d):
+        x_c, g_c, b_c = float(xx[c]), float(g[c]), float(bta[c])
+        assert abs(float(layernorm(xx, g, bta, 1e-5)[c]) - ((x_c - mu) / math.sqrt(var + 1e-5) * g_c + b_c)) < 1e-12
+        assert abs(float(derf(xx, g, 0.7, 0.2, bta)[c]) - (g_c * math.erf(0.7 * x_c + 0.2) + b_c)) < 1e-12
+        assert abs(float(hardtanh(xx, g, 0.7, bta)[c]) - (g_c * max(-1.0, min(1.0, 0.7 * x_c)) + b_c)) < 1e-12
 
 
 def naive_forward(P, cfg, tok_in):
     """Independent loop-by-loop numpy forward (one position at a time) -> logits (B,T,V)."""
     P = {k: v.detach().numpy() for k, v in P.items()}
     d, L, H, KV, hd = cfg["dim"], cfg["n_layers"], cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
-    theta, eps, dm = cfg["rope_theta"], cfg["norm_eps"], cfg["norm"] == 1
+    theta, eps, kind = cfg["rope_theta"], cfg["norm_eps"], cfg["kind"]
     Bn, Tn = tok_in.shape
+    verf = np.vectorize(math.erf)
 
     def nrm(x, which, l):
         sel = (lambda a: a) if l is None else (lambda a: a[l])
-        g = sel(P[which + "_norm"])
-        if not dm:
+        par = {q: sel(P[f"{which}_{q}"]) if has_param(cfg, q) else None for q in SITE_PARAMS}
+        g, b = par["norm"], par["beta"] if par["beta"] is not None else 0.0
+        a = float(np.ravel(par["alpha"])[0]) if par["alpha"] is not None else None
+        if kind == "rmsnorm":
             return x / math.sqrt(float(np.mean(x * x)) + eps) * g
-        y = g * np.tanh(float(np.ravel(sel(P[which + "_alpha"]))[0]) * x)
-        return y + sel(P[which + "_beta"]) if cfg["dyt_beta"] else y
+        if kind == "layernorm":
+            mu = float(np.mean(x))
+            return (x - mu) / math.sqrt(float(np.mean((x - mu) ** 2)) + eps) * g + b
+        if kind == "dyt":
+            return g * np.tanh(a * x) + b
+        if kind == "derf":
+            return g * verf(a * x + float(np.ravel(par["shift"])[0])) + b
+        if kind == "hardtanh":
+            return g * np.minimum(1.0, np.maximum(-1.0, a * x)) + b
+        assert kind == "none"
+        return x
+
+    def gt(which, l):
+        return float(P[which + "_gate"][l]) if cfg["residual_gate"] else 1.0
 
     def rot(vec, pos):
         out = vec.copy()
@@ -493,7 +595,7 @@ def naive_forward(P, cfg, tok_in):
 
     logits = np.zeros((Bn, Tn, cfg["vocab_size"]))
     for b in range(Bn):
-        xs = [P["wte"][tok_in[b, t]] * (float(P["emb_scale"][0]) if dm else 1.0) for t in range(Tn)]
+        xs = [P["wte"][tok_in[b, t]] * (float(P["emb_scale"][0]) if cfg["emb_scale"] else 1.0) for t in range(Tn)]
         for l in range(L):
             ns = [nrm(x, "attn", l) for x in xs]
             qs = [P["wq"][l] @ n for n in ns]
@@ -509,12 +611,12 @@ def naive_forward(P, cfg, tok_in):
                     w = np.exp(sc / math.sqrt(hd) - np.max(sc / math.sqrt(hd)))
                     w /= w.sum()
                     heads.append(sum(w[j] * vs[j][kvh * hd:(kvh + 1) * hd] for j in range(t + 1)))
-                new.append(xs[t] + P["wo"][l] @ np.concatenate(heads))
+                new.append(xs[t] + gt("attn", l) * (P["wo"][l] @ np.concatenate(heads)))
             xs = new
             for t in range(Tn):
                 n = nrm(xs[t], "ffn", l)
                 a, g3 = P["w1"][l] @ n, P["w3"][l] @ n
-                xs[t] = xs[t] + P["w2"][l] @ (a / (1.0 + np.exp(-a)) * g3)
+                xs[t] = xs[t] + gt("ffn", l) * (P["w2"][l] @ (a / (1.0 + np.exp(-a)) * g3))
         head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
         for t in range(Tn):
             logits[b, t] = head @ nrm(xs[t], "final", None)
@@ -524,6 +626,7 @@ def naive_forward(P, cfg, tok_in):
 def check_gradients(cfg_full, p32_full, tokens_full):
     """gradcheck on a smaller config of the same kind, finite differences on the real one."""
     small = make_cfg(cfg_full["norm"], cfg_full["tie_embeddings"], cfg_full["dyt_beta"],
+                     cfg_full["emb_scale"], cfg_full["residual_gate"],
                      dim=8, hidden_dim=6, n_layers=2, n_heads=4, n_kv_heads=2,
                      vocab_size=7, seq_len=4)
     rng = np.random.RandomState(99)
@@ -645,12 +748,12 @@ def main():
     args = ap.parse_args()
 
     check_formulas()
-    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT): ok")
+    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh): ok")
 
     if not args.check:
         os.makedirs(args.out, exist_ok=True)
-        for name, norm, tie, beta, clip, expect_clip, seed in CASES:
-            cfg = make_cfg(norm, tie, beta)
+        for name, kind, tie, beta, emb, gate, clip, expect_clip, seed in CASES:
+            cfg = make_cfg(NORMS[kind][0], tie, beta, emb, gate)
             rng = np.random.RandomState(seed)
             p32 = init_params(cfg, rng)
             tokens = rng.randint(0, cfg["vocab_size"], size=(B, T + 1)).astype(np.int32)
@@ -661,7 +764,7 @@ def main():
             write_ref(os.path.join(args.out, name + ".ref.bin"), hp, tokens, res)
 
     total = 0
-    for name, norm, tie, beta, clip, expect_clip, seed in CASES:
+    for name, kind, tie, beta, emb, gate, clip, expect_clip, seed in CASES:
         cfg, res, hp, worst, stats = verify_files(args.out, name, expect_clip, not args.no_gradcheck)
         sizes = [os.path.getsize(os.path.join(args.out, name + e)) for e in (".model.bin", ".ref.bin")]
         total += sum(sizes)

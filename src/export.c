@@ -35,8 +35,16 @@ typedef struct {
 } Feature;
 
 static int has_other_norm(const Model *m, char *what, size_t cap) {
-    snprintf(what, cap, "a %s norm (the targets have RMSNorm only)", m->cfg.norm == NORM_DYT ? "DyT" : "non-RMSNorm");
+    snprintf(what, cap, "a %s norm (the targets have RMSNorm only)", NORM_KINDS[m->cfg.norm].name);
     return m->cfg.norm != NORM_RMS;
+}
+static int has_emb_scale(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "an embedding scale (--emb-scale)");
+    return m->cfg.emb_scale;
+}
+static int has_residual_gate(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "residual gates (--residual-gate)");
+    return m->cfg.residual_gate;
 }
 static int has_other_eps(const Model *m, char *what, size_t cap) {
     snprintf(what, cap, "norm_eps = %g (llama2.c's RMSNorm uses 1e-5)", m->cfg.norm_eps);
@@ -54,6 +62,8 @@ static int has_bpe(const Model *m, char *what, size_t cap) {
 
 static const Feature FEATURES[] = {
     {has_other_norm, 0},
+    {has_emb_scale, 0},
+    {has_residual_gate, 0},
     {has_other_eps, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
     {has_other_theta, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
     {has_bpe, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},

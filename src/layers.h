@@ -14,13 +14,7 @@ void matmul_forward(float *out, const float *inp, const float *w, size_t N, int 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC);
 
-// out (N,C), rstd (N), inp (N,C), weight (C)
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
-                     size_t N, int C, float eps);
-// dinp (N,C) +=, dweight (C) +=; scratch: rmsnorm_scratch_floats(N, C) floats
-void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                      const float *weight, const float *rstd, size_t N, int C, float *scratch);
-size_t rmsnorm_scratch_floats(size_t N, int C);
+// The norms are in norms.h (their table) and dyt.h.
 
 // RoPE tables: cos, sin (max_pos, head_dim/2), angle pos * theta^(-2i/head_dim).
 void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float theta);

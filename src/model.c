@@ -12,16 +12,71 @@
 // ----------------------------------------------------------------------------
 // config and parameter layout
 
-static const char *const TENSOR_NAMES[N_TENSORS] = {
-    "wte", "attn_norm", "attn_beta", "attn_alpha", "wq", "wk", "wv", "wo",
-    "ffn_norm", "ffn_beta", "ffn_alpha", "w1", "w2", "w3",
-    "final_norm", "final_beta", "final_alpha", "emb_scale", "wcls"};
+// The parameter tensors, each described once. Shape rules: d = dim, h =
+// hidden_dim, V = vocab_size, kvd = n_kv_heads * head_dim; per-layer tensors
+// are stacked over the L layers. Norm parameters (np >= 0) take their shape,
+// init and decay from NORM_PARAMS and are present when the site's kind has them.
+enum { SH_VD, SH_D, SH_1, SH_DD, SH_KD, SH_HD, SH_DH };          // shape of one layer's slice
+enum { HAS_ALWAYS, HAS_NORM, HAS_EMB_SCALE, HAS_GATE, HAS_UNTIED }; // present when
+enum { INIT_NORMAL = 16, INIT_NORMAL_RESID, INIT_SQRT_D, INIT_GATE }; // beside norms.h's INIT_
+enum { AT_LAYER, AT_TOP, AT_END }; // gradient complete: with its layer, after the head, on return
 
-const char *tensor_name(int t) { return t >= 0 && t < N_TENSORS ? TENSOR_NAMES[t] : "?"; }
+typedef struct {
+    const char *name;
+    int shape, per_layer, has, init, decays;
+    int site, np;  // norm parameter np of site (np = -1: not a norm parameter)
+    int stream;    // random init: the rng stream (the tensor's number in the first format: kept)
+    int grad_at;
+} TensorDesc;
+
+#define NORM_P(nm, s, p, lay, at) {nm, -1, lay, HAS_NORM, -1, -1, s, p, 0, at}
+static const TensorDesc TENSORS[N_TENSORS] = {
+    [T_WTE] = {"wte", SH_VD, 0, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 0, AT_END},
+    [T_ATTN_NORM] = NORM_P("attn_norm", SITE_ATTN, NP_GAIN, 1, AT_LAYER),
+    [T_ATTN_BETA] = NORM_P("attn_beta", SITE_ATTN, NP_BETA, 1, AT_LAYER),
+    [T_ATTN_ALPHA] = NORM_P("attn_alpha", SITE_ATTN, NP_ALPHA, 1, AT_LAYER),
+    [T_ATTN_SHIFT] = NORM_P("attn_shift", SITE_ATTN, NP_SHIFT, 1, AT_LAYER),
+    [T_WQ] = {"wq", SH_DD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 4, AT_LAYER},
+    [T_WK] = {"wk", SH_KD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 5, AT_LAYER},
+    [T_WV] = {"wv", SH_KD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 6, AT_LAYER},
+    [T_WO] = {"wo", SH_DD, 1, HAS_ALWAYS, INIT_NORMAL_RESID, 1, -1, -1, 7, AT_LAYER},
+    [T_ATTN_GATE] = {"attn_gate", SH_1, 1, HAS_GATE, INIT_GATE, 0, -1, -1, 0, AT_LAYER},
+    [T_FFN_NORM] = NORM_P("ffn_norm", SITE_FFN, NP_GAIN, 1, AT_LAYER),
+    [T_FFN_BETA] = NORM_P("ffn_beta", SITE_FFN, NP_BETA, 1, AT_LAYER),
+    [T_FFN_ALPHA] = NORM_P("ffn_alpha", SITE_FFN, NP_ALPHA, 1, AT_LAYER),
+    [T_FFN_SHIFT] = NORM_P("ffn_shift", SITE_FFN, NP_SHIFT, 1, AT_LAYER),
+    [T_W1] = {"w1", SH_HD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 11, AT_LAYER},
+    [T_W2] = {"w2", SH_DH, 1, HAS_ALWAYS, INIT_NORMAL_RESID, 1, -1, -1, 12, AT_LAYER},
+    [T_W3] = {"w3", SH_HD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 13, AT_LAYER},
+    [T_FFN_GATE] = {"ffn_gate", SH_1, 1, HAS_GATE, INIT_GATE, 0, -1, -1, 0, AT_LAYER},
+    [T_FINAL_NORM] = NORM_P("final_norm", SITE_FINAL, NP_GAIN, 0, AT_TOP),
+    [T_FINAL_BETA] = NORM_P("final_beta", SITE_FINAL, NP_BETA, 0, AT_TOP),
+    [T_FINAL_ALPHA] = NORM_P("final_alpha", SITE_FINAL, NP_ALPHA, 0, AT_TOP),
+    [T_FINAL_SHIFT] = NORM_P("final_shift", SITE_FINAL, NP_SHIFT, 0, AT_TOP),
+    [T_EMB_SCALE] = {"emb_scale", SH_1, 0, HAS_EMB_SCALE, INIT_SQRT_D, 0, -1, -1, 0, AT_END},
+    [T_WCLS] = {"wcls", SH_VD, 0, HAS_UNTIED, INIT_NORMAL, 1, -1, -1, 18, AT_TOP},
+};
+#undef NORM_P
+
+const char *tensor_name(int t) { return t >= 0 && t < N_TENSORS ? TENSORS[t].name : "?"; }
 
 int tensor_decays(int t) {
-    return t == T_WTE || t == T_WQ || t == T_WK || t == T_WV || t == T_WO ||
-           t == T_W1 || t == T_W2 || t == T_W3 || t == T_WCLS;
+    const TensorDesc *x = &TENSORS[t];
+    return x->np >= 0 ? NORM_PARAMS[x->np].decays : x->decays;
+}
+
+int site_tensor(int site, int p) {
+    for (int t = 0; t < N_TENSORS; t++)
+        if (TENSORS[t].site == site && TENSORS[t].np == p) return t;
+    return -1;
+}
+
+void config_set_norm(ModelConfig *c, int kind) {
+    const NormKind *k = &NORM_KINDS[kind];
+    c->norm = kind;
+    c->emb_scale = k->emb_scale;
+    c->dyt_beta = k->optional != 0;
+    c->alpha_attn0 = c->alpha_ffn0 = k->alpha0;
 }
 
 // LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32.
@@ -39,9 +94,11 @@ int config_validate(const ModelConfig *c, Error *err) {
     CHECK_RANGE(n_kv_heads, 1, c->n_heads);
     CHECK_RANGE(vocab_size, 1, 1048576);
     CHECK_RANGE(seq_len, 1, 1048576);
-    CHECK_RANGE(norm, 0, 1);
+    CHECK_RANGE(norm, 0, N_NORMS - 1);
     CHECK_RANGE(tie_embeddings, 0, 1);
     CHECK_RANGE(dyt_beta, 0, 1);
+    CHECK_RANGE(emb_scale, 0, 1);
+    CHECK_RANGE(residual_gate, 0, 1);
     if (c->dim % c->n_heads)
         return err_set(err, "n_heads = %d does not divide dim = %d", c->n_heads, c->dim);
     if ((c->dim / c->n_heads) % 2)
@@ -49,8 +106,8 @@ int config_validate(const ModelConfig *c, Error *err) {
                        c->dim / c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
-    if (c->norm == NORM_RMS && c->dyt_beta)
-        return err_set(err, "dyt_beta = 1 but norm is RMSNorm");
+    if (c->dyt_beta && !NORM_KINDS[c->norm].optional)
+        return err_set(err, "dyt_beta = 1 but norm %s has no optional beta", NORM_KINDS[c->norm].name);
     if (!isfinite(c->norm_eps) || c->norm_eps <= 0.0f)
         return err_set(err, "norm_eps = %g must be finite and > 0", c->norm_eps);
     if (!isfinite(c->rope_theta) || c->rope_theta <= 0.0f)
@@ -60,27 +117,31 @@ int config_validate(const ModelConfig *c, Error *err) {
     return 0;
 }
 
+// Whether tensor t is present in config c.
+static int tensor_present(const ModelConfig *c, int t) {
+    const TensorDesc *x = &TENSORS[t];
+    switch (x->has) {
+    case HAS_NORM: return norm_has(c->norm, x->np, c->dyt_beta);
+    case HAS_EMB_SCALE: return c->emb_scale;
+    case HAS_GATE: return c->residual_gate;
+    case HAS_UNTIED: return !c->tie_embeddings;
+    default: return 1;
+    }
+}
+
 int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err) {
     size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t V = (size_t)c->vocab_size, kvd = d / (size_t)c->n_heads * (size_t)c->n_kv_heads;
-    int dyt = c->norm == NORM_DYT, beta = dyt && c->dyt_beta;
-    size_t dd = d * d, kd = kvd * d, hd = h * d; // each < 2^40 given the field bounds
-    size_t per[N_TENSORS] = {
-        [T_WTE] = V * d, [T_ATTN_NORM] = L * d, [T_ATTN_BETA] = beta ? L * d : 0,
-        [T_ATTN_ALPHA] = dyt ? L : 0, [T_FFN_NORM] = L * d, [T_FFN_BETA] = beta ? L * d : 0,
-        [T_FFN_ALPHA] = dyt ? L : 0, [T_FINAL_NORM] = d, [T_FINAL_BETA] = beta ? d : 0,
-        [T_FINAL_ALPHA] = dyt ? 1 : 0, [T_EMB_SCALE] = dyt ? 1 : 0,
-        [T_WCLS] = c->tie_embeddings ? 0 : V * d};
-    // the per-layer matrices can overflow: check them
-    const size_t mats[][2] = {{T_WQ, dd}, {T_WK, kd}, {T_WV, kd}, {T_WO, dd},
-                              {T_W1, hd}, {T_W2, hd}, {T_W3, hd}};
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (size_mul(L, mats[i][1], &per[mats[i][0]]))
-            return err_set(err, "parameter count overflows (%s)", tensor_name((int)mats[i][0]));
     size_t total = 0;
     for (int t = 0; t < N_TENSORS; t++) {
-        if (size_add(total, per[t], &total)) return err_set(err, "parameter count overflows");
-        sizes[t] = per[t];
+        const TensorDesc *x = &TENSORS[t];
+        int shape = x->np >= 0 ? (NORM_PARAMS[x->np].vector ? SH_D : SH_1) : x->shape;
+        const size_t one[] = {[SH_VD] = V * d, [SH_D] = d, [SH_1] = 1, [SH_DD] = d * d, // each < 2^40
+                              [SH_KD] = kvd * d, [SH_HD] = h * d, [SH_DH] = d * h};
+        size_t n = tensor_present(c, t) ? one[shape] : 0;
+        if ((x->per_layer && size_mul(L, n, &n)) || size_add(total, n, &total)) // L * d * h can overflow
+            return err_set(err, "parameter count overflows (%s)", x->name);
+        sizes[t] = n;
     }
     // float offsets must fit in memory and in the file-size arithmetic
     if (total > ((size_t)1 << 40)) return err_set(err, "model has %zu parameters (limit 2^40)", total);
@@ -133,17 +194,18 @@ void model_init(Model *m, uint64_t seed) {
     const ModelConfig *c = &m->cfg;
     float std = 0.02f, std_resid = 0.02f / sqrtf(2.0f * c->n_layers);
     for (int t = 0; t < N_TENSORS; t++) {
+        const TensorDesc *x = &TENSORS[t];
         float *p = m->w.t[t];
         size_t n = m->sizes[t];
-        switch (t) {
-        case T_ATTN_NORM: case T_FFN_NORM: case T_FINAL_NORM: fill(p, n, 1.0f); break;
-        case T_ATTN_BETA: case T_FFN_BETA: case T_FINAL_BETA: fill(p, n, 0.0f); break;
-        case T_ATTN_ALPHA: fill(p, n, c->alpha_attn0); break;
-        case T_FFN_ALPHA: case T_FINAL_ALPHA: fill(p, n, c->alpha_ffn0); break;
-        case T_EMB_SCALE: fill(p, n, sqrtf((float)c->dim)); break;
+        int init = x->np >= 0 ? NORM_PARAMS[x->np].init : x->init;
+        switch (init) {
+        case INIT_ONE: fill(p, n, 1.0f); break;
+        case INIT_ZERO: case INIT_GATE: fill(p, n, 0.0f); break;
+        case INIT_ALPHA0: fill(p, n, x->site == SITE_ATTN ? c->alpha_attn0 : c->alpha_ffn0); break;
+        case INIT_SQRT_D: fill(p, n, sqrtf((float)c->dim)); break;
         default: { // matrices and the embedding: their own stream per tensor
-            Rng r = rng_make(seed, (uint64_t)t);
-            float s = (t == T_WO || t == T_W2) ? std_resid : std;
+            Rng r = rng_make(seed, (uint64_t)x->stream);
+            float s = init == INIT_NORMAL_RESID ? std_resid : std;
             for (size_t i = 0; i < n; i++) p[i] = s * (float)rng_normal(&r);
         }
         }
@@ -162,6 +224,8 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     a->nthreads = omp_get_max_threads();
     size_t N = (size_t)B * T, d = c->dim, h = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
     size_t kvd = d / c->n_heads * c->n_kv_heads, S = store_all ? L : 1, att;
+    const NormKind *kind = &NORM_KINDS[c->norm];
+    size_t ns = (size_t)kind->stats; // the norm's saved floats per row
     // the largest products, checked; every other part is smaller than one of these
     size_t big;
     if (size_mul(N, (size_t)c->n_heads, &att) || size_mul(att, (size_t)kv_len, &att) ||
@@ -170,12 +234,13 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
     struct { float **p; size_t n; } parts[] = {
         {&a->resid, (S + (store_all ? 1 : 0)) * N * d},
-        {&a->norm_attn, S * N * d}, {&a->rstd_attn, S * N}, {&a->q, S * N * d}, {&a->att, S * att},
+        {&a->norm_attn, S * N * d}, {&a->rstd_attn, S * N * ns}, {&a->q, S * N * d}, {&a->att, S * att},
         {&a->atty, S * N * d}, {&a->resid_mid, S * N * d}, {&a->norm_ffn, S * N * d},
-        {&a->rstd_ffn, S * N}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
+        {&a->rstd_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
         {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
-        {&a->norm_final, N * d}, {&a->rstd_final, N}, {&a->logits, N * V}, {&a->tmp, N * d},
-        {&a->emb, N * d}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
+        {&a->norm_final, N * d}, {&a->rstd_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
+        {&a->emb, N * d}, {&a->attn_out, c->residual_gate ? S * N * d : 0},
+        {&a->ffn_out, c->residual_gate ? S * N * d : 0}, {&a->dbranch, c->residual_gate && store_all ? N * d : 0}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
         {&a->rope_sin, (size_t)kv_len * (d / c->n_heads / 2)},
         // backward scratch
         {&a->dresid, store_all ? N * d : 0}, {&a->dnorm, store_all ? N * d : 0},
@@ -184,8 +249,7 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->dh1, store_all ? N * h : 0}, {&a->dh3, store_all ? N * h : 0},
         {&a->dhg, store_all ? N * h : 0}, {&a->dlogits, store_all ? N * V : 0},
         {&a->att_scratch, store_all ? (size_t)a->nthreads * attention_scratch_floats(T) : 0},
-        {&a->norm_scratch, store_all ? (c->norm == NORM_DYT ? dyt_scratch_floats(N, c->dim)
-                                                            : rmsnorm_scratch_floats(N, c->dim)) : 0},
+        {&a->norm_scratch, store_all ? kind->scratch_floats(N, c->dim) : 0},
     };
     size_t total = 0, nparts = sizeof parts / sizeof parts[0];
     for (size_t i = 0; i < nparts; i++) // parts rounded to 16 floats (64 bytes)
@@ -223,68 +287,59 @@ void acts_free(Acts *a) {
 typedef struct {
     float *x_in, *x_out, *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid;
     float *norm_ffn, *rstd_ffn, *h1, *h3, *hg, *k, *v;
+    float *attn_out, *ffn_out; // NULL without residual gates
 } Layer;
 
 static Layer layer_at(const Model *m, const Acts *a, int l) {
     const ModelConfig *c = &m->cfg;
     size_t N = (size_t)a->B * a->T, d = c->dim, h = c->hidden_dim;
     size_t kvd = d / c->n_heads * c->n_kv_heads, s = a->store_all ? (size_t)l : 0;
-    size_t att = (size_t)a->B * c->n_heads * a->T * a->kv_len;
+    size_t att = (size_t)a->B * c->n_heads * a->T * a->kv_len, ns = (size_t)NORM_KINDS[c->norm].stats;
     Layer y = {
         .x_in = a->resid + s * N * d, .x_out = a->resid + (a->store_all ? s + 1 : 0) * N * d,
-        .norm_attn = a->norm_attn + s * N * d, .rstd_attn = a->rstd_attn + s * N,
+        .norm_attn = a->norm_attn + s * N * d, .rstd_attn = a->rstd_attn + s * N * ns,
         .q = a->q + s * N * d, .att = a->att + s * att, .atty = a->atty + s * N * d,
         .resid_mid = a->resid_mid + s * N * d, .norm_ffn = a->norm_ffn + s * N * d,
-        .rstd_ffn = a->rstd_ffn + s * N, .h1 = a->h1 + s * N * h, .h3 = a->h3 + s * N * h,
+        .rstd_ffn = a->rstd_ffn + s * N * ns, .h1 = a->h1 + s * N * h, .h3 = a->h3 + s * N * h,
         .hg = a->hg + s * N * h,
+        .attn_out = a->attn_out ? a->attn_out + s * N * d : NULL, .ffn_out = a->ffn_out ? a->ffn_out + s * N * d : NULL,
         .k = a->k + (size_t)l * a->B * a->kv_len * kvd, .v = a->v + (size_t)l * a->B * a->kv_len * kvd};
     return y;
 }
 
 // ----------------------------------------------------------------------------
-// norm dispatch: which = 0 attention input, 1 FFN input, 2 final
+// norm dispatch: the site's kind (norms.h) with layer l's parameters
 
-enum { AT_ATTN = 0, AT_FFN = 1, AT_FINAL = 2 };
+// Layer l's slice of tensor t in params or grads (l = 0 for a global tensor).
+static float *slice_at(const Model *m, float *const *ts, int t, int l) {
+    return ts[t] + (TENSORS[t].per_layer ? (size_t)l * (m->sizes[t] / (size_t)m->cfg.n_layers) : 0);
+}
 
-typedef struct {
-    int gain, beta, alpha; // tensor ids
-} NormIds;
+// The site's parameter p of layer l, or NULL when the kind has none.
+static float *site_param(const Model *m, float *const *ts, int site, int p, int l) {
+    int t = site_tensor(site, p);
+    return m->sizes[t] ? slice_at(m, ts, t, l) : NULL;
+}
 
-static const NormIds NORM_IDS[3] = {
-    {T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA},
-    {T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA},
-    {T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA}};
+static NormW site_weights(const Model *m, int site, int l) {
+    const float *alpha = site_param(m, m->w.t, site, NP_ALPHA, l), *shift = site_param(m, m->w.t, site, NP_SHIFT, l);
+    return (NormW){.gain = site_param(m, m->w.t, site, NP_GAIN, l), .beta = site_param(m, m->w.t, site, NP_BETA, l),
+                   .alpha = alpha ? *alpha : 0.0f, .shift = shift ? *shift : 0.0f, .eps = m->cfg.norm_eps};
+}
 
-// inp, out (N,d), rstd (N) (RMSNorm only)
-static void norm_forward(const Model *m, int which, int l, float *out, float *rstd,
-                         const float *inp, size_t N) {
-    const ModelConfig *c = &m->cfg;
-    const NormIds *id = &NORM_IDS[which];
-    size_t d = c->dim;
-    const float *gain = m->w.t[id->gain] + l * d;
-    if (c->norm == NORM_RMS) {
-        rmsnorm_forward(out, rstd, inp, gain, N, c->dim, c->norm_eps);
-    } else {
-        const float *beta = c->dyt_beta ? m->w.t[id->beta] + l * d : NULL;
-        dyt_forward(out, inp, m->w.t[id->alpha][l], gain, beta, N, c->dim);
-    }
+// inp, out (N,d), stats (N, kind's stats)
+static void norm_forward(const Model *m, int site, int l, float *out, float *stats, const float *inp, size_t N) {
+    NormW w = site_weights(m, site, l);
+    NORM_KINDS[m->cfg.norm].forward(out, stats, inp, &w, N, m->cfg.dim);
 }
 
 // dinp (N,d) +=; parameter gradients +=
-static void norm_backward(Model *m, Acts *a, int which, int l, float *dinp, const float *dout,
-                          const float *inp, const float *rstd, size_t N) {
-    const ModelConfig *c = &m->cfg;
-    const NormIds *id = &NORM_IDS[which];
-    size_t d = c->dim;
-    const float *gain = m->w.t[id->gain] + l * d;
-    float *dgain = m->g.t[id->gain] + l * d;
-    if (c->norm == NORM_RMS) {
-        rmsnorm_backward(dinp, dgain, dout, inp, gain, rstd, N, c->dim, a->norm_scratch);
-    } else {
-        float *dbeta = c->dyt_beta ? m->g.t[id->beta] + l * d : NULL;
-        dyt_backward(dinp, m->g.t[id->alpha] + l, dgain, dbeta, dout, inp,
-                     m->w.t[id->alpha][l], gain, N, c->dim, a->norm_scratch);
-    }
+static void norm_backward(Model *m, Acts *a, int site, int l, float *dinp, const float *dout,
+                          const float *inp, const float *stats, size_t N) {
+    NormW w = site_weights(m, site, l);
+    NormG g = {.gain = site_param(m, m->g.t, site, NP_GAIN, l), .beta = site_param(m, m->g.t, site, NP_BETA, l),
+               .alpha = site_param(m, m->g.t, site, NP_ALPHA, l), .shift = site_param(m, m->g.t, site, NP_SHIFT, l)};
+    NORM_KINDS[m->cfg.norm].backward(dinp, &g, dout, inp, stats, &w, N, m->cfg.dim, a->norm_scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -302,18 +357,22 @@ static void lap(const Acts *a, int part, double *t) {
 // ----------------------------------------------------------------------------
 // forward
 
-static void residual_add(float *out, const float *a, const float *b, size_t n) {
+// out = a + b; with a residual gate (keep != NULL) out = a + gate * b, and
+// keep = b, which the gate's gradient needs.
+static void residual_add(float *out, const float *a, const float *b, float *keep, const float *gate, size_t n) {
+    if (!keep) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
+    float g = *gate;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) keep[i] = b[i], out[i] = a[i] + g * b[i];
 }
 
 // Layer l's slice of a per-layer tensor id, in the weights (LW) or gradients (LG).
-static float *LW(const Model *m, int id, int l) {
-    return m->w.t[id] + (size_t)l * (m->sizes[id] / (size_t)m->cfg.n_layers);
-}
-static float *LG(const Model *m, int id, int l) {
-    return m->g.t[id] + (size_t)l * (m->sizes[id] / (size_t)m->cfg.n_layers);
-}
+static float *LW(const Model *m, int id, int l) { return slice_at(m, m->w.t, id, l); }
+static float *LG(const Model *m, int id, int l) { return slice_at(m, m->g.t, id, l); }
 
 static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int pos0) {
     const ModelConfig *c = &m->cfg;
@@ -323,7 +382,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     // attention: new keys and values land at pos0 (B = 1 with a cache, or pos0 = 0)
     float *knew = y->k + (size_t)pos0 * kvd, *vnew = y->v + (size_t)pos0 * kvd;
     double t = lap_start(a);
-    norm_forward(m, AT_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
+    norm_forward(m, SITE_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
     lap(a, PART_NORM, &t);
     matmul_forward(y->q, y->norm_attn, LW(m, T_WQ, l), N, d, d);
     matmul_forward(knew, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
@@ -336,10 +395,10 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_ATTENTION, &t);
     matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);
-    residual_add(y->resid_mid, y->x_in, a->tmp, N * d);
+    residual_add(y->resid_mid, y->x_in, a->tmp, y->attn_out, LW(m, T_ATTN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
     // SwiGLU feed-forward
-    norm_forward(m, AT_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
+    norm_forward(m, SITE_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
     lap(a, PART_NORM, &t);
     matmul_forward(y->h1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
     matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
@@ -348,7 +407,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_OTHER, &t);
     matmul_forward(a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
-    residual_add(y->x_out, y->resid_mid, a->tmp, N * d);
+    residual_add(y->x_out, y->resid_mid, a->tmp, y->ffn_out, LW(m, T_FFN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
 }
 
@@ -366,7 +425,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
     size_t N = (size_t)a->B * a->T, d = c->dim;
     double t = lap_start(a);
     embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);
-    if (c->norm == NORM_DYT) { // keep the raw embedding: the scale's gradient needs it
+    if (c->emb_scale) { // keep the raw embedding: the scale's gradient needs it
         memcpy(a->emb, a->resid, N * d * sizeof(float));
         embscale_forward(a->resid, a->emb, m->w.t[T_EMB_SCALE][0], N * d);
     }
@@ -376,7 +435,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
         block_forward(m, a, &y, l, pos0);
         t = lap_start(a);
     }
-    norm_forward(m, AT_FINAL, 0, a->norm_final, a->rstd_final, final_input(m, a), N);
+    norm_forward(m, SITE_FINAL, 0, a->norm_final, a->rstd_final, final_input(m, a), N);
     lap(a, PART_NORM, &t);
     size_t first = all_logits ? 0 : N - 1;
     matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
@@ -395,6 +454,17 @@ double model_loss(const Model *m, Acts *a, const int *targets) {
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
+// The gradient of a branch added to the residual stream: dresid itself, or
+// with a gate (branch kept) gate * dresid, and dgate += sum(dresid * branch).
+static const float *branch_grad(Model *m, Acts *a, int gate, int l, const float *branch, size_t n) {
+    if (!branch) return a->dresid;
+    float g = *LW(m, gate, l);
+    *LG(m, gate, l) += (float)dot_fixed_order(a->dresid, branch, n);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a->dbranch[i] = g * a->dresid[i];
+    return a->dbranch;
+}
+
 // On entry a->dresid = dL/d(x_out); on exit dL/d(x_in).
 static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     const ModelConfig *c = &m->cfg;
@@ -405,7 +475,8 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     double t = lap_start(a);
     zero(a->dhg, N * h);
     lap(a, PART_OTHER, &t);
-    matmul_backward(a->dhg, LG(m, T_W2, l), a->dresid, y->hg, LW(m, T_W2, l), N, h, d);
+    const float *dffn = branch_grad(m, a, T_FFN_GATE, l, y->ffn_out, N * d);
+    matmul_backward(a->dhg, LG(m, T_W2, l), dffn, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
     swiglu_backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
     zero(a->dnorm, N * d);
@@ -413,12 +484,13 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
     matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
     lap(a, PART_MATMUL, &t);
-    norm_backward(m, a, AT_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
+    norm_backward(m, a, SITE_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
     lap(a, PART_NORM, &t);
     // resid_mid = x_in + wo(attention(rope(wq n), rope(wk n), wv n)), n = norm_attn(x_in)
     zero(a->datty, N * d);
     lap(a, PART_OTHER, &t);
-    matmul_backward(a->datty, LG(m, T_WO, l), a->dresid, y->atty, LW(m, T_WO, l), N, d, d);
+    const float *dattn = branch_grad(m, a, T_ATTN_GATE, l, y->attn_out, N * d);
+    matmul_backward(a->datty, LG(m, T_WO, l), dattn, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);
     zero(a->dq, N * d);
     zero(a->dk, N * kvd);
@@ -434,7 +506,7 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
     matmul_backward(a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
     lap(a, PART_MATMUL, &t);
-    norm_backward(m, a, AT_ATTN, l, a->dresid, a->dnorm, y->x_in, y->rstd_attn, N);
+    norm_backward(m, a, SITE_ATTN, l, a->dresid, a->dnorm, y->x_in, y->rstd_attn, N);
     lap(a, PART_NORM, &t);
 }
 
@@ -455,7 +527,7 @@ double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *ta
                     N, c->dim, c->vocab_size);
     lap(a, PART_MATMUL, &t);
     zero(a->dresid, N * d);
-    norm_backward(m, a, AT_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
+    norm_backward(m, a, SITE_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
     lap(a, PART_NORM, &t);
     if (ready) ready(ctx, c->n_layers);
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -464,12 +536,25 @@ double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *ta
         if (ready) ready(ctx, l);
     }
     t = lap_start(a);
-    if (c->norm == NORM_DYT)
+    if (c->emb_scale)
         embscale_backward(a->dresid, m->g.t[T_EMB_SCALE], a->dresid, a->emb,
                           m->w.t[T_EMB_SCALE][0], N * d);
     embedding_backward(m->g.t[T_WTE], a->dresid, tokens, N, c->dim);
     lap(a, PART_OTHER, &t);
     return loss;
+}
+
+int model_grad_slices(const Model *m, int part, Slice *out) {
+    int n = 0, L = m->cfg.n_layers;
+    for (int t = 0; t < N_TENSORS; t++) {
+        const TensorDesc *x = &TENSORS[t];
+        if (!m->sizes[t] || (t != T_WTE && m->g.t[t] == m->g.t[T_WTE])) continue; // absent, or the tied head
+        if (part >= 0 && part < L && x->grad_at == AT_LAYER)
+            out[n++] = (Slice){slice_at(m, m->g.t, t, part), m->sizes[t] / (size_t)L};
+        else if ((part == L && x->grad_at == AT_TOP) || (part == GRADS_REST && x->grad_at == AT_END))
+            out[n++] = (Slice){m->g.t[t], m->sizes[t]};
+    }
+    return n;
 }
 
 // ----------------------------------------------------------------------------
@@ -494,4 +579,25 @@ void model_norm_input_moments(const Model *m, const Acts *a, double *s1, double 
         moments(y.resid_mid, n, &s1[L + l], &s2[L + l]);
     }
     moments(final_input(m, a), n, &s1[2 * L], &s2[2 * L]);
+}
+
+static double saturated(const float *x, size_t n, float alpha, float shift, float sat) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += fabsf(alpha * x[i] + shift) > sat;
+    return (double)k;
+}
+
+void model_norm_saturated(const Model *m, const Acts *a, double *count) {
+    int L = m->cfg.n_layers;
+    size_t n = (size_t)a->B * a->T * m->cfg.dim;
+    float sat = NORM_KINDS[m->cfg.norm].sat;
+    if (sat <= 0.0f) return;
+    for (int l = 0; l < L; l++) {
+        Layer y = layer_at(m, a, l);
+        NormW wa = site_weights(m, SITE_ATTN, l), wf = site_weights(m, SITE_FFN, l);
+        count[l] += saturated(y.x_in, n, wa.alpha, wa.shift, sat);
+        count[L + l] += saturated(y.resid_mid, n, wf.alpha, wf.shift, sat);
+    }
+    NormW w = site_weights(m, SITE_FINAL, 0);
+    count[2 * L] += saturated(final_input(m, a), n, w.alpha, w.shift, sat);
 }

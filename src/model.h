@@ -1,4 +1,4 @@
-// The LLaMA-style model with a switchable norm (RMSNorm or DyT): config,
+// The LLaMA-style model with a switchable norm (a kind of norms.h): config,
 // parameter layout (one allocation carved into named tensors), init, and the
 // forward and backward passes. The trainer and the generator both use this
 // code; the generator runs the same forward over a KV cache.
@@ -9,24 +9,33 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "norms.h"
 
-enum { NORM_RMS = 0, NORM_DYT = 1 };
 #define MAX_LAYERS 1024
 
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
-    int norm;           // NORM_RMS or NORM_DYT
+    int norm;           // a row of NORM_KINDS (norms.h)
     int tie_embeddings; // output head shares wte
-    int dyt_beta;       // DyT has a beta (shift) vector
+    int dyt_beta;       // the kind's optional beta vector is present (DyT: --no-dyt-beta drops it)
+    int emb_scale;      // the embedding output is multiplied by a learnable scalar (init sqrt(dim))
+    int residual_gate;  // each block's attention and FFN branch is multiplied by a learnable scalar (init 0)
     float norm_eps, rope_theta;
-    float alpha_attn0, alpha_ffn0; // DyT alpha init: attention input / FFN input and final
+    float alpha_attn0, alpha_ffn0; // alpha init: attention input / FFN input and final (kinds with alpha)
 } ModelConfig;
 
-// Parameter tensors in file and memory order (docs/format.md).
+// The norm sites, each with the parameters its kind has (norms.h).
+enum { SITE_ATTN, SITE_FFN, SITE_FINAL, N_SITES };
+
+// Parameter tensors in file and memory order (docs/format.md); the descriptor
+// table in model.c says each one's shape, presence, init and decay. A site's
+// norm parameters are in NP_ order. Tensors a config does not have are absent
+// (zero length), so old files keep their layout when tensors are added.
 enum {
-    T_WTE, T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA, T_WQ, T_WK, T_WV, T_WO,
-    T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA, T_W1, T_W2, T_W3,
-    T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_EMB_SCALE, T_WCLS, N_TENSORS
+    T_WTE,
+    T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA, T_ATTN_SHIFT, T_WQ, T_WK, T_WV, T_WO, T_ATTN_GATE,
+    T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA, T_FFN_SHIFT, T_W1, T_W2, T_W3, T_FFN_GATE,
+    T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_FINAL_SHIFT, T_EMB_SCALE, T_WCLS, N_TENSORS
 };
 
 typedef struct {
@@ -49,8 +58,13 @@ typedef struct {
 
 const char *tensor_name(int t);
 int tensor_decays(int t); // weight decay applies (matrices and embeddings)
+// The tensor holding parameter p (NP_) of a site's norm.
+int site_tensor(int site, int p);
 int default_hidden_dim(int dim);
 
+// The config's defaults for a norm kind: emb_scale and alpha0 from its row,
+// its optional parameters present; everything else as in *c.
+void config_set_norm(ModelConfig *c, int kind);
 int config_validate(const ModelConfig *c, Error *err);
 int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_params, Error *err);
 
@@ -59,8 +73,8 @@ int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_param
 int model_create(Model *m, const ModelConfig *c, Error *err);
 int model_alloc_grads(Model *m, Error *err);
 void model_free(Model *m);
-// normal(0, 0.02); wo and w2 0.02/sqrt(2 L); norm gains 1, betas 0, alphas alpha0,
-// emb_scale sqrt(dim). Each tensor draws from its own stream of `seed`, so
+// normal(0, 0.02); wo and w2 0.02/sqrt(2 L); norm parameters as NORM_PARAMS
+// says (gains 1, betas 0, alphas alpha0); emb_scale sqrt(dim); gates 0. Each tensor draws from its own stream of `seed`, so
 // models that share a tensor start with identical values for it.
 void model_init(Model *m, uint64_t seed);
 void model_zero_grad(Model *m);
@@ -80,12 +94,14 @@ typedef struct {
     int B, T_cap, kv_len, store_all, nthreads;
     int T; // positions in the last forward (<= T_cap)
     float *resid;                             // (L+1 or 1, B,T,d) residual stream
-    float *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid;
-    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg;
+    float *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid; // rstd_*: the norm's saved per-row
+    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg;                  // stats, (B,T,stats) (norms.h)
     float *k, *v;                             // (L, B, kv_len, kvd)
     float *norm_final, *rstd_final, *logits;  // (B,T,d), (B,T), (B,T,V)
     float *tmp;                               // (B,T,d) projection output before the residual add
-    float *emb;                               // (B,T,d) raw embedding (DyT scale backward)
+    float *attn_out, *ffn_out;                // (L or 1, B,T,d) the branches before their gates (residual_gate)
+    float *dbranch;                           // (B,T,d) gradient of a gated branch (residual_gate)
+    float *emb;                               // (B,T,d) raw embedding (the scale's backward)
     float *rope_cos, *rope_sin;               // (kv_len, head_dim/2): RoPE for the positions held here, so
                                               // that seq_len costs memory only when a run uses that context
     double *row_loss;                         // (B,T)
@@ -117,10 +133,24 @@ double model_backward(Model *m, Acts *a, const int *tokens, const int *targets, 
 typedef void (*GradsReady)(void *ctx, int layer);
 double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *targets, float loss_scale,
                              GradsReady ready, void *ctx);
+// The gradient slices complete at each call of ready (above): part = L the
+// final norm's and untied head's tensors, part = l < L layer l's slice of
+// every per-layer tensor, part = GRADS_REST what is complete only on return
+// (the embedding, its scale; a tied head is the embedding). Together they
+// cover every gradient once. Writes at most N_TENSORS slices; returns the count.
+#define GRADS_REST (-1)
+typedef struct {
+    float *p;
+    size_t n;
+} Slice;
+int model_grad_slices(const Model *m, int part, Slice *out);
 
 // Accumulates sum and sum of squares of each norm's input over the last
 // forward (B*T*d values each; store_all only): index l attention input,
 // L + l FFN input, 2L final input. std = sqrt(s2/n - (s1/n)^2).
 void model_norm_input_moments(const Model *m, const Acts *a, double *s1, double *s2);
+// For the saturating kinds (NormKind.sat > 0): adds the count of inputs of
+// each norm with |alpha x + s| > sat over the last forward, indexed as above.
+void model_norm_saturated(const Model *m, const Acts *a, double *count);
 
 #endif

@@ -36,6 +36,8 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_f32(h, 60, c->alpha_attn0);
     put_f32(h, 64, c->alpha_ffn0);
     put_i32(h, 68, (int32_t)tok_bytes);
+    put_i32(h, 72, c->emb_scale);
+    put_i32(h, 76, c->residual_gate);
 }
 
 // Validates and decodes; errors name the file and the field.
@@ -45,8 +47,8 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
     int version = get_i32(h, 4);
-    if (version != MODEL_VERSION)
-        return err_set(err, "%s: header field version = %d is not supported (this build reads version %d)",
+    if (version < 1 || version > MODEL_VERSION)
+        return err_set(err, "%s: header field version = %d is not supported (this build reads versions 1 to %d)",
                        path, version, MODEL_VERSION);
     *kind = get_i32(h, 8);
     if (*kind != KIND_MODEL && *kind != KIND_CHECKPOINT)
@@ -57,6 +59,12 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .seq_len = get_i32(h, 36), .norm = get_i32(h, 40), .tie_embeddings = get_i32(h, 44),
         .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
+    // version 1 (RMSNorm or DyT only): the embedding scale went with DyT, no gates
+    int v1 = version == 1, reserved = v1 ? 72 : 80;
+    if (v1 && c->norm > NORM_DYT)
+        return err_set(err, "%s: header field norm = %d needs version 2 (the file says 1)", path, c->norm);
+    c->emb_scale = v1 ? c->norm == NORM_DYT : get_i32(h, 72);
+    c->residual_gate = v1 ? 0 : get_i32(h, 76);
     Error e;
     if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
     // a tokenizer file: 0 (bytes), or the size of one with 0 to (BPE_MAX_VOCAB - 256) merges
@@ -67,7 +75,7 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
                        "(%d + 8 * merges, at most %d)", path, tb, BPE_HEADER_BYTES,
                        BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256));
     *tok_bytes = (size_t)tb;
-    for (int i = 72; i < HEADER_BYTES; i++)
+    for (int i = reserved; i < HEADER_BYTES; i++)
         if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
 }

@@ -13,7 +13,7 @@
 #include "model.h"
 
 #define MODEL_MAGIC 0x5459444Cu // "LDYT"
-#define MODEL_VERSION 1
+#define MODEL_VERSION 2 // version 1 files (before the norm zoo) still load
 #define HEADER_BYTES 256
 enum { KIND_MODEL = 1, KIND_CHECKPOINT = 2 };
 

@@ -90,7 +90,7 @@ void options_usage(FILE *f, const Option *opts, int n, const void *base) {
         const char *meta = opts[i].type == OPT_INT ? " N" : opts[i].type == OPT_FLOAT ? " X"
                          : opts[i].type == OPT_STR ? " S" : "";
         snprintf(left, sizeof left, "%s%s", opts[i].name, meta);
-        if (opts[i].type == OPT_FLAG || !def[0])
+        if (opts[i].type == OPT_FLAG || !def[0] || !strcmp(def, "nan")) // nan: "the default" is in the help
             fprintf(f, "  %-20s %s\n", left, opts[i].help);
         else
             fprintf(f, "  %-20s %s (default: %s)\n", left, opts[i].help, def);

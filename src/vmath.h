@@ -1,5 +1,6 @@
-// exp in float32 that compilers vectorise: glibc's expf is a scalar call, and
-// the attention softmax and SwiGLU's sigmoid call it once per element.
+// exp, tanh and erf in float32 that compilers vectorise: glibc's expf, tanhf
+// and erff are scalar calls, and the attention softmax, SwiGLU's sigmoid and
+// the element-wise norms (DyT, Derf) call them once per element.
 #ifndef VMATH_H
 #define VMATH_H
 
@@ -33,6 +34,51 @@ static inline float exp_approx(float x) {
     e = x < -87.3f ? 0.0f : e;
     e = x > 88.0f ? HUGE_VALF : e;
     return x == x ? e : x;
+}
+
+// tanh(x) as a rational function, x P(x^2) / Q(x^2) (degrees 13 and 6, the
+// minimax fit Eigen uses), on x clamped to [-7.9053, 7.9053], where it reaches
+// 1 in float32; x itself below 4e-4. No exp and one division: cheaper than
+// (1 - e) / (1 + e). Absolute error about 2e-7 (checked against double in
+// test_core); NaN stays NaN (the comparisons below are false for it).
+static inline float tanh_approx(float x) {
+    float c = x > 7.90531110f ? 7.90531110f : x; // selects, not fminf/fmaxf: they vectorise
+    c = c < -7.90531110f ? -7.90531110f : c;
+    float x2 = c * c;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    p = p * c;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return fabsf(c) < 0.0004f ? c : p / q;
+}
+
+// erf(x) and, in *deriv, erf'(x) = 2/sqrt(pi) exp(-x^2) (Derf's backward needs
+// both; they share the exp). For |x| >= 0.5: erf(x) = 1 - p(t) exp(-x^2),
+// t = 1 / (1 + 0.3275911 |x|) (Abramowitz and Stegun 7.1.26: absolute error
+// <= 1.5e-7), odd in x; below 0.5 the Taylor series to x^13 (truncation < 1e-9)
+// keeps the relative error small where 1 - p e would cancel. |x| clamped to
+// 9, where erf is 1 in float32 and exp(-81) is still a normal float. Absolute
+// error about 2e-7 (checked against double in test_core).
+static inline float erf_approx(float x, float *deriv) {
+    float ax = fabsf(x);
+    ax = ax < 9.0f ? ax : 9.0f;
+    float e = exp_reduced(-ax * ax);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float p = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    *deriv = 1.1283791671f * e;
+    float x2 = ax * ax;
+    float small = 1.1283791671f * ax * (1.0f + x2 * (-1.0f / 3 + x2 * (1.0f / 10 + x2 * (-1.0f / 42 + x2 *
+                  (1.0f / 216 + x2 * (-1.0f / 1320 + x2 * (1.0f / 9360)))))));
+    float y = copysignf(ax < 0.5f ? small : 1.0f - p * e, x);
+    return x == x ? y : x;
 }
 
 #endif

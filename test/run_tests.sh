@@ -50,7 +50,11 @@ section "unit and reference tests"
 
 # ---------------------------------------------------------------------------
 section "determinism and resume"
-for norm in rmsnorm dyt; do
+# every kind of the norm table (train_llama --list-norms)
+NORMS=$("$TRAIN" --list-norms | tr '\n' ' ')
+[ -n "$NORMS" ] && [ -z "$("$TRAIN" --list-norms | grep -v '^[a-z0-9_]*$')" ]
+expect "--list-norms prints one kind name per line: $NORMS" $? "$("$TRAIN" --list-norms | head -3)"
+for norm in $NORMS; do
     train --norm $norm --steps 20 --seed 5 --out "$TMP/a_$norm" 2>>"$TMP/stderr" &&
         train --norm $norm --steps 20 --seed 5 --out "$TMP/b_$norm" 2>>"$TMP/stderr"
     cmp -s <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/b_$norm/log.csv") &&
@@ -63,7 +67,36 @@ for norm in rmsnorm dyt; do
         cmp -s "$TMP/a_$norm/model.bin" "$TMP/c_$norm/model.bin"
     expect "$norm: 10 steps + resume + 10 steps equals 20 steps bit for bit" $? \
         "$(diff <(losses "$TMP/a_$norm/log.csv") <(losses "$TMP/c_$norm/log.csv") | head -3 | tr '\n' ' ')"
+    # the file round trip: the model file and the checkpoint hold the same model
+    # (greedy text), which the generator reads back and evaluates
+    gen() { "$INFER" "$1" --prompt "RO" -n 24 --temperature 0 2>/dev/null; }
+    gen "$TMP/a_$norm/model.bin" >"$TMP/gm_$norm" && gen "$TMP/a_$norm/checkpoint.bin" >"$TMP/gc_$norm" &&
+        [ "$(wc -c <"$TMP/gm_$norm")" -gt 20 ] && cmp -s "$TMP/gm_$norm" "$TMP/gc_$norm" &&
+        "$INFER" "$TMP/a_$norm/model.bin" --eval test/ref/v1/dyt_full.log.csv 2>/dev/null | grep -q "loss [0-9]"
+    expect "$norm: model.bin and checkpoint.bin generate the same greedy text; --eval runs" $? \
+        "$(head -c 80 "$TMP/gm_$norm") | $(head -c 80 "$TMP/gc_$norm")"
 done
+
+# Files written before the norm table (header version 1, by the train_llama
+# of commit f1eb584): test/ref/v1 holds a DyT checkpoint at step 3 of 6, its log,
+# and the log and model of the uninterrupted run, made with
+#   train_llama --data data/tinyshakespeare.txt --dim 16 --layers 1 --heads 2 --kv-heads 1
+#     --hidden 32 --seq 16 --batch 2 --warmup 2 --lr 3e-3 --eval-every 3 --eval-batches 2
+#     --tie-embeddings --norm dyt --steps 6 --seed 11 --threads 1 [--stop-after 3]
+# This build resumes it to the same losses (to 1e-5: the arithmetic of the
+# norms may change, the format and the run must not) and evaluates the model.
+mkdir -p "$TMP/v1" && cp test/ref/v1/dyt_step3.checkpoint.bin "$TMP/v1/checkpoint.bin" &&
+    cp test/ref/v1/dyt_step3.log.csv "$TMP/v1/log.csv" &&
+    "$TRAIN" --data "$DATA" --resume "$TMP/v1/checkpoint.bin" --threads 1 2>>"$TMP/stderr" &&
+    paste -d, <(cut -d, -f1,3,4 test/ref/v1/dyt_full.log.csv) <(cut -d, -f1,3,4 "$TMP/v1/log.csv") |
+    awk -F, 'NR > 1 { if ($1 != $4) bad = 1; for (i = 2; i <= 3; i++) { d = $i - $(i + 3); if (d < 0) d = -d;
+             if (($i == "") != ($(i + 3) == "") || d > 1e-5 * $i) bad = 1 } } END { exit bad || NR != 8 }'
+expect "a version-1 checkpoint (before the norm table) resumes to the old run's losses" $? \
+    "$(diff <(cut -d, -f1,3,4 test/ref/v1/dyt_full.log.csv) <(cut -d, -f1,3,4 "$TMP/v1/log.csv") | head -4 | tr '\n' ' ')"
+head -c 20000 "$DATA" >"$TMP/v1/text.txt"
+v=$("$INFER" test/ref/v1/dyt_full.model.bin --eval "$TMP/v1/text.txt" 2>/dev/null | sed -n 's/.*loss \([0-9.]*\),.*/\1/p')
+[ "$v" = 5.5327 ]
+expect "a version-1 model file evaluates to the old build's loss 5.5327 (first 20000 bytes)" $? "loss '$v'"
 
 # resume details: --out defaults to the checkpoint's folder; 0-default flags agree by value;
 # a stop that lands on the last step still finishes the run; a row cut short by a crash is dropped
@@ -339,7 +372,9 @@ bad_case "NaN as a value" 2 "--lr 'nan'" "$TRAIN" --data "$DATA" --lr nan
 bad_case "inf as a value" 2 "--temperature 'inf'" "$INFER" "$GOOD" --temperature inf
 bad_case "an out-of-range value" 2 "--top-p '1.5'" "$INFER" "$GOOD" --top-p 1.5
 bad_case "heads not dividing dim" 2 "(--dim --heads.*does not divide dim" train --heads 3 --kv-heads 3 --steps 1 --out "$TMP/s"
-bad_case "a bad --norm" 2 "--norm must be" "$TRAIN" --data "$DATA" --norm layernorm
+bad_case "an unknown --norm, listing the known kinds" 2 "--norm softmax: unknown kind; known: $(echo $NORMS | sed 's/ /, /g')" \
+    "$TRAIN" --data "$DATA" --norm softmax
+bad_case "a bad --emb-scale" 2 "--emb-scale must be on or off" "$TRAIN" --data "$DATA" --emb-scale yes
 bad_case "a missing MODEL" 2 "MODEL is required" "$INFER"
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
 if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
@@ -361,7 +396,7 @@ expect "exporting the exported file gives the same bytes" $? "differs"
 g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
     [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
 expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
-bad_case "exporting a DyT model" 1 "dyt.bin: cannot export to llama2c: the model has a DyT norm" \
+bad_case "exporting a DyT model" 1 "dyt.bin: cannot export to llama2c: the model has a dyt norm" \
     "$EXPORT" "$TMP/a_dyt/model.bin" --format llama2c --out "$TMP/dyt.bin"
 [ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
 expect "a refused export writes nothing" $? "files written"
@@ -643,11 +678,14 @@ fi
 
 # refused models: one line, exit 1, nothing written
 for f in gguf hf; do
-    bad_case "exporting a DyT model to $f" 1 "cannot export to $f: the model has a DyT norm" \
+    bad_case "exporting a DyT model to $f" 1 "cannot export to $f: the model has a dyt norm" \
         "$EXPORT" "$TMP/a_dyt/model.bin" --format $f --out "$E/dyt.$f"
     [ -z "$(ls -d "$E"/dyt.* 2>/dev/null)" ]
     expect "a refused $f export writes nothing" $? "$(ls "$E" | tr '\n' ' ')"
 done
+"$TRAIN" --data "$DATA" "${TINY[@]}" --norm rmsnorm --residual-gate --emb-scale on --steps 1 --out "$E/gate" 2>/dev/null
+bad_case "exporting an RMSNorm model with an embedding scale and residual gates" 1 \
+    "cannot export to hf: the model has an embedding scale" "$EXPORT" "$E/gate/model.bin" --format hf --out "$E/gate.hf"
 bad_case "-z for a GGUF export" 2 "llama2.c tokenizer cannot be written" \
     "$EXPORT" "$E/byte/model.bin" --format gguf -z "$E/same.txt" --out "$E/z.gguf"
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "../dyt.h"
@@ -116,7 +117,8 @@ static void check_tensors(const Model *m, const float *got, const float *want, c
     }
 }
 
-static void test_reference_case(const char *dir, const char *case_name) {
+// The case's config (for the coverage check), or a zero one on failure.
+static ModelConfig test_reference_case(const char *dir, const char *case_name) {
     char path[1024], name[160];
     Error err;
     Model m;
@@ -124,14 +126,14 @@ static void test_reference_case(const char *dir, const char *case_name) {
     snprintf(name, sizeof name, "ref %s: load", case_name);
     if (model_load(&m, path, &err)) {
         check(0, name, "%s", err.msg);
-        return;
+        return (ModelConfig){0};
     }
     Ref r;
     snprintf(path, sizeof path, "%s/%s.ref.bin", dir, case_name);
     if (read_ref(path, m.n_params, m.cfg.vocab_size, &r)) {
         check(0, name, "%s: unreadable or wrong size", path);
         model_free(&m);
-        return;
+        return (ModelConfig){0};
     }
     check(1, name, " ");
     int B = r.B, T = r.T, V = m.cfg.vocab_size;
@@ -179,7 +181,41 @@ static void test_reference_case(const char *dir, const char *case_name) {
     free(in), free(tg), free(m1), free(m2);
     free(r.tokens), free(r.logits), free(r.grads), free(r.step_losses), free(r.params_after);
     acts_free(&a);
+    ModelConfig c = m.cfg;
     model_free(&m);
+    return c;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Every NAME.ref.bin of scripts/ref_torch.py in dir (not llama2.c's l2c_*),
+// in name order; then every kind of the norm table must have been checked
+// with and without the residual gate, and with and without the embedding scale.
+static void test_reference_all(const char *dir) {
+    DIR *d = opendir(dir);
+    char *names[256];
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) && n < 256;) {
+        size_t len = strlen(e->d_name);
+        if (len > 8 && !strcmp(e->d_name + len - 8, ".ref.bin") && strncmp(e->d_name, "l2c_", 4))
+            names[n++] = strndup(e->d_name, len - 8);
+    }
+    if (d) closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    int seen[N_NORMS][2][2] = {{{0}}}; // [kind][gate][emb_scale]
+    for (int i = 0; i < n; i++) {
+        ModelConfig c = test_reference_case(dir, names[i]);
+        if (c.dim) seen[c.norm][c.residual_gate][c.emb_scale] = 1;
+        free(names[i]);
+    }
+    for (int k = 0; k < N_NORMS; k++) {
+        char name[160];
+        snprintf(name, sizeof name, "ref: %s is checked with and without the residual gate and the embedding scale",
+                 NORM_KINDS[k].name);
+        int gate = (seen[k][0][0] || seen[k][0][1]) && (seen[k][1][0] || seen[k][1][1]);
+        int emb = (seen[k][0][0] || seen[k][1][0]) && (seen[k][0][1] || seen[k][1][1]);
+        check(gate && emb, name, "cases missing in %s (scripts/ref_torch.py CASES)", dir);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -399,6 +435,105 @@ static void test_norm_backward_chunks(void) {
         check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
               !memcmp(db[0], db[1], sizeof db[0]) && da[0] == da[1], name, "differ");
     }
+}
+
+// Every kind of the norm table, through its table entry: finite differences
+// of L = sum(w * y) in float64 on the float32 forward against the backward,
+// for the input and every parameter the kind has; and the same bits of every
+// gradient with 1 and 2 threads.
+static double kind_objective(const NormKind *k, const float *x, const NormW *p, const float *w, int N, int C,
+                             float *y, float *stats) {
+    k->forward(y, stats, x, p, (size_t)N, C);
+    double s = 0.0;
+    for (int i = 0; i < N * C; i++) s += (double)w[i] * y[i];
+    return s;
+}
+
+static void test_norm_kinds(void) {
+    enum { N = 70, C = 20 }; // 3 row chunks
+    static float x[N * C], w[N * C], y[N * C], dx[2][N * C], stats[4 * N], scratch[8 * N * C];
+    float g[C], b[C], dg[2][C], db[2][C], da[2], ds[2];
+    Rng rng = rng_make(7, 2);
+    for (int i = 0; i < N * C; i++) x[i] = 1.5f * (float)rng_normal(&rng), w[i] = (float)rng_normal(&rng);
+    for (int c = 0; c < C; c++) g[c] = 1.0f + 0.3f * (float)rng_normal(&rng), b[c] = 0.2f * (float)rng_normal(&rng);
+    for (int kind = 0; kind < N_NORMS; kind++) {
+        const NormKind *k = &NORM_KINDS[kind];
+        char name[160];
+        snprintf(name, sizeof name, "%s: scratch and stats fit the test's buffers", k->name);
+        if (k->scratch_floats(N, C) > 8 * N * C || k->stats > 4) {
+            check(0, name, "%zu floats", k->scratch_floats(N, C));
+            continue;
+        }
+        NormW p = {.gain = g, .beta = b, .alpha = 0.7f, .shift = 0.15f, .eps = 1e-5f};
+        // hardtanh has kinks at |alpha x| = 1: keep the inputs 5% away from them, so
+        // that no difference below (h = 1e-2 on x or alpha) crosses one
+        for (int i = 0; i < N * C && kind == NORM_HARDTANH; i++)
+            if (fabsf(fabsf(p.alpha * x[i]) - 1.0f) < 0.05f) x[i] *= 1.1f;
+        if (!norm_has(kind, NP_BETA, 1)) p.beta = NULL;
+        int saved = omp_get_max_threads();
+        for (int th = 0; th < 2; th++) {
+            omp_set_num_threads(th + 1);
+            memset(dx[th], 0, sizeof dx[th]), memset(dg[th], 0, sizeof dg[th]), memset(db[th], 0, sizeof db[th]);
+            da[th] = ds[th] = 0.0f;
+            NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[th] : NULL, p.beta ? db[th] : NULL,
+                        norm_has(kind, NP_ALPHA, 1) ? &da[th] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[th] : NULL};
+            k->forward(y, stats, x, &p, N, C);
+            k->backward(dx[th], &gr, w, x, stats, &p, N, C, scratch);
+        }
+        omp_set_num_threads(saved);
+        snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads", k->name);
+        check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
+              !memcmp(db[0], db[1], sizeof db[0]) && !memcmp(da, da + 1, 4) && !memcmp(ds, ds + 1, 4), name, "differ");
+        // central differences with h = 1e-2: truncation O(h^2) ~ 1e-4 relative, float32
+        // rounding ~1e-7 |L| / h
+        const float h = 1e-2f;
+        struct { const char *what; float *v; const float *grad; int n, has; } t[] = {
+            {"x", x, dx[0], N * C, 1}, {"gain", g, dg[0], C, norm_has(kind, NP_GAIN, 1)},
+            {"beta", b, db[0], C, p.beta != NULL}, {"alpha", &p.alpha, &da[0], 1, norm_has(kind, NP_ALPHA, 1)},
+            {"shift", &p.shift, &ds[0], 1, norm_has(kind, NP_SHIFT, 1)}};
+        for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
+            if (!t[j].has) continue;
+            double worst = 0.0;
+            for (int i = 0; i < t[j].n; i++) {
+                float keep = t[j].v[i];
+                t[j].v[i] = keep + h;
+                double lp = kind_objective(k, x, &p, w, N, C, y, stats);
+                t[j].v[i] = keep - h;
+                double lm = kind_objective(k, x, &p, w, N, C, y, stats);
+                t[j].v[i] = keep;
+                double fd = (lp - lm) / (2.0 * h), an = t[j].grad[i];
+                double e = fabs(fd - an) / fmax(1.0, fabs(an));
+                worst = e > worst ? e : worst;
+            }
+            double tol = 2e-3;
+            snprintf(name, sizeof name, "%s finite differences: d%s", k->name, t[j].what);
+            check(worst <= tol, name, "worst error %.3g > %.0e", worst, tol);
+        }
+    }
+}
+
+// tanh_approx and erf_approx (src/vmath.h) against double precision, dense
+// near 0, over the range where they saturate, and their edges
+static void test_tanh_erf(void) {
+    double wt = 0.0, wtr = 0.0, we = 0.0, wer = 0.0, wd = 0.0;
+    for (int i = -240000; i <= 240000; i++) {
+        float v = i * 5e-5f, d;
+        double t = tanh((double)v), e = erf((double)v);
+        wt = fmax(wt, fabs(tanh_approx(v) - t));
+        if (v != 0.0f) wtr = fmax(wtr, fabs(tanh_approx(v) - t) / fabs(t));
+        we = fmax(we, fabs(erf_approx(v, &d) - e));
+        if (v != 0.0f) wer = fmax(wer, fabs(erf_approx(v, &d) - e) / fabs(e));
+        wd = fmax(wd, fabs(d - 1.1283791670955126 * exp(-(double)v * v))); // 2 / sqrt(pi)
+    }
+    check(wt < 5e-7 && wtr < 1e-6, "tanh_approx: |error| < 5e-7 absolute, < 1e-6 relative on [-12, 12]",
+          "abs %.3g rel %.3g", wt, wtr);
+    check(we < 4e-7 && wer < 1e-6 && wd < 3e-7, "erf_approx: |error| of erf < 4e-7 (relative 1e-6), of erf' < 3e-7 on [-12, 12]",
+          "erf %.3g (relative %.3g), erf' %.3g", we, wer, wd);
+    float d;
+    check(tanh_approx(0.0f) == 0.0f && tanh_approx(100.0f) == 1.0f && tanh_approx(-INFINITY) == -1.0f &&
+              isnan(tanh_approx(NAN)) && erf_approx(0.0f, &d) == 0.0f && erf_approx(100.0f, &d) == 1.0f &&
+              erf_approx(-INFINITY, &d) == -1.0f && isnan(erf_approx(NAN, &d)),
+          "tanh_approx, erf_approx: 0, saturation, infinity, NaN", "wrong limits");
 }
 
 // exp_approx against double exp over its range: relative error, and the edges
@@ -737,7 +872,7 @@ static void test_llama2c_export_refusals(const char *dir) {
     snprintf(path, sizeof path, "%s/dyt_beta_untied.model.bin", dir);
     if (!model_load(&m, path, &err)) {
         int rc = llama2c_export(&m, out, &err);
-        check(rc && strstr(err.msg, "DyT") && !file_exists(out), "llama2c export refuses a DyT model",
+        check(rc && strstr(err.msg, "cannot export to llama2c: the model has a dyt norm") && !file_exists(out), "llama2c export refuses a DyT model",
               "rc %d: %s", rc, err.msg);
         model_free(&m);
     }
@@ -1242,9 +1377,10 @@ static void test_export_encodings(void) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
-    const char *cases[] = {"rms_untied", "rms_tied", "dyt_beta_untied", "dyt_nobeta_tied"};
-    for (int i = 0; i < 4; i++) test_reference_case(dir, cases[i]);
+    test_reference_all(dir);
     test_dyt_finite_differences();
+    test_norm_kinds();
+    test_tanh_erf();
     test_attention();
     test_exp_approx();
     test_norm_backward_chunks();

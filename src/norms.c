@@ -1,0 +1,393 @@
+#include "norms.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../dyt.h"
+
+// ----------------------------------------------------------------------------
+// per-channel gradient sums in a fixed order
+
+#define CH_BLOCK 16 // channels per block of the final sums
+
+// planes (chunks, C) floats each, then one double per (scalar plane, block),
+// at an even offset
+static size_t sums_offset(int planes, size_t N, int C) {
+    return ((size_t)planes * ((N + NORM_ROWS - 1) / NORM_ROWS) * (size_t)C + 1) & ~(size_t)1;
+}
+
+size_t norm_channel_scratch(int planes, size_t N, int C) {
+    return sums_offset(planes, N, C) + 2 * (size_t)planes * (size_t)((C + CH_BLOCK - 1) / CH_BLOCK);
+}
+
+void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, const void *ctx,
+                       size_t N, int C, float *scratch) {
+    int planes = nvec + nscal, nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
+    size_t nchunks = (N + NORM_ROWS - 1) / NORM_ROWS, plane = nchunks * (size_t)C;
+    double *blk_sums = (double *)(void *)(scratch + sums_offset(planes, N, C)); // (nscal, nblocks)
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (size_t k = 0; k < nchunks; k++) {
+            float *pl[NORM_MAX_PLANES];
+            for (int p = 0; p < planes; p++) {
+                pl[p] = scratch + p * plane + k * C;
+                memset(pl[p], 0, (size_t)C * sizeof(float));
+            }
+            size_t n1 = (k + 1) * NORM_ROWS < N ? (k + 1) * NORM_ROWS : N;
+            for (size_t n = k * NORM_ROWS; n < n1; n++) row(ctx, n, pl);
+        }
+        // chunk sums in chunk order, per channel, in double
+#pragma omp for schedule(static)
+        for (int blk = 0; blk < nblocks; blk++) {
+            int c0 = blk * CH_BLOCK, c1 = c0 + CH_BLOCK < C ? c0 + CH_BLOCK : C;
+            for (int p = 0; p < planes; p++) {
+                double s[CH_BLOCK] = {0};
+                for (size_t k = 0; k < nchunks; k++) {
+                    const float *src = scratch + p * plane + k * C;
+                    for (int c = c0; c < c1; c++) s[c - c0] += src[c];
+                }
+                if (p < nvec) {
+                    if (out[p])
+                        for (int c = c0; c < c1; c++) out[p][c] += (float)s[c - c0];
+                } else {
+                    double t = 0.0;
+                    for (int c = c0; c < c1; c++) t += s[c - c0];
+                    blk_sums[(size_t)(p - nvec) * nblocks + blk] = t;
+                }
+            }
+        }
+    }
+    for (int p = nvec; p < planes; p++) { // in block order: deterministic
+        double total = 0.0;
+        for (int blk = 0; blk < nblocks; blk++) total += blk_sums[(size_t)(p - nvec) * nblocks + blk];
+        if (out[p]) *out[p] += (float)total;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm: y = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)
+
+// sum(a[i] * b[i] * c[i]) (c = NULL: sum(a[i] * b[i])) in 16 interleaved partial
+// sums added in a fixed order at the end: the compiler vectorises it (a single
+// running float sum is a chain of dependent adds), and the bits depend only on n.
+#define LANES 16
+static float dot_lanes(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j] * (c ? c[i + j] : 1.0f);
+    for (; i < n; i++) acc[i % LANES] += a[i] * b[i] * (c ? c[i] : 1.0f);
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
+                     size_t N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        float r = 1.0f / sqrtf(dot_lanes(x, x, NULL, C) / C + eps);
+        for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
+        if (rstd) rstd[n] = r;
+    }
+}
+
+size_t rmsnorm_scratch_floats(size_t N, int C) { return norm_channel_scratch(1, N, C); }
+
+typedef struct {
+    float *dinp;
+    const float *dout, *inp, *w, *rstd;
+    int C;
+} RmsRow;
+
+// dx_i = r g_i dy_i - x_i r^3 / C * sum_j dy_j g_j x_j;  dg_i = sum_rows dy_i x_i r
+// One row: dx +=, its dg terms into the chunk's plane (restrict: it vectorises).
+static void rms_row(float *restrict dx, float *restrict pg, const float *restrict dy,
+                    const float *restrict x, const float *restrict w, float r, int C) {
+    float k = dot_lanes(dy, w, x, C) * r * r * r / C;
+    for (int c = 0; c < C; c++) {
+        dx[c] += r * w[c] * dy[c] - k * x[c];
+        pg[c] += dy[c] * x[c] * r;
+    }
+}
+
+static void rms_row_fn(const void *ctx, size_t n, float *const *pl) {
+    const RmsRow *a = ctx;
+    size_t o = n * (size_t)a->C;
+    rms_row(a->dinp + o, pl[0], a->dout + o, a->inp + o, a->w, a->rstd[n], a->C);
+}
+
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, size_t N, int C, float *scratch) {
+    RmsRow a = {dinp, dout, inp, weight, rstd, C};
+    float *out[1] = {dweight};
+    norm_channel_sums(out, 1, 0, rms_row_fn, &a, N, C, scratch);
+}
+
+// ----------------------------------------------------------------------------
+// LayerNorm: y = (x - mean) * rstd * g + b, rstd = 1 / sqrt(var + eps);
+// stats: mean and rstd per row
+
+static void layernorm_forward(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        float mean = 0.0f, var = 0.0f;
+        float acc[LANES] = {0};
+        for (int c = 0; c < C; c++) acc[c % LANES] += x[c];
+        for (int j = 0; j < LANES; j++) mean += acc[j];
+        mean /= C;
+        for (int j = 0; j < LANES; j++) acc[j] = 0.0f;
+        for (int c = 0; c < C; c++) acc[c % LANES] += (x[c] - mean) * (x[c] - mean);
+        for (int j = 0; j < LANES; j++) var += acc[j];
+        float r = 1.0f / sqrtf(var / C + w->eps);
+        for (int c = 0; c < C; c++) y[c] = (x[c] - mean) * r * w->gain[c] + w->beta[c];
+        stats[2 * n] = mean, stats[2 * n + 1] = r;
+    }
+}
+
+typedef struct {
+    float *dinp;
+    const float *dout, *inp, *gain, *stats;
+    int C;
+} LnRow;
+
+// xhat = (x - mean) r, dxhat = dy g:
+//   dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); dg = sum_rows dy xhat; db = sum_rows dy
+static void ln_row(float *restrict dx, float *restrict pg, float *restrict pb, const float *restrict dy,
+                   const float *restrict x, const float *restrict g, float mean, float r, int C) {
+    float a1[LANES] = {0}, a2[LANES] = {0}, m1 = 0.0f, m2 = 0.0f;
+    for (int c = 0; c < C; c++) {
+        float dxh = dy[c] * g[c];
+        a1[c % LANES] += dxh;
+        a2[c % LANES] += dxh * (x[c] - mean) * r;
+    }
+    for (int j = 0; j < LANES; j++) m1 += a1[j], m2 += a2[j];
+    m1 /= C, m2 /= C;
+    for (int c = 0; c < C; c++) {
+        float xh = (x[c] - mean) * r;
+        dx[c] += r * (dy[c] * g[c] - m1 - xh * m2);
+        pg[c] += dy[c] * xh;
+        pb[c] += dy[c];
+    }
+}
+
+static void ln_row_fn(const void *ctx, size_t n, float *const *pl) {
+    const LnRow *a = ctx;
+    size_t o = n * (size_t)a->C;
+    ln_row(a->dinp + o, pl[0], pl[1], a->dout + o, a->inp + o, a->gain, a->stats[2 * n], a->stats[2 * n + 1], a->C);
+}
+
+static void layernorm_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                               const NormW *w, size_t N, int C, float *scratch) {
+    LnRow a = {dinp, dout, inp, w->gain, stats, C};
+    float *out[2] = {g->gain, g->beta};
+    norm_channel_sums(out, 2, 0, ln_row_fn, &a, N, C, scratch);
+}
+
+static size_t planes2_scratch(size_t N, int C) { return norm_channel_scratch(2, N, C); }
+
+// ----------------------------------------------------------------------------
+// Derf ("Stronger Normalization-Free Transformers"): y = g * erf(alpha x + s) + b
+
+static void derf_forward(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+    (void)stats;
+    float alpha = w->alpha, s = w->shift;
+    const float *g = w->gain, *b = w->beta;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        for (int c = 0; c < C; c++) {
+            float d;
+            y[c] = g[c] * erf_approx(alpha * x[c] + s, &d) + b[c];
+        }
+    }
+}
+
+typedef struct {
+    float *dinp;
+    const float *dout, *inp, *gain;
+    float alpha, shift;
+    int C;
+} ScalarRow;
+
+// e = erf'(u) at u = alpha x + s, k = dy g e:
+//   dx = k alpha, dalpha = sum k x, ds = sum k, dg = sum_rows dy erf(u), db = sum_rows dy
+static void derf_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
+                     float *restrict ps, const float *restrict dy, const float *restrict x,
+                     const float *restrict g, float alpha, float s, int C) {
+    for (int c = 0; c < C; c++) {
+        float e, v = erf_approx(alpha * x[c] + s, &e);
+        float k = dy[c] * g[c] * e;
+        dx[c] += k * alpha;
+        pa[c] += k * x[c];
+        ps[c] += k;
+        pg[c] += dy[c] * v;
+        pb[c] += dy[c];
+    }
+}
+
+static void derf_row_fn(const void *ctx, size_t n, float *const *pl) {
+    const ScalarRow *a = ctx;
+    size_t o = n * (size_t)a->C;
+    derf_row(a->dinp + o, pl[0], pl[1], pl[2], pl[3], a->dout + o, a->inp + o, a->gain, a->alpha, a->shift, a->C);
+}
+
+static void derf_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                          const NormW *w, size_t N, int C, float *scratch) {
+    (void)stats;
+    ScalarRow a = {dinp, dout, inp, w->gain, w->alpha, w->shift, C};
+    float *out[4] = {g->gain, g->beta, g->alpha, g->shift};
+    norm_channel_sums(out, 2, 2, derf_row_fn, &a, N, C, scratch);
+}
+
+static size_t planes4_scratch(size_t N, int C) { return norm_channel_scratch(4, N, C); }
+
+// ----------------------------------------------------------------------------
+// hardtanh: y = g * clamp(alpha x, -1, 1) + b (is a smooth saturation needed?)
+
+static void hardtanh_forward(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+    (void)stats;
+    float alpha = w->alpha;
+    const float *g = w->gain, *b = w->beta;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        for (int c = 0; c < C; c++) {
+            float u = alpha * x[c];
+            u = u > 1.0f ? 1.0f : u;
+            u = u < -1.0f ? -1.0f : u;
+            y[c] = g[c] * u + b[c];
+        }
+    }
+}
+
+// inside (|alpha x| < 1): dx = dy g alpha, dalpha = sum dy g x; outside both 0;
+// dg = sum_rows dy clamp(alpha x, -1, 1), db = sum_rows dy
+static void hardtanh_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
+                         const float *restrict dy, const float *restrict x, const float *restrict g,
+                         float alpha, int C) {
+    for (int c = 0; c < C; c++) {
+        float u = alpha * x[c];
+        float in = u > -1.0f && u < 1.0f ? 1.0f : 0.0f;
+        float v = u > 1.0f ? 1.0f : u;
+        v = v < -1.0f ? -1.0f : v;
+        float k = dy[c] * g[c] * in;
+        dx[c] += k * alpha;
+        pa[c] += k * x[c];
+        pg[c] += dy[c] * v;
+        pb[c] += dy[c];
+    }
+}
+
+static void hardtanh_row_fn(const void *ctx, size_t n, float *const *pl) {
+    const ScalarRow *a = ctx;
+    size_t o = n * (size_t)a->C;
+    hardtanh_row(a->dinp + o, pl[0], pl[1], pl[2], a->dout + o, a->inp + o, a->gain, a->alpha, a->C);
+}
+
+static void hardtanh_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                              const NormW *w, size_t N, int C, float *scratch) {
+    (void)stats;
+    ScalarRow a = {dinp, dout, inp, w->gain, w->alpha, 0.0f, C};
+    float *out[3] = {g->gain, g->beta, g->alpha};
+    norm_channel_sums(out, 2, 1, hardtanh_row_fn, &a, N, C, scratch);
+}
+
+static size_t planes3_scratch(size_t N, int C) { return norm_channel_scratch(3, N, C); }
+
+// ----------------------------------------------------------------------------
+// none: y = x (does the network need anything at all?)
+
+static void none_forward(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+    (void)stats, (void)w;
+    memcpy(out, inp, N * (size_t)C * sizeof(float));
+}
+
+static void none_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                          const NormW *w, size_t N, int C, float *scratch) {
+    (void)g, (void)inp, (void)stats, (void)w, (void)scratch;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < N * (size_t)C; i++) dinp[i] += dout[i];
+}
+
+static size_t no_scratch(size_t N, int C) { return (void)N, (void)C, 0; }
+
+// ----------------------------------------------------------------------------
+// the table: each kind's forward/backward in the table's signature
+
+static void rms_fwd(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+    rmsnorm_forward(out, stats, inp, w->gain, N, C, w->eps);
+}
+static void rms_bwd(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                    const NormW *w, size_t N, int C, float *scratch) {
+    rmsnorm_backward(dinp, g->gain, dout, inp, w->gain, stats, N, C, scratch);
+}
+
+static void dyt_fwd(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
+    (void)stats;
+    dyt_forward(out, inp, w->alpha, w->gain, w->beta, N, C);
+}
+static void dyt_bwd(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
+                    const NormW *w, size_t N, int C, float *scratch) {
+    (void)stats;
+    dyt_backward(dinp, g->alpha, g->gain, g->beta, dout, inp, w->alpha, w->gain, N, C, scratch);
+}
+
+const NormParam NORM_PARAMS[N_NORM_PARAMS] = {
+    [NP_GAIN] = {"norm", NULL, 1, INIT_ONE, 0},
+    [NP_BETA] = {"beta", NULL, 1, INIT_ZERO, 0},
+    [NP_ALPHA] = {"alpha", "alpha", 0, INIT_ALPHA0, 0},
+    [NP_SHIFT] = {"shift", "s", 0, INIT_ZERO, 0},
+};
+
+#define G NP_BIT(NP_GAIN)
+#define B NP_BIT(NP_BETA)
+#define A NP_BIT(NP_ALPHA)
+#define S NP_BIT(NP_SHIFT)
+const NormKind NORM_KINDS[N_NORMS] = {
+    // name, help, params, optional, alpha0, emb_scale, stats, sat, forward, backward, scratch
+    [NORM_RMS] = {"rmsnorm", "g * x / sqrt(mean(x^2) + eps); g = 1", G, 0, 1.0f, 0, 1, 0.0f,
+                  rms_fwd, rms_bwd, rmsnorm_scratch_floats},
+    [NORM_DYT] = {"dyt", "gamma * tanh(alpha * x) + beta; alpha0 1 (--alpha-attn, --alpha-ffn), gamma 1, beta 0 "
+                  "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, dyt_scratch_floats},
+    [NORM_LAYER] = {"layernorm", "(x - mean(x)) / sqrt(var(x) + eps) * g + b; g = 1, b = 0", G | B, 0, 1.0f, 0, 2,
+                    0.0f, layernorm_forward, layernorm_backward, planes2_scratch},
+    [NORM_DERF] = {"derf", "gamma * erf(alpha * x + s) + beta; alpha0 0.5 (--alpha-attn, --alpha-ffn), s0 0, "
+                   "gamma 1, beta 0", G | B | A | S, 0, 0.5f, 1, 0, 2.0f, derf_forward, derf_backward,
+                   planes4_scratch},
+    [NORM_HARDTANH] = {"hardtanh", "gamma * clamp(alpha * x, -1, 1) + beta; alpha0 1, gamma 1, beta 0",
+                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, planes3_scratch},
+    [NORM_NONE] = {"none", "x (identity: no parameters)", 0, 0, 1.0f, 1, 0, 0.0f, none_forward, none_backward,
+                   no_scratch},
+};
+#undef G
+#undef B
+#undef A
+#undef S
+
+int norm_find(const char *name) {
+    for (int k = 0; k < N_NORMS; k++)
+        if (!strcmp(name, NORM_KINDS[k].name)) return k;
+    return -1;
+}
+
+void norm_names(char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int k = 0; k < N_NORMS && n < cap; k++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", k ? ", " : "", NORM_KINDS[k].name);
+}
+
+int norm_has(int kind, int p, int beta) {
+    const NormKind *k = &NORM_KINDS[kind];
+    if (!(k->params & NP_BIT(p))) return 0;
+    return !(k->optional & NP_BIT(p)) || beta;
+}
