@@ -33,15 +33,22 @@ LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes
 TRAIN_OBJ = $(BUILD)/src/dist.o
 
-.PHONY: all test test-mpi demo bench clean fuzz asan ubsan valgrind
+.PHONY: all test test-mpi demo bench figures clean fuzz asan ubsan valgrind blas-check
 all: train_llama infer_llama tokenize export_llama
+
+# Before the first compile: without OpenBLAS's header, one line says what to install
+# (instead of the compiler's "cblas.h: No such file or directory"). An order-only
+# prerequisite of every object, checked when something is compiled.
+blas-check:
+	$(if $(wildcard $(BLAS_INC)/cblas.h),,$(error OpenBLAS is missing ($(BLAS_INC)/cblas.h): \
+	run scripts/setup.sh as root, or: apt-get install -y libopenblas-openmp-dev))
 
 # `make V=1` prints the full commands
 ifneq ($(V),1)
 Q = @
 endif
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | blas-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -72,8 +79,9 @@ build/alloc_count.so: bench/alloc_count.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=c11 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -fPIC -shared $< -o $@ -ldl
 
-# The benchmark suite (scripts/bench.py): prints the table, writes docs/bench.md
-# and docs/bench.csv. BENCH_QUICK=1 runs fewer steps (a smoke run, not numbers).
+# The benchmark suite (scripts/bench.py): prints the table, writes runs/bench/bench.md
+# and runs/bench/bench.csv (`make figures` copies them to docs/). BENCH_QUICK=1 runs
+# fewer steps (a smoke run, not numbers).
 bench: build/benchmark build/alloc_count.so
 	BENCH_CFLAGS="$(CFLAGS)" /usr/bin/python3 scripts/bench.py
 
@@ -93,8 +101,17 @@ test-mpi:
 	$(MAKE) --no-print-directory MPI=1 all
 	test/run_mpi_tests.sh
 
+# make demo writes only under runs/ (a fresh clone stays clean). make figures updates
+# what the README shows: the demo's plots and summary (docs/demo_*; finished runs are
+# reused) and the last `make bench`'s tables (docs/bench.*).
 demo:
 	scripts/demo.sh
+
+figures:
+	scripts/demo.sh --update-docs
+	@if [ -f runs/bench/bench.md ]; then cp runs/bench/bench.md runs/bench/bench.csv docs/ && \
+	    echo "figures: docs/bench.md, docs/bench.csv updated from runs/bench/"; \
+	else echo "figures: no runs/bench/bench.md (run make bench first); docs/bench.* left as they are"; fi
 
 # Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader, the
 # llama2.c tokenizer loader, the BPE tokenizer loader and the token cache loader,
@@ -114,7 +131,7 @@ FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
 FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer build/fuzz/fuzz_bpe build/fuzz/fuzz_tokcache
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
 
-build/fuzzobj/%.o: %.c
+build/fuzzobj/%.o: %.c | blas-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZCC  $<")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
@@ -150,7 +167,7 @@ SAN_ENV = ASAN_OPTIONS=exitcode=86:detect_leaks=1:abort_on_error=0 \
           UBSAN_OPTIONS=exitcode=87:print_stacktrace=1:halt_on_error=1
 
 define san_rules
-build/$(1)/obj/%.o: %.c
+build/$(1)/obj/%.o: %.c | blas-check
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  CC      $$< ($(1))")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) -c $$< -o $$@

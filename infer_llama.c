@@ -60,6 +60,17 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
 
+// A window's attention scores take heads x T x T floats: with a long context
+// (a legal header allows 2^20) that is more than any machine has. Said up
+// front, with the numbers, rather than found by the allocator or the swap.
+static int eval_memory_check(const Model *m, const char *path, size_t T, Error *err) {
+    double att = 4.0 * (double)m->cfg.n_heads * (double)T * (double)T;
+    char what[4300];
+    snprintf(what, sizeof what, "--eval %.4000s: the attention scores of a window of %zu tokens (%d heads; the "
+             "model's context is %d)", path, T, m->cfg.n_heads, m->cfg.seq_len);
+    return att > (double)SIZE_MAX ? err_set(err, "%s: too large", what) : memory_check((size_t)att, what, err);
+}
+
 // Mean next-token loss over the file, in consecutive windows of the context length.
 static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Error *err) {
     int *tokens, rc = 0;
@@ -72,7 +83,7 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     double total = 0.0;
     size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;
     Acts a; // sized to the longest window, not the whole context
-    if (acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
+    if (eval_memory_check(m, path, T_max, err) || acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
         free(tokens);
         return -1;
     }
@@ -222,14 +233,19 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        if (!stream_check(stdout, "stdout", &err)) return 0;
+        fprintf(stderr, "infer_llama: %s\n", err.msg);
+        return 1;
     }
     if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
     if (rc) {
         fprintf(stderr, "infer_llama: %s (see --help)\n", err.msg);
         return 2;
     }
-    threads_setup(s.threads);
+    if (threads_start(s.threads, "infer_llama", &err)) {
+        fprintf(stderr, "infer_llama: %s\n", err.msg);
+        return 1;
+    }
     Model m;
     ModelFormat format;
     if (model_load_any(&m, pos[0], &format, &err)) {
@@ -237,6 +253,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     rc = run(&m, &s, pos[0], &err);
+    // generated text or scores that did not reach stdout's file are a failure (> /dev/full)
+    if (!rc) rc = stream_check(stdout, "stdout", &err);
     if (rc) fprintf(stderr, "infer_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

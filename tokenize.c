@@ -116,7 +116,7 @@ static int cmd_decode(const char *cache_path, const Settings *s) {
             size_t len = bpe_decode(&b, tokens[i], &p);
             fwrite(p, 1, len, stdout);
         }
-        if (fflush(stdout)) rc = err_set(&err, "stdout: write failed");
+        rc = stream_check(stdout, "stdout", &err);
     }
     free(tokens);
     bpe_free(&b);
@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 2, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        return stream_check(stdout, "stdout", &err) ? fail(&err) : 0;
     }
     static const struct {
         const char *name;
@@ -197,5 +197,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tokenize: %s (see --help)\n", err.msg);
         return 2;
     }
-    return CMDS[which].run(pos[1], &s);
+    rc = CMDS[which].run(pos[1], &s);
+    // a table or text on stdout that did not reach its file is a failure (> /dev/full)
+    if (!rc && stream_check(stdout, "stdout", &err)) rc = fail(&err);
+    return rc;
 }

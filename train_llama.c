@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -187,10 +188,13 @@ typedef struct {
     int64_t resume_threads;      // the thread count the checkpoint was written with
     uint64_t *rank_hashes;       // rank 0: every rank's weight hash (check_same_weights)
     double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
-    char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
+    char ckpt_dir[4096];         // resuming: the checkpoint's folder (--out's default)
+    char out_dir[4096];          // a fresh run's default --out: runs/NORM
+    int lock_fd;                 // OUT/.lock, held while this process lives (lock_out)
     FILE *log;
     double best_val, last_val;
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
+    double load_start; // the machine's load average when this invocation began (result.txt)
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
@@ -215,6 +219,19 @@ static void install_signal_handlers(void) {
     signal(SIGXFSZ, SIG_IGN);
 }
 
+// A SIGINT or SIGTERM during set-up (loading data, training a vocabulary)
+// ends the run before its first step, with exit 0 and a line saying so.
+static int stopped_in_setup(Run *r) {
+    if (!dist_max_int(&r->dist, g_stop_signal != 0)) return 0;
+    if (r->dist.rank == 0 && r->s.resume)
+        fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet; %s is "
+                        "unchanged, resume with --resume %s\n", r->s.resume, r->s.resume);
+    else if (r->dist.rank == 0)
+        fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet, no "
+                        "checkpoint written\n");
+    return 1;
+}
+
 // Set-up errors are recorded, not printed: under MPI the ranks first agree
 // which one reports (main), so a job prints one line, not one per process.
 static int fail(Error *err, const char *msg) {
@@ -232,6 +249,18 @@ static int usage_error(Error *err, const char *msg) {
 // Over all processes: ranks x batch rows of seq tokens, grad-accum times.
 static double tokens_per_step(const Settings *s) {
     return (double)s->ranks * (double)(s->batch * s->seq * s->grad_accum);
+}
+
+// Tokens after `steps` steps: steps x ranks x batch x seq x grad-accum,
+// checked (-1 if it overflows int64): the count is stored in checkpoints.
+static int token_count(const Settings *s, int64_t steps, int64_t *out) {
+    int64_t per = s->ranks, n;
+    const int64_t f[] = {s->batch, s->seq, s->grad_accum};
+    for (int i = 0; i < 3; i++)
+        if (__builtin_mul_overflow(per, f[i], &per)) return -1;
+    if (__builtin_mul_overflow(s->steps, per, &n) || __builtin_mul_overflow(steps, per, &n)) return -1;
+    if (out) *out = n;
+    return 0;
 }
 
 // The kind's defaults (norms.h), then what the options change. --norm is
@@ -454,17 +483,23 @@ static int log_remap(Run *r, Chunk *kept, char **out, Error *err) {
 
 // On resume, keep only the complete log rows up to the checkpoint's step
 // (later rows are redone), so the log reads as one uninterrupted run. The kept
-// rows replace the file atomically: a crash here cannot lose the log.
+// rows replace the file atomically: a crash here cannot lose the log. The rows
+// come from the checkpoint's folder (resumed into another --out, the log
+// continues there); without a log the new one starts at the checkpoint's step.
 static int log_open(Run *r, int resuming, Error *err) {
-    if (!resuming) {
-        r->log = fopen(r->path_log, "w");
-        if (!r->log) return err_set(err, "%s: cannot write: %s", r->path_log, strerror(errno));
+    char src[4200];
+    if (resuming && join(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
+    if (!resuming || access(src, F_OK)) {
+        if (resuming && r->dist.rank == 0)
+            fprintf(stderr, "train_llama: %s: not found; %s starts at step %lld\n", src, r->path_log,
+                    (long long)r->st.step);
+        if (!(r->log = create_fresh(r->path_log, err))) return -1;
         log_header(r, r->log);
         return 0;
     }
     unsigned char *text;
     size_t n, i = 0;
-    if (read_file(r->path_log, &text, &n, err)) return -1;
+    if (read_file(src, &text, &n, err)) return -1;
     for (int line = 0; i < n; line++) {
         size_t j = i;
         while (j < n && text[j] != '\n') j++;
@@ -480,9 +515,8 @@ static int log_open(Run *r, int resuming, Error *err) {
     free(text);
     free(remapped);
     if (rc) return -1;
-    r->log = fopen(r->path_log, "a");
-    if (!r->log) return err_set(err, "%s: cannot append: %s", r->path_log, strerror(errno));
-    return 0;
+    r->log = open_append(r->path_log, err);
+    return r->log ? 0 : -1;
 }
 
 // OUT/checkpoint-STEP.bin into buf (cap 4200); -1 if the path does not fit
@@ -575,17 +609,20 @@ static int write_result(Run *r, const char *status, Error *err) {
     int len = snprintf(text, sizeof text,
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
-                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
+                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\ncores=%d\nthreads=%d\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
-                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth);
+                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
+                       r->load_start, load_average(), omp_get_num_procs(), omp_get_max_threads());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
 
 static void progress(const Run *r, double loss, double val, double tok_s, double eta_s, int final) {
     int tty = isatty(STDERR_FILENO);
+    if (!(eta_s >= 0 && eta_s < 1e8)) eta_s = eta_s >= 1e8 ? 1e8 : 0; // (int) of it stays defined
     if (!tty && !final && r->st.step % r->s.eval_every) return; // logs get a line per evaluation
     fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %.4f (%.4f bpb) | %.0f tok/s | ETA %dm%02ds%s",
             tty ? "\r" : "", (long long)r->st.step, (long long)r->s.steps, loss, val, bits_per_byte(r, val), tok_s,
@@ -710,7 +747,7 @@ static int train_loop(Run *r, Error *err) {
         double ms = 1000.0 * (now_seconds() - t0);
         elapsed += ms / 1000.0;
         r->st.step++;
-        r->st.tokens += (int64_t)tokens_per_step(s);
+        token_count(s, r->st.step, &r->st.tokens); // checked at set-up for the whole run
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
         r->step_s += ms / 1000.0;
@@ -811,6 +848,25 @@ static int check_resume_options(const Settings *cli, const unsigned char *given,
     return 0;
 }
 
+// The training block of a checkpoint against its run settings: the step is
+// within the run, the token count is exactly the steps' tokens (so it cannot
+// overflow before the run ends), the seconds are a real duration.
+static int check_train_block(const Run *r, Error *err) {
+    const Settings *s = &r->s;
+    const TrainState *st = &r->st;
+    int64_t want;
+    if (token_count(s, st->step, &want))
+        return err_set(err, "%s: training block: %lld steps of %.0f tokens overflow the token count", s->resume,
+                       (long long)st->step, tokens_per_step(s));
+    if (st->tokens != want)
+        return err_set(err, "%s: training block field tokens = %lld, but %lld steps of %.0f tokens make %lld",
+                       s->resume, (long long)st->tokens, (long long)st->step, tokens_per_step(s), (long long)want);
+    if (!isfinite(st->elapsed_s) || st->elapsed_s < 0 || st->elapsed_s > 1e12)
+        return err_set(err, "%s: training block field elapsed_s = %g is not a duration in 0..1e12 s", s->resume,
+                       st->elapsed_s);
+    return 0;
+}
+
 // Loads the checkpoint and takes the run's settings from it, keeping the
 // options that may differ. Returns 0, or an exit code.
 static int resume_settings(Run *r, const unsigned char *given, Error *err) {
@@ -838,15 +894,14 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     *s = ck;
     for (int i = 0; i < N_OPTIONS; i++)
         if (given[i] && may_differ_on_resume(OPTIONS[i].name)) option_copy(&OPTIONS[i], s, &cli);
-    if (!s->out) { // the checkpoint's own folder
-        const char *slash = strrchr(s->resume, '/');
-        size_t n = slash ? (size_t)(slash - s->resume) : 0;
-        if (n >= sizeof r->out_dir) return fail(err, "--resume: path too long");
-        memcpy(r->out_dir, s->resume, n);
-        r->out_dir[n] = 0;
-        s->out = n ? r->out_dir : ".";
-    }
-    return 0;
+    const char *slash = strrchr(s->resume, '/');
+    size_t n = slash ? (size_t)(slash - s->resume) : 1;
+    if (n >= sizeof r->ckpt_dir) return fail(err, "--resume: path too long");
+    memcpy(r->ckpt_dir, slash ? s->resume : ".", n);
+    r->ckpt_dir[n] = 0;
+    if (!r->ckpt_dir[0]) strcpy(r->ckpt_dir, "/"); // --resume /checkpoint.bin
+    if (!s->out) s->out = r->ckpt_dir; // the checkpoint's own folder
+    return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
 // Parses and checks the command line (and, on resume, the checkpoint).
@@ -861,7 +916,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     int rc = options_parse(OPTIONS, N_OPTIONS, s, given, argc, argv, pos, 0, &n_pos, err);
     if (rc == 1) {
         if (r->dist.rank == 0) usage(stdout);
-        return -1;
+        return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (rc) return usage_error(err, err->msg);
     if (s->list_norms) {
@@ -884,6 +939,11 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     Error e;
     if (config_validate(&c, &e)) {
         err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
+        return usage_error(err, err->msg);
+    }
+    if (token_count(s, s->steps, NULL)) {
+        err_set(err, "--steps %lld x %.0f tokens per step overflows the 64-bit token count", (long long)s->steps,
+                tokens_per_step(s));
         return usage_error(err, err->msg);
     }
     if (!s->out) {
@@ -932,6 +992,69 @@ static int setup_data(Run *r, Error *err) {
     return rc ? -1 : 0;
 }
 
+// ----------------------------------------------------------------------------
+// the output folder: one live run at a time
+
+// OUT/.lock, locked (fcntl) for as long as this process lives: a second
+// trainer on the folder is refused at start, naming the first; the kernel
+// drops the lock when its holder ends however it ends, so the lock file a
+// killed run leaves behind blocks nothing.
+static int lock_out(Run *r, Error *err) {
+    char path[4200];
+    if (join(path, sizeof path, r->s.out, ".lock", err)) return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0666);
+    struct stat st;
+    if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(err, "%s: not a regular file", path);
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl)) {
+        int e = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long pid = fcntl(fd, F_GETLK, &who) || who.l_type == F_UNLCK ? 0 : (long)who.l_pid;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return err_set(err, "%s: another train_llama (pid %ld) is running in this folder; wait for it to end "
+                           "or choose another --out", r->s.out, pid);
+        return err_set(err, "%s: cannot lock: %s", path, strerror(e));
+    }
+    r->lock_fd = fd; // closed at exit, which releases the lock
+    return 0;
+}
+
+static int same_dir(const char *a, const char *b) {
+    struct stat x, y;
+    return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+// A fresh run must not overwrite another run's results, nor may a run
+// resumed into another --out: nothing is lost by mistake.
+static int check_out_free(const Run *r, Error *err) {
+    const Settings *s = &r->s;
+    if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
+    if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
+        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
+                       s->out, r->path_ckpt);
+    return 0;
+}
+
+// Resuming a run that has reached its last step changes nothing: its model,
+// log and result stay as they are. (If its model.bin was never written, a
+// crash at the very end, the resume writes it.)
+static int finished_already(Run *r) {
+    char model[4200];
+    Error e;
+    if (!r->s.resume || r->st.step < r->s.steps || join(model, sizeof model, r->s.out, "model.bin", &e) ||
+        access(model, F_OK))
+        return 0;
+    if (r->dist.rank == 0)
+        fprintf(stderr, "train_llama: %s: the run is finished (step %lld of %lld); nothing to do (model: %s)\n",
+                r->s.resume, (long long)r->st.step, (long long)r->s.steps, model);
+    return 1;
+}
+
 // Rank 0 alone writes the run's files (log, checkpoints, model, result).
 static int setup_run(Run *r, Error *err) {
     Settings *s = &r->s;
@@ -943,7 +1066,14 @@ static int setup_run(Run *r, Error *err) {
         threads = omp_get_num_procs() / r->dist.local_size;
         if (threads < 1) threads = 1;
     }
-    threads_setup(threads);
+    if (threads_start(threads, "train_llama", err)) return -1;
+    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
+        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
+        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
+        return -1;
+    // the folder first, before any work: a second run on it is refused at once
+    if (root && (make_dir(s->out, err) || lock_out(r, err) || check_out_free(r, err))) return -1;
     // touch the step-time ring now, like the activations: memory then stays
     // flat over a long run instead of creeping up as the ring fills
     memset(r->step_ms, 0, sizeof r->step_ms);
@@ -980,24 +1110,15 @@ static int setup_run(Run *r, Error *err) {
         return err_set(err, "out of memory");
     if (model_alloc_grads(&r->model, err)) return -1;
     if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
-    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
-        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
-        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
-        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
-        return -1;
     r->best_val = r->last_val = NAN;
     r->heap_ref = -1;
-    if (!root) return 0;
-    if (make_dir(s->out, err)) return -1;
-    // a fresh run must not overwrite another run's results: nothing is lost by mistake
-    if (!resuming && (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK)))
-        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
-                       s->out, r->path_ckpt);
-    return log_open(r, resuming, err);
+    r->load_start = load_average();
+    return root ? log_open(r, resuming, err) : 0;
 }
 
 static void run_free(Run *r) {
     if (r->log) fclose(r->log);
+    if (r->lock_fd >= 0) close(r->lock_fd);
     model_free(&r->model);
     acts_free(&r->acts);
     dataset_free(&r->data);
@@ -1031,10 +1152,14 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    r.lock_fd = -1;
     dist_init(&r.dist, &argc, &argv);
+    install_signal_handlers(); // first: a signal during set-up still ends in order (stopped_in_setup)
     int rc = setup_settings(&r, argc, argv, &err); // -1: --help (the same on every rank)
     if (rc >= 0) rc = setup_agree(&r, rc, &err);
+    if (!rc && finished_already(&r)) rc = -1;
     if (!rc) rc = setup_agree(&r, setup_run(&r, &err) ? 1 : 0, &err);
+    if (!rc && stopped_in_setup(&r)) rc = -1;
     if (rc) {
         run_free(&r);
         dist_finalize(&r.dist);
@@ -1051,7 +1176,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train_llama: %d processes x batch %lld = global batch %lld, gradients reduced %s\n",
                 r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
-    install_signal_handlers();
     rc = train_loop(&r, &err) ? 1 : 0;
     run_free(&r);
     dist_finalize(&r.dist);

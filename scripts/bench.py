@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """`make bench`: runs build/benchmark (one process per measurement, so each peak
 RSS is its own) and the PyTorch peer (scripts/bench_torch.py), prints the
-table and writes it to docs/bench.md and docs/bench.csv.
+table and writes it to runs/bench/bench.md and runs/bench/bench.csv (`make figures`
+copies them to docs/, which the README links: a run never rewrites tracked files).
 
-    /usr/bin/python3 scripts/bench.py [--threads N] [--quick] [--out docs]
+    /usr/bin/python3 scripts/bench.py [--threads N] [--quick] [--out runs/bench]
 
 --threads defaults to the number of cores; scaling compares 1 thread with it.
 --quick (or BENCH_QUICK=1) runs a few steps only: a smoke run, not numbers.
@@ -62,7 +63,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench"))
     a = p.parse_args()
     T = a.threads
     t_start = datetime.datetime.now(datetime.timezone.utc)

@@ -247,6 +247,7 @@ int bpe_load(Bpe *b, const char *path, Error *err) {
     memset(b, 0, sizeof *b);
     FILE *f = open_regular(path, &n, err);
     if (!f) return -1;
+    if (n >= LARGE_BYTES && memory_check(n, path, err)) return fclose(f), -1;
     unsigned char *data = malloc(n ? n : 1);
     int rc = !data ? err_set(err, "%s: out of memory", path) : read_exact(f, data, n, path, "the tokenizer", err);
     fclose(f);
@@ -689,6 +690,7 @@ int tokcache_load(const char *path, TokCacheInfo *info, int **tokens, Error *err
     *tokens = NULL;
     FILE *f = open_regular(path, &n, err);
     if (!f) return -1;
+    if (n >= LARGE_BYTES && memory_check(n, path, err)) return fclose(f), -1;
     unsigned char *data = malloc(n ? n : 1);
     int rc = !data ? err_set(err, "%s: out of memory", path) : read_exact(f, data, n, path, "the token cache", err);
     fclose(f);

@@ -43,14 +43,12 @@ int tokenizer_is_stop(const Tokenizer *tk, int token) {
 }
 
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    FILE *f = open_regular(path, n, err);
+    if (!f) return -1;
+    if (*n >= LARGE_BYTES && memory_check(*n, path, err)) {
         fclose(f);
-        return err_set(err, "%s: not a regular file", path);
+        return -1;
     }
-    *n = (size_t)st.st_size;
     *data = malloc(*n + 1); // + 1: a terminating NUL, so text parsers cannot run off the end
     if (!*data) {
         fclose(f);

@@ -55,6 +55,7 @@ static int read_tensors(Model *m, FILE *f, size_t size, size_t header, const Mod
             rc = read_exact(f, m->w.t[order[i]], m->sizes[order[i]] * sizeof(float), path,
                             tensor_name(order[i]), err);
     }
+    if (!rc) rc = model_check_values(m, m->params, 0, path, fmt, err);
     if (rc) model_free(m);
     return rc;
 }

@@ -83,27 +83,6 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
 // ----------------------------------------------------------------------------
 // reading
 
-FILE *open_regular(const char *path, size_t *size, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        err_set(err, "%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    *size = (size_t)st.st_size;
-    return f;
-}
-
-int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
-    if (fread(p, 1, n, f) != n) return err_set(err, "%s: truncated while reading %s", path, what);
-    return 0;
-}
-
 // Index of the first non-finite value (or, with nonneg, negative one), or n.
 static size_t first_bad(const float *p, size_t n, int nonneg) {
     for (size_t i = 0; i < n; i++)
@@ -120,7 +99,7 @@ static const char *tensor_at(const Model *m, size_t i) {
     return "?";
 }
 
-static int check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what, Error *err) {
+int model_check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what, Error *err) {
     size_t i = first_bad(p, m->n_params, nonneg);
     if (i == m->n_params) return 0;
     return err_set(err, "%s: %s: tensor %s holds a %s value (%g) at flat index %zu", path, what,
@@ -188,7 +167,7 @@ int model_load(Model *m, const char *path, Error *err) {
     FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
     if (!f) return -1;
     int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
-             check_values(m, m->params, 0, path, "the parameters", err);
+             model_check_values(m, m->params, 0, path, "the parameters", err);
     if (!rc && kind == KIND_CHECKPOINT) // the tokenizer follows the optimizer state and the blocks
         rc = fseek(f, (long)(checkpoint_bytes(m->n_params) - HEADER_BYTES - m->n_params * sizeof(float)), SEEK_CUR)
                  ? err_set(err, "%s: cannot seek to the tokenizer", path) : 0;
@@ -227,9 +206,9 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
             err_set(err, "%s: training block is invalid (step %lld, tokens %lld, elapsed %g%s)", path,
                     (long long)st->step, (long long)st->tokens, st->elapsed_s,
                     reserved ? ", reserved bytes not zero" : "");
-        else if (!check_values(m, m->params, 0, path, "the parameters", err) &&
-                 !check_values(m, *mom1, 0, path, "AdamW m", err) &&
-                 !check_values(m, *mom2, 1, path, "AdamW v", err) &&
+        else if (!model_check_values(m, m->params, 0, path, "the parameters", err) &&
+                 !model_check_values(m, *mom1, 0, path, "AdamW m", err) &&
+                 !model_check_values(m, *mom2, 1, path, "AdamW v", err) &&
                  !read_tokenizer(m, f, tok_bytes, path, err))
             rc = 0;
     }
@@ -279,8 +258,8 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return err_set(err, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    FILE *f = create_fresh(tmp, err); // never through a symlink or FIFO standing at the name
+    if (!f) return -1;
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
         // an empty chunk may be NULL (no embedded tokenizer), which fwrite must not see

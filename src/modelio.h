@@ -32,17 +32,17 @@ int model_save(const Model *m, const char *path, Error *err);
 // Reads a model file, or the model inside a checkpoint; creates m.
 int model_load(Model *m, const char *path, Error *err);
 
+// Every loader's last check of n_params values p (the weights, or an AdamW
+// moment, nonneg for v): "PATH: WHAT: tensor NAME holds a non-finite value".
+int model_check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what,
+                       Error *err);
+
 // mom1, mom2: AdamW moments (n_params each). run: RUN_BLOCK_SLOTS values.
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
                     const int64_t *run, const char *path, Error *err);
 // Creates m and allocates *mom1, *mom2 (caller frees).
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err);
-
-// Opens a regular file for reading and returns its size (errors name the path).
-FILE *open_regular(const char *path, size_t *size, Error *err);
-// Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".
-int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err);
 
 // Writes `n` byte chunks to path atomically (temp file, fsync, rename, fsync dir).
 typedef struct {

@@ -730,10 +730,84 @@ expect "compare_norms.sh: 4 runs, loss_curves.png/.svg, alpha.png, summary.md, s
 expect "compare_norms.sh: a repeated command skips the finished runs" $? "$(grep -i 'train\|skip' "$TMP/cmp2.log" | head -3 | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------
+section "scripts: --help, usage errors, a clean clone after the demo, the grid sweep"
+# every script answers -h/--help with its usage on stdout and does nothing else: setup.sh
+# runs with an apt-get and a dpkg-query on PATH that only record being called
+FB="$TMP/fakebin" && mkdir -p "$FB"
+printf '#!/bin/sh\necho "$0 $*" >>%s/called\n' "$FB" >"$FB/apt-get" && cp "$FB/apt-get" "$FB/dpkg-query" &&
+    chmod +x "$FB/apt-get" "$FB/dpkg-query"
+for s in setup.sh demo.sh compare_norms.sh sweep.sh bpe_compare.sh bench_bpe.sh analyze.py speedcheck.py; do
+    for h in --help -h; do
+        PATH="$FB:$PATH" scripts/$s $h >"$TMP/help.out" 2>"$TMP/help.err"
+        rc=$?
+        [ $rc -eq 0 ] && [ ! -s "$TMP/help.err" ] && [ ! -e "$FB/called" ] &&
+            grep -qi "usage\|scripts/$s" "$TMP/help.out" && ! grep -q "pipefail" "$TMP/help.out"
+        expect "$s $h: usage on stdout, exit 0, nothing else done" $? \
+            "exit $rc: $(head -c 200 "$TMP/help.err") $(cat "$FB/called" 2>/dev/null)"
+    done
+done
+# usage errors: exit 2, one line on stderr, naming the script that was called
+usage_case() { # NAME SCRIPT-AND-ARGS... ; the expected message prefix in $WANT
+    "${@:2}" >/dev/null 2>"$TMP/usage.err"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/usage.err")" -eq 1 ] && grep -q "^$WANT" "$TMP/usage.err"
+    expect "$1" $? "exit $rc: $(head -c 300 "$TMP/usage.err")"
+}
+WANT="demo.sh: error: --seeds needs a value" usage_case "demo.sh --seeds without a value: a usage error" scripts/demo.sh --seeds
+WANT="setup.sh: error: unknown option '--bogus'" usage_case "setup.sh --bogus: a usage error, no package named --bogus" \
+    env PATH="$FB:$PATH" scripts/setup.sh --bogus
+WANT="bpe_compare.sh: error: --steps needs a value" usage_case "bpe_compare.sh --steps without a value" scripts/bpe_compare.sh --steps
+WANT="sweep.sh: error: --param lrr: train_llama has no flag --lrr" usage_case "sweep.sh --param lrr blames sweep.sh" \
+    scripts/sweep.sh --param lrr --values 1 --out "$TMP/sw_bad" --data "$DATA"
+WANT="compare_norms.sh: error: --norms: unknown norm 'nope'" usage_case "compare_norms.sh --norms with an unknown kind lists the known ones" \
+    scripts/compare_norms.sh --data "$DATA" --norms rmsnorm,nope --dry-run
+# make without OpenBLAS's header: one line saying what to install, before compiling
+make --no-print-directory BLAS_INC="$TMP/no-blas" all >"$TMP/make.out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <"$TMP/make.out")" -eq 1 ] &&
+    grep -q "OpenBLAS is missing.*scripts/setup.sh.*apt-get install -y libopenblas-openmp-dev" "$TMP/make.out"
+expect "make without cblas.h: one line naming scripts/setup.sh and the apt-get line" $? "$(head -c 300 "$TMP/make.out")"
+
+# the demo (tiny) writes only under runs/: git status is the same before and after
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    D=runs/.test_demo_$$
+    before=$(git status --porcelain --untracked-files=all)
+    scripts/demo.sh --tiny --seeds 1 --steps 4 --out "$D" >"$TMP/demo.log" 2>&1
+    rc=$?
+    after=$(git status --porcelain --untracked-files=all)
+    [ $rc -eq 0 ] && [ "$before" = "$after" ] && [ -s "$D/summary.md" ] && [ -s "$D/loss_curves.png" ]
+    expect "a demo run (tiny) leaves git status as it was: it writes only under runs/" $? \
+        "exit $rc: $(diff <(echo "$before") <(echo "$after") | head -3 | tr '\n' ' ') $(tail -n 2 "$TMP/demo.log" | tr '\n' ' ')"
+    rm -rf "$D"
+else
+    ok "a demo run leaves git status as it was (skipped: not a git checkout)"
+fi
+
+# the grid sweep end to end: 2 x 2 cells (lr x alpha-attn), RMSNorm and DyT, 1 seed, 6 steps;
+# --jobs auto measures side by side against one after another and says which it chose
+SW=(scripts/sweep.sh --param lr --values 1e-3,3e-3 --param2 alpha-attn --values2 0.5,1 --norms rmsnorm,dyt
+    --seeds 1 --out "$TMP/grid" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --warmup 2
+    --steps 6 --eval-every 3 --eval-batches 2)
+"${SW[@]}" >"$TMP/grid.log" 2>&1
+rc=$?
+n_runs=$(ls "$TMP"/grid/runs/lr=*,alpha-attn=*/{rmsnorm,dyt}_s0/result.txt 2>/dev/null | wc -l)
+[ $rc -eq 0 ] && [ "$n_runs" -eq 8 ] && head -c 8 "$TMP/grid/grid.png" | od -An -c | grep -q "P   N   G" &&
+    grep -q "^## DyT: final val loss" "$TMP/grid/summary.md" && grep -q "^| alpha-attn \\\\ lr | 1e-3 | 3e-3 |" "$TMP/grid/summary.md" &&
+    grep -q "Baseline: RMSNorm's best cell" "$TMP/grid/summary.md" &&
+    grep -q "^sweep.sh: 8 runs, \(2 runs side by side with --threads 1 each\|one after another\).*load average" "$TMP/grid.log"
+expect "sweep.sh grid: 2x2 cells x 2 norms, heatmap, summary per norm, the schedule chosen and why (exit $rc, $n_runs runs)" \
+    $? "$(grep -h "sweep.sh\|rror" "$TMP/grid.log" | head -3 | tr '\n' ' ')"
+"${SW[@]}" --jobs 2 >"$TMP/grid2.log" 2>&1
+[ $? -eq 0 ] && [ "$(grep -c 'skipped' "$TMP/grid2.log")" -eq 8 ] && grep -q "^sweep.sh: 8 runs, --jobs 2" "$TMP/grid2.log"
+expect "sweep.sh grid rerun with --jobs 2: every run skipped" $? "$(head -c 300 "$TMP/grid2.log")"
+
+# ---------------------------------------------------------------------------
 if [ -f test/test_analyze.py ]; then
     section "analysis scripts"
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
 fi
+
+. test/robust_tests.sh
 
 section "done"
 passed=$(grep -c '^ok - ' "$LOG")

@@ -49,6 +49,12 @@ vg "a truncated checkpoint rejected on resume" 1 "$BIN/train_llama" --resume "$T
 vg "an unknown flag rejected" 2 "$BIN/train_llama" --frobnicate
 vg "data shorter than one sequence rejected" 1 "$BIN/train_llama" --data test/valgrind.supp --seq 4096 \
     --out "$TMP/short"
+mkfifo "$TMP/fifo"
+vg "a FIFO as --data rejected" 1 "$BIN/train_llama" --data "$TMP/fifo" --out "$TMP/fifo_out"
+vg "a FIFO as the model rejected" 1 "$BIN/infer_llama" "$TMP/fifo"
+vg "a finished run's resume changes nothing" 0 "$BIN/train_llama" --resume "$TMP/r/checkpoint.bin" --data "$DATA"
+vg "a resume into another folder" 0 "$BIN/train_llama" --resume "$TMP/d/checkpoint.bin" --data "$DATA" \
+    --threads 1 --out "$TMP/moved"
 head -c 200000 "$DATA" >"$TMP/bpe.txt"
 vg "BPE: a 300-token vocabulary, its token cache, 2 steps" 0 "$BIN/train_llama" --data "$TMP/bpe.txt" \
     --vocab-size 300 --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --steps 2 --eval-batches 1 --out "$TMP/b"
