@@ -28,13 +28,13 @@ LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/norms.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c \
-          src/threads.c
+          src/threads.c src/export.c src/export_gguf.c src/export_hf.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes
 TRAIN_OBJ = $(BUILD)/src/dist.o
 
 .PHONY: all test test-mpi demo bench figures clean fuzz asan ubsan valgrind blas-check
-all: train_llama infer_llama tokenize
+all: train_llama infer_llama tokenize export_llama
 
 # Before the first compile: without OpenBLAS's header, one line says what to install
 # (instead of the compiler's "cblas.h: No such file or directory"). An order-only
@@ -57,11 +57,15 @@ train_llama: $(BUILD)/train_llama.o $(TRAIN_OBJ) $(LIB_OBJ:build/%=$(BUILD)/%) b
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
-infer_llama tokenize: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
+infer_llama tokenize export_llama: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 build/test_core: build/test/test_core.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/export_ref: build/test/export_ref.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -84,8 +88,9 @@ bench: build/benchmark build/alloc_count.so
 # set-up first (packages, data), then build, then every test
 test:
 	scripts/setup.sh
+	-scripts/setup_node.sh
 	data/get_data.sh
-	$(MAKE) --no-print-directory all build/test_core
+	$(MAKE) --no-print-directory all build/test_core build/export_ref
 	test/run_tests.sh
 
 # data-parallel tests: 2 processes under mpirun (test/run_mpi_tests.sh);
@@ -167,7 +172,7 @@ build/$(1)/obj/%.o: %.c | blas-check
 	@$$(if $$(Q),echo "  CC      $$< ($(1))")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) -c $$< -o $$@
 build/$(1)/train_llama: build/$(1)/obj/src/dist.o
-build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize: build/$(1)/%: build/$(1)/obj/%.o \
+build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize build/$(1)/export_llama: build/$(1)/%: build/$(1)/obj/%.o \
         $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
@@ -175,15 +180,17 @@ build/$(1)/test_core: build/$(1)/obj/test/test_core.o $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
 -include $(patsubst %.o,%.d,$(call SAN_OBJ,$(1))) build/$(1)/obj/train_llama.d \
-         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/test/test_core.d \
+         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/export_llama.d build/$(1)/obj/test/test_core.d \
          build/$(1)/obj/src/dist.d
 endef
 $(eval $(call san_rules,asan))
 $(eval $(call san_rules,ubsan))
 $(eval $(call san_rules,valgrind))
 
-asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/tokenize build/%/test_core
+asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/tokenize build/%/export_llama build/%/test_core \
+        build/export_ref
 	scripts/setup.sh
+	-scripts/setup_node.sh
 	data/get_data.sh
 	$(SAN_ENV) BIN=build/$@ test/run_tests.sh
 
@@ -196,8 +203,8 @@ valgrind: build/valgrind/train_llama build/valgrind/infer_llama
 	test/valgrind.sh build/valgrind
 
 clean:
-	rm -rf build build-mpi train_llama infer_llama tokenize
+	rm -rf build build-mpi train_llama infer_llama tokenize export_llama
 
--include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d \
-         $(BUILD)/src/dist.d build/test/test_core.d build/bench/bench.d
+-include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d $(BUILD)/export_llama.d \
+         $(BUILD)/src/dist.d build/test/test_core.d build/test/export_ref.d build/bench/bench.d
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d

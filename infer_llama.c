@@ -1,12 +1,11 @@
 // infer_llama: generates text from a model trained by train_llama or a
-// llama2.c checkpoint, evaluates a text file's loss under it, or exports an
-// RMSNorm model for llama2.c.
+// llama2.c checkpoint, or evaluates a text file's loss under it. (Exports to
+// llama2.c, GGUF and Hugging Face are export_llama's.)
 //
 //   ./infer_llama runs/dyt/model.bin --prompt "ROMEO:" -n 300 --temperature 0.8 --top-p 0.9 --seed 7
 //   ./infer_llama runs/dyt/model.bin --eval some.txt
 //   ./infer_llama stories260K.bin -z tokenizer.bin --prompt "Once upon a time" -n 200 --temperature 0
 //   ./infer_llama runs/dyt/model.bin --prompt-file scene.txt -n 1000    (or a prompt on stdin: --prompt -)
-//   ./infer_llama runs/rms/model.bin --export-llama2c runs/rms/llama2c.bin
 //
 // The prompt goes through the model in one batched forward (sgemm), then one
 // token at a time over the KV cache; past the context the window slides
@@ -33,7 +32,7 @@
 #include "src/threads.h"
 
 typedef struct {
-    const char *prompt, *prompt_file, *eval, *tokenizer, *export_llama2c;
+    const char *prompt, *prompt_file, *eval, *tokenizer;
     int64_t n, top_k, seed, threads;
     double temperature, top_p;
 } Settings;
@@ -52,8 +51,6 @@ static const Option OPTIONS[] = {
     {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
     {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 tokens)"},
-    {"--export-llama2c", OPT_STR, OFF(export_llama2c), 0, 0,
-     "write an RMSNorm model in llama2.c's legacy format (and OUT.tokenizer.bin), then exit"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -269,35 +266,6 @@ static int make_tokenizer(const Model *m, const char *model_path, const char *to
     return 0;
 }
 
-// Writes the model for llama2.c and its tokenizer beside it (OUT.bin ->
-// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
-static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
-    char tok_out[4096];
-    size_t len = strlen(out);
-    int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
-    if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
-        return err_set(err, "%s: path too long", out);
-    SpTok sp;
-    int rc;
-    if (m->tokenizer)
-        return err_set(err, "--export-llama2c: this model has a BPE vocabulary (%d tokens), which llama2.c's "
-                       "tokenizer cannot reproduce; only byte-vocabulary or llama2.c models can be exported",
-                       m->cfg.vocab_size);
-    if (tok_path)
-        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
-    else if (m->cfg.vocab_size == 256)
-        rc = sptok_bytes(&sp, err);
-    else
-        rc = err_set(err, "--export-llama2c: vocab_size = %d is not the byte tokenizer's 256: give the model's "
-                     "tokenizer with -z TOKENIZER", m->cfg.vocab_size);
-    if (rc) return -1;
-    rc = llama2c_export(m, out, err);
-    if (!rc) rc = sptok_save(&sp, tok_out, err);
-    if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
-    sptok_free(&sp);
-    return rc;
-}
-
 static int run(const Model *m, const Settings *s, const char *model_path, Error *err) {
     SpTok sp = {0};
     Bpe bpe = {0};
@@ -345,7 +313,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "infer_llama: %s\n", err.msg);
         return 1;
     }
-    rc = s.export_llama2c ? export_llama2c(&m, s.export_llama2c, s.tokenizer, &err) : run(&m, &s, pos[0], &err);
+    rc = run(&m, &s, pos[0], &err);
     // generated text or scores that did not reach stdout's file are a failure (> /dev/full)
     if (!rc) rc = stream_check(stdout, "stdout", &err);
     if (rc) fprintf(stderr, "infer_llama: %s\n", err.msg);

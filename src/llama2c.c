@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export.h"
 #include "layers.h"
 #include "modelio.h"
 
@@ -128,14 +129,7 @@ int model_load_any(Model *m, const char *path, ModelFormat *format, Error *err) 
 
 int llama2c_export(const Model *m, const char *path, Error *err) {
     const ModelConfig *c = &m->cfg;
-    if (c->norm != NORM_RMS || c->emb_scale || c->residual_gate)
-        return err_set(err, "%s: a %s model%s cannot be written in llama2.c's format (it has RMSNorm only, "
-                       "without embedding scale or residual gates)", path, NORM_KINDS[c->norm].name,
-                       c->norm != NORM_RMS ? "" : c->emb_scale ? " with an embedding scale" : " with residual gates");
-    if (c->norm_eps != LLAMA2C_EPS)
-        return err_set(err, "%s: norm_eps = %g, but llama2.c's RMSNorm uses 1e-5", path, c->norm_eps);
-    if (c->rope_theta != LLAMA2C_THETA)
-        return err_set(err, "%s: rope_theta = %g, but llama2.c's RoPE uses 10000", path, c->rope_theta);
+    if (export_check(m, EXPORT_LLAMA2C, path, err)) return -1;
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     c->tie_embeddings ? c->vocab_size : -c->vocab_size, c->seq_len};
     // an RMSNorm model's tensors wte .. final_norm are contiguous and in

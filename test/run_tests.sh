@@ -13,6 +13,7 @@ PY=/usr/bin/python3
 TRAIN=${BIN:-.}/train_llama
 INFER=${BIN:-.}/infer_llama
 TOKENIZE=${BIN:-.}/tokenize
+EXPORT=${BIN:-.}/export_llama
 CORE=${BIN:-build}/test_core
 # scripts/compare_norms.sh takes them from the environment, as absolute paths
 case $TRAIN in /*) abs= ;; *) abs=$PWD/ ;; esac
@@ -453,20 +454,20 @@ fi
 # ---------------------------------------------------------------------------
 section "llama2.c checkpoints: reading, exporting, malformed files"
 R="$TMP/a_rmsnorm/model.bin"
-"$INFER" "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
+"$EXPORT" "$R" --format llama2c --out "$TMP/rt.bin" 2>"$TMP/rt.err"
 [ -f "$TMP/rt.bin" ] && [ -f "$TMP/rt.tokenizer.bin" ] && [ ! -e "$TMP/rt.bin.tmp" ]
-expect "--export-llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
+expect "export_llama --format llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
 g() { "$INFER" "$@" --prompt "ROMEO:" -n 30 --temperature 0 2>/dev/null; }
 g "$R" >"$TMP/rt_a" && g "$TMP/rt.bin" >"$TMP/rt_b" && [ -s "$TMP/rt_a" ] && cmp -s "$TMP/rt_a" "$TMP/rt_b"
 expect "the exported llama2.c file generates the model's greedy text (byte tokenizer)" $? "differs"
-"$INFER" "$TMP/rt.bin" --export-llama2c "$TMP/rt2.bin" 2>/dev/null &&
+"$EXPORT" "$TMP/rt.bin" --format llama2c --out "$TMP/rt2.bin" 2>/dev/null &&
     cmp -s "$TMP/rt.bin" "$TMP/rt2.bin" && cmp -s "$TMP/rt.tokenizer.bin" "$TMP/rt2.tokenizer.bin"
 expect "exporting the exported file gives the same bytes" $? "differs"
 g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
     [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
 expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
-bad_case "exporting a DyT model" 1 "a dyt model cannot be written" \
-    "$INFER" "$TMP/a_dyt/model.bin" --export-llama2c "$TMP/dyt.bin"
+bad_case "exporting a DyT model" 1 "dyt.bin: cannot export to llama2c: the model has a dyt norm" \
+    "$EXPORT" "$TMP/a_dyt/model.bin" --format llama2c --out "$TMP/dyt.bin"
 [ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
 expect "a refused export writes nothing" $? "files written"
 
@@ -505,7 +506,7 @@ if [ -f "$S260" ] && [ -f "$TOKB" ]; then
         cmp -s "$TMP/st1" "$TMP/st2"
     expect "stories260K + tokenizer.bin: greedy 200 tokens, identical twice ($(grep -o '[0-9.]* tok/s)' "$TMP/st1.err" | tail -1)" \
         $? "$(tail -n 1 "$TMP/st1.err")"
-    "$INFER" "$S260" -z "$TOKB" --export-llama2c "$TMP/s.bin" 2>/dev/null &&
+    "$EXPORT" "$S260" -z "$TOKB" --format llama2c --out "$TMP/s.bin" 2>/dev/null &&
         "$INFER" "$TMP/s.bin" -z "$TMP/s.tokenizer.bin" --prompt "Once upon a time" -n 200 --temperature 0 \
             >"$TMP/st3" 2>/dev/null && cmp -s "$TMP/st1" "$TMP/st3"
     expect "stories260K exported with its tokenizer (-z) generates the same text" $? "differs"
@@ -552,8 +553,8 @@ echo "$out" | grep -q "eval.txt: [0-9]* tokens, loss [0-9.]*, perplexity [0-9.]*
 expect "--eval of a BPE model: fewer tokens than bytes, bits per byte" $? "got: $out"
 bad_case "-z with a model that carries its vocabulary" 1 "carries its own BPE tokenizer" \
     "$INFER" "$BM" -z "$TOKB" --prompt x
-bad_case "exporting a BPE model to llama2.c" 1 "has a BPE vocabulary (512 tokens)" \
-    "$INFER" "$BM" --export-llama2c "$BP/x.bin"
+bad_case "exporting a BPE model to llama2.c" 1 "has a BPE vocabulary (512 tokens" \
+    "$EXPORT" "$BM" --format llama2c --out "$BP/x.bin"
 "$TRAIN" --data "$BT" "${TINY[@]}" --vocab-size 256 --steps 2 --out "$BP/bytes" 2>/dev/null &&
     [ ! -e "$BT.bpe256" ] && [ ! -e "$BT.bpe256.tok" ] && grep -q "^final_val_bpb=" "$BP/bytes/result.txt" &&
     [ "$(stat -c %s "$BP/bytes/model.bin")" -eq $(( $(stat -c %s "$TMP/a_rmsnorm/model.bin") )) ]
@@ -737,6 +738,132 @@ sample=$(grep -o "trained 300 tokens on a [0-9]*-byte sample" "$OD/big.err" | gr
     grep -q "^train_llama: encoding the text: .* MB" "$OD/big.err" && cmp -s "$OD/big.txt.bpe300.tok" "$OD/whole.tok"
 expect "a large text (test scale): BPE on a ${sample:-?}-byte sample of 64 pieces, chunked encoding equals whole, progress lines" \
     $? "exit $rc: $(grep -v '^step' "$OD/big.err" | head -c 300)"
+
+# ---------------------------------------------------------------------------
+section "exports: GGUF for llama.cpp, a Hugging Face folder (docs/export.md)"
+E="$TMP/export" && mkdir -p "$E"
+REF=build/export_ref
+# test/test_export.py's ok/FAIL lines into the log; a crash is a failure too
+pycheck() {
+    $PY test/test_export.py "$@" >"$E/py.out" 2>&1
+    local rc=$?
+    tee -a "$LOG" <"$E/py.out"
+    [ $rc -eq 0 ] || grep -q '^FAIL' "$E/py.out" || fail "test_export.py $1 $2" "exit $rc: $(tail -n 2 "$E/py.out" | tr '\n' ' ')"
+}
+# two small trained models: the learning section's (bytes, 2 of 4 key/value heads,
+# untied head, 300 steps: its greedy text is not one repeated token), and BPE-512
+# with 1 of 4 (multi-query) and the head tied to the embedding (60 steps at a high rate)
+mkdir -p "$E/byte" && cp "$TMP/learn/model.bin" "$E/byte/model.bin" &&
+    "$TRAIN" --data "$BT" --vocab-size 512 --dim 32 --layers 2 --heads 4 --kv-heads 1 --tie-embeddings --seq 64 \
+        --batch 8 --steps 60 --warmup 5 --lr 1e-2 --eval-every 60 --eval-batches 1 --seed 3 --out "$E/bpe" 2>/dev/null
+expect "export models trained (bytes GQA untied, BPE-512 MQA tied)" $? "training failed"
+"$EXPORT" --help | grep -q -- "--format" && "$EXPORT" --help | grep -q "llama2c, gguf"
+expect "export_llama --help lists --format llama2c, gguf, hf" $? "$("$EXPORT" --help 2>&1 | head -3)"
+bad_case "an unknown --format" 2 "format xml: must be llama2c, gguf or hf" "$EXPORT" "$E/byte/model.bin" --format xml --out "$E/x"
+bad_case "an export without --out" 2 "out is required" "$EXPORT" "$E/byte/model.bin" --format gguf
+bad_case "the removed infer_llama --export-llama2c (export_llama --format llama2c now)" 2 "export-llama2c" \
+    "$INFER" "$E/byte/model.bin" --export-llama2c "$E/x.bin"
+
+# the text for the token-id checks: where llama.cpp's GPT-2 pre-tokenizer cuts words as ours
+# does; and one where it cuts finer (docs/export.md): a blank line before a word, a
+# contraction's letters continuing into a word ("know'st")
+printf "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun;  arise, fair sun, 1599 times.\n" >"$E/same.txt"
+printf "KING:\n\nWhat know'st thou?\n" >"$E/differs.txt"
+cases="["
+for m in byte bpe; do
+    M="$E/$m/model.bin"
+    "$EXPORT" "$M" --format gguf --out "$E/$m.gguf" 2>/dev/null &&
+        "$EXPORT" "$M" --format gguf --out "$E/$m.2.gguf" 2>/dev/null && cmp -s "$E/$m.gguf" "$E/$m.2.gguf" &&
+        "$EXPORT" "$M" --format hf --out "$E/$m.hf" 2>/dev/null &&
+        "$EXPORT" "$M" --format hf --out "$E/$m.2.hf" 2>/dev/null && diff -r -q "$E/$m.hf" "$E/$m.2.hf" >/dev/null &&
+        [ "$(ls "$E/$m.hf" | tr '\n' ' ')" = "config.json model.safetensors tokenizer.json tokenizer_config.json " ] &&
+        [ "$(head -c 4 "$E/$m.gguf")" = GGUF ] && [ -z "$(ls -d "$E"/*.tmp 2>/dev/null)" ]
+    expect "$m: GGUF and Hugging Face exports, twice: the same bytes; no temporaries left" $? "$(ls "$E" | tr '\n' ' ')"
+    # 12 tokens of the text, then our logits at each position and our greedy 32 tokens
+    toks=$("$REF" "$M" --encode "$E/same.txt" | cut -d' ' -f1-12)
+    "$REF" "$M" 32 $toks >"$E/$m.ref.json" && "$REF" "$M" 0 $toks >"$E/$m.ref0.json"
+    expect "$m: our logits and greedy tokens for [$toks]" $? "export_ref failed"
+    # the Hugging Face folder: tensors, config and tokenizer read back in Python, and
+    # a float64 forward pass in Hugging Face's conventions
+    pycheck "$M" "$E/$m.hf" "$E/$m.ref0.json" 1e-4 $toks
+    cases="$cases$([ "$m" = byte ] || echo ,){\"gguf\": \"$E/$m.gguf\", \"ref\": \"$E/$m.ref.json\", \"text\": \"$E/same.txt\", \"tokens\": [${toks// /,}]}"
+done
+"$EXPORT" "$E/bpe/model.bin" --format hf --f16 --out "$E/bpe16.hf" 2>/dev/null &&
+    pycheck "$E/bpe/model.bin" "$E/bpe16.hf" "$E/bpe.ref0.json" 5e-2 --f16 $toks
+"$EXPORT" "$E/bpe/model.bin" --format gguf --f16 --out "$E/bpe16.gguf" 2>/dev/null
+cases="$cases, {\"gguf\": \"$E/bpe16.gguf\", \"ref\": \"$E/bpe.ref.json\", \"text\": \"$E/differs.txt\", \"tokens\": [${toks// /,}]}]"
+echo "$cases" >"$E/cases.json"
+
+# llama.cpp itself (node-llama-cpp's prebuilt CPU build, installed by scripts/setup_node.sh)
+NLC=build/node
+if [ -f "$NLC/node_modules/node-llama-cpp/package.json" ] && command -v node >/dev/null; then
+    node test/test_gguf.mjs "$NLC" "$E/cases.json" >"$E/llama.out" 2>"$E/llama.err"
+    rc=$?
+    [ $rc -eq 0 ] && [ "$(wc -l <"$E/llama.out")" -eq 3 ]
+    expect "llama.cpp (node-llama-cpp 3.21.1) loads the three GGUF files" $? "exit $rc: $(tail -n 3 "$E/llama.err" | tr '\n' ' ')"
+    field() { sed -n "$1p" "$E/llama.out" | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])" 2>/dev/null; }
+    i=1
+    for m in byte bpe; do
+        worst=$(field $i worst) compared=$(field $i compared)
+        $PY -c "import sys; sys.exit(not (float('$worst') <= 1e-4))" 2>/dev/null && [ "$compared" = "$([ $m = byte ] && echo 256 || echo 512)" ]
+        expect "$m: llama.cpp's next-token log-probabilities equal ours over all $compared tokens (worst $worst <= 1e-4)" $? "worst '$worst', compared '$compared'"
+        want=$($PY -c "import json; print(json.load(open('$E/$m.ref.json'))['greedy'])")
+        [ "$(field $i greedy)" = "$want" ]
+        expect "$m: llama.cpp's greedy 32 tokens from the same ids are ours ($(echo "$want" | cut -c1-40)...)" $? "llama.cpp $(field $i greedy)"
+        [ "$(field $i text_ids)" = "$("$REF" "$E/$m/model.bin" --encode "$E/same.txt")" ] && [ "$(field $i detokenized)" = True ]
+        expect "$m: llama.cpp tokenizes the text to our ids and detokenizes it back" $? "llama.cpp: $(field $i text_ids)"
+        i=$((i + 1))
+    done
+    worst=$(field 3 worst)
+    $PY -c "import sys; sys.exit(not (float('$worst') <= 5e-2))" 2>/dev/null
+    expect "bpe, F16 GGUF: log-probabilities within 5e-2 of ours (worst $worst)" $? "worst '$worst'"
+    # where the pre-tokenizers differ, the ids differ and the text survives (docs/export.md)
+    ours=$("$REF" "$E/bpe/model.bin" --encode "$E/differs.txt")
+    theirs=$(field 3 text_ids)
+    [ "$ours" != "$theirs" ] && [ "$(field 3 detokenized)" = True ] &&
+        [ "$(echo "$theirs" | wc -w)" -gt "$(echo "$ours" | wc -w)" ]
+    expect "a blank line and \"know'st\": llama.cpp cuts finer (more tokens), the text round-trips" $? "ours $ours, llama.cpp $theirs"
+elif [ "${REQUIRE_LLAMA_CPP:-0}" = 1 ]; then
+    fail "llama.cpp checks" "node-llama-cpp is not installed under $NLC (scripts/setup_node.sh)"
+else
+    echo "skip - llama.cpp checks of the GGUF exports: node-llama-cpp is not installed (scripts/setup_node.sh needs node and npm's registry)"
+fi
+
+# refused models: one line, exit 1, nothing written
+for f in gguf hf; do
+    bad_case "exporting a DyT model to $f" 1 "cannot export to $f: the model has a dyt norm" \
+        "$EXPORT" "$TMP/a_dyt/model.bin" --format $f --out "$E/dyt.$f"
+    [ -z "$(ls -d "$E"/dyt.* 2>/dev/null)" ]
+    expect "a refused $f export writes nothing" $? "$(ls "$E" | tr '\n' ' ')"
+done
+"$TRAIN" --data "$DATA" "${TINY[@]}" --norm rmsnorm --residual-gate --emb-scale on --steps 1 --out "$E/gate" 2>/dev/null
+bad_case "exporting an RMSNorm model with an embedding scale and residual gates" 1 \
+    "cannot export to hf: the model has an embedding scale" "$EXPORT" "$E/gate/model.bin" --format hf --out "$E/gate.hf"
+bad_case "-z for a GGUF export" 2 "llama2.c tokenizer cannot be written" \
+    "$EXPORT" "$E/byte/model.bin" --format gguf -z "$E/same.txt" --out "$E/z.gguf"
+
+# a write error (a file-size limit, as a full disk): exit 1, the file or folder
+# under the output name as it was, no temporary left
+cp "$E/byte.gguf" "$E/keep.gguf" && cp -r "$E/byte.hf" "$E/keep.hf"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format gguf --out "$E/keep.gguf") 2>"$E/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "keep.gguf: write failed: File too large" "$E/full.err" && cmp -s "$E/keep.gguf" "$E/byte.gguf" &&
+    [ ! -e "$E/keep.gguf.tmp" ]
+expect "GGUF: a write error leaves the old file as it was and no temporary (exit $rc)" $? "$(head -n 1 "$E/full.err")"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/keep.hf") 2>"$E/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "model.safetensors: write failed: File too large" "$E/full.err" &&
+    diff -r -q "$E/keep.hf" "$E/byte.hf" >/dev/null && [ ! -e "$E/keep.hf.tmp" ] && [ ! -e "$E/keep.hf.old" ]
+expect "Hugging Face: a write error leaves the old folder as it was and no temporary folder (exit $rc)" $? "$(head -n 1 "$E/full.err")"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/new.hf") 2>/dev/null
+[ ! -e "$E/new.hf" ] && [ ! -e "$E/new.hf.tmp" ]
+expect "Hugging Face: a failed export into a new folder leaves nothing" $? "$(ls "$E" | tr '\n' ' ')"
+"$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/keep.hf" 2>/dev/null && diff -r -q "$E/keep.hf" "$E/bpe.hf" >/dev/null &&
+    [ ! -e "$E/keep.hf.old" ]
+expect "Hugging Face: exporting over an existing folder replaces it" $? "$(ls "$E" | tr '\n' ' ')"
+mkdir -p "$E/other" && : >"$E/other/notes.txt"
+bad_case "exporting over a folder that is not an export" 1 "other: exists and holds notes.txt" \
+    "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/other"
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"

@@ -15,6 +15,7 @@
 #include "../dyt.h"
 #include "../src/bpe.h"
 #include "../src/data.h"
+#include "../src/export.h"
 #include "../src/layers.h"
 #include "../src/llama2c.h"
 #include "../src/model.h"
@@ -1006,7 +1007,7 @@ static void test_llama2c_export_refusals(const char *dir) {
     snprintf(path, sizeof path, "%s/dyt_beta_untied.model.bin", dir);
     if (!model_load(&m, path, &err)) {
         int rc = llama2c_export(&m, out, &err);
-        check(rc && strstr(err.msg, "a dyt model cannot") && !file_exists(out), "llama2c export refuses a DyT model",
+        check(rc && strstr(err.msg, "cannot export to llama2c: the model has a dyt norm") && !file_exists(out), "llama2c export refuses a DyT model",
               "rc %d: %s", rc, err.msg);
         model_free(&m);
     }
@@ -1692,6 +1693,32 @@ static void test_thread_tuner(void) {
     omp_set_num_threads(saved);
 }
 
+// f32 -> f16 (the --f16 exports) at the edges: ties to even, the largest
+// half, overflow, subnormals and their ties, signed zero, inf, NaN; and
+// GPT-2's byte alphabet (space is U+0120, 'A' itself, 0xAD is U+0143).
+static void test_export_encodings(void) {
+    const struct {
+        float x;
+        uint16_t h;
+    } cases[] = {{1.0f, 0x3C00}, {-2.0f, 0xC000}, {1.0f + 0x1p-11f, 0x3C00}, {1.0f + 0x3p-11f, 0x3C02},
+                 {65504.0f, 0x7BFF}, {65519.0f, 0x7BFF}, {65520.0f, 0x7C00}, {1e10f, 0x7C00},
+                 {0x1p-14f, 0x0400}, {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000}, {0x3p-25f, 0x0002},
+                 {0x1.8p-24f, 0x0002}, {0x1p-26f, 0x0000}, {-0.0f, 0x8000}, {INFINITY, 0x7C00},
+                 {-INFINITY, 0xFC00}};
+    int bad = -1;
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]) && bad < 0; i++)
+        if (f32_to_f16(cases[i].x) != cases[i].h) bad = i;
+    uint16_t nan = f32_to_f16(NAN);
+    check(bad < 0 && (nan & 0x7C00) == 0x7C00 && (nan & 0x3FF), "f32_to_f16: rounding, overflow, subnormals, inf, NaN",
+          "case %d: %a -> 0x%04x", bad, bad >= 0 ? (double)cases[bad].x : 0.0, bad >= 0 ? f32_to_f16(cases[bad].x) : nan);
+    const unsigned char in[] = {' ', 'A', 0xAD, 0x00, 0xFF, '\n'};
+    char out[2 * sizeof in];
+    size_t n = byte_level_text(in, sizeof in, out);
+    // U+0120, 'A', U+0143, U+0100, U+00FF, U+010A
+    const char want[] = "\xC4\xA0" "A" "\xC5\x83" "\xC4\x80" "\xC3\xBF" "\xC4\x8A";
+    check(n == sizeof want - 1 && !memcmp(out, want, n), "byte_level_text: GPT-2's bytes_to_unicode", "got %zu bytes", n);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
     test_reference_all(dir);
@@ -1733,6 +1760,7 @@ int main(int argc, char **argv) {
     test_bpe_text(data_dir);
     test_bpe_model_file();
     test_data_sources();
+    test_export_encodings();
     rmdir(TMP_DIR);
     return n_fail ? 1 : 0;
 }
