@@ -27,20 +27,28 @@ $(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || 
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/norms.c src/model.c src/modelio.c \
-          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c
+          src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c \
+          src/threads.c src/export.c src/export_gguf.c src/export_hf.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes
 TRAIN_OBJ = $(BUILD)/src/dist.o
 
-.PHONY: all test test-mpi demo bench clean fuzz asan ubsan valgrind
-all: train_llama infer_llama tokenize
+.PHONY: all test test-mpi demo bench figures clean fuzz asan ubsan valgrind blas-check
+all: train_llama infer_llama tokenize export_llama
+
+# Before the first compile: without OpenBLAS's header, one line says what to install
+# (instead of the compiler's "cblas.h: No such file or directory"). An order-only
+# prerequisite of every object, checked when something is compiled.
+blas-check:
+	$(if $(wildcard $(BLAS_INC)/cblas.h),,$(error OpenBLAS is missing ($(BLAS_INC)/cblas.h): \
+	run scripts/setup.sh as root, or: apt-get install -y libopenblas-openmp-dev))
 
 # `make V=1` prints the full commands
 ifneq ($(V),1)
 Q = @
 endif
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | blas-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -49,11 +57,15 @@ train_llama: $(BUILD)/train_llama.o $(TRAIN_OBJ) $(LIB_OBJ:build/%=$(BUILD)/%) b
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
-infer_llama tokenize: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
+infer_llama tokenize export_llama: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 build/test_core: build/test/test_core.o $(LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/export_ref: build/test/export_ref.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -67,16 +79,18 @@ build/alloc_count.so: bench/alloc_count.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=c11 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -fPIC -shared $< -o $@ -ldl
 
-# The benchmark suite (scripts/bench.py): prints the table, writes docs/bench.md
-# and docs/bench.csv. BENCH_QUICK=1 runs fewer steps (a smoke run, not numbers).
+# The benchmark suite (scripts/bench.py): prints the table, writes runs/bench/bench.md
+# and runs/bench/bench.csv (`make figures` copies them to docs/). BENCH_QUICK=1 runs
+# fewer steps (a smoke run, not numbers).
 bench: build/benchmark build/alloc_count.so
 	BENCH_CFLAGS="$(CFLAGS)" /usr/bin/python3 scripts/bench.py
 
 # set-up first (packages, data), then build, then every test
 test:
 	scripts/setup.sh
+	-scripts/setup_node.sh
 	data/get_data.sh
-	$(MAKE) --no-print-directory all build/test_core
+	$(MAKE) --no-print-directory all build/test_core build/export_ref
 	test/run_tests.sh
 
 # data-parallel tests: 2 processes under mpirun (test/run_mpi_tests.sh);
@@ -87,8 +101,17 @@ test-mpi:
 	$(MAKE) --no-print-directory MPI=1 all
 	test/run_mpi_tests.sh
 
+# make demo writes only under runs/ (a fresh clone stays clean). make figures updates
+# what the README shows: the demo's plots and summary (docs/demo_*; finished runs are
+# reused) and the last `make bench`'s tables (docs/bench.*).
 demo:
 	scripts/demo.sh
+
+figures:
+	scripts/demo.sh --update-docs
+	@if [ -f runs/bench/bench.md ]; then cp runs/bench/bench.md runs/bench/bench.csv docs/ && \
+	    echo "figures: docs/bench.md, docs/bench.csv updated from runs/bench/"; \
+	else echo "figures: no runs/bench/bench.md (run make bench first); docs/bench.* left as they are"; fi
 
 # Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader, the
 # llama2.c tokenizer loader, the BPE tokenizer loader and the token cache loader,
@@ -108,7 +131,7 @@ FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
 FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer build/fuzz/fuzz_bpe build/fuzz/fuzz_tokcache
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
 
-build/fuzzobj/%.o: %.c
+build/fuzzobj/%.o: %.c | blas-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZCC  $<")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
@@ -144,12 +167,12 @@ SAN_ENV = ASAN_OPTIONS=exitcode=86:detect_leaks=1:abort_on_error=0 \
           UBSAN_OPTIONS=exitcode=87:print_stacktrace=1:halt_on_error=1
 
 define san_rules
-build/$(1)/obj/%.o: %.c
+build/$(1)/obj/%.o: %.c | blas-check
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  CC      $$< ($(1))")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) -c $$< -o $$@
 build/$(1)/train_llama: build/$(1)/obj/src/dist.o
-build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize: build/$(1)/%: build/$(1)/obj/%.o \
+build/$(1)/train_llama build/$(1)/infer_llama build/$(1)/tokenize build/$(1)/export_llama: build/$(1)/%: build/$(1)/obj/%.o \
         $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
@@ -157,15 +180,17 @@ build/$(1)/test_core: build/$(1)/obj/test/test_core.o $(call SAN_OBJ,$(1))
 	@$$(if $$(Q),echo "  LINK    $$@")
 	$$(Q)$$(CC) $$(SAN_CFLAGS) $$(SAN_$(1)) $$^ -o $$@ $$(LDLIBS)
 -include $(patsubst %.o,%.d,$(call SAN_OBJ,$(1))) build/$(1)/obj/train_llama.d \
-         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/test/test_core.d \
+         build/$(1)/obj/infer_llama.d build/$(1)/obj/tokenize.d build/$(1)/obj/export_llama.d build/$(1)/obj/test/test_core.d \
          build/$(1)/obj/src/dist.d
 endef
 $(eval $(call san_rules,asan))
 $(eval $(call san_rules,ubsan))
 $(eval $(call san_rules,valgrind))
 
-asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/tokenize build/%/test_core
+asan ubsan: %: build/%/train_llama build/%/infer_llama build/%/tokenize build/%/export_llama build/%/test_core \
+        build/export_ref
 	scripts/setup.sh
+	-scripts/setup_node.sh
 	data/get_data.sh
 	$(SAN_ENV) BIN=build/$@ test/run_tests.sh
 
@@ -178,8 +203,8 @@ valgrind: build/valgrind/train_llama build/valgrind/infer_llama
 	test/valgrind.sh build/valgrind
 
 clean:
-	rm -rf build build-mpi train_llama infer_llama tokenize
+	rm -rf build build-mpi train_llama infer_llama tokenize export_llama
 
--include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d \
-         $(BUILD)/src/dist.d build/test/test_core.d build/bench/bench.d
+-include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d $(BUILD)/export_llama.d \
+         $(BUILD)/src/dist.d build/test/test_core.d build/test/export_ref.d build/bench/bench.d
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.d) build/fuzz/make_seeds.d

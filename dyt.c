@@ -12,9 +12,9 @@ void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
         const float *x = inp + n * C;
         float *y = out + n * C;
         if (beta) // two loops: a test inside would keep the compiler from vectorising
-            for (int c = 0; c < C; c++) y[c] = gamma[c] * dyt_tanh(alpha * x[c]) + beta[c];
+            for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]) + beta[c];
         else
-            for (int c = 0; c < C; c++) y[c] = gamma[c] * dyt_tanh(alpha * x[c]);
+            for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]);
     }
 }
 
@@ -34,7 +34,7 @@ static void dyt_backward_row(float *restrict dx, float *restrict pg, float *rest
                              const float *restrict dy, const float *restrict x, float alpha,
                              const float *restrict gamma, int C) {
     for (int c = 0; c < C; c++) {
-        float t = dyt_tanh(alpha * x[c]);
+        float t = tanh_approx(alpha * x[c]);
         float g = dy[c] * gamma[c] * (1.0f - t * t);
         dx[c] += g * alpha;
         pa[c] += g * x[c];

@@ -27,20 +27,8 @@ void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
                   size_t N, int C, float *scratch);
 size_t dyt_scratch_floats(size_t N, int C);
 
-// tanh in float32 that compilers vectorise (glibc's tanhf is a scalar call and
-// took most of DyT's cost). For |x| >= 1/16: tanh|x| = (1 - e) / (1 + e) with
-// e = exp(-2|x|) (exp_reduced, src/vmath.h). Below 1/16 the odd Taylor series
-// avoids the cancellation in 1 - e. Absolute error about 1e-7 (checked in test_core).
-static inline float dyt_tanh(float x) {
-    float ax = fabsf(x);
-    ax = ax < 9.0f ? ax : 9.0f; // tanh(9) rounds to 1 in float32 (a select, not fminf: it vectorises)
-    float e = exp_reduced(-2.0f * ax);
-    float big = (1.0f - e) / (1.0f + e);
-    float x2 = ax * ax;
-    float small = ax * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315))));
-    float t = copysignf(ax < 0.0625f ? small : big, x);
-    return x == x ? t : x; // NaN stays NaN (the clamp above would turn it into +-1)
-}
+// tanh: tanh_approx (src/vmath.h), a rational function that compilers
+// vectorise (glibc's tanhf is a scalar call and took most of DyT's cost).
 
 // Embedding scale: out (n) = scale * inp (n); in place allowed.
 void embscale_forward(float *out, const float *inp, float scale, size_t n);

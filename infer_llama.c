@@ -1,16 +1,19 @@
 // infer_llama: generates text from a model trained by train_llama or a
-// llama2.c checkpoint, evaluates a text file's loss under it, or exports an
-// RMSNorm model for llama2.c.
+// llama2.c checkpoint, or evaluates a text file's loss under it. (Exports to
+// llama2.c, GGUF and Hugging Face are export_llama's.)
 //
 //   ./infer_llama runs/dyt/model.bin --prompt "ROMEO:" -n 300 --temperature 0.8 --top-p 0.9 --seed 7
 //   ./infer_llama runs/dyt/model.bin --eval some.txt
 //   ./infer_llama stories260K.bin -z tokenizer.bin --prompt "Once upon a time" -n 200 --temperature 0
-//   ./infer_llama runs/rms/model.bin --export-llama2c runs/rms/llama2c.bin
+//   ./infer_llama runs/dyt/model.bin --prompt-file scene.txt -n 1000    (or a prompt on stdin: --prompt -)
 //
 // The prompt goes through the model in one batched forward (sgemm), then one
-// token at a time over the KV cache. Generated text goes to stdout, statistics
-// to stderr. The forward pass is the trainer's own (src/model.c).
+// token at a time over the KV cache; past the context the window slides
+// (src/sampler.h: the last half of the context is kept and recomputed).
+// Generated text goes to stdout, statistics to stderr. The forward pass is the
+// trainer's own (src/model.c).
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -26,17 +29,21 @@
 #include "src/options.h"
 #include "src/sampler.h"
 #include "src/sptok.h"
+#include "src/threads.h"
 
 typedef struct {
-    const char *prompt, *eval, *tokenizer, *export_llama2c;
+    const char *prompt, *prompt_file, *eval, *tokenizer;
     int64_t n, top_k, seed, threads;
     double temperature, top_p;
 } Settings;
 
 #define OFF(f) offsetof(Settings, f)
 static const Option OPTIONS[] = {
-    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue (empty: a newline; with -z, just BOS)"},
-    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (fewer when the context fills, or at BOS/EOS with -z)"},
+    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue ('-': read it from standard input; empty: a newline; "
+     "with -z, just BOS)"},
+    {"--prompt-file", OPT_STR, OFF(prompt_file), 0, 0, "read the text to continue from this file"},
+    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (past the context the window slides, keeping its last half; "
+     "fewer only at BOS/EOS with -z)"},
     {"--temperature", OPT_FLOAT, OFF(temperature), 0, 100, "sampling temperature (0 = greedy)"},
     {"--top-p", OPT_FLOAT, OFF(top_p), 1e-6, 1, "nucleus sampling mass (1 = off)"},
     {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
@@ -44,13 +51,11 @@ static const Option OPTIONS[] = {
     {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
     {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
     {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 tokens)"},
-    {"--export-llama2c", OPT_STR, OFF(export_llama2c), 0, 0,
-     "write an RMSNorm model in llama2.c's legacy format (and OUT.tokenizer.bin), then exit"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
 static Settings default_settings(void) {
-    return (Settings){.prompt = "", .n = 256, .top_k = 0, .seed = -1, .threads = 0,
+    return (Settings){.n = 256, .top_k = 0, .seed = -1, .threads = 0,
                       .temperature = 1.0, .top_p = 0.9};
 }
 
@@ -61,6 +66,17 @@ static void usage(FILE *f) {
                "or with --eval scores a file.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
+}
+
+// A window's attention scores take heads x T x T floats: with a long context
+// (a legal header allows 2^20) that is more than any machine has. Said up
+// front, with the numbers, rather than found by the allocator or the swap.
+static int eval_memory_check(const Model *m, const char *path, size_t T, Error *err) {
+    double att = 4.0 * (double)m->cfg.n_heads * (double)T * (double)T;
+    char what[4300];
+    snprintf(what, sizeof what, "--eval %.4000s: the attention scores of a window of %zu tokens (%d heads; the "
+             "model's context is %d)", path, T, m->cfg.n_heads, m->cfg.seq_len);
+    return att > (double)SIZE_MAX ? err_set(err, "%s: too large", what) : memory_check((size_t)att, what, err);
 }
 
 // Mean next-token loss over the file, in consecutive windows of the context length.
@@ -75,7 +91,7 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     double total = 0.0;
     size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;
     Acts a; // sized to the longest window, not the whole context
-    if (acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
+    if (eval_memory_check(m, path, T_max, err) || acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
         free(tokens);
         return -1;
     }
@@ -103,81 +119,126 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     return 0;
 }
 
-// The prompt's tokens in an array with room for the whole context. A byte
-// model needs a token to start from: there an empty prompt starts a line
-// (llama2.c's tokenizer starts every text with BOS).
-static int encode_prompt(const Tokenizer *tk, const char *prompt, int ctx, int **out, int *n_out, Error *err) {
-    size_t plen = strlen(prompt), n = 0, cap = tokenizer_max_tokens(tk, plen + 1);
-    int *tokens = malloc((cap > (size_t)ctx ? cap : (size_t)ctx) * sizeof(int));
-    if (!tokens) return err_set(err, "out of memory");
+// The text to continue: --prompt's, standard input's (--prompt -) or a file's
+// (--prompt-file); name says where it came from, for messages.
+typedef struct {
+    const char *name;
+    unsigned char *bytes; // not NUL-terminated: a file may hold any byte
+    size_t n;
+    int owned; // bytes were allocated here
+} Text;
+
+static int read_stream(FILE *f, const char *name, Text *t, Error *err) {
+    size_t cap = 4096;
+    *t = (Text){.name = name, .bytes = malloc(cap), .owned = 1};
+    for (size_t got; t->bytes && (got = fread(t->bytes + t->n, 1, cap - t->n, f)) > 0;) {
+        t->n += got;
+        unsigned char *more = t->n < cap ? t->bytes : realloc(t->bytes, cap *= 2);
+        if (!more) free(t->bytes);
+        t->bytes = more;
+    }
+    if (!t->bytes) return err_set(err, "%s: out of memory", name);
+    if (ferror(f)) {
+        free(t->bytes);
+        t->bytes = NULL;
+        return err_set(err, "%s: read failed", name);
+    }
+    return 0;
+}
+
+static int read_prompt(const Settings *s, Text *t, Error *err) {
+    if (s->prompt_file) {
+        *t = (Text){.name = s->prompt_file};
+        if (read_file(s->prompt_file, &t->bytes, &t->n, err)) return -1;
+        t->owned = 1;
+        return 0;
+    }
+    if (s->prompt && !strcmp(s->prompt, "-")) return read_stream(stdin, "--prompt - (standard input)", t, err);
+    const char *p = s->prompt ? s->prompt : "";
+    *t = (Text){.name = "--prompt", .bytes = (unsigned char *)p, .n = strlen(p)};
+    return 0;
+}
+
+// The prompt's tokens. A byte model needs a token to start from: there an
+// empty prompt starts a line (llama2.c's tokenizer starts every text with BOS).
+static int encode_prompt(const Tokenizer *tk, const Text *prompt, int **out, int *n_out, Error *err) {
+    size_t n = 0, cap = tokenizer_max_tokens(tk, prompt->n + 1);
+    int *tokens = cap <= INT_MAX ? malloc(cap * sizeof(int)) : NULL;
+    if (!tokens) return err_set(err, "%s: out of memory for its tokens", prompt->name);
     Error e;
-    int rc = tokenizer_encode(tk, (const unsigned char *)prompt, plen, tokens, &n, &e);
+    int rc = tokenizer_encode(tk, prompt->bytes, prompt->n, tokens, &n, &e);
     if (!rc && n == 0) rc = tokenizer_encode(tk, (const unsigned char *)"\n", 1, tokens, &n, &e);
-    if (rc || n >= (size_t)ctx) {
+    if (rc) {
         free(tokens);
-        return rc ? err_set(err, "--prompt: %s", e.msg)
-                  : err_set(err, "--prompt: %zu tokens leave no room in the model's context of %d", n, ctx);
+        return err_set(err, "%s: %s", prompt->name, e.msg);
     }
     *out = tokens;
     *n_out = (int)n;
     return 0;
 }
 
-static int generate(const Model *m, const Tokenizer *tk, const Settings *s, Error *err) {
-    int ctx = m->cfg.seq_len, n = 0, *tokens = NULL;
-    if (encode_prompt(tk, s->prompt, ctx, &tokens, &n, err)) return -1;
-    // The KV cache holds the prompt and the -n tokens asked for (within the
-    // context), and the prefill buffers the prompt: not the whole context.
-    int64_t want = (int64_t)n + s->n;
-    int kv_len = want < ctx ? (int)want : ctx;
-    Acts acts, *a = &acts;
-    if (acts_create(a, m, 1, n, kv_len, 0, err)) {
-        free(tokens);
-        return -1;
-    }
+static int generate(const Model *m, const Tokenizer *tk, const Settings *s, const Text *prompt, Error *err) {
+    int n_prompt = 0, dropped = 0, *tokens = NULL;
+    if (encode_prompt(tk, prompt, &tokens, &n_prompt, err)) return -1;
     Sampler sampler;
     uint64_t seed = s->seed >= 0 ? (uint64_t)s->seed : (uint64_t)time(NULL);
     if (sampler_create(&sampler, m->cfg.vocab_size, (float)s->temperature, (float)s->top_p, (int)s->top_k,
                        seed, err)) {
-        acts_free(a);
         free(tokens);
         return -1;
     }
-    int n_prompt = n;
-    fwrite(s->prompt, 1, strlen(s->prompt), stdout);
+    fwrite(prompt->bytes, 1, prompt->n, stdout);
     // prefill: the whole prompt in one forward
     double t0 = now_seconds();
-    int rc = model_forward(m, a, tokens, n, 0, 0, err);
+    Window w;
+    // llama2.c's tokenizer starts every text with BOS: a sliding window keeps it
+    int sink = tk->kind == TOK_SP && tokens[0] == SP_BOS;
+    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, sink, &dropped, err);
+    free(tokens);
+    if (rc) {
+        sampler_free(&sampler);
+        return -1;
+    }
     double t_prefill = now_seconds() - t0;
-    const float *logits = a->logits + (size_t)(n - 1) * m->cfg.vocab_size;
+    if (dropped)
+        fprintf(stderr, "infer_llama: the prompt's %d tokens exceed the model's context of %d: it sees %sthe last %d\n",
+                n_prompt, m->cfg.seq_len, sink ? "BOS and " : "", n_prompt - dropped - sink);
     int produced = 0, stopped = 0;
-    int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: Acts hold it all
+    int64_t heap0 = heap_in_use_bytes(); // generating allocates nothing: the window holds it all
+    // Decoding's bits do not depend on the thread count, so by default it
+    // runs on whichever of all cores or one is faster now (src/threads.h):
+    // on a shared machine the other cores may be busy. --threads N fixes N.
+    ThreadTuner tuner;
+    tuner_init(&tuner, s->threads ? 1 : omp_get_max_threads());
     t0 = now_seconds();
-    while (!rc && produced < s->n && n < ctx) {
-        int next = sampler_sample(&sampler, logits);
+    while (!rc && produced < s->n) {
+        int next = sampler_sample(&sampler, w.logits);
         if ((stopped = tokenizer_is_stop(tk, next))) break;
         const unsigned char *piece;
-        fwrite(piece, 1, tokenizer_decode(tk, tokens[n - 1], next, &piece), stdout);
+        fwrite(piece, 1, tokenizer_decode(tk, w.tokens[w.n - 1], next, &piece), stdout);
         fflush(stdout);
-        tokens[n] = next;
         produced++;
-        if (produced == s->n || n + 1 >= ctx) break;
-        rc = model_forward(m, a, &tokens[n], 1, n, 0, err);
-        logits = a->logits;
-        n++;
+        if (produced == s->n) break;
+        tuner_next(&tuner);
+        double t1 = now_seconds();
+        rc = window_push(&w, next, err);
+        tuner_done(&tuner, now_seconds() - t1);
     }
+    tuner_end(&tuner);
     double dt = now_seconds() - t0;
     printf("\n");
     int64_t heap1 = heap_in_use_bytes();
-    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s), seed %llu%s; "
+    char slid[96] = "";
+    if (w.slides)
+        snprintf(slid, sizeof slid, ", the window slid %lld time%s (keeping %d tokens)", (long long)w.slides,
+                 w.slides == 1 ? "" : "s", w.keep);
+    fprintf(stderr, "prompt %d tokens (%.0f tok/s prefill), generated %d tokens (%.1f tok/s)%s, seed %llu%s; "
                     "peak memory %.1f MB, heap %+lld bytes while generating\n",
-            n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9),
-            produced, produced / (dt > 0 ? dt : 1e-9), (unsigned long long)seed,
-            produced == s->n ? "" : stopped ? " (end of text)" : " (context full)", peak_rss_kb() / 1024.0,
-            (long long)(heap1 - heap0));
+            n_prompt, (n_prompt - dropped) / (t_prefill > 0 ? t_prefill : 1e-9), // of the tokens it ran
+            produced, produced / (dt > 0 ? dt : 1e-9), slid, (unsigned long long)seed,
+            stopped ? " (end of text)" : "", peak_rss_kb() / 1024.0, (long long)(heap1 - heap0));
     sampler_free(&sampler);
-    acts_free(a);
-    free(tokens);
+    window_free(&w);
     return rc;
 }
 
@@ -205,47 +266,25 @@ static int make_tokenizer(const Model *m, const char *model_path, const char *to
     return 0;
 }
 
-// Writes the model for llama2.c and its tokenizer beside it (OUT.bin ->
-// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
-static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
-    char tok_out[4096];
-    size_t len = strlen(out);
-    int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
-    if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
-        return err_set(err, "%s: path too long", out);
-    SpTok sp;
-    int rc;
-    if (m->tokenizer)
-        return err_set(err, "--export-llama2c: this model has a BPE vocabulary (%d tokens), which llama2.c's "
-                       "tokenizer cannot reproduce; only byte-vocabulary or llama2.c models can be exported",
-                       m->cfg.vocab_size);
-    if (tok_path)
-        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
-    else if (m->cfg.vocab_size == 256)
-        rc = sptok_bytes(&sp, err);
-    else
-        rc = err_set(err, "--export-llama2c: vocab_size = %d is not the byte tokenizer's 256: give the model's "
-                     "tokenizer with -z TOKENIZER", m->cfg.vocab_size);
-    if (rc) return -1;
-    rc = llama2c_export(m, out, err);
-    if (!rc) rc = sptok_save(&sp, tok_out, err);
-    if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
-    sptok_free(&sp);
-    return rc;
-}
-
 static int run(const Model *m, const Settings *s, const char *model_path, Error *err) {
     SpTok sp = {0};
     Bpe bpe = {0};
     Tokenizer tk;
     int rc = make_tokenizer(m, model_path, s->tokenizer, &sp, &bpe, &tk, err);
-    if (!rc) rc = s->eval ? eval_file(m, &tk, s->eval, err) : generate(m, &tk, s, err);
+    if (!rc && s->eval) rc = eval_file(m, &tk, s->eval, err);
+    else if (!rc) {
+        Text prompt = {0};
+        rc = read_prompt(s, &prompt, err);
+        if (!rc) rc = generate(m, &tk, s, &prompt, err);
+        if (prompt.owned) free(prompt.bytes);
+    }
     sptok_free(&sp);
     bpe_free(&bpe);
     return rc;
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // before anything else: it may start the program again
     Settings s = default_settings();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];
@@ -254,21 +293,29 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        if (!stream_check(stdout, "stdout", &err)) return 0;
+        fprintf(stderr, "infer_llama: %s\n", err.msg);
+        return 1;
     }
     if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
+    if (rc == 0 && s.prompt && s.prompt_file) rc = err_set(&err, "--prompt and --prompt-file: give one of them");
     if (rc) {
         fprintf(stderr, "infer_llama: %s (see --help)\n", err.msg);
         return 2;
     }
-    threads_setup(s.threads);
+    if (threads_start(s.threads, "infer_llama", &err)) {
+        fprintf(stderr, "infer_llama: %s\n", err.msg);
+        return 1;
+    }
     Model m;
     ModelFormat format;
     if (model_load_any(&m, pos[0], &format, &err)) {
         fprintf(stderr, "infer_llama: %s\n", err.msg);
         return 1;
     }
-    rc = s.export_llama2c ? export_llama2c(&m, s.export_llama2c, s.tokenizer, &err) : run(&m, &s, pos[0], &err);
+    rc = run(&m, &s, pos[0], &err);
+    // generated text or scores that did not reach stdout's file are a failure (> /dev/full)
+    if (!rc) rc = stream_check(stdout, "stdout", &err);
     if (rc) fprintf(stderr, "infer_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

@@ -88,7 +88,9 @@ static int cmd_encode(const char *text_path, const Settings *s) {
     if (!rc) {
         TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
                              .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
-        rc = tokcache_save(out, &info, tokens, &err);
+        uint16_t *t16 = (uint16_t *)tokens; // ids < 65536: narrowed in place, front to back
+        for (size_t i = 0; i < nt; i++) t16[i] = (uint16_t)tokens[i];
+        rc = tokcache_save(out, &info, t16, &err);
     }
     if (!rc)
         fprintf(stderr, "tokenize: %zu bytes -> %zu tokens (%.3f bytes/token) in %.3f s (%.1f MB/s); wrote %s\n", n, nt,
@@ -105,8 +107,9 @@ static int cmd_decode(const char *cache_path, const Settings *s) {
     Bpe b;
     if (bpe_load(&b, s->tokenizer, &err)) return fail(&err);
     TokCacheInfo info;
-    int *tokens = NULL;
-    int rc = tokcache_load(cache_path, &info, &tokens, &err);
+    const uint16_t *tokens = NULL;
+    Mapped map;
+    int rc = tokcache_open(&map, cache_path, &info, &tokens, &err);
     if (!rc && (info.tokenizer_checksum != b.checksum || info.vocab_size != b.vocab_size))
         rc = err_set(&err, "%s: was encoded with another tokenizer than %s (checksum differs)", cache_path,
                      s->tokenizer);
@@ -116,9 +119,9 @@ static int cmd_decode(const char *cache_path, const Settings *s) {
             size_t len = bpe_decode(&b, tokens[i], &p);
             fwrite(p, 1, len, stdout);
         }
-        if (fflush(stdout)) rc = err_set(&err, "stdout: write failed");
+        rc = stream_check(stdout, "stdout", &err);
     }
-    free(tokens);
+    unmap_file(&map);
     bpe_free(&b);
     return rc ? fail(&err) : 0;
 }
@@ -179,7 +182,7 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 2, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        return stream_check(stdout, "stdout", &err) ? fail(&err) : 0;
     }
     static const struct {
         const char *name;
@@ -197,5 +200,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tokenize: %s (see --help)\n", err.msg);
         return 2;
     }
-    return CMDS[which].run(pos[1], &s);
+    rc = CMDS[which].run(pos[1], &s);
+    // a table or text on stdout that did not reach its file is a failure (> /dev/full)
+    if (!rc && stream_check(stdout, "stdout", &err)) rc = fail(&err);
+    return rc;
 }

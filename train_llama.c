@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -27,12 +28,13 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/threads.h"
 
 // ----------------------------------------------------------------------------
 // settings
 
 typedef struct {
-    const char *data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp;
+    const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult;
@@ -44,8 +46,9 @@ typedef struct {
 #define OFF(f) offsetof(Settings, f)
 #define BIG 1e9
 static const Option OPTIONS[] = {
-    {"--data", OPT_STR, OFF(data), 0, 0, "text file to train on (required)"},
-    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN, with the encoded text cached in DATA.bpeN.tok"},
+    {"--data", OPT_STR, OFF(data), 0, 0, "text to train on (required unless resuming): a file, a folder (its files in name order) or files separated by commas; documents are joined by the bytes \\n 0x1E \\n"},
+    {"--val-data", OPT_STR, OFF(val_data), 0, 0, "text to validate on, in the forms --data takes (default: the last 10% of --data's tokens)"},
+    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN (beside a folder; beside the first of several files), with the encoded text cached in DATA.bpeN.tok"},
     {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
     {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
@@ -194,7 +197,8 @@ static int apply_preset(Settings *s, unsigned char *given, Error *err) {
 }
 
 static void usage(FILE *f, const Settings *d) {
-    fprintf(f, "usage: train_llama --data FILE [options]\n"
+    fprintf(f, "usage: train_llama --data FILE|FOLDER|FILE,FILE... [options]\n"
+               "       train_llama --resume OUT/checkpoint.bin [options]\n"
                "Trains a small LLaMA with a choice of norm; see README.md.\n\noptions%s:\n",
             d->preset ? " (defaults: with the preset)" : "");
     options_usage(f, OPTIONS, N_OPTIONS, d);
@@ -219,7 +223,7 @@ static void usage(FILE *f, const Settings *d) {
 // Options that only change how a run is observed or where it writes: a
 // resumed run may set them differently from the run it continues.
 static int may_differ_on_resume(const char *name) {
-    const char *ok[] = {"--data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
+    const char *ok[] = {"--data", "--val-data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
                         "--eval-every", "--overlap"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(name, ok[i])) return 1;
@@ -232,14 +236,21 @@ static int may_differ_on_resume(const char *name) {
 // Version 3 adds the optimizer's parameter groups (--norm-decay,
 // --scalar-lr-mult); a version 2 block reads as their defaults (off, 1).
 // Version 2: training rows are drawn per (step, global row) and the process
-// count is recorded; version 1 sampled from one sequential stream.
+// count is recorded; version 1 sampled from one sequential stream. The
+// validation text's fingerprint came later in version 2: 0 (all older
+// checkpoints) means the last 10% of the training text.
 #define RUN_BLOCK_VERSION 3
 #define MAX_RANKS (1 << 20)
 enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS,
+       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_VAL_HASH,
        RB_NORM_DECAY, RB_SCALAR_LR_MULT, RB_USED };
 
-static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
+// The fingerprints of the training and validation texts (0: none).
+typedef struct {
+    uint64_t data, val;
+} DataHashes;
+
+static void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
     memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
     rb[RB_VERSION] = RUN_BLOCK_VERSION, rb[RB_RANKS] = s->ranks;
     rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
@@ -248,7 +259,8 @@ static void run_block_pack(const Settings *s, uint64_t data_hash, int64_t *rb) {
     memcpy(&rb[RB_LR], &s->lr, 8);
     memcpy(&rb[RB_WD], &s->weight_decay, 8);
     memcpy(&rb[RB_CLIP], &s->clip, 8);
-    memcpy(&rb[RB_DATA_HASH], &data_hash, 8);
+    memcpy(&rb[RB_DATA_HASH], &h.data, 8);
+    memcpy(&rb[RB_VAL_HASH], &h.val, 8);
     rb[RB_NORM_DECAY] = s->norm_decay;
     memcpy(&rb[RB_SCALAR_LR_MULT], &s->scalar_lr_mult, 8);
 }
@@ -263,10 +275,12 @@ static void settings_from_config(const ModelConfig *c, Settings *s) {
     s->residual_gate = c->residual_gate;
 }
 
-// Every setting a checkpoint records: its run block's and its header's.
+// Every setting a checkpoint records: its run block's, its header's and, with
+// rec, its data record's files (rec NULL: s->data, s->val_data stay).
 // These assignments are the one list of what a file records: --print-config
 // finds the recorded options by what this function writes (recorded_options).
-static void settings_from_record(const int64_t *rb, const ModelConfig *c, Settings *s) {
+static void settings_from_record(const int64_t *rb, const ModelConfig *c, const DataRecord *rec, Settings *s) {
+    if (rec) s->data = rec->data_spec, s->val_data = rec->val_spec;
     s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
     s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
     s->eval_every = rb[RB_EVAL_EVERY], s->ranks = rb[RB_RANKS];
@@ -280,8 +294,8 @@ static void settings_from_record(const int64_t *rb, const ModelConfig *c, Settin
 
 // Settings as the checkpoint records them (model shape from its header),
 // range-checked like the command line.
-static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s, uint64_t *data_hash,
-                            const char *path, Error *err) {
+static int run_block_unpack(const int64_t *rb, const ModelConfig *c, const DataRecord *rec, Settings *s,
+                            DataHashes *h, const char *path, Error *err) {
     if (rb[RB_VERSION] == 1)
         return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
                        "differently; it cannot be resumed by this one", path);
@@ -301,8 +315,9 @@ static int run_block_unpack(const int64_t *rb, const ModelConfig *c, Settings *s
         Settings d = default_settings();
         memcpy(&v[RB_SCALAR_LR_MULT], &d.scalar_lr_mult, 8);
     }
-    settings_from_record(v, c, s);
-    memcpy(data_hash, &rb[RB_DATA_HASH], 8);
+    settings_from_record(v, c, rec, s);
+    memcpy(&h->data, &rb[RB_DATA_HASH], 8);
+    memcpy(&h->val, &rb[RB_VAL_HASH], 8);
     Error e;
     if (options_check_ranges(OPTIONS, N_OPTIONS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
     return 0;
@@ -321,8 +336,9 @@ static void recorded_options(int model_only, unsigned char *rec) {
     memset(&b, 0xA5, sizeof b);
     int64_t rb[RUN_BLOCK_SLOTS] = {0};
     ModelConfig c = {0};
+    DataRecord d = {0};
     if (model_only) settings_from_config(&c, &a), settings_from_config(&c, &b);
-    else settings_from_record(rb, &c, &a), settings_from_record(rb, &c, &b);
+    else settings_from_record(rb, &c, &d, &a), settings_from_record(rb, &c, &d, &b);
     for (int i = 0; i < N_OPTIONS; i++) rec[i] = (unsigned char)option_same(&OPTIONS[i], &a, &b);
 }
 
@@ -343,17 +359,23 @@ static int print_config(const char *path, Error *err) {
     ModelConfig c;
     int kind;
     int64_t rb[RUN_BLOCK_SLOTS];
-    uint64_t hash;
+    DataHashes hash;
+    DataRecord rec = {0}; // none in a checkpoint from before the data record: no --data line
+    unsigned char *blob;
+    size_t blob_bytes;
     Settings s = default_settings();
-    if (settings_read(path, &c, &kind, rb, err)) return -1;
-    if (kind == KIND_CHECKPOINT) {
-        if (run_block_unpack(rb, &c, &s, &hash, path, err)) return -1;
-    } else {
+    if (settings_read(path, &c, &kind, rb, &blob, &blob_bytes, err)) return -1;
+    int rc = blob && data_record_parse(&rec, blob, blob_bytes, path, err);
+    free(blob);
+    if (!rc && kind == KIND_CHECKPOINT) {
+        rc = run_block_unpack(rb, &c, &rec, &s, &hash, path, err);
+    } else if (!rc) {
         settings_from_config(&c, &s);
         fprintf(stderr, "train_llama: %s is a model file: it records the model's settings only\n", path);
     }
-    write_settings(stdout, &s, kind == KIND_MODEL);
-    return fflush(stdout) ? err_set(err, "standard output: write failed") : 0;
+    if (!rc) write_settings(stdout, &s, kind == KIND_MODEL);
+    data_record_free(&rec);
+    return rc ? -1 : fflush(stdout) ? err_set(err, "standard output: write failed") : 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -368,6 +390,7 @@ typedef struct {
     Model model;
     float *mom1, *mom2;
     Acts acts;
+    TextFile text, val_text; // --data and --val-data, open for the whole run (bytes train straight from them)
     Dataset data;
     Bpe bpe;      // --vocab-size > 256: the vocabulary (also in the model's files)
     Tokenizer tk;
@@ -375,14 +398,22 @@ typedef struct {
     int *inputs, *targets;
     double step_ms[STEP_TIMES]; // the latest step times (a ring), for the median in result.txt
     int64_t n_timed;
-    uint64_t resume_fingerprint; // the data the checkpoint was trained on
+    DataHashes resume_hashes;    // the data the checkpoint was trained and validated on
+    DataRecord resume_record;    // its files (none in a checkpoint from before the data record)
     int64_t resume_threads;      // the thread count the checkpoint was written with
     uint64_t *rank_hashes;       // rank 0: every rank's weight hash (check_same_weights)
     double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
-    char out_dir[4096];          // --out when resuming without it: the checkpoint's folder
+    char ckpt_dir[4096];         // resuming: the checkpoint's folder (--out's default)
+    char out_dir[4096];          // a fresh run's default --out: runs/NORM
+    int lock_fd;                 // OUT/.lock, held while this process lives (lock_out)
     FILE *log;
     double best_val, last_val;
+    int64_t last_val_step;  // the step last_val was measured at (-1: none yet)
+    double progress_every;  // off a terminal: seconds between progress lines at most
+    double progress_t;      // when the last progress line was printed
+    int line_len;           // on a terminal: length of the progress line shown, 0 when none is open
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
+    double load_start; // the machine's load average when this invocation began (result.txt)
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
@@ -407,6 +438,19 @@ static void install_signal_handlers(void) {
     signal(SIGXFSZ, SIG_IGN);
 }
 
+// A SIGINT or SIGTERM during set-up (loading data, training a vocabulary)
+// ends the run before its first step, with exit 0 and a line saying so.
+static int stopped_in_setup(Run *r) {
+    if (!dist_max_int(&r->dist, g_stop_signal != 0)) return 0;
+    if (r->dist.rank == 0 && r->s.resume)
+        fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet; %s is "
+                        "unchanged, resume with --resume %s\n", r->s.resume, r->s.resume);
+    else if (r->dist.rank == 0)
+        fprintf(stderr, "train_llama: stopped by a signal before the first step: nothing was trained yet, no "
+                        "checkpoint written\n");
+    return 1;
+}
+
 // Set-up errors are recorded, not printed: under MPI the ranks first agree
 // which one reports (main), so a job prints one line, not one per process.
 static int fail(Error *err, const char *msg) {
@@ -424,6 +468,18 @@ static int usage_error(Error *err, const char *msg) {
 // Over all processes: ranks x batch rows of seq tokens, grad-accum times.
 static double tokens_per_step(const Settings *s) {
     return (double)s->ranks * (double)(s->batch * s->seq * s->grad_accum);
+}
+
+// Tokens after `steps` steps: steps x ranks x batch x seq x grad-accum,
+// checked (-1 if it overflows int64): the count is stored in checkpoints.
+static int token_count(const Settings *s, int64_t steps, int64_t *out) {
+    int64_t per = s->ranks, n;
+    const int64_t f[] = {s->batch, s->seq, s->grad_accum};
+    for (int i = 0; i < 3; i++)
+        if (__builtin_mul_overflow(per, f[i], &per)) return -1;
+    if (__builtin_mul_overflow(s->steps, per, &n) || __builtin_mul_overflow(steps, per, &n)) return -1;
+    if (out) *out = n;
+    return 0;
 }
 
 // The kind's defaults (norms.h), then what the options change. --norm is
@@ -584,6 +640,7 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (commas < 3 || i >= len || row[i] == ',') return;
     double v = strtod(row + i, NULL);
     r->last_val = v;
+    r->last_val_step = strtoll(row, NULL, 10);
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
@@ -648,17 +705,23 @@ static int log_remap(Run *r, Chunk *kept, char **out, Error *err) {
 
 // On resume, keep only the complete log rows up to the checkpoint's step
 // (later rows are redone), so the log reads as one uninterrupted run. The kept
-// rows replace the file atomically: a crash here cannot lose the log.
+// rows replace the file atomically: a crash here cannot lose the log. The rows
+// come from the checkpoint's folder (resumed into another --out, the log
+// continues there); without a log the new one starts at the checkpoint's step.
 static int log_open(Run *r, int resuming, Error *err) {
-    if (!resuming) {
-        r->log = fopen(r->path_log, "w");
-        if (!r->log) return err_set(err, "%s: cannot write: %s", r->path_log, strerror(errno));
+    char src[4200];
+    if (resuming && join(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
+    if (!resuming || access(src, F_OK)) {
+        if (resuming && r->dist.rank == 0)
+            fprintf(stderr, "train_llama: %s: not found; %s starts at step %lld\n", src, r->path_log,
+                    (long long)r->st.step);
+        if (!(r->log = create_fresh(r->path_log, err))) return -1;
         log_header(r, r->log);
         return 0;
     }
     unsigned char *text;
     size_t n, i = 0;
-    if (read_file(r->path_log, &text, &n, err)) return -1;
+    if (read_file(src, &text, &n, err)) return -1;
     for (int line = 0; i < n; line++) {
         size_t j = i;
         while (j < n && text[j] != '\n') j++;
@@ -674,9 +737,8 @@ static int log_open(Run *r, int resuming, Error *err) {
     free(text);
     free(remapped);
     if (rc) return -1;
-    r->log = fopen(r->path_log, "a");
-    if (!r->log) return err_set(err, "%s: cannot append: %s", r->path_log, strerror(errno));
-    return 0;
+    r->log = open_append(r->path_log, err);
+    return r->log ? 0 : -1;
 }
 
 // OUT/checkpoint-STEP.bin into buf (cap 4200); -1 if the path does not fit
@@ -749,7 +811,7 @@ static int save_checkpoint(Run *r, Error *err) {
     if (earlier || fflush(r->log) || fsync(fileno(r->log)))
         return err_set(err, "%s: write failed: %s (the last checkpoint is unchanged)", r->path_log,
                        earlier || !errno ? "an earlier write of it failed" : strerror(errno));
-    run_block_pack(&r->s, r->data.fingerprint, rb);
+    run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
     if (checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, r->path_ckpt, err)) return -1;
     return r->s.keep > 1 ? keep_checkpoint(r, rb, err) : 0;
 }
@@ -769,21 +831,49 @@ static int write_result(Run *r, const char *status, Error *err) {
     int len = snprintf(text, sizeof text,
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
-                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n",
+                       "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\ncores=%d\nthreads=%d\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
-                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth);
+                       bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
+                       r->load_start, load_average(), omp_get_num_procs(), omp_get_max_threads());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
 
-static void progress(const Run *r, double loss, double val, double tok_s, double eta_s, int final) {
-    int tty = isatty(STDERR_FILENO);
-    if (!tty && !final && r->st.step % r->s.eval_every) return; // logs get a line per evaluation
-    fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %.4f (%.4f bpb) | %.0f tok/s | ETA %dm%02ds%s",
-            tty ? "\r" : "", (long long)r->st.step, (long long)r->s.steps, loss, val, bits_per_byte(r, val), tok_s,
-            (int)(eta_s / 60), (int)eta_s % 60, tty && !final ? "  " : "\n");
+// Ends the terminal's progress line, if one is open: what is printed next
+// starts on a fresh line.
+static void progress_end(Run *r) {
+    if (r->line_len) fputc('\n', stderr);
+    r->line_len = 0;
+}
+
+// The progress line after a step. On a terminal one line is rewritten in
+// place every step. Off a terminal (a log file) a line is printed at each
+// evaluation, at the end, and between them once progress_every seconds have
+// passed since the last line (LLAMA_PROGRESS_SECONDS, default 30), so that a
+// log shows a slow run is alive. The validation loss between evaluations is
+// the last evaluation's: the line names its step.
+static void progress(Run *r, double loss, double tok_s, double eta_s, int final, double now) {
+    int tty = isatty(STDERR_FILENO), fresh = r->last_val_step == r->st.step;
+    if (!(eta_s >= 0 && eta_s < 1e8)) eta_s = eta_s >= 1e8 ? 1e8 : 0; // (int) of it stays defined
+    if (!tty && !final && !fresh && now - r->progress_t < r->progress_every) return;
+    r->progress_t = now;
+    char at[40] = "";
+    if (!fresh) snprintf(at, sizeof at, " @step %lld", (long long)r->last_val_step);
+    char line[256];
+    int len = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | val %.4f%s (%.4f bpb) | %.0f tok/s | ETA %dm%02ds",
+                       (long long)r->st.step, (long long)r->s.steps, loss, r->last_val, at,
+                       bits_per_byte(r, r->last_val), tok_s, (int)(eta_s / 60), (int)eta_s % 60);
+    if (!tty) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
+    // blanks over the rest of a longer previous line
+    fprintf(stderr, "\r%s%*s", line, r->line_len > len ? r->line_len - len : 0, "");
+    r->line_len = len;
+    if (final) progress_end(r);
 }
 
 // --overlap: starts the sum over processes of the gradients model_backward
@@ -889,8 +979,10 @@ static int train_loop(Run *r, Error *err) {
     double stds[2 * (2 * MAX_LAYERS + 1)]; // evaluate's diagnostics
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
+    r->progress_t = now_seconds();
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
+        r->last_val_step = 0;
         if (root) log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
     }
     int64_t poison_step = env_i64("LLAMA_TEST_POISON_STEP"), poison_rank = env_i64("LLAMA_TEST_POISON_RANK");
@@ -905,7 +997,7 @@ static int train_loop(Run *r, Error *err) {
         double ms = 1000.0 * (now_seconds() - t0);
         elapsed += ms / 1000.0;
         r->st.step++;
-        r->st.tokens += (int64_t)tokens_per_step(s);
+        token_count(s, r->st.step, &r->st.tokens); // checked at set-up for the whole run
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
         r->step_s += ms / 1000.0;
@@ -916,13 +1008,14 @@ static int train_loop(Run *r, Error *err) {
         if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
             row.val_loss = r->last_val = evaluate(r, stds);
+            r->last_val_step = r->st.step;
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
         if (root) {
             log_row(r, &row);
             double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-            progress(r, loss, r->last_val, tokens_per_step(s) / (ms / 1000.0), eta, last);
+            progress(r, loss, tokens_per_step(s) / (ms / 1000.0), eta, last, now_seconds());
         }
         if (diverged) {
             err->msg[0] = 0; // rank 0 reports
@@ -943,6 +1036,7 @@ static int train_loop(Run *r, Error *err) {
         }
         if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
+            progress_end(r);
             if (root)
                 fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                         (long long)r->st.step, signal ? " (signal)" : "", r->path_ckpt);
@@ -990,13 +1084,13 @@ static int config_equal(const ModelConfig *a, const ModelConfig *b) {
 static int check_resume_options(const Settings *cli, const unsigned char *given, const Settings *ck,
                                 const ModelConfig *cfg, Error *err) {
     int64_t want[RUN_BLOCK_SLOTS], got[RUN_BLOCK_SLOTS];
-    run_block_pack(ck, 0, want);
+    run_block_pack(ck, (DataHashes){0, 0}, want);
     for (int i = 0; i < N_OPTIONS; i++) {
         if (!given[i] || may_differ_on_resume(OPTIONS[i].name)) continue;
         Settings t = *ck;
         option_copy(&OPTIONS[i], &t, cli);
         ModelConfig c = config_from_settings(&t);
-        run_block_pack(&t, 0, got);
+        run_block_pack(&t, (DataHashes){0, 0}, got);
         if (!config_equal(&c, cfg) || memcmp(want, got, sizeof want)) {
             char a[128], b[128];
             option_format(&OPTIONS[i], cli, a, sizeof a);
@@ -1007,13 +1101,34 @@ static int check_resume_options(const Settings *cli, const unsigned char *given,
     return 0;
 }
 
+// The training block of a checkpoint against its run settings: the step is
+// within the run, the token count is exactly the steps' tokens (so it cannot
+// overflow before the run ends), the seconds are a real duration.
+static int check_train_block(const Run *r, Error *err) {
+    const Settings *s = &r->s;
+    const TrainState *st = &r->st;
+    int64_t want;
+    if (token_count(s, st->step, &want))
+        return err_set(err, "%s: training block: %lld steps of %.0f tokens overflow the token count", s->resume,
+                       (long long)st->step, tokens_per_step(s));
+    if (st->tokens != want)
+        return err_set(err, "%s: training block field tokens = %lld, but %lld steps of %.0f tokens make %lld",
+                       s->resume, (long long)st->tokens, (long long)st->step, tokens_per_step(s), (long long)want);
+    if (!isfinite(st->elapsed_s) || st->elapsed_s < 0 || st->elapsed_s > 1e12)
+        return err_set(err, "%s: training block field elapsed_s = %g is not a duration in 0..1e12 s", s->resume,
+                       st->elapsed_s);
+    return 0;
+}
+
 // Loads the checkpoint and takes the run's settings from it, keeping the
 // options that may differ. Returns 0, or an exit code.
 static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     Settings *s = &r->s, ck = *s, cli = *s;
     int64_t rb[RUN_BLOCK_SLOTS];
     if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err) ||
-        run_block_unpack(rb, &r->model.cfg, &ck, &r->resume_fingerprint, s->resume, err))
+        run_block_unpack(rb, &r->model.cfg, NULL, &ck, &r->resume_hashes, s->resume, err) ||
+        (r->st.data_record &&
+         data_record_parse(&r->resume_record, r->st.data_record, r->st.data_record_bytes, s->resume, err)))
         return fail(err, err->msg);
     if (r->st.step > ck.steps) {
         err_set(err, "%s: step %lld is past the run's %lld steps", s->resume, (long long)r->st.step,
@@ -1034,15 +1149,23 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     *s = ck;
     for (int i = 0; i < N_OPTIONS; i++)
         if (given[i] && may_differ_on_resume(OPTIONS[i].name)) option_copy(&OPTIONS[i], s, &cli);
-    if (!s->out) { // the checkpoint's own folder
-        const char *slash = strrchr(s->resume, '/');
-        size_t n = slash ? (size_t)(slash - s->resume) : 0;
-        if (n >= sizeof r->out_dir) return fail(err, "--resume: path too long");
-        memcpy(r->out_dir, s->resume, n);
-        r->out_dir[n] = 0;
-        s->out = n ? r->out_dir : ".";
+    // the data: as given, else where the checkpoint says it was
+    if (!s->data && !r->resume_record.data_spec) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "--resume %.300s: the checkpoint does not record its data (written by an older "
+                 "train_llama): give --data", s->resume);
+        return usage_error(err, msg);
     }
-    return 0;
+    if (!s->data) s->data = r->resume_record.data_spec;
+    if (!s->val_data) s->val_data = r->resume_record.val_spec;
+    const char *slash = strrchr(s->resume, '/');
+    size_t n = slash ? (size_t)(slash - s->resume) : 1;
+    if (n >= sizeof r->ckpt_dir) return fail(err, "--resume: path too long");
+    memcpy(r->ckpt_dir, slash ? s->resume : ".", n);
+    r->ckpt_dir[n] = 0;
+    if (!r->ckpt_dir[0]) strcpy(r->ckpt_dir, "/"); // --resume /checkpoint.bin
+    if (!s->out) s->out = r->ckpt_dir; // the checkpoint's own folder
+    return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
 // Parses and checks the command line (and, on resume, the checkpoint).
@@ -1062,7 +1185,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     if (rc >= 0 && !given[option_index("--alpha-final")]) s->alpha_final = s->alpha_ffn;
     if (rc == 1) {
         if (r->dist.rank == 0) usage(stdout, s);
-        return -1;
+        return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (rc) return usage_error(err, err->msg);
     if (s->print_config) {
@@ -1073,7 +1196,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         for (int k = 0; k < N_NORMS && r->dist.rank == 0; k++) printf("%s\n", NORM_KINDS[k].name);
         return -1;
     }
-    if (!s->data) return usage_error(err, "--data FILE is required");
+    if (!s->data && !s->resume) return usage_error(err, "--data FILE is required");
     if (norm_find(s->norm) < 0) {
         char names[512], msg[1024];
         norm_names(names, sizeof names);
@@ -1098,6 +1221,11 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
         return usage_error(err, err->msg);
     }
+    if (token_count(s, s->steps, NULL)) {
+        err_set(err, "--steps %lld x %.0f tokens per step overflows the 64-bit token count", (long long)s->steps,
+                tokens_per_step(s));
+        return usage_error(err, err->msg);
+    }
     if (!s->out) {
         snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", s->norm);
         s->out = r->out_dir;
@@ -1107,9 +1235,8 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
 
 // The vocabulary: bytes; on resume the checkpoint's own; else with
 // --vocab-size > 256 a BPE vocabulary for the data, kept beside it as
-// DATA.bpeN (reused while the text is unchanged), and the token cache path
-// DATA.bpeN.tok.
-static int setup_tokenizer(Run *r, const TextFile *text, char *cache_path, size_t cap, Error *err) {
+// DATA.bpeN (reused while the text is unchanged).
+static int setup_tokenizer(Run *r, Error *err) {
     const Settings *s = &r->s;
     r->tk = tokenizer_bytes();
     if (s->resume && r->model.tokenizer) {
@@ -1118,30 +1245,119 @@ static int setup_tokenizer(Run *r, const TextFile *text, char *cache_path, size_
         return err_set(err, "%s: vocab_size = %d but the checkpoint holds no tokenizer", s->resume,
                        r->model.cfg.vocab_size);
     } else if (!s->resume && s->vocab_size != 256) {
-        char vocab_path[4200], note[2048];
-        if (snprintf(vocab_path, sizeof vocab_path, "%s.bpe%d", s->data, (int)s->vocab_size) >= (int)sizeof vocab_path)
-            return err_set(err, "%s: path too long", s->data);
-        if (bpe_for_text(&r->bpe, text, (int)s->vocab_size, vocab_path, note, sizeof note, err)) return -1;
+        char note[2048];
+        if (bpe_for_text(&r->bpe, &r->text, (int)s->vocab_size, r->dist.rank == 0, note, sizeof note, err)) return -1;
         if (r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", note);
     }
-    if (!r->bpe.blob) return 0;
-    r->tk = tokenizer_bpe(&r->bpe);
-    if (snprintf(cache_path, cap, "%s.bpe%d.tok", s->data, r->bpe.vocab_size) >= (int)cap)
-        return err_set(err, "%s: path too long", s->data);
+    if (r->bpe.blob) r->tk = tokenizer_bpe(&r->bpe);
     return 0;
 }
 
-// The vocabulary (setup_tokenizer) and the data, encoded (or read from the
-// cache): the text is read once for both.
+// On resume: the texts must be the checkpoint's (its data record names the
+// file that differs; the fingerprints in the run block decide).
+static int check_resume_data(Run *r, Error *err) {
+    const Settings *s = &r->s;
+    const TextFile *val = s->val_data ? &r->val_text : NULL;
+    if (r->resume_record.data_spec && data_record_check(&r->resume_record, &r->text, val, err)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return err_set(err, "--resume %.200s: %.280s", s->resume, msg);
+    }
+    if (r->text.fingerprint != r->resume_hashes.data)
+        return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data,
+                       s->resume);
+    if ((val ? val->fingerprint : 0) != r->resume_hashes.val)
+        return err_set(err, "%s: not the validation data the checkpoint %s was validated on (%s)",
+                       val ? s->val_data : s->data, s->resume,
+                       !val ? "it was given --val-data" : !r->resume_hashes.val ? "it validated on --data's last 10%"
+                                                                                 : "fingerprint differs");
+    return 0;
+}
+
+// The texts (memory-mapped), the vocabulary (setup_tokenizer) and the
+// tokens (the text itself, or encoded, or read from the cache); the data
+// record that checkpoints carry.
 static int setup_data(Run *r, Error *err) {
-    char cache_path[4200] = "";
-    TextFile text;
-    if (text_read(&text, r->s.data, err)) return -1;
-    int rc = setup_tokenizer(r, &text, cache_path, sizeof cache_path, err) ||
-             dataset_load(&r->data, &text, &r->tk, (int)r->s.seq, cache_path[0] ? cache_path : NULL, err);
-    text_free(&text);
-    if (!rc && r->data.note[0] && r->dist.rank == 0) fprintf(stderr, "train_llama: %s\n", r->data.note);
-    return rc ? -1 : 0;
+    const Settings *s = &r->s;
+    int root = r->dist.rank == 0;
+    if (text_open(&r->text, s->data, err) || (s->val_data && text_open(&r->val_text, s->val_data, err))) return -1;
+    if (s->resume && check_resume_data(r, err)) return -1;
+    if (setup_tokenizer(r, err) || dataset_load(&r->data, &r->text, s->val_data ? &r->val_text : NULL, &r->tk,
+                                                (int)s->seq, root, err))
+        return -1;
+    if (r->data.note[0] && root) {
+        for (char *line = r->data.note, *nl; line; line = nl ? nl + 1 : NULL) {
+            if ((nl = strchr(line, '\n'))) *nl = 0;
+            fprintf(stderr, "train_llama: %s\n", line);
+        }
+    }
+    free(r->st.data_record);
+    r->st.data_record = NULL;
+    return data_record_pack(&r->text, s->val_data ? &r->val_text : NULL, &r->st.data_record,
+                            &r->st.data_record_bytes, err);
+}
+
+// ----------------------------------------------------------------------------
+// the output folder: one live run at a time
+
+// OUT/.lock, locked (fcntl) for as long as this process lives: a second
+// trainer on the folder is refused at start, naming the first; the kernel
+// drops the lock when its holder ends however it ends, so the lock file a
+// killed run leaves behind blocks nothing.
+static int lock_out(Run *r, Error *err) {
+    char path[4200];
+    if (join(path, sizeof path, r->s.out, ".lock", err)) return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0666);
+    struct stat st;
+    if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(err, "%s: not a regular file", path);
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl)) {
+        int e = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long pid = fcntl(fd, F_GETLK, &who) || who.l_type == F_UNLCK ? 0 : (long)who.l_pid;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return err_set(err, "%s: another train_llama (pid %ld) is running in this folder; wait for it to end "
+                           "or choose another --out", r->s.out, pid);
+        return err_set(err, "%s: cannot lock: %s", path, strerror(e));
+    }
+    r->lock_fd = fd; // closed at exit, which releases the lock
+    return 0;
+}
+
+static int same_dir(const char *a, const char *b) {
+    struct stat x, y;
+    return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+// A fresh run must not overwrite another run's results, nor may a run
+// resumed into another --out: nothing is lost by mistake.
+static int check_out_free(const Run *r, Error *err) {
+    const Settings *s = &r->s;
+    if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
+    if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
+        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
+                       s->out, r->path_ckpt);
+    return 0;
+}
+
+// Resuming a run that has reached its last step changes nothing: its model,
+// log and result stay as they are. (If its model.bin was never written, a
+// crash at the very end, the resume writes it.)
+static int finished_already(Run *r) {
+    char model[4200];
+    Error e;
+    if (!r->s.resume || r->st.step < r->s.steps || join(model, sizeof model, r->s.out, "model.bin", &e) ||
+        access(model, F_OK))
+        return 0;
+    if (r->dist.rank == 0)
+        fprintf(stderr, "train_llama: %s: the run is finished (step %lld of %lld); nothing to do (model: %s)\n",
+                r->s.resume, (long long)r->st.step, (long long)r->s.steps, model);
+    return 1;
 }
 
 // OUT/config.txt: the run's settings as the checkpoint records them (what
@@ -1153,12 +1369,17 @@ static int write_config_file(Run *r, Error *err) {
     Settings t = default_settings();
     if (snprintf(path, sizeof path, "%s/config.txt", r->s.out) >= (int)sizeof path)
         return err_set(err, "%s: path too long", r->s.out);
-    run_block_pack(&r->s, r->data.fingerprint, rb);
-    settings_from_record(rb, &r->model.cfg, &t);
+    run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
+    DataRecord rec; // the one the checkpoints will carry
+    if (data_record_parse(&rec, r->st.data_record, r->st.data_record_bytes, r->s.out, err)) return -1;
+    settings_from_record(rb, &r->model.cfg, &rec, &t);
     FILE *f = open_memstream(&text, &len);
-    if (!f) return err_set(err, "out of memory");
-    write_settings(f, &t, 0);
-    int rc = fclose(f) ? err_set(err, "out of memory") : write_file_atomic(path, &(Chunk){text, len}, 1, err);
+    int rc = !f ? err_set(err, "out of memory") : 0;
+    if (f) {
+        write_settings(f, &t, 0);
+        rc = fclose(f) ? err_set(err, "out of memory") : write_file_atomic(path, &(Chunk){text, len}, 1, err);
+    }
+    data_record_free(&rec);
     free(text);
     return rc;
 }
@@ -1174,7 +1395,14 @@ static int setup_run(Run *r, Error *err) {
         threads = omp_get_num_procs() / r->dist.local_size;
         if (threads < 1) threads = 1;
     }
-    threads_setup(threads);
+    if (threads_start(threads, "train_llama", err)) return -1;
+    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
+        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
+        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
+        return -1;
+    // the folder first, before any work: a second run on it is refused at once
+    if (root && (make_dir(s->out, err) || lock_out(r, err) || check_out_free(r, err))) return -1;
     // touch the step-time ring now, like the activations: memory then stays
     // flat over a long run instead of creeping up as the ring fills
     memset(r->step_ms, 0, sizeof r->step_ms);
@@ -1188,8 +1416,6 @@ static int setup_run(Run *r, Error *err) {
     // processes write one file. A failure on rank 0 is reported by rank 0.
     int first, failed = root && setup_data(r, err);
     if (dist_agree(&r->dist, failed, &first) || (!root && setup_data(r, err))) return -1;
-    if (resuming && r->data.fingerprint != r->resume_fingerprint)
-        return err_set(err, "%s: not the data the checkpoint %s was trained on (fingerprint differs)", s->data, s->resume);
     if (!resuming) {
         ModelConfig c = config_from_settings(s);
         if (model_create(&r->model, &c, err)) return -1;
@@ -1201,7 +1427,8 @@ static int setup_run(Run *r, Error *err) {
         }
         r->mom1 = alloc_floats(r->model.n_params);
         r->mom2 = alloc_floats(r->model.n_params);
-        r->st = (TrainState){.step = 0, .rng_state = rng_make((uint64_t)s->seed, 0xDA7A).state, .tokens = 0};
+        r->st.step = 0, r->st.rng_state = rng_make((uint64_t)s->seed, 0xDA7A).state, r->st.tokens = 0;
+        r->st.elapsed_s = 0;
     }
     size_t bt = (size_t)s->batch * s->seq;
     r->inputs = malloc(bt * sizeof(int));
@@ -1211,28 +1438,29 @@ static int setup_run(Run *r, Error *err) {
         return err_set(err, "out of memory");
     if (model_alloc_grads(&r->model, err)) return -1;
     if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
-    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
-        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
-        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
-        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
-        return -1;
     r->best_val = r->last_val = NAN;
+    r->last_val_step = -1;
     r->heap_ref = -1;
+    r->load_start = load_average();
+    const char *every = getenv("LLAMA_PROGRESS_SECONDS");
+    r->progress_every = 30.0;
+    if (every && parse_f64(every, 0, 1e9, &r->progress_every))
+        return err_set(err, "LLAMA_PROGRESS_SECONDS '%s': expected seconds in [0, 1e9]", every);
     if (!root) return 0;
-    if (make_dir(s->out, err)) return -1;
-    // a fresh run must not overwrite another run's results: nothing is lost by mistake
-    if (!resuming && (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK)))
-        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
-                       s->out, r->path_ckpt);
     if (write_config_file(r, err)) return -1;
     return log_open(r, resuming, err);
 }
 
 static void run_free(Run *r) {
     if (r->log) fclose(r->log);
+    if (r->lock_fd >= 0) close(r->lock_fd);
     model_free(&r->model);
     acts_free(&r->acts);
     dataset_free(&r->data);
+    text_close(&r->text);
+    text_close(&r->val_text);
+    data_record_free(&r->resume_record);
+    free(r->st.data_record);
     bpe_free(&r->bpe);
     free(r->mom1);
     free(r->mom2);
@@ -1263,10 +1491,15 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    threads_wait_policy(argv); // before anything else: it may start the program again
+    r.lock_fd = -1;
     dist_init(&r.dist, &argc, &argv);
+    install_signal_handlers(); // first: a signal during set-up still ends in order (stopped_in_setup)
     int rc = setup_settings(&r, argc, argv, &err); // -1: --help (the same on every rank)
     if (rc >= 0) rc = setup_agree(&r, rc, &err);
+    if (!rc && finished_already(&r)) rc = -1;
     if (!rc) rc = setup_agree(&r, setup_run(&r, &err) ? 1 : 0, &err);
+    if (!rc && stopped_in_setup(&r)) rc = -1;
     if (rc) {
         run_free(&r);
         dist_finalize(&r.dist);
@@ -1283,8 +1516,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train_llama: %d processes x batch %lld = global batch %lld, gradients reduced %s\n",
                 r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
-    install_signal_handlers();
     rc = train_loop(&r, &err) ? 1 : 0;
+    progress_end(&r); // an error message starts on its own line
     run_free(&r);
     dist_finalize(&r.dist);
     return report(&r, rc, &err);

@@ -5,10 +5,14 @@
 //   benchmark peak THREADS                  sgemm peak (GFLOP/s) and memory read bandwidth
 //   bench train CONFIG NORM THREADS STEPS WARMUP
 //                                       one training step as train_llama does it
-//   bench layer D THREADS               DyT vs RMSNorm layer alone, 4096 tokens
-//   bench gen CONFIG THREADS            prefill of 256 tokens, greedy decode of 256
+//   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
+//   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256
+//   bench spin THREADS                  a CPU-bound load beside the others, until killed
 //
-// CONFIG is tiny, small or medium (the shapes of issue #5), NORM rmsnorm or dyt.
+// CONFIG is tiny, small or medium (the shapes of issue #5) or large (generation
+// only), NORM a kind of the norm table (src/norms.c: train_llama --list-norms).
+// THREADS 0 = the programs' default: all cores, and the decode loop picks 1 or
+// all threads by timing as infer_llama's does.
 // Usage errors exit 2, runtime errors 1.
 #define _GNU_SOURCE // dlsym's RTLD_DEFAULT
 #include <cblas.h>
@@ -25,6 +29,7 @@
 #include "../src/model.h"
 #include "../src/optim.h"
 #include "../src/rng.h"
+#include "../src/threads.h"
 
 typedef struct {
     const char *name;
@@ -35,6 +40,7 @@ static const BenchConfig CONFIGS[] = {
     {"tiny", 64, 4, 4, 2, 128, 16, 256},
     {"small", 288, 6, 6, 6, 256, 8, 512},
     {"medium", 512, 8, 8, 8, 256, 8, 4096},
+    {"large", 768, 12, 12, 12, 256, 8, 4096},
 };
 
 static const BenchConfig *find_config(const char *name) {
@@ -46,8 +52,8 @@ static const BenchConfig *find_config(const char *name) {
 static ModelConfig model_config(const BenchConfig *b, int norm, int seq_len) {
     ModelConfig c = {.dim = b->dim, .hidden_dim = default_hidden_dim(b->dim, MLP_SWIGLU), .n_layers = b->layers,
                      .n_heads = b->heads, .n_kv_heads = b->kv_heads, .vocab_size = b->vocab,
-                     .seq_len = seq_len, .norm = norm, .tie_embeddings = 0, .dyt_beta = norm == NORM_DYT,
-                     .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
+                     .seq_len = seq_len, .tie_embeddings = 0, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    config_set_norm(&c, norm); // the kind's defaults, as train_llama
     return c;
 }
 
@@ -191,7 +197,7 @@ static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
     double act_bytes = 4.0 * (double)a.block_floats + 8.0 * (double)N; // and row_loss
     double fpt = train_flops_per_token(&m);
     printf("config=%s\nnorm=%s\nthreads=%d\nsteps=%d\nwarmup=%d\nparams=%zu\nloss=%.4f\n", bc->name,
-           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), steps, warmup, m.n_params, loss);
+           NORM_KINDS[norm].name, omp_get_max_threads(), steps, warmup, m.n_params, loss);
     printf("step_ms=%.3f\ntok_s=%.1f\nflops_per_token=%.0f\nachieved_gflops=%.2f\n", step_ms,
            N / (step_ms / 1000.0), fpt, fpt * N / (step_ms / 1000.0) / 1e9);
     const char *names[N_PARTS] = {"matmul", "attention", "norm", "other"};
@@ -207,40 +213,40 @@ static int bench_train(const BenchConfig *bc, int norm, int steps, int warmup) {
 }
 
 // ----------------------------------------------------------------------------
-// layer: DyT against RMSNorm alone, forward and backward, 4096 tokens of width D
+// layer: every kind of the norm table alone, forward and backward, 4096 tokens
+// of width D, through its table entry (as the model calls it). The kinds take
+// turns within each repetition, so a load that comes and goes hits them alike.
 
 static int bench_layer(int D) {
-    size_t N = 4096, n = N * (size_t)D;
+    size_t N = 4096, n = N * (size_t)D, ns = 0;
+    for (int k = 0; k < N_NORMS; k++)
+        ns = NORM_KINDS[k].scratch_floats(N, D) > ns ? NORM_KINDS[k].scratch_floats(N, D) : ns;
     float *x = randn(n, 1, 1.0f), *dy = randn(n, 2, 1.0f), *y = alloc_floats(n), *dx = alloc_floats(n);
     float *g = randn((size_t)D, 3, 0.1f), *b = alloc_floats((size_t)D), *dg = alloc_floats((size_t)D);
-    float *db = alloc_floats((size_t)D), *rstd = alloc_floats(N), da = 0.0f;
-    size_t ns = dyt_scratch_floats(N, D) > rmsnorm_scratch_floats(N, D) ? dyt_scratch_floats(N, D)
-                                                                       : rmsnorm_scratch_floats(N, D);
-    float *scratch = alloc_floats(ns);
-    if (!x || !dy || !y || !dx || !g || !b || !dg || !db || !rstd || !scratch)
+    float *db = alloc_floats((size_t)D), *stats = alloc_floats(4 * N), da = 0.0f, dsh = 0.0f;
+    float *scratch = alloc_floats(ns ? ns : 1);
+    if (!x || !dy || !y || !dx || !g || !b || !dg || !db || !stats || !scratch)
         return fprintf(stderr, "bench: out of memory\n"), 1;
     for (int i = 0; i < D; i++) g[i] += 1.0f;
     enum { REPS = 41 };
-    double t[4][REPS];
+    static double t[N_NORMS][2][REPS];
     for (int rep = 0; rep < REPS + 3; rep++) { // 3 warm-up repetitions
-        double t0 = now_seconds();
-        rmsnorm_forward(y, rstd, x, g, N, D, 1e-5f);
-        double t1 = now_seconds();
-        rmsnorm_backward(dx, dg, dy, x, g, rstd, N, D, scratch);
-        double t2 = now_seconds();
-        dyt_forward(y, x, 0.5f, g, b, N, D);
-        double t3 = now_seconds();
-        dyt_backward(dx, &da, dg, db, dy, x, 0.5f, g, N, D, scratch);
-        double t4 = now_seconds();
-        if (rep >= 3) {
-            t[0][rep - 3] = t1 - t0, t[1][rep - 3] = t2 - t1;
-            t[2][rep - 3] = t3 - t2, t[3][rep - 3] = t4 - t3;
+        for (int k = 0; k < N_NORMS; k++) {
+            NormW w = {.gain = g, .beta = norm_has(k, NP_BETA, 1) ? b : NULL, .alpha = 0.5f, .shift = 0.0f, .eps = 1e-5f};
+            NormG gr = {dg, w.beta ? db : NULL, &da, &dsh};
+            double t0 = now_seconds();
+            NORM_KINDS[k].forward(y, stats, x, &w, N, D);
+            double t1 = now_seconds();
+            NORM_KINDS[k].backward(dx, &gr, dy, x, stats, &w, N, D, scratch);
+            double t2 = now_seconds();
+            if (rep >= 3) t[k][0][rep - 3] = t1 - t0, t[k][1][rep - 3] = t2 - t1;
         }
     }
-    const char *names[4] = {"rms_fwd", "rms_bwd", "dyt_fwd", "dyt_bwd"};
     printf("dim=%d\ntokens=%zu\nthreads=%d\n", D, N, omp_get_max_threads());
-    for (int k = 0; k < 4; k++) printf("%s_us=%.2f\n", names[k], 1e6 * median(t[k], REPS));
-    free(x), free(dy), free(y), free(dx), free(g), free(b), free(dg), free(db), free(rstd), free(scratch);
+    for (int k = 0; k < N_NORMS; k++)
+        printf("%s_fwd_us=%.2f\n%s_bwd_us=%.2f\n", NORM_KINDS[k].name, 1e6 * median(t[k][0], REPS),
+               NORM_KINDS[k].name, 1e6 * median(t[k][1], REPS));
+    free(x), free(dy), free(y), free(dx), free(g), free(b), free(dg), free(db), free(stats), free(scratch);
     return 0;
 }
 
@@ -256,7 +262,7 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-static int bench_gen(const BenchConfig *bc, int norm) {
+static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     int ctx = GEN_PROMPT + GEN_TOKENS;
     ModelConfig cfg = model_config(bc, norm, ctx);
     Model m;
@@ -270,7 +276,10 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     Rng r = rng_make(5, 0);
     for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
     double best_prefill = 1e30, best_decode = 1e30;
+    int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetition)
     for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
+        ThreadTuner tuner;
+        tuner_init(&tuner, tuned ? omp_get_max_threads() : 1);
         double t0 = now_seconds();
         if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
         double t1 = now_seconds();
@@ -278,10 +287,15 @@ static int bench_gen(const BenchConfig *bc, int norm) {
         for (int n = GEN_PROMPT; n < ctx; n++) {
             tok[n] = argmax(logits, bc->vocab);
             if (n + 1 == ctx) break;
+            int th = tuner_next(&tuner);
+            double u0 = now_seconds();
             if (model_forward(&m, &a, &tok[n], 1, n, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+            tuner_done(&tuner, now_seconds() - u0);
+            if (rep > 0 && tuned) one_thread += th == 1;
             logits = a.logits;
         }
         double t2 = now_seconds();
+        tuner_end(&tuner);
         if (rep > 0) { // (one timed repetition: decoding 256 tokens is itself a long average)
             best_prefill = t1 - t0 < best_prefill ? t1 - t0 : best_prefill;
             best_decode = t2 - t1 < best_decode ? t2 - t1 : best_decode;
@@ -292,20 +306,41 @@ static int bench_gen(const BenchConfig *bc, int norm) {
     double mat = (double)(m.n_params - m.sizes[T_WTE]); // matmul weights dominate: 2 FLOPs each
     double attn = 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * cfg.dim; // mean position
     printf("config=%s\nnorm=%s\nthreads=%d\nprompt=%d\ngenerated=%d\n", bc->name,
-           norm == NORM_DYT ? "dyt" : "rmsnorm", omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
+           NORM_KINDS[norm].name, omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
     printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
            (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
     printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);
+    // the KV cache each decoded token reads, at the mean position: not in the
+    // issue's bound (the weights once), shown beside it
+    double kvd = (double)cfg.dim / cfg.n_heads * cfg.n_kv_heads;
+    printf("decode_kv_bytes=%.0f\n", 2.0 * 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * kvd);
+    printf("decode_one_thread_share=%.3f\n", one_thread / (double)(GEN_TOKENS - 1));
     acts_free(&a), model_free(&m), free(tok);
     return 0;
 }
 
 // ----------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------
+// spin: THREADS threads of arithmetic that never ends (the contended section's load)
+
+static int bench_spin(int threads) {
+    volatile double sink = 0.0;
+#pragma omp parallel num_threads(threads)
+    {
+        double x = 1.0 + omp_get_thread_num();
+        for (;;) {
+            for (int i = 0; i < 1000000; i++) x = x * 0.9999999 + 1e-7;
+            sink = x;
+        }
+    }
+    return sink != 0.0;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: bench peak THREADS | bench train CONFIG NORM THREADS STEPS WARMUP |\n"
-                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS\n"
-                    "CONFIG: tiny, small, medium; NORM: rmsnorm, dyt\n");
+                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS | bench spin THREADS\n"
+                    "CONFIG: tiny, small, medium, large; NORM: a kind of train_llama --list-norms; THREADS 0: the default\n");
     return 2;
 }
 
@@ -320,15 +355,15 @@ static int parse_int(const char *s, const char *what, int lo, int hi, int *out) 
 }
 
 static int parse_norm(const char *s, int *norm) {
-    if (!strcmp(s, "rmsnorm") || !strcmp(s, "dyt")) {
-        *norm = !strcmp(s, "dyt") ? NORM_DYT : NORM_RMS;
-        return 0;
-    }
-    fprintf(stderr, "bench: NORM '%s' must be rmsnorm or dyt\n", s);
+    if ((*norm = norm_find(s)) >= 0) return 0;
+    char names[512];
+    norm_names(names, sizeof names);
+    fprintf(stderr, "bench: NORM '%s' unknown; known: %s\n", s, names);
     return -1;
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); // as the programs do
     if (argc < 3) return usage();
     const char *mode = argv[1];
     int threads, norm = NORM_RMS, steps, warmup, dim;
@@ -338,6 +373,10 @@ int main(int argc, char **argv) {
         threads_setup(threads);
         return bench_peak();
     }
+    if (!strcmp(mode, "spin") && argc == 3) {
+        if (parse_int(argv[2], "THREADS", 1, 1024, &threads)) return 2;
+        return bench_spin(threads);
+    }
     if (!strcmp(mode, "layer") && argc == 4) {
         if (parse_int(argv[2], "D", 2, 65536, &dim) || parse_int(argv[3], "THREADS", 1, 1024, &threads)) return 2;
         threads_setup(threads);
@@ -345,12 +384,12 @@ int main(int argc, char **argv) {
     }
     if ((!strcmp(mode, "train") && argc == 7) || (!strcmp(mode, "gen") && argc == 5)) {
         if (!(bc = find_config(argv[2]))) {
-            fprintf(stderr, "bench: CONFIG '%s' must be tiny, small or medium\n", argv[2]);
+            fprintf(stderr, "bench: CONFIG '%s' must be tiny, small, medium or large\n", argv[2]);
             return 2;
         }
-        if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 1, 1024, &threads)) return 2;
+        if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 0, 1024, &threads)) return 2;
         threads_setup(threads);
-        if (!strcmp(mode, "gen")) return bench_gen(bc, norm);
+        if (!strcmp(mode, "gen")) return bench_gen(bc, norm, threads == 0);
         if (parse_int(argv[5], "STEPS", 1, 100000, &steps) || parse_int(argv[6], "WARMUP", 0, 100000, &warmup))
             return 2;
         return bench_train(bc, norm, steps, warmup);

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE // memfd_create
 #include <cblas.h>
 
+#include "../src/data.h"
 #include "../src/llama2c.h"
 #include "../src/model.h"
 #include "../src/modelio.h"
@@ -58,6 +59,12 @@ static void try_checkpoint(const char *path) {
     if (checkpoint_load(&m, &m1, &m2, &st, run, path, &err)) {
         fuzz_check_error(&err, path);
         return;
+    }
+    if (st.data_record) { // the trainer's data record (src/data.c)
+        DataRecord r;
+        if (data_record_parse(&r, st.data_record, st.data_record_bytes, path, &err)) fuzz_check_error(&err, path);
+        else data_record_free(&r);
+        free(st.data_record);
     }
     model_free(&m);
     free(m1);

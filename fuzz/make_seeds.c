@@ -25,11 +25,19 @@ static int die(const Error *err) {
     return 1;
 }
 
-// A checkpoint of m at step 1, zero moments, zero run settings.
+// A checkpoint of m at step 1, zero moments, zero run settings, and a data
+// record of two files and a validation file.
 static int write_checkpoint(const Model *m, const char *path, Error *err) {
     float *zeros = alloc_floats(m->n_params);
     int64_t run[RUN_BLOCK_SLOTS] = {0};
-    TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0};
+    static const unsigned char record[] = "DREC\1\0\0\0\5\0\0\0\0\0\0\0"
+        "\0\0\0\0\7\0\0\0" "\12\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\10" "a.x,b.x"
+        "\2\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\11" "a.x"
+        "\2\0\0\0\3\0\0\0" "\3\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\12" "b.x"
+        "\1\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x"
+        "\3\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x";
+    TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0,
+                     .data_record = (unsigned char *)record, .data_record_bytes = sizeof record - 1};
     if (!zeros) return err_set(err, "out of memory");
     int rc = checkpoint_save(m, zeros, zeros, &st, run, path, err);
     free(zeros);
@@ -48,23 +56,28 @@ static int checkpoint_of(const char *model_path, const char *dir, int i, Error *
 
 // Tiny models (a few hundred bytes): the fuzzer mutates them fastest.
 static int tiny_models(const char *dir, Error *err) {
-    static const struct { const char *name; int norm, beta, tied; } V[] = {
-        {"rms", NORM_RMS, 0, 0}, {"rms_tied", NORM_RMS, 0, 1}, {"dyt_beta", NORM_DYT, 1, 0}, {"dyt_tied", NORM_DYT, 0, 1}};
-    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+    // every kind of the norm table, untied with its defaults and tied with a
+    // residual gate, the other embedding-scale setting and the GELU MLP
+    for (int i = 0; i < 2 * N_NORMS; i++) {
+        int kind = i / 2, tied = i % 2;
         ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
-                         .vocab_size = 5, .seq_len = 3, .norm = V[i].norm, .tie_embeddings = V[i].tied,
-                         .dyt_beta = V[i].beta, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                         .alpha_attn0 = 1.0f, .alpha_ffn0 = 0.5f, .alpha_final0 = 0.5f};
+                         .vocab_size = 5, .seq_len = 3, .tie_embeddings = tied, .norm_eps = 1e-5f,
+                         .rope_theta = 10000.0f};
+        config_set_norm(&c, kind);
+        if (tied) // and the other MLP kind, with the final norm's own alpha0
+            c.residual_gate = 1, c.emb_scale = !c.emb_scale, c.alpha_ffn0 = 0.5f, c.alpha_final0 = 0.25f, c.mlp = MLP_GELU;
         Model m;
         char path[4096];
         if (model_create(&m, &c, err)) return -1;
         model_init(&m, (uint64_t)i);
-        snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, V[i].name);
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", NORM_KINDS[kind].name, tied ? "_tied_gate" : "");
+        snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, name);
         int rc = model_save(&m, path, err);
-        snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, V[i].name);
+        snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, name);
         rc = rc || write_checkpoint(&m, path, err);
-        snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, V[i].name);
-        rc = rc || (c.norm == NORM_RMS && llama2c_export(&m, path, err));
+        snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, name);
+        rc = rc || (c.norm == NORM_RMS && !c.emb_scale && !c.residual_gate && llama2c_export(&m, path, err));
         model_free(&m);
         if (rc) return -1;
     }
@@ -140,14 +153,16 @@ static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cac
     int tokens[sizeof BPE_TEXT];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         Bpe b;
-        size_t nt;
+        size_t nt = 0;
         if (bpe_train(&b, text, n, sizes[i], err)) return -1;
         snprintf(path, sizeof path, "%s/v%d.bpe", bpe_dir, sizes[i]);
         int rc = bpe_save(&b, path, err) || bpe_encode(&b, text, n, tokens, &nt, err);
         TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
                              .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};
         snprintf(path, sizeof path, "%s/v%d.tok", cache_dir, sizes[i]);
-        rc = rc || tokcache_save(path, &info, tokens, err);
+        uint16_t t16[sizeof BPE_TEXT];
+        for (size_t k = 0; k < nt; k++) t16[k] = (uint16_t)tokens[k];
+        rc = rc || tokcache_save(path, &info, t16, err);
         if (!rc && sizes[i] == 270) { // a model that carries this vocabulary
             ModelConfig c = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                              .vocab_size = 270, .seq_len = 3, .norm = NORM_RMS, .tie_embeddings = 1,

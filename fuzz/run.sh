@@ -46,18 +46,29 @@ for t in "${targets[@]}"; do
 done
 wait
 
+# A benchmark-like summary: executions per target (the note's figure), their
+# rate, what the run added to the corpus, and the machine's load (a loaded
+# machine runs fewer executions), also written to $B/summary.txt.
 failed=0
+{
+    echo "# make fuzz FUZZ_SECONDS=$secs, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%-16s %12s %10s %10s %8s\n' target executions exec/s new_units corpus
+} >"$B/summary.txt"
 for t in "${targets[@]}"; do
     log="$B/fuzz_$t.log"
     rc=$(cat "$B/fuzz_$t.rc" 2>/dev/null || echo 1)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+    added=$(sed -n 's/^stat::new_units_added: *//p' "$log")
     corpus=$(ls "$B/corpus_$t" | wc -l)
+    printf '%-16s %12s %10s %10s %8s\n' "fuzz_$t" "${execs:-?}" "${rate:-?}" "${added:-?}" "$corpus" >>"$B/summary.txt"
     if [ "$rc" -eq 0 ]; then
-        echo "fuzz_$t: ${execs:-?} executions in ${secs} s, no crash (corpus $corpus files)"
+        echo "fuzz_$t: ${execs:-?} executions in ${secs} s (${rate:-?}/s), no crash (corpus $corpus files)"
     else
         echo "fuzz_$t: FAILED (exit $rc) after ${execs:-?} executions; log $log:"
         grep -E "ERROR|SUMMARY|==[0-9]+==|Test unit written" "$log" | head -20
         failed=1
     fi
 done
+cat "$B/summary.txt"
 exit $failed

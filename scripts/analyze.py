@@ -51,10 +51,21 @@ import matplotlib.transforms as mtransforms  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "analyze"  # deterministic SVG ids
 
-NORM_ORDER = ["rmsnorm", "dyt"]
-NORM_COLORS = {"rmsnorm": "tab:blue", "dyt": "tab:orange"}
-NORM_LABELS = {"rmsnorm": "RMSNorm", "dyt": "DyT"}
-EXTRA_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import speedcheck  # noqa: E402  (the one definition of "measured under load")
+
+# How kinds are shown: the order, colour and label of the kinds train_llama knows today
+# (train_llama --list-norms is the list of kinds; any other name is shown as it is, after
+# these, in the next spare colour).
+KIND_STYLE = [("rmsnorm", "RMSNorm", "tab:blue"), ("layernorm", "LayerNorm", "tab:green"),
+              ("dyt", "DyT", "tab:orange"), ("derf", "Derf", "tab:red"),
+              ("hardtanh", "hardtanh", "tab:purple"), ("none", "none", "tab:brown")]
+NORM_ORDER = [k for k, _, _ in KIND_STYLE]
+NORM_COLORS = {k: c for k, _, c in KIND_STYLE}
+NORM_LABELS = {k: lab for k, lab, _ in KIND_STYLE}
+EXTRA_COLORS = ["tab:pink", "tab:olive", "tab:cyan", "tab:gray", "black"]
+BASELINE = "rmsnorm"  # the kind every other kind is compared with (--baseline)
+COLLAPSE_NATS = 0.1   # a run within this of the unigram loss learned nothing beyond it
 
 
 # ----------------------------------------------------------------------------------------
@@ -293,15 +304,35 @@ def read_kv(path):
 class Run:
     """One run folder with its log, result and derived metrics."""
 
-    def __init__(self, path, norm, seed, value, log, result):
+    def __init__(self, path, norm, seed, value, log, result, data=None):
         self.path, self.name = path, _run_name(path)
         self.norm, self.seed, self.value = norm, seed, value
-        self.log, self.result = log, result
+        self.log, self.result, self.data = log, result, data
         self.status, self.why, self.broke_at = _classify(log, result)
         self.final_val = _final_val(log, result) if self.status == "finished" else math.nan
         self.best_val = _best_val(log, result)
         self.median_ms = _median_metric(log, result, "ms", "median_ms")
         self.tok_s = _median_metric(log, result, "tok_s", "tok_s")
+        ms = log.get("ms")[(log.get("step") > 0) & np.isfinite(log.get("ms"))]
+        self.under_load = speedcheck.result_reasons(list(ms), result)  # [] = undisturbed
+        v = _result_float(result, "vocab_size")
+        self.vocab = int(v) if math.isfinite(v) else 256
+        self.final_bpb = _result_float(result, "final_val_bpb")
+        self.unigram = None     # (loss, unit) of the data's unigram distribution, if known
+        self.collapsed = None   # True/False once the unigram loss is known (finished runs)
+
+    def judge_collapse(self, unigram):
+        """Collapsed: finished with a final val loss within COLLAPSE_NATS of the unigram
+        loss or above it (it learned no more than the token frequencies). In bits/byte
+        (a BPE run without its token cache) the threshold is COLLAPSE_NATS / ln 2."""
+        self.unigram = unigram
+        if unigram is None or self.status != "finished":
+            return
+        loss, unit = unigram
+        got = self.final_val if unit == "nats/token" else self.final_bpb
+        slack = COLLAPSE_NATS if unit == "nats/token" else COLLAPSE_NATS / math.log(2)
+        if math.isfinite(got):
+            self.collapsed = got > loss - slack
 
     @property
     def diverged(self):
@@ -424,12 +455,17 @@ def _read_result(path):
     return read_kv(p) if os.path.exists(p) else {}
 
 
-def _sweep_value(path, meta, param):
+def _folder_values(path):
+    """{param: value} from the parent folder's name: `lr=1e-3` or `lr=1e-3,alpha-attn=0.5`."""
     parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    if "=" in parent:
-        p, v = parent.split("=", 1)
-        if p == param:
-            return v
+    parts = parent.split(",")
+    return dict(p.split("=", 1) for p in parts) if all("=" in p for p in parts) else {}
+
+
+def _sweep_value(path, meta, param):
+    v = _folder_values(path).get(param)
+    if v is not None:
+        return v
     args = meta.get("args", [])
     for i, a in enumerate(args):
         if a == "--" + param and i + 1 < len(args):
@@ -453,8 +489,52 @@ def find_run_dirs(paths, depth=2):
     return found
 
 
-def load_runs(paths, sweep_param=None):
-    """Load every run folder below paths; folders without a readable log are skipped."""
+_UNIGRAM = {}
+
+
+def unigram_loss(data, vocab):
+    """(loss, unit) of predicting each token by its frequency in the whole text (the
+    entropy of the unigram distribution), or None when the text cannot be read.
+
+    In the run's token space: bytes for vocab 256; for a BPE vocabulary the token cache
+    DATA.bpeN.tok that train_llama writes beside the text (docs/format.md), unit
+    'nats/token'. Without that cache, the byte unigram in bits per byte (unit 'bits/byte',
+    compared with val_bpb): an upper bound on what a collapsed BPE model reaches, so the
+    test then finds fewer collapses, never more."""
+    key = (data, vocab)
+    if key in _UNIGRAM:
+        return _UNIGRAM[key]
+    out = None
+    try:
+        tok = f"{data}.bpe{vocab}.tok"
+        if vocab > 256 and os.path.exists(tok):
+            t = np.memmap(tok, dtype="<u2", mode="r", offset=48)
+            out = (_entropy(_chunked_counts(t, vocab)), "nats/token")
+        elif os.path.exists(data):
+            counts = _chunked_counts(np.memmap(data, dtype=np.uint8, mode="r"), 256)
+            h = _entropy(counts)
+            out = (h, "nats/token") if vocab <= 256 else (h / math.log(2), "bits/byte")
+    except (OSError, ValueError):
+        out = None
+    _UNIGRAM[key] = out
+    return out
+
+
+def _chunked_counts(arr, n, chunk=1 << 26):
+    counts = np.zeros(n, dtype=np.int64)
+    for i in range(0, len(arr), chunk):
+        counts += np.bincount(np.asarray(arr[i:i + chunk]), minlength=n)[:n]
+    return counts
+
+
+def _entropy(counts):
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def load_runs(paths, sweep_param=None, data=None, sweep_param2=None):
+    """Load every run folder below paths; folders without a readable log are skipped.
+    data: the training text for runs whose run.json does not name it."""
     runs = []
     for d in find_run_dirs(paths):
         log_path = os.path.join(d, "log.csv")
@@ -469,7 +549,18 @@ def load_runs(paths, sweep_param=None):
         if sweep_param and value is None:
             warn(f"{d}: no value for --sweep {sweep_param}, skipped")
             continue
-        runs.append(Run(d, norm, seed, value, log, _read_result(d)))
+        value2 = None
+        if sweep_param2:
+            value2 = _sweep_value(d, _read_json(os.path.join(d, "run.json")), sweep_param2)
+            if value2 is None:
+                warn(f"{d}: no value for --sweep2 {sweep_param2}, skipped")
+                continue
+        run_data = _read_json(os.path.join(d, "run.json")).get("data") or data
+        run = Run(d, norm, seed, value, log, _read_result(d), run_data)
+        run.value2 = value2
+        if run_data:
+            run.judge_collapse(unigram_loss(run_data, run.vocab))
+        runs.append(run)
     return runs
 
 
@@ -482,14 +573,22 @@ def warn(msg):
 # ----------------------------------------------------------------------------------------
 
 def norms_of(runs):
+    """The kinds present: the baseline first, then KIND_STYLE's order, then others by name."""
     present = {r.norm for r in runs}
-    return [n for n in NORM_ORDER if n in present] + sorted(present - set(NORM_ORDER))
+    order = [n for n in NORM_ORDER if n in present] + sorted(present - set(NORM_ORDER))
+    return sorted(order, key=lambda n: n != BASELINE)
+
+
+def baseline_of(runs):
+    """The kind the others are compared with: BASELINE if present, else the first kind."""
+    norms = norms_of(runs)
+    return BASELINE if BASELINE in norms else (norms[0] if norms else None)
 
 
 def norm_color(norm):
-    """Fixed colours for rmsnorm/dyt; any other norm name gets the next spare colour."""
+    """Fixed colours for the known kinds; any other name gets the next spare colour."""
     if norm not in NORM_COLORS:
-        NORM_COLORS[norm] = EXTRA_COLORS[(len(NORM_COLORS) - 2) % len(EXTRA_COLORS)]
+        NORM_COLORS[norm] = EXTRA_COLORS[(len(NORM_COLORS) - len(KIND_STYLE)) % len(EXTRA_COLORS)]
     return NORM_COLORS[norm]
 
 
@@ -529,11 +628,10 @@ def fmt_p(p):
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
-def config_from_runs(runs, sweep_param=None):
+def config_from_runs(runs, swept=()):
     """A title from run.json (data file and train flags of the first run), if there is one."""
-    drop = {"--seed", "--norm", "--out", "--resume", "--ckpt-every"}
-    if sweep_param:
-        drop.add("--" + sweep_param)
+    drop = {"--seed", "--norm", "--out", "--resume", "--ckpt-every", "--threads"}
+    drop |= {"--" + p for p in swept}
     for r in runs:
         meta = _read_json(os.path.join(r.path, "run.json"))
         if meta:
@@ -615,7 +713,7 @@ def save(fig, out_dir, stem, svg=True):
 
 
 def plot_loss_curves(runs, out_dir, config):
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), sharey=True)
     span = smoothing_span(runs)
     limits = []
     for norm in norms_of(runs):
@@ -629,27 +727,54 @@ def plot_loss_curves(runs, out_dir, config):
     _finish_loss_axes(axes, limits or _diverged_limits(runs), runs)
     for ax, xkey in zip(axes, ("step", "elapsed")):
         _zoom_inset(ax, xkey, [r for r in runs if not r.diverged])
-    fig.suptitle(_wrap(f"Validation loss, RMSNorm vs DyT — {config}"), fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the legend row at the bottom
+    _bpb_axis(axes[1], runs)
+    kinds = " vs ".join(norm_label(n) for n in norms_of(runs))
+    fig.suptitle(_wrap(f"Validation loss, {kinds} — {config}"), fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend rows at the bottom
     save(fig, out_dir, "loss_curves")
 
 
+def _seed_lines(ax, xkey, runs, color, lw=0.8):
+    """Each seed's val loss, thin: a mean through a bimodal outcome would hide it."""
+    for r in runs:
+        steps, vals, elapsed = run_series(r, "val_loss")
+        ok = np.isfinite(vals)
+        ax.plot((steps if xkey == "step" else elapsed)[ok], vals[ok], color=color, lw=lw,
+                alpha=0.45)
+
+
 def _draw_norm(ax, xkey, norm, runs, span):
-    """Mean val line + min..max band and the smoothed train loss of one norm; returns y range."""
+    """Each seed's val loss (thin), their mean (thick) and the mean smoothed train loss
+    (faint) of one kind; returns the y values drawn."""
     if not runs:
         return []
     color = norm_color(norm)
     val = aggregate(runs, "val_loss")
     train = aggregate(runs, "train_loss", span)
-    x = val[xkey]
-    ax.plot(x, val["mean"], color=color, lw=2, marker="o", ms=3,
-            label=f"{norm_label(norm)} val (n={len(runs)})")
     if len(runs) > 1:
-        ax.fill_between(x, val["lo"], val["hi"], color=color, alpha=0.25, lw=0)
-    ax.plot(train[xkey], train["mean"], color=color, lw=1, alpha=0.45,
-            label=f"{norm_label(norm)} train (EMA)")
+        _seed_lines(ax, xkey, runs, color)
+    ax.plot(val[xkey], val["mean"], color=color, lw=2.2, marker="o", ms=3,
+            label=f"{norm_label(norm)} val (n={len(runs)})")
+    ax.plot(train[xkey], train["mean"], color=color, lw=1, alpha=0.35, ls=":")
     ys = np.concatenate([val["hi"], val["lo"], train["mean"]])
     return list(ys[np.isfinite(ys)])
+
+
+def _bpb_axis(ax, runs):
+    """Bits per byte on a right-hand axis, when every run has the same ratio of val_bpb to
+    val_loss (the same bytes per token: always so for byte tokens)."""
+    ratios = []
+    for r in runs:
+        rows = r.log.eval_rows()
+        loss, bpb = r.log.get("val_loss")[rows], r.log.get("val_bpb")[rows]
+        ok = np.isfinite(loss) & np.isfinite(bpb) & (loss > 0)
+        if ok.any():
+            ratios.append(float(np.median(bpb[ok] / loss[ok])))
+    if not ratios or max(ratios) - min(ratios) > 1e-3 * max(ratios):
+        return
+    k = mean(ratios)
+    sec = ax.secondary_yaxis("right", functions=(lambda y: y * k, lambda b: b / k))
+    sec.set_ylabel("bits per byte of text")
 
 
 def _zoom_inset(ax, xkey, runs):
@@ -668,13 +793,15 @@ def _zoom_inset(ax, xkey, runs):
     lows, highs = [], []
     for norm, c in curves:
         keep = c[xkey] >= x_start
+        group = by_norm(runs, norm)
+        if len(group) > 1:
+            _seed_lines(ins, xkey, group, norm_color(norm), lw=0.7)
         ins.plot(c[xkey][keep], c["mean"][keep], color=norm_color(norm), lw=1.8, marker="o", ms=3)
-        ins.fill_between(c[xkey][keep], c["lo"][keep], c["hi"][keep], color=norm_color(norm),
-                         alpha=0.25, lw=0)
         lows += list(c["lo"][keep])
         highs += list(c["hi"][keep])
     lo, hi = np.nanmin(lows), np.nanmax(highs)
     pad = 0.08 * (hi - lo or 0.01)
+    ins.set_xlim(x_start, x_end * 1.02)
     ins.set_ylim(lo - pad, hi + pad)
     ins.set_title("val loss, second half (zoom)", fontsize=8)
     ins.tick_params(labelsize=7)
@@ -767,10 +894,12 @@ def _finish_loss_axes(axes, limits, runs):
         handles.append(plt.Line2D([], [], color="gray", ls="--", marker="X", mec="black"))
         labels.append(f"diverged (X: where): {names}")
     if any(len([r for r in by_norm(runs, n) if not r.diverged]) > 1 for n in norms_of(runs)):
-        labels.append("shaded band: min–max over seeds")
-        handles.append(matplotlib.patches.Patch(color="gray", alpha=0.25))
+        labels.append("thin: each seed's val loss")
+        handles.append(plt.Line2D([], [], color="gray", lw=0.8, alpha=0.6))
+    labels.append("dotted: mean train loss (EMA)")
+    handles.append(plt.Line2D([], [], color="gray", lw=1, ls=":"))
     axes[0].figure.legend(handles, labels, fontsize=8, loc="lower center",
-                          ncol=min(len(labels), 7), frameon=False)
+                          ncol=min(len(labels), 5), frameon=False)
 
 
 def _divergence_strip(ax, bottom, data_top):
@@ -790,57 +919,76 @@ def _wrap(text, width=110):
     return "\n".join(lines).replace("\u00a0", " ")
 
 
-def dyt_run_for_alpha(runs):
-    """The DyT run whose alphas are plotted: seed 0 if there is one, else the lowest seed."""
-    cands = [r for r in by_norm(runs, "dyt") if r.log.indexed("alpha_attn_")]
-    cands.sort(key=lambda r: (r.diverged, r.seed != 0, r.seed if r.seed is not None else 1e9))
-    return cands[0] if cands else None
+SITES = (("attn", "attention input"), ("ffn", "FFN input"), ("final", "final norm"))
 
 
-def plot_alpha(run, out_dir):
-    """alpha per layer (solid, left axis) and 1/std of its input (dashed, right axis)."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8),
-                             gridspec_kw={"width_ratios": [1.25, 1.25, 1]})
-    n_layers = len(run.log.indexed("alpha_attn_"))
+def site_columns(log, prefix, site):
+    """The columns of one site group: prefix_site_0.. in layer order, or prefix_final."""
+    if site == "final":
+        return [f"{prefix}_final"] if f"{prefix}_final" in log else []
+    return log.indexed(f"{prefix}_{site}_")
+
+
+def alpha_kinds(runs):
+    """The kinds that have alpha columns in some run, in norms_of order."""
+    return [n for n in norms_of(runs)
+            if any(site_columns(r.log, "alpha", s) for r in by_norm(runs, n) for s, _ in SITES)]
+
+
+def plot_alpha(runs, out_dir):
+    """|alpha| (solid) and 1/std of its input (dotted, eval rows) on one log scale, for every
+    seed and every site: a row per kind that has alpha, a column per site group (layers in
+    colour), and the final values of every seed against each other."""
+    kinds = alpha_kinds(runs)
+    n_layers = max(len(r.log.indexed("alpha_attn_")) for r in runs)
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, max(n_layers, 1)))
-    for ax, kind, title in ((axes[0], "attn", "attention-input DyT"),
-                            (axes[1], "ffn", "FFN-input DyT")):
-        _alpha_panel(ax, run, kind, colors, title)
-    _alpha_scatter(axes[2], run)
+    fig, axes = plt.subplots(len(kinds), 4, figsize=(18, 3.9 * len(kinds) + 0.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.2, 1.2, 1.2, 1]})
+    for row, kind in zip(axes, kinds):
+        group = by_norm(runs, kind)
+        for ax, (site, title) in zip(row, SITES):
+            _alpha_panel(ax, group, site, colors)
+            ax.set_title(f"{norm_label(kind)}: {title} ({len(group)} seeds)", fontsize=10)
+        _alpha_scatter(row[3], group)
     handles = [plt.Line2D([], [], color=c, lw=2) for c in colors]
     labels = [f"layer {i}" for i in range(n_layers)]
-    handles += [plt.Line2D([], [], color="gray", lw=1.6),
-                plt.Line2D([], [], color="gray", ls="--", marker="o", ms=3)]
-    labels += ["alpha (left axis)", "1/std of the input (right axis)"]
+    handles.append(plt.Line2D([], [], color="black", lw=2))
+    labels.append("final norm")
+    handles += [plt.Line2D([], [], color="gray", lw=1.4),
+                plt.Line2D([], [], color="gray", ls=":", marker="o", ms=3)]
+    labels += ["|alpha|", "1/std of the input (eval rows)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 10), fontsize=8,
                frameon=False)
-    fig.suptitle(f"DyT alpha vs 1/std of its input (the paper: alpha tracks 1/std) — run {run.name}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.suptitle("alpha vs 1/std of its input, one log scale (the DyT paper: alpha tracks "
+                 "1/std); every seed, every site", fontsize=11)
+    fig.tight_layout(rect=(0, 0.5 / (3.9 * len(kinds) + 0.8), 1, 1))
     save(fig, out_dir, "alpha", svg=False)
 
 
-def _alpha_panel(ax, run, kind, colors, title):
-    log = run.log
-    steps, ev = log.get("step"), log.eval_rows()
-    twin = ax.twinx()
-    for i, name in enumerate(log.indexed(f"alpha_{kind}_")):
-        ax.plot(steps, log.get(name), color=colors[i], lw=1.6)
-        std = log.get(f"std_{kind}_{i}")[ev]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            twin.plot(steps[ev], 1.0 / std, color=colors[i], lw=1, ls="--", marker="o", ms=3)
-    ax.set_title(title)
+def _alpha_panel(ax, group, site, colors):
+    for run in group:
+        log = run.log
+        steps, ev = log.get("step"), log.eval_rows()
+        alphas, stds = site_columns(log, "alpha", site), site_columns(log, "std", site)
+        for i, name in enumerate(alphas):
+            c = "black" if site == "final" else colors[i % len(colors)]
+            ax.plot(steps, np.abs(log.get(name)), color=c, lw=1.2, alpha=0.8)
+            if i < len(stds):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ax.plot(steps[ev], 1.0 / log.get(stds[i])[ev], color=c, lw=0.9, ls=":",
+                            marker="o", ms=2)
+    ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("alpha (solid)")
-    twin.set_ylabel("1 / std of the DyT input (dashed, eval rows)")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
 
 
 def final_alpha_pairs(run):
-    """(alphas, inv_stds, kinds) at the last eval row with every std finite (attn + ffn)."""
+    """(alphas, inv_stds, sites) at the last eval row with every alpha and std finite, over
+    every site that has both (attention, FFN, final)."""
     log = run.log
-    layers = range(len(log.indexed("alpha_attn_")))
-    names = [(f"alpha_{k}_{i}", f"std_{k}_{i}", k) for k in ("attn", "ffn") for i in layers]
-    if not names or any(s not in log for _, s, _ in names):
+    names = [(a, sd, site) for site, _ in SITES
+             for a, sd in zip(site_columns(log, "alpha", site), site_columns(log, "std", site))]
+    if not names:
         return [], [], []
     for row in log.eval_rows()[::-1]:
         a = [log.get(an)[row] for an, _, _ in names]
@@ -850,17 +998,25 @@ def final_alpha_pairs(run):
     return [], [], []
 
 
-def _alpha_scatter(ax, run):
-    a, inv, kinds = final_alpha_pairs(run)
-    for kind, marker, label in (("attn", "o", "attention-input"), ("ffn", "^", "FFN-input")):
-        pts = [(x, y) for x, y, k in zip(inv, a, kinds) if k == kind]
-        if pts:
-            ax.scatter(*zip(*pts), marker=marker, s=45, label=label, alpha=0.85)
+def _alpha_scatter(ax, group):
+    rs = []
+    for run in [r for r in group if not r.diverged]:
+        a, inv, sites = final_alpha_pairs(run)
+        for (site, _), marker in zip(SITES, "o^s"):
+            pts = [(x, abs(y)) for x, y, k in zip(inv, a, sites) if k == site]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, s=30, alpha=0.7, color=norm_color(run.norm),
+                           label=site if run is group[0] else None)
+        if len(a) >= 3:
+            rs.append(pearson(inv, a))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("final 1 / std of the input")
-    ax.set_ylabel("final alpha")
-    ax.set_title(f"final values, across layers (r = {fmt(pearson(inv, a), 3)})")
-    ax.grid(alpha=0.3)
-    if a:
+    ax.set_ylabel("final |alpha|")
+    r = mean([x for x in rs if math.isfinite(x)])
+    ax.set_title(f"final values, all seeds (mean r = {fmt(r, 3)})", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
 
@@ -952,65 +1108,110 @@ def _finish_sweep_axes(ax, param, values, xs, numeric, logx, any_div):
 # Summaries
 # ----------------------------------------------------------------------------------------
 
-def welch_line(a, b, what="final val loss"):
-    """One markdown line: DyT - RMSNorm difference with CI and p, or why it is n/a."""
+def welch_line(a, b, what="final val loss", names=("DyT", "RMSNorm")):
+    """One markdown line: the names[0] - names[1] difference with CI and p, or why n/a."""
+    head = f"{names[0]} − {names[1]} {what}"
     w = welch_test(a, b)
     if w is None:
-        return f"DyT − RMSNorm {what}: n/a (need >= 2 seeds) (n = {len(a)} vs {len(b)})"
-    return (f"DyT − RMSNorm {what}: **{w['diff']:+.4f}**, 95% CI [{w['lo']:+.4f}, "
+        return f"{head}: n/a (need >= 2 seeds) (n = {len(a)} vs {len(b)})"
+    return (f"{head}: **{w['diff']:+.4f}**, 95% CI [{w['lo']:+.4f}, "
             f"{w['hi']:+.4f}] (Welch t = {w['t']:.3f}, dof = {fmt(w['dof'], 2)}, "
             f"two-sided p = {fmt_p(w['p'])}; n = {len(a)} vs {len(b)})")
 
 
 def summary_compare(runs, config):
     norms = norms_of(runs)
-    out = [f"# RMSNorm vs DyT — {config}", "",
+    kinds = " vs ".join(norm_label(n) for n in norms)
+    out = [f"# {kinds} — {config}", "",
            f"{len(runs)} runs: " + ", ".join(f"{n} {len(by_norm(runs, n))}" for n in norms), ""]
     out += _loss_table(runs, norms) + _difference_section(runs, norms)
     out += _speed_section(runs, norms) + _diverged_section(runs)
-    out += _alpha_section(runs) + _runs_table(runs)
+    out += _alpha_section(runs) + _diagnostics_section(runs) + _runs_table(runs)
     return "\n".join(out) + "\n"
+
+
+def n_collapsed(runs):
+    """'k' collapsed runs, or 'n/a' when the unigram loss is unknown for a finished run."""
+    done = [r for r in runs if r.status == "finished"]
+    if any(r.collapsed is None for r in done):
+        return "n/a"
+    return str(sum(bool(r.collapsed) for r in done))
+
+
+def _collapse_note(runs):
+    """What 'collapsed' means here, with the unigram losses used."""
+    seen = sorted({(os.path.basename(r.data), r.vocab, r.unigram) for r in runs
+                   if r.unigram is not None}, key=str)
+    if not seen:
+        return ["Collapsed: n/a (no run.json names a readable training text; analyze.py --data "
+                "FILE names it)."]
+    losses = "; ".join(f"{d} vocab {v}: {u[0]:.4f} {u[1]}" for d, v, u in seen)
+    return [f"Collapsed = finished with a final val loss within {COLLAPSE_NATS} nats of the "
+            f"unigram loss (predicting each token by its frequency in the text), or above it: "
+            f"{losses}."]
 
 
 def _loss_table(runs, norms):
     out = ["## Validation loss (finished runs; mean ± sample std over seeds)", "",
-           "| norm | seeds | finished | diverged | incomplete | final val loss | best val loss |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           "| norm | seeds | finished | diverged | collapsed | incomplete | final val loss | "
+           "best val loss | final val bpb |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n in norms:
         g = by_norm(runs, n)
         counts = [sum(r.status == s for r in g) for s in ("finished", "diverged", "incomplete")]
-        out.append(f"| {norm_label(n)} | {len(g)} | {counts[0]} | {counts[1]} | {counts[2]} | "
-                   f"{fmt_pm(finals(g))} | {fmt_pm(bests(g))} |")
-    return out + [""]
+        bpb = [r.final_bpb for r in g if r.status == "finished" and math.isfinite(r.final_bpb)]
+        out.append(f"| {norm_label(n)} | {len(g)} | {counts[0]} | {counts[1]} | {n_collapsed(g)} | "
+                   f"{counts[2]} | {fmt_pm(finals(g))} | {fmt_pm(bests(g))} | {fmt_pm(bpb)} |")
+    return out + [""] + _collapse_note(runs) + [""]
 
 
 def _difference_section(runs, norms):
-    out = ["## DyT − RMSNorm", ""]
-    if "dyt" not in norms or "rmsnorm" not in norms:
-        return out + ["n/a (need runs of both norms)", ""]
-    dyt, rms = by_norm(runs, "dyt"), by_norm(runs, "rmsnorm")
-    out.append("- " + welch_line(finals(dyt), finals(rms)))
-    out.append("- " + welch_line(bests(dyt), bests(rms), "best val loss"))
-    return out + ["", "Positive = DyT has the higher (worse) loss. Diverged and incomplete "
-                  "runs are left out of these samples.", ""]
+    base = baseline_of(runs)
+    out = [f"## Each kind against {norm_label(base)} (the baseline)", ""]
+    others = [n for n in norms if n != base]
+    if not others:
+        return out + ["n/a (runs of one kind only)", ""]
+    ref = by_norm(runs, base)
+    for n in others:
+        g = by_norm(runs, n)
+        names = (norm_label(n), norm_label(base))
+        out.append("- " + welch_line(finals(g), finals(ref), names=names))
+        out.append("  - " + welch_line(bests(g), bests(ref), "best val loss", names))
+    return out + ["", f"Positive = higher (worse) loss than {norm_label(base)}. Diverged and "
+                  "incomplete runs are left out of these samples.", ""]
 
 
 def _speed_section(runs, norms):
-    out = ["## Speed (median over seeds of each run's median step)", "",
-           "| norm | median ms/step | median tokens/s |", "| --- | --- | --- |"]
+    """Speed per kind from the runs measured undisturbed only (speedcheck.py)."""
+    base = baseline_of(runs)
+    out = ["## Speed (median over undisturbed runs of each run's median step)", "",
+           "| norm | undisturbed runs | median ms/step | median tokens/s |", "| --- | --- | --- | --- |"]
     tok = {}
     for n in norms:
-        g = by_norm(runs, n)
-        ms = _finite_median([r.median_ms for r in g])
-        tok[n] = _finite_median([r.tok_s for r in g])
-        out.append(f"| {norm_label(n)} | {fmt(ms, 1)} | {fmt(tok[n], 0)} |")
+        quiet = [r for r in by_norm(runs, n) if not r.under_load]
+        ms = _finite_median([r.median_ms for r in quiet])
+        tok[n] = _finite_median([r.tok_s for r in quiet])
+        out.append(f"| {norm_label(n)} | {len(quiet)}/{len(by_norm(runs, n))} | "
+                   f"{fmt(ms, 1) if quiet else 'under load'} | {fmt(tok[n], 0) if quiet else 'under load'} |")
     out.append("")
-    if "dyt" in tok and "rmsnorm" in tok and tok["rmsnorm"] > 0:
-        ratio = tok["dyt"] / tok["rmsnorm"]
-        word = "faster" if ratio >= 1 else "slower"
-        out.append(f"DyT / RMSNorm tokens/s: **{fmt(ratio, 3)}** "
-                   f"(DyT {abs(ratio - 1) * 100:.1f}% {word})")
-        out.append("")
+    for n in norms:
+        if n == base:
+            continue
+        pair = f"{norm_label(n)} / {norm_label(base)} tokens/s"
+        if math.isfinite(tok.get(n, math.nan)) and tok.get(base, 0) > 0:
+            ratio = tok[n] / tok[base]
+            word = "faster" if ratio >= 1 else "slower"
+            out.append(f"- {pair}: **{fmt(ratio, 3)}** ({norm_label(n)} "
+                       f"{abs(ratio - 1) * 100:.1f}% {word})")
+        else:
+            out.append(f"- {pair}: not compared (every run of one of them was measured under load)")
+    loaded = [r for r in runs if r.under_load]
+    out += ["", f"Measured under load (left out above): {len(loaded)} of {len(runs)} runs"
+            + (": " + "; ".join(f"{r.name}: {', '.join(r.under_load)}" for r in loaded)
+               if loaded else ".")]
+    out += [f"A run counts as measured under load when its step times spread (p90/p10 of "
+            f"the per-step ms after the first {speedcheck.SKIP_STEPS} steps above "
+            f"{speedcheck.MAX_SPREAD:g}x) or other work kept the cores busy (load average "
+            f"against cores, from result.txt); see scripts/speedcheck.py.", ""]
     return out
 
 
@@ -1033,9 +1234,10 @@ def _diverged_section(runs):
 
 
 def alpha_correlations(runs):
-    """[(run, r)] Pearson of final alpha vs final 1/std across layers, per non-diverged DyT run."""
+    """[(run, r)] Pearson of final alpha vs final 1/std across sites, per non-diverged run
+    that has alpha columns."""
     out = []
-    for r in by_norm(runs, "dyt"):
+    for r in runs:
         if r.diverged:
             continue
         a, inv, _ = final_alpha_pairs(r)
@@ -1045,28 +1247,73 @@ def alpha_correlations(runs):
 
 
 def _alpha_section(runs):
-    out = ["## DyT alpha vs 1/std of its input", ""]
+    out = ["## alpha vs 1/std of its input", ""]
     corr = [(r, c) for r, c in alpha_correlations(runs) if math.isfinite(c)]
     if not corr:
-        return out + ["n/a (no DyT run with alpha and std columns at an eval row)", ""]
-    per = ", ".join(f"{r.name}: {c:.3f}" for r, c in corr)
-    avg = mean([c for _, c in corr])
-    return out + ["Pearson r between final alpha and final 1/std across layers (attention- "
-                  "and FFN-input DyT, last eval row; diverged runs left out): "
-                  f"mean **{avg:.3f}** over {len(corr)} DyT run(s) ({per}).", ""]
+        return out + ["n/a (no run with alpha and std columns at an eval row)", ""]
+    out.append("Pearson r between final alpha and final 1/std across sites (attention, FFN "
+               "and final norm inputs, last eval row; diverged runs left out):")
+    for n in norms_of(runs):
+        cs = [(r, c) for r, c in corr if r.norm == n]
+        if cs:
+            per = ", ".join(f"{r.name}: {c:.3f}" for r, c in cs)
+            out.append(f"- {norm_label(n)}: mean **{mean([c for _, c in cs]):.3f}** over "
+                       f"{len(cs)} run(s) ({per})")
+    return out + [""]
+
+
+DIAGNOSTICS = (("alpha", "alpha"), ("s", "shift s"), ("sat", "fraction saturated"),
+               ("gate", "residual gate"))
+
+
+def _diagnostics_section(runs):
+    """The per-site columns a kind logs (alpha, s, sat, gate: any subset), at the last row,
+    as min..max over layers of the mean over finished seeds."""
+    rows = []
+    for n in norms_of(runs):
+        g = [r for r in by_norm(runs, n) if r.status == "finished"]
+        for prefix, what in DIAGNOSTICS:
+            cells = []
+            for site, _ in SITES:
+                per_layer = []
+                for i in range(max((len(site_columns(r.log, prefix, site)) for r in g), default=0)):
+                    last = [_last_finite(r.log.get(site_columns(r.log, prefix, site)[i]))
+                            for r in g if i < len(site_columns(r.log, prefix, site))]
+                    per_layer.append(mean([x for x in last if math.isfinite(x)]))
+                per_layer = [x for x in per_layer if math.isfinite(x)]
+                cells.append("—" if not per_layer else fmt(per_layer[0], 3) if len(per_layer) == 1
+                             else f"{fmt(min(per_layer), 3)} .. {fmt(max(per_layer), 3)}")
+            if any(c != "—" for c in cells):
+                rows.append(f"| {norm_label(n)} | {what} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return (["## Per-site values at the end (mean over finished seeds; min .. max over layers)",
+             "", "| norm | column | attention input | FFN input | final |",
+             "| --- | --- | --- | --- | --- |"] + rows + [""])
+
+
+def _last_finite(col):
+    ok = col[np.isfinite(col)]
+    return float(ok[-1]) if len(ok) else math.nan
 
 
 def _runs_table(runs):
-    out = ["## Runs", "", "| run | norm | seed | status | steps | final val | best val | "
-           "median ms | tokens/s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = ["## Runs", "", "| run | norm | seed | status | collapsed | steps | final val | best val | "
+           "median ms | tokens/s | speed |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     values = numeric_values({str(r.value) for r in runs})[0]  # numeric order when possible
-    for r in sorted(runs, key=lambda r: (values.index(str(r.value)), norms_of(runs).index(r.norm),
-                                         r.seed if r.seed is not None else -1)):
+    values2 = numeric_values({str(getattr(r, "value2", None)) for r in runs})[0]
+    norms = norms_of(runs)
+    for r in sorted(runs, key=lambda r: (values.index(str(r.value)),
+                                         values2.index(str(getattr(r, "value2", None))),
+                                         norms.index(r.norm), r.seed if r.seed is not None else -1)):
         steps = r.log.get("step")
         last = fmt(float(steps[-1]), 0) if len(steps) else "n/a"
         final = fmt(_final_val(r.log, r.result))
-        out.append(f"| {r.name} | {norm_label(r.norm)} | {r.seed} | {r.status} | {last} | "
-                   f"{final} | {fmt(r.best_val)} | {fmt(r.median_ms, 1)} | {fmt(r.tok_s, 0)} |")
+        coll = "n/a" if r.collapsed is None else ("yes" if r.collapsed else "no")
+        out.append(f"| {r.name} | {norm_label(r.norm)} | {r.seed} | {r.status} | {coll} | {last} | "
+                   f"{final} | {fmt(r.best_val)} | {fmt(r.median_ms, 1)} | {fmt(r.tok_s, 0)} | "
+                   f"{'under load' if r.under_load else 'undisturbed'} |")
     return out + [""]
 
 
@@ -1074,17 +1321,26 @@ def summary_sweep(runs, param, config):
     values, _, _ = numeric_values({r.value for r in runs})
     norms = norms_of(runs)
     out = [f"# Sweep over {param} — {config}", "",
-           f"| {param} | norm | final val loss (mean ± std) | best val loss | n | diverged |",
-           "| --- | --- | --- | --- | --- | --- |"]
+           f"| {param} | norm | final val loss (mean ± std) | best val loss | n | diverged | collapsed |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for v in values:
         for n in norms:
             g = [r for r in runs if r.norm == n and r.value == v]
             if g:
                 out.append(f"| {v} | {norm_label(n)} | {fmt_pm(finals(g))} | "
                            f"{fmt_pm(bests(g))} | {len(finals(g))} | "
-                           f"{sum(r.diverged for r in g)}/{len(g)} |")
-    out += [""] + _sweep_best(runs, norms, values, param) + _sweep_diff(runs, norms, values, param)
-    return "\n".join(out + _diverged_section(runs) + _runs_table(runs)) + "\n"
+                           f"{sum(r.diverged for r in g)}/{len(g)} | {n_collapsed(g)} |")
+    out += [""] + _collapse_note(runs) + [""]
+    out += _sweep_best(runs, norms, values, param) + _sweep_diff(runs, norms, values, param)
+    return "\n".join(out + _speed_lines(runs) + _diverged_section(runs) + _runs_table(runs)) + "\n"
+
+
+def _speed_lines(runs):
+    """A sweep's speed note: how many runs were measured under load."""
+    loaded = [r for r in runs if r.under_load]
+    return [f"Speed: {len(loaded)} of {len(runs)} runs measured under load (their ms/step in "
+            "the table below is not the program's speed; scripts/speedcheck.py)." if loaded
+            else "Speed: every run measured undisturbed (scripts/speedcheck.py).", ""]
 
 
 def _sweep_best(runs, norms, values, param):
@@ -1101,14 +1357,123 @@ def _sweep_best(runs, norms, values, param):
 
 
 def _sweep_diff(runs, norms, values, param):
-    if "dyt" not in norms or "rmsnorm" not in norms:
-        return []
-    out = ["## DyT − RMSNorm at each value (Welch, final val loss)", ""]
+    base = baseline_of(runs)
+    out = []
+    for n in [n for n in norms if n != base]:
+        out += [f"## {norm_label(n)} − {norm_label(base)} at each value (Welch, final val loss)", ""]
+        for v in values:
+            a = finals([r for r in runs if r.norm == n and r.value == v])
+            b = finals([r for r in runs if r.norm == base and r.value == v])
+            out.append(f"- {param}={v}: " + welch_line(a, b).split(": ", 1)[1])
+        out.append("")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Grids of two flags (sweep.sh --param A --param2 B)
+# ----------------------------------------------------------------------------------------
+
+def grid_cells(runs, norm, values, values2):
+    """{(v, v2): (mean final, finished n, runs)} of one norm."""
+    out = {}
     for v in values:
-        dyt = finals([r for r in runs if r.norm == "dyt" and r.value == v])
-        rms = finals([r for r in runs if r.norm == "rmsnorm" and r.value == v])
-        out.append(f"- {param}={v}: " + welch_line(dyt, rms).split(": ", 1)[1])
-    return out + [""]
+        for v2 in values2:
+            g = [r for r in runs if r.norm == norm and r.value == v and r.value2 == v2]
+            if g:
+                out[v, v2] = (mean(finals(g)) if finals(g) else math.nan, len(finals(g)), g)
+    return out
+
+
+def best_cell(cells):
+    """The (v, v2) with the lowest mean final val loss, or None."""
+    ok = [(m, k) for k, (m, _, _) in cells.items() if math.isfinite(m)]
+    return min(ok)[1] if ok else None
+
+
+def plot_grid(runs, p1, p2, out_dir, config):
+    """A heatmap of the mean final val loss per norm (p1 across, p2 up), one colour scale;
+    D = every seed diverged, C = some seed collapsed; the baseline's best cell outlined in
+    every panel, its loss marked on the colour bar."""
+    values, _, _ = numeric_values({r.value for r in runs})
+    values2, _, _ = numeric_values({r.value2 for r in runs})
+    norms = norms_of(runs)
+    base = baseline_of(runs)
+    cells = {n: grid_cells(runs, n, values, values2) for n in norms}
+    allm = [m for c in cells.values() for m, _, _ in c.values() if math.isfinite(m)]
+    lo, hi = (min(allm), max(allm)) if allm else (0.0, 1.0)
+    fig, axes = plt.subplots(1, len(norms), figsize=(2.2 + (2.0 + 0.9 * len(values)) * len(norms),
+                                                     2.4 + 0.5 * len(values2)),
+                             squeeze=False, layout="constrained")
+    ref = best_cell(cells[base])
+    image = None
+    for ax, n in zip(axes[0], norms):
+        grid = np.full((len(values2), len(values)), np.nan)
+        for (v, v2), (m, k, g) in cells[n].items():
+            grid[values2.index(v2), values.index(v)] = m
+        image = ax.imshow(grid, origin="lower", cmap="viridis_r", vmin=lo, vmax=hi if hi > lo else lo + 1e-6,
+                          aspect="auto")
+        for (v, v2), (m, k, g) in cells[n].items():
+            x, y = values.index(v), values2.index(v2)
+            mark = "D" if all(r.diverged for r in g) else ("C" if any(r.collapsed for r in g) else "")
+            text = (fmt(m, 3) if math.isfinite(m) else "") + (f" {mark}" if mark else "")
+            ax.text(x, y, text, ha="center", va="center", fontsize=8,
+                    color="black" if math.isfinite(m) and m < (lo + hi) / 2 else "white")
+        if ref is not None:
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (values.index(ref[0]) - 0.5, values2.index(ref[1]) - 0.5), 1, 1, fill=False,
+                ec="red", lw=2, ls="-" if n == base else "--"))
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels(values)
+        ax.set_yticks(range(len(values2)))
+        ax.set_yticklabels(values2)
+        ax.set_xlabel(p1)
+        ax.set_ylabel(p2)
+        ax.set_title(norm_label(n), fontsize=10)
+    bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.9)
+    bar.set_label("final validation loss (mean over finished seeds)")
+    if ref is not None:
+        bar.ax.axhline(cells[base][ref][0], color="red", lw=2)
+    fig.suptitle(_wrap(f"Final val loss over {p1} x {p2} — {config}", 40 + 25 * len(norms)),
+                 fontsize=10)
+    fig.supxlabel(f"D: every seed diverged, C: a seed collapsed; red box: {norm_label(base)}'s "
+                  "best cell (also marked on the colour bar)", fontsize=8)
+    save(fig, out_dir, "grid")
+
+
+def summary_grid(runs, p1, p2, config):
+    values, _, _ = numeric_values({r.value for r in runs})
+    values2, _, _ = numeric_values({r.value2 for r in runs})
+    norms = norms_of(runs)
+    base = baseline_of(runs)
+    ref_cells = grid_cells(runs, base, values, values2)
+    ref = best_cell(ref_cells)
+    out = [f"# Grid over {p1} x {p2} — {config}", ""]
+    if ref is not None:
+        out += [f"Baseline: {norm_label(base)}'s best cell {p1}={ref[0]}, {p2}={ref[1]}: "
+                f"{fmt_pm(finals(ref_cells[ref][2]))}.", ""]
+    for n in norms:
+        cells = grid_cells(runs, n, values, values2)
+        out += [f"## {norm_label(n)}: final val loss (mean ± std; n finished, diverged, collapsed)",
+                "", f"| {p2} \\ {p1} | " + " | ".join(values) + " |",
+                "| --- | " + " | ".join("---" for _ in values) + " |"]
+        for v2 in values2:
+            row = []
+            for v in values:
+                if (v, v2) not in cells:
+                    row.append("")
+                    continue
+                _, k, g = cells[v, v2]
+                row.append(f"{fmt_pm(finals(g))} (n {k}, div {sum(r.diverged for r in g)}, "
+                           f"coll {n_collapsed(g)})")
+            out.append(f"| {v2} | " + " | ".join(row) + " |")
+        best = best_cell(cells)
+        if best is not None and ref is not None and n != base:
+            line = welch_line(finals(cells[best][2]), finals(ref_cells[ref][2]),
+                              names=(f"{norm_label(n)} best", f"{norm_label(base)} best"))
+            out += ["", f"Best cell {p1}={best[0]}, {p2}={best[1]}; " + line]
+        out.append("")
+    out += _collapse_note(runs) + [""] + _speed_lines(runs)
+    return "\n".join(out + _diverged_section(runs) + _runs_table(runs)) + "\n"
 
 
 # ----------------------------------------------------------------------------------------
@@ -1124,27 +1489,42 @@ def parse_args(argv):
     ap.add_argument("--out", default=".", help="output folder (default: .)")
     ap.add_argument("--config", default="", help="config text for titles")
     ap.add_argument("--sweep", metavar="PARAM", help="sweep mode: the swept train flag")
-    return ap.parse_args(argv)
+    ap.add_argument("--sweep2", metavar="PARAM2",
+                    help="grid mode (with --sweep): the second swept flag")
+    ap.add_argument("--baseline", default="rmsnorm",
+                    help="the kind every other kind is compared with (default: rmsnorm; the "
+                         "first kind present when it has no runs)")
+    ap.add_argument("--data", help="the training text, for runs without a run.json naming it "
+                                   "(for the unigram loss behind 'collapsed')")
+    args = ap.parse_args(argv)
+    if args.sweep2 and not args.sweep:
+        ap.error("--sweep2 needs --sweep")
+    return args
 
 
 def main(argv=None):
+    global BASELINE
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    runs = load_runs(args.runs, args.sweep)
+    BASELINE = args.baseline
+    runs = load_runs(args.runs, args.sweep, args.data, args.sweep2)
     if not runs:
         print("analyze.py: error: no run folders with a log.csv found in "
               + " ".join(args.runs), file=sys.stderr)
         return 1
     os.makedirs(args.out, exist_ok=True)
-    config = args.config or config_from_runs(runs, args.sweep) or os.path.basename(
+    swept = [p for p in (args.sweep, args.sweep2) if p]
+    config = args.config or config_from_runs(runs, swept) or os.path.basename(
         os.path.abspath(args.out))
-    if args.sweep:
+    if args.sweep2:
+        plot_grid(runs, args.sweep, args.sweep2, args.out, config)
+        text = summary_grid(runs, args.sweep, args.sweep2, config)
+    elif args.sweep:
         plot_sweep(runs, args.sweep, args.out, config)
         text = summary_sweep(runs, args.sweep, config)
     else:
         plot_loss_curves(runs, args.out, config)
-        run = dyt_run_for_alpha(runs)
-        if run is not None:
-            plot_alpha(run, args.out)
+        if alpha_kinds(runs):
+            plot_alpha(runs, args.out)
         text = summary_compare(runs, config)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)

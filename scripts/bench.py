@@ -1,21 +1,31 @@
 #!/usr/bin/python3
 """`make bench`: runs build/benchmark (one process per measurement, so each peak
 RSS is its own) and the PyTorch peer (scripts/bench_torch.py), prints the
-table and writes it to docs/bench.md and docs/bench.csv.
+table and writes it to runs/bench/bench.md and runs/bench/bench.csv (`make figures`
+copies them to docs/, which the README links: a run never rewrites tracked files).
 
-    /usr/bin/python3 scripts/bench.py [--threads N] [--quick] [--out docs]
+    /usr/bin/python3 scripts/bench.py [--threads N] [--quick] [--out runs/bench]
 
 --threads defaults to the number of cores; scaling compares 1 thread with it.
 --quick (or BENCH_QUICK=1) runs a few steps only: a smoke run, not numbers.
 Environment: BENCH_CFLAGS (set by the Makefile) is recorded as the build flags.
+
+Every measurement also records the CPU that other processes used while it ran
+(all cores' busy time from /proc/stat, minus the measured process's and the
+benchmark's own load's): a figure taken while more than DISTURBED cores'
+worth ran beside it is marked as disturbed, not presented as the program's speed.
+The contended section (issue #14) measures generation and training idle and
+beside a load the benchmark starts itself (`benchmark spin N`).
 """
 
 import argparse
 import csv
 import datetime
 import os
+import resource
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -30,11 +40,50 @@ CONFIGS = {
 }
 NORMS = ("rmsnorm", "dyt")
 LAYER_DIMS = (288, 1024, 4096)
+# generation at the sizes of issue #14 (d 288 / 6 layers, 512 / 8, 768 / 12) and tiny
+GEN_CONFIGS = ("tiny", "small", "medium", "large")
+# the contended section: loads started by the benchmark (threads of `benchmark spin`)
+LOADS = (("idle", 0), ("1 busy loop", 1), ("2-thread load", 2))
+DISTURBED = 0.25  # cores of other processes' CPU during a measurement that mark it
 
 
-def run_kv(cmd, env=None):
-    """Runs cmd, returns its key=value lines as a dict (values as float where they parse)."""
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+def cpu_busy_s():
+    """Seconds of CPU all cores spent busy (not idle or waiting for I/O) since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """CPU seconds (user + system) of a running process, 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+LOAD_PIDS = []  # the benchmark's own load processes, whose CPU is not foreign
+
+
+def run_kv(cmd, env=None, timeout=None):
+    """Runs cmd, returns its key=value lines as a dict (values as float where they parse),
+    plus foreign_cores: other processes' CPU while it ran, in cores. Past `timeout`
+    seconds the program is stopped and the dict says timed_out."""
+    t0, busy0, mine0 = time.monotonic(), cpu_busy_s(), children_cpu_s()
+    load0 = sum(proc_cpu_s(p) for p in LOAD_PIDS)
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"timed_out": timeout, "foreign_cores": 0.0}
+    wall = time.monotonic() - t0
+    other = (cpu_busy_s() - busy0) - (children_cpu_s() - mine0) - (sum(proc_cpu_s(p) for p in LOAD_PIDS) - load0)
     if r.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip()[:300]}")
     out = {}
@@ -45,7 +94,31 @@ def run_kv(cmd, env=None):
                 out[k] = float(v)
             except ValueError:
                 out[k] = v
+    out["foreign_cores"] = max(0.0, other / wall) if wall > 0 else 0.0
     return out
+
+
+def disturbed(d):
+    """' (disturbed: N cores)' when other processes ran beside the measurement, else ''."""
+    f = d.get("foreign_cores", 0.0)
+    return f" (disturbed: {f:.1f} cores)" if f > DISTURBED else ""
+
+
+def start_load(threads):
+    """Starts `benchmark spin threads` (nothing for 0); returns the process or None."""
+    if not threads:
+        return None
+    p = subprocess.Popen([BENCH, "spin", str(threads)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    LOAD_PIDS.append(p.pid)
+    time.sleep(0.3)  # its threads running before the measurement starts
+    return p
+
+
+def stop_load(p):
+    if p is not None:
+        p.kill()
+        p.wait()
+        LOAD_PIDS.remove(p.pid)
 
 
 def bench_env():
@@ -62,7 +135,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench"))
     a = p.parse_args()
     T = a.threads
     t_start = datetime.datetime.now(datetime.timezone.utc)
@@ -93,7 +166,7 @@ def main():
                 rec("train", name, norm, th, d, ["step_ms", "tok_s", "flops_per_token", "achieved_gflops",
                                                  "share_matmul", "share_attention", "share_norm", "share_other",
                                                  "share_optimizer", "peak_rss_bytes", "analytic_bytes",
-                                                 "allocs_in_steps"])
+                                                 "allocs_in_steps", "foreign_cores"])
             log(f"bench: torch {name} {norm} {T} threads")
             targs = ["--dim", c["dim"], "--layers", c["layers"], "--heads", c["heads"], "--kv-heads",
                      c["kv_heads"], "--seq", c["seq"], "--batch", c["batch"], "--vocab", c["vocab"],
@@ -101,20 +174,25 @@ def main():
             d = run_kv(["/usr/bin/python3", os.path.join(HERE, "bench_torch.py")] + [str(x) for x in targs])
             torch[name, norm] = d
             rec("torch", name, norm, T, d, ["step_ms", "tok_s"])
+    for name in GEN_CONFIGS:
+        for norm in NORMS:
+            # THREADS 0: the default, as infer_llama runs (all cores, or one while that is faster)
             log(f"bench: generation {name} {norm}")
-            d = run_kv([BENCH, "gen", name, norm, str(T)])
+            d = run_kv([BENCH, "gen", name, norm, "0"])
             gen[name, norm] = d
-            rec("gen", name, norm, T, d, ["prefill_tok_s", "decode_tok_s", "decode_ms_per_token",
-                                          "decode_weight_bytes", "decode_flops_per_token"])
+            rec("gen", name, norm, 0, d, ["prefill_tok_s", "decode_tok_s", "decode_ms_per_token",
+                                          "decode_weight_bytes", "decode_flops_per_token", "decode_kv_bytes",
+                                          "decode_one_thread_share", "foreign_cores"])
+    contended = run_contended(a, T, log, rec)
     for dim in LAYER_DIMS:
         log(f"bench: layer d={dim}")
         d = run_kv([BENCH, "layer", str(dim), str(T)])
         layer[dim] = d
-        rec("layer", str(dim), "", T, d, ["rms_fwd_us", "rms_bwd_us", "dyt_fwd_us", "dyt_bwd_us"])
+        rec("layer", str(dim), "", T, d, [k for k in d if k.endswith("_us")])
     wall = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds()
     loads = (load_start, os.getloadavg()[0])
 
-    md = report(a, T, peak, train, torch, gen, layer, wall, t_start, loads)
+    md = report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
         f.write(md)
@@ -126,7 +204,45 @@ def main():
     log(f"bench: wrote {a.out}/bench.md and {a.out}/bench.csv in {wall:.0f} s")
 
 
-def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
+def run_contended(a, T, log, rec):
+    """Generation (small, decode tok/s) and training (small, tok/s), ours and PyTorch's,
+    default threads and 1, idle and beside each load. Returns {(what, threads, load): dict}."""
+    c = CONFIGS["small"]
+    steps, warm = (1, 1) if a.quick else (3, 1)
+    targs = ["--dim", c["dim"], "--layers", c["layers"], "--heads", c["heads"], "--kv-heads", c["kv_heads"],
+             "--seq", c["seq"], "--batch", c["batch"], "--vocab", c["vocab"], "--norm", "rmsnorm",
+             "--steps", min(steps, 2), "--warmup", warm]  # PyTorch's step is 3x ours: 2 steps
+    out = {}
+    # seconds per measurement: a program that collapses under the load (PyTorch's threads
+    # spin 300,000 times at each barrier, as ours did) is cut short and shown as timed out
+    limit = 60
+
+    def measure(what, th, load, cmd, key):
+        d = run_kv(cmd, timeout=limit)
+        d["speed"] = d.get(key, 0.0)
+        out[what, th, load] = d
+
+    for load, lt in LOADS:
+        p = start_load(lt)
+        try:
+            for th in ("default", "1"):
+                arg = "0" if th == "default" else "1"
+                log(f"bench: contended, {load}: generation, training, PyTorch training; threads {th}")
+                measure("ours: generation (decode tok/s)", th, load, [BENCH, "gen", "small", "rmsnorm", arg],
+                        "decode_tok_s")
+                measure("ours: training (tok/s)", th, load,
+                        [BENCH, "train", "small", "rmsnorm", arg, str(steps), str(warm)], "tok_s")
+                tth = T if th == "default" else 1  # torch's default is all cores too
+                measure("PyTorch: training (tok/s)", th, load, ["/usr/bin/python3", os.path.join(HERE, "bench_torch.py")]
+                        + [str(x) for x in targs + ["--threads", tth]], "tok_s")
+        finally:
+            stop_load(p)
+    for (what, th, load), d in out.items():
+        rec("contended", what, load, th, d, ["speed", "foreign_cores"])
+    return out
+
+
+def report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads):
     pk = peak["sgemm_gflops"]
     bw = peak["mem_read_gbs"]
     L = []
@@ -135,7 +251,9 @@ def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
              f"Threads {T}; OpenBLAS core `{peak['corename']}` ({peak['blas_config']}); "
              f"CFLAGS `{os.environ.get('BENCH_CFLAGS', '?')}`; PyTorch {next(iter(torch.values()))['torch']}. "
              f"Load average (1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: "
-             f"a load above {T} means other processes shared the cores, inflating the times.\n")
+             f"a load above {T} means other processes shared the cores, inflating the times. "
+             f"A figure measured while other processes used more than {DISTURBED} cores' worth of CPU "
+             f"(from /proc/stat, less the benchmark's own) is marked *disturbed*.\n")
     L.append(f"- sgemm peak: **{pk:.1f} GFLOP/s**, best of 8 `cblas_sgemm` of shape {peak['sgemm_shape']} "
              f"(M x N x K, B transposed as in our matmuls), same BLAS, {T} threads.")
     L.append(f"- memory read bandwidth: **{bw:.1f} GB/s** (sum of a 512 MiB array, best of 4).")
@@ -152,7 +270,7 @@ def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
     for (name, norm, th), d in train.items():
         t = torch.get((name, norm)) if th == T else None
         peer = f"{fmt(t['tok_s'], 0)} | {d['tok_s'] / t['tok_s']:.2f}x" if t else " | "
-        L.append(f"| {name} | {norm} | {th} | {fmt(d['step_ms'])} | {fmt(d['tok_s'], 0)} | "
+        L.append(f"| {name} | {norm} | {th} | {fmt(d['step_ms'])}{disturbed(d)} | {fmt(d['tok_s'], 0)} | "
                  f"{fmt(d['flops_per_token'] / 1e6)} | {fmt(d['achieved_gflops'])} | "
                  f"{100 * d['achieved_gflops'] / pk:.0f}% | {peer} | "
                  f"{d['peak_rss_bytes'] / 2**20:.0f} | {d['analytic_bytes'] / 2**20:.0f} | "
@@ -171,18 +289,25 @@ def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
             one, many = train[name, "rmsnorm", 1]["step_ms"], train[name, "rmsnorm", T]["step_ms"]
             L.append(f"| {name} | {fmt(one)} | {fmt(many)} | {one / many:.2f}x |")
 
-    L.append("\n## DyT against RMSNorm, the layer alone (4096 tokens, microseconds, median of 41)\n")
-    L.append("| d | RMSNorm fwd | RMSNorm bwd | DyT fwd | DyT bwd | RMSNorm / DyT (fwd+bwd) |")
-    L.append("|---|---|---|---|---|---|")
+    L.append("\n## Every norm kind's layer alone, side by side in one process (4096 tokens, "
+             "fwd + bwd microseconds, median of 41; in brackets RMSNorm's time / the kind's)\n")
+    kinds = [k[:-7] for k in next(iter(layer.values()), {}) if k.endswith("_fwd_us")]
+    L.append("| d | " + " | ".join(kinds) + " |")
+    L.append("|---|" + "---|" * len(kinds))
     for dim, d in layer.items():
-        rms, dyt = d["rms_fwd_us"] + d["rms_bwd_us"], d["dyt_fwd_us"] + d["dyt_bwd_us"]
-        L.append(f"| {dim} | {fmt(d['rms_fwd_us'])} | {fmt(d['rms_bwd_us'])} | {fmt(d['dyt_fwd_us'])} | "
-                 f"{fmt(d['dyt_bwd_us'])} | {rms / dyt:.2f}x |")
+        rms = d["rmsnorm_fwd_us"] + d["rmsnorm_bwd_us"]
+        L.append(f"| {dim} | " + " | ".join(
+            f"{fmt(d[k + '_fwd_us'] + d[k + '_bwd_us'])} ({rms / (d[k + '_fwd_us'] + d[k + '_bwd_us']):.2f}x)"
+            for k in kinds) + " |")
 
     L.append("\n## Generation (batch 1, KV cache; prompt 256 tokens, then 256 greedy tokens)\n")
+    L.append("Default threads, as infer_llama runs: all cores, or one for the tokens where one is faster "
+             "(the share of tokens decoded on one thread is shown). The bound (issue #5, #14) is the time to "
+             "stream the weights once; a token also reads the KV cache (at the mean position 384 on small, "
+             "a fifth of the weights' bytes), shown beside it.\n")
     L.append("| config | norm | prefill tok/s | decode tok/s | decode ms/token | bound ms/token | cost / bound "
-             "| prefill / decode per token |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "| cost / (weights + KV cache) | prefill / decode per token | tokens on 1 thread |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for (name, norm), d in gen.items():
         stream = d["decode_weight_bytes"] / (bw * 1e9) * 1e3
         compute = d["decode_flops_per_token"] / (pk * 1e9) * 1e3
@@ -190,10 +315,32 @@ def report(a, T, peak, train, torch, gen, layer, wall, t_start, loads):
         which = "weights / bandwidth" if stream >= compute else "FLOPs / peak"
         L.append(f"| {name} | {norm} | {fmt(d['prefill_tok_s'], 0)} | {fmt(d['decode_tok_s'])} | "
                  f"{d['decode_ms_per_token']:.3f} | {bound:.3f} ({which}) | {d['decode_ms_per_token'] / bound:.2f}x | "
-                 f"{d['prefill_tok_s'] / d['decode_tok_s']:.1f}x |")
+                 f"{d['decode_ms_per_token'] / ((d['decode_weight_bytes'] + d['decode_kv_bytes']) / (bw * 1e6)):.2f}x | "
+                 f"{d['prefill_tok_s'] / d['decode_tok_s']:.1f}x | "
+                 f"{100 * d['decode_one_thread_share']:.0f}%{disturbed(d)} |")
+
+    L.append("\n## Contended (issue #14): small (d 288, 6 layers), idle and beside a load the benchmark starts\n")
+    L.append("Speed (decode tok/s; training tok/s = batch x seq / median step time) and, under a load, "
+             "the share of the same row's idle speed. The load is `benchmark spin N`: N threads of arithmetic.\n")
+    L.append("| program | threads | " + " | ".join(name for name, _ in LOADS) + " |")
+    L.append("|---|---|" + "---|" * len(LOADS))
+    for what in dict.fromkeys(k[0] for k in contended):
+        for th in ("default", "1"):
+            idle = contended[what, th, LOADS[0][0]]["speed"]
+            cells = []
+            for name, _ in LOADS:
+                d = contended[what, th, name]
+                if "timed_out" in d:
+                    cells.append(f"timed out (> {d['timed_out']} s)")
+                    continue
+                share = "" if name == LOADS[0][0] or not idle else f" ({100 * d['speed'] / idle:.0f}%)"
+                cells.append(f"{fmt(d['speed'])}{share}{disturbed(d)}")
+            L.append(f"| {what} | {th} | " + " | ".join(cells) + " |")
 
     L.append("\n## Targets (issue #5)\n")
     L.extend(targets(T, pk, bw, train, torch, gen, layer))
+    L.append("\n## Targets (issue #14)\n")
+    L.extend(targets14(pk, bw, gen, contended))
     return "\n".join(L) + "\n"
 
 
@@ -216,7 +363,7 @@ def targets(T, pk, bw, train, torch, gen, layer):
             r = train[name, "dyt", T]["step_ms"] / train[name, "rmsnorm", T]["step_ms"]
             line(r <= 1.0, f"{name}: a DyT step takes {r:.3f}x the RMSNorm step (target <= 1)")
     for dim, d in layer.items():
-        r = (d["rms_fwd_us"] + d["rms_bwd_us"]) / (d["dyt_fwd_us"] + d["dyt_bwd_us"])
+        r = (d["rmsnorm_fwd_us"] + d["rmsnorm_bwd_us"]) / (d["dyt_fwd_us"] + d["dyt_bwd_us"])
         line(r >= 1.5, f"d={dim}: the DyT layer is {r:.2f}x faster than RMSNorm, fwd+bwd (target 1.5x)")
     for name in ("small", "medium"):
         if (name, "rmsnorm", 1) in train and T > 1:
@@ -234,6 +381,42 @@ def targets(T, pk, bw, train, torch, gen, layer):
         line(r <= 1.5, f"{name} {norm}: a decoded token costs {r:.2f}x its bound (target 1.5x)")
         r = d["prefill_tok_s"] / d["decode_tok_s"]
         line(r >= 10, f"{name} {norm}: prefill is {r:.1f}x faster per token than decoding (target 10x)")
+    return out
+
+
+def bound_ratio(d, pk, bw):
+    stream = d["decode_weight_bytes"] / (bw * 1e9) * 1e3
+    compute = d["decode_flops_per_token"] / (pk * 1e9) * 1e3
+    return d["decode_ms_per_token"] / max(stream, compute)
+
+
+def targets14(pk, bw, gen, contended):
+    out = []
+
+    def line(ok, text, *ds):
+        marks = "".join(disturbed(d) for d in ds)
+        out.append(f"- {'met' if ok else '**not met**'}: {text}{marks}")
+
+    idle, busy = LOADS[0][0], LOADS[1][0]
+    for what, goal in (("ours: generation (decode tok/s)", 0.40), ("ours: training (tok/s)", 0.45)):
+        i, b = contended[what, "default", idle], contended[what, "default", busy]
+        r = b["speed"] / i["speed"] if i["speed"] else 0.0
+        line(r >= goal, f"{what}, default threads, {busy}: {100 * r:.0f}% of idle speed "
+             f"(target {100 * goal:.0f}%)", i, b)
+        for name, _ in LOADS:
+            dflt, one = contended[what, "default", name], contended[what, "1", name]
+            r = dflt["speed"] / one["speed"] if one["speed"] else float("inf")
+            line(r >= 0.97, f"{what}, {name}: default threads {r:.2f}x the speed of --threads 1 "
+                 "(target: never slower; 3% noise allowed)", dflt, one)
+    for name in ("small", "medium", "large"):
+        for norm in NORMS:
+            if (name, norm) not in gen:
+                continue
+            d = gen[name, norm]
+            r = bound_ratio(d, pk, bw)
+            line(r <= 1.25, f"{name} {norm}: a decoded token costs {r:.2f}x its bound (target 1.25x)", d)
+            r = d["prefill_tok_s"] / d["decode_tok_s"]
+            line(r >= 10, f"{name} {norm}: prefill is {r:.1f}x faster per token than decoding (target 10x)", d)
     return out
 
 

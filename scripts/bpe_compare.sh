@@ -15,16 +15,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=data/tinyshakespeare.txt OUT=runs/bpe_compare VOCABS="256 1024" STEPS=2000 THREADS=1
+need() { [ "$1" -ge 2 ] || { echo "bpe_compare.sh: error: $2 needs a value; see --help" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
+    case $1 in
+    --data | --out | --vocabs | --steps | --threads) need $# "$1" ;;
+    esac
     case $1 in
     --data) DATA=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --vocabs) VOCABS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set /{/^#/!d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     --) shift; break ;;
-    *) echo "bpe_compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) echo "bpe_compare.sh: error: unknown argument '$1'; see --help" >&2; exit 2 ;;
     esac
 done
 SHAPE=(--dim 128 --layers 4 --heads 4 --seq 128 --batch 8 --lr 2e-3 --warmup 100 --eval-every 250

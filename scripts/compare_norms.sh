@@ -18,7 +18,12 @@ sample from each norm's best run (lowest final val loss) with ./infer_llama.
 Options:
   --data FILE           training text (required)
   --seeds N             seeds 0..N-1 per norm (default 3)
-  --norms LIST          comma-separated norms (default rmsnorm,dyt)
+  --seed-list LIST      only these seeds, comma-separated (e.g. 3,4 to add seeds to a finished
+                        comparison; sweep.sh runs one seed per call with it)
+  --norms LIST          comma-separated norm kinds, any of `train_llama --list-norms`
+                        (default rmsnorm,dyt), e.g. rmsnorm,layernorm,dyt,derf,hardtanh,none
+  --baseline NAME       the kind every other kind is compared with (default rmsnorm, or the
+                        first of --norms when rmsnorm is not among them)
   --out DIR             output folder (default runs/compare in the repository)
   --sample-prompt STR   prompt for the samples (default "ROMEO:")
   --sample-tokens N     tokens per sample (default 300)
@@ -28,15 +33,17 @@ Options:
   --runs-dir DIR        put run folders in DIR instead of OUT/runs (used by sweep.sh)
   -h, --help            this text
 
-train_llama flags passed through to every run (also as --flag=value):
-  --dim --layers --heads --kv-heads --hidden --seq --batch --grad-accum --steps --lr
-  --warmup --weight-decay --clip --eval-every --eval-batches --ckpt-every --threads
-  --alpha-attn --alpha-ffn --alpha-final --preset --scalar-lr-mult --mlp --stop-after (with a value),
-  --no-dyt-beta --tie-embeddings --norm-decay.
+train_llama flags are passed through to every run (also as --flag=value); the flags known
+are those `train_llama --help` lists, so every flag of the trainer works here.
   --stop-after N trains each run N more steps and stops it with a checkpoint: rerun the
-  same command to continue (it is left out of run.json, so it may change between calls).
+  same command to continue. It and --threads are left out of run.json (they say how a run
+  is executed, not what it is), so they may change between calls.
   Everything after "--" goes to train_llama unchecked.
-  --seed, --norm, --out and --resume are set by this script.
+  --seed, --norm, --out, --resume and --data are set by this script.
+
+The summary gives each kind against the baseline (mean difference, 95% CI, Welch p), the
+seeds that collapsed (final val loss within 0.1 nats of the data's unigram loss) and speed
+from the runs not measured under load (scripts/speedcheck.py).
 
 Outputs: OUT/summary.md, OUT/loss_curves.png/.svg, OUT/alpha.png, OUT/sample_<norm>.txt,
 OUT/runs/<norm>_s<k>/. Binaries: ../train_llama and ../infer_llama relative to this
@@ -56,11 +63,9 @@ INFER=${INFER_LLAMA:-$ROOT/infer_llama}
 PYTHON=/usr/bin/python3  # the interpreter with numpy and matplotlib
 ME=compare_norms.sh
 
-VALUE_FLAGS=" dim layers heads kv-heads hidden seq batch grad-accum steps lr warmup
-  weight-decay clip eval-every eval-batches ckpt-every threads alpha-attn alpha-ffn stop-after
-  preset scalar-lr-mult mlp alpha-final "
-BOOL_FLAGS=" no-dyt-beta tie-embeddings norm-decay "
-OWN_FLAGS=" seed norm out resume "
+OWN_FLAGS=" seed norm out resume data "
+NOT_PASSED=" help list-norms print-config "  # train_llama flags that do not train
+FALLBACK_NORMS="rmsnorm dyt"                # a trainer without --list-norms knows these
 
 usage_error() { echo "$ME: error: $*; see --help" >&2; exit 2; }
 fail() { echo "$ME: error: $*" >&2; exit 1; }
@@ -70,8 +75,36 @@ is_in() {  # is word $1 in the whitespace-separated list $2?
   return 1
 }
 
+# The trainer's flags, from its --help ("  --name X  text" takes a value, "  --name  text"
+# does not): VALUE_FLAGS and BOOL_FLAGS, space-separated names without dashes.
+read_train_flags() {
+  local help line
+  [[ -x $TRAIN ]] || fail "train_llama not found at $TRAIN (build it, or set TRAIN_LLAMA)"
+  help=$("$TRAIN" --help 2>&1) || true
+  VALUE_FLAGS=" " BOOL_FLAGS=" "
+  while IFS= read -r line; do
+    if [[ $line =~ ^\ \ --([a-z0-9-]+)\ [A-Z]+\  ]]; then
+      VALUE_FLAGS+="${BASH_REMATCH[1]} "
+    elif [[ $line =~ ^\ \ --([a-z0-9-]+)\ \  ]]; then
+      BOOL_FLAGS+="${BASH_REMATCH[1]} "
+    fi
+  done <<<"$help"
+  [[ $VALUE_FLAGS != " " ]] || fail "cannot read the flags of $TRAIN from its --help"
+}
+
+# The kinds the trainer knows: `train_llama --list-norms` (one per line), or FALLBACK_NORMS.
+known_norms() {
+  local out
+  out=$("$TRAIN" --list-norms 2>/dev/null) || true
+  if [[ -n $out && ! $out =~ [^a-z0-9_$'\n'-] ]]; then
+    echo $out
+  else
+    echo $FALLBACK_NORMS
+  fi
+}
+
 # ---- arguments ------------------------------------------------------------------------
-DATA="" SEEDS=3 NORMS=rmsnorm,dyt OUT="$ROOT/runs/compare" RUNS_DIR=""
+DATA="" SEEDS=3 SEED_LIST_ARG="" NORMS=rmsnorm,dyt BASELINE="" OUT="$ROOT/runs/compare" RUNS_DIR=""
 PROMPT="ROMEO:" SAMPLE_TOKENS=300 DRY_RUN=0 ANALYZE=1 SAMPLE=1
 TRAIN_FLAGS=()
 
@@ -103,21 +136,24 @@ parse_args() {
     local name=${opt#--}
     if [[ $opt != --* ]]; then
       usage_error "unexpected argument '$opt'"
-    elif is_in "$name" "$BOOL_FLAGS"; then
+    elif is_in "$name" "$BOOL_FLAGS" && ! is_in "$name" "$OWN_FLAGS $NOT_PASSED"; then
       TRAIN_FLAGS+=("$opt"); shift; continue
     fi
     (($# >= 2)) || usage_error "$opt needs a value"
     case $opt in
       --data) DATA=$2 ;;
       --seeds) SEEDS=$2 ;;
+      --seed-list) SEED_LIST_ARG=$2 ;;
       --norms) NORMS=$2 ;;
+      --baseline) BASELINE=$2 ;;
       --out) OUT=$2 ;;
       --runs-dir) RUNS_DIR=$2 ;;
       --sample-prompt) PROMPT=$2 ;;
       --sample-tokens) SAMPLE_TOKENS=$2 ;;
       *)
         is_in "$name" "$OWN_FLAGS" && usage_error "$opt is set by this script (per run)"
-        is_in "$name" "$VALUE_FLAGS" || usage_error "unknown option '$opt'"
+        is_in "$name" "$VALUE_FLAGS" && ! is_in "$name" "$NOT_PASSED" ||
+          usage_error "unknown option '$opt'"
         TRAIN_FLAGS+=("$opt" "$2") ;;
     esac
     shift 2
@@ -129,16 +165,24 @@ check_args() {
   [[ -f $DATA && -r $DATA ]] || fail "--data $DATA: no such readable file (data/get_data.sh fetches Tiny Shakespeare)"
   DATA=$(realpath -- "$DATA")
   [[ $SEEDS =~ ^[1-9][0-9]*$ ]] || usage_error "--seeds wants a positive integer, got '$SEEDS'"
+  SEED_LIST=($(seq 0 $((SEEDS - 1))))
+  if [[ -n $SEED_LIST_ARG ]]; then
+    [[ $SEED_LIST_ARG =~ ^[0-9]+(,[0-9]+)*$ ]] ||
+      usage_error "--seed-list wants seeds like 0,3, got '$SEED_LIST_ARG'"
+    IFS=, read -r -a SEED_LIST <<<"$SEED_LIST_ARG"
+  fi
   [[ $SAMPLE_TOKENS =~ ^[1-9][0-9]*$ ]] || usage_error "--sample-tokens wants a positive integer"
   IFS=, read -r -a NORM_LIST <<<"$NORMS"
   ((${#NORM_LIST[@]})) || usage_error "--norms is empty"
-  local n
+  local n known
+  known=$(known_norms)
   for n in "${NORM_LIST[@]}"; do
-    [[ $n == rmsnorm || $n == dyt ]] || usage_error "--norms: unknown norm '$n' (rmsnorm, dyt)"
+    is_in "$n" "$known" || usage_error "--norms: unknown norm '$n' (train_llama knows: ${known// /, })"
   done
+  BASELINE=${BASELINE:-$(is_in rmsnorm "${NORM_LIST[*]}" && echo rmsnorm || echo "${NORM_LIST[0]}")}
+  is_in "$BASELINE" "${NORM_LIST[*]}" || usage_error "--baseline $BASELINE is not one of --norms ($NORMS)"
   RUNS_DIR=${RUNS_DIR:-$OUT/runs}
   ((DRY_RUN)) && return
-  [[ -x $TRAIN ]] || fail "train_llama not found at $TRAIN (build it, or set TRAIN_LLAMA)"
   if ((SAMPLE)) && [[ ! -x $INFER ]]; then
     fail "infer_llama not found at $INFER (build it, set INFER_LLAMA, or pass --no-sample)"
   fi
@@ -156,9 +200,9 @@ run_json() {  # norm seed -> the run.json text (deterministic, so it can be comp
   local out a sep="" skip=0
   out="{\"norm\": $(json_str "$1"), \"seed\": $2, \"data\": $(json_str "$DATA"), \"args\": ["
   for a in "${TRAIN_FLAGS[@]}"; do
-    # --stop-after only says how far this call goes, not what the run is
+    # --stop-after and --threads say how this call runs, not what the run is
     if ((skip)); then skip=0; continue; fi
-    if [[ $a == --stop-after ]]; then skip=1; continue; fi
+    if [[ $a == --stop-after || $a == --threads ]]; then skip=1; continue; fi
     out+="$sep$(json_str "$a")"; sep=", "
   done
   printf '%s]}\n' "$out"
@@ -216,7 +260,7 @@ run_one() {  # norm seed
 # ---- after training -------------------------------------------------------------------
 best_run() {  # norm -> the finished run folder with the lowest final val loss (or nothing)
   local norm=$1 best="" best_loss="" dir loss k
-  for ((k = 0; k < SEEDS; k++)); do
+  for k in "${SEED_LIST[@]}"; do
     dir="$RUNS_DIR/${norm}_s$k"
     [[ $(result_value "$dir" status) == finished && -f $dir/model.bin ]] || continue
     loss=$(result_value "$dir" final_val_loss)
@@ -250,7 +294,7 @@ report() {
   if ((ANALYZE)); then
     echo "  summary       $OUT/summary.md"
     echo "  loss curves   $OUT/loss_curves.png, $OUT/loss_curves.svg"
-    [[ -f $OUT/alpha.png ]] && echo "  DyT alpha     $OUT/alpha.png"
+    [[ -f $OUT/alpha.png ]] && echo "  alpha         $OUT/alpha.png"
   fi
   local s
   for s in "${SAMPLES[@]}"; do echo "  sample        $s"; done
@@ -263,10 +307,12 @@ report() {
 main() {
   ARGS=() STOPPED=()
   split_args "$@"
+  [[ " ${ARGS[*]} " == *" -h "* || " ${ARGS[*]} " == *" --help "* ]] && { usage; exit 0; }
+  read_train_flags
   parse_args "${ARGS[@]}"
   check_args
   local norm k dirs=()
-  for ((k = 0; k < SEEDS; k++)); do
+  for k in "${SEED_LIST[@]}"; do
     for norm in "${NORM_LIST[@]}"; do
       run_one "$norm" "$k"
       dirs+=("$RUNS_DIR/${norm}_s$k")
@@ -275,7 +321,8 @@ main() {
   ((DRY_RUN)) && return
   mkdir -p "$OUT"
   if ((ANALYZE)); then
-    "$PYTHON" "$SCRIPT_DIR/analyze.py" --out "$OUT" "${dirs[@]}" || fail "analyze.py failed"
+    "$PYTHON" "$SCRIPT_DIR/analyze.py" --out "$OUT" --baseline "$BASELINE" "${dirs[@]}" ||
+      fail "analyze.py failed"
   fi
   SAMPLES=()
   ((SAMPLE)) && write_samples

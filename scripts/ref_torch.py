@@ -104,7 +104,7 @@ CASES = [
     ("dyt_beta_untied",   "dyt",       0, 1, None, 0, 0.25, True,  1003, 0),
     ("dyt_nobeta_tied",   "dyt",       1, 0, None, 0, 1e3,  False, 1004, 0),
     ("rms_gate_emb",      "rmsnorm",   0, 0, 1,    1, 1e3,  False, 1005, 0),
-    ("dyt_gate_noemb",    "dyt",       1, 1, 0,    1, 0.01, True,  1006, 0),
+    ("dyt_gate_noemb",    "dyt",       1, 1, 0,    1, 0.25, True,  1006, 0),
     ("layernorm_untied",  "layernorm", 0, 0, None, 0, 1e3,  False, 1007, 0),
     ("layernorm_gate_emb", "layernorm", 1, 0, 1,   1, 0.01, True,  1008, 0),
     ("derf_untied",       "derf",      0, 0, None, 0, 0.01, True,  1009, 0),
@@ -407,8 +407,8 @@ def header_bytes(cfg, kind=1):
     h += struct.pack("<i", 0)  # tokenizer_bytes
     if version > 1:
         h += struct.pack("<ii", cfg["emb_scale"], cfg["residual_gate"])
-    if version > 2:  # the MLP kind and the final norm's alpha0
-        h += struct.pack("<if", cfg["mlp"], cfg["alpha_final0"])
+    if version > 2:  # data_record_bytes (0: a model file has none), the MLP kind, the final norm's alpha0
+        h += struct.pack("<iif", 0, cfg["mlp"], cfg["alpha_final0"])
     return h + bytes(HEADER_BYTES - len(h))
 
 
@@ -444,14 +444,15 @@ def read_model(path):
     vals = struct.unpack_from("<Ii" + "i" * 11 + "ffff", data, 0)
     magic, version, kind = vals[:3]
     assert magic == MODEL_MAGIC and version in (1, 2, 3) and kind == 1, path
-    reserved = {1: 72, 2: 80, 3: 88}[version]
+    reserved = {1: 72, 2: 80, 3: 92}[version]  # byte 80 (data_record_bytes) is 0 in a model file
     assert data[reserved:HEADER_BYTES] == bytes(HEADER_BYTES - reserved), "reserved bytes not zero"
+    assert version < 3 or data[80:84] == bytes(4), "data_record_bytes not zero in a model file"
     emb, gate = (vals[10], 0) if version == 1 else struct.unpack_from("<ii", data, 72)
     keys = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
             "seq_len", "norm", "tie_embeddings", "dyt_beta"]
     raw = dict(zip(keys, vals[3:13]))
     raw.update(zip(["norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"], vals[13:17]))
-    mlp, alpha_final0 = struct.unpack_from("<if", data, 80) if version > 2 else (0, raw["alpha_ffn0"])
+    mlp, alpha_final0 = struct.unpack_from("<if", data, 84) if version > 2 else (0, raw["alpha_ffn0"])
     cfg = make_cfg(raw["norm"], raw["tie_embeddings"], raw["dyt_beta"], emb if version > 1 else int(raw["norm"] == 1),
                    gate, mlp=mlp, alpha_final0=alpha_final0,
                    **{k: raw[k] for k in keys[:7] + ["norm_eps", "rope_theta", "alpha_attn0", "alpha_ffn0"]})
@@ -779,14 +780,19 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="do not write; only verify the existing files in --out")
     ap.add_argument("--no-gradcheck", action="store_true", help="skip the (slower) gradient checks")
+    ap.add_argument("--cases", default="", help="comma-separated case names: only these (default: all)")
     args = ap.parse_args()
 
     check_formulas()
     print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh): ok")
 
+    only = set(filter(None, args.cases.split(",")))
+    unknown = only - {c[0] for c in CASES}
+    assert not unknown, f"unknown cases {sorted(unknown)}"
+    cases = [c for c in CASES if not only or c[0] in only]
     if not args.check:
         os.makedirs(args.out, exist_ok=True)
-        for name, kind, tie, beta, emb, gate, clip, expect_clip, seed, mlp in CASES:
+        for name, kind, tie, beta, emb, gate, clip, expect_clip, seed, mlp in cases:
             cfg = make_cfg(NORMS[kind][0], tie, beta, emb, gate, mlp=mlp)
             rng = np.random.RandomState(seed)
             p32 = init_params(cfg, rng)
@@ -798,7 +804,7 @@ def main():
             write_ref(os.path.join(args.out, name + ".ref.bin"), hp, tokens, res)
 
     total = 0
-    for name, kind, tie, beta, emb, gate, clip, expect_clip, seed, mlp in CASES:
+    for name, kind, tie, beta, emb, gate, clip, expect_clip, seed, mlp in cases:
         cfg, res, hp, worst, stats = verify_files(args.out, name, expect_clip, not args.no_gradcheck)
         sizes = [os.path.getsize(os.path.join(args.out, name + e)) for e in (".model.bin", ".ref.bin")]
         total += sum(sizes)
@@ -810,7 +816,7 @@ def main():
               f"norm_input_std=[{min(stats):.2f}..{max(stats):.2f}] "
               f"fd_worst_rel={'skipped' if worst is None else f'{worst:.1e}'} "
               f"bytes={sizes[0]}+{sizes[1]}")
-    print(f"all checks passed; {len(CASES)} cases, {total} bytes in {args.out}")
+    print(f"all checks passed; {len(cases)} cases, {total} bytes in {args.out}")
     return 0
 
 

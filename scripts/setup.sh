@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The Debian packages this project needs, installed when missing: as root with
 # apt-get; otherwise the exact apt-get line is printed and the script fails.
-# Used by `make test`, `make demo` and .ci/run. Extra packages may be named:
-#   scripts/setup.sh [PACKAGE...]
+# Used by `make test`, `make demo` and .ci/run. Extra packages may be named.
+#
+#   scripts/setup.sh [PACKAGE...]      -h, --help: this text
 set -euo pipefail
+for a in "$@"; do
+    case $a in
+    -h | --help) sed -n '2,/^set /{/^#/!d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -*) echo "setup.sh: error: unknown option '$a' (arguments are package names); see --help" >&2; exit 2 ;;
+    esac
+done
 # gcc/make build; OpenBLAS's OpenMP build is the BLAS; numpy + matplotlib run the
 # analysis under /usr/bin/python3. (python3-torch only regenerates test/ref.)
 PKGS=(gcc make libc6-dev libopenblas-openmp-dev python3-numpy python3-matplotlib "$@")

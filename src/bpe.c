@@ -55,6 +55,16 @@ size_t bpe_word_len(const unsigned char *t, size_t n) {
     return end < BPE_MAX_TOKEN_BYTES ? end : BPE_MAX_TOKEN_BYTES;
 }
 
+size_t bpe_split_point(const unsigned char *t, size_t n, size_t from) {
+    // a newline-like byte after a byte of another class ends every word (no
+    // class but newline continues into it), so a word starts there whatever
+    // came before
+    if (!from) return 0;
+    for (size_t i = from; i < n; i++)
+        if (byte_class(t[i]) == C_NEWLINE && byte_class(t[i - 1]) != C_NEWLINE) return i;
+    return n;
+}
+
 // ----------------------------------------------------------------------------
 // word map: distinct words (pointing into a text that outlives the map) -> two ints
 
@@ -247,6 +257,7 @@ int bpe_load(Bpe *b, const char *path, Error *err) {
     memset(b, 0, sizeof *b);
     FILE *f = open_regular(path, &n, err);
     if (!f) return -1;
+    if (n >= LARGE_BYTES && memory_check(n, path, err)) return fclose(f), -1;
     unsigned char *data = malloc(n ? n : 1);
     int rc = !data ? err_set(err, "%s: out of memory", path) : read_exact(f, data, n, path, "the tokenizer", err);
     fclose(f);
@@ -504,6 +515,11 @@ static int train_step(Trainer *t, int32_t id, int32_t *merge, Error *err) {
 }
 
 int bpe_train(Bpe *b, const unsigned char *text, size_t n, int vocab_size, Error *err) {
+    return bpe_train_as(b, text, n, vocab_size, n, fnv1a64(text, n, FNV1A64_INIT), NULL, err);
+}
+
+int bpe_train_as(Bpe *b, const unsigned char *text, size_t n, int vocab_size, uint64_t text_size, uint64_t text_hash,
+                 const BpeProgress *progress, Error *err) {
     memset(b, 0, sizeof *b);
     if (vocab_size < 256 || vocab_size > BPE_MAX_VOCAB)
         return err_set(err, "vocab size %d is not in 256..%d", vocab_size, BPE_MAX_VOCAB);
@@ -525,6 +541,7 @@ int bpe_train(Bpe *b, const unsigned char *text, size_t n, int vocab_size, Error
         }
         if (rc || push_touched(&t)) rc = err_set(err, "out of memory");
         for (; !rc && done < n_merges; done++) {
+            if (progress) progress->fn(progress->ctx, (size_t)done, (size_t)n_merges);
             int s = train_step(&t, 256 + done, merges + 2 * done, err);
             if (s == 1)
                 rc = err_set(err, "the %zu-byte text has only %d pairs to merge: vocab size at most %d", n, done,
@@ -533,7 +550,7 @@ int bpe_train(Bpe *b, const unsigned char *text, size_t n, int vocab_size, Error
                 rc = -1;
         }
     }
-    if (!rc) rc = bpe_from_merges(b, merges, n_merges, n, fnv1a64(text, n, FNV1A64_INIT), err);
+    if (!rc) rc = bpe_from_merges(b, merges, n_merges, text_size, text_hash, err);
     free(merges);
     trainer_free(&t);
     return rc;
@@ -631,32 +648,33 @@ size_t bpe_decode(const Bpe *b, int token, const unsigned char **bytes) {
 // ----------------------------------------------------------------------------
 // token cache
 
-int tokcache_save(const char *path, const TokCacheInfo *info, const int *tokens, Error *err) {
+uint64_t tokcache_hash(const uint16_t *tokens, size_t n) { return fnv1a64(tokens, n * sizeof(uint16_t), FNV1A64_INIT); }
+
+int tokcache_save(const char *path, const TokCacheInfo *info, const uint16_t *tokens, Error *err) {
     unsigned char h[TOKCACHE_HEADER_BYTES] = {0};
     uint32_t magic = TOKCACHE_MAGIC;
     int32_t version = TOKCACHE_VERSION, V = info->vocab_size;
+    uint64_t hash = tokcache_hash(tokens, (size_t)info->n_tokens);
     memcpy(h, &magic, 4), memcpy(h + 4, &version, 4), memcpy(h + 8, &V, 4);
     memcpy(h + 16, &info->n_tokens, 8), memcpy(h + 24, &info->tokenizer_checksum, 8);
-    memcpy(h + 32, &info->text_size, 8), memcpy(h + 40, &info->text_hash, 8);
-    size_t n = (size_t)info->n_tokens;
-    uint16_t *t16 = malloc((n ? n : 1) * sizeof(uint16_t));
-    if (!t16) return err_set(err, "%s: out of memory", path);
-    for (size_t i = 0; i < n; i++) t16[i] = (uint16_t)tokens[i];
-    Chunk c[] = {{h, sizeof h}, {t16, n * sizeof(uint16_t)}};
-    int rc = write_file_atomic(path, c, 2, err);
-    free(t16);
-    return rc;
+    memcpy(h + 32, &info->text_size, 8), memcpy(h + 40, &info->text_hash, 8), memcpy(h + 48, &hash, 8);
+    Chunk c[] = {{h, sizeof h}, {tokens, (size_t)info->n_tokens * sizeof(uint16_t)}};
+    return write_file_atomic(path, c, 2, err);
 }
 
-int tokcache_parse(const unsigned char *d, size_t n, const char *name, TokCacheInfo *info, int **tokens, Error *err) {
+int tokcache_parse(const unsigned char *d, size_t n, const char *name, TokCacheInfo *info, const uint16_t **tokens,
+                   Error *err) {
     *tokens = NULL;
+    // version 1 had no checksum: its tokens cannot be verified, so it is rebuilt
+    if (n >= 8 && rd_u32(d) == TOKCACHE_MAGIC && rd_i32(d + 4) == 1)
+        return err_set(err, "%s: token cache version 1 (written before the checksum)", name), 1;
     int32_t V = 0;
     if (parse_head(d, n, name, &TOKCACHE_FILE, &V, err)) return -1;
     int32_t pad = rd_i32(d + 12);
     if (pad) return err_set(err, "%s: token cache bytes 12..15 are not zero (reserved)", name);
     info->vocab_size = V;
     info->n_tokens = rd_u64(d + 16), info->tokenizer_checksum = rd_u64(d + 24);
-    info->text_size = rd_u64(d + 32), info->text_hash = rd_u64(d + 40);
+    info->text_size = rd_u64(d + 32), info->text_hash = rd_u64(d + 40), info->tokens_hash = rd_u64(d + 48);
     size_t want;
     if (info->n_tokens > SIZE_MAX || size_mul((size_t)info->n_tokens, 2, &want) ||
         size_add(want, TOKCACHE_HEADER_BYTES, &want))
@@ -669,30 +687,13 @@ int tokcache_parse(const unsigned char *d, size_t n, const char *name, TokCacheI
         return err_set(err, "%s: token cache field n_tokens = %llu exceeds text_size = %llu (a token is a byte or more)",
                        name, (unsigned long long)info->n_tokens, (unsigned long long)info->text_size);
     size_t nt = (size_t)info->n_tokens;
-    int *t = malloc((nt ? nt : 1) * sizeof(int));
-    if (!t) return err_set(err, "%s: out of memory for %zu tokens", name, nt);
-    for (size_t i = 0; i < nt; i++) {
-        uint16_t v;
-        memcpy(&v, d + TOKCACHE_HEADER_BYTES + 2 * i, 2);
-        if (v >= V) {
-            free(t);
-            return err_set(err, "%s: token id %u at index %zu is >= vocab_size %d", name, v, i, V);
-        }
-        t[i] = v;
-    }
+    const uint16_t *t = (const uint16_t *)(const void *)(d + TOKCACHE_HEADER_BYTES); // d is 8-aligned (mmap, malloc)
+    for (size_t i = 0; i < nt; i++)
+        if (t[i] >= V) return err_set(err, "%s: token id %u at index %zu is >= vocab_size %d", name, t[i], i, V);
+    uint64_t hash = tokcache_hash(t, nt);
+    if (hash != info->tokens_hash)
+        return err_set(err, "%s: the tokens are damaged (checksum %016llx, the header says %016llx)", name,
+                       (unsigned long long)hash, (unsigned long long)info->tokens_hash), 1;
     *tokens = t;
     return 0;
-}
-
-int tokcache_load(const char *path, TokCacheInfo *info, int **tokens, Error *err) {
-    size_t n;
-    *tokens = NULL;
-    FILE *f = open_regular(path, &n, err);
-    if (!f) return -1;
-    unsigned char *data = malloc(n ? n : 1);
-    int rc = !data ? err_set(err, "%s: out of memory", path) : read_exact(f, data, n, path, "the token cache", err);
-    fclose(f);
-    if (!rc) rc = tokcache_parse(data, n, path, info, tokens, err);
-    free(data);
-    return rc;
 }

@@ -29,8 +29,8 @@
 #define BPE_MAX_TOKEN_BYTES 256
 
 #define TOKCACHE_MAGIC 0x4B4F5442u // "BTOK"
-#define TOKCACHE_VERSION 1
-#define TOKCACHE_HEADER_BYTES 48
+#define TOKCACHE_VERSION 2
+#define TOKCACHE_HEADER_BYTES 56
 
 typedef struct {
     int vocab_size;                // 256 + n_merges
@@ -54,6 +54,16 @@ typedef struct {
 // size always give the same vocabulary. Fails if the text has fewer distinct
 // pairs to merge than asked for.
 int bpe_train(Bpe *b, const unsigned char *text, size_t n, int vocab_size, Error *err);
+// Called before each merge: merges done, of total.
+typedef struct {
+    void (*fn)(void *ctx, size_t done, size_t total);
+    void *ctx;
+} BpeProgress;
+// The same, on a sample of a larger text: the vocabulary records text_size and
+// text_hash (the whole text's fingerprint, what reuse checks) instead of the
+// sample's. progress may be NULL.
+int bpe_train_as(Bpe *b, const unsigned char *text, size_t n, int vocab_size, uint64_t text_size, uint64_t text_hash,
+                 const BpeProgress *progress, Error *err);
 // Parses and validates a tokenizer file held in memory; `name` (a path) starts errors.
 int bpe_parse(Bpe *b, const unsigned char *data, size_t n, const char *name, Error *err);
 int bpe_load(Bpe *b, const char *path, Error *err);
@@ -62,22 +72,29 @@ void bpe_free(Bpe *b);
 
 // Cuts text into words by the pre-split rule: returns the length of the word at text[0..n), n > 0.
 size_t bpe_word_len(const unsigned char *text, size_t n);
+// The first position >= from (0 stays 0) where a word starts whatever came
+// before it: a newline-like byte after another class; n if none. Encoding
+// text[0..p) and text[p..n) apart gives the tokens of the whole.
+size_t bpe_split_point(const unsigned char *text, size_t n, size_t from);
 // Encodes n bytes; tokens must hold n (a token is at least one byte).
 int bpe_encode(const Bpe *b, const unsigned char *text, size_t n, int *tokens, size_t *n_tokens, Error *err);
 // The bytes of token (0 if out of range); returns their count.
 size_t bpe_decode(const Bpe *b, int token, const unsigned char **bytes);
 
-// Token cache: the tokens of one text under one tokenizer.
+// Token cache: the tokens of one text under one tokenizer, with their checksum.
 typedef struct {
     int vocab_size;
     uint64_t n_tokens, tokenizer_checksum, text_size, text_hash;
+    uint64_t tokens_hash; // FNV-1a 64 of the token array as stored (uint16); written by tokcache_save
 } TokCacheInfo;
 
-int tokcache_save(const char *path, const TokCacheInfo *info, const int *tokens, Error *err);
-// Validates every field and every token id (< vocab_size); *tokens (caller frees).
-int tokcache_load(const char *path, TokCacheInfo *info, int **tokens, Error *err);
-// Same, from memory (the fuzz target).
-int tokcache_parse(const unsigned char *data, size_t n, const char *name, TokCacheInfo *info, int **tokens,
+uint64_t tokcache_hash(const uint16_t *tokens, size_t n);
+int tokcache_save(const char *path, const TokCacheInfo *info, const uint16_t *tokens, Error *err);
+// Validates every field and every token id (< vocab_size) of a cache held in
+// memory (8-byte aligned); *tokens points into data. Returns 0; -1 for a file
+// that breaks the format; 1 (message in err) for one that is well formed but
+// cannot be trusted: version 1 (no checksum) or tokens that fail the checksum.
+int tokcache_parse(const unsigned char *data, size_t n, const char *name, TokCacheInfo *info, const uint16_t **tokens,
                    Error *err);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 // Divergence and input checks rely on isfinite(); -ffast-math lets the
 // compiler assume no NaN or inf and delete them.
@@ -27,9 +28,46 @@ int size_add(size_t a, size_t b, size_t *out);
 // Zeroed allocation of n floats; NULL on failure or overflow (callers report it).
 float *alloc_floats(size_t n);
 
+// Every file the programs read is opened here: without blocking (O_NONBLOCK,
+// so a FIFO or a device cannot hang the open), then checked to be a regular
+// file before a byte is read. Returns the stream and its size; errors name
+// the path ("PATH: not a regular file (a FIFO)").
+FILE *open_regular(const char *path, size_t *size, Error *err);
+// Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".
+int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err);
+
+// Every file the programs write is created here, fresh: O_CREAT | O_EXCL
+// after removing what stood at the name (a stale temporary, a symlink, a
+// FIFO), so nothing is ever written through an existing name. mode "wb".
+FILE *create_fresh(const char *path, Error *err);
+// Opens an existing file of ours for appending (log.csv): not through a
+// symlink (O_NOFOLLOW), not blocking, and only if it is a regular file.
+FILE *open_append(const char *path, Error *err);
+
+// Checks that `bytes` more memory can be had before allocating them: against
+// the address-space limit (ulimit -v) and physical memory. A clear message
+// ("WHAT needs N MB, but ...") instead of an allocation that fails deep inside
+// a library, or a machine driven into swap.
+int memory_check(size_t bytes, const char *what, Error *err);
+// Allocations from this size up are checked (alloc_floats, whole files read).
+#define LARGE_BYTES ((size_t)64 << 20)
+
+// Flushes a stream we printed results to (stdout) and reports a failed write
+// (a full disk, > /dev/full) as an error naming `name`.
+int stream_check(FILE *f, const char *name, Error *err);
+
 // Sets our OpenMP threads and OpenBLAS's to n (0 = leave the default: all cores).
 // OpenBLAS's OpenMP build shares the pool; sgemm runs outside our parallel regions.
+// n is clamped to threads_usable(n).
 void threads_setup(int64_t n);
+// n, or the machine's cores if n is more: more threads cannot run faster, and
+// each costs OpenBLAS a buffer, which under a memory limit (ulimit -v) it
+// retries forever instead of failing.
+int64_t threads_usable(int64_t n);
+// threads_setup(n) at a program's start: a note on stderr ("PROG: --threads N:
+// using M ...") when n was clamped; an error if the address-space limit
+// leaves no room for OpenBLAS's buffer at all.
+int threads_start(int64_t n, const char *prog, Error *err);
 
 // Monotonic wall-clock time in seconds.
 double now_seconds(void);
@@ -38,6 +76,10 @@ double now_seconds(void);
 // in KiB; -1 where that file is absent (not Linux). Linux updates it in
 // batches of 64 pages per thread, so it is only good to about 256 KB.
 int64_t peak_rss_kb(void);
+// The 1-minute load average of the machine (first field of /proc/loadavg):
+// runnable threads, ours included; NAN where that file is absent. With the
+// core count it tells whether a speed figure was measured on a busy machine.
+double load_average(void);
 // Bytes of heap in use right now (glibc's mallinfo2: small blocks plus
 // mmapped ones); -1 without glibc 2.33+. Exact when glibc's per-thread cache
 // is off (GLIBC_TUNABLES=glibc.malloc.tcache_count=0), which otherwise

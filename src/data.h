@@ -45,41 +45,111 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err);
 // Reads a text file and encodes it: *tokens (caller frees) and their count.
 int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens, Error *err);
 
-// The training text in memory, read once for both the vocabulary and the
-// dataset, with its FNV-1a fingerprint (what checkpoints and caches key on).
+// A file mapped read-only into memory: its pages are read when touched and
+// belong to the page cache (a 2 GB text costs no 2 GB of heap). Regular
+// files only; never blocks on a FIFO.
 typedef struct {
-    const char *path;
-    unsigned char *bytes; // NUL-terminated (read_file)
+    unsigned char *p; // NULL for an empty file
     size_t n;
-    uint64_t fingerprint;
-} TextFile;
-int text_read(TextFile *t, const char *path, Error *err);
-void text_free(TextFile *t);
+} Mapped;
+int map_file(Mapped *m, const char *path, Error *err);
+void unmap_file(Mapped *m);
+// A token cache mapped and validated (tokcache_parse): 0, -1 (a broken file)
+// or 1 (untrustworthy: an old version or damaged tokens; message in err).
+int tokcache_open(Mapped *m, const char *path, TokCacheInfo *info, const uint16_t **tokens, Error *err);
+
+// Documents are joined by these bytes: a newline, the ASCII record separator
+// 0x1E and a newline. Under the BPE pre-split rule 0x1E is a word of its own
+// (newlines on both sides), so no token spans two documents but newlines.
+#define DOC_SEPARATOR "\n\x1e\n"
+#define DOC_SEPARATOR_BYTES 3
 
 typedef struct {
-    int *tokens;
-    size_t n_tokens, n_train;     // tokens [0, n_train) train, [n_train, n_tokens) validate
-    uint64_t fingerprint;         // FNV-1a of the file's bytes
-    double val_bytes_per_token;   // text bytes per token in the validation split (bits per byte)
-    char note[1024];              // what happened to the token cache (for the caller to print), or ""
+    char *path;
+    uint64_t size, hash; // bytes and FNV-1a 64 of the file
+} DataDoc;
+
+// A text to train or validate on, named by a spec: a file; a folder (its
+// regular files in byte order of their names, not descending into folders,
+// skipping names that start with '.' and this program's own files *.bpeN,
+// *.bpeN.tok and *.tmp); or files separated by commas (a spec that names an
+// existing file or folder is that one, commas and all). One file is
+// memory-mapped; several are joined in memory with DOC_SEPARATOR between.
+typedef struct {
+    const char *spec;           // as given
+    char base[4096];            // the vocabulary and cache go beside it: BASE.bpeN, BASE.bpeN.tok
+    DataDoc *docs;              // the files, in order
+    int n_docs;
+    const unsigned char *bytes; // the text (n bytes): the mapped file, or the joined documents
+    size_t n;
+    uint64_t fingerprint;       // FNV-1a 64 of the text: what checkpoints and caches key on
+    Mapped map;
+    unsigned char *joined;
+} TextFile;
+int text_open(TextFile *t, const char *spec, Error *err);
+void text_close(TextFile *t);
+
+// Tokens as stored: bytes straight from the text (the byte vocabulary) or
+// uint16 ids (BPE: the mapped token cache, or freshly encoded).
+typedef struct {
+    const unsigned char *u8;
+    const uint16_t *u16;
+    size_t n;
+} Tokens;
+
+typedef struct {
+    Tokens train, val;          // windows are drawn from train; val holds the fixed validation windows
+    uint64_t fingerprint;       // of the training text
+    uint64_t val_fingerprint;   // of the validation text; 0 when validating on the training text's last 10%
+    double val_bytes_per_token; // text bytes per validation token (for bits per byte)
+    char note[2048];            // what happened to the token caches (for the caller to print), or ""
+    Mapped maps[2];             // mapped token caches (training, validation)
+    uint16_t *owned[2];         // freshly encoded tokens
 } Dataset;
 
-// The first 90% of the tokens train, the last 10% validate; both must hold
-// at least one window of seq_len + 1 tokens. With cache_path (BPE only), the
-// tokens come from that token cache when it matches the text and the
-// tokenizer; otherwise they are encoded and the cache is (re)written. A
-// corrupt cache is an error; a cache that cannot be written is only a note.
-int dataset_load(Dataset *ds, const TextFile *text, const Tokenizer *tk, int seq_len, const char *cache_path,
-                 Error *err);
-
-// The BPE vocabulary of vocab_size tokens for the text: read from
-// vocab_path when that file was trained on this very text (size and FNV-1a)
-// with this size, else trained and written there (a write failure is only a
-// note). A vocab_path that is not a valid tokenizer file is an error.
-int bpe_for_text(Bpe *b, const TextFile *text, int vocab_size, const char *vocab_path, char *note, size_t note_cap,
-                 Error *err);
+// Without val (NULL) the first 90% of the text's tokens train and the last
+// 10% validate; with val all of text trains and val validates. Each part
+// must hold a window of seq_len + 1 tokens. Bytes train straight from the
+// text (which must outlive ds). BPE: a text's tokens come from its token
+// cache BASE.bpeN.tok when that is valid, matches the text and the tokenizer
+// and decodes to the text; otherwise the text is encoded in chunks and the
+// cache (re)written (a damaged cache: with a warning). A cache that breaks
+// the format is an error; one that cannot be written only a note. verbose:
+// progress lines on stderr while a large text is encoded.
+int dataset_load(Dataset *ds, const TextFile *text, const TextFile *val, const Tokenizer *tk, int seq_len,
+                 int verbose, Error *err);
 void dataset_free(Dataset *ds);
-// Random training windows, counter-based: row g of step `step` (g counts the
+
+// The texts larger than this train their BPE vocabulary on a sample of this
+// many bytes (64 MiB; the environment variable LLAMA_TEST_BPE_SAMPLE_BYTES
+// sets it, for tests): 64 pieces spread evenly over the text, each cut at
+// word boundaries (bpe_split_point).
+#define BPE_SAMPLE_BYTES ((size_t)64 << 20)
+#define BPE_SAMPLE_PIECES 64
+
+// The BPE vocabulary of vocab_size tokens for the text, kept beside it as
+// BASE.bpeN: read when that file was trained on this very text (size and
+// FNV-1a) with this size, else trained (on a sample, above) and written
+// there (a write failure is only a note). A file there that is not a valid
+// tokenizer file is an error.
+int bpe_for_text(Bpe *b, const TextFile *text, int vocab_size, int verbose, char *note, size_t note_cap, Error *err);
+
+// The data of a run as its checkpoint records it (docs/format.md, "data
+// record"): the --data and --val-data specs as given and every file's size
+// and fingerprint, so that a resume finds its data without --data and names
+// the file that changed.
+typedef struct {
+    char *data_spec, *val_spec; // val_spec NULL: validation on the last 10%
+    DataDoc *docs;              // the training text's files, then the validation text's
+    int n_docs, n_val_docs;
+} DataRecord;
+int data_record_pack(const TextFile *text, const TextFile *val, unsigned char **out, size_t *n, Error *err);
+int data_record_parse(DataRecord *r, const unsigned char *d, size_t n, const char *name, Error *err);
+void data_record_free(DataRecord *r);
+// Checks that the texts have the recorded files' contents; the error names the first that differs.
+int data_record_check(const DataRecord *r, const TextFile *text, const TextFile *val, Error *err);
+
+// Random training windows (in ds->train), counter-based: row g of step `step` (g counts the
 // step's rows over all micro-batches and all processes) is drawn from its own
 // stream rng_at(key, step, g). So a row's window does not depend on how the
 // rows are split into micro-batches or across processes, and the key and the
@@ -88,7 +158,7 @@ void dataset_free(Dataset *ds);
 void dataset_train_rows(const Dataset *ds, uint64_t key, int64_t step, int64_t row0, int B, int T,
                         int *inputs, int *targets);
 // Validation batch `index` of `n_batches` of `global_B` rows each: fixed
-// windows spread evenly over the validation split (the same in every run with
+// windows spread evenly over ds->val (the same in every run with
 // the same global_B and T); fills its rows row0 .. row0+B-1 (a process's share).
 void dataset_val_rows(const Dataset *ds, int index, int n_batches, int64_t global_B, int64_t row0, int B, int T,
                       int *inputs, int *targets);

@@ -11,6 +11,12 @@
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
 
+// Elementwise loops smaller than this run on the calling thread alone: a
+// parallel region costs a wake-up and a barrier (microseconds idle, far more
+// when another process holds a core), more than a decoded token's few
+// thousand elements take to compute.
+#define PAR_MIN 32768
+
 // ----------------------------------------------------------------------------
 // matmul: all three products go through sgemm
 //
@@ -18,6 +24,13 @@
 // output rows, and OpenBLAS runs it single-threaded there: one barrier per
 // product instead of OpenBLAS's threaded driver, which synchronises its threads
 // many times per call (spinning, then sched_yield) and mallocs per call.
+// Products of one input with several matrices (q, k, v; w1, w3) share one
+// region: one barrier for all, which matters most for a decoded token, whose
+// products take microseconds (and a barrier far longer on a busy machine).
+// The slices are fixed by the thread count (slice k of nt: the same rows, so
+// the same bits, whichever thread computes it) but handed out first come,
+// first served: when another process holds a core, the thread that has one
+// takes the slices of the thread that has not started yet.
 
 // Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
 static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
@@ -27,36 +40,59 @@ static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
     *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
 }
 
-void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
-    if (N == 1) { // one token (generation): sgemv streams w once; sgemm would first pack a copy of it
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 0.0f, out, 1);
-        return;
-    }
+void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
+                          const int OC[]) {
 #pragma omp parallel
     {
-        int r0, r1;
-        thread_rows((int)N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        if (r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C,
-                        1.0f, inp + (size_t)r0 * C, C, w, C, 0.0f, out + (size_t)r0 * OC, OC);
+        int nt = omp_get_num_threads();
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < n * nt; task++) {
+            int i = task / nt, k = task % nt, r0, r1;
+            if (N == 1) {
+                // one token (generation): sgemv streams w once (sgemm would first pack a
+                // copy of it), a slice of w's rows per task; each output's dot product
+                // is the same whoever computes it, so the bits do not depend on the count
+                thread_rows(OC[i], k, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, C, 1.0f, w[i] + (size_t)r0 * C, C, inp, 1,
+                                0.0f, out[i] + r0, 1);
+            } else {
+                thread_rows((int)N, k, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC[i], C, 1.0f,
+                                inp + (size_t)r0 * C, C, w[i], C, 0.0f, out[i] + (size_t)r0 * OC[i], OC[i]);
+            }
+        }
     }
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
+    matmul_forward_multi(1, &out, inp, &w, N, C, &OC);
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC) {
 #pragma omp parallel
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1;
-        // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
-        thread_rows((int)N, t, nt, &r0, &r1);
-        if (r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC,
-                        1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
-        // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
-        thread_rows(OC, t, nt, &r0, &r1);
-        if (r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, C, (int)N,
-                        1.0f, dout + r0, OC, inp, C, 1.0f, dw + (size_t)r0 * C, C);
+        int nt = omp_get_num_threads();
+        // tasks 0..nt-1: slices of dinp's rows; nt..2nt-1: slices of dw's rows
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < 2 * nt; task++) {
+            int r0, r1;
+            if (task < nt) {
+                // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
+                thread_rows((int)N, task, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC,
+                                1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
+            } else {
+                // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
+                thread_rows(OC, task - nt, nt, &r0, &r1);
+                if (r1 > r0)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, C, (int)N,
+                                1.0f, dout + r0, OC, inp, C, 1.0f, dw + (size_t)r0 * C, C);
+            }
+        }
     }
 }
 
@@ -79,7 +115,7 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
                 int n_heads, int head_dim, int inverse) {
     int half = head_dim / 2, width = n_heads * head_dim;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * n_heads * head_dim >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *cs = cos_t + (size_t)(pos0 + t) * half, *sn = sin_t + (size_t)(pos0 + t) * half;
@@ -99,7 +135,8 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 // ----------------------------------------------------------------------------
 // causal grouped-query attention, as sgemms per (batch, head)
 //
-// Each (batch, head) is one task of a parallel loop, and its products are
+// Each (batch, head) is one task of a parallel loop (handed out first come,
+// first served, as the matmuls' slices), and its products are
 // sgemm calls made inside it: OpenBLAS's OpenMP build runs a call made inside
 // a parallel region on the calling thread alone (and nested regions get one
 // thread anyway, OpenMP's default), so the pool is never oversubscribed and
@@ -126,7 +163,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int B, int T, int pos0, int kv_len, int NH, int NKV, int HS) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const float *kb = k + (size_t)b * kv_len * KVC + (h / group) * HS;
@@ -168,7 +205,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int B, int T, int NH, int NKV, int HS, float *scratch) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++) {
             float *ds = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
@@ -197,7 +234,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 // SwiGLU
 
 void swiglu_forward(float *out, const float *h1, const float *h3, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = h1[i];
         out[i] = x / (1.0f + expf(-x)) * h3[i];
@@ -241,7 +278,7 @@ void gelu_backward(float *dh, const float *dout, const float *h, size_t n) {
 // token embedding
 
 void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (size_t n = 0; n < N; n++)
         memcpy(out + n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
 }

@@ -10,6 +10,10 @@
 
 // out (N,OC), inp (N,C), w (OC,C)
 void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC);
+// The same for n matrices that read one input: out[i] (N,OC[i]) = inp @ w[i]^T,
+// in one parallel region (the same bits as n matmul_forward calls).
+void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
+                          const int OC[]);
 // dinp (N,C) +=, dw (OC,C) +=, dout (N,OC)
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export.h"
 #include "layers.h"
 #include "modelio.h"
 
@@ -54,6 +55,7 @@ static int read_tensors(Model *m, FILE *f, size_t size, size_t header, const Mod
             rc = read_exact(f, m->w.t[order[i]], m->sizes[order[i]] * sizeof(float), path,
                             tensor_name(order[i]), err);
     }
+    if (!rc) rc = model_check_values(m, m->params, 0, path, fmt, err);
     if (rc) model_free(m);
     return rc;
 }
@@ -127,17 +129,7 @@ int model_load_any(Model *m, const char *path, ModelFormat *format, Error *err) 
 
 int llama2c_export(const Model *m, const char *path, Error *err) {
     const ModelConfig *c = &m->cfg;
-    if (c->norm != NORM_RMS || c->emb_scale || c->residual_gate)
-        return err_set(err, "%s: a %s model%s cannot be written in llama2.c's format (it has RMSNorm only, "
-                       "without embedding scale or residual gates)", path, NORM_KINDS[c->norm].name,
-                       c->norm != NORM_RMS ? "" : c->emb_scale ? " with an embedding scale" : " with residual gates");
-    if (c->mlp != MLP_SWIGLU)
-        return err_set(err, "%s: a model with a %s MLP cannot be written in llama2.c's format (it has SwiGLU only)",
-                       path, MLP_KINDS[c->mlp].name);
-    if (c->norm_eps != LLAMA2C_EPS)
-        return err_set(err, "%s: norm_eps = %g, but llama2.c's RMSNorm uses 1e-5", path, c->norm_eps);
-    if (c->rope_theta != LLAMA2C_THETA)
-        return err_set(err, "%s: rope_theta = %g, but llama2.c's RoPE uses 10000", path, c->rope_theta);
+    if (export_check(m, EXPORT_LLAMA2C, path, err)) return -1;
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     c->tie_embeddings ? c->vocab_size : -c->vocab_size, c->seq_len};
     // an RMSNorm model's tensors wte .. final_norm are contiguous and in

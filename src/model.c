@@ -403,15 +403,16 @@ static void lap(const Acts *a, int part, double *t) {
 // forward
 
 // out = a + b; with a residual gate (keep != NULL) out = a + gate * b, and
-// keep = b, which the gate's gradient needs.
+// keep = b, which the gate's gradient needs. One token's (generation) runs on
+// the calling thread: not worth a parallel region.
 static void residual_add(float *out, const float *a, const float *b, float *keep, const float *gate, size_t n) {
     if (!keep) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
         return;
     }
     float g = *gate;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++) keep[i] = b[i], out[i] = a[i] + g * b[i];
 }
 
@@ -429,9 +430,9 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     double t = lap_start(a);
     norm_forward(m, SITE_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
     lap(a, PART_NORM, &t);
-    matmul_forward(y->q, y->norm_attn, LW(m, T_WQ, l), N, d, d);
-    matmul_forward(knew, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
-    matmul_forward(vnew, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    float *const qkv[3] = {y->q, knew, vnew};
+    const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
+    matmul_forward_multi(3, qkv, y->norm_attn, wqkv, N, d, (const int[3]){d, kvd, kvd});
     lap(a, PART_MATMUL, &t);
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
@@ -446,8 +447,9 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     const MlpKind *mk = &MLP_KINDS[c->mlp];
     norm_forward(m, SITE_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
     lap(a, PART_NORM, &t);
-    matmul_forward(y->h1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
-    if (mk->gated) matmul_forward(y->h3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    float *const h13[2] = {y->h1, y->h3}; // a gated MLP's w3 shares the pass over its input
+    const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
+    matmul_forward_multi(mk->gated ? 2 : 1, h13, y->norm_ffn, w13, N, d, (const int[2]){h, h});
     lap(a, PART_MATMUL, &t);
     mk->forward(y->hg, y->h1, y->h3, N * h);
     lap(a, PART_OTHER, &t);

@@ -23,7 +23,8 @@ static void put_f32(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4)
 static int32_t get_i32(const unsigned char *h, int off) { int32_t v; memcpy(&v, h + off, 4); return v; }
 static float get_f32(const unsigned char *h, int off) { float v; memcpy(&v, h + off, 4); return v; }
 
-static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes) {
+static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes,
+                          size_t data_bytes) {
     memset(h, 0, HEADER_BYTES);
     put_i32(h, 0, (int32_t)MODEL_MAGIC);
     put_i32(h, 4, MODEL_VERSION);
@@ -38,13 +39,14 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_i32(h, 68, (int32_t)tok_bytes);
     put_i32(h, 72, c->emb_scale);
     put_i32(h, 76, c->residual_gate);
-    put_i32(h, 80, c->mlp);
-    put_f32(h, 84, c->alpha_final0);
+    put_i32(h, 80, (int32_t)data_bytes);
+    put_i32(h, 84, c->mlp);
+    put_f32(h, 88, c->alpha_final0);
 }
 
 // Validates and decodes; errors name the file and the field.
 static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, ModelConfig *c,
-                         int *kind, size_t *tok_bytes, Error *err) {
+                         int *kind, size_t *tok_bytes, size_t *data_bytes, Error *err) {
     uint32_t magic = (uint32_t)get_i32(h, 0);
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
@@ -63,13 +65,13 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
     // version 1 (RMSNorm or DyT only): the embedding scale went with DyT, no gates;
     // versions 1 and 2: SwiGLU, and the final norm's alpha0 was the FFN input's
-    int v1 = version == 1, before_mlp = version < 3, reserved = v1 ? 72 : before_mlp ? 80 : 88;
+    int v1 = version == 1, before_mlp = version < 3, reserved = v1 ? 72 : before_mlp ? 84 : 92;
     if (v1 && c->norm > NORM_DYT)
         return err_set(err, "%s: header field norm = %d needs version 2 (the file says 1)", path, c->norm);
     c->emb_scale = v1 ? c->norm == NORM_DYT : get_i32(h, 72);
     c->residual_gate = v1 ? 0 : get_i32(h, 76);
-    c->mlp = before_mlp ? MLP_SWIGLU : get_i32(h, 80);
-    c->alpha_final0 = before_mlp ? c->alpha_ffn0 : get_f32(h, 84);
+    c->mlp = before_mlp ? MLP_SWIGLU : get_i32(h, 84);
+    c->alpha_final0 = before_mlp ? c->alpha_ffn0 : get_f32(h, 88);
     Error e;
     if (config_validate(c, &e)) return err_set(err, "%s: header field %s", path, e.msg);
     // a tokenizer file: 0 (bytes), or the size of one with 0 to (BPE_MAX_VOCAB - 256) merges
@@ -80,6 +82,12 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
                        "(%d + 8 * merges, at most %d)", path, tb, BPE_HEADER_BYTES,
                        BPE_HEADER_BYTES + 8 * (BPE_MAX_VOCAB - 256));
     *tok_bytes = (size_t)tb;
+    // the data record: checkpoints of version 2 on only (0 in those written before it)
+    int32_t db = v1 ? 0 : get_i32(h, 80);
+    if (db < 0 || db > DATA_RECORD_MAX_BYTES || (db && *kind != KIND_CHECKPOINT))
+        return err_set(err, "%s: header field data_record_bytes = %d is not 0%s", path, db,
+                       *kind == KIND_CHECKPOINT ? " or a size up to 64 MiB" : " (a model file has no data record)");
+    *data_bytes = (size_t)db;
     for (int i = reserved; i < HEADER_BYTES; i++)
         if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
@@ -87,27 +95,6 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
 
 // ----------------------------------------------------------------------------
 // reading
-
-FILE *open_regular(const char *path, size_t *size, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        err_set(err, "%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    *size = (size_t)st.st_size;
-    return f;
-}
-
-int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
-    if (fread(p, 1, n, f) != n) return err_set(err, "%s: truncated while reading %s", path, what);
-    return 0;
-}
 
 // Index of the first non-finite value (or, with nonneg, negative one), or n.
 static size_t first_bad(const float *p, size_t n, int nonneg) {
@@ -125,7 +112,7 @@ static const char *tensor_at(const Model *m, size_t i) {
     return "?";
 }
 
-static int check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what, Error *err) {
+int model_check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what, Error *err) {
     size_t i = first_bad(p, m->n_params, nonneg);
     if (i == m->n_params) return 0;
     return err_set(err, "%s: %s: tensor %s holds a %s value (%g) at flat index %zu", path, what,
@@ -137,7 +124,8 @@ static size_t checkpoint_bytes(size_t n_params) {
 }
 
 // Reads and checks the header and the exact file size; creates the model.
-static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, Error *err) {
+static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, size_t *data_bytes,
+                             Error *err) {
     size_t size;
     FILE *f = open_regular(path, &size, err);
     if (!f) return NULL;
@@ -146,7 +134,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_
     if (size < HEADER_BYTES) {
         err_set(err, "%s: %zu bytes is shorter than the %d-byte header", path, size, HEADER_BYTES);
     } else if (!read_exact(f, h, HEADER_BYTES, path, "the header", err) &&
-               !header_decode(h, path, &c, kind, tok_bytes, err)) {
+               !header_decode(h, path, &c, kind, tok_bytes, data_bytes, err)) {
         size_t sizes[N_TENSORS], n_params;
         Error e;
         if (config_layout(&c, sizes, &n_params, &e)) {
@@ -154,7 +142,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_
         } else {
             // n_params <= 2^40, so these sizes cannot overflow
             size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * sizeof(float) : checkpoint_bytes(n_params);
-            want += *tok_bytes;
+            want += *tok_bytes + *data_bytes;
             if (size != want)
                 err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
                         size < want ? "truncated" : "trailing bytes");
@@ -189,11 +177,11 @@ static int read_tokenizer(Model *m, FILE *f, size_t n, const char *path, Error *
 
 int model_load(Model *m, const char *path, Error *err) {
     int kind;
-    size_t tok_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
+    size_t tok_bytes, data_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
     int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
-             check_values(m, m->params, 0, path, "the parameters", err);
+             model_check_values(m, m->params, 0, path, "the parameters", err);
     if (!rc && kind == KIND_CHECKPOINT) // the tokenizer follows the optimizer state and the blocks
         rc = fseek(f, (long)(checkpoint_bytes(m->n_params) - HEADER_BYTES - m->n_params * sizeof(float)), SEEK_CUR)
                  ? err_set(err, "%s: cannot seek to the tokenizer", path) : 0;
@@ -206,10 +194,11 @@ int model_load(Model *m, const char *path, Error *err) {
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err) {
     int kind;
-    size_t tok_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, err);
+    size_t tok_bytes, data_bytes;
+    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
     *mom1 = *mom2 = NULL;
+    st->data_record = NULL, st->data_record_bytes = 0;
     int rc = -1;
     unsigned char tb[TRAIN_BLOCK_BYTES];
     size_t bytes = m->n_params * sizeof(float);
@@ -232,14 +221,20 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
             err_set(err, "%s: training block is invalid (step %lld, tokens %lld, elapsed %g%s)", path,
                     (long long)st->step, (long long)st->tokens, st->elapsed_s,
                     reserved ? ", reserved bytes not zero" : "");
-        else if (!check_values(m, m->params, 0, path, "the parameters", err) &&
-                 !check_values(m, *mom1, 0, path, "AdamW m", err) &&
-                 !check_values(m, *mom2, 1, path, "AdamW v", err) &&
-                 !read_tokenizer(m, f, tok_bytes, path, err))
-            rc = 0;
+        else if (!model_check_values(m, m->params, 0, path, "the parameters", err) &&
+                 !model_check_values(m, *mom1, 0, path, "AdamW m", err) &&
+                 !model_check_values(m, *mom2, 1, path, "AdamW v", err) &&
+                 !read_tokenizer(m, f, tok_bytes, path, err)) {
+            if (!data_bytes) rc = 0;
+            else if (!(st->data_record = malloc(data_bytes))) err_set(err, "%s: out of memory", path);
+            else if (!read_exact(f, st->data_record, data_bytes, path, "the data record", err)) rc = 0;
+            st->data_record_bytes = data_bytes;
+        }
     }
     fclose(f);
     if (rc) {
+        free(st->data_record);
+        st->data_record = NULL, st->data_record_bytes = 0;
         free(*mom1);
         free(*mom2);
         *mom1 = *mom2 = NULL;
@@ -284,8 +279,8 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return err_set(err, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    FILE *f = create_fresh(tmp, err); // never through a symlink or FIFO standing at the name
+    if (!f) return -1;
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
         // an empty chunk may be NULL (no embedded tokenizer), which fwrite must not see
@@ -307,7 +302,7 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
 
 int model_save(const Model *m, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
-    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes);
+    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes, 0);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}, {m->tokenizer, m->tokenizer_bytes}};
     return write_file_atomic(path, c, 3, err);
 }
@@ -315,21 +310,26 @@ int model_save(const Model *m, const char *path, Error *err) {
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
                     const int64_t *run, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES], tb[TRAIN_BLOCK_BYTES] = {0};
-    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes);
+    if (st->data_record_bytes > DATA_RECORD_MAX_BYTES)
+        return err_set(err, "%s: the data record (%zu bytes) is over 64 MiB", path, st->data_record_bytes);
+    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes, st->data_record_bytes);
     memcpy(tb, &st->step, 8);
     memcpy(tb + 8, &st->rng_state, 8);
     memcpy(tb + 16, &st->tokens, 8);
     memcpy(tb + 24, &st->elapsed_s, 8);
     size_t bytes = m->n_params * sizeof(float);
     Chunk c[] = {{h, HEADER_BYTES}, {m->params, bytes}, {mom1, bytes}, {mom2, bytes},
-                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes}};
-    return write_file_atomic(path, c, 7, err);
+                 {tb, TRAIN_BLOCK_BYTES}, {run, RUN_BLOCK_SLOTS * 8}, {m->tokenizer, m->tokenizer_bytes},
+                 {st->data_record, st->data_record_bytes}};
+    return write_file_atomic(path, c, 8, err);
 }
 
-int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, Error *err) {
+int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, unsigned char **data_record,
+                  size_t *data_bytes, Error *err) {
     Model m;
     size_t tok_bytes;
-    FILE *f = open_model_file(&m, path, kind, &tok_bytes, err);
+    *data_record = NULL;
+    FILE *f = open_model_file(&m, path, kind, &tok_bytes, data_bytes, err);
     if (!f) return -1;
     *c = m.cfg;
     int rc = 0;
@@ -337,8 +337,15 @@ int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, Err
         long at = (long)(HEADER_BYTES + 3 * m.n_params * sizeof(float) + TRAIN_BLOCK_BYTES);
         rc = fseek(f, at, SEEK_SET) ? err_set(err, "%s: cannot seek to the run settings", path)
                                     : read_exact(f, run, RUN_BLOCK_SLOTS * 8, path, "the run settings", err);
+        // the data record follows the tokenizer
+        if (!rc && *data_bytes) {
+            if (fseek(f, (long)tok_bytes, SEEK_CUR)) rc = err_set(err, "%s: cannot seek to the data record", path);
+            else if (!(*data_record = malloc(*data_bytes))) rc = err_set(err, "%s: out of memory", path);
+            else rc = read_exact(f, *data_record, *data_bytes, path, "the data record", err);
+        }
     }
     fclose(f);
     model_free(&m);
+    if (rc) free(*data_record), *data_record = NULL;
     return rc;
 }

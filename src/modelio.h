@@ -25,12 +25,23 @@ typedef struct {
     uint64_t rng_state; // data-sampling stream
     int64_t tokens;     // training tokens seen
     double elapsed_s;   // training seconds so far (evaluation excluded)
+    // The trainer's data record (data.h; docs/format.md), stored after the
+    // tokenizer: written as given; read into a malloc'd copy (caller frees),
+    // NULL in a checkpoint from before it existed.
+    unsigned char *data_record;
+    size_t data_record_bytes;
 } TrainState;
+#define DATA_RECORD_MAX_BYTES (64 << 20)
 
 // Writes the model alone (kind 1).
 int model_save(const Model *m, const char *path, Error *err);
 // Reads a model file, or the model inside a checkpoint; creates m.
 int model_load(Model *m, const char *path, Error *err);
+
+// Every loader's last check of n_params values p (the weights, or an AdamW
+// moment, nonneg for v): "PATH: WHAT: tensor NAME holds a non-finite value".
+int model_check_values(const Model *m, const float *p, int nonneg, const char *path, const char *what,
+                       Error *err);
 
 // mom1, mom2: AdamW moments (n_params each). run: RUN_BLOCK_SLOTS values.
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
@@ -41,13 +52,10 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 
 // The settings a model or checkpoint file records, without its tensors: the
 // config from its (validated) header, the kind, and for a checkpoint its run
-// block into run (RUN_BLOCK_SLOTS values; the trainer interprets them).
-int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, Error *err);
-
-// Opens a regular file for reading and returns its size (errors name the path).
-FILE *open_regular(const char *path, size_t *size, Error *err);
-// Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".
-int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err);
+// block into run (RUN_BLOCK_SLOTS values; the trainer interprets them) and
+// its data record into a malloc'd *data_record (NULL if none; caller frees).
+int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, unsigned char **data_record,
+                  size_t *data_bytes, Error *err);
 
 // Writes `n` byte chunks to path atomically (temp file, fsync, rename, fsync dir).
 typedef struct {

@@ -84,6 +84,18 @@ static float dot_lanes(const float *restrict a, const float *restrict b, const f
     return s;
 }
 
+// sum(a[i]), in the same lanes
+static float sum_lanes(const float *restrict a, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j];
+    for (; i < n; i++) acc[i % LANES] += a[i];
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps) {
 #pragma omp parallel for schedule(static)
@@ -137,16 +149,17 @@ static void layernorm_forward(float *out, float *stats, const float *inp, const 
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
-        float mean = 0.0f, var = 0.0f;
+        // var = mean(x^2) - mean^2 would cancel; the centred form costs a pass more
+        float mean = sum_lanes(x, C) / C, r;
         float acc[LANES] = {0};
-        for (int c = 0; c < C; c++) acc[c % LANES] += x[c];
-        for (int j = 0; j < LANES; j++) mean += acc[j];
-        mean /= C;
-        for (int j = 0; j < LANES; j++) acc[j] = 0.0f;
-        for (int c = 0; c < C; c++) acc[c % LANES] += (x[c] - mean) * (x[c] - mean);
+        int c = 0;
+        for (; c + LANES <= C; c += LANES)
+            for (int j = 0; j < LANES; j++) acc[j] += (x[c + j] - mean) * (x[c + j] - mean);
+        for (; c < C; c++) acc[c % LANES] += (x[c] - mean) * (x[c] - mean);
+        float var = 0.0f;
         for (int j = 0; j < LANES; j++) var += acc[j];
-        float r = 1.0f / sqrtf(var / C + w->eps);
-        for (int c = 0; c < C; c++) y[c] = (x[c] - mean) * r * w->gain[c] + w->beta[c];
+        r = 1.0f / sqrtf(var / C + w->eps);
+        for (c = 0; c < C; c++) y[c] = (x[c] - mean) * r * w->gain[c] + w->beta[c];
         stats[2 * n] = mean, stats[2 * n + 1] = r;
     }
 }
@@ -159,16 +172,10 @@ typedef struct {
 
 // xhat = (x - mean) r, dxhat = dy g:
 //   dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); dg = sum_rows dy xhat; db = sum_rows dy
+// with sum(dxhat xhat) = r (sum(dy g x) - mean sum(dy g))
 static void ln_row(float *restrict dx, float *restrict pg, float *restrict pb, const float *restrict dy,
                    const float *restrict x, const float *restrict g, float mean, float r, int C) {
-    float a1[LANES] = {0}, a2[LANES] = {0}, m1 = 0.0f, m2 = 0.0f;
-    for (int c = 0; c < C; c++) {
-        float dxh = dy[c] * g[c];
-        a1[c % LANES] += dxh;
-        a2[c % LANES] += dxh * (x[c] - mean) * r;
-    }
-    for (int j = 0; j < LANES; j++) m1 += a1[j], m2 += a2[j];
-    m1 /= C, m2 /= C;
+    float m1 = dot_lanes(dy, g, NULL, C) / C, m2 = r * (dot_lanes(dy, g, x, C) / C - mean * m1);
     for (int c = 0; c < C; c++) {
         float xh = (x[c] - mean) * r;
         dx[c] += r * (dy[c] * g[c] - m1 - xh * m2);
@@ -203,10 +210,7 @@ static void derf_forward(float *out, float *stats, const float *inp, const NormW
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
-        for (int c = 0; c < C; c++) {
-            float d;
-            y[c] = g[c] * erf_approx(alpha * x[c] + s, &d) + b[c];
-        }
+        for (int c = 0; c < C; c++) y[c] = g[c] * erf_approx(alpha * x[c] + s) + b[c];
     }
 }
 
@@ -223,7 +227,7 @@ static void derf_row(float *restrict dx, float *restrict pg, float *restrict pb,
                      float *restrict ps, const float *restrict dy, const float *restrict x,
                      const float *restrict g, float alpha, float s, int C) {
     for (int c = 0; c < C; c++) {
-        float e, v = erf_approx(alpha * x[c] + s, &e);
+        float u = alpha * x[c] + s, v = erf_approx(u), e = erf_deriv(u);
         float k = dy[c] * g[c] * e;
         dx[c] += k * alpha;
         pa[c] += k * x[c];

@@ -35,9 +35,10 @@ void option_copy(const Option *o, void *dst, const void *src) {
     memcpy(field(dst, o), field(src, o), size);
 }
 
-static int find(const Option *opts, int n, const char *name) {
+// The option named by the first len characters of name.
+static int find(const Option *opts, int n, const char *name, size_t len) {
     for (int i = 0; i < n; i++)
-        if (!strcmp(opts[i].name, name)) return i;
+        if (!strncmp(opts[i].name, name, len) && opts[i].name[len] == '\0') return i;
     return -1;
 }
 
@@ -71,15 +72,19 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
             positional[(*n_pos)++] = a;
             continue;
         }
-        int k = find(opts, n, a);
-        if (k < 0) return err_set(err, "unknown option '%s'", a);
+        // a long option's value may follow an '=' in the same argument, as in GNU tools
+        const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        int k = find(opts, n, a, len);
+        if (k < 0) return err_set(err, "unknown option '%.*s'", (int)len, a);
         given[k] = 1;
         if (opts[k].type == OPT_FLAG) {
+            if (eq) return err_set(err, "%s takes no value (got '%s')", opts[k].name, a);
             *(int *)field(base, &opts[k]) = 1;
             continue;
         }
-        if (i + 1 >= argc) return err_set(err, "%s needs a value", a);
-        if (set_value(&opts[k], base, argv[++i], err)) return -1;
+        if (!eq && i + 1 >= argc) return err_set(err, "%s needs a value", a);
+        if (set_value(&opts[k], base, eq ? eq + 1 : argv[++i], err)) return -1;
     }
     return 0;
 }

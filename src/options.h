@@ -20,7 +20,9 @@ typedef struct {
 } Option;
 
 // Parses argv[1..] into the struct at `base` (pre-filled with defaults).
-// Arguments not starting with '-' go to positional[] (at most max_pos).
+// An option's value is the next argument, or for a long option (--name) also
+// --name=value in one; a flag (OPT_FLAG) refuses a value. Arguments not
+// starting with '-' (and "-" alone) go to positional[] (at most max_pos).
 // given[i] is set to 1 when option i appears. Returns 0, 1 for --help, or -1
 // with a one-line message in err.
 int options_parse(const Option *opts, int n, void *base, unsigned char *given,

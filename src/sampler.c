@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int sampler_create(Sampler *s, int vocab_size, float temperature, float top_p, int top_k,
                    uint64_t seed, Error *err) {
@@ -56,4 +57,68 @@ int sampler_sample(Sampler *s, const float *logits) {
         if (u < cum) return s->sorted[i].index;
     }
     return s->sorted[keep - 1].index; // rounding at the end of the range
+}
+
+// ----------------------------------------------------------------------------
+// the context window
+
+int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, int64_t n_new, int keep, int sink,
+                  int *dropped, Error *err) {
+    int ctx = m->cfg.seq_len;
+    memset(w, 0, sizeof *w);
+    if (n_prompt < 1) return err_set(err, "generation needs at least one prompt token");
+    if (sink < 0 || sink >= ctx || sink > n_prompt)
+        return err_set(err, "sink = %d is outside [0, min(prompt %d, context %d - 1)]", sink, n_prompt, ctx);
+    if (keep == 0) keep = ctx / 2 > sink ? ctx / 2 : sink + 1;
+    if (keep <= sink || keep > ctx)
+        return err_set(err, "keep = %d is outside [sink %d + 1, context %d]", keep, sink, ctx);
+    w->m = m;
+    w->sink = sink;
+    w->tokens = malloc((size_t)ctx * sizeof(int));
+    if (!w->tokens) return err_set(err, "out of memory for the context window");
+    int cut = n_prompt > ctx ? n_prompt - keep : 0; // the first sink and the last keep - sink tokens
+    if (dropped) *dropped = cut;
+    memcpy(w->tokens, prompt, (size_t)sink * sizeof(int));
+    memcpy(w->tokens + sink, prompt + sink + cut, (size_t)(n_prompt - sink - cut) * sizeof(int));
+    w->n = n_prompt - cut;
+    // the cache holds the prompt and the tokens asked for, within the
+    // context; the buffers hold the prompt's prefill, or a slide's
+    int64_t want = (int64_t)w->n + n_new;
+    int kv_len = want < ctx ? (int)want : ctx, T_cap = w->n;
+    if (want > ctx && keep > T_cap) T_cap = keep;
+    // only pushes past n_new can slide with less room (sink < w->n <= T_cap)
+    w->keep = keep < T_cap ? keep : T_cap;
+    if (acts_create(&w->acts, m, 1, T_cap, kv_len, 0, err) ||
+        model_forward(m, &w->acts, w->tokens, w->n, 0, 0, err)) {
+        window_free(w);
+        return -1;
+    }
+    w->logits = w->acts.logits + (size_t)(w->n - 1) * m->cfg.vocab_size;
+    return 0;
+}
+
+int window_push(Window *w, int token, Error *err) {
+    Acts *a = &w->acts;
+    if (w->n < a->kv_len) { // room in the cache: one step at the next position
+        w->tokens[w->n] = token;
+        if (model_forward(w->m, a, &w->tokens[w->n], 1, w->n, 0, err)) return -1;
+        w->n++;
+        w->logits = a->logits;
+        return 0;
+    }
+    // full: the sink, the last keep - sink - 1 tokens and this one, recomputed from position 0
+    int k = w->keep, tail = k - w->sink - 1;
+    memmove(w->tokens + w->sink, w->tokens + w->n - tail, (size_t)tail * sizeof(int));
+    w->tokens[k - 1] = token;
+    w->n = k;
+    w->slides++;
+    if (model_forward(w->m, a, w->tokens, k, 0, 0, err)) return -1;
+    w->logits = a->logits + (size_t)(k - 1) * w->m->cfg.vocab_size;
+    return 0;
+}
+
+void window_free(Window *w) {
+    acts_free(&w->acts);
+    free(w->tokens);
+    w->tokens = NULL;
 }

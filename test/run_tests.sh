@@ -13,6 +13,7 @@ PY=/usr/bin/python3
 TRAIN=${BIN:-.}/train_llama
 INFER=${BIN:-.}/infer_llama
 TOKENIZE=${BIN:-.}/tokenize
+EXPORT=${BIN:-.}/export_llama
 CORE=${BIN:-build}/test_core
 # scripts/compare_norms.sh takes them from the environment, as absolute paths
 case $TRAIN in /*) abs= ;; *) abs=$PWD/ ;; esac
@@ -108,16 +109,19 @@ train --norm rmsnorm --steps 6 --seed 5 --kv-heads 0 --stop-after 3 --out "$TMP/
 expect "resume: default --out, --kv-heads 0 agrees, stop on the last step finishes, cut row dropped" $? \
     "$(cut -d, -f1 "$TMP/d/log.csv" | tr '\n' ' '); $(tr '\n' ' ' <"$TMP/d/result.txt" 2>/dev/null)"
 
-ckpt_step() { # the step in a checkpoint's training block (64 + 1024 bytes from its end)
-    od -An -t d8 -j $(($(stat -c %s "$1") - 1088)) -N 8 "$1" | tr -d ' '
+ckpt_step() { # the step in a checkpoint's training block: 64 + 1024 bytes before the tokenizer and the data record
+    local version tok data
+    read -r version <<<"$(od -An -t d4 -j 4 -N 4 "$1")"
+    read -r tok _ _ data <<<"$(od -An -t d4 -j 68 -N 16 "$1")" # header bytes 68 and 80
+    [ "$version" -gt 1 ] || data=0
+    od -An -t d8 -j $(($(stat -c %s "$1") - tok - data - 1088)) -N 8 "$1" | tr -d ' '
 }
 
 # divergence: a NaN weight before step 7 stops the run at step 7 with exit 1 and
 # status=diverged; the checkpoint on disk (step 6) stays good and loads
 LLAMA_TEST_POISON_STEP=7 train --norm dyt --steps 20 --seed 5 --ckpt-every 2 --out "$TMP/div" 2>"$TMP/div.err"
 rc=$?
-params=$(( ($(stat -c %s "$TMP/div/checkpoint.bin") - 256 - 64 - 1024) / 12 ))
-ckpt_step=$(od -An -t d8 -j $((256 + 12 * params)) -N 8 "$TMP/div/checkpoint.bin" | tr -d ' ')
+ckpt_step=$(ckpt_step "$TMP/div/checkpoint.bin")
 [ $rc -eq 1 ] && grep -q "diverged at step 7" "$TMP/div.err" && grep -q "status=diverged" "$TMP/div/result.txt" &&
     [ "$ckpt_step" = 6 ] && "$INFER" "$TMP/div/checkpoint.bin" -n 1 --temperature 0 >/dev/null 2>&1
 expect "a non-finite loss stops the run (exit 1, step named, status=diverged), checkpoint of step 6 intact" $? \
@@ -157,6 +161,32 @@ for sig in TERM INT; do
         [ "$(tail -n 1 "$S/log.csv" | cut -d, -f1)" -eq $((step + 2)) ]
     expect "SIG$sig: checkpoint at step $step, exit 0, resume continues from it" $? "exit $rc: $(tail -n 1 "$S.err")"
 done
+
+# The progress line off a terminal (here a file): a line at each evaluation and at
+# the end, and between them once LLAMA_PROGRESS_SECONDS have passed since the last
+# line (0: after every step; 1e9: never); between evaluations the validation loss
+# names the step it was measured at
+P="$TMP/prog"
+LLAMA_PROGRESS_SECONDS=0 train --steps 12 --seed 5 --out "$P/a" 2>"$P.a.err" &&
+    LLAMA_PROGRESS_SECONDS=1e9 train --steps 12 --seed 5 --out "$P/b" 2>"$P.b.err"
+val5=$(awk -F, '$1 == 5 { printf "%.4f", $4 }' "$P/a/log.csv")
+steps_shown() { grep -o '^step [0-9]*' "$1" | cut -d' ' -f2 | tr '\n' ' '; }
+[ "$(steps_shown "$P.a.err")" = "1 2 3 4 5 6 7 8 9 10 11 12 " ] && [ "$(steps_shown "$P.b.err")" = "5 10 12 " ] &&
+    [ "$(grep -c "^step [6-9]/12 | loss [0-9.]* | val $val5 @step 5 (" "$P.a.err")" = 4 ] &&
+    grep -q "^step 5/12 | loss [0-9.]* | val $val5 (" "$P.a.err" && ! grep -q "@" "$P.b.err"
+expect "off a terminal: a progress line per evaluation, and per LLAMA_PROGRESS_SECONDS; an older val names its step" $? \
+    "steps shown: $(steps_shown "$P.a.err")/ $(steps_shown "$P.b.err"); $(grep '^step 7/' "$P.a.err")"
+
+# On a terminal (script(1) gives the run one) the line is rewritten in place, and
+# the message after SIGINT (Ctrl-C) starts a line of its own
+cmd=$(printf '%q ' "$TRAIN" --data "$DATA" "${TINY[@]}" --steps 100000 --seed 5 --out "$P/t")
+script -qec "$cmd & p=\$!; for i in \$(seq 100); do [ \$(cat $P/t/log.csv 2>/dev/null | wc -l) -gt 3 ] && break; sleep 0.1; done
+             kill -INT \$p; wait \$p" /dev/null >"$P.tty" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q '^train_llama: stopped after step [0-9]* (signal)' "$P.tty" &&
+    [ "$(grep -c '^.step [0-9]*/100000 |' "$P.tty")" = 1 ] && [ "$(grep -o 'step [0-9]*/100000' "$P.tty" | wc -l)" -gt 2 ]
+expect "on a terminal: one progress line rewritten in place; the stop message after SIGINT on a fresh line" $? \
+    "exit $rc: $(tr '\r' '|' <"$P.tty" | tail -c 300)"
 
 # Crashes lose nothing: SIGKILL a run at random moments, 12 times, resuming
 # each time from what is on disk. LLAMA_TEST_WRITE_DELAY_MS stretches every
@@ -276,21 +306,56 @@ cmp -s "$TMP/s1" "$TMP/s2" && ! cmp -s "$TMP/s1" "$TMP/s3"
 expect "a seed reproduces a sampled text (and another seed differs)" $? "seed 7 twice or seed 8 wrong"
 [ "$(wc -c <"$TMP/g1")" -eq 27 ] # "ROMEO:" + 20 tokens + a newline
 expect "generation prints the prompt and -n tokens" $? "got $(wc -c <"$TMP/g1") bytes"
+# a shared machine (src/threads.h): started without OMP_WAIT_POLICY or GOMP_SPINCOUNT, the
+# programs run with libgomp's spin count at 10000 (they start themselves again with it set;
+# libgomp prints its settings at each start, the last one counts); a user's own setting stands
+spin() { env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose "$@" 2>&1 >/dev/null |
+    sed -n "s/.*GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tail -n 1; }
+s_train=$(spin "$TRAIN" --help) s_infer=$(spin "$INFER" "$M" -n 2) s_user=$(spin GOMP_SPINCOUNT=7 "$INFER" --help)
+s_pass=$(spin OMP_WAIT_POLICY=passive "$INFER" --help)
+[ "$s_train" = 10000 ] && [ "$s_infer" = 10000 ] && [ "$s_user" = 7 ] && [ "$s_pass" = 0 ]
+expect "threads spin 10000 times at a barrier, not 300000; GOMP_SPINCOUNT or OMP_WAIT_POLICY given stands" $? \
+    "train $s_train, infer $s_infer, GOMP_SPINCOUNT=7: $s_user, passive: $s_pass"
 head -c 3000 "$DATA" >"$TMP/eval.txt"
 out=$("$INFER" "$M" --eval "$TMP/eval.txt" 2>/dev/null)
 echo "$out" | grep -q "2999 tokens, loss [0-9.]*, perplexity"
 expect "--eval scores every next token of a file" $? "got: $out"
 
+# Past the context the window slides. This model's context is 32 tokens (bytes):
+# greedy, the prompt's 6 and the first 26 generated fill it, and token 27 slides
+# it to the last 16 (the last 15 and token 27, recomputed from position 0), as
+# tokens 44, 61, 78 and 95 do again. After a slide the run is a fresh run whose
+# prompt is those 16 tokens: given them through --prompt-file (or --prompt - on
+# standard input), a new run prints the rest of the long run's text exactly.
+gen -n 100 --temperature 0 >"$TMP/w" 2>/dev/null
+"$INFER" "$M" --prompt "ROMEO:" -n 100 --temperature 0 2>&1 >/dev/null | grep -q "generated 100 tokens .*, the window slid 5 times (keeping 16 tokens)"
+rc=$?
+tail -c +18 "$TMP/w" | head -c 16 >"$TMP/w1.txt" # bytes 17..32 (from 0): the window after the first slide
+"$INFER" "$M" --prompt-file "$TMP/w1.txt" -n 73 --temperature 0 >"$TMP/w1" 2>/dev/null &&
+    tail -c +35 "$TMP/w" | head -c 16 | "$INFER" "$M" --prompt - -n 56 --temperature=0 >"$TMP/w2" 2>/dev/null
+[ $rc -eq 0 ] && [ "$(wc -c <"$TMP/w")" -eq 107 ] && cmp -s <(tail -c +18 "$TMP/w") "$TMP/w1" &&
+    cmp -s <(tail -c +35 "$TMP/w") "$TMP/w2"
+expect "-n 100 with a 32-token context: 100 tokens; after a slide a fresh run from the kept tokens continues alike" $? \
+    "$(wc -c <"$TMP/w") bytes; $(cmp <(tail -c +18 "$TMP/w") "$TMP/w1" 2>&1) $(cmp <(tail -c +35 "$TMP/w") "$TMP/w2" 2>&1)"
+# a prompt longer than the context: the model sees its last 16 tokens
+head -c 40 "$DATA" >"$TMP/p40.txt" && tail -c 16 "$TMP/p40.txt" >"$TMP/p16.txt"
+"$INFER" "$M" --prompt-file "$TMP/p40.txt" -n 30 --temperature 0 >"$TMP/l40" 2>"$TMP/l40.err" &&
+    "$INFER" "$M" --prompt-file "$TMP/p16.txt" -n 30 --temperature 0 >"$TMP/l16" 2>/dev/null &&
+    cmp -s <(tail -c +25 "$TMP/l40") "$TMP/l16" && cmp -s <(head -c 40 "$TMP/l40") "$TMP/p40.txt" &&
+    grep -q "the prompt's 40 tokens exceed the model's context of 32: it sees the last 16" "$TMP/l40.err"
+expect "a 40-token prompt, context 32: printed whole, generates from its last 16 tokens (one line says so)" $? \
+    "$(cat "$TMP/l40.err")"
+
 # steady memory: every buffer is allocated before the first token, so the heap
-# in use grows by the same bytes (stdout's buffer) over the whole 1024-token
-# context as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
+# in use grows by the same bytes (stdout's buffer) over 1600 tokens, past the
+# 1024-token context (the window slides twice), as over 10 tokens (glibc's count of bytes in use, not the coarse RSS;
 # with its per-thread cache off, which otherwise counts freed blocks as in use)
 NOCACHE=glibc.malloc.tcache_count=0
 "$TRAIN" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 1024 --batch 1 --steps 1 --eval-batches 1 \
     --out "$TMP/long" 2>/dev/null
 grow() { GLIBC_TUNABLES=$NOCACHE "$INFER" "$TMP/long/model.bin" -n "$1" --seed 1 2>&1 >/dev/null | sed -n 's/.*heap \([-+][0-9]*\) bytes.*/\1/p'; }
-g10=$(grow 10) && gfull=$(grow 5000) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
-expect "a full-context generation (1023 tokens) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
+g10=$(grow 10) && gfull=$(grow 1600) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
+expect "a generation past the context (1600 tokens, 1024-token context, 2 slides) holds its memory: heap ${gfull:-?} bytes, as for 10 tokens" $? \
     "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
 
 # ---------------------------------------------------------------------------
@@ -338,7 +403,7 @@ head -c 256 "$GOOD" >"$TMP/header_only.bin"
 patch_i32() { # patch_i32 SRC DST OFFSET VALUE
     $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[int(sys.argv[3]):int(sys.argv[3])+4]=struct.pack('<i',int(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
 }
-patch_i32 "$GOOD" "$TMP/version.bin" 4 99
+patch_i32 "$GOOD" "$TMP/version.bin" 4 99 # past MODEL_VERSION
 $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[300:304]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" "$GOOD" "$TMP/nan.bin"
 patch_i32 "$GOOD" "$TMP/dim0.bin" 12 0
 patch_i32 "$GOOD" "$TMP/dimneg.bin" 12 -64
@@ -366,6 +431,9 @@ bad_case "different data on resume" 1 "fingerprint" train --data "$TMP/eval.txt"
 bad_case "a conflicting setting on resume" 2 "differs from the checkpoint" train --resume "$TMP/c_rmsnorm/checkpoint.bin" --lr 1e-2 --out "$TMP/s"
 bad_case "an unknown flag" 2 "unknown option '--frobnicate'" "$TRAIN" --frobnicate
 bad_case "a flag without its value" 2 "needs a value" "$TRAIN" --data "$DATA" --steps
+bad_case "a value given to a flag (--flag=x)" 2 "--tie-embeddings takes no value (got '--tie-embeddings=yes')" \
+    "$TRAIN" --data "$DATA" --tie-embeddings=yes
+bad_case "an out-of-range --name=value" 2 "--steps '-3'" "$TRAIN" --data="$DATA" --steps=-3
 bad_case "a non-numeric value" 2 "--dim '12x'" "$TRAIN" --data "$DATA" --dim 12x
 bad_case "NaN as a value" 2 "--lr 'nan'" "$TRAIN" --data "$DATA" --lr nan
 bad_case "inf as a value" 2 "--temperature 'inf'" "$INFER" "$GOOD" --temperature inf
@@ -375,6 +443,9 @@ bad_case "an unknown --norm, listing the known kinds" 2 "--norm softmax: unknown
     "$TRAIN" --data "$DATA" --norm softmax
 bad_case "a bad --emb-scale" 2 "--emb-scale must be on or off" "$TRAIN" --data "$DATA" --emb-scale yes
 bad_case "a missing MODEL" 2 "MODEL is required" "$INFER"
+bad_case "--prompt with --prompt-file" 2 "--prompt and --prompt-file: give one of them" "$INFER" "$GOOD" --prompt x --prompt-file "$DATA"
+bad_case "a missing --prompt-file" 1 "nope.txt: cannot open" "$INFER" "$GOOD" --prompt-file "$TMP/nope.txt"
+bad_case "a directory as --prompt-file" 1 "not a regular file" "$INFER" "$GOOD" --prompt-file "$TMP"
 mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
 if [ "$(id -u)" -ne 0 ]; then # root can write anywhere
     bad_case "an unwritable output folder" 1 "not writable" train --steps 1 --out "$TMP/ro"
@@ -383,20 +454,20 @@ fi
 # ---------------------------------------------------------------------------
 section "llama2.c checkpoints: reading, exporting, malformed files"
 R="$TMP/a_rmsnorm/model.bin"
-"$INFER" "$R" --export-llama2c "$TMP/rt.bin" 2>"$TMP/rt.err"
+"$EXPORT" "$R" --format llama2c --out "$TMP/rt.bin" 2>"$TMP/rt.err"
 [ -f "$TMP/rt.bin" ] && [ -f "$TMP/rt.tokenizer.bin" ] && [ ! -e "$TMP/rt.bin.tmp" ]
-expect "--export-llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
+expect "export_llama --format llama2c writes the model and its tokenizer (rt.tokenizer.bin)" $? "$(head -c 200 "$TMP/rt.err")"
 g() { "$INFER" "$@" --prompt "ROMEO:" -n 30 --temperature 0 2>/dev/null; }
 g "$R" >"$TMP/rt_a" && g "$TMP/rt.bin" >"$TMP/rt_b" && [ -s "$TMP/rt_a" ] && cmp -s "$TMP/rt_a" "$TMP/rt_b"
 expect "the exported llama2.c file generates the model's greedy text (byte tokenizer)" $? "differs"
-"$INFER" "$TMP/rt.bin" --export-llama2c "$TMP/rt2.bin" 2>/dev/null &&
+"$EXPORT" "$TMP/rt.bin" --format llama2c --out "$TMP/rt2.bin" 2>/dev/null &&
     cmp -s "$TMP/rt.bin" "$TMP/rt2.bin" && cmp -s "$TMP/rt.tokenizer.bin" "$TMP/rt2.tokenizer.bin"
 expect "exporting the exported file gives the same bytes" $? "differs"
 g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
     [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
 expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
-bad_case "exporting a DyT model" 1 "a dyt model cannot be written" \
-    "$INFER" "$TMP/a_dyt/model.bin" --export-llama2c "$TMP/dyt.bin"
+bad_case "exporting a DyT model" 1 "dyt.bin: cannot export to llama2c: the model has a dyt norm" \
+    "$EXPORT" "$TMP/a_dyt/model.bin" --format llama2c --out "$TMP/dyt.bin"
 [ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
 expect "a refused export writes nothing" $? "files written"
 
@@ -435,7 +506,7 @@ if [ -f "$S260" ] && [ -f "$TOKB" ]; then
         cmp -s "$TMP/st1" "$TMP/st2"
     expect "stories260K + tokenizer.bin: greedy 200 tokens, identical twice ($(grep -o '[0-9.]* tok/s)' "$TMP/st1.err" | tail -1)" \
         $? "$(tail -n 1 "$TMP/st1.err")"
-    "$INFER" "$S260" -z "$TOKB" --export-llama2c "$TMP/s.bin" 2>/dev/null &&
+    "$EXPORT" "$S260" -z "$TOKB" --format llama2c --out "$TMP/s.bin" 2>/dev/null &&
         "$INFER" "$TMP/s.bin" -z "$TMP/s.tokenizer.bin" --prompt "Once upon a time" -n 200 --temperature 0 \
             >"$TMP/st3" 2>/dev/null && cmp -s "$TMP/st1" "$TMP/st3"
     expect "stories260K exported with its tokenizer (-z) generates the same text" $? "differs"
@@ -482,8 +553,8 @@ echo "$out" | grep -q "eval.txt: [0-9]* tokens, loss [0-9.]*, perplexity [0-9.]*
 expect "--eval of a BPE model: fewer tokens than bytes, bits per byte" $? "got: $out"
 bad_case "-z with a model that carries its vocabulary" 1 "carries its own BPE tokenizer" \
     "$INFER" "$BM" -z "$TOKB" --prompt x
-bad_case "exporting a BPE model to llama2.c" 1 "has a BPE vocabulary (512 tokens)" \
-    "$INFER" "$BM" --export-llama2c "$BP/x.bin"
+bad_case "exporting a BPE model to llama2.c" 1 "has a BPE vocabulary (512 tokens" \
+    "$EXPORT" "$BM" --format llama2c --out "$BP/x.bin"
 "$TRAIN" --data "$BT" "${TINY[@]}" --vocab-size 256 --steps 2 --out "$BP/bytes" 2>/dev/null &&
     [ ! -e "$BT.bpe256" ] && [ ! -e "$BT.bpe256.tok" ] && grep -q "^final_val_bpb=" "$BP/bytes/result.txt" &&
     [ "$(stat -c %s "$BP/bytes/model.bin")" -eq $(( $(stat -c %s "$TMP/a_rmsnorm/model.bin") )) ]
@@ -496,7 +567,7 @@ expect "--vocab-size 256 keeps the byte tokenizer (no vocabulary or cache file, 
     "$TOKENIZE" encode "$BP/rt.txt" --tokenizer "$BP/v300" 2>/dev/null &&
     "$TOKENIZE" decode "$BP/rt.txt.bpe300.tok" --tokenizer "$BP/v300" >"$BP/rt.out" 2>/dev/null &&
     cmp -s "$BP/rt.txt" "$BP/rt.out" &&
-    [ $(( $(stat -c %s "$BP/rt.txt.bpe300.tok") - 48 )) -lt $(( 2 * $(stat -c %s "$BP/rt.txt") )) ]
+    [ $(( $(stat -c %s "$BP/rt.txt.bpe300.tok") - 56 )) -lt $(( 2 * $(stat -c %s "$BP/rt.txt") )) ]
 expect "tokenize train / encode / decode round trip (with NUL and invalid UTF-8 bytes)" $? "differs"
 "$TOKENIZE" train "$BT" --vocab-size 300 --out "$BP/v300b" 2>/dev/null && cmp -s "$BP/v300" "$BP/v300b"
 expect "tokenize train is deterministic (the same file twice)" $? "differs"
@@ -543,28 +614,55 @@ bad_case "a merge naming a token not yet defined" 1 "v_undef: merge 3 (token 259
 bad_case "a merge naming itself" 1 "v_self: merge 3 (token 259) refers to token 259" tk "$BP/v_self"
 bad_case "a repeated merge" 1 "v_dup: merge 1 (token 257) repeats the pair" tk "$BP/v_dup"
 printf 'XXXX' | cat - <(tail -c +5 "$C") >"$BP/c_magic"
-patch_i32 "$C" "$BP/c_version" 4 2
+patch_i32 "$C" "$BP/c_version" 4 3
 patch_i32 "$C" "$BP/c_vocab" 8 70000
 head -c -1 "$C" >"$BP/c_trunc"
 cat "$C" <(printf 'x') >"$BP/c_trail"
 : >"$BP/c_empty"
-patch_bytes "$C" "$BP/c_id" 50 "<H" 300     # token 1 = 300 >= vocab 300
+patch_bytes "$C" "$BP/c_id" 58 "<H" 300     # token 1 = 300 >= vocab 300
 patch_bytes "$C" "$BP/c_count" 16 "<Q" 9223372036854775808 # n_tokens 2^63: 2 bytes each overflows 64 bits
 td() { "$TOKENIZE" decode "$1" --tokenizer "$V"; }
 bad_case "a token cache with a bad magic" 1 "c_magic: bad magic" td "$BP/c_magic"
-bad_case "a token cache of a future version" 1 "c_version: token cache field version = 2 is not supported" td "$BP/c_version"
+bad_case "a token cache of a future version" 1 "c_version: token cache field version = 3 is not supported" td "$BP/c_version"
 bad_case "a token cache vocab_size over 65536" 1 "c_vocab: token cache field vocab_size = 70000" td "$BP/c_vocab"
 bad_case "a token cache truncated by one byte" 1 "c_trunc: token cache is .* (truncated)" td "$BP/c_trunc"
 bad_case "a token cache with a trailing byte" 1 "c_trail: token cache is .* (trailing bytes)" td "$BP/c_trail"
-bad_case "an empty token cache" 1 "c_empty: 0 bytes is shorter than the 48-byte token cache header" td "$BP/c_empty"
+bad_case "an empty token cache" 1 "c_empty: 0 bytes is shorter than the 56-byte token cache header" td "$BP/c_empty"
 bad_case "a token id >= vocab_size in a cache" 1 "c_id: token id 300 at index 1 is >= vocab_size 300" td "$BP/c_id"
 bad_case "a token count whose size overflows" 1 "c_count: token cache field n_tokens = 9223372036854775808 is too large" td "$BP/c_count"
 bad_case "a cache made with another tokenizer (decode)" 1 "was encoded with another tokenizer" \
     "$TOKENIZE" decode "$BT.bpe512.tok" --tokenizer "$V"
 # the trainer refuses a corrupt cache (it is not stale: it cannot be trusted at all)
-cp "$BT.bpe512.tok" "$BP/good.tok" && patch_bytes "$BP/good.tok" "$BT.bpe512.tok" 48 "<H" 65535
+cp "$BT.bpe512.tok" "$BP/good.tok" && patch_bytes "$BP/good.tok" "$BT.bpe512.tok" 56 "<H" 65535
 bad_case "a trainer's token cache with an id >= vocab" 1 "ts.txt.bpe512.tok: token id 65535 at index 0 is >= vocab_size 512 (delete the file to rebuild it)" \
     btrain --steps 2 --out "$BP/z"
+# damaged tokens under a valid header (#13 case 3) are never trained on: the
+# cache is rebuilt with a warning, and the run equals the clean one bit for bit
+damaged_case() { # damaged_case NAME WARNING-PATTERN: $BT.bpe512.tok is already crafted
+    btrain --steps 10 --out "$BP/d_$1" 2>"$BP/d_$1.err"
+    local rc=$?
+    [ $rc -eq 0 ] && grep -q "^train_llama: warning: .*$2.*rebuilding it; wrote" "$BP/d_$1.err" &&
+        cmp -s "$BT.bpe512.tok" "$BP/good.tok" && cmp -s <(losses "$BP/a/log.csv") <(losses "$BP/d_$1/log.csv")
+    expect "a token cache with $1: rebuilt with a warning, the run equals the clean one" $? \
+        "exit $rc: $(grep -v '^step' "$BP/d_$1.err" | head -c 300)"
+}
+# cut to its first 1000 tokens, header count and checksum made to match
+$PY - "$BP/good.tok" "$BT.bpe512.tok" <<'PYEOF'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+tok = b[56:56 + 2000]
+h = 0xcbf29ce484222325
+for x in tok:
+    h = ((h ^ x) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+open(sys.argv[2], 'wb').write(b[:16] + struct.pack('<Q', 1000) + b[24:48] + struct.pack('<Q', h) + tok)
+PYEOF
+damaged_case "1000 tokens and a matching header" "its tokens do not decode to the text"
+# two ids swapped (each below vocab_size), the header untouched
+$PY -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[100:102],b[102:104]=b[102:104],b[100:102]; b[200:202]=b'\x05\x00'; open(sys.argv[2],'wb').write(b)" "$BP/good.tok" "$BT.bpe512.tok"
+damaged_case "scrambled token ids" "the tokens are damaged (checksum"
+# a cache written before the checksum (version 1) cannot be verified
+$PY -c "import sys,struct; b=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(b[:4]+struct.pack('<i',1)+b[8:48]+b[56:])" "$BP/good.tok" "$BT.bpe512.tok"
+damaged_case "version 1 (no checksum)" "token cache version 1 (written before the checksum)"
 cp "$BP/good.tok" "$BT.bpe512.tok"
 # a model file's tokenizer field
 patch_i32 "$BM" "$BP/m_tokbytes" 68 12
@@ -594,17 +692,18 @@ train --norm dyt --steps 4 --seed 3 --alpha-attn 0.2 --norm-decay --scalar-lr-mu
     "$TRAIN" --print-config "$R/a/checkpoint.bin" >"$R/a.flags" 2>"$R/a.err" &&
     cmp -s "$R/a.flags" "$R/a/config.txt" && [ ! -s "$R/a.err" ] &&
     grep -qx -- "--alpha-attn 0.2" "$R/a.flags" && grep -qx -- "--scalar-lr-mult 10" "$R/a.flags" &&
-    grep -qx -- "--norm-decay" "$R/a.flags" && grep -qx -- "--lr 0.003" "$R/a.flags" && grep -qx -- "--seed 3" "$R/a.flags"
-expect "config.txt holds the resolved flags, and --print-config prints them from the checkpoint" $? \
+    grep -qx -- "--norm-decay" "$R/a.flags" && grep -qx -- "--lr 0.003" "$R/a.flags" && grep -qx -- "--seed 3" "$R/a.flags" &&
+    grep -qx -- "--data $DATA" "$R/a.flags" && ! grep -q -- "--val-data" "$R/a.flags"
+expect "config.txt holds the resolved flags and the data (the checkpoint's data record), and --print-config prints them from the checkpoint" $? \
     "$(tr '\n' ' ' <"$R/a.flags"; head -c 200 "$R/a.err")"
-xargs -a "$R/a/config.txt" "$TRAIN" --data "$DATA" --out "$R/b" 2>/dev/null &&
+xargs -a "$R/a/config.txt" "$TRAIN" --out "$R/b" 2>/dev/null &&
     cmp -s "$R/a/config.txt" "$R/b/config.txt" && cmp -s "$R/a/model.bin" "$R/b/model.bin" &&
     cmp -s <(losses "$R/a/log.csv") <(losses "$R/b/log.csv")
 expect "a run started with the printed flags has the same settings and weights, bit for bit" $? \
     "$(diff "$R/a/config.txt" "$R/b/config.txt" 2>&1 | head -4 | tr '\n' ' ')"
 "$TRAIN" --print-config "$R/a/model.bin" >"$R/m.flags" 2>"$R/m.err"
 [ $? -eq 0 ] && grep -qx -- "--dim 32" "$R/m.flags" && grep -qx -- "--alpha-attn 0.2" "$R/m.flags" &&
-    ! grep -q -- "--lr\|--seed\|--norm-decay" "$R/m.flags" && grep -q "model file: it records the model's settings only" "$R/m.err"
+    ! grep -q -- "--lr\|--seed\|--norm-decay\|--data" "$R/m.flags" && grep -q "model file: it records the model's settings only" "$R/m.err"
 expect "--print-config of a model file: the model's flags only, and says so" $? "$(tr '\n' ' ' <"$R/m.flags")"
 bad_case "--print-config of a file that is no model" 1 "bad magic" "$TRAIN" --print-config "$DATA"
 bad_case "--resume with a --scalar-lr-mult other than the checkpoint's" 2 "\-\-scalar-lr-mult 2 differs from the checkpoint's 10" \
@@ -647,6 +746,8 @@ col=$(head -1 "$R/af/log.csv" | tr ',' '\n' | grep -nx alpha_final | cut -d: -f1
     grep -qx -- "--alpha-final 0.7" "$R/af/config.txt" && grep -qx -- "--alpha-ffn 1" "$R/af/config.txt"
 expect "--alpha-final 0.7: the final DyT starts at alpha 0.7, the FFN-input ones at --alpha-ffn's 1" $? \
     "$(sed -n 2p "$R/af/log.csv" | cut -c1-200)"
+bad_case "exporting a GELU model to hf (export_check's table)" 1 "cannot export to hf: the model has a gelu MLP (the targets have SwiGLU only)" \
+    "$EXPORT" test/ref/rms_gelu_untied.model.bin --format hf --out "$R/g.hf"
 bad_case "an unknown --mlp, naming the known ones" 2 "\-\-mlp 'relu' unknown (known: swiglu, gelu)" train --mlp relu
 bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown (known: default, dyt-official, dyt-vision)" train --preset nope
 bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
@@ -654,13 +755,14 @@ bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset 
 # resumes with their defaults, and ends as the uninterrupted run
 train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$R/v2" 2>/dev/null
 size=$(stat -c %s "$R/v2/checkpoint.bin")
-rbo=$((size - 1024))
-patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 15)) "<q" 0 &&
+# the run block: before the tokenizer (none: bytes) and the data record (header byte 80 its size)
+rbo=$((size - 1024 - $($PY -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 80)[0])" "$R/v2/checkpoint.bin")))
+patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 16)) "<q" 0 &&
     train --resume "$R/v2/checkpoint.bin" 2>/dev/null &&
     cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$R/v2/log.csv") && cmp -s "$TMP/a_rmsnorm/model.bin" "$R/v2/model.bin"
 expect "a version-2 checkpoint (before the parameter groups) resumes and ends as 20 steps straight" $? "differs"
-patch_bytes "$R/v2.bin" "$R/v2bad.bin" $((rbo + 8 * 14)) "<q" 1
-bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: run settings slot 14 is not zero" \
+patch_bytes "$R/v2.bin" "$R/v2bad.bin" $((rbo + 8 * 15)) "<q" 1
+bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: run settings slot 15 is not zero" \
     train --resume "$R/v2bad.bin" --out "$R/v2bad"
 
 # the four recipe experiments: each command resolves to its runs (the lead runs them full size)
@@ -671,6 +773,191 @@ for f in 1 2 3 4; do scripts/recipes.sh --finding $f --dry-run --out "$R/rx" >"$
     [ "$(grep -c -- '--norm rmsnorm' "$R/rx3.txt")" = 9 ] &&
     [ "$(grep -c -- '--scalar-lr-mult 100' "$R/rx4.txt")" = 3 ] && ! grep -q "^exit" "$R"/rx?.txt
 expect "scripts/recipes.sh --finding 1..4 --dry-run: 12, 12, 45 and 9 runs with their flags" $? "$(grep -h "exit\|error" "$R"/rx?.txt | head -3)"
+
+section "your own data: folders, lists, --val-data, resume from the checkpoint alone, large-text paths"
+OD="$TMP/own" && mkdir -p "$OD/c"
+head -c 60000 "$DATA" >"$OD/c/a.txt" && tail -c 40000 "$DATA" >"$OD/c/b.txt" && tail -c 20000 "$DATA" | head -c 12000 >"$OD/val.txt"
+{ cat "$OD/c/a.txt"; printf '\n\036\n'; cat "$OD/c/b.txt"; } >"$OD/joined.txt"
+otrain() { "$TRAIN" "${TINY[@]}" --seed 9 --steps 10 "$@"; }
+otrain --data "$OD/c" --out "$OD/folder" 2>/dev/null && otrain --data "$OD/joined.txt" --out "$OD/joined" 2>/dev/null &&
+    otrain --data "$OD/c/a.txt,$OD/c/b.txt" --out "$OD/list" 2>/dev/null &&
+    cmp -s <(losses "$OD/folder/log.csv") <(losses "$OD/joined/log.csv") && cmp -s "$OD/folder/model.bin" "$OD/joined/model.bin" &&
+    cmp -s <(losses "$OD/folder/log.csv") <(losses "$OD/list/log.csv")
+expect "--data FOLDER and --data A,B train on the files joined by \\n 0x1E \\n (bit for bit the joined file)" $? "runs differ"
+otrain --data "$OD/c" --val-data "$OD/val.txt" --stop-after 5 --out "$OD/v" 2>"$OD/v.err"
+hint=$(grep -o "resume with --resume .*" "$OD/v.err" | sed 's/^resume with //')
+otrain --data "$OD/c" --val-data "$OD/val.txt" --out "$OD/vfull" 2>/dev/null &&
+    [ -n "$hint" ] && (cd "$PWD" && "$TRAIN" $hint 2>"$OD/v2.err") &&
+    cmp -s <(losses "$OD/vfull/log.csv") <(losses "$OD/v/log.csv") && cmp -s "$OD/vfull/model.bin" "$OD/v/model.bin" &&
+    ! cmp -s <(cut -d, -f4 "$OD/vfull/log.csv") <(cut -d, -f4 "$OD/folder/log.csv")
+expect "--val-data: validates on its own file; the stop hint '$hint' resumes with no --data, bit for bit" $? \
+    "$(tail -n 1 "$OD/v2.err")"
+"$TRAIN" --print-config "$OD/v/checkpoint.bin" >"$OD/v.flags" 2>/dev/null &&
+    grep -qx -- "--data $OD/c" "$OD/v.flags" && grep -qx -- "--val-data $OD/val.txt" "$OD/v.flags"
+expect "--print-config prints the data specs the checkpoint's data record holds (--data, --val-data)" $? \
+    "$(grep -- "-data" "$OD/v.flags" | tr '\n' ' ')"
+cp "$OD/c/b.txt" "$OD/b.keep" && echo "one more line" >>"$OD/c/b.txt"
+bad_case "a resume whose folder has a changed file (named)" 1 "c/b.txt: changed since the checkpoint (size differs)" \
+    "$TRAIN" --resume "$OD/v/checkpoint.bin"
+cp "$OD/b.keep" "$OD/c/b.txt"
+bad_case "a resume with another --val-data" 1 "c/a.txt: not the checkpoint's file 1, .*val.txt (size differs)" \
+    "$TRAIN" --resume "$OD/v/checkpoint.bin" --val-data "$OD/c/a.txt"
+bad_case "a resume that drops --val-data's file" 1 "the checkpoint was validated on" \
+    "$TRAIN" --resume "$OD/folder/checkpoint.bin" --val-data "$OD/val.txt"
+# a checkpoint written by the train_llama before the data record (test/ref/old_run: 2 of 4 steps)
+cp -r test/ref/old_run "$OD/old"
+bad_case "an old checkpoint resumed without --data" 2 "does not record its data (written by an older train_llama): give --data" \
+    "$TRAIN" --resume "$OD/old/checkpoint.bin"
+"$TRAIN" --resume "$OD/old/checkpoint.bin" --data test/ref/old_run.txt --threads 1 2>"$OD/old.err" &&
+    cmp -s <(losses "$OD/old/log.csv") <(losses test/ref/old_run/full_log.csv)
+expect "an old-format checkpoint resumes with --data and finishes as the old build's uninterrupted run" $? \
+    "$(tail -n 1 "$OD/old.err")"
+mkdir -p "$OD/empty" && touch "$OD/empty/.hidden"
+bad_case "an empty folder" 1 "empty: the folder holds no files to train on" otrain --data "$OD/empty" --out "$OD/e"
+printf 'abcde' >"$OD/short5.txt"
+bad_case "--val-data shorter than one window" 1 "short5.txt: 5 tokens is too short: --seq 32 needs at least 33" \
+    otrain --data "$OD/c" --val-data "$OD/short5.txt" --out "$OD/e"
+mkfifo "$OD/fifo"
+bad_case "a FIFO as --data (no hang)" 1 "fifo: not a regular file" timeout 10 "$TRAIN" --data "$OD/fifo" "${TINY[@]}" --out "$OD/e"
+# large texts, scaled down by the test variables: pairs counted on a sample, the
+# text encoded in chunks (the same tokens as in one piece), progress lines
+cp "$DATA" "$OD/big.txt"
+LLAMA_TEST_BPE_SAMPLE_BYTES=50000 LLAMA_TEST_ENCODE_CHUNK_BYTES=20000 LLAMA_TEST_PROGRESS_SECONDS=0 \
+    otrain --data "$OD/big.txt" --vocab-size 300 --steps 2 --out "$OD/big" 2>"$OD/big.err"
+rc=$?
+sample=$(grep -o "trained 300 tokens on a [0-9]*-byte sample" "$OD/big.err" | grep -o "[0-9]*-byte" | tr -d -- -byte)
+"$TOKENIZE" encode "$OD/big.txt" --tokenizer "$OD/big.txt.bpe300" --out "$OD/whole.tok" 2>/dev/null
+[ $rc -eq 0 ] && [ -n "$sample" ] && [ "$sample" -le 50000 ] && [ "$sample" -gt 40000 ] &&
+    grep -q "^train_llama: training the vocabulary: [0-9]* of 44 merges" "$OD/big.err" &&
+    grep -q "^train_llama: encoding the text: .* MB" "$OD/big.err" && cmp -s "$OD/big.txt.bpe300.tok" "$OD/whole.tok"
+expect "a large text (test scale): BPE on a ${sample:-?}-byte sample of 64 pieces, chunked encoding equals whole, progress lines" \
+    $? "exit $rc: $(grep -v '^step' "$OD/big.err" | head -c 300)"
+
+# ---------------------------------------------------------------------------
+section "exports: GGUF for llama.cpp, a Hugging Face folder (docs/export.md)"
+E="$TMP/export" && mkdir -p "$E"
+REF=build/export_ref
+# test/test_export.py's ok/FAIL lines into the log; a crash is a failure too
+pycheck() {
+    $PY test/test_export.py "$@" >"$E/py.out" 2>&1
+    local rc=$?
+    tee -a "$LOG" <"$E/py.out"
+    [ $rc -eq 0 ] || grep -q '^FAIL' "$E/py.out" || fail "test_export.py $1 $2" "exit $rc: $(tail -n 2 "$E/py.out" | tr '\n' ' ')"
+}
+# two small trained models: the learning section's (bytes, 2 of 4 key/value heads,
+# untied head, 300 steps: its greedy text is not one repeated token), and BPE-512
+# with 1 of 4 (multi-query) and the head tied to the embedding (60 steps at a high rate)
+mkdir -p "$E/byte" && cp "$TMP/learn/model.bin" "$E/byte/model.bin" &&
+    "$TRAIN" --data "$BT" --vocab-size 512 --dim 32 --layers 2 --heads 4 --kv-heads 1 --tie-embeddings --seq 64 \
+        --batch 8 --steps 60 --warmup 5 --lr 1e-2 --eval-every 60 --eval-batches 1 --seed 3 --out "$E/bpe" 2>/dev/null
+expect "export models trained (bytes GQA untied, BPE-512 MQA tied)" $? "training failed"
+"$EXPORT" --help | grep -q -- "--format" && "$EXPORT" --help | grep -q "llama2c, gguf"
+expect "export_llama --help lists --format llama2c, gguf, hf" $? "$("$EXPORT" --help 2>&1 | head -3)"
+bad_case "an unknown --format" 2 "format xml: must be llama2c, gguf or hf" "$EXPORT" "$E/byte/model.bin" --format xml --out "$E/x"
+bad_case "an export without --out" 2 "out is required" "$EXPORT" "$E/byte/model.bin" --format gguf
+bad_case "the removed infer_llama --export-llama2c (export_llama --format llama2c now)" 2 "export-llama2c" \
+    "$INFER" "$E/byte/model.bin" --export-llama2c "$E/x.bin"
+
+# the text for the token-id checks: where llama.cpp's GPT-2 pre-tokenizer cuts words as ours
+# does; and one where it cuts finer (docs/export.md): a blank line before a word, a
+# contraction's letters continuing into a word ("know'st")
+printf "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun;  arise, fair sun, 1599 times.\n" >"$E/same.txt"
+printf "KING:\n\nWhat know'st thou?\n" >"$E/differs.txt"
+cases="["
+for m in byte bpe; do
+    M="$E/$m/model.bin"
+    "$EXPORT" "$M" --format gguf --out "$E/$m.gguf" 2>/dev/null &&
+        "$EXPORT" "$M" --format gguf --out "$E/$m.2.gguf" 2>/dev/null && cmp -s "$E/$m.gguf" "$E/$m.2.gguf" &&
+        "$EXPORT" "$M" --format hf --out "$E/$m.hf" 2>/dev/null &&
+        "$EXPORT" "$M" --format hf --out "$E/$m.2.hf" 2>/dev/null && diff -r -q "$E/$m.hf" "$E/$m.2.hf" >/dev/null &&
+        [ "$(ls "$E/$m.hf" | tr '\n' ' ')" = "config.json model.safetensors tokenizer.json tokenizer_config.json " ] &&
+        [ "$(head -c 4 "$E/$m.gguf")" = GGUF ] && [ -z "$(ls -d "$E"/*.tmp 2>/dev/null)" ]
+    expect "$m: GGUF and Hugging Face exports, twice: the same bytes; no temporaries left" $? "$(ls "$E" | tr '\n' ' ')"
+    # 12 tokens of the text, then our logits at each position and our greedy 32 tokens
+    toks=$("$REF" "$M" --encode "$E/same.txt" | cut -d' ' -f1-12)
+    "$REF" "$M" 32 $toks >"$E/$m.ref.json" && "$REF" "$M" 0 $toks >"$E/$m.ref0.json"
+    expect "$m: our logits and greedy tokens for [$toks]" $? "export_ref failed"
+    # the Hugging Face folder: tensors, config and tokenizer read back in Python, and
+    # a float64 forward pass in Hugging Face's conventions
+    pycheck "$M" "$E/$m.hf" "$E/$m.ref0.json" 1e-4 $toks
+    cases="$cases$([ "$m" = byte ] || echo ,){\"gguf\": \"$E/$m.gguf\", \"ref\": \"$E/$m.ref.json\", \"text\": \"$E/same.txt\", \"tokens\": [${toks// /,}]}"
+done
+"$EXPORT" "$E/bpe/model.bin" --format hf --f16 --out "$E/bpe16.hf" 2>/dev/null &&
+    pycheck "$E/bpe/model.bin" "$E/bpe16.hf" "$E/bpe.ref0.json" 5e-2 --f16 $toks
+"$EXPORT" "$E/bpe/model.bin" --format gguf --f16 --out "$E/bpe16.gguf" 2>/dev/null
+cases="$cases, {\"gguf\": \"$E/bpe16.gguf\", \"ref\": \"$E/bpe.ref.json\", \"text\": \"$E/differs.txt\", \"tokens\": [${toks// /,}]}]"
+echo "$cases" >"$E/cases.json"
+
+# llama.cpp itself (node-llama-cpp's prebuilt CPU build, installed by scripts/setup_node.sh)
+NLC=build/node
+if [ -f "$NLC/node_modules/node-llama-cpp/package.json" ] && command -v node >/dev/null; then
+    node test/test_gguf.mjs "$NLC" "$E/cases.json" >"$E/llama.out" 2>"$E/llama.err"
+    rc=$?
+    [ $rc -eq 0 ] && [ "$(wc -l <"$E/llama.out")" -eq 3 ]
+    expect "llama.cpp (node-llama-cpp 3.21.1) loads the three GGUF files" $? "exit $rc: $(tail -n 3 "$E/llama.err" | tr '\n' ' ')"
+    field() { sed -n "$1p" "$E/llama.out" | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])" 2>/dev/null; }
+    i=1
+    for m in byte bpe; do
+        worst=$(field $i worst) compared=$(field $i compared)
+        $PY -c "import sys; sys.exit(not (float('$worst') <= 1e-4))" 2>/dev/null && [ "$compared" = "$([ $m = byte ] && echo 256 || echo 512)" ]
+        expect "$m: llama.cpp's next-token log-probabilities equal ours over all $compared tokens (worst $worst <= 1e-4)" $? "worst '$worst', compared '$compared'"
+        want=$($PY -c "import json; print(json.load(open('$E/$m.ref.json'))['greedy'])")
+        [ "$(field $i greedy)" = "$want" ]
+        expect "$m: llama.cpp's greedy 32 tokens from the same ids are ours ($(echo "$want" | cut -c1-40)...)" $? "llama.cpp $(field $i greedy)"
+        [ "$(field $i text_ids)" = "$("$REF" "$E/$m/model.bin" --encode "$E/same.txt")" ] && [ "$(field $i detokenized)" = True ]
+        expect "$m: llama.cpp tokenizes the text to our ids and detokenizes it back" $? "llama.cpp: $(field $i text_ids)"
+        i=$((i + 1))
+    done
+    worst=$(field 3 worst)
+    $PY -c "import sys; sys.exit(not (float('$worst') <= 5e-2))" 2>/dev/null
+    expect "bpe, F16 GGUF: log-probabilities within 5e-2 of ours (worst $worst)" $? "worst '$worst'"
+    # where the pre-tokenizers differ, the ids differ and the text survives (docs/export.md)
+    ours=$("$REF" "$E/bpe/model.bin" --encode "$E/differs.txt")
+    theirs=$(field 3 text_ids)
+    [ "$ours" != "$theirs" ] && [ "$(field 3 detokenized)" = True ] &&
+        [ "$(echo "$theirs" | wc -w)" -gt "$(echo "$ours" | wc -w)" ]
+    expect "a blank line and \"know'st\": llama.cpp cuts finer (more tokens), the text round-trips" $? "ours $ours, llama.cpp $theirs"
+elif [ "${REQUIRE_LLAMA_CPP:-0}" = 1 ]; then
+    fail "llama.cpp checks" "node-llama-cpp is not installed under $NLC (scripts/setup_node.sh)"
+else
+    echo "skip - llama.cpp checks of the GGUF exports: node-llama-cpp is not installed (scripts/setup_node.sh needs node and npm's registry)"
+fi
+
+# refused models: one line, exit 1, nothing written
+for f in gguf hf; do
+    bad_case "exporting a DyT model to $f" 1 "cannot export to $f: the model has a dyt norm" \
+        "$EXPORT" "$TMP/a_dyt/model.bin" --format $f --out "$E/dyt.$f"
+    [ -z "$(ls -d "$E"/dyt.* 2>/dev/null)" ]
+    expect "a refused $f export writes nothing" $? "$(ls "$E" | tr '\n' ' ')"
+done
+"$TRAIN" --data "$DATA" "${TINY[@]}" --norm rmsnorm --residual-gate --emb-scale on --steps 1 --out "$E/gate" 2>/dev/null
+bad_case "exporting an RMSNorm model with an embedding scale and residual gates" 1 \
+    "cannot export to hf: the model has an embedding scale" "$EXPORT" "$E/gate/model.bin" --format hf --out "$E/gate.hf"
+bad_case "-z for a GGUF export" 2 "llama2.c tokenizer cannot be written" \
+    "$EXPORT" "$E/byte/model.bin" --format gguf -z "$E/same.txt" --out "$E/z.gguf"
+
+# a write error (a file-size limit, as a full disk): exit 1, the file or folder
+# under the output name as it was, no temporary left
+cp "$E/byte.gguf" "$E/keep.gguf" && cp -r "$E/byte.hf" "$E/keep.hf"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format gguf --out "$E/keep.gguf") 2>"$E/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "keep.gguf: write failed: File too large" "$E/full.err" && cmp -s "$E/keep.gguf" "$E/byte.gguf" &&
+    [ ! -e "$E/keep.gguf.tmp" ]
+expect "GGUF: a write error leaves the old file as it was and no temporary (exit $rc)" $? "$(head -n 1 "$E/full.err")"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/keep.hf") 2>"$E/full.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "model.safetensors: write failed: File too large" "$E/full.err" &&
+    diff -r -q "$E/keep.hf" "$E/byte.hf" >/dev/null && [ ! -e "$E/keep.hf.tmp" ] && [ ! -e "$E/keep.hf.old" ]
+expect "Hugging Face: a write error leaves the old folder as it was and no temporary folder (exit $rc)" $? "$(head -n 1 "$E/full.err")"
+(ulimit -f 64 && exec "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/new.hf") 2>/dev/null
+[ ! -e "$E/new.hf" ] && [ ! -e "$E/new.hf.tmp" ]
+expect "Hugging Face: a failed export into a new folder leaves nothing" $? "$(ls "$E" | tr '\n' ' ')"
+"$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/keep.hf" 2>/dev/null && diff -r -q "$E/keep.hf" "$E/bpe.hf" >/dev/null &&
+    [ ! -e "$E/keep.hf.old" ]
+expect "Hugging Face: exporting over an existing folder replaces it" $? "$(ls "$E" | tr '\n' ' ')"
+mkdir -p "$E/other" && : >"$E/other/notes.txt"
+bad_case "exporting over a folder that is not an export" 1 "other: exists and holds notes.txt" \
+    "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/other"
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
@@ -690,10 +977,84 @@ expect "compare_norms.sh: 4 runs, loss_curves.png/.svg, alpha.png, summary.md, s
 expect "compare_norms.sh: a repeated command skips the finished runs" $? "$(grep -i 'train\|skip' "$TMP/cmp2.log" | head -3 | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------
+section "scripts: --help, usage errors, a clean clone after the demo, the grid sweep"
+# every script answers -h/--help with its usage on stdout and does nothing else: setup.sh
+# runs with an apt-get and a dpkg-query on PATH that only record being called
+FB="$TMP/fakebin" && mkdir -p "$FB"
+printf '#!/bin/sh\necho "$0 $*" >>%s/called\n' "$FB" >"$FB/apt-get" && cp "$FB/apt-get" "$FB/dpkg-query" &&
+    chmod +x "$FB/apt-get" "$FB/dpkg-query"
+for s in setup.sh demo.sh compare_norms.sh sweep.sh bpe_compare.sh bench_bpe.sh analyze.py speedcheck.py; do
+    for h in --help -h; do
+        PATH="$FB:$PATH" scripts/$s $h >"$TMP/help.out" 2>"$TMP/help.err"
+        rc=$?
+        [ $rc -eq 0 ] && [ ! -s "$TMP/help.err" ] && [ ! -e "$FB/called" ] &&
+            grep -qi "usage\|scripts/$s" "$TMP/help.out" && ! grep -q "pipefail" "$TMP/help.out"
+        expect "$s $h: usage on stdout, exit 0, nothing else done" $? \
+            "exit $rc: $(head -c 200 "$TMP/help.err") $(cat "$FB/called" 2>/dev/null)"
+    done
+done
+# usage errors: exit 2, one line on stderr, naming the script that was called
+usage_case() { # NAME SCRIPT-AND-ARGS... ; the expected message prefix in $WANT
+    "${@:2}" >/dev/null 2>"$TMP/usage.err"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/usage.err")" -eq 1 ] && grep -q "^$WANT" "$TMP/usage.err"
+    expect "$1" $? "exit $rc: $(head -c 300 "$TMP/usage.err")"
+}
+WANT="demo.sh: error: --seeds needs a value" usage_case "demo.sh --seeds without a value: a usage error" scripts/demo.sh --seeds
+WANT="setup.sh: error: unknown option '--bogus'" usage_case "setup.sh --bogus: a usage error, no package named --bogus" \
+    env PATH="$FB:$PATH" scripts/setup.sh --bogus
+WANT="bpe_compare.sh: error: --steps needs a value" usage_case "bpe_compare.sh --steps without a value" scripts/bpe_compare.sh --steps
+WANT="sweep.sh: error: --param lrr: train_llama has no flag --lrr" usage_case "sweep.sh --param lrr blames sweep.sh" \
+    scripts/sweep.sh --param lrr --values 1 --out "$TMP/sw_bad" --data "$DATA"
+WANT="compare_norms.sh: error: --norms: unknown norm 'nope'" usage_case "compare_norms.sh --norms with an unknown kind lists the known ones" \
+    scripts/compare_norms.sh --data "$DATA" --norms rmsnorm,nope --dry-run
+# make without OpenBLAS's header: one line saying what to install, before compiling
+make --no-print-directory BLAS_INC="$TMP/no-blas" all >"$TMP/make.out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <"$TMP/make.out")" -eq 1 ] &&
+    grep -q "OpenBLAS is missing.*scripts/setup.sh.*apt-get install -y libopenblas-openmp-dev" "$TMP/make.out"
+expect "make without cblas.h: one line naming scripts/setup.sh and the apt-get line" $? "$(head -c 300 "$TMP/make.out")"
+
+# the demo (tiny) writes only under runs/: git status is the same before and after
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    D=runs/.test_demo_$$
+    before=$(git status --porcelain --untracked-files=all)
+    scripts/demo.sh --tiny --seeds 1 --steps 4 --out "$D" >"$TMP/demo.log" 2>&1
+    rc=$?
+    after=$(git status --porcelain --untracked-files=all)
+    [ $rc -eq 0 ] && [ "$before" = "$after" ] && [ -s "$D/summary.md" ] && [ -s "$D/loss_curves.png" ]
+    expect "a demo run (tiny) leaves git status as it was: it writes only under runs/" $? \
+        "exit $rc: $(diff <(echo "$before") <(echo "$after") | head -3 | tr '\n' ' ') $(tail -n 2 "$TMP/demo.log" | tr '\n' ' ')"
+    rm -rf "$D"
+else
+    ok "a demo run leaves git status as it was (skipped: not a git checkout)"
+fi
+
+# the grid sweep end to end: 2 x 2 cells (lr x alpha-attn), RMSNorm and DyT, 1 seed, 6 steps;
+# --jobs auto measures side by side against one after another and says which it chose
+SW=(scripts/sweep.sh --param lr --values 1e-3,3e-3 --param2 alpha-attn --values2 0.5,1 --norms rmsnorm,dyt
+    --seeds 1 --out "$TMP/grid" --data "$DATA" --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --warmup 2
+    --steps 6 --eval-every 3 --eval-batches 2)
+"${SW[@]}" >"$TMP/grid.log" 2>&1
+rc=$?
+n_runs=$(ls "$TMP"/grid/runs/lr=*,alpha-attn=*/{rmsnorm,dyt}_s0/result.txt 2>/dev/null | wc -l)
+[ $rc -eq 0 ] && [ "$n_runs" -eq 8 ] && head -c 8 "$TMP/grid/grid.png" | od -An -c | grep -q "P   N   G" &&
+    grep -q "^## DyT: final val loss" "$TMP/grid/summary.md" && grep -q "^| alpha-attn \\\\ lr | 1e-3 | 3e-3 |" "$TMP/grid/summary.md" &&
+    grep -q "Baseline: RMSNorm's best cell" "$TMP/grid/summary.md" &&
+    grep -q "^sweep.sh: 8 runs, \(2 runs side by side with --threads 1 each\|one after another\).*load average" "$TMP/grid.log"
+expect "sweep.sh grid: 2x2 cells x 2 norms, heatmap, summary per norm, the schedule chosen and why (exit $rc, $n_runs runs)" \
+    $? "$(grep -h "sweep.sh\|rror" "$TMP/grid.log" | head -3 | tr '\n' ' ')"
+"${SW[@]}" --jobs 2 >"$TMP/grid2.log" 2>&1
+[ $? -eq 0 ] && [ "$(grep -c 'skipped' "$TMP/grid2.log")" -eq 8 ] && grep -q "^sweep.sh: 8 runs, --jobs 2" "$TMP/grid2.log"
+expect "sweep.sh grid rerun with --jobs 2: every run skipped" $? "$(head -c 300 "$TMP/grid2.log")"
+
+# ---------------------------------------------------------------------------
 if [ -f test/test_analyze.py ]; then
     section "analysis scripts"
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
 fi
+
+. test/robust_tests.sh
 
 section "done"
 passed=$(grep -c '^ok - ' "$LOG")

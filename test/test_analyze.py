@@ -183,16 +183,28 @@ def log_rows(norm, final, seed, ms, diverge_at=None):
                (math.nan if broken else val) if is_eval else None, 1e-3, 0.5,
                step_ms, None if s == 0 else TOKENS / (step_ms / 1000), elapsed]
         if norm == "dyt":  # alpha = 0.5 / std exactly, so the final correlation is +1
-            row += [0.5 / layer_std(k, i, s) for k in kinds for i in range(N_LAYERS)] + [0.4]
+            row += [0.5 / layer_std(k, i, s) for k in kinds for i in range(N_LAYERS)] + [0.25]
         row += ([layer_std(k, i, s) for k in kinds for i in range(N_LAYERS)] + [2.0]
                 if is_eval else [None] * len(std_cols))
         rows.append(row)
     return header, rows
 
 
-def make_run(path, norm, seed, final, ms, diverge_at=None, run_json=True, args=()):
+# The training text the synthetic runs name: 64 byte values equally often, so its unigram
+# loss is ln 64 = 4.158883 nats/byte (a run ending above 4.058883 has collapsed).
+DATA_TEXT = bytes(range(32, 96)) * 100
+UNIGRAM = math.log(64)
+DATA_FILE = None  # written by main()
+
+
+def make_run(path, norm, seed, final, ms, diverge_at=None, run_json=True, args=(), load=None,
+             step_ms=None):
+    """load: (start, end, cores, threads) for result.txt; step_ms(step) -> ms overrides."""
     os.makedirs(path, exist_ok=True)
     header, rows = log_rows(norm, final, seed, ms, diverge_at)
+    if step_ms:
+        for r in rows[1:]:
+            r[6] = step_ms(r[0])
     with open(os.path.join(path, "log.csv"), "w") as f:
         f.write(",".join(header) + "\n")
         for r in rows:
@@ -203,10 +215,12 @@ def make_run(path, norm, seed, final, ms, diverge_at=None, run_json=True, args=(
     with open(os.path.join(path, "result.txt"), "w") as f:
         f.write(f"status={status}\nsteps={steps}\nfinal_val_loss={final_txt}\n"
                 f"best_val_loss={final:.6f}\nmedian_ms={ms:.3f}\n"
-                f"tok_s={TOKENS / (ms / 1000):.3f}\nparams=12345\nnorm={norm}\nseed={seed}\n")
+                f"tok_s={TOKENS / (ms / 1000):.3f}\nparams=12345\nnorm={norm}\nseed={seed}\n"
+                + ("loadavg_start={}\nloadavg_end={}\ncores={}\nthreads={}\n".format(*load)
+                   if load else ""))
     if run_json:
         with open(os.path.join(path, "run.json"), "w") as f:
-            json.dump({"norm": norm, "seed": seed, "data": "/x/tinyshakespeare.txt",
+            json.dump({"norm": norm, "seed": seed, "data": DATA_FILE,
                        "args": ["--dim", "64", "--layers", str(N_LAYERS), *args,
                                 "--seed", str(seed)]}, f)
 
@@ -302,11 +316,13 @@ def compare_tests(tmp):
     @test
     def test_compare_summary_numbers():
         assert stdout == summary, "stdout differs from summary.md"
-        assert_contains(summary, "| RMSNorm | 3 | 3 | 0 | 0 | 1.5200 ± 0.0200 |",
-                        "| DyT | 4 | 3 | 1 | 0 | 1.5600 ± 0.0300 |",
-                        "**+0.0400**", "t = 1.922", "dof = 3.48",
-                        "| RMSNorm | 100.0 | 10240 |", "| DyT | 110.0 | 9309 |",
-                        "DyT / RMSNorm tokens/s: **0.909** (DyT 9.1% slower)")
+        # rmsnorm_s1 has no run.json, so no known text: its collapse is n/a, and so the count
+        assert_contains(summary, "| RMSNorm | 3 | 3 | 0 | n/a | 0 | 1.5200 ± 0.0200 |",
+                        "| DyT | 4 | 3 | 1 | 0 | 0 | 1.5600 ± 0.0300 |",
+                        "- DyT − RMSNorm final val loss: **+0.0400**", "t = 1.922", "dof = 3.48",
+                        "| RMSNorm | 3/3 | 100.0 | 10240 |", "| DyT | 4/4 | 110.0 | 9309 |",
+                        "DyT / RMSNorm tokens/s: **0.909** (DyT 9.1% slower)",
+                        "data.txt vocab 256: 4.1589 nats/token")
         w = A.welch_test(DYT_FINALS, RMS_FINALS)
         assert_contains(summary, f"[{w['lo']:+.4f}, {w['hi']:+.4f}]", f"p = {w['p']:.3f}")
 
@@ -314,7 +330,7 @@ def compare_tests(tmp):
     def test_compare_summary_diverged_and_alpha():
         assert_contains(summary, "- dyt_s3 (DyT, seed 3): non-finite loss at step 101")
         # alpha = 0.5 / std exactly in the synthetic logs -> r = 1 for each finished DyT seed
-        assert_contains(summary, "mean **1.000** over 3 DyT run(s)")
+        assert_contains(summary, "- DyT: mean **1.000** over 3 run(s)")
 
     @test
     def test_compare_single_seed_is_na():
@@ -324,6 +340,87 @@ def compare_tests(tmp):
         rc1, text = run_main(["--out", one, "--config", "tiny test", os.path.join(one, "runs")])
         assert rc1 == 0, f"rc {rc1}"
         assert_contains(text, "n/a (need >= 2 seeds)", "# RMSNorm vs DyT — tiny test")
+
+    @test
+    def test_collapsed_seeds_against_the_unigram_loss():
+        # finals 4.10 and 4.15 (within 0.1 of ln 64 = 4.1589: collapsed),
+        # 1.50 (learned); LayerNorm as the baseline, "none" compared with it
+        root = os.path.join(tmp, "coll")
+        for k, f in enumerate((4.10, 4.15, 1.50)):
+            make_run(os.path.join(root, "runs", f"none_s{k}"), "none", k, f, 100.0)
+        for k, f in enumerate((1.40, 1.42, 1.44)):
+            make_run(os.path.join(root, "runs", f"layernorm_s{k}"), "layernorm", k, f, 100.0)
+        rc1, text = run_main(["--out", root, "--baseline", "layernorm", os.path.join(root, "runs")])
+        assert rc1 == 0, f"rc {rc1}"
+        runs = {r.name: r for r in A.load_runs([os.path.join(root, "runs")])}
+        close(runs["none_s0"].unigram[0], UNIGRAM, 1e-9, "unigram loss")
+        assert [runs[f"none_s{k}"].collapsed for k in range(3)] == [True, True, False]
+        assert_contains(text, "# LayerNorm vs none", "| none | 3 | 3 | 0 | 2 | 0 |",
+                        "| LayerNorm | 3 | 3 | 0 | 0 | 0 |", "- none − LayerNorm final val loss")
+        assert text.index("| LayerNorm | 3") < text.index("| none | 3"), "baseline first"
+
+    @test
+    def test_any_kind_and_any_diagnostic_columns():
+        # a "derf" run whose log has alpha, s, sat (attention, FFN, final) and gate columns
+        # (attention, FFN), as the zoo's kinds write them: the summary lists their last
+        # values per site, the alpha plot gets a row for it, nothing is DyT-specific
+        root = os.path.join(tmp, "derf")
+        for k in range(2):
+            path = os.path.join(root, "runs", f"derf_s{k}")
+            make_run(path, "dyt", k, 1.6 + 0.01 * k, 100.0)  # alpha/std columns as DyT's
+            with open(os.path.join(path, "log.csv")) as f:
+                lines = f.read().splitlines()
+            extra = ([f"s_{site}_{i}" for site in ("attn", "ffn") for i in range(N_LAYERS)] + ["s_final"]
+                     + [f"sat_{site}_{i}" for site in ("attn", "ffn") for i in range(N_LAYERS)]
+                     + ["sat_final"] + [f"gate_{site}_{i}" for site in ("attn", "ffn")
+                                        for i in range(N_LAYERS)])
+            vals = ([0.01 * i for i in range(2 * N_LAYERS)] + [0.5] + [0.1] * (2 * N_LAYERS)
+                    + [0.2] + [0.3 + 0.1 * i for i in range(2 * N_LAYERS)])
+            with open(os.path.join(path, "log.csv"), "w") as f:
+                f.write(lines[0] + "," + ",".join(extra) + "\n")
+                for line in lines[1:]:
+                    f.write(line + "," + ",".join(f"{v:g}" for v in vals) + "\n")
+            meta = json.load(open(os.path.join(path, "run.json")))
+            meta["norm"] = "derf"
+            json.dump(meta, open(os.path.join(path, "run.json"), "w"))
+            make_run(os.path.join(root, "runs", f"rmsnorm_s{k}"), "rmsnorm", k, 1.5, 100.0)
+        rc1, text = run_main(["--out", root, os.path.join(root, "runs")])
+        assert rc1 == 0, f"rc {rc1}"
+        assert_contains(text, "# RMSNorm vs Derf", "- Derf − RMSNorm final val loss",
+                        "| Derf | alpha | ", "| Derf | shift s | 0.000 .. 0.020 | 0.030 .. 0.050 | 0.500 |",
+                        "| Derf | fraction saturated | 0.100 .. 0.100 | 0.100 .. 0.100 | 0.200 |",
+                        "| Derf | residual gate | 0.300 .. 0.500 | 0.600 .. 0.800 | — |",
+                        "- Derf: mean **1.000** over 2 run(s)")
+        assert_png(os.path.join(root, "alpha.png"))
+
+    @test
+    def test_speed_under_load_is_flagged_not_compared():
+        # stand-in logs: RMSNorm steps of 100 ms on a quiet machine (load 0.1 -> 2.0 with our
+        # 2 threads on 2 cores); DyT: steps alternating 127 and 1800 ms (p90/p10 14x), and a
+        # second DyT run with steady steps but a load of 3.9 at the start on 2 cores
+        root = os.path.join(tmp, "load")
+        for k in range(2):
+            make_run(os.path.join(root, "runs", f"rmsnorm_s{k}"), "rmsnorm", k, 1.5, 100.0,
+                     load=(0.1, 2.0, 2, 2))
+        make_run(os.path.join(root, "runs", "dyt_s0"), "dyt", 0, 1.6, 963.0, load=(0.2, 2.1, 2, 2),
+                 step_ms=lambda s: 127.0 if s % 2 else 1800.0)
+        make_run(os.path.join(root, "runs", "dyt_s1"), "dyt", 1, 1.6, 200.0, load=(3.9, 4.2, 2, 2))
+        rc1, text = run_main(["--out", root, os.path.join(root, "runs")])
+        assert rc1 == 0, f"rc {rc1}"
+        runs = {r.name: r for r in A.load_runs([os.path.join(root, "runs")])}
+        assert not runs["rmsnorm_s0"].under_load, runs["rmsnorm_s0"].under_load
+        assert "step times p90/p10 14.2x" in runs["dyt_s0"].under_load[0], runs["dyt_s0"].under_load
+        assert "load average 3.9 at start" in runs["dyt_s1"].under_load[0], runs["dyt_s1"].under_load
+        assert_contains(text, "| DyT | 0/2 | under load | under load |", "| RMSNorm | 2/2 | 100.0 |",
+                        "DyT / RMSNorm tokens/s: not compared",
+                        "Measured under load (left out above): 2 of 4 runs")
+        assert "slower" not in text and "faster" not in text, "a conclusion drawn from loaded runs"
+        # the definition itself: p90/p10 and the load rule
+        import speedcheck as S
+        assert S.reasons([50] * 5 + [100, 100, 100, 190]) == []
+        assert S.reasons([50] * 5 + [100] * 8 + [300, 300])[0].startswith("step times p90/p10 3.0x")
+        assert not S.busy(1.0, 2.0, 2, 1), "two 1-thread runs side by side on 2 cores"
+        assert S.busy(1.0, 3.0, 2, 2) and not S.busy(0.3, 2.2, 2, 2)
 
     @test
     def test_cli_subprocess_and_no_runs_error():
@@ -366,6 +463,40 @@ def sweep_tests(tmp):
         path = os.path.join(tmp, "loose", "dyt_s0")
         make_run(path, "dyt", 0, 1.5, 110.0, args=("--lr", "3e-3"))
         assert A.identify(path, "lr") == ("dyt", 0, "3e-3")
+
+
+# Grid lr x alpha-attn, 2 seeds: RMSNorm best at (1e-3, 0.5) [1.50, 1.52] -> 1.5100 ± 0.0141;
+# DyT (1e-3, 0.5): one seed collapsed (4.10, within 0.1 of ln 64); (1e-2, 1): both diverged;
+# DyT best (1e-3, 1) [1.53, 1.57] -> 1.5500 ± 0.0283, Welch against RMSNorm's best cell.
+GRID = {("rmsnorm", "1e-3", "0.5"): [1.50, 1.52], ("rmsnorm", "1e-3", "1"): [1.55, 1.57],
+        ("rmsnorm", "1e-2", "0.5"): [1.60, 1.62], ("rmsnorm", "1e-2", "1"): [1.65, 1.67],
+        ("dyt", "1e-3", "0.5"): [4.10, 1.60], ("dyt", "1e-3", "1"): [1.53, 1.57],
+        ("dyt", "1e-2", "0.5"): [1.70, 1.72], ("dyt", "1e-2", "1"): [None, None]}
+
+
+def grid_tests(tmp):
+    root = os.path.join(tmp, "grid")
+    for (norm, lr, a), fins in GRID.items():
+        for k, f in enumerate(fins):
+            make_run(os.path.join(root, "runs", f"lr={lr},alpha-attn={a}", f"{norm}_s{k}"), norm, k,
+                     f or 2.0, 100.0, diverge_at=None if f else 60, args=("--lr", lr, "--alpha-attn", a))
+    rc, text = run_main(["--sweep", "lr", "--sweep2", "alpha-attn", "--out", root,
+                         os.path.join(root, "runs")])
+
+    @test
+    def test_grid_heatmap_and_summary():
+        assert rc == 0, f"main returned {rc}"
+        assert_png(os.path.join(root, "grid.png"))
+        assert_svg(os.path.join(root, "grid.svg"))
+        w = A.welch_test([1.53, 1.57], [1.50, 1.52])
+        assert_contains(text, "Baseline: RMSNorm's best cell lr=1e-3, alpha-attn=0.5: 1.5100 ± 0.0141.",
+                        "| alpha-attn \\ lr | 1e-3 | 1e-2 |",
+                        "| 0.5 | 2.8500 ± 1.7678 (n 2, div 0, coll 1) |",
+                        "| — (n 0, div 2, coll 0) |",
+                        "Best cell lr=1e-3, alpha-attn=1; DyT best − RMSNorm best final val loss: "
+                        f"**{w['diff']:+.4f}**, 95% CI [{w['lo']:+.4f}, {w['hi']:+.4f}]")
+        # rows are alpha-attn (sorted numerically), columns lr
+        assert text.index("| 0.5 | 1.5100") < text.index("| 1 | 1.5600"), text[:600]
 
 
 # ----------------------------------------------------------------------------------------
@@ -420,6 +551,15 @@ def log_tests(tmp):
 FAKE_TRAIN = r"""#!/usr/bin/python3
 import sys
 a = sys.argv[1:]
+if a == ["--help"]:  # the scripts read the trainer's flags from its --help
+    print("usage: train_llama --data FILE [options]\n  --data S   text\n  --out S   folder\n"
+          "  --norm S   kind\n  --seed N   seed\n  --resume S   ckpt\n  --steps N   steps\n"
+          "  --lr X   lr\n  --threads N   threads\n  --alpha-attn X   a\n"
+          "  --no-dyt-beta        flag\n  --list-norms         kinds\n  --help               this")
+    sys.exit(0)
+if a == ["--list-norms"]:
+    print("rmsnorm\nlayernorm\ndyt\nnone")
+    sys.exit(0)
 opt = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i].startswith("--")}
 out, lr, seed = opt["--out"], float(opt.get("--lr", "1e-3")), int(opt["--seed"])
 open(out + "/argv.txt", "w").write(" ".join(a))
@@ -450,7 +590,7 @@ def script_tests(tmp):
         with open(os.path.join(tmp, name), "w") as f:
             f.write(text)
         os.chmod(os.path.join(tmp, name), 0o755)
-    data = os.path.join(tmp, "data.txt")
+    data = os.path.join(tmp, "script_data.txt")
     with open(data, "w") as f:
         f.write("hello world\n")
 
@@ -502,12 +642,16 @@ def script_tests(tmp):
 
 
 def main():
+    global DATA_FILE
     keep = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--keep" else None
     stats_tests()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = keep or tmp
         os.makedirs(tmp, exist_ok=True)
-        for group in (compare_tests, sweep_tests, log_tests, script_tests):
+        DATA_FILE = os.path.join(tmp, "data.txt")
+        with open(DATA_FILE, "wb") as f:
+            f.write(DATA_TEXT)
+        for group in (compare_tests, sweep_tests, grid_tests, log_tests, script_tests):
             try:
                 group(tmp)
             except Exception as e:  # noqa: BLE001  (setup outside a test crashed)

@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 BIN=${1:?usage: test/valgrind.sh BINDIR}
 DATA=${DATA:-data/tinyshakespeare.txt}
 SHARED=${SHARED:-../shared/data}
+# set, so that the programs do not start themselves again to set it (src/threads.h):
+# valgrind would not follow them into the new image
+export GOMP_SPINCOUNT=10000
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0 failed=0
@@ -49,6 +52,12 @@ vg "a truncated checkpoint rejected on resume" 1 "$BIN/train_llama" --resume "$T
 vg "an unknown flag rejected" 2 "$BIN/train_llama" --frobnicate
 vg "data shorter than one sequence rejected" 1 "$BIN/train_llama" --data test/valgrind.supp --seq 4096 \
     --out "$TMP/short"
+mkfifo "$TMP/fifo"
+vg "a FIFO as --data rejected" 1 "$BIN/train_llama" --data "$TMP/fifo" --out "$TMP/fifo_out"
+vg "a FIFO as the model rejected" 1 "$BIN/infer_llama" "$TMP/fifo"
+vg "a finished run's resume changes nothing" 0 "$BIN/train_llama" --resume "$TMP/r/checkpoint.bin" --data "$DATA"
+vg "a resume into another folder" 0 "$BIN/train_llama" --resume "$TMP/d/checkpoint.bin" --data "$DATA" \
+    --threads 1 --out "$TMP/moved"
 head -c 200000 "$DATA" >"$TMP/bpe.txt"
 vg "BPE: a 300-token vocabulary, its token cache, 2 steps" 0 "$BIN/train_llama" --data "$TMP/bpe.txt" \
     --vocab-size 300 --dim 32 --layers 2 --heads 4 --seq 32 --batch 4 --steps 2 --eval-batches 1 --out "$TMP/b"

@@ -1,0 +1,116 @@
+// export_llama: writes a model trained by train_llama (or a llama2.c
+// checkpoint) in another program's format (docs/export.md):
+//
+//   ./export_llama runs/rms/model.bin --format gguf --out runs/rms/model.gguf     # llama.cpp
+//   ./export_llama runs/rms/model.bin --format hf --out runs/rms/hf                # Hugging Face folder
+//   ./export_llama runs/rms/model.bin --format llama2c --out runs/rms/llama2c.bin # llama2.c (+ .tokenizer.bin)
+//
+// Only RMSNorm models can go out (the targets have no DyT); a model a target
+// cannot run is refused with one line saying why, and nothing is written.
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/common.h"
+#include "src/export.h"
+#include "src/llama2c.h"
+#include "src/model.h"
+#include "src/options.h"
+#include "src/sptok.h"
+
+typedef struct {
+    const char *format, *out, *tokenizer;
+    int f16;
+} Settings;
+
+#define OFF(f) offsetof(Settings, f)
+static const Option OPTIONS[] = {
+    {"--format", OPT_STR, OFF(format), 0, 0, "llama2c, gguf (llama.cpp) or hf (Hugging Face folder)"},
+    {"--out", OPT_STR, OFF(out), 0, 0, "output file (llama2c, gguf) or folder (hf)"},
+    {"--f16", OPT_FLAG, OFF(f16), 0, 0, "store the matrices as float16 (gguf, hf; default float32)"},
+    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2c: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary"},
+};
+#define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
+
+static void usage(FILE *f) {
+    Settings d = {0};
+    fprintf(f, "usage: export_llama MODEL --format llama2c|gguf|hf --out PATH [options]\n"
+               "Writes MODEL (model.bin, checkpoint.bin or a llama2.c checkpoint) for llama2.c,\n"
+               "llama.cpp (GGUF v3) or Hugging Face transformers (safetensors folder).\n\noptions:\n");
+    options_usage(f, OPTIONS, N_OPTIONS, &d);
+    fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
+}
+
+// The model for llama2.c and its tokenizer beside it (OUT.bin ->
+// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
+static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
+    char tok_out[4096];
+    size_t len = strlen(out);
+    int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
+    if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
+        return err_set(err, "%s: path too long", out);
+    if (export_check(m, EXPORT_LLAMA2C, out, err)) return -1;
+    SpTok sp;
+    int rc;
+    if (tok_path)
+        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
+    else if (m->cfg.vocab_size == 256)
+        rc = sptok_bytes(&sp, err);
+    else
+        rc = err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
+                     "-z TOKENIZER", out, m->cfg.vocab_size);
+    if (rc) return -1;
+    rc = llama2c_export(m, out, err);
+    if (!rc) rc = sptok_save(&sp, tok_out, err);
+    if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
+    sptok_free(&sp);
+    return rc;
+}
+
+static int export_model(const Model *m, const Settings *s, ExportFormat f, Error *err) {
+    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, s->out, s->tokenizer, err)
+             : f == EXPORT_GGUF  ? gguf_export(m, s->out, s->f16, err)
+                                 : hf_export(m, s->out, s->f16, err);
+    if (!rc && f != EXPORT_LLAMA2C)
+        fprintf(stderr, "wrote %s (%s, %s)\n", s->out, f == EXPORT_GGUF ? "GGUF v3, llama" : "Hugging Face LlamaForCausalLM",
+                s->f16 ? "float16" : "float32");
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    Settings s = {0};
+    unsigned char given[N_OPTIONS] = {0};
+    const char *pos[1];
+    int n_pos, f = -1;
+    Error err = {{0}};
+    int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
+    if (rc == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
+    if (rc == 0 && !s.format) rc = err_set(&err, "--format is required (llama2c, gguf or hf)");
+    if (rc == 0 && (f = export_format_parse(s.format)) < 0)
+        rc = err_set(&err, "--format %s: must be llama2c, gguf or hf", s.format);
+    if (rc == 0 && !s.out) rc = err_set(&err, "--out is required");
+    if (rc == 0 && f != EXPORT_LLAMA2C && s.tokenizer)
+        rc = err_set(&err, "-z: a llama2.c tokenizer cannot be written as byte-level BPE; only --format llama2c takes it");
+    if (rc == 0 && f == EXPORT_LLAMA2C && s.f16) rc = err_set(&err, "--f16: llama2.c's format is float32 only");
+    if (rc) {
+        fprintf(stderr, "export_llama: %s (see --help)\n", err.msg);
+        return 2;
+    }
+    // a file-size limit (a full disk) is a write error the writers report and
+    // clean up after (nothing under the output name), not a fatal signal
+    signal(SIGXFSZ, SIG_IGN);
+    Model m;
+    ModelFormat format;
+    if (model_load_any(&m, pos[0], &format, &err)) {
+        fprintf(stderr, "export_llama: %s\n", err.msg);
+        return 1;
+    }
+    rc = export_model(&m, &s, (ExportFormat)f, &err);
+    if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
+    model_free(&m);
+    return rc ? 1 : 0;
+}

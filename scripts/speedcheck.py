@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""Was a speed figure measured on a quiet machine? One definition for every summary that
+reports speed (analyze.py for demo, compare and sweep; bench.py may import it too).
+
+A run's speed is *measured under load* (and no conclusion is drawn from it) when either:
+
+- its step times are unsteady: the ratio p90 / p10 of the per-step milliseconds, leaving
+  out the first SKIP_STEPS steps (thread start-up, page faults, cold caches), is above
+  MAX_SPREAD (2). A quiet machine keeps it near 1; another process taking the cores now
+  and then makes some steps several times slower than others. (max / min is reported too,
+  but one hiccup is enough to double it, so it is not the test.)
+- the machine was busy: the load average counts runnable threads, ours included, so the
+  load of *other* work is estimated as max(load at the start, load at the end - our
+  threads) and the run was disturbed when that plus our threads exceeds the cores by more
+  than LOAD_SLACK (0.5). Two 1-thread runs side by side on 2 cores do not disturb each
+  other by this test; anything else running beside a 2-thread run on 2 cores does.
+
+train_llama writes loadavg_start, loadavg_end, cores and threads into result.txt; runs
+without them are judged by their step times alone.
+
+    python3 scripts/speedcheck.py RUN_DIR...   prints the verdict of each run folder
+"""
+import math
+import os
+import sys
+
+SKIP_STEPS = 5
+MAX_SPREAD = 2.0
+LOAD_SLACK = 0.5
+
+
+def percentile(xs, q):
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    xs = sorted(xs)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def step_spread(step_ms):
+    """(p90/p10, max/min) of per-step milliseconds given in step order, the first
+    SKIP_STEPS left out; (nan, nan) when fewer than 2 steps remain."""
+    xs = [x for x in list(step_ms)[SKIP_STEPS:] if math.isfinite(x) and x > 0]
+    if len(xs) < 2:
+        return math.nan, math.nan
+    return percentile(xs, 90) / percentile(xs, 10), max(xs) / min(xs)
+
+
+def other_load(load_start, load_end, threads):
+    """The load of other work: max(load at the start, load at the end - our threads)."""
+    parts = [x for x in (load_start, load_end - threads) if math.isfinite(x)]
+    return max(parts) if parts else math.nan
+
+
+def busy(load_start, load_end, cores, threads):
+    """True when other work plus our threads exceeded the cores (nan inputs: False)."""
+    other = other_load(load_start, load_end, threads)
+    if not (math.isfinite(other) and cores > 0 and threads > 0):
+        return False
+    return other + threads > cores + LOAD_SLACK
+
+
+def reasons(step_ms, load_start=math.nan, load_end=math.nan, cores=0, threads=0):
+    """Why a speed figure was measured under load: a list of short texts, empty when the
+    run looks undisturbed."""
+    out = []
+    p9010, maxmin = step_spread(step_ms)
+    if math.isfinite(p9010) and p9010 > MAX_SPREAD:
+        out.append(f"step times p90/p10 {p9010:.1f}x (max/min {maxmin:.1f}x)")
+    if busy(load_start, load_end, cores, threads):
+        out.append(f"load average {load_start:.1f} at start, {load_end:.1f} at end "
+                   f"on {cores} cores with {threads} threads")
+    return out
+
+
+def machine_now():
+    """(1-minute load average, cores) of this machine now."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = math.nan
+    return load, os.cpu_count() or 0
+
+
+def _num(d, key):
+    try:
+        return float(d.get(key, "nan"))
+    except ValueError:
+        return math.nan
+
+
+def result_reasons(step_ms, result):
+    """reasons() with the load fields of a result.txt dict."""
+    return reasons(step_ms, _num(result, "loadavg_start"), _num(result, "loadavg_end"),
+                   int(_num(result, "cores")) if math.isfinite(_num(result, "cores")) else 0,
+                   int(_num(result, "threads")) if math.isfinite(_num(result, "threads")) else 0)
+
+
+def _run_dir_reasons(path):
+    """reasons() of a run folder (log.csv's ms column, result.txt's load fields)."""
+    import csv
+    result = {}
+    if os.path.exists(os.path.join(path, "result.txt")):
+        with open(os.path.join(path, "result.txt")) as f:
+            result = dict(line.strip().split("=", 1) for line in f if "=" in line)
+    ms = []
+    with open(os.path.join(path, "log.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("step", "0").strip() not in ("", "0") and (row.get("ms") or "").strip():
+                ms.append(float(row["ms"]))
+    return result_reasons(ms, result)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    for d in sys.argv[1:]:
+        why = _run_dir_reasons(d)
+        print(f"{d}: " + ("measured under load: " + "; ".join(why) if why else "undisturbed"))

@@ -1,0 +1,291 @@
+#include "export.h"
+
+#include "llama2c.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *FORMAT_NAMES[N_EXPORT_FORMATS] = {"llama2c", "gguf", "hf"};
+// what runs each format, for messages
+static const char *FORMAT_TARGETS[N_EXPORT_FORMATS] = {"llama2.c", "llama.cpp's llama architecture",
+                                                      "Hugging Face's LlamaForCausalLM"};
+
+const char *export_format_name(ExportFormat f) { return FORMAT_NAMES[f]; }
+
+int export_format_parse(const char *name) {
+    for (int f = 0; f < N_EXPORT_FORMATS; f++)
+        if (!strcmp(name, FORMAT_NAMES[f])) return f;
+    return -1;
+}
+
+// ----------------------------------------------------------------------------
+// What each target runs. A model feature that some target lacks is one row:
+// `has` says whether the model has it (writing what it is into `what`), and
+// `runs` lists the formats that can express it. A new model feature (a norm
+// kind, a switch) needs one row here.
+
+#define ALL_FORMATS ((1u << N_EXPORT_FORMATS) - 1)
+#define BIT(f) (1u << (f))
+
+typedef struct {
+    int (*has)(const Model *m, char *what, size_t cap);
+    unsigned runs; // BIT(format) for each format that runs it
+} Feature;
+
+static int has_other_norm(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "a %s norm (the targets have RMSNorm only)", NORM_KINDS[m->cfg.norm].name);
+    return m->cfg.norm != NORM_RMS;
+}
+static int has_emb_scale(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "an embedding scale (--emb-scale)");
+    return m->cfg.emb_scale;
+}
+static int has_residual_gate(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "residual gates (--residual-gate)");
+    return m->cfg.residual_gate;
+}
+static int has_other_eps(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "norm_eps = %g (llama2.c's RMSNorm uses 1e-5)", m->cfg.norm_eps);
+    return m->cfg.norm_eps != LLAMA2C_EPS;
+}
+static int has_other_theta(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "rope_theta = %g (llama2.c's RoPE uses 10000)", m->cfg.rope_theta);
+    return m->cfg.rope_theta != LLAMA2C_THETA;
+}
+static int has_other_mlp(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "a %s MLP (the targets have SwiGLU only)", MLP_KINDS[m->cfg.mlp].name);
+    return m->cfg.mlp != MLP_SWIGLU;
+}
+static int has_bpe(const Model *m, char *what, size_t cap) {
+    snprintf(what, cap, "a BPE vocabulary (%d tokens; llama2.c's tokenizer cannot reproduce it)",
+             m->cfg.vocab_size);
+    return m->tokenizer != NULL;
+}
+
+static const Feature FEATURES[] = {
+    {has_other_norm, 0},
+    {has_emb_scale, 0},
+    {has_residual_gate, 0},
+    {has_other_mlp, 0},
+    {has_other_eps, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
+    {has_other_theta, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
+    {has_bpe, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
+};
+
+int export_check(const Model *m, ExportFormat f, const char *path, Error *err) {
+    char what[256];
+    for (size_t i = 0; i < sizeof FEATURES / sizeof FEATURES[0]; i++)
+        if (!(FEATURES[i].runs & BIT(f)) && FEATURES[i].has(m, what, sizeof what))
+            return err_set(err, "%s: cannot export to %s: the model has %s, which %s cannot run", path,
+                           FORMAT_NAMES[f], what, FORMAT_TARGETS[f]);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// vocabulary
+
+static int cmp_token(const void *a, const void *b, const Bpe *v) {
+    int x = *(const int *)a, y = *(const int *)b;
+    size_t lx = v->tok_len[x], ly = v->tok_len[y];
+    int c = memcmp(v->bytes + v->tok_off[x], v->bytes + v->tok_off[y], lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+// insertion into a sorted list would be quadratic: a merge sort over ids by bytes
+static void sort_ids(int *ids, int *tmp, int n, const Bpe *v) {
+    if (n < 2) return;
+    int h = n / 2;
+    sort_ids(ids, tmp, h, v);
+    sort_ids(ids + h, tmp, n - h, v);
+    int i = 0, j = h, k = 0;
+    while (i < h || j < n) tmp[k++] = j >= n || (i < h && cmp_token(&ids[i], &ids[j], v) <= 0) ? ids[i++] : ids[j++];
+    memcpy(ids, tmp, (size_t)n * sizeof(int));
+}
+
+int export_vocab(ExportVocab *v, const Model *m, const char *path, Error *err) {
+    memset(v, 0, sizeof *v);
+    Bpe *b = &v->bpe;
+    if (m->tokenizer) {
+        if (bpe_parse(b, m->tokenizer, m->tokenizer_bytes, path, err)) return -1;
+    } else if (m->cfg.vocab_size == 256) {
+        // the byte vocabulary is a BPE vocabulary without merges
+        if (bpe_train(b, (const unsigned char *)"", 0, 256, err)) return -1;
+    } else {
+        return err_set(err, "%s: the model has %d tokens but no BPE vocabulary of its own (a llama2.c "
+                       "tokenizer?): only byte and BPE vocabularies can be exported here", path,
+                       m->cfg.vocab_size);
+    }
+    if (b->vocab_size != m->cfg.vocab_size) {
+        export_vocab_free(v);
+        return err_set(err, "%s: the model's vocab_size %d differs from its tokenizer's %d", path,
+                       m->cfg.vocab_size, v->bpe.vocab_size);
+    }
+    // llama.cpp and Hugging Face map token text to ids: every token's bytes must be unique
+    int n = b->vocab_size, *ids = malloc(2 * (size_t)n * sizeof(int)), rc = 0;
+    if (!ids) {
+        export_vocab_free(v);
+        return err_set(err, "out of memory");
+    }
+    for (int i = 0; i < n; i++) ids[i] = i;
+    sort_ids(ids, ids + n, n, b);
+    for (int i = 1; i < n && !rc; i++)
+        if (!cmp_token(&ids[i - 1], &ids[i], b))
+            rc = err_set(err, "%s: tokens %d and %d have the same bytes; llama.cpp and Hugging Face look tokens "
+                         "up by their text, so this vocabulary cannot be exported", path,
+                         ids[i - 1] < ids[i] ? ids[i - 1] : ids[i], ids[i - 1] < ids[i] ? ids[i] : ids[i - 1]);
+    free(ids);
+    if (rc) export_vocab_free(v);
+    return rc;
+}
+
+void export_vocab_free(ExportVocab *v) { bpe_free(&v->bpe); }
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes ('!'..'~', 0xA1..0xAC,
+// 0xAE..0xFF) stand for themselves; the other 68 bytes, in order, become
+// U+0100, U+0101, ...
+static unsigned byte_code_point(unsigned char c) {
+    if ((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE) return c;
+    unsigned k = 0; // c's rank among the bytes that are not printable
+    for (unsigned x = 0; x < c; x++)
+        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) k++;
+    return 256 + k;
+}
+
+size_t byte_level_text(const unsigned char *bytes, size_t n, char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned cp = byte_code_point(bytes[i]);
+        if (cp < 0x80) {
+            out[k++] = (char)cp;
+        } else { // every code point here is below U+0800: two UTF-8 bytes
+            out[k++] = (char)(0xC0 | (cp >> 6));
+            out[k++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return k;
+}
+
+uint16_t f32_to_f16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t exp = (u >> 23) & 0xFF, man = u & 0x7FFFFF;
+    if (exp == 0xFF) return (uint16_t)(sign | 0x7C00 | (man ? 0x200 : 0)); // inf, NaN
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7C00); // overflow
+    if (e <= 0) { // subnormal half (or zero)
+        if (e < -10) return sign;
+        man |= 0x800000;
+        int shift = 14 - e; // 13 + (1 - e)
+        uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++; // a carry into the exponent is still right
+    return (uint16_t)(sign | h);
+}
+
+// ----------------------------------------------------------------------------
+// Buf
+
+void buf_put(Buf *b, const void *p, size_t n) {
+    if (b->failed || !n) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n) cap *= 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q) {
+            b->failed = 1;
+            return;
+        }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+void buf_printf(Buf *b, const char *fmt, ...) {
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        b->failed = 1;
+        return;
+    }
+    if ((size_t)len < sizeof small) {
+        buf_put(b, small, (size_t)len);
+        return;
+    }
+    char *big = malloc((size_t)len + 1);
+    if (!big) {
+        b->failed = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    buf_put(b, big, (size_t)len);
+    free(big);
+}
+
+void buf_free(Buf *b) {
+    free(b->p);
+    *b = (Buf){0};
+}
+
+// ----------------------------------------------------------------------------
+// tensors: ours -> GGUF (llama.cpp's names) and Hugging Face's names
+
+typedef struct {
+    int t;                // T_*
+    const char *gguf, *hf; // "%d": the layer
+    int rope;             // 1: query heads, 2: key/value heads (HF permutes these rows)
+    int vec;              // a norm's gain vector (d), not a matrix
+} TensorName;
+
+static const TensorName LAYER_TENSORS[] = {
+    {T_ATTN_NORM, "blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", 0, 1},
+    {T_WQ, "blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", 1, 0},
+    {T_WK, "blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", 2, 0},
+    {T_WV, "blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", 0, 0},
+    {T_WO, "blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", 0, 0},
+    {T_FFN_NORM, "blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", 0, 1},
+    {T_W1, "blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", 0, 0},
+    {T_W3, "blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", 0, 0},
+    {T_W2, "blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", 0, 0},
+};
+#define N_LAYER_TENSORS ((int)(sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0]))
+
+static void put_tensor(ExportTensor *e, const Model *m, const TensorName *tn, int layer) {
+    const ModelConfig *c = &m->cfg;
+    size_t n = m->sizes[tn->t] / (layer >= 0 ? (size_t)c->n_layers : 1);
+    // every matrix reads d inputs but w2 (down), which reads the hidden ones
+    size_t cols = tn->vec ? 1 : tn->t == T_W2 ? (size_t)c->hidden_dim : (size_t)c->dim;
+    snprintf(e->gguf, sizeof e->gguf, tn->gguf, layer);
+    snprintf(e->hf, sizeof e->hf, tn->hf, layer);
+    e->data = m->w.t[tn->t] + (layer >= 0 ? (size_t)layer * n : 0);
+    e->rows = n / cols, e->cols = cols;
+    e->rope_heads = tn->rope == 1 ? c->n_heads : tn->rope == 2 ? c->n_kv_heads : 0;
+}
+
+int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err) {
+    static const TensorName EMB = {T_WTE, "token_embd.weight", "model.embed_tokens.weight", 0, 0},
+                            FINAL = {T_FINAL_NORM, "output_norm.weight", "model.norm.weight", 0, 1},
+                            HEAD = {T_WCLS, "output.weight", "lm_head.weight", 0, 0};
+    int L = m->cfg.n_layers, cap = 3 + N_LAYER_TENSORS * L, k = 0;
+    ExportTensor *e = calloc((size_t)cap, sizeof *e);
+    if (!e) return err_set(err, "out of memory");
+    put_tensor(&e[k++], m, &EMB, -1);
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < N_LAYER_TENSORS; i++) put_tensor(&e[k++], m, &LAYER_TENSORS[i], l);
+    put_tensor(&e[k++], m, &FINAL, -1);
+    if (!m->cfg.tie_embeddings) put_tensor(&e[k++], m, &HEAD, -1); // a tied head is the embedding
+    *out = e;
+    *n = k;
+    return 0;
+}
