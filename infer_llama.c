@@ -285,6 +285,7 @@ static int run(const Model *m, const Settings *s, const char *model_path, Error 
 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); // before anything else: it may start the program again
+    stdout_buffer();
     Settings s = default_settings();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];

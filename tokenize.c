@@ -175,6 +175,7 @@ static int cmd_bench(const char *text_path, const Settings *s) {
 
 int main(int argc, char **argv) {
     Settings s = default_settings();
+    stdout_buffer();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[2];
     int n_pos;

@@ -1492,6 +1492,7 @@ int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
     threads_wait_policy(argv); // before anything else: it may start the program again
+    stdout_buffer();
     r.lock_fd = -1;
     dist_init(&r.dist, &argc, &argv);
     install_signal_handlers(); // first: a signal during set-up still ends in order (stopped_in_setup)

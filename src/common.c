@@ -100,6 +100,11 @@ FILE *open_append(const char *path, Error *err) {
     return regular_stream(fd, path, "ab", NULL, err);
 }
 
+void stdout_buffer(void) {
+    static char buf[1 << 16]; // glibc ignores the size unless given the buffer
+    if (!isatty(STDOUT_FILENO)) setvbuf(stdout, buf, _IOFBF, sizeof buf);
+}
+
 int stream_check(FILE *f, const char *name, Error *err) {
     errno = 0;
     if (fflush(f) || ferror(f))

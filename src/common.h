@@ -55,6 +55,11 @@ int memory_check(size_t bytes, const char *what, Error *err);
 // Flushes a stream we printed results to (stdout) and reports a failed write
 // (a full disk, > /dev/full) as an error naming `name`.
 int stream_check(FILE *f, const char *name, Error *err);
+// Off a terminal, standard output in one 64 KiB buffer: a --help or a report
+// then leaves in one write at the end, whose error (a full disk) stream_check
+// names; with stdio's 4 KiB the write that fails comes earlier and its errno
+// is gone by the check. Call first in main.
+void stdout_buffer(void);
 
 // Sets our OpenMP threads and OpenBLAS's to n (0 = leave the default: all cores).
 // OpenBLAS's OpenMP build shares the pool; sgemm runs outside our parallel regions.

@@ -96,24 +96,19 @@ int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_t
 
 int map_file(Mapped *m, const char *path, Error *err) {
     memset(m, 0, sizeof *m);
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(err, "%s: not a regular file", path);
-    }
-    if (st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    size_t n;
+    FILE *f = open_regular(path, &n, err); // a FIFO or a device is refused, never waited on
+    if (!f) return -1;
+    if (n > 0) {
+        void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fileno(f), 0);
         if (p == MAP_FAILED) {
             int e = errno;
-            close(fd);
-            return err_set(err, "%s: cannot map %lld bytes: %s", path, (long long)st.st_size, strerror(e));
+            fclose(f);
+            return err_set(err, "%s: cannot map %zu bytes: %s", path, n, strerror(e));
         }
-        m->p = p, m->n = (size_t)st.st_size;
+        m->p = p, m->n = n;
     }
-    close(fd);
+    fclose(f);
     return 0;
 }
 

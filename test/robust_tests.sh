@@ -31,7 +31,8 @@ bad_case "a FIFO as the BPE vocabulary beside the data" 1 "d.txt.bpe300: not a r
 rtrain --steps 4 --stop-after 2 --out "$RB/lg" 2>/dev/null && rm "$RB/lg/log.csv" && mkfifo "$RB/lg/log.csv"
 bad_case "a FIFO as log.csv on resume" 1 "log.csv: not a regular file (a FIFO)" \
     timeout 20 "$TRAIN" --data "$RB/d.txt" --resume "$RB/lg/checkpoint.bin"
-bad_case "a directory as --data" 1 "not a regular file (a directory)" "$TRAIN" --data "$RB" --steps 1 --out "$RB/f3"
+# (a directory as --data is a folder of texts: the data section tests it)
+bad_case "a directory as the model" 1 "not a regular file (a directory)" "$INFER" "$RB"
 
 # 2. llama2.c models with NaN or Inf weights, refused naming the tensor
 $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[28+4*5:28+4*6]=struct.pack('<f',float('nan')); open(sys.argv[2],'wb').write(b)" \
@@ -68,7 +69,8 @@ expect "a lock left by a SIGKILLed run does not block its resume" $? "$(tail -n 
 # 5. Every training-block field of a checkpoint is range-checked
 C="$RB/lg/checkpoint.bin" # step 2 of 4, 128 tokens per step
 patch_tb() { # patch_tb NAME OFFSET FORMAT VALUE: a copy of $C with one training-block field changed
-    $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); o=len(b)-1088+int(sys.argv[3]); v=sys.argv[5]; b[o:o+8]=struct.pack('<'+sys.argv[4], float(v) if sys.argv[4]=='d' else int(v)); open(sys.argv[2],'wb').write(b)" \
+    # (the block stands before the 1024-byte settings block and the data record, whose size is at byte 80)
+    $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); o=len(b)-1088-struct.unpack_from('<i',b,80)[0]+int(sys.argv[3]); v=sys.argv[5]; b[o:o+8]=struct.pack('<'+sys.argv[4], float(v) if sys.argv[4]=='d' else int(v)); open(sys.argv[2],'wb').write(b)" \
         "$C" "$RB/$1.bin" "$2" "$3" "$4"
 }
 patch_tb tb_tokmax 16 q 9223372036854775807
