@@ -335,20 +335,24 @@ typedef struct {
     float *attn_out, *ffn_out; // NULL without residual gates
 } Layer;
 
+// p + off, or NULL for a buffer this model does not have (w3's h3 without a
+// gated MLP, no per-row statistics, no residual gates): NULL + 0 is undefined.
+static float *slice(float *p, size_t off) { return p ? p + off : NULL; }
+
 static Layer layer_at(const Model *m, const Acts *a, int l) {
     const ModelConfig *c = &m->cfg;
     size_t N = (size_t)a->B * a->T, d = c->dim, h = c->hidden_dim;
     size_t kvd = d / c->n_heads * c->n_kv_heads, s = a->store_all ? (size_t)l : 0;
     size_t att = (size_t)a->B * c->n_heads * a->T * a->kv_len, ns = (size_t)NORM_KINDS[c->norm].stats;
     Layer y = {
-        .x_in = a->resid + s * N * d, .x_out = a->resid + (a->store_all ? s + 1 : 0) * N * d,
-        .norm_attn = a->norm_attn + s * N * d, .rstd_attn = a->rstd_attn + s * N * ns,
-        .q = a->q + s * N * d, .att = a->att + s * att, .atty = a->atty + s * N * d,
-        .resid_mid = a->resid_mid + s * N * d, .norm_ffn = a->norm_ffn + s * N * d,
-        .rstd_ffn = a->rstd_ffn + s * N * ns, .h1 = a->h1 + s * N * h, .h3 = a->h3 + s * N * h,
-        .hg = a->hg + s * N * h,
+        .x_in = slice(a->resid, s * N * d), .x_out = slice(a->resid, (a->store_all ? s + 1 : 0) * N * d),
+        .norm_attn = slice(a->norm_attn, s * N * d), .rstd_attn = slice(a->rstd_attn, s * N * ns),
+        .q = slice(a->q, s * N * d), .att = slice(a->att, s * att), .atty = slice(a->atty, s * N * d),
+        .resid_mid = slice(a->resid_mid, s * N * d), .norm_ffn = slice(a->norm_ffn, s * N * d),
+        .rstd_ffn = slice(a->rstd_ffn, s * N * ns), .h1 = slice(a->h1, s * N * h), .h3 = slice(a->h3, s * N * h),
+        .hg = slice(a->hg, s * N * h),
         .attn_out = a->attn_out ? a->attn_out + s * N * d : NULL, .ffn_out = a->ffn_out ? a->ffn_out + s * N * d : NULL,
-        .k = a->k + (size_t)l * a->B * a->kv_len * kvd, .v = a->v + (size_t)l * a->B * a->kv_len * kvd};
+        .k = slice(a->k, (size_t)l * a->B * a->kv_len * kvd), .v = slice(a->v, (size_t)l * a->B * a->kv_len * kvd)};
     return y;
 }
 
