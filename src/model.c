@@ -351,7 +351,7 @@ static Layer layer_at(const Model *m, const Acts *a, int l) {
         .resid_mid = slice(a->resid_mid, s * N * d), .norm_ffn = slice(a->norm_ffn, s * N * d),
         .rstd_ffn = slice(a->rstd_ffn, s * N * ns), .h1 = slice(a->h1, s * N * h), .h3 = slice(a->h3, s * N * h),
         .hg = slice(a->hg, s * N * h),
-        .attn_out = a->attn_out ? a->attn_out + s * N * d : NULL, .ffn_out = a->ffn_out ? a->ffn_out + s * N * d : NULL,
+        .attn_out = slice(a->attn_out, s * N * d), .ffn_out = slice(a->ffn_out, s * N * d),
         .k = slice(a->k, (size_t)l * a->B * a->kv_len * kvd), .v = slice(a->v, (size_t)l * a->B * a->kv_len * kvd)};
     return y;
 }
