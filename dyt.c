@@ -12,7 +12,7 @@ void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
         const float *x = inp + n * C;
         float *y = out + n * C;
         if (beta) // two loops: a test inside would keep the compiler from vectorising
-            for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]) + beta[c];
+            for (int c = 0; c < C; c++) y[c] = VM_MADD(gamma[c], tanh_approx(alpha * x[c]), beta[c]);
         else
             for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]);
     }
@@ -35,10 +35,10 @@ static void dyt_backward_row(float *restrict dx, float *restrict pg, float *rest
                              const float *restrict gamma, int C) {
     for (int c = 0; c < C; c++) {
         float t = tanh_approx(alpha * x[c]);
-        float g = dy[c] * gamma[c] * (1.0f - t * t);
-        dx[c] += g * alpha;
-        pa[c] += g * x[c];
-        pg[c] += dy[c] * t;
+        float g = dy[c] * gamma[c] * VM_MADD(-t, t, 1.0f);
+        dx[c] = VM_MADD(g, alpha, dx[c]);
+        pa[c] = VM_MADD(g, x[c], pa[c]);
+        pg[c] = VM_MADD(dy[c], t, pg[c]);
         pb[c] += dy[c];
     }
 }

@@ -227,12 +227,12 @@ static void derf_row(float *restrict dx, float *restrict pg, float *restrict pb,
                      float *restrict ps, const float *restrict dy, const float *restrict x,
                      const float *restrict g, float alpha, float s, int C) {
     for (int c = 0; c < C; c++) {
-        float u = alpha * x[c] + s, v = erf_approx(u), e = erf_deriv(u);
+        float u = VM_MADD(alpha, x[c], s), v = erf_approx(u), e = erf_deriv(u);
         float k = dy[c] * g[c] * e;
-        dx[c] += k * alpha;
-        pa[c] += k * x[c];
+        dx[c] = VM_MADD(k, alpha, dx[c]);
+        pa[c] = VM_MADD(k, x[c], pa[c]);
         ps[c] += k;
-        pg[c] += dy[c] * v;
+        pg[c] = VM_MADD(dy[c], v, pg[c]);
         pb[c] += dy[c];
     }
 }

@@ -8,20 +8,44 @@
 #include <stdint.h>
 #include <string.h>
 
+// a * b + c: one fused multiply-add where the target has it (-march=native
+// on x86-64 since Haswell), else a multiply and an add. The tanh and erf
+// polynomials use it (a third fewer operations); exp keeps its unfused bits
+// for softmax and SiLU. Each fit is clamped where its own rounding first
+// reaches 1 (found by scanning every float): beyond, it returns +-1 exactly,
+// and below, it never exceeds 1.
+#ifdef __FMA__
+#define VM_MADD(a, b, c) fmaf(a, b, c)
+#define TANH_SAT 7.99881172f
+#define ERF_SAT 3.61644650f
+#else
+#define VM_MADD(a, b, c) ((a) * (b) + (c))
+#define TANH_SAT 7.90531111f
+#define ERF_SAT 3.57882953f
+#endif
+
 // exp(z) for z in [-87.3, 88] (callers clamp): exp(z) = 2^n exp(r) with
 // n = round(z / ln2), |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial
-// (truncation < 6e-9). Shared by exp_approx and DyT's tanh (dyt.h).
-static inline float exp_reduced(float z) {
+// (truncation < 6e-9). fused: multiply-adds through VM_MADD (erf' in Derf's
+// backward); unfused for softmax and SiLU, whose bits the references pin.
+static inline float madd_k(float a, float b, float c, int fused) { return fused ? VM_MADD(a, b, c) : a * b + c; }
+
+static inline float exp_reduced_k(float z, int fused) {
     // n = round(z / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22)
     float n = (z * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = (z - n * 0.693145752f) - n * 1.42860677e-6f; // ln2 split hi + lo (Cody-Waite)
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-              r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    // r = z - n ln2, ln2 split hi + lo (Cody-Waite)
+    float r = madd_k(-n, 1.42860677e-6f, madd_k(-n, 0.693145752f, z, fused), fused);
+    float p = 1.0f / 5040; // Horner
+    p = madd_k(p, r, 1.0f / 720, fused), p = madd_k(p, r, 1.0f / 120, fused);
+    p = madd_k(p, r, 1.0f / 24, fused), p = madd_k(p, r, 1.0f / 6, fused);
+    p = madd_k(p, r, 0.5f, fused), p = madd_k(p, r, 1.0f, fused), p = madd_k(p, r, 1.0f, fused);
     int32_t bits = ((int32_t)n + 127) << 23; // 2^n, n in [-126, 127]
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
+
+static inline float exp_reduced(float z) { return exp_reduced_k(z, 0); }
 
 // exp(x), relative error about 2e-7 (checked in test_core) on [-87.3, 88].
 // Below -87.3 it gives 0 (no denormals), above 88 inf (the true value is
@@ -37,50 +61,50 @@ static inline float exp_approx(float x) {
 }
 
 // tanh(x) as a rational function, x P(x^2) / Q(x^2) (degrees 13 and 6, the
-// minimax fit Eigen uses), on x clamped to [-7.9053, 7.9053], where it reaches
+// minimax fit Eigen uses), on x clamped to +-TANH_SAT (about 7.9), where it reaches
 // 1 in float32; x itself below 4e-4. No exp and one division: cheaper than
 // (1 - e) / (1 + e). Absolute error about 2e-7 (checked against double in
 // test_core); NaN stays NaN (the comparisons below are false for it).
 static inline float tanh_approx(float x) {
-    float c = x > 7.90531110f ? 7.90531110f : x; // selects, not fminf/fmaxf: they vectorise
-    c = c < -7.90531110f ? -7.90531110f : c;
+    float c = x > TANH_SAT ? TANH_SAT : x; // selects, not fminf/fmaxf: they vectorise
+    c = c < -TANH_SAT ? -TANH_SAT : c;
     float x2 = c * c;
     float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 + -8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
+    p = VM_MADD(p, x2, 2.00018790482477e-13f);
+    p = VM_MADD(p, x2, -8.60467152213735e-11f);
+    p = VM_MADD(p, x2, 5.12229709037114e-08f);
+    p = VM_MADD(p, x2, 1.48572235717979e-05f);
+    p = VM_MADD(p, x2, 6.37261928875436e-04f);
+    p = VM_MADD(p, x2, 4.89352455891786e-03f);
     p = p * c;
     float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
+    q = VM_MADD(q, x2, 1.18534705686654e-04f);
+    q = VM_MADD(q, x2, 2.26843463243900e-03f);
+    q = VM_MADD(q, x2, 4.89352518554385e-03f);
     return fabsf(c) < 0.0004f ? c : p / q;
 }
 
 // erf(x) as a rational function, x P(x^2) / Q(x^2) (degrees 13 and 8, the
-// minimax fit Eigen uses), on x clamped to [-4, 4], where it reaches 1 in
+// minimax fit Eigen uses), on x clamped to +-ERF_SAT (about 3.6), where it reaches 1 in
 // float32. No exp: the forward of Derf costs about what DyT's does. Absolute
 // error about 4e-7 (checked against double in test_core); NaN stays NaN.
 static inline float erf_approx(float x) {
-    float c = x > 4.0f ? 4.0f : x;
-    c = c < -4.0f ? -4.0f : c;
+    float c = x > ERF_SAT ? ERF_SAT : x;
+    c = c < -ERF_SAT ? -ERF_SAT : c;
     float x2 = c * c;
     float p = -2.72614225801306e-10f;
-    p = p * x2 + 2.77068142495902e-08f;
-    p = p * x2 + -2.10102402082508e-06f;
-    p = p * x2 + -5.69250639462346e-05f;
-    p = p * x2 + -7.34990630326855e-04f;
-    p = p * x2 + -2.95459980854025e-03f;
-    p = p * x2 + -1.60960333262415e-02f;
+    p = VM_MADD(p, x2, 2.77068142495902e-08f);
+    p = VM_MADD(p, x2, -2.10102402082508e-06f);
+    p = VM_MADD(p, x2, -5.69250639462346e-05f);
+    p = VM_MADD(p, x2, -7.34990630326855e-04f);
+    p = VM_MADD(p, x2, -2.95459980854025e-03f);
+    p = VM_MADD(p, x2, -1.60960333262415e-02f);
     p = p * c;
     float q = -1.45660718464996e-05f;
-    q = q * x2 + -2.13374055278905e-04f;
-    q = q * x2 + -1.68282697438203e-03f;
-    q = q * x2 + -7.37332916720468e-03f;
-    q = q * x2 + -1.42647390514189e-02f;
+    q = VM_MADD(q, x2, -2.13374055278905e-04f);
+    q = VM_MADD(q, x2, -1.68282697438203e-03f);
+    q = VM_MADD(q, x2, -7.37332916720468e-03f);
+    q = VM_MADD(q, x2, -1.42647390514189e-02f);
     return p / q;
 }
 
@@ -89,7 +113,7 @@ static inline float erf_approx(float x) {
 static inline float erf_deriv(float x) {
     float x2 = x * x;
     x2 = x2 < 81.0f ? x2 : 81.0f;
-    return 1.1283791671f * exp_reduced(-x2);
+    return 1.1283791671f * exp_reduced_k(-x2, 1);
 }
 
 #endif

@@ -513,8 +513,10 @@ static void test_norm_kinds(void) {
 // near 0, over the range where they saturate, and their edges
 static void test_tanh_erf(void) {
     double wt = 0.0, wtr = 0.0, we = 0.0, wer = 0.0, wd = 0.0;
+    float big = 0.0f; // the largest |tanh| or |erf| seen: never above 1
     for (int i = -240000; i <= 240000; i++) {
         float v = i * 5e-5f;
+        big = fmaxf(big, fmaxf(fabsf(tanh_approx(v)), fabsf(erf_approx(v))));
         double t = tanh((double)v), e = erf((double)v);
         wt = fmax(wt, fabs(tanh_approx(v) - t));
         if (v != 0.0f) wtr = fmax(wtr, fabs(tanh_approx(v) - t) / fabs(t));
@@ -527,6 +529,7 @@ static void test_tanh_erf(void) {
           "abs %.3g rel %.3g", wt, wtr);
     check(we < 5e-7 && wer < 1e-6 && wd < 3e-7, "erf_approx, erf_deriv: |error| of erf < 5e-7 (relative 1e-6), of erf' < 3e-7 on [-12, 12]",
           "erf %.3g (relative %.3g), erf' %.3g", we, wer, wd);
+    check(big <= 1.0f, "tanh_approx, erf_approx: never above 1 in magnitude on [-12, 12]", "max %.9g", big);
     check(tanh_approx(0.0f) == 0.0f && tanh_approx(100.0f) == 1.0f && tanh_approx(-INFINITY) == -1.0f &&
               isnan(tanh_approx(NAN)) && erf_approx(0.0f) == 0.0f && erf_approx(100.0f) == 1.0f &&
               erf_approx(-INFINITY) == -1.0f && isnan(erf_approx(NAN)),
