@@ -12,8 +12,9 @@ Runs one of the recipe experiments on Tiny Shakespeare, 3 seeds per cell:
      sweep.sh --param preset --values default,dyt-official
   2  GELU MLP against SwiGLU, RMSNorm and DyT (does DyT's collapse go away?):
      sweep.sh --param mlp --values swiglu,gelu
-  3  lr x alpha0 grid for DyT (alpha0 the same at every site), beside RMSNorm's lr row:
-     one sweep.sh --param lr per alpha0, then grid.md (mean final val loss per cell)
+  3  lr x alpha0 grid for DyT and Derf (alpha0 the same at every site), beside RMSNorm's
+     lr row: one sweep.sh --param lr per kind and alpha0, then grid.md (mean final val
+     loss per cell)
   4  --scalar-lr-mult 1, 10, 100 for DyT (does alpha then track 1/std?):
      sweep.sh --param scalar-lr-mult --values 1,10,100, then alpha.png per value
 
@@ -24,13 +25,17 @@ Options:
                     6layer: d 128, 6 layers, 1000 steps (the README's three-seed run)
   --seeds N         seeds per cell (default 3)
   --lrs LIST        finding 3: learning rates (default 3e-4,1e-3,3e-3)
-  --alphas LIST     finding 3: alpha0 values (default 0.1,0.5,1,2)
+  --alphas LIST     finding 3: DyT's alpha0 values (default 0.1,0.5,1,2)
+  --derf-alphas LIST
+                    finding 3: Derf's alpha0 values (default 0.5,1,2: its paper's 0.5 and
+                    up; DyT's 0.1 is left out for time), or none
   --dry-run         print the train commands, run nothing
   -h, --help        this text
 Other arguments are train_llama flags for every run, after the size's (they win).
 A repeated command skips finished runs and resumes stopped ones (compare_norms.sh).
 
-Outputs: DIR/fN/summary.md and sweep.png (sweep.sh); finding 3 also DIR/f3/grid.md,
+Outputs: DIR/fN/summary.md and sweep.png (sweep.sh); finding 3 DIR/f3/grid.md and a sweep
+per kind and alpha0 (DIR/f3/dyt_alpha=A, derf_alpha=A),
 finding 4 DIR/f4/alpha_mult=V.png (alpha and 1/std of each site, per value).
 EOF
 }
@@ -43,17 +48,17 @@ ME=recipes.sh
 
 usage_error() { echo "$ME: error: $*; see --help" >&2; exit 2; }
 
-FINDING="" OUT="$ROOT/runs/recipes" SIZE=demo SEEDS=3 LRS=3e-4,1e-3,3e-3 ALPHAS=0.1,0.5,1,2 DRY=()
+FINDING="" OUT="$ROOT/runs/recipes" SIZE=demo SEEDS=3 LRS=3e-4,1e-3,3e-3 ALPHAS=0.1,0.5,1,2 DERF_ALPHAS=0.5,1,2 DRY=()
 PASS=()
 while (($#)); do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --dry-run) DRY=(--dry-run); shift ;;
-    --finding|--out|--size|--seeds|--lrs|--alphas)
+    --finding|--out|--size|--seeds|--lrs|--alphas|--derf-alphas)
       (($# >= 2)) || usage_error "$1 needs a value"
       case $1 in
         --finding) FINDING=$2 ;; --out) OUT=$2 ;; --size) SIZE=$2 ;;
-        --seeds) SEEDS=$2 ;; --lrs) LRS=$2 ;; --alphas) ALPHAS=$2 ;;
+        --seeds) SEEDS=$2 ;; --lrs) LRS=$2 ;; --alphas) ALPHAS=$2 ;; --derf-alphas) DERF_ALPHAS=$2 ;;
       esac
       shift 2 ;;
     *) PASS+=("$1"); shift ;;
@@ -82,15 +87,20 @@ case $FINDING in
       FLAGS+=("$a")
     done
     "$SWEEP" --param lr --values "$LRS" --norms rmsnorm --out "$F/rmsnorm" "${FLAGS[@]}"
-    IFS=, read -r -a alpha_list <<<"$ALPHAS"
-    for al in "${alpha_list[@]}"; do
-      "$SWEEP" --param lr --values "$LRS" --norms dyt --out "$F/alpha=$al" "${FLAGS[@]}" \
-        --alpha-attn "$al" --alpha-ffn "$al" --alpha-final "$al"
+    [[ $DERF_ALPHAS != none ]] || DERF_ALPHAS=""
+    for kind in dyt derf; do
+      [[ $kind == dyt ]] && list=$ALPHAS || list=$DERF_ALPHAS
+      IFS=, read -r -a alpha_list <<<"$list"
+      for al in "${alpha_list[@]}"; do
+        "$SWEEP" --param lr --values "$LRS" --norms $kind --out "$F/${kind}_alpha=$al" "${FLAGS[@]}" \
+          --alpha-attn "$al" --alpha-ffn "$al" --alpha-final "$al"
+      done
     done
-    ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" <<'EOF'
+    ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" "$DERF_ALPHAS" <<'EOF'
 # grid.md: mean final validation loss (and collapsed or diverged seeds) per lr x alpha0
 import glob, os, statistics, sys
-out, lrs, alphas = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
+out, lrs = sys.argv[1], sys.argv[2].split(",")
+kinds = [("DyT", "dyt", sys.argv[3]), ("Derf", "derf", sys.argv[4])]
 def cell(folder, lr):
     vals, bad = [], 0
     for res in sorted(glob.glob(os.path.join(folder, "runs", f"lr={lr}", "*", "result.txt"))):
@@ -103,9 +113,9 @@ def cell(folder, lr):
     return s + (f" ({bad} diverged)" if bad else "")
 rows = ["| | " + " | ".join(f"lr {lr}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|",
         "| RMSNorm | " + " | ".join(cell(os.path.join(out, "rmsnorm"), lr) for lr in lrs) + " |"]
-rows += [f"| DyT α0 {a} | " + " | ".join(cell(os.path.join(out, f"alpha={a}"), lr) for lr in lrs) + " |"
-         for a in alphas]
-text = "# Final validation loss, mean ± std over seeds: lr x alpha0 (DyT) and RMSNorm's lr row\n\n" + "\n".join(rows) + "\n"
+rows += [f"| {name} α0 {a} | " + " | ".join(cell(os.path.join(out, f"{kind}_alpha={a}"), lr) for lr in lrs) + " |"
+         for name, kind, alphas in kinds for a in alphas.split(",") if a]
+text = "# Final validation loss, mean ± std over seeds: lr x alpha0 (DyT, Derf) and RMSNorm's lr row\n\n" + "\n".join(rows) + "\n"
 open(os.path.join(out, "grid.md"), "w").write(text)
 print(text)
 EOF

@@ -772,10 +772,11 @@ bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: r
 for f in 1 2 3 4; do scripts/recipes.sh --finding $f --dry-run --out "$R/rx" >"$R/rx$f.txt" 2>&1 || echo "exit $?" >>"$R/rx$f.txt"; done
 [ "$(grep -c -- '--preset dyt-official' "$R/rx1.txt")" = 6 ] && [ "$(grep -c -- '--preset default' "$R/rx1.txt")" = 6 ] &&
     [ "$(grep -c -- '--mlp gelu' "$R/rx2.txt")" = 6 ] &&
-    [ "$(grep -c -- '--alpha-attn 2 --alpha-ffn 2 --alpha-final 2' "$R/rx3.txt")" = 9 ] &&
-    [ "$(grep -c -- '--norm rmsnorm' "$R/rx3.txt")" = 9 ] &&
+    [ "$(grep -c -- '--alpha-attn 2 --alpha-ffn 2 --alpha-final 2' "$R/rx3.txt")" = 18 ] &&
+    [ "$(grep -c -- '--norm rmsnorm' "$R/rx3.txt")" = 9 ] && [ "$(grep -c -- '--norm derf' "$R/rx3.txt")" = 27 ] &&
+    [ "$(grep -c -- '--alpha-attn 0.1 ' "$R/rx3.txt")" = 9 ] &&
     [ "$(grep -c -- '--scalar-lr-mult 100' "$R/rx4.txt")" = 3 ] && ! grep -q "^exit" "$R"/rx?.txt
-expect "scripts/recipes.sh --finding 1..4 --dry-run: 12, 12, 45 and 9 runs with their flags" $? "$(grep -h "exit\|error" "$R"/rx?.txt | head -3)"
+expect "scripts/recipes.sh --finding 1..4 --dry-run: 12, 12, 72 (RMSNorm 9, DyT 36, Derf 27) and 9 runs with their flags" $? "$(grep -h "exit\|error" "$R"/rx?.txt | head -3)"
 
 section "your own data: folders, lists, --val-data, resume from the checkpoint alone, large-text paths"
 OD="$TMP/own" && mkdir -p "$OD/c"
