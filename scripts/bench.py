@@ -44,7 +44,9 @@ LAYER_DIMS = (288, 1024, 4096)
 GEN_CONFIGS = ("tiny", "small", "medium", "large")
 # the contended section: loads started by the benchmark (threads of `benchmark spin`)
 LOADS = (("idle", 0), ("1 busy loop", 1), ("2-thread load", 2))
-DISTURBED = 0.25  # cores of other processes' CPU during a measurement that mark it
+DISTURBED = 0.25
+# the training step per norm kind (issue #12): rounds of every kind in turn, timed steps each
+KIND_ROUNDS, KIND_STEPS = 3, 6  # cores of other processes' CPU during a measurement that mark it
 
 
 def cpu_busy_s():
@@ -184,6 +186,7 @@ def main():
                                           "decode_weight_bytes", "decode_flops_per_token", "decode_kv_bytes",
                                           "decode_one_thread_share", "foreign_cores"])
     contended = run_contended(a, T, log, rec)
+    kinds = run_kinds(a, T, log, rec)
     for dim in LAYER_DIMS:
         log(f"bench: layer d={dim}")
         d = run_kv([BENCH, "layer", str(dim), str(T)])
@@ -192,7 +195,7 @@ def main():
     wall = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds()
     loads = (load_start, os.getloadavg()[0])
 
-    md = report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads)
+    md = report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start, loads)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
         f.write(md)
@@ -242,7 +245,28 @@ def run_contended(a, T, log, rec):
     return out
 
 
-def report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads):
+def run_kinds(a, T, log, rec):
+    """A training step of every norm kind (train_llama --list-norms) on the small config,
+    the kinds taking turns in each of KIND_ROUNDS rounds, so that a load that comes and
+    goes hits them alike; per kind the median over rounds of each run's step time."""
+    names = subprocess.run([os.path.join(ROOT, "train_llama"), "--list-norms"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    steps, warm = (2, 1) if a.quick else (KIND_STEPS, 1)
+    runs = {k: [] for k in names}
+    for r in range(1 if a.quick else KIND_ROUNDS):
+        for k in names:
+            log(f"bench: train small {k} {T} threads (kinds, round {r + 1})")
+            runs[k].append(run_kv([BENCH, "train", "small", k, str(T), str(steps), str(warm)], env=bench_env()))
+    out = {}
+    for k, ds in runs.items():
+        d = dict(sorted(ds, key=lambda d: d["step_ms"])[len(ds) // 2])  # the median run
+        d["rounds"] = len(ds)
+        out[k] = d
+        rec("kinds", "small", k, T, d, ["step_ms", "share_norm", "foreign_cores"])
+    return out
+
+
+def report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start, loads):
     pk = peak["sgemm_gflops"]
     bw = peak["mem_read_gbs"]
     L = []
@@ -300,6 +324,17 @@ def report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads
             f"{fmt(d[k + '_fwd_us'] + d[k + '_bwd_us'])} ({rms / (d[k + '_fwd_us'] + d[k + '_bwd_us']):.2f}x)"
             for k in kinds) + " |")
 
+    if kinds:
+        rms = kinds["rmsnorm"]["step_ms"]
+        L.append(f"\n## A training step per norm kind (small, {T} threads; the kinds take turns in each of "
+                 f"{next(iter(kinds.values()))['rounds']} rounds, median run; in brackets RMSNorm's step time / "
+                 "the kind's)\n")
+        L.append("| kind | ms/step | norms' share of the step |")
+        L.append("|---|---|---|")
+        for k, d in kinds.items():
+            L.append(f"| {k} | {fmt(d['step_ms'])} ({rms / d['step_ms']:.3f}x){disturbed(d)} | "
+                     f"{100 * d['share_norm']:.1f}% |")
+
     L.append("\n## Generation (batch 1, KV cache; prompt 256 tokens, then 256 greedy tokens)\n")
     L.append("Default threads, as infer_llama runs: all cores, or one for the tokens where one is faster "
              "(the share of tokens decoded on one thread is shown). The bound (issue #5, #14) is the time to "
@@ -339,6 +374,8 @@ def report(a, T, peak, train, torch, gen, layer, contended, wall, t_start, loads
 
     L.append("\n## Targets (issue #5)\n")
     L.extend(targets(T, pk, bw, train, torch, gen, layer))
+    L.append("\n## Targets (issue #12)\n")
+    L.extend(targets12(layer, kinds))
     L.append("\n## Targets (issue #14)\n")
     L.extend(targets14(pk, bw, gen, contended))
     return "\n".join(L) + "\n"
@@ -381,6 +418,23 @@ def targets(T, pk, bw, train, torch, gen, layer):
         line(r <= 1.5, f"{name} {norm}: a decoded token costs {r:.2f}x its bound (target 1.5x)")
         r = d["prefill_tok_s"] / d["decode_tok_s"]
         line(r >= 10, f"{name} {norm}: prefill is {r:.1f}x faster per token than decoding (target 10x)")
+    return out
+
+
+def targets12(layer, kinds):
+    """Every element-wise kind (its forward saves no per-row statistics) at least as fast
+    as RMSNorm's layer at every width; a DyT training step no slower than RMSNorm's."""
+    out = []
+    for dim, d in layer.items():
+        rms = d["rmsnorm_fwd_us"] + d["rmsnorm_bwd_us"]
+        for k in [k[:-6] for k in d if k.endswith("_stats") and d[k] == 0 and k != "none_stats"]:
+            r = rms / (d[k + "_fwd_us"] + d[k + "_bwd_us"])
+            out.append(f"- {'met' if r >= 1.0 else '**not met**'}: d={dim}: the {k} layer runs at {r:.2f}x "
+                       "RMSNorm's speed, fwd + bwd (target >= 1)")
+    if "dyt" in kinds and "rmsnorm" in kinds:
+        r = kinds["dyt"]["step_ms"] / kinds["rmsnorm"]["step_ms"]
+        out.append(f"- {'met' if r <= 1.0 else '**not met**'}: small: a DyT training step takes {r:.3f}x the "
+                   f"RMSNorm step, side by side (target <= 1){disturbed(kinds['dyt'])}{disturbed(kinds['rmsnorm'])}")
     return out
 
 
