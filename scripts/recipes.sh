@@ -34,7 +34,7 @@ Options:
 Other arguments are train_llama flags for every run, after the size's (they win).
 A repeated command skips finished runs and resumes stopped ones (compare_norms.sh).
 
-Outputs: DIR/fN/summary.md and sweep.png (sweep.sh); finding 3 DIR/f3/grid.md and a sweep
+Outputs: DIR/fN/summary.md and sweep.png (sweep.sh); finding 3 DIR/f3/grid.md, grid.png and a sweep
 per kind and alpha0 (DIR/f3/dyt_alpha=A, derf_alpha=A),
 finding 4 DIR/f4/alpha_mult=V.png (alpha and 1/std of each site, per value).
 EOF
@@ -96,28 +96,67 @@ case $FINDING in
           --alpha-attn "$al" --alpha-ffn "$al" --alpha-final "$al"
       done
     done
-    ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" "$DERF_ALPHAS" <<'EOF'
-# grid.md: mean final validation loss (and collapsed or diverged seeds) per lr x alpha0
-import glob, os, statistics, sys
+    ((${#DRY[@]})) || "$PYTHON" - "$F" "$LRS" "$ALPHAS" "$DERF_ALPHAS" "$SCRIPT_DIR" <<'EOF'
+# grid.md and grid.png: mean final validation loss per lr x alpha0 cell, with the seeds
+# that collapsed (analyze.py's rule: within 0.1 nats of the data's unigram loss) or diverged
+import math, os, statistics, sys
 out, lrs = sys.argv[1], sys.argv[2].split(",")
-kinds = [("DyT", "dyt", sys.argv[3]), ("Derf", "derf", sys.argv[4])]
-def cell(folder, lr):
-    vals, bad = [], 0
-    for res in sorted(glob.glob(os.path.join(folder, "runs", f"lr={lr}", "*", "result.txt"))):
-        kv = dict(l.strip().split("=", 1) for l in open(res) if "=" in l)
-        v = float(kv.get("final_val_loss", "nan"))
-        if kv.get("status") != "finished" or v != v: bad += 1
-        else: vals.append(v)
-    if not vals: return "—"
+sys.path.insert(0, sys.argv[5])
+import analyze
+kinds = [(name, kind, [a for a in alphas.split(",") if a])
+         for name, kind, alphas in (("DyT", "dyt", sys.argv[3]), ("Derf", "derf", sys.argv[4]))]
+kinds = [k for k in kinds if k[2]]
+def cell(folder, lr):  # (mean or nan, text)
+    runs = analyze.load_runs([os.path.join(folder, "runs", f"lr={lr}")]) if os.path.isdir(folder) else []
+    vals = analyze.finals(runs)
+    if not vals: return math.nan, "—", 0
+    bad = sum(r.status != "finished" for r in runs)
+    col = sum(bool(r.collapsed) for r in runs)
     s = f"{statistics.mean(vals):.3f}" + (f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else "")
-    return s + (f" ({bad} diverged)" if bad else "")
+    notes = [f"{col}/{len(runs)} collapsed"] * bool(col) + [f"{bad} diverged"] * bool(bad)
+    return statistics.mean(vals), s + (f" ({', '.join(notes)})" if notes else ""), col + bad
+rms = [cell(os.path.join(out, "rmsnorm"), lr) for lr in lrs]
 rows = ["| | " + " | ".join(f"lr {lr}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|",
-        "| RMSNorm | " + " | ".join(cell(os.path.join(out, "rmsnorm"), lr) for lr in lrs) + " |"]
-rows += [f"| {name} α0 {a} | " + " | ".join(cell(os.path.join(out, f"{kind}_alpha={a}"), lr) for lr in lrs) + " |"
-         for name, kind, alphas in kinds for a in alphas.split(",") if a]
-text = "# Final validation loss, mean ± std over seeds: lr x alpha0 (DyT, Derf) and RMSNorm's lr row\n\n" + "\n".join(rows) + "\n"
+        "| RMSNorm | " + " | ".join(c[1] for c in rms) + " |"]
+grids = {}
+for name, kind, alphas in kinds:
+    grids[name] = [[cell(os.path.join(out, f"{kind}_alpha={a}"), lr) for lr in lrs] for a in alphas]
+    rows += [f"| {name} α0 {a} | " + " | ".join(c[1] for c in row) + " |" for a, row in zip(alphas, grids[name])]
+text = ("# Final validation loss, mean ± std over seeds: lr x alpha0 (DyT, Derf) and RMSNorm's lr row\n\n"
+        + "\n".join(rows) + "\n")
 open(os.path.join(out, "grid.md"), "w").write(text)
 print(text)
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    sys.exit(0)
+finite = [c[0] for g in grids.values() for row in g for c in row if math.isfinite(c[0])] + \
+         [c[0] for c in rms if math.isfinite(c[0])]
+if not finite: sys.exit(0)
+lo, hi = min(finite), max(finite)
+fig, axes = plt.subplots(1, len(grids) + 1, figsize=(4.2 * (len(grids) + 1), 3.8), squeeze=False,
+                         gridspec_kw={"wspace": 0.4})
+best = min((c[0] for c in rms if math.isfinite(c[0])), default=math.nan)
+def draw(ax, g, ylabels, title):
+    m = [[c[0] for c in row] for row in g]
+    im = ax.imshow(m, vmin=lo, vmax=hi, cmap="viridis_r", aspect="auto")
+    for y, row in enumerate(g):
+        for x, c in enumerate(row):
+            if math.isfinite(c[0]):
+                ax.text(x, y, f"{c[0]:.2f}" + ("\n×" * bool(c[2])), ha="center", va="center",
+                        color="white" if c[0] > (lo + hi) / 2 else "black", fontsize=9)
+    ax.set_xticks(range(len(lrs)), [f"lr {v}" for v in lrs])
+    ax.set_yticks(range(len(ylabels)), ylabels)
+    ax.set_title(title)
+    return im
+for ax, (name, kind, alphas) in zip(axes[0], kinds):
+    im = draw(ax, grids[name], [f"α0 {a}" for a in alphas], f"{name}: final val loss")
+draw(axes[0][-1], [rms], ["RMSNorm"], f"RMSNorm (best {best:.2f})")
+fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="final val loss (mean of seeds)")
+fig.suptitle("lr x alpha0: mean final val loss over seeds (× : a seed collapsed or diverged)", fontsize=10)
+fig.savefig(os.path.join(out, "grid.png"), dpi=110, bbox_inches="tight")
 EOF
     ;;
   4)
