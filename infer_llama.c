@@ -209,7 +209,8 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
     // runs on whichever of all cores or one is faster now (src/threads.h):
     // on a shared machine the other cores may be busy. --threads N fixes N.
     ThreadTuner tuner;
-    tuner_init(&tuner, s->threads ? 1 : omp_get_max_threads());
+    int max = s->threads ? 1 : omp_get_max_threads();
+    tuner_init(&tuner, max, threads_first_guess(max));
     t0 = now_seconds();
     while (!rc && produced < s->n) {
         int next = sampler_sample(&sampler, w.logits);

@@ -279,7 +279,8 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetition)
     for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
         ThreadTuner tuner;
-        tuner_init(&tuner, tuned ? omp_get_max_threads() : 1);
+        int max = tuned ? omp_get_max_threads() : 1;
+        tuner_init(&tuner, max, threads_first_guess(max));
         double t0 = now_seconds();
         if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
         double t1 = now_seconds();

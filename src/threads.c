@@ -1,7 +1,10 @@
 #include "threads.h"
 
+#include <dirent.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 // ----------------------------------------------------------------------------
@@ -25,11 +28,53 @@ void threads_wait_policy(char **argv) {
 // the decode thread count
 
 #define GAP_MIN 16
-#define GAP_MAX 256
+#define GAP_MAX 1024
 
-void tuner_init(ThreadTuner *t, int max) {
+// Threads runnable right now on the whole machine (/proc/stat's
+// procs_running); 0 if unknown.
+static int procs_running(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "procs_running %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+// This process's runnable threads: its OpenMP workers may still be spinning
+// from the last parallel region, and they are not someone else's load.
+static int own_running(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        const char *rp = strrchr(buf, ')'); // "tid (comm) S ...": comm may hold anything
+        n += rp && rp[1] == ' ' && rp[2] == 'R';
+    }
+    closedir(d);
+    return n > 0 ? n : 1;
+}
+
+int threads_first_guess(int max) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int others = procs_running() - own_running();
+    return max > 1 && cores > 0 && others > 0 && others + max > cores ? 1 : max;
+}
+
+void tuner_init(ThreadTuner *t, int max, int first) {
     max = max > 1 ? max : 1;
-    *t = (ThreadTuner){.max = max, .best = max, .cur = max, .gap = GAP_MIN};
+    first = first == 1 ? 1 : max;
+    *t = (ThreadTuner){.max = max, .best = first, .cur = first, .gap = GAP_MIN};
 }
 
 // arm index of a count: 0 one thread, 1 max threads

@@ -27,13 +27,13 @@ void threads_wait_policy(char **argv);
 // units (means, not medians: on a busy machine a count's cost is a few slow
 // units among fast ones). A probe unit over twice the
 // running count's median ends the probe at once, and probes of a count that
-// keeps losing are spaced out (every 16, 32, ... 256 units), so a count far
+// keeps losing are spaced out (every 16, 32, ... 1024 units), so a count far
 // slower costs a few percent at most. Only for work whose results do not
 // depend on the thread count (a decode step: tested bit for bit).
 #define TUNER_KEEP 3
 typedef struct {
     int max;                  // the thread count asked for (>= 1)
-    int best;                 // the count that won the last comparison: max or 1
+    int best;                 // the count that won the last comparison (at first, the guess): max or 1
     int cur;                  // the count of the unit in progress
     int probe_left;           // units left in the probe in progress (0: none)
     double s[2][TUNER_KEEP];  // the last units' seconds: [0] one thread, [1] max threads
@@ -42,8 +42,14 @@ typedef struct {
     int gap;                  // units between probes
 } ThreadTuner;
 
+// The first count to try for work on `max` threads: max, unless other
+// runnable processes (/proc/stat's procs_running) already hold cores that
+// max threads would need; then 1 (threads would wait at every barrier for a
+// core that runs someone else). The tuner's probes correct a wrong guess.
+int threads_first_guess(int max);
 // max <= 1: off (tuner_next returns 1 and leaves the thread count alone).
-void tuner_init(ThreadTuner *t, int max);
+// first: the count to start on, 1 or max (threads_first_guess).
+void tuner_init(ThreadTuner *t, int max, int first);
 // The thread count for the next unit; sets it (omp_set_num_threads).
 int tuner_next(ThreadTuner *t);
 // The time the unit took.

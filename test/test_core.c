@@ -1743,9 +1743,10 @@ static void test_decode_thread_bits(void) {
 // spends few units probing the slower one, and restores the count at the end.
 static void test_thread_tuner(void) {
     int saved = omp_get_max_threads();
-    for (int faster = 1; faster <= 2; faster++) {
+    for (int faster = 1; faster <= 2; faster++)
+        for (int first = 1; first <= 2; first++) { // the first guess right or wrong
         ThreadTuner t;
-        tuner_init(&t, 2);
+        tuner_init(&t, 2, first);
         int slow_units = 0;
         for (int i = 0; i < 512; i++) {
             int n = tuner_next(&t);
@@ -1754,14 +1755,14 @@ static void test_thread_tuner(void) {
         }
         tuner_end(&t);
         char name[128];
-        snprintf(name, sizeof name, "thread tuner, %d thread%s 4x faster: <= 12 of 512 units on the slower count",
-                 faster, faster > 1 ? "s" : "");
+        snprintf(name, sizeof name, "thread tuner, %d thread%s 4x faster, starting on %d: <= 12 of 512 units on the slower count",
+                 faster, faster > 1 ? "s" : "", first);
         check(slow_units <= 12 && omp_get_max_threads() == 2, name, "%d units, %d threads after", slow_units,
               omp_get_max_threads());
     }
     // an interrupted unit (50x its time, every 40 units) on the faster count, 1.3x apart
     ThreadTuner t;
-    tuner_init(&t, 2);
+    tuner_init(&t, 2, 2);
     int slow_units = 0;
     for (int i = 0; i < 512; i++) {
         int n = tuner_next(&t);
@@ -1773,7 +1774,7 @@ static void test_thread_tuner(void) {
           "%d of 512 units on the slower count", slow_units);
     ThreadTuner off;
     omp_set_num_threads(3);
-    tuner_init(&off, 1);
+    tuner_init(&off, 1, 1);
     tuner_done(&off, 1.0);
     int n = tuner_next(&off);
     tuner_end(&off);
