@@ -91,6 +91,7 @@ NORMS = {
     "derf":      (3, ("norm", "beta", "alpha", "shift"), 0.5, 1),
     "hardtanh":  (4, ("norm", "beta", "alpha"), 1.0, 1),
     "none":      (5, (), 1.0, 1),
+    "softsign":  (6, ("norm", "beta", "alpha"), 1.0, 1),
 }
 KIND_OF = {code: name for name, (code, _, _, _) in NORMS.items()}
 SITE_PARAMS = ("norm", "beta", "alpha", "shift")  # NP_ order of src/norms.h
@@ -115,6 +116,8 @@ CASES = [
     ("none_gate_noemb",   "none",      0, 0, 0,    1, 0.01, True,  1014, 0),
     ("rms_gelu_untied",   "rmsnorm",   0, 0, None, 0, 1e3,  False, 1015, 1),
     ("dyt_gelu_tied",     "dyt",       1, 1, None, 0, 1e3,  False, 1016, 1),
+    ("softsign_untied",   "softsign",  0, 0, None, 0, 1e3,  False, 1017, 0),
+    ("softsign_gate_noemb", "softsign", 1, 0, 0,   1, 0.01, True,  1018, 0),
 ]
 
 
@@ -270,6 +273,11 @@ def hardtanh(x, gamma, alpha, beta):
     return gamma * torch.clamp(alpha * x, -1.0, 1.0) + beta
 
 
+def softsign(x, gamma, alpha, beta):
+    u = alpha * x
+    return gamma * u / (1.0 + torch.abs(u)) + beta
+
+
 def norm_apply(kind, x, p, eps):
     """One site's norm: p maps parameter name (norm, beta, alpha, shift) -> tensor or None."""
     if kind == "rmsnorm":
@@ -282,6 +290,8 @@ def norm_apply(kind, x, p, eps):
         return derf(x, p["norm"], p["alpha"], p["shift"], p["beta"])
     if kind == "hardtanh":
         return hardtanh(x, p["norm"], p["alpha"], p["beta"])
+    if kind == "softsign":
+        return softsign(x, p["norm"], p["alpha"], p["beta"])
     if kind == "none":
         return x
     raise AssertionError(kind)
@@ -575,7 +585,7 @@ def check_formulas():
         assert abs(float(rmsnorm(xx, g, 1e-5)[c]) - float(xx[c]) / math.sqrt(ms + 1e-5) * float(g[c])) < 1e-12
         assert abs(float(dyt(xx, g, 0.7, bta)[c]) - (float(g[c]) * math.tanh(0.7 * float(xx[c])) + float(bta[c]))) < 1e-12
         assert abs(float(dyt(xx, g, 0.7, None)[c]) - float(g[c]) * math.tanh(0.7 * float(xx[c]))) < 1e-12
-    # LayerNorm, Derf, hardtanh
+    # LayerNorm, Derf, hardtanh, softsign
     mu = sum(float(z) for z in xx) / d
     var = sum((float(z) - mu) ** 2 for z in xx) / d
     for c in range(d):
@@ -583,6 +593,7 @@ def check_formulas():
         assert abs(float(layernorm(xx, g, bta, 1e-5)[c]) - ((x_c - mu) / math.sqrt(var + 1e-5) * g_c + b_c)) < 1e-12
         assert abs(float(derf(xx, g, 0.7, 0.2, bta)[c]) - (g_c * math.erf(0.7 * x_c + 0.2) + b_c)) < 1e-12
         assert abs(float(hardtanh(xx, g, 0.7, bta)[c]) - (g_c * max(-1.0, min(1.0, 0.7 * x_c)) + b_c)) < 1e-12
+        assert abs(float(softsign(xx, g, 0.7, bta)[c]) - (g_c * 0.7 * x_c / (1.0 + abs(0.7 * x_c)) + b_c)) < 1e-12
 
 
 def naive_forward(P, cfg, tok_in):
@@ -609,6 +620,8 @@ def naive_forward(P, cfg, tok_in):
             return g * verf(a * x + float(np.ravel(par["shift"])[0])) + b
         if kind == "hardtanh":
             return g * np.minimum(1.0, np.maximum(-1.0, a * x)) + b
+        if kind == "softsign":
+            return g * (a * x) / (1.0 + np.abs(a * x)) + b
         assert kind == "none"
         return x
 
@@ -784,7 +797,7 @@ def main():
     args = ap.parse_args()
 
     check_formulas()
-    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh): ok")
+    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh, softsign): ok")
 
     only = set(filter(None, args.cases.split(",")))
     unknown = only - {c[0] for c in CASES}

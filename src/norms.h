@@ -13,7 +13,7 @@
 
 // A kind's number is its row in the table and its code in the file header
 // (docs/format.md): never reorder, only append.
-enum { NORM_RMS, NORM_DYT, NORM_LAYER, NORM_DERF, NORM_HARDTANH, NORM_NONE, N_NORMS };
+enum { NORM_RMS, NORM_DYT, NORM_LAYER, NORM_DERF, NORM_HARDTANH, NORM_NONE, NORM_SOFTSIGN, N_NORMS };
 
 // The parameters a kind may have at a site; each is one tensor per site
 // (model.h), per layer for the attention and FFN sites.
