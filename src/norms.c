@@ -291,21 +291,36 @@ static void hardtanh_row(float *restrict dx, float *restrict pg, float *restrict
     }
 }
 
-static void hardtanh_row_fn(const void *ctx, size_t n, float *const *pl) {
-    const ScalarRow *a = ctx;
-    size_t o = n * (size_t)a->C;
-    hardtanh_row(a->dinp + o, pl[0], pl[1], pl[2], a->dout + o, a->inp + o, a->gain, a->alpha, a->C);
+// The backward of an element-wise kind with gain, beta and alpha (hardtanh,
+// softsign): its row function adds one row's dx and its gain, beta and alpha terms.
+typedef void (*AlphaRowFn)(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
+                           const float *restrict dy, const float *restrict x, const float *restrict g,
+                           float alpha, int C);
+typedef struct {
+    ScalarRow s;
+    AlphaRowFn row;
+} AlphaRow;
+
+static void alpha_row_fn(const void *ctx, size_t n, float *const *pl) {
+    const AlphaRow *a = ctx;
+    size_t o = n * (size_t)a->s.C;
+    a->row(a->s.dinp + o, pl[0], pl[1], pl[2], a->s.dout + o, a->s.inp + o, a->s.gain, a->s.alpha, a->s.C);
 }
+
+static void alpha_backward(AlphaRowFn row, float *dinp, const NormG *g, const float *dout, const float *inp,
+                           const NormW *w, size_t N, int C, float *scratch) {
+    AlphaRow a = {{dinp, dout, inp, w->gain, w->alpha, 0.0f, C}, row};
+    float *out[3] = {g->gain, g->beta, g->alpha};
+    norm_channel_sums(out, 2, 1, alpha_row_fn, &a, N, C, scratch);
+}
+
+static size_t planes3_scratch(size_t N, int C) { return norm_channel_scratch(3, N, C); }
 
 static void hardtanh_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    ScalarRow a = {dinp, dout, inp, w->gain, w->alpha, 0.0f, C};
-    float *out[3] = {g->gain, g->beta, g->alpha};
-    norm_channel_sums(out, 2, 1, hardtanh_row_fn, &a, N, C, scratch);
+    alpha_backward(hardtanh_row, dinp, g, dout, inp, w, N, C, scratch);
 }
-
-static size_t planes3_scratch(size_t N, int C) { return norm_channel_scratch(3, N, C); }
 
 // ----------------------------------------------------------------------------
 // softsign: y = g * u / (1 + |u|) + b, u = alpha x. It saturates like tanh but
@@ -342,18 +357,10 @@ static void softsign_row(float *restrict dx, float *restrict pg, float *restrict
     }
 }
 
-static void softsign_row_fn(const void *ctx, size_t n, float *const *pl) {
-    const ScalarRow *a = ctx;
-    size_t o = n * (size_t)a->C;
-    softsign_row(a->dinp + o, pl[0], pl[1], pl[2], a->dout + o, a->inp + o, a->gain, a->alpha, a->C);
-}
-
 static void softsign_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    ScalarRow a = {dinp, dout, inp, w->gain, w->alpha, 0.0f, C};
-    float *out[3] = {g->gain, g->beta, g->alpha};
-    norm_channel_sums(out, 2, 1, softsign_row_fn, &a, N, C, scratch);
+    alpha_backward(softsign_row, dinp, g, dout, inp, w, N, C, scratch);
 }
 
 // ----------------------------------------------------------------------------
