@@ -179,7 +179,10 @@ static void preset_text(const Preset *p, int64_t dim, char *buf, size_t cap) {
 
 // Sets the preset's flags that were not given (given[] then marks them, so
 // that they are checked like typed ones). The alpha0 of the width follows
-// the resolved --dim.
+// the resolved --dim. A recipe applies to any kind: with an explicit --norm
+// whose kind has no optional beta, the preset's --no-dyt-beta is dropped, so
+// `--preset dyt-official --norm rmsnorm` is the authors' recipe with the
+// RMSNorm baseline they trained with it (a typed --no-dyt-beta is refused).
 static int apply_preset(Settings *s, unsigned char *given, Error *err) {
     const Preset *p = find_preset(s->preset);
     if (!p) {
@@ -191,6 +194,8 @@ static int apply_preset(Settings *s, unsigned char *given, Error *err) {
     Settings t = *s;
     unsigned char set[N_OPTIONS] = {0};
     if (preset_settings(p, &t, set, err)) return -1;
+    int beta = option_index("--no-dyt-beta"), kind = norm_find(given[option_index("--norm")] ? s->norm : t.norm);
+    if (!given[beta] && kind >= 0 && !NORM_KINDS[kind].optional) set[beta] = 0;
     for (int i = 0; i < N_OPTIONS; i++)
         if (set[i] && !given[i]) option_copy(&OPTIONS[i], s, &t), given[i] = 1;
     return 0;
