@@ -179,7 +179,10 @@ static void preset_text(const Preset *p, int64_t dim, char *buf, size_t cap) {
 
 // Sets the preset's flags that were not given (given[] then marks them, so
 // that they are checked like typed ones). The alpha0 of the width follows
-// the resolved --dim.
+// the resolved --dim. A recipe applies to any kind: with an explicit --norm
+// whose kind has no optional beta, the preset's --no-dyt-beta is dropped, so
+// `--preset dyt-official --norm rmsnorm` is the authors' recipe with the
+// RMSNorm baseline they trained with it (a typed --no-dyt-beta is refused).
 static int apply_preset(Settings *s, unsigned char *given, Error *err) {
     const Preset *p = find_preset(s->preset);
     if (!p) {
@@ -191,6 +194,8 @@ static int apply_preset(Settings *s, unsigned char *given, Error *err) {
     Settings t = *s;
     unsigned char set[N_OPTIONS] = {0};
     if (preset_settings(p, &t, set, err)) return -1;
+    int beta = option_index("--no-dyt-beta"), kind = norm_find(given[option_index("--norm")] ? s->norm : t.norm);
+    if (!given[beta] && kind >= 0 && !NORM_KINDS[kind].optional) set[beta] = 0;
     for (int i = 0; i < N_OPTIONS; i++)
         if (set[i] && !given[i]) option_copy(&OPTIONS[i], s, &t), given[i] = 1;
     return 0;
@@ -414,6 +419,7 @@ typedef struct {
     int line_len;           // on a terminal: length of the progress line shown, 0 when none is open
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
     double load_start; // the machine's load average when this invocation began (result.txt)
+    double t_start;    // and when (now_seconds): loadavg_span_s, for the load rule of speedcheck.py
     char path_ckpt[4096], path_model[4096], path_log[4096], path_result[4096];
 } Run;
 
@@ -832,12 +838,13 @@ static int write_result(Run *r, const char *status, Error *err) {
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
                        "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
-                       "loadavg_start=%.2f\nloadavg_end=%.2f\ncores=%d\nthreads=%d\n",
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\nloadavg_span_s=%.1f\ncores=%d\nthreads=%d\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
                        bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
-                       r->load_start, load_average(), omp_get_num_procs(), omp_get_max_threads());
+                       r->load_start, load_average(), now_seconds() - r->t_start, omp_get_num_procs(),
+                       omp_get_max_threads());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -1442,6 +1449,7 @@ static int setup_run(Run *r, Error *err) {
     r->last_val_step = -1;
     r->heap_ref = -1;
     r->load_start = load_average();
+    r->t_start = now_seconds();
     const char *every = getenv("LLAMA_PROGRESS_SECONDS");
     r->progress_every = 30.0;
     if (every && parse_f64(every, 0, 1e9, &r->progress_every))

@@ -9,14 +9,21 @@ A run's speed is *measured under load* (and no conclusion is drawn from it) when
   MAX_SPREAD (2). A quiet machine keeps it near 1; another process taking the cores now
   and then makes some steps several times slower than others. (max / min is reported too,
   but one hiccup is enough to double it, so it is not the test.)
-- the machine was busy: the load average counts runnable threads, ours included, so the
-  load of *other* work is estimated as max(load at the start, load at the end - our
-  threads) and the run was disturbed when that plus our threads exceeds the cores by more
-  than LOAD_SLACK (0.5). Two 1-thread runs side by side on 2 cores do not disturb each
-  other by this test; anything else running beside a 2-thread run on 2 cores does.
+- the machine was busy: the load average counts runnable threads, ours included, and is
+  an exponential average over a minute, so the runnable threads during the run are
+  n = (end - start d) / (1 - d), d = exp(-span / 60 s), and the load of *other* work is n
+  less our threads. (The start figure alone also holds the previous minute: a run that
+  follows another in a comparison would see that one's threads as load.) Runs under
+  MIN_SPAN_S seconds, or of unknown length, take the cautious max(load at the start,
+  load at the end - our threads). The run was disturbed when the other load plus our
+  threads exceeds the cores by more than LOAD_SLACK (0.5). Two 1-thread runs side by side
+  on 2 cores do not disturb each other by this test; anything else running beside a
+  2-thread run on 2 cores does.
 
-train_llama writes loadavg_start, loadavg_end, cores and threads into result.txt; runs
-without them are judged by their step times alone.
+train_llama writes loadavg_start, loadavg_end, loadavg_span_s, cores and threads into
+result.txt (runs written before loadavg_span_s take steps x median_ms as the span, a
+little short: evaluations are left out); runs without them are judged by their step times
+alone.
 
     python3 scripts/speedcheck.py RUN_DIR...   prints the verdict of each run folder
 """
@@ -27,6 +34,8 @@ import sys
 SKIP_STEPS = 5
 MAX_SPREAD = 2.0
 LOAD_SLACK = 0.5
+LOAD_TAU_S = 60.0   # the 1-minute load average's time constant
+MIN_SPAN_S = 15.0   # shorter: a sample or two of the load average, too few to solve for
 
 
 def percentile(xs, q):
@@ -47,30 +56,34 @@ def step_spread(step_ms):
     return percentile(xs, 90) / percentile(xs, 10), max(xs) / min(xs)
 
 
-def other_load(load_start, load_end, threads):
-    """The load of other work: max(load at the start, load at the end - our threads)."""
+def other_load(load_start, load_end, threads, span_s=math.nan):
+    """The load of other work during a run of span_s seconds (see the module's text)."""
+    if all(math.isfinite(x) for x in (load_start, load_end, span_s)) and span_s >= MIN_SPAN_S:
+        d = math.exp(-span_s / LOAD_TAU_S)
+        return max(0.0, (load_end - load_start * d) / (1.0 - d) - threads)
     parts = [x for x in (load_start, load_end - threads) if math.isfinite(x)]
     return max(parts) if parts else math.nan
 
 
-def busy(load_start, load_end, cores, threads):
+def busy(load_start, load_end, cores, threads, span_s=math.nan):
     """True when other work plus our threads exceeded the cores (nan inputs: False)."""
-    other = other_load(load_start, load_end, threads)
+    other = other_load(load_start, load_end, threads, span_s)
     if not (math.isfinite(other) and cores > 0 and threads > 0):
         return False
     return other + threads > cores + LOAD_SLACK
 
 
-def reasons(step_ms, load_start=math.nan, load_end=math.nan, cores=0, threads=0):
+def reasons(step_ms, load_start=math.nan, load_end=math.nan, cores=0, threads=0, span_s=math.nan):
     """Why a speed figure was measured under load: a list of short texts, empty when the
     run looks undisturbed."""
     out = []
     p9010, maxmin = step_spread(step_ms)
     if math.isfinite(p9010) and p9010 > MAX_SPREAD:
         out.append(f"step times p90/p10 {p9010:.1f}x (max/min {maxmin:.1f}x)")
-    if busy(load_start, load_end, cores, threads):
+    if busy(load_start, load_end, cores, threads, span_s):
+        other = other_load(load_start, load_end, threads, span_s)
         out.append(f"load average {load_start:.1f} at start, {load_end:.1f} at end "
-                   f"on {cores} cores with {threads} threads")
+                   f"on {cores} cores with {threads} threads (other work about {other:.1f} threads)")
     return out
 
 
@@ -92,9 +105,12 @@ def _num(d, key):
 
 def result_reasons(step_ms, result):
     """reasons() with the load fields of a result.txt dict."""
+    span = _num(result, "loadavg_span_s")
+    if not math.isfinite(span):  # written before the field: the steps' time alone
+        span = _num(result, "steps") * _num(result, "median_ms") / 1000.0
     return reasons(step_ms, _num(result, "loadavg_start"), _num(result, "loadavg_end"),
                    int(_num(result, "cores")) if math.isfinite(_num(result, "cores")) else 0,
-                   int(_num(result, "threads")) if math.isfinite(_num(result, "threads")) else 0)
+                   int(_num(result, "threads")) if math.isfinite(_num(result, "threads")) else 0, span)
 
 
 def _run_dir_reasons(path):

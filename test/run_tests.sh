@@ -730,6 +730,13 @@ train --preset dyt-official --weight-decay 0.05 --alpha-ffn 0.3 --seed 4 --steps
     grep -qx -- "--alpha-attn 1" "$R/o/config.txt" && grep -qx -- "--norm-decay" "$R/o/config.txt" &&
     "$TRAIN" --preset dyt-official --weight-decay 0.05 --help | grep -q -- "--weight-decay X.*(default: 0.05)"
 expect "explicit flags override a preset's (and --help shows the resolved defaults)" $? "$(tr '\n' ' ' <"$R/o/config.txt")"
+train --preset dyt-official --norm rmsnorm --steps 2 --out "$R/or" 2>/dev/null &&
+    grep -qx -- "--norm rmsnorm" "$R/or/config.txt" && grep -qx -- "--norm-decay" "$R/or/config.txt" &&
+    grep -qx -- "--weight-decay 0.1" "$R/or/config.txt" && ! grep -q -- "--no-dyt-beta" "$R/or/config.txt"
+expect "--preset dyt-official --norm rmsnorm: the authors' recipe for their RMSNorm baseline (the preset's --no-dyt-beta dropped)" $? \
+    "$(tr '\n' ' ' <"$R/or/config.txt" 2>&1)"
+bad_case "--no-dyt-beta typed for a kind without an optional beta" 2 "\-\-no-dyt-beta: the kind has no optional beta" \
+    train --norm rmsnorm --no-dyt-beta
 # --mlp gelu: two matrices, hidden 4d, recorded; resumes bit for bit; --alpha-final
 # follows --alpha-ffn unless given, and is the final alpha's init
 train --norm dyt --mlp gelu --alpha-ffn 0.3 --steps 20 --seed 5 --out "$R/g" 2>/dev/null &&

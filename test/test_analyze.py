@@ -395,13 +395,15 @@ def compare_tests(tmp):
 
     @test
     def test_speed_under_load_is_flagged_not_compared():
-        # stand-in logs: RMSNorm steps of 100 ms on a quiet machine (load 0.1 -> 2.0 with our
-        # 2 threads on 2 cores); DyT: steps alternating 127 and 1800 ms (p90/p10 14x), and a
-        # second DyT run with steady steps but a load of 3.9 at the start on 2 cores
+        # stand-in logs: RMSNorm steps of 100 ms on a quiet machine, with our 2 threads on 2
+        # cores: one from idle (0.1 rising towards 2 over its span of STEPS x 100 ms, as the
+        # 1-minute average does), one right after another 2-thread run (2.0 throughout);
+        # DyT: steps alternating 127 and 1800 ms (p90/p10 14x), and a second DyT run with
+        # steady steps but a load of 3.9 at the start on 2 cores
         root = os.path.join(tmp, "load")
-        for k in range(2):
-            make_run(os.path.join(root, "runs", f"rmsnorm_s{k}"), "rmsnorm", k, 1.5, 100.0,
-                     load=(0.1, 2.0, 2, 2))
+        d = math.exp(-STEPS * 0.1 / 60)
+        for k, load in enumerate(((0.1, round(0.1 * d + 2.0 * (1 - d), 2), 2, 2), (2.0, 2.0, 2, 2))):
+            make_run(os.path.join(root, "runs", f"rmsnorm_s{k}"), "rmsnorm", k, 1.5, 100.0, load=load)
         make_run(os.path.join(root, "runs", "dyt_s0"), "dyt", 0, 1.6, 963.0, load=(0.2, 2.1, 2, 2),
                  step_ms=lambda s: 127.0 if s % 2 else 1800.0)
         make_run(os.path.join(root, "runs", "dyt_s1"), "dyt", 1, 1.6, 200.0, load=(3.9, 4.2, 2, 2))
@@ -421,6 +423,11 @@ def compare_tests(tmp):
         assert S.reasons([50] * 5 + [100] * 8 + [300, 300])[0].startswith("step times p90/p10 3.0x")
         assert not S.busy(1.0, 2.0, 2, 1), "two 1-thread runs side by side on 2 cores"
         assert S.busy(1.0, 3.0, 2, 2) and not S.busy(0.3, 2.2, 2, 2)
+        # a run that follows another 2-thread run: the start figure is that run's, not load
+        assert not S.busy(2.0, 2.0, 2, 2, 75.0) and S.busy(2.0, 2.0, 2, 2, 5.0)
+        # one busy process beside a 2-thread run all along: about 1 thread of other work
+        assert abs(S.other_load(1.0, 3.0 - 2.0 * math.exp(-90 / 60), 2, 90.0) - 1.0) < 1e-9
+        assert S.busy(1.0, 3.0 - 2.0 * math.exp(-90 / 60), 2, 2, 90.0)
 
     @test
     def test_cli_subprocess_and_no_runs_error():
