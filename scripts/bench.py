@@ -186,7 +186,7 @@ def main():
                                           "decode_weight_bytes", "decode_flops_per_token", "decode_kv_bytes",
                                           "decode_one_thread_share", "foreign_cores"])
     contended = run_contended(a, T, log, rec)
-    kinds = run_kinds(a, T, log, rec)
+    kind_steps = run_kinds(a, T, log, rec)
     for dim in LAYER_DIMS:
         log(f"bench: layer d={dim}")
         d = run_kv([BENCH, "layer", str(dim), str(T)])
@@ -195,14 +195,14 @@ def main():
     wall = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds()
     loads = (load_start, os.getloadavg()[0])
 
-    md = report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start, loads)
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "bench.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(a.out, "bench.csv"), "w", newline="") as f:
+    with open(os.path.join(a.out, "bench.csv"), "w", newline="") as f:  # first: the report may fail
         w = csv.writer(f)
         w.writerow(["section", "config", "norm", "threads", "metric", "value"])
         w.writerows(rows)
+    md = report(a, T, peak, train, torch, gen, layer, contended, kind_steps, wall, t_start, loads)
+    with open(os.path.join(a.out, "bench.md"), "w") as f:
+        f.write(md)
     print(md)
     log(f"bench: wrote {a.out}/bench.md and {a.out}/bench.csv in {wall:.0f} s")
 
@@ -266,7 +266,7 @@ def run_kinds(a, T, log, rec):
     return out
 
 
-def report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start, loads):
+def report(a, T, peak, train, torch, gen, layer, contended, kind_steps, wall, t_start, loads):
     pk = peak["sgemm_gflops"]
     bw = peak["mem_read_gbs"]
     L = []
@@ -324,14 +324,14 @@ def report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start
             f"{fmt(d[k + '_fwd_us'] + d[k + '_bwd_us'])} ({rms / (d[k + '_fwd_us'] + d[k + '_bwd_us']):.2f}x)"
             for k in kinds) + " |")
 
-    if kinds:
-        rms = kinds["rmsnorm"]["step_ms"]
+    if kind_steps:
+        rms = kind_steps["rmsnorm"]["step_ms"]
         L.append(f"\n## A training step per norm kind (small, {T} threads; the kinds take turns in each of "
-                 f"{next(iter(kinds.values()))['rounds']} rounds, median run; in brackets RMSNorm's step time / "
+                 f"{next(iter(kind_steps.values()))['rounds']} rounds, median run; in brackets RMSNorm's step time / "
                  "the kind's)\n")
         L.append("| kind | ms/step | norms' share of the step |")
         L.append("|---|---|---|")
-        for k, d in kinds.items():
+        for k, d in kind_steps.items():
             L.append(f"| {k} | {fmt(d['step_ms'])} ({rms / d['step_ms']:.3f}x){disturbed(d)} | "
                      f"{100 * d['share_norm']:.1f}% |")
 
@@ -375,7 +375,7 @@ def report(a, T, peak, train, torch, gen, layer, contended, kinds, wall, t_start
     L.append("\n## Targets (issue #5)\n")
     L.extend(targets(T, pk, bw, train, torch, gen, layer))
     L.append("\n## Targets (issue #12)\n")
-    L.extend(targets12(layer, kinds))
+    L.extend(targets12(layer, kind_steps))
     L.append("\n## Targets (issue #14)\n")
     L.extend(targets14(pk, bw, gen, contended))
     return "\n".join(L) + "\n"
