@@ -18,36 +18,26 @@ void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
     }
 }
 
-// three planes of per-channel sums (src/norms.h): dgamma, dbeta, dalpha
-size_t dyt_scratch_floats(size_t N, int C) { return norm_channel_scratch(3, N, C); }
+// per-channel sums of dgamma, dbeta; dalpha in lanes (src/norms.h)
+size_t dyt_scratch_floats(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
 
-typedef struct {
-    float *dinp;
-    const float *dout, *inp, *gamma;
-    float alpha;
-    int C;
-} DytRow;
-
-// One row: dx +=, and its terms added to the chunk's per-channel sums. The
+// n channels of a row: dx +=, and its terms added to the chunk's sums. The
 // pointers do not alias (restrict): the loop then vectorises.
-static void dyt_backward_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
-                             const float *restrict dy, const float *restrict x, float alpha,
-                             const float *restrict gamma, int C) {
-    for (int c = 0; c < C; c++) {
-        float t = tanh_approx(alpha * x[c]);
-        float g = dy[c] * gamma[c] * VM_MADD(-t, t, 1.0f);
-        dx[c] = VM_MADD(g, alpha, dx[c]);
-        pa[c] = VM_MADD(g, x[c], pa[c]);
-        pg[c] = VM_MADD(dy[c], t, pg[c]);
-        pb[c] += dy[c];
+static inline void dyt_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                             float *restrict ls, const float *restrict dy, const float *restrict x,
+                             const float *restrict gamma, float alpha, float s, int n) {
+    (void)ls, (void)s;
+    for (int j = 0; j < n; j++) {
+        float t = tanh_approx(alpha * x[j]);
+        float g = dy[j] * gamma[j] * VM_MADD(-t, t, 1.0f);
+        dx[j] = VM_MADD(g, alpha, dx[j]);
+        la[j] = VM_MADD(g, x[j], la[j]);
+        pg[j] = VM_MADD(dy[j], t, pg[j]);
+        pb[j] += dy[j];
     }
 }
 
-static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) {
-    const DytRow *a = ctx;
-    size_t o = n * (size_t)a->C;
-    dyt_backward_row(a->dinp + o, pl[0], pl[1], pl[2], a->dout + o, a->inp + o, a->alpha, a->gamma, a->C);
-}
+static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) { norm_scalar_row(dyt_elems, 1, ctx, n, pl); }
 
 // With t = tanh(alpha x) and dt/du = 1 - t^2 at u = alpha x:
 //   dx = dy * gamma * alpha * (1 - t^2)
@@ -57,7 +47,7 @@ static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) {
 void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
                   const float *dout, const float *inp, float alpha, const float *gamma,
                   size_t N, int C, float *scratch) {
-    DytRow a = {dinp, dout, inp, gamma, alpha, C};
+    NormScalarRow a = {dinp, dout, inp, gamma, alpha, 0.0f, C};
     float *out[3] = {dgamma, dbeta, dalpha};
     norm_channel_sums(out, 2, 1, dyt_row_fn, &a, N, C, scratch);
 }

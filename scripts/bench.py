@@ -44,9 +44,10 @@ LAYER_DIMS = (288, 1024, 4096)
 GEN_CONFIGS = ("tiny", "small", "medium", "large")
 # the contended section: loads started by the benchmark (threads of `benchmark spin`)
 LOADS = (("idle", 0), ("1 busy loop", 1), ("2-thread load", 2))
-DISTURBED = 0.25
+DISTURBED = 0.25  # cores of other processes' CPU during a measurement that mark it
 # the training step per norm kind (issue #12): rounds of every kind in turn, timed steps each
-KIND_ROUNDS, KIND_STEPS = 3, 6  # cores of other processes' CPU during a measurement that mark it
+# (5 rounds: the norms are 1 % of a step, the run-to-run noise about 1 %)
+KIND_ROUNDS, KIND_STEPS = 5, 6
 
 
 def cpu_busy_s():

@@ -9,59 +9,52 @@
 // ----------------------------------------------------------------------------
 // per-channel gradient sums in a fixed order
 
-#define CH_BLOCK 16 // channels per block of the final sums
+#define CH_BLOCK 16 // channels per block of the final vector sums
 
-// planes (chunks, C) floats each, then one double per (scalar plane, block),
-// at an even offset
-static size_t sums_offset(int planes, size_t N, int C) {
-    return ((size_t)planes * ((N + NORM_ROWS - 1) / NORM_ROWS) * (size_t)C + 1) & ~(size_t)1;
-}
+static size_t n_chunks(size_t N) { return (N + NORM_ROWS - 1) / NORM_ROWS; }
 
-size_t norm_channel_scratch(int planes, size_t N, int C) {
-    return sums_offset(planes, N, C) + 2 * (size_t)planes * (size_t)((C + CH_BLOCK - 1) / CH_BLOCK);
+// vector planes (chunks, C), then scalar planes (chunks, NORM_LANES)
+size_t norm_channel_scratch(int nvec, int nscal, size_t N, int C) {
+    return n_chunks(N) * ((size_t)nvec * (size_t)C + (size_t)nscal * NORM_LANES);
 }
 
 void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, const void *ctx,
                        size_t N, int C, float *scratch) {
     int planes = nvec + nscal, nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
-    size_t nchunks = (N + NORM_ROWS - 1) / NORM_ROWS, plane = nchunks * (size_t)C;
-    double *blk_sums = (double *)(void *)(scratch + sums_offset(planes, N, C)); // (nscal, nblocks)
+    size_t nchunks = n_chunks(N), vplane = nchunks * (size_t)C;
+    float *scal = scratch + (size_t)nvec * vplane; // (nscal, nchunks, NORM_LANES)
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
         for (size_t k = 0; k < nchunks; k++) {
             float *pl[NORM_MAX_PLANES];
             for (int p = 0; p < planes; p++) {
-                pl[p] = scratch + p * plane + k * C;
-                memset(pl[p], 0, (size_t)C * sizeof(float));
+                size_t w = p < nvec ? (size_t)C : NORM_LANES;
+                pl[p] = p < nvec ? scratch + p * vplane + k * C : scal + ((p - nvec) * nchunks + k) * NORM_LANES;
+                memset(pl[p], 0, w * sizeof(float));
             }
             size_t n1 = (k + 1) * NORM_ROWS < N ? (k + 1) * NORM_ROWS : N;
             for (size_t n = k * NORM_ROWS; n < n1; n++) row(ctx, n, pl);
         }
-        // chunk sums in chunk order, per channel, in double
+        // vector sums in chunk order, per channel, in double
 #pragma omp for schedule(static)
         for (int blk = 0; blk < nblocks; blk++) {
             int c0 = blk * CH_BLOCK, c1 = c0 + CH_BLOCK < C ? c0 + CH_BLOCK : C;
-            for (int p = 0; p < planes; p++) {
+            for (int p = 0; p < nvec; p++) {
+                if (!out[p]) continue;
                 double s[CH_BLOCK] = {0};
                 for (size_t k = 0; k < nchunks; k++) {
-                    const float *src = scratch + p * plane + k * C;
+                    const float *src = scratch + p * vplane + k * C;
                     for (int c = c0; c < c1; c++) s[c - c0] += src[c];
                 }
-                if (p < nvec) {
-                    if (out[p])
-                        for (int c = c0; c < c1; c++) out[p][c] += (float)s[c - c0];
-                } else {
-                    double t = 0.0;
-                    for (int c = c0; c < c1; c++) t += s[c - c0];
-                    blk_sums[(size_t)(p - nvec) * nblocks + blk] = t;
-                }
+                for (int c = c0; c < c1; c++) out[p][c] += (float)s[c - c0];
             }
         }
     }
-    for (int p = nvec; p < planes; p++) { // in block order: deterministic
+    for (int p = nvec; p < planes; p++) { // chunks, then lanes, in order (a few thousand adds)
+        const float *src = scal + (size_t)(p - nvec) * nchunks * NORM_LANES;
         double total = 0.0;
-        for (int blk = 0; blk < nblocks; blk++) total += blk_sums[(size_t)(p - nvec) * nblocks + blk];
+        for (size_t i = 0; i < nchunks * NORM_LANES; i++) total += src[i];
         if (out[p]) *out[p] += (float)total;
     }
 }
@@ -108,7 +101,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
     }
 }
 
-size_t rmsnorm_scratch_floats(size_t N, int C) { return norm_channel_scratch(1, N, C); }
+size_t rmsnorm_scratch_floats(size_t N, int C) { return norm_channel_scratch(1, 0, N, C); }
 
 typedef struct {
     float *dinp;
@@ -197,7 +190,7 @@ static void layernorm_backward(float *dinp, const NormG *g, const float *dout, c
     norm_channel_sums(out, 2, 0, ln_row_fn, &a, N, C, scratch);
 }
 
-static size_t planes2_scratch(size_t N, int C) { return norm_channel_scratch(2, N, C); }
+static size_t layernorm_scratch(size_t N, int C) { return norm_channel_scratch(2, 0, N, C); }
 
 // ----------------------------------------------------------------------------
 // Derf ("Stronger Normalization-Free Transformers"): y = g * erf(alpha x + s) + b
@@ -214,44 +207,33 @@ static void derf_forward(float *out, float *stats, const float *inp, const NormW
     }
 }
 
-typedef struct {
-    float *dinp;
-    const float *dout, *inp, *gain;
-    float alpha, shift;
-    int C;
-} ScalarRow;
-
 // e = erf'(u) at u = alpha x + s, k = dy g e:
 //   dx = k alpha, dalpha = sum k x, ds = sum k, dg = sum_rows dy erf(u), db = sum_rows dy
-static void derf_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
-                     float *restrict ps, const float *restrict dy, const float *restrict x,
-                     const float *restrict g, float alpha, float s, int C) {
-    for (int c = 0; c < C; c++) {
-        float u = VM_MADD(alpha, x[c], s), v = erf_approx(u), e = erf_deriv(u);
-        float k = dy[c] * g[c] * e;
-        dx[c] = VM_MADD(k, alpha, dx[c]);
-        pa[c] = VM_MADD(k, x[c], pa[c]);
-        ps[c] += k;
-        pg[c] = VM_MADD(dy[c], v, pg[c]);
-        pb[c] += dy[c];
+static inline void derf_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                              float *restrict ls, const float *restrict dy, const float *restrict x,
+                              const float *restrict g, float alpha, float s, int n) {
+    for (int j = 0; j < n; j++) {
+        float u = VM_MADD(alpha, x[j], s), v = erf_approx(u), e = erf_deriv(u);
+        float k = dy[j] * g[j] * e;
+        dx[j] = VM_MADD(k, alpha, dx[j]);
+        la[j] = VM_MADD(k, x[j], la[j]);
+        ls[j] += k;
+        pg[j] = VM_MADD(dy[j], v, pg[j]);
+        pb[j] += dy[j];
     }
 }
 
-static void derf_row_fn(const void *ctx, size_t n, float *const *pl) {
-    const ScalarRow *a = ctx;
-    size_t o = n * (size_t)a->C;
-    derf_row(a->dinp + o, pl[0], pl[1], pl[2], pl[3], a->dout + o, a->inp + o, a->gain, a->alpha, a->shift, a->C);
-}
+static void derf_row_fn(const void *ctx, size_t n, float *const *pl) { norm_scalar_row(derf_elems, 2, ctx, n, pl); }
 
 static void derf_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                           const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    ScalarRow a = {dinp, dout, inp, w->gain, w->alpha, w->shift, C};
+    NormScalarRow a = {dinp, dout, inp, w->gain, w->alpha, w->shift, C};
     float *out[4] = {g->gain, g->beta, g->alpha, g->shift};
     norm_channel_sums(out, 2, 2, derf_row_fn, &a, N, C, scratch);
 }
 
-static size_t planes4_scratch(size_t N, int C) { return norm_channel_scratch(4, N, C); }
+static size_t derf_scratch(size_t N, int C) { return norm_channel_scratch(2, 2, N, C); }
 
 // ----------------------------------------------------------------------------
 // hardtanh: y = g * clamp(alpha x, -1, 1) + b (is a smooth saturation needed?)
@@ -275,51 +257,42 @@ static void hardtanh_forward(float *out, float *stats, const float *inp, const N
 
 // inside (|alpha x| < 1): dx = dy g alpha, dalpha = sum dy g x; outside both 0;
 // dg = sum_rows dy clamp(alpha x, -1, 1), db = sum_rows dy
-static void hardtanh_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
-                         const float *restrict dy, const float *restrict x, const float *restrict g,
-                         float alpha, int C) {
-    for (int c = 0; c < C; c++) {
-        float u = alpha * x[c];
+static inline void hardtanh_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                                  float *restrict ls, const float *restrict dy, const float *restrict x,
+                                  const float *restrict g, float alpha, float s, int n) {
+    (void)ls, (void)s;
+    for (int j = 0; j < n; j++) {
+        float u = alpha * x[j];
         float in = u > -1.0f && u < 1.0f ? 1.0f : 0.0f;
         float v = u > 1.0f ? 1.0f : u;
         v = v < -1.0f ? -1.0f : v;
-        float k = dy[c] * g[c] * in;
-        dx[c] += k * alpha;
-        pa[c] += k * x[c];
-        pg[c] += dy[c] * v;
-        pb[c] += dy[c];
+        float k = dy[j] * g[j] * in;
+        dx[j] += k * alpha;
+        la[j] += k * x[j];
+        pg[j] += dy[j] * v;
+        pb[j] += dy[j];
     }
 }
 
+static void hardtanh_row_fn(const void *ctx, size_t n, float *const *pl) {
+    norm_scalar_row(hardtanh_elems, 1, ctx, n, pl);
+}
+
 // The backward of an element-wise kind with gain, beta and alpha (hardtanh,
-// softsign): its row function adds one row's dx and its gain, beta and alpha terms.
-typedef void (*AlphaRowFn)(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
-                           const float *restrict dy, const float *restrict x, const float *restrict g,
-                           float alpha, int C);
-typedef struct {
-    ScalarRow s;
-    AlphaRowFn row;
-} AlphaRow;
-
-static void alpha_row_fn(const void *ctx, size_t n, float *const *pl) {
-    const AlphaRow *a = ctx;
-    size_t o = n * (size_t)a->s.C;
-    a->row(a->s.dinp + o, pl[0], pl[1], pl[2], a->s.dout + o, a->s.inp + o, a->s.gain, a->s.alpha, a->s.C);
-}
-
-static void alpha_backward(AlphaRowFn row, float *dinp, const NormG *g, const float *dout, const float *inp,
+// softsign) through its row function.
+static void alpha_backward(NormRowFn row, float *dinp, const NormG *g, const float *dout, const float *inp,
                            const NormW *w, size_t N, int C, float *scratch) {
-    AlphaRow a = {{dinp, dout, inp, w->gain, w->alpha, 0.0f, C}, row};
+    NormScalarRow a = {dinp, dout, inp, w->gain, w->alpha, 0.0f, C};
     float *out[3] = {g->gain, g->beta, g->alpha};
-    norm_channel_sums(out, 2, 1, alpha_row_fn, &a, N, C, scratch);
+    norm_channel_sums(out, 2, 1, row, &a, N, C, scratch);
 }
 
-static size_t planes3_scratch(size_t N, int C) { return norm_channel_scratch(3, N, C); }
+static size_t alpha_scratch(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
 
 static void hardtanh_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    alpha_backward(hardtanh_row, dinp, g, dout, inp, w, N, C, scratch);
+    alpha_backward(hardtanh_row_fn, dinp, g, dout, inp, w, N, C, scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -344,23 +317,28 @@ static void softsign_forward(float *out, float *stats, const float *inp, const N
 
 // r = 1 / (1 + |u|), v = u r, k = dy g r^2:
 //   dx = k alpha, dalpha = sum k x, dg = sum_rows dy v, db = sum_rows dy
-static void softsign_row(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict pa,
-                         const float *restrict dy, const float *restrict x, const float *restrict g,
-                         float alpha, int C) {
-    for (int c = 0; c < C; c++) {
-        float u = alpha * x[c], r = 1.0f / (1.0f + fabsf(u));
-        float k = dy[c] * g[c] * r * r;
-        dx[c] = VM_MADD(k, alpha, dx[c]);
-        pa[c] = VM_MADD(k, x[c], pa[c]);
-        pg[c] = VM_MADD(dy[c], u * r, pg[c]);
-        pb[c] += dy[c];
+static inline void softsign_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                                  float *restrict ls, const float *restrict dy, const float *restrict x,
+                                  const float *restrict g, float alpha, float s, int n) {
+    (void)ls, (void)s;
+    for (int j = 0; j < n; j++) {
+        float u = alpha * x[j], r = 1.0f / (1.0f + fabsf(u));
+        float k = dy[j] * g[j] * r * r;
+        dx[j] = VM_MADD(k, alpha, dx[j]);
+        la[j] = VM_MADD(k, x[j], la[j]);
+        pg[j] = VM_MADD(dy[j], u * r, pg[j]);
+        pb[j] += dy[j];
     }
+}
+
+static void softsign_row_fn(const void *ctx, size_t n, float *const *pl) {
+    norm_scalar_row(softsign_elems, 1, ctx, n, pl);
 }
 
 static void softsign_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    alpha_backward(softsign_row, dinp, g, dout, inp, w, N, C, scratch);
+    alpha_backward(softsign_row_fn, dinp, g, dout, inp, w, N, C, scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -419,12 +397,12 @@ const NormKind NORM_KINDS[N_NORMS] = {
     [NORM_DYT] = {"dyt", "gamma * tanh(alpha * x) + beta; alpha0 1 (--alpha-attn, --alpha-ffn), gamma 1, beta 0 "
                   "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, dyt_scratch_floats},
     [NORM_LAYER] = {"layernorm", "(x - mean(x)) / sqrt(var(x) + eps) * g + b; g = 1, b = 0", G | B, 0, 1.0f, 0, 2,
-                    0.0f, layernorm_forward, layernorm_backward, planes2_scratch},
+                    0.0f, layernorm_forward, layernorm_backward, layernorm_scratch},
     [NORM_DERF] = {"derf", "gamma * erf(alpha * x + s) + beta; alpha0 0.5 (--alpha-attn, --alpha-ffn), s0 0, "
                    "gamma 1, beta 0", G | B | A | S, 0, 0.5f, 1, 0, 2.0f, derf_forward, derf_backward,
-                   planes4_scratch},
+                   derf_scratch},
     [NORM_HARDTANH] = {"hardtanh", "gamma * clamp(alpha * x, -1, 1) + beta; alpha0 1, gamma 1, beta 0",
-                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, planes3_scratch},
+                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, alpha_scratch},
     [NORM_NONE] = {"none", "x (identity: no parameters)", 0, 0, 1.0f, 1, 0, 0.0f, none_forward, none_backward,
                    no_scratch},
     // sat 2 as DyT and Derf (not 27, where softsign is as flat as tanh at 2): sat_
@@ -433,7 +411,7 @@ const NormKind NORM_KINDS[N_NORMS] = {
     // 4 e^(-2|u|) (0.07 at 2, 2e-4 at 5), softsign's as 1/(1+|u|)^2 (0.11, 0.03)
     [NORM_SOFTSIGN] = {"softsign", "gamma * u / (1 + |u|) + beta, u = alpha * x; alpha0 1 (--alpha-attn, "
                        "--alpha-ffn), gamma 1, beta 0", G | B | A, 0, 1.0f, 1, 0, 2.0f, softsign_forward,
-                       softsign_backward, planes3_scratch},
+                       softsign_backward, alpha_scratch},
 };
 #undef G
 #undef B

@@ -73,19 +73,54 @@ int norm_has(int kind, int p, int beta);
 // backward: their order must not depend on the thread count.
 //
 // Rows go in fixed chunks of NORM_ROWS (row-major, as the data lies); each
-// chunk adds its rows' terms into its own slices of scratch (one (C) slice
-// per plane), through row(ctx, n, planes). Then the slices are summed in
-// chunk order, per block of channels, in double: planes 0..nvec-1 are
-// per-channel vectors added to out[p] (C), the others are scalars: summed
-// over channels too (per block, then blocks in order) and added to *out[p].
-// out[p] may be NULL (the term is computed, not stored). No atomics, and the
-// same bits for any thread count.
+// chunk adds its rows' terms into its own slices of scratch, through
+// row(ctx, n, planes): planes 0..nvec-1 are per-channel vectors, a (C) slice
+// each; the others are scalars, a (NORM_LANES) slice each, where lane j sums
+// the terms of channels j, j + NORM_LANES, ... (kept in registers along the
+// row: see norm_scalar_row). Then the slices are summed in chunk order, in
+// double: each vector per channel into out[p] (C), each scalar over chunks
+// and lanes into *out[p]. out[p] may be NULL (the term is computed, not
+// stored). No atomics, and the same bits for any thread count.
 #define NORM_ROWS 32
+#define NORM_LANES 16
 #define NORM_MAX_PLANES 4
 typedef void (*NormRowFn)(const void *ctx, size_t n, float *const *planes);
 void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, const void *ctx,
                        size_t N, int C, float *scratch);
-size_t norm_channel_scratch(int planes, size_t N, int C);
+size_t norm_channel_scratch(int nvec, int nscal, size_t N, int C);
+
+// The element-wise kinds with a gain, a beta and one or two scalars (alpha,
+// shift: DyT, Derf, hardtanh, softsign) share one row function shape. elems
+// does n consecutive channels: dx +=, its gain and beta terms into pg and pb
+// (per channel), its alpha and shift terms into the lane sums la and ls.
+typedef void (*NormElemsFn)(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                            float *restrict ls, const float *restrict dy, const float *restrict x,
+                            const float *restrict g, float alpha, float s, int n);
+typedef struct {
+    float *dinp;
+    const float *dout, *inp, *gain;
+    float alpha, shift;
+    int C;
+} NormScalarRow;
+
+// Row n of such a kind (ctx a NormScalarRow; planes gain, beta, alpha and, if
+// nscal is 2, shift): elems on full blocks of NORM_LANES channels (a constant
+// count: vectorised, with the lane sums in registers rather than a load and a
+// store per element), then on the tail. Inline, with elems a constant at each
+// call, so the compiler inlines elems too.
+static inline void norm_scalar_row(NormElemsFn elems, int nscal, const void *ctx, size_t n, float *const *pl) {
+    const NormScalarRow *a = ctx;
+    size_t o = n * (size_t)a->C;
+    float *dx = a->dinp + o, la[NORM_LANES] = {0}, ls[NORM_LANES] = {0};
+    const float *dy = a->dout + o, *x = a->inp + o;
+    int c = 0;
+    for (; c + NORM_LANES <= a->C; c += NORM_LANES)
+        elems(dx + c, pl[0] + c, pl[1] + c, la, ls, dy + c, x + c, a->gain + c, a->alpha, a->shift, NORM_LANES);
+    elems(dx + c, pl[0] + c, pl[1] + c, la, ls, dy + c, x + c, a->gain + c, a->alpha, a->shift, a->C - c);
+    for (int j = 0; j < NORM_LANES; j++) pl[2][j] += la[j];
+    if (nscal == 2)
+        for (int j = 0; j < NORM_LANES; j++) pl[3][j] += ls[j];
+}
 
 // The kinds' own layers (DyT's are in dyt.h).
 // out (N,C), rstd (N) or NULL, inp (N,C), weight (C)

@@ -9,43 +9,44 @@
 #include <string.h>
 
 // a * b + c: one fused multiply-add where the target has it (-march=native
-// on x86-64 since Haswell), else a multiply and an add. The tanh and erf
-// polynomials use it (a third fewer operations); exp keeps its unfused bits
-// for softmax and SiLU. Each fit is clamped where its own rounding first
-// reaches 1 (found by scanning every float): beyond, it returns +-1 exactly,
-// and below, it never exceeds 1.
+// on x86-64 since Haswell), else a multiply and an add. The tanh, erf and
+// erf' polynomials use it (a third fewer operations); exp keeps its unfused
+// bits for softmax and SiLU.
 #ifdef __FMA__
 #define VM_MADD(a, b, c) fmaf(a, b, c)
-#define TANH_SAT 7.99881172f
-#define ERF_SAT 3.61644650f
 #else
 #define VM_MADD(a, b, c) ((a) * (b) + (c))
-#define TANH_SAT 7.90531111f
-#define ERF_SAT 3.57882953f
 #endif
+
+// Where the tanh and erf fits below first reach 1 (found by scanning every
+// float, the same with and without fused multiply-adds): each clamps its
+// argument there, so beyond it returns +-1 exactly, and below it never
+// exceeds 1 (the unclamped fits overshoot by up to 6e-5).
+#define TANH_SAT 7.93219709f
+#define ERF_SAT 3.61186337f
+
+// 2^n for an integral float n in [-126, 127], built from its exponent bits
+static inline float pow2_int(float n) {
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return scale;
+}
+
+// round(z) for |z| < 2^22, by the 1.5 * 2^23 trick
+static inline float round_small(float z) { return (z + 12582912.0f) - 12582912.0f; }
 
 // exp(z) for z in [-87.3, 88] (callers clamp): exp(z) = 2^n exp(r) with
 // n = round(z / ln2), |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial
-// (truncation < 6e-9). fused: multiply-adds through VM_MADD (erf' in Derf's
-// backward); unfused for softmax and SiLU, whose bits the references pin.
-static inline float madd_k(float a, float b, float c, int fused) { return fused ? VM_MADD(a, b, c) : a * b + c; }
-
-static inline float exp_reduced_k(float z, int fused) {
-    // n = round(z / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22)
-    float n = (z * 1.44269504f + 12582912.0f) - 12582912.0f;
-    // r = z - n ln2, ln2 split hi + lo (Cody-Waite)
-    float r = madd_k(-n, 1.42860677e-6f, madd_k(-n, 0.693145752f, z, fused), fused);
+// (truncation < 6e-9). Unfused (softmax and SiLU: the references pin its bits).
+static inline float exp_reduced(float z) {
+    float n = round_small(z * 1.44269504f);
+    float r = (z - n * 0.693145752f) - n * 1.42860677e-6f; // z - n ln2, ln2 split hi + lo (Cody-Waite)
     float p = 1.0f / 5040; // Horner
-    p = madd_k(p, r, 1.0f / 720, fused), p = madd_k(p, r, 1.0f / 120, fused);
-    p = madd_k(p, r, 1.0f / 24, fused), p = madd_k(p, r, 1.0f / 6, fused);
-    p = madd_k(p, r, 0.5f, fused), p = madd_k(p, r, 1.0f, fused), p = madd_k(p, r, 1.0f, fused);
-    int32_t bits = ((int32_t)n + 127) << 23; // 2^n, n in [-126, 127]
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    p = p * r + 1.0f / 720, p = p * r + 1.0f / 120, p = p * r + 1.0f / 24, p = p * r + 1.0f / 6;
+    p = p * r + 0.5f, p = p * r + 1.0f, p = p * r + 1.0f;
+    return p * pow2_int(n);
 }
-
-static inline float exp_reduced(float z) { return exp_reduced_k(z, 0); }
 
 // exp(x), relative error about 2e-7 (checked in test_core) on [-87.3, 88].
 // Below -87.3 it gives 0 (no denormals), above 88 inf (the true value is
@@ -60,11 +61,13 @@ static inline float exp_approx(float x) {
     return x == x ? e : x;
 }
 
-// tanh(x) as a rational function, x P(x^2) / Q(x^2) (degrees 13 and 6, the
-// minimax fit Eigen uses), on x clamped to +-TANH_SAT (about 7.9), where it reaches
-// 1 in float32; x itself below 4e-4. No exp and one division: cheaper than
-// (1 - e) / (1 + e). Absolute error about 2e-7 (checked against double in
-// test_core); NaN stays NaN (the comparisons below are false for it).
+// tanh(x) as a rational function, x (P(x^2) / Q(x^2)) (degrees 12 and 6, the
+// minimax fit Eigen uses), on x clamped to +-TANH_SAT. No exp and one division:
+// cheaper than (1 - e) / (1 + e). x times the ratio (near 1 for small x), not
+// x P / Q: no test for small x (a select after the division costs a third of
+// the time), and the relative error stays about 3e-7 down to the smallest
+// float. Absolute error about 3e-7 (checked against double in test_core); NaN
+// stays NaN (the comparisons below are false for it).
 static inline float tanh_approx(float x) {
     float c = x > TANH_SAT ? TANH_SAT : x; // selects, not fminf/fmaxf: they vectorise
     c = c < -TANH_SAT ? -TANH_SAT : c;
@@ -76,18 +79,17 @@ static inline float tanh_approx(float x) {
     p = VM_MADD(p, x2, 1.48572235717979e-05f);
     p = VM_MADD(p, x2, 6.37261928875436e-04f);
     p = VM_MADD(p, x2, 4.89352455891786e-03f);
-    p = p * c;
     float q = 1.19825839466702e-06f;
     q = VM_MADD(q, x2, 1.18534705686654e-04f);
     q = VM_MADD(q, x2, 2.26843463243900e-03f);
     q = VM_MADD(q, x2, 4.89352518554385e-03f);
-    return fabsf(c) < 0.0004f ? c : p / q;
+    return c * (p / q);
 }
 
-// erf(x) as a rational function, x P(x^2) / Q(x^2) (degrees 13 and 8, the
-// minimax fit Eigen uses), on x clamped to +-ERF_SAT (about 3.6), where it reaches 1 in
-// float32. No exp: the forward of Derf costs about what DyT's does. Absolute
-// error about 4e-7 (checked against double in test_core); NaN stays NaN.
+// erf(x) as a rational function, x (P(x^2) / Q(x^2)) (degrees 12 and 8, the
+// minimax fit Eigen uses), on x clamped to +-ERF_SAT. No exp: the forward of
+// Derf costs about what DyT's does. Absolute error about 4e-7 (checked against
+// double in test_core); NaN stays NaN.
 static inline float erf_approx(float x) {
     float c = x > ERF_SAT ? ERF_SAT : x;
     c = c < -ERF_SAT ? -ERF_SAT : c;
@@ -99,21 +101,31 @@ static inline float erf_approx(float x) {
     p = VM_MADD(p, x2, -7.34990630326855e-04f);
     p = VM_MADD(p, x2, -2.95459980854025e-03f);
     p = VM_MADD(p, x2, -1.60960333262415e-02f);
-    p = p * c;
     float q = -1.45660718464996e-05f;
     q = VM_MADD(q, x2, -2.13374055278905e-04f);
     q = VM_MADD(q, x2, -1.68282697438203e-03f);
     q = VM_MADD(q, x2, -7.37332916720468e-03f);
     q = VM_MADD(q, x2, -1.42647390514189e-02f);
-    return p / q;
+    return c * (p / q);
 }
 
-// erf'(x) = 2/sqrt(pi) exp(-x^2), x^2 clamped to 81 (exp(-81) is still a
-// normal float); relative error that of exp_reduced.
+// erf'(x) = 2/sqrt(pi) exp(-x^2) = 2^t (2/sqrt(pi)), t = -x^2 log2(e), x^2 clamped
+// to 81 (exp(-81) is still a normal float): 2^t = 2^n 2^f with n = round(t),
+// f = t - n in [-1/2, 1/2] exactly, and 2^f (2/sqrt(pi)) by a degree-6 fit of
+// relative error 2e-9 (Lawson's minimax). No second ln2 step as exp_reduced
+// needs: the rounding of t costs < 6e-8 absolute (checked in test_core).
 static inline float erf_deriv(float x) {
     float x2 = x * x;
     x2 = x2 < 81.0f ? x2 : 81.0f;
-    return 1.1283791671f * exp_reduced_k(-x2, 1);
+    float t = x2 * -1.44269504f, n = round_small(t), f = t - n;
+    float p = 1.732159872e-04f;
+    p = VM_MADD(p, f, 1.512025017e-03f);
+    p = VM_MADD(p, f, 1.085328124e-02f);
+    p = VM_MADD(p, f, 6.262875348e-02f);
+    p = VM_MADD(p, f, 2.710665464e-01f);
+    p = VM_MADD(p, f, 7.821328640e-01f);
+    p = VM_MADD(p, f, 1.128379226e+00f);
+    return p * pow2_int(n);
 }
 
 #endif

@@ -2,6 +2,7 @@
 // "ok - NAME" or "FAIL - NAME: why"; test/run_tests.sh counts them.
 //
 //   build/test_core [test/ref [../shared/data]]
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -536,6 +537,15 @@ static void test_tanh_erf(void) {
     check(we < 5e-7 && wer < 1e-6 && wd < 3e-7, "erf_approx, erf_deriv: |error| of erf < 5e-7 (relative 1e-6), of erf' < 3e-7 on [-12, 12]",
           "erf %.3g (relative %.3g), erf' %.3g", we, wer, wd);
     check(big <= 1.0f, "tanh_approx, erf_approx: never above 1 in magnitude on [-12, 12]", "max %.9g", big);
+    // small arguments down to the smallest normal float: x times the fit's ratio
+    // keeps the relative error (x P / Q lost it below about 1e-38 / 5e-3)
+    double st = 0.0, se = 0.0;
+    for (float v = 1e-3f; v >= FLT_MIN; v *= 0.37f) {
+        st = fmax(st, fabs(tanh_approx(-v) - tanh(-(double)v)) / tanh((double)v));
+        se = fmax(se, fabs(erf_approx(v) - erf((double)v)) / erf((double)v));
+    }
+    check(st < 1e-6 && se < 1e-6, "tanh_approx, erf_approx: relative error < 1e-6 from 1e-3 down to FLT_MIN",
+          "tanh %.3g, erf %.3g", st, se);
     check(tanh_approx(0.0f) == 0.0f && tanh_approx(100.0f) == 1.0f && tanh_approx(-INFINITY) == -1.0f &&
               isnan(tanh_approx(NAN)) && erf_approx(0.0f) == 0.0f && erf_approx(100.0f) == 1.0f &&
               erf_approx(-INFINITY) == -1.0f && isnan(erf_approx(NAN)),
