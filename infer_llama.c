@@ -210,7 +210,7 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
     // on a shared machine the other cores may be busy. --threads N fixes N.
     ThreadTuner tuner;
     int max = s->threads ? 1 : omp_get_max_threads();
-    tuner_init(&tuner, max, threads_first_guess(max));
+    tuner_init(&tuner, max, threads_crowded);
     t0 = now_seconds();
     while (!rc && produced < s->n) {
         int next = sampler_sample(&sampler, w.logits);

@@ -280,7 +280,7 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
         ThreadTuner tuner;
         int max = tuned ? omp_get_max_threads() : 1;
-        tuner_init(&tuner, max, threads_first_guess(max));
+        tuner_init(&tuner, max, threads_crowded);
         double t0 = now_seconds();
         if (model_forward(&m, &a, tok, GEN_PROMPT, 0, 0, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
         double t1 = now_seconds();

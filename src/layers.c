@@ -173,13 +173,20 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = pos0 + t0 + rows;
                 const float *qb = q + ((size_t)b * T + t0) * C + h * HS;
                 float *a = ab + (size_t)t0 * kv_len;
+                float *o = out + ((size_t)b * T + t0) * C + h * HS;
                 // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
-                            scale, qb, C, kb, KVC, 0.0f, a, kv_len);
+                if (rows == 1) // one query (generation): sgemv reads the cache once, sgemm would pack a copy first
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, HS, scale, kb, KVC, qb, 1, 0.0f, a, 1);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
+                                scale, qb, C, kb, KVC, 0.0f, a, kv_len);
                 for (int r = 0; r < rows; r++) softmax_row(a + (size_t)r * kv_len, pos0 + t0 + r + 1, kv_len);
                 // out (rows,HS) = att (rows,nk) @ v (nk,HS)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
-                            1.0f, a, kv_len, vb, KVC, 0.0f, out + ((size_t)b * T + t0) * C + h * HS, C);
+                if (rows == 1)
+                    cblas_sgemv(CblasRowMajor, CblasTrans, nk, HS, 1.0f, vb, KVC, a, 1, 0.0f, o, 1);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
+                                1.0f, a, kv_len, vb, KVC, 0.0f, o, C);
             }
         }
 }

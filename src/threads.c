@@ -65,16 +65,18 @@ static int own_running(void) {
     return n > 0 ? n : 1;
 }
 
-int threads_first_guess(int max) {
+int threads_crowded(int max) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int others = procs_running() - own_running();
-    return max > 1 && cores > 0 && others > 0 && others + max > cores ? 1 : max;
+    return max > 1 && cores > 0 && others > 0 && others + max > cores;
 }
 
-void tuner_init(ThreadTuner *t, int max, int first) {
+void tuner_init(ThreadTuner *t, int max, CrowdedFn crowded) {
     max = max > 1 ? max : 1;
-    first = first == 1 ? 1 : max;
-    *t = (ThreadTuner){.max = max, .best = first, .cur = first, .gap = GAP_MIN};
+    int first = max > 1 && crowded && crowded(max) ? 1 : max;
+    // since_probe = gap: the first probe comes as soon as the first count has TUNER_KEEP units
+    *t = (ThreadTuner){.max = max, .best = first, .cur = first, .gap = GAP_MIN, .since_probe = GAP_MIN,
+                       .crowded = crowded};
 }
 
 // arm index of a count: 0 one thread, 1 max threads
@@ -99,9 +101,13 @@ static void keep(ThreadTuner *t, int a, double seconds) {
 int tuner_next(ThreadTuner *t) {
     if (t->max == 1) return 1;
     int other = t->best == 1 ? t->max : 1;
-    if (!t->probe_left && t->n[arm(t, t->best)] == TUNER_KEEP && (!t->n[arm(t, other)] || t->since_probe >= t->gap)) {
-        t->probe_left = TUNER_KEEP; // a probe: the other count's units afresh
-        t->n[arm(t, other)] = 0;
+    if (!t->probe_left && t->n[arm(t, t->best)] == TUNER_KEEP && t->since_probe >= t->gap) {
+        if (other == t->max && t->crowded && t->crowded(t->max)) {
+            t->since_probe = 0; // not now: look again a gap later
+        } else {
+            t->probe_left = TUNER_KEEP; // a probe: the other count's units afresh
+            t->n[arm(t, other)] = 0;
+        }
     }
     t->cur = t->probe_left ? other : t->best;
     omp_set_num_threads(t->cur);

@@ -28,9 +28,14 @@ void threads_wait_policy(char **argv);
 // units among fast ones). A probe unit over twice the
 // running count's median ends the probe at once, and probes of a count that
 // keeps losing are spaced out (every 16, 32, ... 1024 units), so a count far
-// slower costs a few percent at most. Only for work whose results do not
-// depend on the thread count (a decode step: tested bit for bit).
+// slower costs a few percent at most. A probe of all the threads is skipped
+// while `crowded` says other processes hold the cores it would need: beside
+// a busy process one such probe unit costs several times a one-thread unit
+// (threads wait at each barrier for a core that runs someone else). Only for
+// work whose results do not depend on the thread count (a decode step:
+// tested bit for bit).
 #define TUNER_KEEP 3
+typedef int (*CrowdedFn)(int max);
 typedef struct {
     int max;                  // the thread count asked for (>= 1)
     int best;                 // the count that won the last comparison (at first, the guess): max or 1
@@ -40,16 +45,17 @@ typedef struct {
     int n[2];                 // units kept on each (up to TUNER_KEEP; a probe starts afresh)
     int since_probe;          // units run on the best count since the last probe
     int gap;                  // units between probes
+    CrowdedFn crowded;        // NULL: times alone decide
 } ThreadTuner;
 
-// The first count to try for work on `max` threads: max, unless other
-// runnable processes (/proc/stat's procs_running) already hold cores that
-// max threads would need; then 1 (threads would wait at every barrier for a
-// core that runs someone else). The tuner's probes correct a wrong guess.
-int threads_first_guess(int max);
+// Whether other runnable processes (/proc/stat's procs_running, less this
+// process's own running threads) already hold cores that max threads would
+// need: threads would then wait at every barrier for a core that runs
+// someone else. 0 when unknown. About 20 us (it reads /proc).
+int threads_crowded(int max);
 // max <= 1: off (tuner_next returns 1 and leaves the thread count alone).
-// first: the count to start on, 1 or max (threads_first_guess).
-void tuner_init(ThreadTuner *t, int max, int first);
+// Starts on 1 thread if crowded(max), else on max; crowded may be NULL.
+void tuner_init(ThreadTuner *t, int max, CrowdedFn crowded);
 // The thread count for the next unit; sets it (omp_set_num_threads).
 int tuner_next(ThreadTuner *t);
 // The time the unit took.

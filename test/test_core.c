@@ -1755,6 +1755,12 @@ static void test_decode_thread_bits(void) {
     }
 }
 
+// stand-ins for threads_crowded: crowded at the first call only (the tuner
+// starts on 1 thread, then times decide), or for the first `crowded_units` calls
+static int crowded_calls, crowded_units;
+static int crowded_at_start(int max) { return (void)max, crowded_calls++ == 0; }
+static int crowded_for_a_while(int max) { return (void)max, crowded_calls++ < crowded_units; }
+
 // The decode thread tuner on made-up times: it settles on the faster count,
 // spends few units probing the slower one, and restores the count at the end.
 static void test_thread_tuner(void) {
@@ -1762,7 +1768,8 @@ static void test_thread_tuner(void) {
     for (int faster = 1; faster <= 2; faster++)
         for (int first = 1; first <= 2; first++) { // the first guess right or wrong
         ThreadTuner t;
-        tuner_init(&t, 2, first);
+        crowded_calls = 0;
+        tuner_init(&t, 2, first == 1 ? crowded_at_start : NULL);
         int slow_units = 0;
         for (int i = 0; i < 512; i++) {
             int n = tuner_next(&t);
@@ -1776,9 +1783,27 @@ static void test_thread_tuner(void) {
         check(slow_units <= 12 && omp_get_max_threads() == 2, name, "%d units, %d threads after", slow_units,
               omp_get_max_threads());
     }
-    // an interrupted unit (50x its time, every 40 units) on the faster count, 1.3x apart
+    // crowded (another process holds a core) for the first 200 units, 2 threads 4x
+    // faster all along (times alone would probe them): no probe while crowded, and
+    // the tuner moves to 2 threads within a gap of the load going (then probes 1
+    // thread as in the cases above: <= 12 units)
     ThreadTuner t;
-    tuner_init(&t, 2, 2);
+    crowded_calls = 0, crowded_units = 1000000;
+    tuner_init(&t, 2, crowded_for_a_while);
+    int on_max = 0, on_one = 0;
+    for (int i = 0; i < 512; i++) {
+        if (i == 200) crowded_units = crowded_calls; // the load goes
+        int n = tuner_next(&t);
+        on_max += n == 2 && i < 200;
+        on_one += n == 1 && i >= 200;
+        tuner_done(&t, n == 2 ? 1e-3 : 4e-3);
+    }
+    tuner_end(&t);
+    check(on_max == 0 && on_one <= 16 + 12,
+          "thread tuner: no probe of 2 threads while crowded, 2 threads within a gap of the load going",
+          "%d units on 2 threads while crowded, %d units on 1 thread after", on_max, on_one);
+    // an interrupted unit (50x its time, every 40 units) on the faster count, 1.3x apart
+    tuner_init(&t, 2, NULL);
     int slow_units = 0;
     for (int i = 0; i < 512; i++) {
         int n = tuner_next(&t);
@@ -1790,7 +1815,7 @@ static void test_thread_tuner(void) {
           "%d of 512 units on the slower count", slow_units);
     ThreadTuner off;
     omp_set_num_threads(3);
-    tuner_init(&off, 1, 1);
+    tuner_init(&off, 1, NULL);
     tuner_done(&off, 1.0);
     int n = tuner_next(&off);
     tuner_end(&off);
