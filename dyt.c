@@ -7,7 +7,7 @@
 
 void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
                  const float *beta, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
@@ -53,13 +53,13 @@ void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
 }
 
 void embscale_forward(float *out, const float *inp, float scale, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = scale * inp[i];
 }
 
 void embscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
                        float scale, size_t n) {
     *dscale += (float)dot_fixed_order(dout, inp, n); // before dinp, which may alias dout
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) dinp[i] = scale * dout[i];
 }

@@ -28,6 +28,12 @@ int size_add(size_t a, size_t b, size_t *out);
 // Zeroed allocation of n floats; NULL on failure or overflow (callers report it).
 float *alloc_floats(size_t n);
 
+// Elementwise loops smaller than this (elements) run on the calling thread
+// alone (an OpenMP `if` clause): a parallel region costs a wake-up and a
+// barrier (microseconds idle, far more when another process holds a core),
+// more than a decoded token's few thousand elements take to compute.
+#define PAR_MIN 32768
+
 // Every file the programs read is opened here: without blocking (O_NONBLOCK,
 // so a FIFO or a device cannot hang the open), then checked to be a regular
 // file before a byte is read. Returns the stream and its size; errors name

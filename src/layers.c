@@ -5,17 +5,12 @@
 #include <omp.h>
 #include <string.h>
 
+#include "common.h"
 #include "vmath.h"
 
 // Per-channel weight gradients are summed over rows by blocks of channels, so
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
-
-// Elementwise loops smaller than this run on the calling thread alone: a
-// parallel region costs a wake-up and a barrier (microseconds idle, far more
-// when another process holds a core), more than a decoded token's few
-// thousand elements take to compute.
-#define PAR_MIN 32768
 
 // ----------------------------------------------------------------------------
 // matmul: all three products go through sgemm

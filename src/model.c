@@ -411,12 +411,12 @@ static void lap(const Acts *a, int part, double *t) {
 // the calling thread: not worth a parallel region.
 static void residual_add(float *out, const float *a, const float *b, float *keep, const float *gate, size_t n) {
     if (!keep) {
-#pragma omp parallel for schedule(static) if (n >= 32768)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
         return;
     }
     float g = *gate;
-#pragma omp parallel for schedule(static) if (n >= 32768)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) keep[i] = b[i], out[i] = a[i] + g * b[i];
 }
 
@@ -512,7 +512,7 @@ static const float *branch_grad(Model *m, Acts *a, int gate, int l, const float 
     if (!branch) return a->dresid;
     float g = *LW(m, gate, l);
     *LG(m, gate, l) += (float)dot_fixed_order(a->dresid, branch, n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) a->dbranch[i] = g * a->dresid[i];
     return a->dbranch;
 }

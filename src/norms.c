@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../dyt.h"
+#include "common.h"
 
 // ----------------------------------------------------------------------------
 // per-channel gradient sums in a fixed order
@@ -23,7 +24,7 @@ void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, co
     int planes = nvec + nscal, nblocks = (C + CH_BLOCK - 1) / CH_BLOCK;
     size_t nchunks = n_chunks(N), vplane = nchunks * (size_t)C;
     float *scal = scratch + (size_t)nvec * vplane; // (nscal, nchunks, NORM_LANES)
-#pragma omp parallel
+#pragma omp parallel if (N * (size_t)C >= PAR_MIN)
     {
 #pragma omp for schedule(static)
         for (size_t k = 0; k < nchunks; k++) {
@@ -91,7 +92,7 @@ static float sum_lanes(const float *restrict a, int n) {
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
@@ -138,7 +139,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 // stats: mean and rstd per row
 
 static void layernorm_forward(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
@@ -199,7 +200,7 @@ static void derf_forward(float *out, float *stats, const float *inp, const NormW
     (void)stats;
     float alpha = w->alpha, s = w->shift;
     const float *g = w->gain, *b = w->beta;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
@@ -242,7 +243,7 @@ static void hardtanh_forward(float *out, float *stats, const float *inp, const N
     (void)stats;
     float alpha = w->alpha;
     const float *g = w->gain, *b = w->beta;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
@@ -304,7 +305,7 @@ static void softsign_forward(float *out, float *stats, const float *inp, const N
     (void)stats;
     float alpha = w->alpha;
     const float *g = w->gain, *b = w->beta;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *restrict x = inp + n * C;
         float *restrict y = out + n * C;
@@ -352,7 +353,7 @@ static void none_forward(float *out, float *stats, const float *inp, const NormW
 static void none_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                           const NormW *w, size_t N, int C, float *scratch) {
     (void)g, (void)inp, (void)stats, (void)w, (void)scratch;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t i = 0; i < N * (size_t)C; i++) dinp[i] += dout[i];
 }
 
