@@ -370,7 +370,7 @@ def report(a, T, peak, train, torch, gen, layer, contended, kind_steps, wall, t_
     L.append("\n## Contended (issue #14): small (d 288, 6 layers), idle and beside a load the benchmark starts\n")
     L.append("Speed (decode tok/s; training tok/s = batch x seq / median step time) and, under a load, "
              "the share of the same row's idle speed. The load is `benchmark spin N`: N threads of arithmetic. "
-             f"Generation: the median of {GEN_REPS} runs, default and 1 taking turns; for the default, the share "
+             f"Generation: the median of {1 if a.quick else GEN_REPS} run(s), default and 1 taking turns; for the default, the share "
              "of tokens the tuner ran on one thread.\n")
     L.append("| program | threads | " + " | ".join(name for name, _ in LOADS) + " |")
     L.append("|---|---|" + "---|" * len(LOADS))

@@ -132,7 +132,7 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 //
 // Each (batch, head) is one task of a parallel loop (handed out first come,
 // first served, as the matmuls' slices), and its products are
-// sgemm calls made inside it: OpenBLAS's OpenMP build runs a call made inside
+// BLAS calls made inside it (sgemm; sgemv for a block of one query): OpenBLAS's OpenMP build runs a call made inside
 // a parallel region on the calling thread alone (and nested regions get one
 // thread anyway, OpenMP's default), so the pool is never oversubscribed and
 // every task's bits are the same for any thread count.

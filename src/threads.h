@@ -26,7 +26,7 @@ void threads_wait_policy(char **argv);
 // units (a probe), comparing the means of the two counts' last TUNER_KEEP
 // units (means, not medians: on a busy machine a count's cost is a few slow
 // units among fast ones). A probe unit over twice the
-// running count's median ends the probe at once, and probes of a count that
+// running count's mean ends the probe at once, and probes of a count that
 // keeps losing are spaced out (every 16, 32, ... 1024 units), so a count far
 // slower costs a few percent at most. A probe of all the threads is skipped
 // while `crowded` says other processes hold the cores it would need: beside
@@ -51,7 +51,10 @@ typedef struct {
 // Whether other runnable processes (/proc/stat's procs_running, less this
 // process's own running threads) already hold cores that max threads would
 // need: threads would then wait at every barrier for a core that runs
-// someone else. 0 when unknown. About 20 us (it reads /proc).
+// someone else. 0 when unknown. About 20 us (it reads /proc). It counts the
+// whole machine: inside a container or cpuset on a busy host, or beside a
+// niced batch job, it says "crowded" where all threads might still pay, and
+// the tuner then stays on one thread; `--threads N` fixes the count.
 int threads_crowded(int max);
 // max <= 1: off (tuner_next returns 1 and leaves the thread count alone).
 // Starts on 1 thread if crowded(max), else on max; crowded may be NULL.

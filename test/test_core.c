@@ -397,7 +397,8 @@ static void norm_backward_pair(float *dx, float *dg, float *db, float *da, const
 }
 
 static void test_norm_backward_chunks(void) {
-    enum { N = 100, C = 40 };
+    enum { N = 900, C = 40 }; // 29 row chunks, the last one short; 2 lane blocks and a tail of 8
+    _Static_assert(N * C >= PAR_MIN, "smaller runs on one thread: the 1-vs-2-thread check would test nothing");
     static float x[N * C], dy[N * C], dx[2][N * C], scratch[2 * 3 * N * C];
     float g[C], rstd[N], dg[2][C], db[2][C], da[2], y[N * C];
     Rng r = rng_make(5, 9);
@@ -426,7 +427,7 @@ static void test_norm_backward_chunks(void) {
         double ea = dyt ? fabs(da[0] - sa) / fabs(sa) : 0.0;
         eb = dyt ? eb : 0.0;
         char name[128];
-        snprintf(name, sizeof name, "%s backward, 4 row chunks: weight gradients = float64 sums within 1e-5",
+        snprintf(name, sizeof name, "%s backward, 29 row chunks: weight gradients = float64 sums within 1e-5",
                  dyt ? "dyt" : "rmsnorm");
         check(eg / mg < 1e-5 && eb / mg < 1e-5 && ea < 1e-5, name, "gain %.3g, beta %.3g, alpha %.3g", eg / mg, eb / mg, ea);
         snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads", dyt ? "dyt" : "rmsnorm");
@@ -449,8 +450,8 @@ static double kind_objective(const NormKind *k, const float *x, const NormW *p, 
 
 static void test_norm_kinds(void) {
     enum { N = 70, C = 20 }; // 3 row chunks
-    static float x[N * C], w[N * C], y[N * C], dx[2][N * C], stats[4 * N], scratch[8 * N * C];
-    float g[C], b[C], dg[2][C], db[2][C], da[2], ds[2];
+    static float x[N * C], w[N * C], y[N * C], dx[1][N * C], stats[4 * N], scratch[8 * N * C];
+    float g[C], b[C], dg[1][C], db[1][C], da[1], ds[1];
     Rng rng = rng_make(7, 2);
     for (int i = 0; i < N * C; i++) x[i] = 1.5f * (float)rng_normal(&rng), w[i] = (float)rng_normal(&rng);
     for (int c = 0; c < C; c++) g[c] = 1.0f + 0.3f * (float)rng_normal(&rng), b[c] = 0.2f * (float)rng_normal(&rng);
@@ -474,20 +475,12 @@ static void test_norm_kinds(void) {
         }
         NormW p = {.gain = g, .beta = b, .alpha = alpha, .shift = 0.15f, .eps = 1e-5f};
         if (!norm_has(kind, NP_BETA, 1)) p.beta = NULL;
-        int saved = omp_get_max_threads();
-        for (int th = 0; th < 2; th++) {
-            omp_set_num_threads(th + 1);
-            memset(dx[th], 0, sizeof dx[th]), memset(dg[th], 0, sizeof dg[th]), memset(db[th], 0, sizeof db[th]);
-            da[th] = ds[th] = 0.0f;
-            NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[th] : NULL, p.beta ? db[th] : NULL,
-                        norm_has(kind, NP_ALPHA, 1) ? &da[th] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[th] : NULL};
-            k->forward(y, stats, x, &p, N, C);
-            k->backward(dx[th], &gr, w, x, stats, &p, N, C, scratch);
-        }
-        omp_set_num_threads(saved);
-        snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads", k->name);
-        check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
-              !memcmp(db[0], db[1], sizeof db[0]) && !memcmp(da, da + 1, 4) && !memcmp(ds, ds + 1, 4), name, "differ");
+        memset(dx[0], 0, sizeof dx[0]), memset(dg[0], 0, sizeof dg[0]), memset(db[0], 0, sizeof db[0]);
+        da[0] = ds[0] = 0.0f;
+        NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[0] : NULL, p.beta ? db[0] : NULL,
+                    norm_has(kind, NP_ALPHA, 1) ? &da[0] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[0] : NULL};
+        k->forward(y, stats, x, &p, N, C);
+        k->backward(dx[0], &gr, w, x, stats, &p, N, C, scratch);
         // central differences with h = 1e-2: truncation O(h^2) ~ 1e-4 relative, float32
         // rounding ~1e-7 |L| / h
         const float h = 1e-2f;
@@ -516,6 +509,42 @@ static void test_norm_kinds(void) {
     }
 }
 
+// Every kind's backward gives the same bits with 1 and 2 threads, at a size
+// that runs in parallel (PAR_MIN), with a short last chunk and a lane tail.
+static void test_norm_kinds_threads(void) {
+    enum { N = 1000, C = 40 };
+    _Static_assert(N * C >= PAR_MIN, "smaller runs on one thread: the check would test nothing");
+    static float x[N * C], w[N * C], y[N * C], dx[2][N * C], stats[4 * N], scratch[8 * N * C];
+    float g[C], b[C], dg[2][C], db[2][C], da[2], ds[2];
+    Rng rng = rng_make(8, 3);
+    fill_normal(x, N * C, &rng), fill_normal(w, N * C, &rng);
+    for (int c = 0; c < C; c++) g[c] = 1.0f + 0.3f * (float)rng_normal(&rng), b[c] = 0.2f * (float)rng_normal(&rng);
+    for (int kind = 0; kind < N_NORMS; kind++) {
+        const NormKind *k = &NORM_KINDS[kind];
+        char name[160];
+        if (k->scratch_floats(N, C) > 8 * N * C || k->stats > 4) {
+            snprintf(name, sizeof name, "%s: scratch and stats fit the thread test's buffers", k->name);
+            check(0, name, "%zu floats", k->scratch_floats(N, C));
+            continue;
+        }
+        NormW p = {.gain = g, .beta = norm_has(kind, NP_BETA, 1) ? b : NULL, .alpha = 0.7f, .shift = 0.15f, .eps = 1e-5f};
+        int saved = omp_get_max_threads();
+        for (int th = 0; th < 2; th++) {
+            omp_set_num_threads(th + 1);
+            memset(dx[th], 0, sizeof dx[th]), memset(dg[th], 0, sizeof dg[th]), memset(db[th], 0, sizeof db[th]);
+            da[th] = ds[th] = 0.0f;
+            NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[th] : NULL, p.beta ? db[th] : NULL,
+                        norm_has(kind, NP_ALPHA, 1) ? &da[th] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[th] : NULL};
+            k->forward(y, stats, x, &p, N, C);
+            k->backward(dx[th], &gr, w, x, stats, &p, N, C, scratch);
+        }
+        omp_set_num_threads(saved);
+        snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads (%d rows of %d)", k->name, N, C);
+        check(!memcmp(dx[0], dx[1], sizeof dx[0]) && !memcmp(dg[0], dg[1], sizeof dg[0]) &&
+              !memcmp(db[0], db[1], sizeof db[0]) && !memcmp(da, da + 1, 4) && !memcmp(ds, ds + 1, 4), name, "differ");
+    }
+}
+
 // tanh_approx and erf_approx (src/vmath.h) against double precision, dense
 // near 0, over the range where they saturate, and their edges
 static void test_tanh_erf(void) {
@@ -536,7 +565,12 @@ static void test_tanh_erf(void) {
           "abs %.3g rel %.3g", wt, wtr);
     check(we < 5e-7 && wer < 1e-6 && wd < 3e-7, "erf_approx, erf_deriv: |error| of erf < 5e-7 (relative 1e-6), of erf' < 3e-7 on [-12, 12]",
           "erf %.3g (relative %.3g), erf' %.3g", we, wer, wd);
-    check(big <= 1.0f, "tanh_approx, erf_approx: never above 1 in magnitude on [-12, 12]", "max %.9g", big);
+    // and every float around the saturation points, where a fit's rounding may
+    // overshoot 1 (the clamps differ with and without FMA: src/vmath.h)
+    for (float v = 3.4f; v <= 3.8f; v = nextafterf(v, 4.0f)) big = fmaxf(big, fabsf(erf_approx(v)));
+    for (float v = 7.6f; v <= 8.2f; v = nextafterf(v, 9.0f)) big = fmaxf(big, fabsf(tanh_approx(v)));
+    check(big <= 1.0f, "tanh_approx, erf_approx: never above 1 in magnitude on [-12, 12] (every float near saturation)",
+          "max %.9g", big);
     // small arguments down to the smallest normal float: x times the fit's ratio
     // keeps the relative error (x P / Q lost it below about 1e-38 / 5e-3)
     double st = 0.0, se = 0.0;
@@ -1855,6 +1889,7 @@ int main(int argc, char **argv) {
     test_reference_all(dir);
     test_dyt_finite_differences();
     test_norm_kinds();
+    test_norm_kinds_threads();
     test_tanh_erf();
     test_attention();
     test_exp_approx();
