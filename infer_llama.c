@@ -49,7 +49,8 @@ static const Option OPTIONS[] = {
     {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
     {"--seed", OPT_INT, OFF(seed), -1, 9.007199254740992e15, "sampling seed (-1 = from the clock, printed)"},
     {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
-    {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
+    {"--threads", OPT_INT, OFF(threads), 0, 1024,
+     "threads (0 = all cores; each decoded token then runs on all or on one, whichever was faster, and on one while other processes hold the cores)"},
     {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 tokens)"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
