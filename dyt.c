@@ -19,7 +19,7 @@ void dyt_forward(float *out, const float *inp, float alpha, const float *gamma,
 }
 
 // per-channel sums of dgamma, dbeta; dalpha in lanes (src/norms.h)
-size_t dyt_scratch_floats(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
+size_t dyt_scratch_floats(size_t N, int C) { return norm_alpha_scratch(N, C); }
 
 // n channels of a row: dx +=, and its terms added to the chunk's sums. The
 // pointers do not alias (restrict): the loop then vectorises.
@@ -47,9 +47,7 @@ static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) { norm_scala
 void dyt_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
                   const float *dout, const float *inp, float alpha, const float *gamma,
                   size_t N, int C, float *scratch) {
-    NormScalarRow a = {dinp, dout, inp, gamma, alpha, 0.0f, C};
-    float *out[3] = {dgamma, dbeta, dalpha};
-    norm_channel_sums(out, 2, 1, dyt_row_fn, &a, N, C, scratch);
+    norm_alpha_backward(dyt_row_fn, dinp, dgamma, dbeta, dalpha, dout, inp, gamma, alpha, N, C, scratch);
 }
 
 void embscale_forward(float *out, const float *inp, float scale, size_t n) {

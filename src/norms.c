@@ -279,21 +279,20 @@ static void hardtanh_row_fn(const void *ctx, size_t n, float *const *pl) {
     norm_scalar_row(hardtanh_elems, 1, ctx, n, pl);
 }
 
-// The backward of an element-wise kind with gain, beta and alpha (hardtanh,
-// softsign) through its row function.
-static void alpha_backward(NormRowFn row, float *dinp, const NormG *g, const float *dout, const float *inp,
-                           const NormW *w, size_t N, int C, float *scratch) {
-    NormScalarRow a = {dinp, dout, inp, w->gain, w->alpha, 0.0f, C};
-    float *out[3] = {g->gain, g->beta, g->alpha};
+void norm_alpha_backward(NormRowFn row, float *dinp, float *dgain, float *dbeta, float *dalpha,
+                         const float *dout, const float *inp, const float *gain, float alpha,
+                         size_t N, int C, float *scratch) {
+    NormScalarRow a = {dinp, dout, inp, gain, alpha, 0.0f, C};
+    float *out[3] = {dgain, dbeta, dalpha};
     norm_channel_sums(out, 2, 1, row, &a, N, C, scratch);
 }
 
-static size_t alpha_scratch(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
+size_t norm_alpha_scratch(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
 
 static void hardtanh_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    alpha_backward(hardtanh_row_fn, dinp, g, dout, inp, w, N, C, scratch);
+    norm_alpha_backward(hardtanh_row_fn, dinp, g->gain, g->beta, g->alpha, dout, inp, w->gain, w->alpha, N, C, scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -339,7 +338,7 @@ static void softsign_row_fn(const void *ctx, size_t n, float *const *pl) {
 static void softsign_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    alpha_backward(softsign_row_fn, dinp, g, dout, inp, w, N, C, scratch);
+    norm_alpha_backward(softsign_row_fn, dinp, g->gain, g->beta, g->alpha, dout, inp, w->gain, w->alpha, N, C, scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -403,7 +402,7 @@ const NormKind NORM_KINDS[N_NORMS] = {
                    "gamma 1, beta 0", G | B | A | S, 0, 0.5f, 1, 0, 2.0f, derf_forward, derf_backward,
                    derf_scratch},
     [NORM_HARDTANH] = {"hardtanh", "gamma * clamp(alpha * x, -1, 1) + beta; alpha0 1, gamma 1, beta 0",
-                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, alpha_scratch},
+                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, norm_alpha_scratch},
     [NORM_NONE] = {"none", "x (identity: no parameters)", 0, 0, 1.0f, 1, 0, 0.0f, none_forward, none_backward,
                    no_scratch},
     // sat 2 as DyT and Derf (not 27, where softsign is as flat as tanh at 2): sat_
@@ -412,7 +411,7 @@ const NormKind NORM_KINDS[N_NORMS] = {
     // 4 e^(-2|u|) (0.07 at 2, 2e-4 at 5), softsign's as 1/(1+|u|)^2 (0.11, 0.03)
     [NORM_SOFTSIGN] = {"softsign", "gamma * u / (1 + |u|) + beta, u = alpha * x; alpha0 1 (--alpha-attn, "
                        "--alpha-ffn), gamma 1, beta 0", G | B | A, 0, 1.0f, 1, 0, 2.0f, softsign_forward,
-                       softsign_backward, alpha_scratch},
+                       softsign_backward, norm_alpha_scratch},
 };
 #undef G
 #undef B

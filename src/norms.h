@@ -103,6 +103,14 @@ typedef struct {
     int C;
 } NormScalarRow;
 
+// The backward of such a kind with one scalar, alpha (DyT, hardtanh,
+// softsign), through its row function: dinp, dgain, dbeta (or NULL), dalpha
+// +=; scratch holds norm_alpha_scratch(N, C) floats.
+void norm_alpha_backward(NormRowFn row, float *dinp, float *dgain, float *dbeta, float *dalpha,
+                         const float *dout, const float *inp, const float *gain, float alpha,
+                         size_t N, int C, float *scratch);
+size_t norm_alpha_scratch(size_t N, int C);
+
 // Row n of such a kind (ctx a NormScalarRow; planes gain, beta, alpha and, if
 // nscal is 2, shift): elems on full blocks of NORM_LANES channels (a constant
 // count: vectorised, with the lane sums in registers rather than a load and a

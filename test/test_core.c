@@ -448,6 +448,18 @@ static double kind_objective(const NormKind *k, const float *x, const NormW *p, 
     return s;
 }
 
+// kind's forward, then its backward into zeroed gradients (the ones it has)
+static void kind_backward(int kind, const float *x, const float *w, const NormW *p, int N, int C, float *dx,
+                          float *dg, float *db, float *da, float *ds, float *y, float *stats, float *scratch) {
+    const NormKind *k = &NORM_KINDS[kind];
+    memset(dx, 0, (size_t)N * C * sizeof(float)), memset(dg, 0, (size_t)C * sizeof(float));
+    memset(db, 0, (size_t)C * sizeof(float)), *da = *ds = 0.0f;
+    NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg : NULL, p->beta ? db : NULL, norm_has(kind, NP_ALPHA, 1) ? da : NULL,
+                norm_has(kind, NP_SHIFT, 1) ? ds : NULL};
+    k->forward(y, stats, x, p, (size_t)N, C);
+    k->backward(dx, &gr, w, x, stats, p, (size_t)N, C, scratch);
+}
+
 static void test_norm_kinds(void) {
     enum { N = 70, C = 20 }; // 3 row chunks
     static float x[N * C], w[N * C], y[N * C], dx[1][N * C], stats[4 * N], scratch[8 * N * C];
@@ -475,12 +487,7 @@ static void test_norm_kinds(void) {
         }
         NormW p = {.gain = g, .beta = b, .alpha = alpha, .shift = 0.15f, .eps = 1e-5f};
         if (!norm_has(kind, NP_BETA, 1)) p.beta = NULL;
-        memset(dx[0], 0, sizeof dx[0]), memset(dg[0], 0, sizeof dg[0]), memset(db[0], 0, sizeof db[0]);
-        da[0] = ds[0] = 0.0f;
-        NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[0] : NULL, p.beta ? db[0] : NULL,
-                    norm_has(kind, NP_ALPHA, 1) ? &da[0] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[0] : NULL};
-        k->forward(y, stats, x, &p, N, C);
-        k->backward(dx[0], &gr, w, x, stats, &p, N, C, scratch);
+        kind_backward(kind, x, w, &p, N, C, dx[0], dg[0], db[0], &da[0], &ds[0], y, stats, scratch);
         // central differences with h = 1e-2: truncation O(h^2) ~ 1e-4 relative, float32
         // rounding ~1e-7 |L| / h
         const float h = 1e-2f;
@@ -531,12 +538,7 @@ static void test_norm_kinds_threads(void) {
         int saved = omp_get_max_threads();
         for (int th = 0; th < 2; th++) {
             omp_set_num_threads(th + 1);
-            memset(dx[th], 0, sizeof dx[th]), memset(dg[th], 0, sizeof dg[th]), memset(db[th], 0, sizeof db[th]);
-            da[th] = ds[th] = 0.0f;
-            NormG gr = {norm_has(kind, NP_GAIN, 1) ? dg[th] : NULL, p.beta ? db[th] : NULL,
-                        norm_has(kind, NP_ALPHA, 1) ? &da[th] : NULL, norm_has(kind, NP_SHIFT, 1) ? &ds[th] : NULL};
-            k->forward(y, stats, x, &p, N, C);
-            k->backward(dx[th], &gr, w, x, stats, &p, N, C, scratch);
+            kind_backward(kind, x, w, &p, N, C, dx[th], dg[th], db[th], &da[th], &ds[th], y, stats, scratch);
         }
         omp_set_num_threads(saved);
         snprintf(name, sizeof name, "%s backward: the same bits with 1 and 2 threads (%d rows of %d)", k->name, N, C);
