@@ -14,6 +14,15 @@ void matmul_forward(float *out, const float *inp, const float *w, size_t N, int 
 // in one parallel region (the same bits as n matmul_forward calls).
 void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
                           const int OC[]);
+// One token's (N = 1) products out[i] (OC[i]) = w[i] (OC[i],C) @ inp (C), for
+// every thread of a parallel region to call (a worksharing loop: it returns
+// after the team's barrier). Each task computes one slice of every matrix's
+// rows and calls then(ctx, i, r0, r1) (NULL: nothing) on rows [r0, r1) of
+// out[i] as soon as they are done, so work on them follows on the thread that
+// has them. The same bits as matmul_forward_multi with N = 1, for any thread count.
+typedef void (*RowsFn)(void *ctx, int i, int r0, int r1);
+void matvec_team(int n, float *const out[], const float *inp, const float *const w[], int C, const int OC[],
+                 RowsFn then, void *ctx);
 // dinp (N,C) +=, dw (OC,C) +=, dout (N,OC)
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
                      const float *w, size_t N, int C, int OC);
@@ -26,13 +35,22 @@ void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float th
 // inverse = 1 rotates backwards (the backward pass of a rotation).
 void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int pos0,
                 int n_heads, int head_dim, int inverse);
+// Elements [e0, e1) (both even) of one row x (n_heads*head_dim) at position
+// pos, rotated forwards in place: the same bits as rope_apply on the whole row.
+void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0, int e1, int head_dim);
 
 // Causal grouped-query attention of T new queries at positions pos0.. against
 // keys/values 0..pos0+T-1. q, out (B,T,NH*HS); k, v (B,kv_len,NKV*HS) with
 // batch stride kv_len; att (B,NH,T,kv_len) holds the softmax probabilities
-// (kept for backward). Query head h reads kv head h / (NH/NKV).
+// (kept for backward). Query head h reads kv head h / (NH/NKV). scratch:
+// attention_one_scratch_floats(B, kv_len, NH, HS), used when T = 1 (a decoded token).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS);
+                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
+size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS);
+// attention_forward's T = 1, for every thread of a parallel region to call
+// (worksharing loops; it returns after the team's barrier).
+void attention_one_team(float *out, float *att, const float *q, const float *k, const float *v,
+                        int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
 // dq (B,T,NH*HS) +=, dk, dv (B,T,NKV*HS) +=; training only (pos0 = 0, kv_len = T).
 // scratch: attention_scratch_floats(T) per thread, for max_threads threads.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,

@@ -260,6 +260,12 @@ void model_init(Model *m, uint64_t seed) {
 // ----------------------------------------------------------------------------
 // activations
 
+// One thread's share of Acts.token_norm: a row (d) and its stats, in 64-byte
+// units (no two threads write one cache line).
+static size_t token_norm_floats(const Model *m) {
+    return ((size_t)m->cfg.dim + (size_t)NORM_KINDS[m->cfg.norm].stats + 15) / 16 * 16;
+}
+
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err) {
     const ModelConfig *c = &m->cfg;
     memset(a, 0, sizeof *a);
@@ -272,8 +278,9 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     const NormKind *kind = &NORM_KINDS[c->norm];
     size_t ns = (size_t)kind->stats; // the norm's saved floats per row
     // the largest products, checked; every other part is smaller than one of these
-    size_t big;
+    size_t big, one; // one: a decoded token's attention scratch
     if (size_mul(N, (size_t)c->n_heads, &att) || size_mul(att, (size_t)kv_len, &att) ||
+        size_mul(one = attention_one_scratch_floats(B, kv_len, c->n_heads, (int)(d / c->n_heads)), sizeof(float), &big) ||
         size_mul(S, att, &big) || size_mul((size_t)B * L * kv_len, kvd, &big) ||
         size_mul(S * N, h > V ? h : V, &big) || size_mul(big, sizeof(float), &big))
         return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
@@ -284,7 +291,7 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->rstd_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
         {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
         {&a->norm_final, N * d}, {&a->rstd_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
-        {&a->emb, N * d}, {&a->attn_out, c->residual_gate ? S * N * d : 0},
+        {&a->emb, N * d}, {&a->att_one, one}, {&a->token_norm, (size_t)a->nthreads * token_norm_floats(m)}, {&a->attn_out, c->residual_gate ? S * N * d : 0},
         {&a->ffn_out, c->residual_gate ? S * N * d : 0}, {&a->dbranch, c->residual_gate && store_all ? N * d : 0}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
         {&a->rope_sin, (size_t)kv_len * (d / c->n_heads / 2)},
         // backward scratch
@@ -441,7 +448,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
     attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
-                      c->n_heads, c->n_kv_heads, HS);
+                      c->n_heads, c->n_kv_heads, HS, a->att_one);
     lap(a, PART_ATTENTION, &t);
     matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);
@@ -468,12 +475,110 @@ static float *final_input(const Model *m, const Acts *a) {
     return a->resid + (a->store_all ? (size_t)m->cfg.n_layers : 0) * N * m->cfg.dim;
 }
 
+// ----------------------------------------------------------------------------
+// one token's forward (generation): the whole pass in one parallel region
+//
+// A decoded token's products take microseconds, so a region per product (5
+// per layer, each a fork and a join) and the element-wise steps between them
+// on the calling thread (norms, RoPE, residual adds, the MLP's activation),
+// with the other threads waiting, cost a fifth of a token at d 288. Here the
+// threads enter once. Each normalises the residual stream into a buffer of its
+// own (the same floats on every thread, and no barrier to hand them out), and
+// each element-wise step runs on the thread that computed the rows it reads,
+// right after their product (matvec_team's `then`). 6 barriers a layer: after
+// q/k/v, two in attention, after wo, w1/w3 and w2. The same layers and
+// formulas as block_forward, row by row (tested: the logits of a sequence's
+// forward, and the same bits on 1 and 2 threads).
+
+typedef struct {
+    const Model *m;
+    const Acts *a;
+    const Layer *y;
+    int l, pos;
+} TokenStep;
+
+static void token_rope(void *ctx, int i, int r0, int r1) { // q (i 0) and the new key (i 1)
+    const TokenStep *s = ctx;
+    if (i > 1) return;
+    const ModelConfig *c = &s->m->cfg;
+    int kvd = c->dim / c->n_heads * c->n_kv_heads;
+    float *x = i == 0 ? s->y->q : s->y->k + (size_t)s->pos * kvd;
+    rope_span(x, s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, c->dim / c->n_heads);
+}
+
+static void token_attn_residual(void *ctx, int i, int r0, int r1) {
+    const TokenStep *s = ctx;
+    (void)i;
+    const Layer *y = s->y;
+    residual_add(y->resid_mid + r0, y->x_in + r0, s->a->tmp + r0, y->attn_out ? y->attn_out + r0 : NULL,
+                 LW(s->m, T_ATTN_GATE, s->l), (size_t)(r1 - r0));
+}
+
+static void token_mlp_act(void *ctx, int i, int r0, int r1) { // once w1's (and w3's) rows are done
+    const TokenStep *s = ctx;
+    const MlpKind *mk = &MLP_KINDS[s->m->cfg.mlp];
+    if (i != mk->gated) return;
+    const Layer *y = s->y;
+    mk->forward(y->hg + r0, y->h1 + r0, y->h3 ? y->h3 + r0 : NULL, (size_t)(r1 - r0));
+}
+
+static void token_ffn_residual(void *ctx, int i, int r0, int r1) {
+    const TokenStep *s = ctx;
+    (void)i;
+    const Layer *y = s->y;
+    residual_add(y->x_out + r0, y->resid_mid + r0, s->a->tmp + r0, y->ffn_out ? y->ffn_out + r0 : NULL,
+                 LW(s->m, T_FFN_GATE, s->l), (size_t)(r1 - r0));
+}
+
+// Layer l for every thread of the region; xn, stats: this thread's own.
+static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos, float *xn, float *stats) {
+    const ModelConfig *c = &m->cfg;
+    int d = c->dim, h = c->hidden_dim, HS = d / c->n_heads, kvd = HS * c->n_kv_heads;
+    TokenStep s = {m, a, y, l, pos};
+    norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
+    float *const qkv[3] = {y->q, y->k + (size_t)pos * kvd, y->v + (size_t)pos * kvd};
+    const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
+    matvec_team(3, qkv, xn, wqkv, d, (const int[3]){d, kvd, kvd}, token_rope, &s);
+    attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,
+                       a->att_one);
+    const float *wo = LW(m, T_WO, l), *w2 = LW(m, T_W2, l);
+    matvec_team(1, &a->tmp, y->atty, &wo, d, &d, token_attn_residual, &s);
+    norm_forward(m, SITE_FFN, l, xn, stats, y->resid_mid, 1);
+    float *const h13[2] = {y->h1, y->h3};
+    const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
+    matvec_team(MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, w13, d, (const int[2]){h, h}, token_mlp_act, &s);
+    matvec_team(1, &a->tmp, y->hg, &w2, h, &d, token_ffn_residual, &s);
+}
+
+// The forward of token at pos (B = 1, no activations kept): logits (V).
+static void token_forward(const Model *m, Acts *a, int token, int pos) {
+    const ModelConfig *c = &m->cfg;
+    embedding_forward(a->resid, &token, m->w.t[T_WTE], 1, c->dim);
+    if (c->emb_scale) embscale_forward(a->resid, a->resid, m->w.t[T_EMB_SCALE][0], (size_t)c->dim);
+    int nt = omp_get_max_threads() < a->nthreads ? omp_get_max_threads() : a->nthreads;
+#pragma omp parallel num_threads(nt)
+    {
+        float *xn = a->token_norm + (size_t)omp_get_thread_num() * token_norm_floats(m), *stats = xn + c->dim;
+        for (int l = 0; l < c->n_layers; l++) {
+            Layer y = layer_at(m, a, l);
+            token_block(m, a, &y, l, pos, xn, stats);
+        }
+        norm_forward(m, SITE_FINAL, 0, xn, stats, final_input(m, a), 1);
+        const float *wcls = m->w.t[T_WCLS];
+        matvec_team(1, &a->logits, xn, &wcls, c->dim, &c->vocab_size, NULL, NULL);
+    }
+}
+
 int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, int all_logits, Error *err) {
     const ModelConfig *c = &m->cfg;
     if (T < 1 || T > a->T_cap || pos0 < 0 || pos0 + T > a->kv_len || (a->B > 1 && (pos0 || T != a->T_cap)))
         return err_set(err, "forward of %d positions at %d does not fit the activations "
                        "(B %d, T %d, kv %d)", T, pos0, a->B, a->T_cap, a->kv_len);
     a->T = T;
+    if (T == 1 && a->B == 1 && !a->store_all) {
+        token_forward(m, a, tokens[0], pos0);
+        return 0;
+    }
     size_t N = (size_t)a->B * a->T, d = c->dim;
     double t = lap_start(a);
     embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);

@@ -121,6 +121,9 @@ typedef struct {
     float *attn_out, *ffn_out;                // (L or 1, B,T,d) the branches before their gates (residual_gate)
     float *dbranch;                           // (B,T,d) gradient of a gated branch (residual_gate)
     float *emb;                               // (B,T,d) raw embedding (the scale's backward)
+    float *att_one;                           // a decoded token's attention: each key chunk's share
+                                              // (attention_one_scratch_floats)
+    float *token_norm;                        // a decoded token's norm output and stats, one per thread
     float *rope_cos, *rope_sin;               // (kv_len, head_dim/2): RoPE for the positions held here, so
                                               // that seq_len costs memory only when a run uses that context
     double *row_loss;                         // (B,T)

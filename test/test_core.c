@@ -344,7 +344,7 @@ static void test_attention(void) {
     double *o64 = calloc(nq, 8), *p64 = calloc(np, 8);
     Rng r = rng_make(11, 2);
     fill_normal(q, nq, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r), fill_normal(dout, nq, &r);
-    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS);
+    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS, NULL);
     attention_naive(o64, p64, q, k, v, B, T, 0, T, NH, NKV, HS);
     double eo = max_rel_diff(out, o64, nq), ep = max_rel_diff(att, p64, np);
     check(eo < 1e-5 && ep < 1e-5, "attention forward (T 150, GQA) = float64 formula within 1e-5",
@@ -376,12 +376,45 @@ static void test_attention(void) {
     check(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "attention backward (T 150, GQA) = float64 formula within 1e-5",
           "dq %.3g, dk %.3g, dv %.3g", eq, ek, ev);
     // generation's shape: 40 new queries at position 100 against a cache of 150
-    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS);
+    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS, NULL);
     attention_naive(o64, p64, q, k, v, 1, 40, 100, T, NH, NKV, HS);
     eo = max_rel_diff(out, o64, (size_t)40 * C);
     check(eo < 1e-5, "attention forward over a KV cache (40 queries at 100) within 1e-5", "out %.3g", eo);
     free(q), free(k), free(v), free(out), free(att), free(dout), free(dq), free(dk), free(dv);
     free(scratch), free(o64), free(p64), free(dq64), free(dk64), free(dv64);
+}
+
+// A decoded token's attention (one query per batch row, chunks of keys): the
+// float64 formula at the cache's first and last position and one short of a
+// chunk's end, head sizes below and above the dot product's 16 lanes, and the
+// same bits on 1 and 2 threads
+static void test_attention_one_query(void) {
+    enum { B = 2, KV = 150, NH = 4, NKV = 2 };
+    for (int HS = 8; HS <= 40; HS += 32) {
+        int C = NH * HS, KVC = NKV * HS;
+        size_t nk = (size_t)B * KV * KVC, np = (size_t)B * NH * KV;
+        float *q = calloc((size_t)B * C, 4), *k = calloc(nk, 4), *v = calloc(nk, 4), *att = calloc(np, 4);
+        float *out[2] = {calloc((size_t)B * C, 4), calloc((size_t)B * C, 4)};
+        float *scratch = calloc(attention_one_scratch_floats(B, KV, NH, HS), 4);
+        double *o64 = calloc((size_t)B * C, 8), *p64 = calloc(np, 8), eo = 0.0;
+        Rng r = rng_make(12, (uint64_t)HS);
+        fill_normal(q, (size_t)B * C, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r);
+        int same = 1, saved = omp_get_max_threads();
+        for (int pos = 0; pos < KV; pos += pos ? 86 : 62) { // 0, 62, 148
+            for (int th = 0; th < 2; th++) {
+                omp_set_num_threads(th + 1);
+                attention_forward(out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch);
+            }
+            omp_set_num_threads(saved);
+            same &= !memcmp(out[0], out[1], sizeof(float) * B * C);
+            attention_naive(o64, p64, q, k, v, B, 1, pos, KV, NH, NKV, HS);
+            double e = max_rel_diff(out[1], o64, (size_t)B * C);
+            eo = e > eo ? e : eo;
+        }
+        check(eo < 1e-5 && same, "attention of one query (decoding) = float64 formula within 1e-5; 1 and 2 threads agree",
+              "HS %d: out %.3g, threads %s", HS, eo, same ? "agree" : "differ");
+        free(q), free(k), free(v), free(att), free(out[0]), free(out[1]), free(scratch), free(o64), free(p64);
+    }
 }
 
 // the norms' backward over several row chunks and channel blocks (N 100, C 40):
@@ -1894,6 +1927,7 @@ int main(int argc, char **argv) {
     test_norm_kinds_threads();
     test_tanh_erf();
     test_attention();
+    test_attention_one_query();
     test_exp_approx();
     test_norm_backward_chunks();
     test_sampler();
