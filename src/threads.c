@@ -29,6 +29,10 @@ void threads_wait_policy(char **argv) {
 
 #define GAP_MIN 16
 #define GAP_MAX 1024
+// A probe unit this many times the running count's mean ends the probe. Idle,
+// one thread decodes 1.3-1.7x slower than two: at 2 (as first chosen) each
+// probe ran all its TUNER_KEEP units, 3 % of an idle decode (docs/perf.md).
+#define TUNER_ABORT 1.5
 
 // Threads runnable right now on the whole machine (/proc/stat's
 // procs_running); 0 if unknown.
@@ -122,7 +126,7 @@ void tuner_done(ThreadTuner *t, double seconds) {
         t->since_probe++;
         return;
     }
-    int abort = seconds > 2.0 * arm_time(t, b); // clearly slower: stop now
+    int abort = seconds > TUNER_ABORT * arm_time(t, b); // clearly slower: stop now
     if (--t->probe_left && !abort) return;
     t->probe_left = 0;
     t->since_probe = 0;
