@@ -6,7 +6,8 @@
 //   bench train CONFIG NORM THREADS STEPS WARMUP
 //                                       one training step as train_llama does it
 //   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
-//   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256
+//   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256 (best of 3),
+//                                       and the memory read bandwidth just before
 //   bench spin THREADS                  a CPU-bound load beside the others, until killed
 //
 // CONFIG is tiny, small or medium (the shapes of issue #5) or large (generation
@@ -106,6 +107,29 @@ static double train_flops_per_token(const Model *m) {
 // ----------------------------------------------------------------------------
 // peak: sgemm GFLOP/s at a square shape, best of several; memory read GB/s
 
+// Read bandwidth in GB/s: the sum of a 512 MiB array (far beyond any cache),
+// all threads, best of 4; 0 if out of memory. *sink: the sums (kept alive).
+static double read_bandwidth(double *sink) {
+    size_t m = (size_t)128 << 20;
+    float *x = randn(m, 3, 1.0f);
+    double bw = 0.0;
+    *sink = 0.0;
+    for (int rep = 0; x && rep < 4; rep++) {
+        double t0 = now_seconds(), s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+        for (size_t i = 0; i < m; i += 16) {
+            float acc = 0.0f;
+            for (int j = 0; j < 16; j++) acc += x[i + j];
+            s += acc;
+        }
+        double dt = now_seconds() - t0;
+        *sink += s;
+        bw = m * 4.0 / dt / 1e9 > bw ? m * 4.0 / dt / 1e9 : bw;
+    }
+    free(x);
+    return bw;
+}
+
 #define PEAK_N 1536
 
 static int bench_peak(void) {
@@ -121,24 +145,8 @@ static int bench_peak(void) {
         best = gf > best ? gf : best;
     }
     free(a), free(b), free(c);
-    // read bandwidth: sum a 512 MiB array (far beyond any cache), best of 4
-    size_t m = (size_t)128 << 20;
-    float *x = randn(m, 3, 1.0f);
-    if (!x) return fprintf(stderr, "bench: out of memory\n"), 1;
-    double bw = 0.0, sink = 0.0;
-    for (int rep = 0; rep < 4; rep++) {
-        double t0 = now_seconds(), s = 0.0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-        for (size_t i = 0; i < m; i += 16) {
-            float acc = 0.0f;
-            for (int j = 0; j < 16; j++) acc += x[i + j];
-            s += acc;
-        }
-        double dt = now_seconds() - t0;
-        sink += s;
-        bw = m * 4.0 / dt / 1e9 > bw ? m * 4.0 / dt / 1e9 : bw;
-    }
-    free(x);
+    double sink, bw = read_bandwidth(&sink);
+    if (bw <= 0.0) return fprintf(stderr, "bench: out of memory\n"), 1;
     printf("sgemm_shape=%zux%zux%zu NT\nsgemm_gflops=%.2f\nmem_read_gbs=%.2f\n", n, n, n, best, bw);
     printf("corename=%s\nblas_config=%s\nthreads=%d\nsink=%g\n", openblas_get_corename(), openblas_get_config(),
            omp_get_max_threads(), sink);
@@ -255,6 +263,7 @@ static int bench_layer(int D) {
 
 #define GEN_PROMPT 256
 #define GEN_TOKENS 256
+#define GEN_TIMED 3 // timed repetitions after a warm-up; the best counts, as the bandwidth's best of 4
 
 static int argmax(const float *x, int n) {
     int best = 0;
@@ -275,9 +284,11 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     if (!tok) return fprintf(stderr, "bench: out of memory\n"), 1;
     Rng r = rng_make(5, 0);
     for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
+    // the bound's bandwidth, measured here: this VM's speed drifts over minutes
+    double sink, bw = read_bandwidth(&sink);
     double best_prefill = 1e30, best_decode = 1e30;
-    int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetition)
-    for (int rep = 0; rep < 2; rep++) { // the first repetition warms up
+    int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetitions)
+    for (int rep = 0; rep < 1 + GEN_TIMED; rep++) { // the first repetition warms up
         ThreadTuner tuner;
         int max = tuned ? omp_get_max_threads() : 1;
         tuner_init(&tuner, max, threads_crowded);
@@ -297,7 +308,7 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
         }
         double t2 = now_seconds();
         tuner_end(&tuner);
-        if (rep > 0) { // (one timed repetition: decoding 256 tokens is itself a long average)
+        if (rep > 0) {
             best_prefill = t1 - t0 < best_prefill ? t1 - t0 : best_prefill;
             best_decode = t2 - t1 < best_decode ? t2 - t1 : best_decode;
         }
@@ -315,7 +326,8 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     // issue's bound (the weights once), shown beside it
     double kvd = (double)cfg.dim / cfg.n_heads * cfg.n_kv_heads;
     printf("decode_kv_bytes=%.0f\n", 2.0 * 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * kvd);
-    printf("decode_one_thread_share=%.3f\n", one_thread / (double)(GEN_TOKENS - 1));
+    printf("decode_one_thread_share=%.3f\n", one_thread / (double)GEN_TIMED / (GEN_TOKENS - 1));
+    printf("mem_read_gbs=%.2f\nsink=%g\n", bw, sink);
     acts_free(&a), model_free(&m), free(tok);
     return 0;
 }

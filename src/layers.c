@@ -153,13 +153,14 @@ void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0
 // causal grouped-query attention, as sgemms per (batch, head)
 //
 // Each (batch, head) is one task of a parallel loop (handed out first come,
-// first served, as the matmuls' slices), and its products are
-// BLAS calls made inside it (sgemm; sgemv for a block of one query): OpenBLAS's OpenMP build runs a call made inside
-// a parallel region on the calling thread alone (and nested regions get one
-// thread anyway, OpenMP's default), so the pool is never oversubscribed and
-// every task's bits are the same for any thread count.
+// first served, as the matmuls' slices), and its products are sgemm calls
+// made inside it: OpenBLAS's OpenMP build runs a call made inside a parallel
+// region on the calling thread alone (and nested regions get one thread
+// anyway, OpenMP's default), so the pool is never oversubscribed and every
+// task's bits are the same for any thread count.
 // Rows go in blocks of ATT_ROWS queries: block [t0, t1) sees only keys
 // 0..pos0+t1-1, which skips most of the masked upper triangle's products.
+// One query (a decoded token, T = 1) has code of its own: attention_one_team.
 
 #define ATT_ROWS 64
 
@@ -264,7 +265,11 @@ static void attention_combine(float *out, float *a, const float *part, const flo
     for (int i = 0; i < HS; i++) out[i] = 0.0f;
     for (int ch = 0; ch < nch; ch++)
         for (int i = 0; i < HS; i++) out[i] += w[ch] * part[(size_t)ch * NH * HS + (size_t)h * HS + i];
-    for (int j = 0; j < kv_len; j++) a[j] = j < nk ? a[j] * w[j / ATT_CHUNK] : 0.0f;
+    for (int ch = 0; ch < nch; ch++) {
+        int j1 = (ch + 1) * ATT_CHUNK < nk ? (ch + 1) * ATT_CHUNK : nk;
+        for (int j = ch * ATT_CHUNK; j < j1; j++) a[j] *= w[ch];
+    }
+    for (int j = nk; j < kv_len; j++) a[j] = 0.0f;
 }
 
 void attention_one_team(float *out, float *att, const float *q, const float *k, const float *v,

@@ -280,7 +280,8 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     // the largest products, checked; every other part is smaller than one of these
     size_t big, one; // one: a decoded token's attention scratch
     if (size_mul(N, (size_t)c->n_heads, &att) || size_mul(att, (size_t)kv_len, &att) ||
-        size_mul(one = attention_one_scratch_floats(B, kv_len, c->n_heads, (int)(d / c->n_heads)), sizeof(float), &big) ||
+        size_mul(one = attention_one_scratch_floats(B, kv_len, c->n_heads, (int)(d / c->n_heads)), sizeof(float),
+                 &big) ||
         size_mul(S, att, &big) || size_mul((size_t)B * L * kv_len, kvd, &big) ||
         size_mul(S * N, h > V ? h : V, &big) || size_mul(big, sizeof(float), &big))
         return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
@@ -291,7 +292,8 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         {&a->rstd_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
         {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
         {&a->norm_final, N * d}, {&a->rstd_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
-        {&a->emb, N * d}, {&a->att_one, one}, {&a->token_norm, (size_t)a->nthreads * token_norm_floats(m)}, {&a->attn_out, c->residual_gate ? S * N * d : 0},
+        {&a->emb, N * d}, {&a->att_one, one}, {&a->token_norm, (size_t)a->nthreads * token_norm_floats(m)},
+        {&a->attn_out, c->residual_gate ? S * N * d : 0},
         {&a->ffn_out, c->residual_gate ? S * N * d : 0}, {&a->dbranch, c->residual_gate && store_all ? N * d : 0}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
         {&a->rope_sin, (size_t)kv_len * (d / c->n_heads / 2)},
         // backward scratch

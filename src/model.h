@@ -100,6 +100,7 @@ void model_zero_grad(Model *m);
 
 // Optional wall-clock time per part of the forward and backward, in seconds,
 // accumulated; Acts.timers = NULL (the default) turns the clock reads off.
+// A decoded token's forward (one parallel region for the whole pass) is not timed.
 enum { PART_MATMUL, PART_ATTENTION, PART_NORM, PART_OTHER, N_PARTS };
 typedef struct {
     double s[N_PARTS];
