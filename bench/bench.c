@@ -7,7 +7,7 @@
 //                                       one training step as train_llama does it
 //   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
 //   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256 (best of 3),
-//                                       and the memory read bandwidth just before
+//                                       and the memory read bandwidth before them
 //   bench spin THREADS                  a CPU-bound load beside the others, until killed
 //
 // CONFIG is tiny, small or medium (the shapes of issue #5) or large (generation
@@ -284,8 +284,10 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     if (!tok) return fprintf(stderr, "bench: out of memory\n"), 1;
     Rng r = rng_make(5, 0);
     for (int i = 0; i < GEN_PROMPT; i++) tok[i] = (int)(rng_u64(&r) % (uint64_t)bc->vocab);
-    // the bound's bandwidth, measured here: this VM's speed drifts over minutes
+    // the bound's bandwidth, measured here, before the warm-up and the timed
+    // runs (seconds, not minutes, before them: this VM's speed drifts over minutes)
     double sink, bw = read_bandwidth(&sink);
+    if (bw <= 0.0) return fprintf(stderr, "bench: out of memory\n"), 1;
     double best_prefill = 1e30, best_decode = 1e30;
     int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetitions)
     for (int rep = 0; rep < 1 + GEN_TIMED; rep++) { // the first repetition warms up

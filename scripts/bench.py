@@ -186,7 +186,7 @@ def main():
             gen[name, norm] = d
             rec("gen", name, norm, 0, d, ["prefill_tok_s", "decode_tok_s", "decode_ms_per_token",
                                           "decode_weight_bytes", "decode_flops_per_token", "decode_kv_bytes",
-                                          "decode_one_thread_share", "foreign_cores"])
+                                          "decode_one_thread_share", "mem_read_gbs", "foreign_cores"])
     contended = run_contended(a, T, log, rec)
     kind_steps = run_kinds(a, T, log, rec)
     for dim in LAYER_DIMS:
@@ -351,7 +351,7 @@ def report(a, T, peak, train, torch, gen, layer, contended, kind_steps, wall, t_
     L.append("\n## Generation (batch 1, KV cache; prompt 256 tokens, then 256 greedy tokens)\n")
     L.append("Default threads, as infer_llama runs: all cores, or one for the tokens where one is faster "
              "(the share of tokens decoded on one thread is shown). The bound (issue #5, #14) is the time to "
-             "stream the weights once, at the read bandwidth the same process measured just before decoding "
+             "stream the weights once, at the read bandwidth the same process measured seconds before decoding "
              "(this VM's speed drifts over minutes); a token also reads the KV cache (at the mean position 384 "
              "on small, a fifth of the weights' bytes), shown beside it. Prefill and decoding: the best of 3 "
              "timed runs after a warm-up, as the bandwidth is the best of 4.\n")
@@ -455,7 +455,7 @@ def targets12(layer, kinds):
 
 def bound(d, pk):
     """A decoded token's bound in ms (streaming the weights once at the bandwidth the gen run measured
-    just before decoding, or its FLOPs at the sgemm peak, whichever is longer) and what it is."""
+    seconds before decoding, or its FLOPs at the sgemm peak, whichever is longer) and what it is."""
     gbw = d["mem_read_gbs"]
     stream = d["decode_weight_bytes"] / (gbw * 1e9) * 1e3
     compute = d["decode_flops_per_token"] / (pk * 1e9) * 1e3

@@ -14,15 +14,15 @@
 #define CH_BLOCK 16
 
 // ----------------------------------------------------------------------------
-// matmul: all three products go through sgemm
+// matmul: all three products go through sgemm (one token's: sgemv, matvec_team)
 //
 // Each thread of our own parallel region calls sgemm on its slice of the
 // output rows, and OpenBLAS runs it single-threaded there: one barrier per
 // product instead of OpenBLAS's threaded driver, which synchronises its threads
 // many times per call (spinning, then sched_yield) and mallocs per call.
 // Products of one input with several matrices (q, k, v; w1, w3) share one
-// region: one barrier for all, which matters most for a decoded token, whose
-// products take microseconds (and a barrier far longer on a busy machine).
+// region: one barrier for all. (A decoded token goes further: its whole forward
+// is one region, src/model.c's token_forward.)
 // The slices are fixed by the thread count (slice k of nt: the same rows, so
 // the same bits, whichever thread computes it) but handed out first come,
 // first served: when another process holds a core, the thread that has one
@@ -183,21 +183,6 @@ static void softmax_row(float *a, int tk, int kv_len) {
     for (int j = tk; j < kv_len; j++) a[j] = 0.0f;
 }
 
-// x . y in DOT_LANES partial sums, added as a tree: a fixed order (the same
-// bits wherever it runs) that vectorises
-#define DOT_LANES 16
-static float dot_lanes(const float *x, const float *y, int n) {
-    float acc[DOT_LANES] = {0};
-    int i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES)
-        for (int l = 0; l < DOT_LANES; l++) acc[l] += x[i + l] * y[i + l];
-    for (int l = 0; i + l < n; l++) acc[l] += x[i + l] * y[i + l];
-    float h8[8], h4[4]; // halves added in turn (as loops of constant length, so they vectorise)
-    for (int l = 0; l < 8; l++) h8[l] = acc[l] + acc[l + 8];
-    for (int l = 0; l < 4; l++) h4[l] = h8[l] + h8[l + 4];
-    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
-}
-
 // One query per batch row (a decoded token) against nk = pos0 + 1 cached
 // keys. BLAS would be called per head, on nk rows of HS floats at the cache's
 // stride (sgemv runs at half the memory's speed there, its kernel made for long
@@ -220,7 +205,7 @@ size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS) { // SIZE
 // The cache row ATT_AHEAD rows on, asked for while this one is computed: the
 // memory's latency then overlaps the arithmetic, which the hardware's
 // prefetcher alone did not achieve (d 512, 8 layers: a decoded token's
-// attention 0.68 -> 0.41 ms). A prefetch past the buffer's end never faults.
+// attention 0.68 -> 0.41 ms). Within the chunk: the rows after it are another task's.
 #define ATT_AHEAD 4
 static void prefetch_row(const float *p, int n) {
     for (int i = 0; i < n; i += 16) __builtin_prefetch(p + i);
@@ -234,14 +219,14 @@ static void attention_chunk(float *o, float *a, float *m, float *s, const float 
                             const int *kv_col, float scale) {
     for (int j = j0; j < j1; j++) {
         const float *kr = k + (size_t)j * KVC;
-        prefetch_row(kr + ATT_AHEAD * (size_t)KVC, KVC);
-        for (int h = 0; h < NH; h++) a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], HS);
+        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, KVC);
+        for (int h = 0; h < NH; h++) a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], NULL, HS);
     }
     for (int h = 0; h < NH; h++) s[h] = exp_row(a + (size_t)h * kv_len + j0, j1 - j0, &m[h]);
     for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
     for (int j = j0; j < j1; j++) {
         const float *vr = v + (size_t)j * KVC;
-        prefetch_row(vr + ATT_AHEAD * (size_t)KVC, KVC);
+        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, KVC);
         for (int h = 0; h < NH; h++) {
             float p = a[(size_t)h * kv_len + j], *oh = o + (size_t)h * HS;
             const float *vh = vr + kv_col[h];
@@ -401,7 +386,7 @@ void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1,
 // GELU (exact, with erf: torch.nn.GELU's default), Phi(x) = erfc(-x / sqrt 2) / 2
 
 void gelu_forward(float *out, const float *h, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = h[i];
         out[i] = 0.5f * x * erfcf(-x * 0.70710678118654752f); // erfc: no cancellation for x < 0

@@ -416,8 +416,8 @@ static void lap(const Acts *a, int part, double *t) {
 // forward
 
 // out = a + b; with a residual gate (keep != NULL) out = a + gate * b, and
-// keep = b, which the gate's gradient needs. One token's (generation) runs on
-// the calling thread: not worth a parallel region.
+// keep = b, which the gate's gradient needs. Under PAR_MIN elements (a decoded
+// token's slice of rows, token_residual) it runs on the calling thread.
 static void residual_add(float *out, const float *a, const float *b, float *keep, const float *gate, size_t n) {
     if (!keep) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -497,6 +497,7 @@ typedef struct {
     const Acts *a;
     const Layer *y;
     int l, pos;
+    int ffn; // token_residual: the FFN branch's add (else the attention branch's)
 } TokenStep;
 
 static void token_rope(void *ctx, int i, int r0, int r1) { // q (i 0) and the new key (i 1)
@@ -508,12 +509,15 @@ static void token_rope(void *ctx, int i, int r0, int r1) { // q (i 0) and the ne
     rope_span(x, s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, c->dim / c->n_heads);
 }
 
-static void token_attn_residual(void *ctx, int i, int r0, int r1) {
+// The residual add after wo (the attention branch) or, with s->ffn, after w2.
+static void token_residual(void *ctx, int i, int r0, int r1) {
     const TokenStep *s = ctx;
-    (void)i;
     const Layer *y = s->y;
-    residual_add(y->resid_mid + r0, y->x_in + r0, s->a->tmp + r0, y->attn_out ? y->attn_out + r0 : NULL,
-                 LW(s->m, T_ATTN_GATE, s->l), (size_t)(r1 - r0));
+    float *out = s->ffn ? y->x_out : y->resid_mid, *keep = s->ffn ? y->ffn_out : y->attn_out;
+    const float *in = s->ffn ? y->resid_mid : y->x_in;
+    (void)i;
+    residual_add(out + r0, in + r0, s->a->tmp + r0, keep ? keep + r0 : NULL,
+                 LW(s->m, s->ffn ? T_FFN_GATE : T_ATTN_GATE, s->l), (size_t)(r1 - r0));
 }
 
 static void token_mlp_act(void *ctx, int i, int r0, int r1) { // once w1's (and w3's) rows are done
@@ -524,19 +528,11 @@ static void token_mlp_act(void *ctx, int i, int r0, int r1) { // once w1's (and 
     mk->forward(y->hg + r0, y->h1 + r0, y->h3 ? y->h3 + r0 : NULL, (size_t)(r1 - r0));
 }
 
-static void token_ffn_residual(void *ctx, int i, int r0, int r1) {
-    const TokenStep *s = ctx;
-    (void)i;
-    const Layer *y = s->y;
-    residual_add(y->x_out + r0, y->resid_mid + r0, s->a->tmp + r0, y->ffn_out ? y->ffn_out + r0 : NULL,
-                 LW(s->m, T_FFN_GATE, s->l), (size_t)(r1 - r0));
-}
-
 // Layer l for every thread of the region; xn, stats: this thread's own.
 static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos, float *xn, float *stats) {
     const ModelConfig *c = &m->cfg;
     int d = c->dim, h = c->hidden_dim, HS = d / c->n_heads, kvd = HS * c->n_kv_heads;
-    TokenStep s = {m, a, y, l, pos};
+    TokenStep s = {m, a, y, l, pos, 0};
     norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
     float *const qkv[3] = {y->q, y->k + (size_t)pos * kvd, y->v + (size_t)pos * kvd};
     const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
@@ -544,12 +540,13 @@ static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos,
     attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,
                        a->att_one);
     const float *wo = LW(m, T_WO, l), *w2 = LW(m, T_W2, l);
-    matvec_team(1, &a->tmp, y->atty, &wo, d, &d, token_attn_residual, &s);
+    matvec_team(1, &a->tmp, y->atty, &wo, d, &d, token_residual, &s);
     norm_forward(m, SITE_FFN, l, xn, stats, y->resid_mid, 1);
     float *const h13[2] = {y->h1, y->h3};
     const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
     matvec_team(MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, w13, d, (const int[2]){h, h}, token_mlp_act, &s);
-    matvec_team(1, &a->tmp, y->hg, &w2, h, &d, token_ffn_residual, &s);
+    s.ffn = 1;
+    matvec_team(1, &a->tmp, y->hg, &w2, h, &d, token_residual, &s);
 }
 
 // The forward of token at pos (B = 1, no activations kept): logits (V).
@@ -557,8 +554,7 @@ static void token_forward(const Model *m, Acts *a, int token, int pos) {
     const ModelConfig *c = &m->cfg;
     embedding_forward(a->resid, &token, m->w.t[T_WTE], 1, c->dim);
     if (c->emb_scale) embscale_forward(a->resid, a->resid, m->w.t[T_EMB_SCALE][0], (size_t)c->dim);
-    int nt = omp_get_max_threads() < a->nthreads ? omp_get_max_threads() : a->nthreads;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel
     {
         float *xn = a->token_norm + (size_t)omp_get_thread_num() * token_norm_floats(m), *stats = xn + c->dim;
         for (int l = 0; l < c->n_layers; l++) {
@@ -577,7 +573,8 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
         return err_set(err, "forward of %d positions at %d does not fit the activations "
                        "(B %d, T %d, kv %d)", T, pos0, a->B, a->T_cap, a->kv_len);
     a->T = T;
-    if (T == 1 && a->B == 1 && !a->store_all) {
+    // (a->token_norm has a buffer for each of the threads there were when it was made)
+    if (T == 1 && a->B == 1 && !a->store_all && omp_get_max_threads() <= a->nthreads) {
         token_forward(m, a, tokens[0], pos0);
         return 0;
     }

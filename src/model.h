@@ -125,6 +125,7 @@ typedef struct {
     float *att_one;                           // a decoded token's attention: each key chunk's share
                                               // (attention_one_scratch_floats)
     float *token_norm;                        // a decoded token's norm output and stats, one per thread
+                                              // (nthreads; with more, decoding takes the batched path)
     float *rope_cos, *rope_sin;               // (kv_len, head_dim/2): RoPE for the positions held here, so
                                               // that seq_len costs memory only when a run uses that context
     double *row_loss;                         // (B,T)

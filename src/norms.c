@@ -6,6 +6,7 @@
 
 #include "../dyt.h"
 #include "common.h"
+#include "vmath.h"
 
 // ----------------------------------------------------------------------------
 // per-channel gradient sums in a fixed order
@@ -63,22 +64,10 @@ void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, co
 // ----------------------------------------------------------------------------
 // RMSNorm: y = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)
 
-// sum(a[i] * b[i] * c[i]) (c = NULL: sum(a[i] * b[i])) in 16 interleaved partial
-// sums added in a fixed order at the end: the compiler vectorises it (a single
-// running float sum is a chain of dependent adds), and the bits depend only on n.
-#define LANES 16
-static float dot_lanes(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
-    float acc[LANES] = {0};
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j] * (c ? c[i + j] : 1.0f);
-    for (; i < n; i++) acc[i % LANES] += a[i] * b[i] * (c ? c[i] : 1.0f);
-    float s = 0.0f;
-    for (int j = 0; j < LANES; j++) s += acc[j];
-    return s;
-}
+// (dot_lanes: vmath.h)
+#define LANES DOT_LANES
 
-// sum(a[i]), in the same lanes
+// sum(a[i]), in dot_lanes' lanes
 static float sum_lanes(const float *restrict a, int n) {
     float acc[LANES] = {0};
     int i = 0;

@@ -134,4 +134,20 @@ static inline float erf_deriv(float x) {
     return p * pow2_int(n);
 }
 
+// sum(a[i] * b[i] * c[i]) (c = NULL: sum(a[i] * b[i])) in 16 interleaved partial
+// sums added in a fixed order at the end: the compiler vectorises it (a single
+// running float sum is a chain of dependent adds), and the bits depend only on n.
+// (The norms' row statistics; a decoded token's attention scores.)
+#define DOT_LANES 16
+static inline float dot_lanes(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
+    float acc[DOT_LANES] = {0};
+    int i = 0;
+    for (; i + DOT_LANES <= n; i += DOT_LANES)
+        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j] * b[i + j] * (c ? c[i + j] : 1.0f);
+    for (; i < n; i++) acc[i % DOT_LANES] += a[i] * b[i] * (c ? c[i] : 1.0f);
+    float s = 0.0f;
+    for (int j = 0; j < DOT_LANES; j++) s += acc[j];
+    return s;
+}
+
 #endif

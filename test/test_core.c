@@ -400,7 +400,12 @@ static void test_attention_one_query(void) {
         Rng r = rng_make(12, (uint64_t)HS);
         fill_normal(q, (size_t)B * C, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r);
         int same = 1, saved = omp_get_max_threads();
-        for (int pos = 0; pos < KV; pos += pos ? 86 : 62) { // 0, 62, 148
+        double ep = 0.0;
+        // the first key; one chunk short of full, full, and one key into the next;
+        // two chunks full; the cache's last position
+        static const int POS[] = {0, 62, 63, 64, 127, KV - 1};
+        for (size_t pi = 0; pi < sizeof POS / sizeof POS[0]; pi++) {
+            int pos = POS[pi];
             for (int th = 0; th < 2; th++) {
                 omp_set_num_threads(th + 1);
                 attention_forward(out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch);
@@ -408,11 +413,12 @@ static void test_attention_one_query(void) {
             omp_set_num_threads(saved);
             same &= !memcmp(out[0], out[1], sizeof(float) * B * C);
             attention_naive(o64, p64, q, k, v, B, 1, pos, KV, NH, NKV, HS);
-            double e = max_rel_diff(out[1], o64, (size_t)B * C);
-            eo = e > eo ? e : eo;
+            eo = fmax(eo, max_rel_diff(out[1], o64, (size_t)B * C)), ep = fmax(ep, max_rel_diff(att, p64, np));
         }
-        check(eo < 1e-5 && same, "attention of one query (decoding) = float64 formula within 1e-5; 1 and 2 threads agree",
-              "HS %d: out %.3g, threads %s", HS, eo, same ? "agree" : "differ");
+        check(eo < 1e-5 && ep < 1e-5 && same,
+              "attention of one query (decoding) = float64 formula within 1e-5 (out, probabilities); "
+              "1 and 2 threads agree", "HS %d: out %.3g, probabilities %.3g, threads %s", HS, eo, ep,
+              same ? "agree" : "differ");
         free(q), free(k), free(v), free(att), free(out[0]), free(out[1]), free(scratch), free(o64), free(p64);
     }
 }
@@ -1786,18 +1792,19 @@ static void test_bpe_model_file(void) {
 // A decoded token (model_forward with T = 1: its own path, src/model.c's
 // token_forward) against the batched forward of the whole sequence, within
 // rounding; and, since decoding may change its thread count token by token
-// (src/threads.h), the same bits on 1 and 2 threads. The prompt is prefilled
-// on 2 threads in both runs (a batched forward's bits may depend on the
-// count). Three models: RMSNorm with grouped-query heads; DyT with beta;
+// (src/threads.h), the same bits on 1 and 2 threads. The activations are made
+// and the prompt prefilled with 2 threads in both runs (a batched forward's
+// bits may depend on the count; the activations hold a buffer per thread).
+// The decoded positions 60..71 cross a chunk of 64 keys in attention. Three models: RMSNorm with grouped-query heads; DyT with beta;
 // Derf with the GELU MLP, residual gates (set to 0.7 and 1.3: at their
 // initial 0 the branches would not count), the embedding scale, a tied head
 // and one kv head for four query heads.
 static void test_decode_steps(void) {
-    enum { PROMPT = 9, STEPS = 12, V = 256 };
+    enum { PROMPT = 60, STEPS = 12, V = 256 };
     for (int kind = 0; kind < 3; kind++) {
         int norm = kind == 0 ? NORM_RMS : kind == 1 ? NORM_DYT : NORM_DERF, mlp = kind == 2 ? MLP_GELU : MLP_SWIGLU;
         ModelConfig c = {.dim = 128, .hidden_dim = default_hidden_dim(128, mlp), .n_layers = 2, .n_heads = 4,
-                         .n_kv_heads = kind == 2 ? 1 : 2, .vocab_size = V, .seq_len = 64, .mlp = mlp,
+                         .n_kv_heads = kind == 2 ? 1 : 2, .vocab_size = V, .seq_len = 80, .mlp = mlp,
                          .norm_eps = 1e-5f, .rope_theta = 10000.0f};
         config_set_norm(&c, norm);
         c.dyt_beta = kind == 1, c.residual_gate = kind == 2, c.emb_scale = kind == 2, c.tie_embeddings = kind == 2;
@@ -1813,8 +1820,8 @@ static void test_decode_steps(void) {
             m.w.t[T_ATTN_GATE][l] = 0.7f, m.w.t[T_FFN_GATE][l] = 1.3f;
         int saved = omp_get_max_threads();
         for (int th = 0; ok && th < 2; th++) {
-            ok = !acts_create(&a[th], &m, 1, PROMPT, PROMPT + STEPS, 0, &err);
             omp_set_num_threads(2);
+            ok = !acts_create(&a[th], &m, 1, PROMPT, PROMPT + STEPS, 0, &err);
             ok = ok && !model_forward(&m, &a[th], tok, PROMPT, 0, 0, &err);
             omp_set_num_threads(th + 1);
             for (int i = 0; ok && i < STEPS; i++) {
@@ -1902,6 +1909,18 @@ static void test_thread_tuner(void) {
     }
     tuner_end(&t);
     check(slow_units <= 20, "thread tuner: an interrupted unit does not hand the run to the slower count",
+          "%d of 512 units on the slower count", slow_units);
+    // one thread 1.7x slower (an idle decode's): a probe ends after its first unit
+    // (TUNER_ABORT 1.5), probes at 16, 48, 112, 240, 496 units: 5 units, not 15
+    tuner_init(&t, 2, NULL);
+    slow_units = 0;
+    for (int i = 0; i < 512; i++) {
+        int n = tuner_next(&t);
+        slow_units += n == 1;
+        tuner_done(&t, n == 1 ? 1.7e-3 : 1e-3);
+    }
+    tuner_end(&t);
+    check(slow_units <= 5, "thread tuner: a probe of a count 1.7x slower ends after one unit",
           "%d of 512 units on the slower count", slow_units);
     ThreadTuner off;
     omp_set_num_threads(3);
