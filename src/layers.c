@@ -197,6 +197,8 @@ static void softmax_row(float *a, int tk, int kv_len) {
 // the chunks do not depend on the thread count, nor then do the bits.
 #define ATT_CHUNK 64
 
+static int chunk_end(int ch, int nk) { return (ch + 1) * ATT_CHUNK < nk ? (ch + 1) * ATT_CHUNK : nk; }
+
 size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS) { // SIZE_MAX if it overflows
     size_t chunks = (size_t)B * (size_t)((kv_len + ATT_CHUNK - 1) / ATT_CHUNK), per = (size_t)NH * ((size_t)HS + 2);
     return chunks && per > SIZE_MAX / chunks ? SIZE_MAX : chunks * per;
@@ -220,7 +222,8 @@ static void attention_chunk(float *o, float *a, float *m, float *s, const float 
     for (int j = j0; j < j1; j++) {
         const float *kr = k + (size_t)j * KVC;
         if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, KVC);
-        for (int h = 0; h < NH; h++) a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], NULL, HS);
+        for (int h = 0; h < NH; h++)
+            a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], NULL, HS);
     }
     for (int h = 0; h < NH; h++) s[h] = exp_row(a + (size_t)h * kv_len + j0, j1 - j0, &m[h]);
     for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
@@ -251,8 +254,7 @@ static void attention_combine(float *out, float *a, const float *part, const flo
     for (int ch = 0; ch < nch; ch++)
         for (int i = 0; i < HS; i++) out[i] += w[ch] * part[(size_t)ch * NH * HS + (size_t)h * HS + i];
     for (int ch = 0; ch < nch; ch++) {
-        int j1 = (ch + 1) * ATT_CHUNK < nk ? (ch + 1) * ATT_CHUNK : nk;
-        for (int j = ch * ATT_CHUNK; j < j1; j++) a[j] *= w[ch];
+        for (int j = ch * ATT_CHUNK, j1 = chunk_end(ch, nk); j < j1; j++) a[j] *= w[ch];
     }
     for (int j = nk; j < kv_len; j++) a[j] = 0.0f;
 }
@@ -269,10 +271,9 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
     for (int b = 0; b < B; b++)
         for (int ch = 0; ch < nch; ch++) {
             size_t bc = (size_t)b * nch + ch, kvb = (size_t)b * kv_len * KVC;
-            int j1 = (ch + 1) * ATT_CHUNK < nk ? (ch + 1) * ATT_CHUNK : nk;
             attention_chunk(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
-                            q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK, j1, kv_len, NH, KVC, HS, kv_col,
-                            scale);
+                            q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK, chunk_end(ch, nk), kv_len, NH,
+                            KVC, HS, kv_col, scale);
         }
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
