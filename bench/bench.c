@@ -6,8 +6,10 @@
 //   bench train CONFIG NORM THREADS STEPS WARMUP
 //                                       one training step as train_llama does it
 //   bench layer D THREADS               every norm kind's layer alone, 4096 tokens, side by side
-//   bench gen CONFIG NORM THREADS       prefill of 256 tokens, greedy decode of 256 (best of 3),
-//                                       and the memory read bandwidth before them
+//   bench gen CONFIG NORM THREADS [TIMED]
+//                                       prefill of 256 tokens, greedy decode of 256: the best
+//                                       of TIMED runs (default 3) after a warm-up, and the
+//                                       memory read bandwidth before them
 //   bench spin THREADS                  a CPU-bound load beside the others, until killed
 //
 // CONFIG is tiny, small or medium (the shapes of issue #5) or large (generation
@@ -109,11 +111,15 @@ static double train_flops_per_token(const Model *m) {
 
 // Read bandwidth in GB/s: the sum of a 512 MiB array (far beyond any cache),
 // all threads, best of 4; 0 if out of memory. *sink: the sums (kept alive).
+// The array holds a cheap pattern: the sum does not care, and normal
+// variates for 128 M floats took seconds, in every generation run.
 static double read_bandwidth(double *sink) {
     size_t m = (size_t)128 << 20;
-    float *x = randn(m, 3, 1.0f);
+    float *x = malloc(m * sizeof(float));
     double bw = 0.0;
     *sink = 0.0;
+#pragma omp parallel for schedule(static) if (x)
+    for (size_t i = 0; i < m; i++) x[i] = (float)(i & 1023);
     for (int rep = 0; x && rep < 4; rep++) {
         double t0 = now_seconds(), s = 0.0;
 #pragma omp parallel for reduction(+ : s) schedule(static)
@@ -263,7 +269,7 @@ static int bench_layer(int D) {
 
 #define GEN_PROMPT 256
 #define GEN_TOKENS 256
-#define GEN_TIMED 3 // timed repetitions after a warm-up; the best counts, as the bandwidth's best of 4
+#define GEN_TIMED 3 // timed runs after a warm-up by default; the best counts, as the bandwidth's best of 4
 
 static int argmax(const float *x, int n) {
     int best = 0;
@@ -271,7 +277,7 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
+static int bench_gen(const BenchConfig *bc, int norm, int tuned, int timed) {
     int ctx = GEN_PROMPT + GEN_TOKENS;
     ModelConfig cfg = model_config(bc, norm, ctx);
     Model m;
@@ -290,7 +296,7 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     if (bw <= 0.0) return fprintf(stderr, "bench: out of memory\n"), 1;
     double best_prefill = 1e30, best_decode = 1e30;
     int one_thread = 0; // decoded tokens the tuner ran on one thread (timed repetitions)
-    for (int rep = 0; rep < 1 + GEN_TIMED; rep++) { // the first repetition warms up
+    for (int rep = 0; rep < 1 + timed; rep++) { // the first repetition warms up
         ThreadTuner tuner;
         int max = tuned ? omp_get_max_threads() : 1;
         tuner_init(&tuner, max, threads_crowded);
@@ -328,7 +334,7 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned) {
     // issue's bound (the weights once), shown beside it
     double kvd = (double)cfg.dim / cfg.n_heads * cfg.n_kv_heads;
     printf("decode_kv_bytes=%.0f\n", 2.0 * 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * kvd);
-    printf("decode_one_thread_share=%.3f\n", one_thread / (double)GEN_TIMED / (GEN_TOKENS - 1));
+    printf("decode_one_thread_share=%.3f\n", one_thread / (double)timed / (GEN_TOKENS - 1));
     printf("mem_read_gbs=%.2f\nsink=%g\n", bw, sink);
     acts_free(&a), model_free(&m), free(tok);
     return 0;
@@ -354,7 +360,7 @@ static int bench_spin(int threads) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench peak THREADS | bench train CONFIG NORM THREADS STEPS WARMUP |\n"
-                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS | bench spin THREADS\n"
+                    "       bench layer D THREADS | bench gen CONFIG NORM THREADS [TIMED] | bench spin THREADS\n"
                     "CONFIG: tiny, small, medium, large; NORM: a kind of train_llama --list-norms; THREADS 0: the default\n");
     return 2;
 }
@@ -397,14 +403,16 @@ int main(int argc, char **argv) {
         threads_setup(threads);
         return bench_layer(dim);
     }
-    if ((!strcmp(mode, "train") && argc == 7) || (!strcmp(mode, "gen") && argc == 5)) {
+    if ((!strcmp(mode, "train") && argc == 7) || (!strcmp(mode, "gen") && (argc == 5 || argc == 6))) {
         if (!(bc = find_config(argv[2]))) {
             fprintf(stderr, "bench: CONFIG '%s' must be tiny, small, medium or large\n", argv[2]);
             return 2;
         }
         if (parse_norm(argv[3], &norm) || parse_int(argv[4], "THREADS", 0, 1024, &threads)) return 2;
         threads_setup(threads);
-        if (!strcmp(mode, "gen")) return bench_gen(bc, norm, threads == 0);
+        int timed = GEN_TIMED;
+        if (!strcmp(mode, "gen"))
+            return argc == 6 && parse_int(argv[5], "TIMED", 1, 100, &timed) ? 2 : bench_gen(bc, norm, threads == 0, timed);
         if (parse_int(argv[5], "STEPS", 1, 100000, &steps) || parse_int(argv[6], "WARMUP", 0, 100000, &warmup))
             return 2;
         return bench_train(bc, norm, steps, warmup);

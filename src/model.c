@@ -497,16 +497,15 @@ typedef struct {
     const Acts *a;
     const Layer *y;
     int l, pos;
-    int ffn; // token_residual: the FFN branch's add (else the attention branch's)
+    float *const *qkv; // token_rope: the q, k, v products' rows (the new key's in the cache)
+    int ffn;           // token_residual: the FFN branch's add (else the attention branch's)
 } TokenStep;
 
 static void token_rope(void *ctx, int i, int r0, int r1) { // q (i 0) and the new key (i 1)
     const TokenStep *s = ctx;
     if (i > 1) return;
     const ModelConfig *c = &s->m->cfg;
-    int kvd = c->dim / c->n_heads * c->n_kv_heads;
-    float *x = i == 0 ? s->y->q : s->y->k + (size_t)s->pos * kvd;
-    rope_span(x, s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, c->dim / c->n_heads);
+    rope_span(s->qkv[i], s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, c->dim / c->n_heads);
 }
 
 // The residual add after wo (the attention branch) or, with s->ffn, after w2.
@@ -532,9 +531,9 @@ static void token_mlp_act(void *ctx, int i, int r0, int r1) { // once w1's (and 
 static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos, float *xn, float *stats) {
     const ModelConfig *c = &m->cfg;
     int d = c->dim, h = c->hidden_dim, HS = d / c->n_heads, kvd = HS * c->n_kv_heads;
-    TokenStep s = {m, a, y, l, pos, 0};
-    norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
     float *const qkv[3] = {y->q, y->k + (size_t)pos * kvd, y->v + (size_t)pos * kvd};
+    TokenStep s = {m, a, y, l, pos, qkv, 0};
+    norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
     const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
     matvec_team(3, qkv, xn, wqkv, d, (const int[3]){d, kvd, kvd}, token_rope, &s);
     attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,

@@ -64,18 +64,15 @@ void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, co
 // ----------------------------------------------------------------------------
 // RMSNorm: y = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)
 
-// (dot_lanes: vmath.h)
-#define LANES DOT_LANES
-
-// sum(a[i]), in dot_lanes' lanes
+// sum(a[i]), in dot_lanes' lanes (vmath.h)
 static float sum_lanes(const float *restrict a, int n) {
-    float acc[LANES] = {0};
+    float acc[DOT_LANES] = {0};
     int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) acc[j] += a[i + j];
-    for (; i < n; i++) acc[i % LANES] += a[i];
+    for (; i + DOT_LANES <= n; i += DOT_LANES)
+        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j];
+    for (; i < n; i++) acc[i % DOT_LANES] += a[i];
     float s = 0.0f;
-    for (int j = 0; j < LANES; j++) s += acc[j];
+    for (int j = 0; j < DOT_LANES; j++) s += acc[j];
     return s;
 }
 
@@ -134,13 +131,13 @@ static void layernorm_forward(float *out, float *stats, const float *inp, const 
         float *y = out + n * C;
         // var = mean(x^2) - mean^2 would cancel; the centred form costs a pass more
         float mean = sum_lanes(x, C) / C, r;
-        float acc[LANES] = {0};
+        float acc[DOT_LANES] = {0};
         int c = 0;
-        for (; c + LANES <= C; c += LANES)
-            for (int j = 0; j < LANES; j++) acc[j] += (x[c + j] - mean) * (x[c + j] - mean);
-        for (; c < C; c++) acc[c % LANES] += (x[c] - mean) * (x[c] - mean);
+        for (; c + DOT_LANES <= C; c += DOT_LANES)
+            for (int j = 0; j < DOT_LANES; j++) acc[j] += (x[c + j] - mean) * (x[c + j] - mean);
+        for (; c < C; c++) acc[c % DOT_LANES] += (x[c] - mean) * (x[c] - mean);
         float var = 0.0f;
-        for (int j = 0; j < LANES; j++) var += acc[j];
+        for (int j = 0; j < DOT_LANES; j++) var += acc[j];
         r = 1.0f / sqrtf(var / C + w->eps);
         for (c = 0; c < C; c++) y[c] = (x[c] - mean) * r * w->gain[c] + w->beta[c];
         stats[2 * n] = mean, stats[2 * n + 1] = r;
