@@ -1,6 +1,8 @@
 // exp, tanh and erf in float32 that compilers vectorise: glibc's expf, tanhf
 // and erff are scalar calls, and the attention softmax, SwiGLU's sigmoid and
-// the element-wise norms (DyT, Derf) call them once per element.
+// the element-wise norms (DyT, Derf) call them once per element. The softmax
+// uses exp_approx (its own bits, pinned by the references), SwiGLU expf_vec
+// (libm's bits).
 #ifndef VMATH_H
 #define VMATH_H
 
@@ -65,6 +67,63 @@ static inline float exp_approx(float x) {
     e = x < -87.3f ? 0.0f : e;
     e = x > 88.0f ? HUGE_VALF : e;
     return x == x ? e : x;
+}
+
+// expf(x) with the bits of glibc's expf (2.27 and later, which takes it from
+// Arm's optimized-routines), in a form compilers vectorise: glibc's is a scalar
+// call. SiLU (SwiGLU) uses it, so the trainer's bits are those it has with
+// libm's expf. The algorithm is glibc's: z = x 32/ln2 in
+// double, k = round(z), r = z - k in [-1/2, 1/2]; exp(x) = 2^(k/32) 2^(r/32),
+// 2^(i/32) from a table of 32 doubles (stored minus i << 47, so that adding
+// k << 47 to the bits multiplies by 2^(k >> 5)), 2^(r/32) by a cubic (glibc's
+// coefficients); one rounding to float at the end. The table is ours:
+// 2^(i/32) rounded to double (computed in exact arithmetic, equal to glibc's).
+// With fused multiply-adds (-march=native on x86-64 since Haswell) the result
+// equals glibc's FMA build bit for bit on all 2^32 floats (checked once;
+// test_core checks a sample and the edges); without them, its generic build's
+// unfused operations. Out of [-104, 89] and for NaN the polynomial runs on 0
+// and integer masks pick the answer (inf above 88.72, 0 below -103.97, x + x
+// for NaN), as glibc's special cases do: masks, not selects, because a select
+// on a float under the default -ftrapping-math stops GCC vectorising the loop.
+#ifdef __FMA__
+#define VM_DMADD(a, b, c) fma(a, b, c)
+#else
+#define VM_DMADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+static const uint64_t EXP2_32THS[32] = { // bits of 2^(i/32) as a double, minus i << 47
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+static inline float expf_vec(float x) {
+    uint32_t xb, eb, in = -(uint32_t)((x > -104.0f) & (x < 89.0f)); // & not &&: no branch
+    memcpy(&xb, &x, sizeof xb);
+    xb &= in; // out of range or NaN: 0
+    float xc;
+    memcpy(&xc, &xb, sizeof xc);
+    const double shift = 0x1.8p52; // z + shift rounds z to an integer in the low bits
+    double kd = VM_DMADD(0x1.71547652b82fep+5, (double)xc, shift), r, s;
+    uint64_t ki, t;
+    memcpy(&ki, &kd, sizeof ki);
+    kd -= shift;
+    r = VM_DMADD(0x1.71547652b82fep+5, (double)xc, -kd);
+    t = EXP2_32THS[ki % 32] + (ki << 47);
+    memcpy(&s, &t, sizeof s);
+    double p = VM_DMADD(0x1.c6af84b912394p-20, r, 0x1.ebfce50fac4f3p-13), y = VM_DMADD(0x1.62e42ff0c52d6p-6, r, 1.0);
+    float e = (float)(VM_DMADD(p, r * r, y) * s), nan2 = x + x;
+    memcpy(&eb, &e, sizeof eb);
+    uint32_t big = -(uint32_t)(x > 0x1.62e42ep6f), nan = -(uint32_t)(x != x), nb;
+    memcpy(&nb, &nan2, sizeof nb);
+    eb = (eb & in) | (0x7f800000u & big) | (nb & nan); // below -104: 0
+    memcpy(&e, &eb, sizeof e);
+    return e;
 }
 
 // tanh(x) as a rational function, x (P(x^2) / Q(x^2)) (degrees 12 and 6, the

@@ -641,6 +641,34 @@ static void test_exp_approx(void) {
           "wrong limits");
 }
 
+// expf_vec against libm's expf, bit for bit: every 251st float (17 million, all
+// signs and exponents, NaNs and infinities among them) and every float within
+// 4096 of the edges (the clamps at -104 and 89, overflow at 88.72, 0 below
+// -103.97, the first subnormal results, 0). Its bits are the trainer's
+// (SwiGLU); a libm whose expf differs (a glibc before 2.27, or one without FMA
+// while this build has it) fails here, loudly, rather than in a loss curve.
+static void expf_vec_compare(uint32_t u, long *bad, float *first) {
+    float x, got, want;
+    memcpy(&x, &u, sizeof x);
+    got = expf_vec(x), want = expf(x);
+    if (memcmp(&got, &want, sizeof got) && (*bad)++ == 0) *first = x;
+}
+
+static void test_expf_vec(void) {
+    long bad = 0;
+    float first = 0.0f;
+    uint64_t stride = getenv("EXPF_ALL") ? 1 : 251; // EXPF_ALL=1 build/test_core: all 2^32 (20 s)
+    for (uint64_t u = 0; u < (1ull << 32); u += stride) expf_vec_compare((uint32_t)u, &bad, &first);
+    const float edges[] = {-104.0f, 89.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, -87.33655f, -103.2789f, 0.0f, -0.0f};
+    for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+        uint32_t c;
+        memcpy(&c, &edges[e], sizeof c);
+        for (uint32_t d = 0; d <= 8192; d++) expf_vec_compare(c - 4096 + d, &bad, &first);
+    }
+    check(bad == 0, "expf_vec: libm's expf bit for bit (every 251st float, or all with EXPF_ALL; 4096 either side of 8 edges)",
+          "%ld differ, the first at %a", bad, first);
+}
+
 // ----------------------------------------------------------------------------
 // sampler
 
@@ -2003,6 +2031,7 @@ int main(int argc, char **argv) {
     test_window();
     test_schedule();
     test_adamw_groups();
+    test_expf_vec();
     test_swiglu();
     test_gelu();
     test_select_kth();
