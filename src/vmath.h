@@ -12,8 +12,8 @@
 
 // a * b + c: one fused multiply-add where the target has it (-march=native
 // on x86-64 since Haswell), else a multiply and an add. The tanh, erf and
-// erf' polynomials use it (a third fewer operations); exp keeps its unfused
-// bits for softmax and SiLU.
+// erf' polynomials use it (a third fewer operations); exp_approx keeps its
+// unfused bits (the softmax's).
 #ifdef __FMA__
 #define VM_MADD(a, b, c) fmaf(a, b, c)
 #else
@@ -72,19 +72,21 @@ static inline float exp_approx(float x) {
 // expf(x) with the bits of glibc's expf (2.27 and later, which takes it from
 // Arm's optimized-routines), in a form compilers vectorise: glibc's is a scalar
 // call. SiLU (SwiGLU) uses it, so the trainer's bits are those it has with
-// libm's expf. The algorithm is glibc's: z = x 32/ln2 in
-// double, k = round(z), r = z - k in [-1/2, 1/2]; exp(x) = 2^(k/32) 2^(r/32),
-// 2^(i/32) from a table of 32 doubles (stored minus i << 47, so that adding
-// k << 47 to the bits multiplies by 2^(k >> 5)), 2^(r/32) by a cubic (glibc's
-// coefficients); one rounding to float at the end. The table is ours:
-// 2^(i/32) rounded to double (computed in exact arithmetic, equal to glibc's).
-// With fused multiply-adds (-march=native on x86-64 since Haswell) the result
-// equals glibc's FMA build bit for bit on all 2^32 floats (checked once;
-// test_core checks a sample and the edges); without them, its generic build's
-// unfused operations. Out of [-104, 89] and for NaN the polynomial runs on 0
-// and integer masks pick the answer (inf above 88.72, 0 below -103.97, x + x
-// for NaN), as glibc's special cases do: masks, not selects, because a select
-// on a float under the default -ftrapping-math stops GCC vectorising the loop.
+// libm's expf. The algorithm is glibc's: z = x 32/ln2 in double, k = round(z),
+// r = z - k in [-1/2, 1/2]; exp(x) = 2^(k/32) 2^(r/32), 2^(i/32) from a table
+// of 32 doubles (stored minus i << 47, so that adding k << 47 to the bits
+// multiplies by 2^(k >> 5)), 2^(r/32) by a cubic (glibc's coefficients); one
+// rounding to float at the end. The table is ours: 2^(i/32) rounded to double
+// (computed in exact arithmetic, equal to glibc's). Checked on all 2^32 floats
+// (glibc 2.36, x86-64): with fused multiply-adds (__FMA__) it equals the FMA
+// build of glibc's expf, which libm runs on CPUs with FMA and AVX2; without,
+// the unfused operations equal its generic build (libm forced to it with
+// GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA). The two builds differ at 2
+// floats, which test_core pins. Inside glibc's range, [-103.97, 88.72], the
+// polynomial runs on x; outside it and for NaN it runs on 0, and integer masks
+// give glibc's values there (0 below, inf above, x + x for NaN; not its errno
+// or exception flags): masks, not selects, because a select on a float under
+// the default -ftrapping-math stops GCC vectorising the loop.
 #ifdef __FMA__
 #define VM_DMADD(a, b, c) fma(a, b, c)
 #else
@@ -103,9 +105,13 @@ static const uint64_t EXP2_32THS[32] = { // bits of 2^(i/32) as a double, minus 
 };
 
 static inline float expf_vec(float x) {
-    uint32_t xb, eb, in = -(uint32_t)((x > -104.0f) & (x < 89.0f)); // & not &&: no branch
+#if defined(__clang__) && !defined(__FMA__)
+#pragma STDC FP_CONTRACT OFF // clang fuses a * b + c by default where the target can (not x86 without __FMA__)
+#endif
+    // & not &&: no branch
+    uint32_t xb, eb, in = -(uint32_t)((x >= -0x1.9fe368p6f) & (x <= 0x1.62e42ep6f));
     memcpy(&xb, &x, sizeof xb);
-    xb &= in; // out of range or NaN: 0
+    xb &= in; // outside glibc's range, or NaN: 0
     float xc;
     memcpy(&xc, &xb, sizeof xc);
     const double shift = 0x1.8p52; // z + shift rounds z to an integer in the low bits
@@ -121,7 +127,7 @@ static inline float expf_vec(float x) {
     memcpy(&eb, &e, sizeof eb);
     uint32_t big = -(uint32_t)(x > 0x1.62e42ep6f), nan = -(uint32_t)(x != x), nb;
     memcpy(&nb, &nan2, sizeof nb);
-    eb = (eb & in) | (0x7f800000u & big) | (nb & nan); // below -104: 0
+    eb = (eb & in) | (0x7f800000u & big) | (nb & nan); // below the range: 0
     memcpy(&e, &eb, sizeof e);
     return e;
 }

@@ -641,17 +641,21 @@ static void test_exp_approx(void) {
           "wrong limits");
 }
 
-// expf_vec against libm's expf, bit for bit: every 251st float (17 million, all
-// signs and exponents, NaNs and infinities among them) and every float within
-// 4096 of the edges (the clamps at -104 and 89, overflow at 88.72, 0 below
-// -103.97, the first subnormal results, 0). Its bits are the trainer's
-// (SwiGLU); a libm whose expf differs (a glibc before 2.27, or one without FMA
-// while this build has it) fails here, loudly, rather than in a loss curve.
-// Builds without FMA (the sanitizer builds: no -march=native) compute glibc's
-// unfused variant, which differs from its FMA build (what libm runs on this
-// machine) at 2 of the 2^32 floats, neither of them in the sample.
+// expf_vec against libm's expf, bit for bit: every float with |x| in [2^-26,
+// 104] (half a billion: below, exp rounds to 1 or its neighbour; above, to 0
+// or inf), every 251st of the rest, and 4096 either side of the edges (glibc's
+// thresholds, the first subnormal results, 0, inf, NaN). Its bits are the
+// trainer's (SwiGLU); a libm whose expf differs (a glibc before 2.27, another
+// libc) fails here, loudly, rather than in a loss curve. The FMA and generic
+// builds of glibc's expf differ only at 2 floats: each build of ours is pinned
+// at those to its own variant's values (the sanitizer builds, without
+// -march=native, are generic while libm on this machine runs its FMA build),
+// and the comparison with libm leaves them out. EXPF_ALL=1: all 2^32 floats.
+static const uint32_t EXPF_SPLIT[2] = {0x4202422f, 0xc27c65d9}; // 0x1.04845ep+5, -0x1.f8cbb2p+5
+
 static void expf_vec_compare(uint32_t u, long *bad, float *first) {
     float x, got, want;
+    if (u == EXPF_SPLIT[0] || u == EXPF_SPLIT[1]) return;
     memcpy(&x, &u, sizeof x);
     got = expf_vec(x), want = expf(x);
     if (memcmp(&got, &want, sizeof got) && (*bad)++ == 0) *first = x;
@@ -660,16 +664,37 @@ static void expf_vec_compare(uint32_t u, long *bad, float *first) {
 static void test_expf_vec(void) {
     long bad = 0;
     float first = 0.0f;
-    uint64_t stride = getenv("EXPF_ALL") ? 1 : 251; // EXPF_ALL=1 build/test_core: all 2^32 (20 s)
-    for (uint64_t u = 0; u < (1ull << 32); u += stride) expf_vec_compare((uint32_t)u, &bad, &first);
-    const float edges[] = {-104.0f, 89.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, -87.33655f, -103.2789f, 0.0f, -0.0f};
+    int all = getenv("EXPF_ALL") != NULL;
+    const uint32_t lo = 0x32800000u, hi = 0x42d00000u; // |x| bits: 2^-26, 104
+    for (uint32_t sign = 0; sign < 2 && !all; sign++)
+        for (uint32_t mag = lo; mag <= hi; mag++) expf_vec_compare(sign << 31 | mag, &bad, &first);
+    for (uint64_t u = 0; u < (1ull << 32); u += all ? 1 : 251) { // the rest: every 251st
+        uint32_t mag = (uint32_t)u & 0x7fffffffu;
+        if (all || mag < lo || mag > hi) expf_vec_compare((uint32_t)u, &bad, &first);
+    }
+    const float edges[] = {-104.0f, 89.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, -87.33655f, -103.2789f,
+                           0.0f, -0.0f, INFINITY, -INFINITY, NAN};
     for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
         uint32_t c;
         memcpy(&c, &edges[e], sizeof c);
         for (uint32_t d = 0; d <= 8192; d++) expf_vec_compare(c - 4096 + d, &bad, &first);
     }
-    check(bad == 0, "expf_vec: libm's expf bit for bit (every 251st float, or all with EXPF_ALL; 4096 either side of 8 edges)",
+    check(bad == 0, "expf_vec: libm's expf bit for bit (|x| in [2^-26, 104], a sample elsewhere, the edges)",
           "%ld differ, the first at %a", bad, first);
+#ifdef __FMA__
+    const uint32_t want[2] = {0x56fc9f1c, 0x11fa2993}; // glibc's FMA build: 0x1.f93e38p+46, 0x1.f45326p-92
+#else
+    const uint32_t want[2] = {0x56fc9f1b, 0x11fa2992}; // its generic build: 0x1.f93e36p+46, 0x1.f45324p-92
+#endif
+    uint32_t got[2];
+    for (int i = 0; i < 2; i++) {
+        float x, y;
+        memcpy(&x, &EXPF_SPLIT[i], sizeof x);
+        y = expf_vec(x);
+        memcpy(&got[i], &y, sizeof y);
+    }
+    check(got[0] == want[0] && got[1] == want[1], "expf_vec: the 2 floats where glibc's FMA and generic builds differ",
+          "bits %08x %08x, want %08x %08x", got[0], got[1], want[0], want[1]);
 }
 
 // ----------------------------------------------------------------------------
