@@ -672,8 +672,8 @@ static void test_expf_vec(void) {
         uint32_t mag = (uint32_t)u & 0x7fffffffu;
         if (all || mag < lo || mag > hi) expf_vec_compare((uint32_t)u, &bad, &first);
     }
-    const float edges[] = {-104.0f, 89.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, -87.33655f, -103.2789f,
-                           0.0f, -0.0f, INFINITY, -INFINITY, NAN};
+    const float edges[] = {0x1.62e42ep6f, -0x1.9fe368p6f, -87.33655f, -103.2789f, 0.0f, -0.0f,
+                           INFINITY, -INFINITY, NAN};
     for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
         uint32_t c;
         memcpy(&c, &edges[e], sizeof c);
@@ -883,7 +883,7 @@ static void test_schedule(void) {
 
 // ----------------------------------------------------------------------------
 // SwiGLU against float64: silu(h1) h3 and its two gradients in closed form, on
-// [-100, 100] (exp_approx's clamps at -87.3 and 88 included) and NaN
+// [-100, 100] (past expf's overflow at 88.72 and its subnormal results) and NaN
 
 static double sigmoid64(double x) { return 1.0 / (1.0 + exp(-x)); }
 
