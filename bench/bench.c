@@ -325,8 +325,8 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned, int timed) {
     double weight_bytes = 4.0 * (double)(m.n_params - m.sizes[T_WTE]);
     double mat = (double)(m.n_params - m.sizes[T_WTE]); // matmul weights dominate: 2 FLOPs each
     double attn = 4.0 * cfg.n_layers * (GEN_PROMPT + GEN_TOKENS / 2.0) * cfg.dim; // mean position
-    printf("config=%s\nnorm=%s\nthreads=%d\nprompt=%d\ngenerated=%d\n", bc->name,
-           NORM_KINDS[norm].name, omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS);
+    printf("config=%s\nnorm=%s\nthreads=%d\nprompt=%d\ngenerated=%d\ntimed=%d\n", bc->name,
+           NORM_KINDS[norm].name, omp_get_max_threads(), GEN_PROMPT, GEN_TOKENS, timed);
     printf("prefill_tok_s=%.1f\ndecode_tok_s=%.1f\ndecode_ms_per_token=%.4f\n", GEN_PROMPT / best_prefill,
            (GEN_TOKENS - 1) / best_decode, 1000.0 * best_decode / (GEN_TOKENS - 1));
     printf("decode_weight_bytes=%.0f\ndecode_flops_per_token=%.0f\n", weight_bytes, 2.0 * mat + attn);

@@ -25,7 +25,7 @@ void threads_wait_policy(char **argv);
 // when last compared, and every `gap` units times the other for TUNER_KEEP
 // units (a probe), comparing the means of the two counts' last TUNER_KEEP
 // units (means, not medians: on a busy machine a count's cost is a few slow
-// units among fast ones). A probe unit over 1.5 times the
+// units among fast ones). A probe unit over TUNER_ABORT times (threads.c) the
 // running count's mean ends the probe at once, and probes of a count that
 // keeps losing are spaced out (every 16, 32, ... 1024 units), so a count far
 // slower costs a few percent at most. A probe of all the threads is skipped

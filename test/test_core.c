@@ -1879,10 +1879,11 @@ static void test_bpe_model_file(void) {
 // (src/threads.h), the same bits on 1 and 2 threads. The activations are made
 // and the prompt prefilled with 2 threads in both runs (a batched forward's
 // bits may depend on the count; the activations hold a buffer per thread).
-// The decoded positions 60..71 cross a chunk of 64 keys in attention. Three models: RMSNorm with grouped-query heads; DyT with beta;
-// Derf with the GELU MLP, residual gates (set to 0.7 and 1.3: at their
-// initial 0 the branches would not count), the embedding scale, a tied head
-// and one kv head for four query heads.
+// The decoded positions 60..71 cross a chunk of 64 keys in attention. Three
+// models: RMSNorm with grouped-query heads; DyT with beta; Derf with the GELU
+// MLP, residual gates (set to 0.7 and 1.3: at their initial 0 the branches
+// would not count), the embedding scale, a tied head and one kv head for four
+// query heads.
 static void test_decode_steps(void) {
     enum { PROMPT = 60, STEPS = 12, V = 256 };
     for (int kind = 0; kind < 3; kind++) {
