@@ -13,6 +13,7 @@
 
 #include "src/common.h"
 #include "src/export.h"
+#include "src/files.h"
 #include "src/llama2c.h"
 #include "src/model.h"
 #include "src/options.h"
@@ -41,6 +42,13 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
 }
 
+static int sptok_probe(const char *path, void *vocab_size, Error *err) {
+    SpTok sp;
+    if (sptok_load(&sp, path, *(const int *)vocab_size, err)) return -1;
+    sptok_free(&sp);
+    return 0;
+}
+
 // The model for llama2.c and its tokenizer beside it (OUT.bin ->
 // OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
 static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
@@ -49,7 +57,8 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
     int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
     if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
         return err_set(err, "%s: path too long", out);
-    if (export_check(m, EXPORT_LLAMA2C, out, err)) return -1;
+    int vocab = m->cfg.vocab_size;
+    if (output_check_ours(tok_out, "a llama2.c tokenizer", sptok_probe, &vocab, err)) return -1;
     SpTok sp;
     int rc;
     if (tok_path)
@@ -65,6 +74,25 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
     if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
     sptok_free(&sp);
     return rc;
+}
+
+// What the target refuses in the model, said about the model (not the
+// output) before anything is written; an output that would land on an input.
+static int export_inputs_check(const Model *m, const char *model_path, const Settings *s, ExportFormat f,
+                               Error *err) {
+    if (export_check(m, f, model_path, err)) return -1;
+    if (f != EXPORT_LLAMA2C) { // the BPE vocabulary the target declares
+        ExportVocab voc;
+        if (export_vocab(&voc, m, model_path, err)) return -1;
+        export_vocab_free(&voc);
+    }
+    const char *inputs[2] = {model_path, s->tokenizer};
+    for (int i = 0; i < 2; i++) {
+        int in = inputs[i] ? path_within(s->out, inputs[i], err) : 0;
+        if (in < 0) return -1;
+        if (in) return err_set(err, "--out %s: lands on or inside the input %s", s->out, inputs[i]);
+    }
+    return 0;
 }
 
 static int export_model(const Model *m, const Settings *s, ExportFormat f, Error *err) {
@@ -93,6 +121,7 @@ int main(int argc, char **argv) {
     if (rc == 0 && (f = export_format_parse(s.format)) < 0)
         rc = err_set(&err, "--format %s: must be llama2c, gguf or hf", s.format);
     if (rc == 0 && !s.out) rc = err_set(&err, "--out is required");
+    if (rc == 0 && !*s.out) rc = err_set(&err, "--out: an empty path");
     if (rc == 0 && f != EXPORT_LLAMA2C && s.tokenizer)
         rc = err_set(&err, "-z: a llama2.c tokenizer cannot be written as byte-level BPE; only --format llama2c takes it");
     if (rc == 0 && f == EXPORT_LLAMA2C && s.f16) rc = err_set(&err, "--f16: llama2.c's format is float32 only");
@@ -109,7 +138,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    rc = export_model(&m, &s, (ExportFormat)f, &err);
+    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, &err) || export_model(&m, &s, (ExportFormat)f, &err);
     if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

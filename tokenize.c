@@ -14,6 +14,7 @@
 #include "src/bpe.h"
 #include "src/common.h"
 #include "src/data.h"
+#include "src/files.h"
 #include "src/options.h"
 
 typedef struct {
@@ -51,14 +52,48 @@ static int fail(const Error *err) {
     return 1;
 }
 
+// Existing outputs are replaced only when they are of the format written (files.h).
+static int bpe_probe(const char *path, void *ctx, Error *err) {
+    (void)ctx;
+    Bpe b;
+    if (bpe_load(&b, path, err)) return -1;
+    bpe_free(&b);
+    return 0;
+}
+
+static int tokcache_probe(const char *path, void *ctx, Error *err) {
+    (void)ctx;
+    Mapped m;
+    TokCacheInfo info;
+    const uint16_t *tokens;
+    int rc = tokcache_open(&m, path, &info, &tokens, err);
+    unmap_file(&m);
+    return rc < 0 ? -1 : 0; // 1 is a cache of ours from an older version, or damaged: ours to replace
+}
+
+// OUT: given (--out) or beside the text; never on or inside an input, and
+// replaced only when what stands there is a file of the kind written.
+static int out_path(char *out, size_t cap, const Settings *s, const char *text_path, const char *suffix, int vocab,
+                    const char *what, OursFn ours, Error *err) {
+    if (s->out && !*s->out) return err_set(err, "--out: an empty path");
+    int n = s->out ? snprintf(out, cap, "%s", s->out) : snprintf(out, cap, "%s.bpe%d%s", text_path, vocab, suffix);
+    if (n < 0 || (size_t)n >= cap) return err_set(err, "%s: path too long", s->out ? s->out : text_path);
+    const char *inputs[2] = {text_path, s->tokenizer};
+    for (int i = 0; i < 2; i++) {
+        int in = inputs[i] ? path_within(out, inputs[i], err) : 0;
+        if (in) return in < 0 ? -1 : err_set(err, "%s: the output lands on or inside the input %s", out, inputs[i]);
+    }
+    return output_check_ours(out, what, ours, NULL, err);
+}
+
 static int cmd_train(const char *text_path, const Settings *s) {
     Error err = {{0}};
     unsigned char *text;
     size_t n;
-    if (read_file(text_path, &text, &n, &err)) return fail(&err);
     char out[4200];
-    if (s->out) snprintf(out, sizeof out, "%s", s->out);
-    else snprintf(out, sizeof out, "%s.bpe%d", text_path, (int)s->vocab_size);
+    if (out_path(out, sizeof out, s, text_path, "", (int)s->vocab_size, "a BPE vocabulary", bpe_probe, &err) ||
+        read_file(text_path, &text, &n, &err))
+        return fail(&err);
     Bpe b;
     double t0 = now_seconds();
     int rc = bpe_train(&b, text, n, (int)s->vocab_size, &err);
@@ -77,14 +112,14 @@ static int cmd_encode(const char *text_path, const Settings *s) {
     if (bpe_load(&b, s->tokenizer, &err)) return fail(&err);
     unsigned char *text = NULL;
     size_t n = 0, nt = 0;
-    int *tokens = NULL, rc = read_file(text_path, &text, &n, &err);
+    char out[4200];
+    int *tokens = NULL, rc = out_path(out, sizeof out, s, text_path, ".tok", b.vocab_size, "a token cache",
+                                      tokcache_probe, &err);
+    if (!rc) rc = read_file(text_path, &text, &n, &err);
     if (!rc && !(tokens = malloc((n + 1) * sizeof(int)))) rc = err_set(&err, "out of memory");
     double t0 = now_seconds();
     if (!rc) rc = bpe_encode(&b, text, n, tokens, &nt, &err);
     double dt = now_seconds() - t0;
-    char out[4200];
-    if (s->out) snprintf(out, sizeof out, "%s", s->out);
-    else snprintf(out, sizeof out, "%s.bpe%d.tok", text_path, b.vocab_size);
     if (!rc) {
         TokCacheInfo info = {.vocab_size = b.vocab_size, .n_tokens = nt, .tokenizer_checksum = b.checksum,
                              .text_size = n, .text_hash = fnv1a64(text, n, FNV1A64_INIT)};

@@ -35,7 +35,7 @@ int size_add(size_t a, size_t b, size_t *out) { return __builtin_add_overflow(a,
 // ----------------------------------------------------------------------------
 // files
 
-static const char *file_kind(mode_t m) {
+const char *file_kind(unsigned m) {
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
          : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink" : "not a file";
 }
@@ -74,21 +74,6 @@ FILE *open_regular(const char *path, size_t *size, Error *err) {
 int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err) {
     if (fread(p, 1, n, f) != n) return err_set(err, "%s: truncated while reading %s", path, what);
     return 0;
-}
-
-FILE *create_fresh(const char *path, Error *err) {
-    // unlink removes a symlink or FIFO itself, never what it points to
-    if (unlink(path) && errno != ENOENT) {
-        err_set(err, "%s: cannot replace: %s", path, strerror(errno));
-        return NULL;
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0666);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
-    if (!f) {
-        err_set(err, "%s: cannot create: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-    }
-    return f;
 }
 
 FILE *open_append(const char *path, Error *err) {

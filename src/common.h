@@ -39,13 +39,11 @@ float *alloc_floats(size_t n);
 // file before a byte is read. Returns the stream and its size; errors name
 // the path ("PATH: not a regular file (a FIFO)").
 FILE *open_regular(const char *path, size_t *size, Error *err);
+// "a FIFO", "a directory", "a symlink", ... for a stat mode (messages).
+const char *file_kind(unsigned mode);
 // Reads exactly n bytes; a short read is "PATH: truncated while reading WHAT".
 int read_exact(FILE *f, void *p, size_t n, const char *path, const char *what, Error *err);
 
-// Every file the programs write is created here, fresh: O_CREAT | O_EXCL
-// after removing what stood at the name (a stale temporary, a symlink, a
-// FIFO), so nothing is ever written through an existing name. mode "wb".
-FILE *create_fresh(const char *path, Error *err);
 // Opens an existing file of ours for appending (log.csv): not through a
 // symlink (O_NOFOLLOW), not blocking, and only if it is a regular file.
 FILE *open_append(const char *path, Error *err);

@@ -1,4 +1,5 @@
 #include "data.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -107,13 +108,14 @@ int map_file(Mapped *m, const char *path, Error *err) {
             return err_set(err, "%s: cannot map %zu bytes: %s", path, n, strerror(e));
         }
         m->p = p, m->n = n;
+        map_guard_add(p, n, path); // a file truncated under the run: one line, not a SIGBUS
     }
     fclose(f);
     return 0;
 }
 
 void unmap_file(Mapped *m) {
-    if (m->p) munmap(m->p, m->n);
+    if (m->p) map_guard_remove(m->p), munmap(m->p, m->n);
     memset(m, 0, sizeof *m);
 }
 

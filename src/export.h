@@ -62,6 +62,8 @@ int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err);
 // GGUF version 3, architecture llama; f16 stores the matrices as F16 (the norm
 // vectors stay F32, as llama.cpp's converter does).
 int gguf_export(const Model *m, const char *path, int f16, Error *err);
+// 0 when path is a GGUF file as gguf_export writes them, whole (an OursFn of files.h).
+int gguf_probe(const char *path, void *ctx, Error *err);
 // A Hugging Face folder: model.safetensors, config.json, tokenizer.json,
 // tokenizer_config.json, generation_config.json.
 int hf_export(const Model *m, const char *dir, int f16, Error *err);

@@ -101,7 +101,9 @@ static void put_hparams(Kv *kv, const ModelConfig *c, int f16) {
 static size_t pad_to(size_t n) { return (GGUF_ALIGN - n % GGUF_ALIGN) % GGUF_ALIGN; }
 
 int gguf_export(const Model *m, const char *path, int f16, Error *err) {
-    if (export_check(m, EXPORT_GGUF, path, err)) return -1;
+    if (export_check(m, EXPORT_GGUF, path, err) ||
+        output_check_ours(path, "a GGUF file as this program writes them", gguf_probe, NULL, err))
+        return -1;
     ExportVocab voc;
     if (export_vocab(&voc, m, path, err)) return -1;
     ExportTensor *ts = NULL;
@@ -170,5 +172,78 @@ done:
     buf_free(&info);
     buf_free(&head);
     export_vocab_free(&voc);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// reading back what gguf_export writes (an existing output is replaced only
+// when it is one: files.h, output_check_ours)
+
+typedef struct {
+    FILE *f;
+    uint64_t left; // bytes of the file not read yet
+    int bad;
+} Reader;
+
+static uint64_t rd(Reader *r, size_t n) { // n <= 8 bytes, little-endian
+    uint64_t v = 0;
+    if (r->bad || r->left < n || fread(&v, 1, n, r->f) != n) return r->bad = 1, 0;
+    r->left -= n;
+    return v;
+}
+
+static void skip(Reader *r, uint64_t n) {
+    if (r->bad || r->left < n || fseeko(r->f, (off_t)n, SEEK_CUR)) r->bad = 1;
+    else r->left -= n;
+}
+
+static void skip_value(Reader *r, uint32_t type, int depth) {
+    static const unsigned char fixed[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8}; // by GGUF type
+    if (type == GGUF_STRING) skip(r, rd(r, 8));
+    else if (type == GGUF_ARRAY && depth == 0) {
+        uint32_t et = (uint32_t)rd(r, 4);
+        uint64_t n = rd(r, 8);
+        if (et == GGUF_STRING)
+            for (uint64_t i = 0; i < n && !r->bad; i++) skip(r, rd(r, 8));
+        else if (et < sizeof fixed && fixed[et] && n <= r->left / fixed[et]) skip(r, n * fixed[et]);
+        else r->bad = 1;
+    } else if (type < sizeof fixed && fixed[type]) skip(r, fixed[type]);
+    else r->bad = 1;
+}
+
+int gguf_probe(const char *path, void *ctx, Error *err) {
+    (void)ctx;
+    size_t size;
+    FILE *f = open_regular(path, &size, err);
+    if (!f) return -1;
+    Reader r = {f, size, 0};
+    char magic[4] = {0};
+    uint64_t m = rd(&r, 4);
+    memcpy(magic, &m, 4);
+    uint32_t version = (uint32_t)rd(&r, 4);
+    uint64_t nt = rd(&r, 8), nkv = rd(&r, 8), end = 0;
+    int rc = 0;
+    if (r.bad || memcmp(magic, GGUF_MAGIC, 4) || version != GGUF_VERSION)
+        rc = err_set(err, "no GGUF version 3 header");
+    for (uint64_t i = 0; !rc && i < nkv && !r.bad; i++) {
+        skip(&r, rd(&r, 8)); // key
+        skip_value(&r, (uint32_t)rd(&r, 4), 0);
+    }
+    for (uint64_t i = 0; !rc && i < nt && !r.bad; i++) {
+        skip(&r, rd(&r, 8)); // name
+        uint32_t dims = (uint32_t)rd(&r, 4);
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < dims && d < 4; d++) n *= rd(&r, 8); // bounded: checked against size below
+        uint32_t type = (uint32_t)rd(&r, 4);
+        uint64_t off = rd(&r, 8), bytes = n * (type == GGML_F16 ? 2 : 4);
+        if (dims < 1 || dims > 2 || (type != GGML_F32 && type != GGML_F16) || bytes > size || off > size) r.bad = 1;
+        else if (off + bytes + pad_to(bytes) > end) end = off + bytes + pad_to(bytes);
+    }
+    uint64_t meta = size - r.left;
+    if (!rc && r.bad) rc = err_set(err, "its GGUF header is cut short or holds what gguf_export never writes");
+    if (!rc && meta + pad_to(meta) + end != size)
+        rc = err_set(err, "%zu bytes, but its GGUF header implies %llu", size,
+                     (unsigned long long)(meta + pad_to(meta) + end));
+    fclose(f);
     return rc;
 }

@@ -181,36 +181,58 @@ static int tokenizer_config_write(const ModelConfig *c, const char *path, Error 
     return write_file_atomic(path, &ch, 1, err);
 }
 
-// Removes an export folder's own files, then the folder (fails if anything else is in it).
-static int remove_export_dir(const char *dir) {
-    char p[4200];
-    for (int f = 0; f < N_FILES; f++) {
-        snprintf(p, sizeof p, "%s/%s", dir, FILE_NAMES[f]);
-        remove(p);
-        snprintf(p, sizeof p, "%s/%s.tmp", dir, FILE_NAMES[f]);
-        remove(p);
-    }
-    return rmdir(dir);
-}
-
-// An existing DIR is replaced only when it holds nothing but an export's
-// files (another folder given as --out by mistake is left alone).
-static int check_replaceable(const char *dir, Error *err) {
+// Whether `dir` is an export folder of ours: 1 absent, 0 a folder holding
+// nothing but regular files with an export's names (and their .tmp), -1
+// anything else (a symlink, a file, a folder with other things in it),
+// message in err naming the culprit. Only such a folder may be removed.
+static int export_dir_state(const char *dir, Error *err) {
     struct stat st;
-    if (stat(dir, &st) != 0) return 0; // absent
-    if (!S_ISDIR(st.st_mode)) return err_set(err, "%s: exists and is not a folder", dir);
+    if (lstat(dir, &st)) return errno == ENOENT ? 1 : err_set(err, "%s: cannot check: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return err_set(err, "%s: exists and is %s: not replaced (remove it or give another name)", dir,
+                       S_ISREG(st.st_mode) ? "a file" : file_kind(st.st_mode));
     DIR *d = opendir(dir);
     if (!d) return err_set(err, "%s: cannot read: %s", dir, strerror(errno));
     int rc = 0;
     for (struct dirent *e; !rc && (e = readdir(d));) {
-        int ours = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-        for (int f = 0; f < N_FILES && !ours; f++) ours = !strcmp(e->d_name, FILE_NAMES[f]);
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        int ours = 0;
+        for (int f = 0; f < N_FILES && !ours; f++) {
+            size_t n = strlen(FILE_NAMES[f]);
+            ours = !strncmp(e->d_name, FILE_NAMES[f], n) && (!e->d_name[n] || !strcmp(e->d_name + n, ".tmp"));
+        }
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (!ours)
             rc = err_set(err, "%s: exists and holds %s, which is not an export's file: give a new folder", dir,
                          e->d_name);
+        else if (lstat(p, &st) || !S_ISREG(st.st_mode))
+            rc = err_set(err, "%s: exists and its %s is not a regular file: not replaced", dir, e->d_name);
     }
     closedir(d);
     return rc;
+}
+
+// Removes a folder export_dir_state called ours: its own files, then itself.
+static int remove_export_dir(const char *dir) {
+    char p[4200];
+    for (int f = 0; f < N_FILES; f++) {
+        snprintf(p, sizeof p, "%s/%s", dir, FILE_NAMES[f]);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/%s.tmp", dir, FILE_NAMES[f]);
+        unlink(p);
+    }
+    return rmdir(dir);
+}
+
+// DIR.tmp or DIR.old left by a crash: removed when it is an export folder
+// of ours, refused when it is anything else.
+static int clear_aside(const char *dir, Error *err) {
+    int state = export_dir_state(dir, err);
+    if (state < 0) return -1;
+    if (state == 0 && remove_export_dir(dir))
+        return err_set(err, "%s: cannot remove this stale folder: %s", dir, strerror(errno));
+    return 0;
 }
 
 // Writes the folder as DIR.tmp, then renames it to DIR; an existing DIR is
@@ -218,34 +240,35 @@ static int check_replaceable(const char *dir, Error *err) {
 // absent, the old folder, or the complete new one.
 int hf_export(const Model *m, const char *dir, int f16, Error *err) {
     if (export_check(m, EXPORT_HF, dir, err)) return -1;
+    char out[4096], tmp[4104], old[4104], p[N_FILES][4200];
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--; // "out/" names the folder out (not a link's target)
+    if (len >= sizeof out) return err_set(err, "%s: path too long", dir);
+    snprintf(out, sizeof out, "%.*s", (int)len, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    snprintf(old, sizeof old, "%s.old", out);
+    int state = export_dir_state(out, err); // 1 absent, 0 an export of ours, -1 refused
+    if (state < 0 || clear_aside(tmp, err) || clear_aside(old, err)) return -1;
+    int had_old = state == 0;
     ExportVocab voc;
     if (export_vocab(&voc, m, dir, err)) return -1;
-    char tmp[4096], old[4096], p[N_FILES][4200];
+    for (int f = 0; f < N_FILES; f++) snprintf(p[f], sizeof p[f], "%s/%s", tmp, FILE_NAMES[f]);
     int rc = 0;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp ||
-        snprintf(old, sizeof old, "%s.old", dir) >= (int)sizeof old)
-        rc = err_set(err, "%s: path too long", dir);
-    for (int f = 0; f < N_FILES && !rc; f++) snprintf(p[f], sizeof p[f], "%s/%s", tmp, FILE_NAMES[f]);
-    if (!rc) rc = check_replaceable(dir, err);
-    if (!rc) {
-        remove_export_dir(tmp); // a temporary folder left by a crash
-        if (mkdir(tmp, 0777)) rc = err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
-    }
+    if (mkdir(tmp, 0777)) rc = err_set(err, "%s: cannot create the folder %s: %s", out, tmp, strerror(errno));
     if (!rc) {
         rc = safetensors_write(m, p[F_SAFETENSORS], f16, err);
         if (!rc) rc = config_write(&m->cfg, p[F_CONFIG], f16, err);
         if (!rc) rc = tokenizer_write(&voc.bpe, p[F_TOKENIZER], err);
         if (!rc) rc = tokenizer_config_write(&m->cfg, p[F_TOKENIZER_CONFIG], err);
-        struct stat st;
-        int had_old = !rc && stat(dir, &st) == 0;
-        if (had_old && rename(dir, old)) rc = err_set(err, "%s: cannot move the old folder aside: %s", dir, strerror(errno));
-        if (!rc && rename(tmp, dir)) {
+        // DIR is at every moment absent, the old folder, or the complete new one
+        if (!rc && had_old && rename(out, old)) rc = err_set(err, "%s: cannot move the old folder aside: %s", dir, strerror(errno));
+        if (!rc && rename(tmp, out)) {
             rc = err_set(err, "%s: cannot rename %s to it: %s", dir, tmp, strerror(errno));
-            if (had_old) rename(old, dir);
+            if (had_old) rename(old, out);
         }
         if (rc) remove_export_dir(tmp);
         else if (had_old) remove_export_dir(old);
-        if (!rc) fsync_parent_dir(dir);
+        if (!rc) fsync_parent_dir(out);
     }
     export_vocab_free(&voc);
     return rc;

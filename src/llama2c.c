@@ -127,9 +127,20 @@ int model_load_any(Model *m, const char *path, ModelFormat *format, Error *err) 
 // ----------------------------------------------------------------------------
 // export
 
+int llama2c_probe(const char *path, void *ctx, Error *err) {
+    (void)ctx;
+    Model m;
+    ModelFormat f = FMT_LDYT;
+    if (model_load_any(&m, path, &f, err)) return -1;
+    model_free(&m);
+    return f == FMT_LLAMA2C_LEGACY ? 0 : err_set(err, "it holds a model in the %s format", model_format_name(f));
+}
+
 int llama2c_export(const Model *m, const char *path, Error *err) {
     const ModelConfig *c = &m->cfg;
-    if (export_check(m, EXPORT_LLAMA2C, path, err)) return -1;
+    if (export_check(m, EXPORT_LLAMA2C, path, err) ||
+        output_check_ours(path, "a llama2.c model", llama2c_probe, NULL, err))
+        return -1;
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     c->tie_embeddings ? c->vocab_size : -c->vocab_size, c->seq_len};
     // an RMSNorm model's tensors wte .. final_norm are contiguous and in

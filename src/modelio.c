@@ -246,60 +246,6 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 // ----------------------------------------------------------------------------
 // writing
 
-int fsync_parent_dir(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-// Test hook for the kill test in test/run_tests.sh: with the environment
-// variable LLAMA_TEST_WRITE_DELAY_MS=N, every atomic write sleeps N ms after
-// its first chunk (the temp file is then partial) and again before the rename
-// (the temp file complete, the old file still in place), so that SIGKILLs land
-// inside writes. Unset (normal use), it does nothing.
-static void test_write_delay(FILE *f) {
-    static long ms = -1;
-    if (ms < 0) {
-        const char *s = getenv("LLAMA_TEST_WRITE_DELAY_MS");
-        ms = s ? strtol(s, NULL, 10) : 0;
-        if (ms < 0 || ms > 10000) ms = 0;
-    }
-    if (!ms) return;
-    fflush(f);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return err_set(err, "%s: path too long", path);
-    FILE *f = create_fresh(tmp, err); // never through a symlink or FIFO standing at the name
-    if (!f) return -1;
-    int ok = 1;
-    for (int i = 0; i < n && ok; i++) {
-        // an empty chunk may be NULL (no embedded tokenizer), which fwrite must not see
-        ok = !chunks[i].n || fwrite(chunks[i].p, 1, chunks[i].n, f) == chunks[i].n;
-        if (i == 0) test_write_delay(f);
-    }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int saved = errno;
-    if (ok) test_write_delay(f);
-    if (fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) saved = errno;
-        remove(tmp);
-        return err_set(err, "%s: write failed: %s (what was on disk is unchanged)", path, strerror(saved));
-    }
-    fsync_parent_dir(path); // makes the rename durable; best effort
-    return 0;
-}
-
 int model_save(const Model *m, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
     header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes, 0);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "common.h"
+#include "files.h" // write_file_atomic
 #include "model.h"
 
 #define MODEL_MAGIC 0x5459444Cu // "LDYT"
@@ -56,15 +57,5 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 // its data record into a malloc'd *data_record (NULL if none; caller frees).
 int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, unsigned char **data_record,
                   size_t *data_bytes, Error *err);
-
-// Writes `n` byte chunks to path atomically (temp file, fsync, rename, fsync dir).
-typedef struct {
-    const void *p;
-    size_t n;
-} Chunk;
-int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err);
-// fsyncs the folder holding path, so that a rename, link or unlink in it
-// survives a crash. Returns 0 or -1 (errno set).
-int fsync_parent_dir(const char *path);
 
 #endif

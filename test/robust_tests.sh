@@ -159,18 +159,31 @@ rc=$?
     grep -q "stopped after step [0-9]* (signal)" "$RB/early.err"; }
 expect "SIGTERM right after start-up, during set-up: exit 0 and a line saying nothing was trained" $? "exit $rc: $(tail -n 1 "$RB/early.err")"
 
-# General: every file written is created fresh. A symlink at an output name
-# (log.csv, a temporary, a tokenizer) is replaced and its target untouched;
-# a FIFO there is replaced without blocking.
+# General: no output is written through or replaces what stands at its name
+# unless it is a regular file (issue 25): a symlink at log.csv, at a
+# temporary, at a tokenizer's --out, or a FIFO at a temporary, is refused in
+# one line, the link and its target kept.
 printf 'precious' >"$RB/victim"
-mkdir -p "$RB/sym" && ln -s "$RB/victim" "$RB/sym/log.csv" && ln -s "$RB/victim" "$RB/sym/model.bin.tmp" &&
-    mkfifo "$RB/sym/checkpoint.bin.tmp" && ln -s "$RB/victim" "$RB/v300"
-timeout 60 "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym" 2>/dev/null &&
-    timeout 60 "$TOKENIZE" train "$RB/d.txt" --vocab-size 300 --out "$RB/v300" 2>/dev/null &&
-    [ "$(cat "$RB/victim")" = precious ] && [ -f "$RB/sym/log.csv" ] && [ ! -L "$RB/sym/log.csv" ] &&
-    [ -f "$RB/v300" ] && [ ! -L "$RB/v300" ] && [ -z "$(ls "$RB/sym" | grep '\.tmp$')" ]
-expect "symlinks and FIFOs at output names are replaced, never written through" $? \
-    "victim: $(head -c 40 "$RB/victim"); $(ls -l "$RB/sym" | tr '\n' ' ')"
+mkdir -p "$RB/sym1" "$RB/sym2" "$RB/sym3" && ln -s "$RB/victim" "$RB/sym1/log.csv" &&
+    ln -s "$RB/victim" "$RB/sym2/model.bin.tmp" && mkfifo "$RB/sym3/checkpoint.bin.tmp" && ln -s "$RB/victim" "$RB/v300"
+refused_out() { # refused_out NAME PATTERN COMMAND...: exit 1 and the line, whatever else was printed
+    timeout 60 "${@:3}" >/dev/null 2>"$RB/sym.err"
+    local rc=$?
+    [ $rc -eq 1 ] && grep -q -- "$2" "$RB/sym.err"
+    expect "$1: refused (exit 1, one line)" $? "exit $rc: $(tail -n 1 "$RB/sym.err")"
+}
+refused_out "a symlink at OUT/log.csv" "sym1/log.csv: exists and is a symlink" \
+    "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym1"
+refused_out "a symlink at OUT/model.bin.tmp" "sym2/model.bin.tmp: exists and is a symlink" \
+    "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym2"
+refused_out "a FIFO at OUT/checkpoint.bin.tmp" "sym3/checkpoint.bin.tmp: exists and is a FIFO" \
+    "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym3"
+refused_out "a symlink as tokenize train --out" "v300: exists and is a symlink" \
+    "$TOKENIZE" train "$RB/d.txt" --vocab-size 300 --out "$RB/v300"
+[ "$(cat "$RB/victim")" = precious ] && [ -L "$RB/sym1/log.csv" ] && [ -L "$RB/sym2/model.bin.tmp" ] &&
+    [ -p "$RB/sym3/checkpoint.bin.tmp" ] && [ -L "$RB/v300" ]
+expect "symlinks and FIFOs at output names are kept, their target never written" $? \
+    "victim: $(head -c 40 "$RB/victim"); $(ls -l "$RB/sym1" "$RB/sym2" "$RB/sym3" | tr '\n' ' ')"
 
 # General: every output is checked, standard output included
 full() { # full NAME COMMAND...: the command's stdout on a full disk
@@ -186,3 +199,119 @@ full "tokenize bench" "$TOKENIZE" bench "$RB/d.txt" --sizes 260 --repeat 1
 full "tokenize decode" "$TOKENIZE" decode "$RB/d.tok" --tokenizer "$RB/v300b"
 full "generation" "$INFER" "$TMP/a_rmsnorm/model.bin" -n 5
 for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" --help; done
+
+# ---------------------------------------------------------------------------
+# issue 25, items 1, 2, 4, 12: outputs never written through a symlink, never
+# replacing a device or what is not ours; a mapped input that shrinks
+skip() { say "skip - $1: $2"; }
+XP="$RB/x25" && mkdir -p "$XP"
+M25="$TMP/a_rmsnorm/model.bin"
+"$EXPORT" "$M25" --format hf --out "$XP/A" 2>/dev/null && "$EXPORT" "$M25" --format hf --out "$XP/B" 2>/dev/null
+ls "$XP/A" >"$XP/A.list"
+# 1. a symlink as --out (to another export) and as OUT.tmp: refused, the target untouched
+ln -s "$XP/A" "$XP/link"
+bad_case "an hf --out that is a symlink to another export" 1 "link: exists and is a symlink: not replaced" \
+    "$EXPORT" "$M25" --format hf --out "$XP/link"
+[ -L "$XP/link" ] && [ ! -e "$XP/link.old" ] && cmp -s <(ls "$XP/A") "$XP/A.list" && cmp -s "$XP/A/config.json" "$XP/B/config.json"
+expect "the symlinked export folder keeps its files, the link stays" $? "$(ls -l "$XP" | tr '\n' ' ')"
+ln -s "$XP/A" "$XP/new.tmp"
+bad_case "a symlink at OUT.tmp of an hf export" 1 "new.tmp: exists and is a symlink" \
+    "$EXPORT" "$M25" --format hf --out "$XP/new"
+cmp -s <(ls "$XP/A") "$XP/A.list" && [ ! -e "$XP/new" ]
+expect "the folder behind OUT.tmp keeps its files; nothing written" $? "$(ls "$XP/A" | tr '\n' ' ')"
+rm "$XP/new.tmp"
+for fmt in gguf llama2c; do
+    case $fmt in gguf) src=$M25 ;; llama2c) src=$TMP/rt.bin ;; esac
+    printf 'precious' >"$XP/victim"
+    ln -sf "$XP/victim" "$XP/o.$fmt"
+    bad_case "a $fmt --out that is a symlink" 1 "o.$fmt: exists and is a symlink: not replaced" \
+        "$EXPORT" "$src" --format $fmt --out "$XP/o.$fmt"
+    rm "$XP/o.$fmt" && ln -s "$XP/victim" "$XP/o.$fmt.tmp"
+    bad_case "a symlink at a $fmt export's OUT.tmp" 1 "o.$fmt.tmp: exists and is a symlink" \
+        "$EXPORT" "$src" --format $fmt --out "$XP/o.$fmt"
+    [ "$(cat "$XP/victim")" = precious ] && [ -L "$XP/o.$fmt.tmp" ] && [ ! -e "$XP/o.$fmt" ]
+    expect "$fmt: the symlinks' target untouched, the links kept, nothing written" $? "$(ls -l "$XP" | tr '\n' ' ')"
+    rm "$XP/o.$fmt.tmp"
+    # an existing file that is not this format's: refused; one that is: replaced
+    printf 'not a model' >"$XP/o.$fmt"
+    bad_case "a $fmt --out holding another file" 1 "o.$fmt: exists and is not a" "$EXPORT" "$src" --format $fmt --out "$XP/o.$fmt"
+    [ "$(cat "$XP/o.$fmt")" = "not a model" ]
+    expect "$fmt: the other file is kept as it was" $? "$(head -c 40 "$XP/o.$fmt")"
+    rm "$XP/o.$fmt"
+    "$EXPORT" "$src" --format $fmt --out "$XP/o.$fmt" 2>/dev/null && cp "$XP/o.$fmt" "$XP/first.$fmt" &&
+        "$EXPORT" "$src" --format $fmt --out "$XP/o.$fmt" 2>/dev/null && cmp -s "$XP/o.$fmt" "$XP/first.$fmt"
+    expect "$fmt: an export of ours is replaced by the same export" $? "second export failed or differs"
+done
+# a stale OUT.tmp and OUT.old export folder (a crash) are cleared; another folder at OUT.old is not
+mkdir -p "$XP/C.tmp" "$XP/C.old" && cp "$XP/A/config.json" "$XP/C.tmp/" && cp "$XP/A/config.json" "$XP/C.old/"
+"$EXPORT" "$M25" --format hf --out "$XP/C" 2>/dev/null && [ -f "$XP/C/model.safetensors" ] && [ ! -e "$XP/C.tmp" ] && [ ! -e "$XP/C.old" ]
+expect "stale C.tmp and C.old export folders are removed and the export lands" $? "$(ls "$XP" | tr '\n' ' ')"
+mkdir -p "$XP/D.old" && printf 'mine' >"$XP/D.old/notes.txt"
+bad_case "a foreign folder at OUT.old" 1 "D.old: exists and holds notes.txt" "$EXPORT" "$M25" --format hf --out "$XP/D"
+[ "$(cat "$XP/D.old/notes.txt")" = mine ]
+expect "the foreign OUT.old folder keeps its file" $? "gone"
+ln -s "$XP/victim" "$XP/B/config.json.tmp" 2>/dev/null; rm -f "$XP/B/config.json" && ln -s "$XP/victim" "$XP/B/config.json"
+bad_case "an export folder holding a symlink among its files" 1 "B: exists and its config.json" \
+    "$EXPORT" "$M25" --format hf --out "$XP/B"
+[ "$(cat "$XP/victim")" = precious ]
+expect "the symlink's target inside the folder untouched" $? "victim changed"
+# 2. a FIFO, and when root a device node, as an output: refused, never replaced
+mkfifo "$XP/fifo"
+out_kind() { # out_kind KIND PATH
+    bad_case "$1 as export_llama --out" 1 "exists and is $1" timeout 20 "$EXPORT" "$M25" --format gguf --out "$2"
+    bad_case "$1 as tokenize train --out" 1 "exists and is $1" timeout 20 "$TOKENIZE" train "$RB/d.txt" --vocab-size 300 --out "$2"
+    bad_case "$1 as tokenize encode --out" 1 "exists and is $1" timeout 20 "$TOKENIZE" encode "$RB/d.txt" --tokenizer "$RB/v300b" --out "$2"
+}
+out_kind "a FIFO" "$XP/fifo"
+[ -p "$XP/fifo" ]
+expect "the FIFO is still a FIFO" $? "$(ls -l "$XP/fifo")"
+if [ "$(id -u)" = 0 ] && mknod "$XP/dev" c 1 3 2>/dev/null; then # /dev/null's numbers: harmless if written
+    out_kind "a character device" "$XP/dev"
+    [ -c "$XP/dev" ]
+    expect "the device node is still a device" $? "$(ls -l "$XP/dev")"
+else
+    skip "a device node as an output" "not root, or mknod is not allowed here"
+fi
+# the trainer's own files: a symlink at log.csv or a temporary is refused, not followed or removed
+# outputs on an input: the model, the tokenizer, the text
+cp "$M25" "$XP/in.bin"
+bad_case "export --out equal to the model" 1 "lands on or inside the input" "$EXPORT" "$XP/in.bin" --format gguf --out "$XP/in.bin"
+cmp -s "$XP/in.bin" "$M25"
+expect "the model is untouched" $? "changed"
+bad_case "tokenize train --out equal to its text" 1 "lands on or inside the input" \
+    "$TOKENIZE" train "$RB/d.txt" --vocab-size 300 --out "$RB/d.txt"
+bad_case "tokenize encode --out equal to its tokenizer" 1 "lands on or inside the input" \
+    "$TOKENIZE" encode "$RB/d.txt" --tokenizer "$RB/v300b" --out "$RB/v300b"
+bad_case "tokenize train --out holding another file" 1 "exists and is not a BPE vocabulary" \
+    "$TOKENIZE" train "$RB/d.txt" --vocab-size 300 --out "$XP/A.list"
+# 12. errors name what they are about
+bad_case "an hf --out with a trailing slash to a symlink" 1 "link: exists and is a symlink" \
+    "$EXPORT" "$M25" --format hf --out "$XP/link/"
+"$EXPORT" "$M25" --format hf --out "$XP/E/" 2>/dev/null && [ -f "$XP/E/config.json" ] && [ ! -e "$XP/E/.tmp" ]
+expect "an hf --out with a trailing slash writes that folder" $? "$(ls -a "$XP/E" 2>&1 | tr '\n' ' ')"
+bad_case "an empty --out" 2 "--out: an empty path" "$EXPORT" "$M25" --format gguf --out ''
+bad_case "an export the target cannot run names the model" 1 "^export_llama: $TMP/a_dyt/model.bin: cannot export" \
+    "$EXPORT" "$TMP/a_dyt/model.bin" --format gguf --out "$XP/dyt.gguf"
+
+# 4. A mapped input that shrinks under a run: one line naming it, exit 1, the checkpoint intact
+cp "$RB/d.txt" "$XP/shrink.txt"
+"$TRAIN" --data "$XP/shrink.txt" "${RT[@]}" --steps 100000 --ckpt-every 5 --out "$XP/sh" 2>"$XP/sh.err" &
+pid=$!
+for _ in $(seq 200); do [ -f "$XP/sh/checkpoint.bin" ] && break; sleep 0.05; done
+truncate -s 0 "$XP/shrink.txt"
+timeout 20 tail --pid=$pid -f /dev/null
+wait $pid
+rc=$?
+[ $rc -eq 1 ] && grep -q "shrink.txt: the file shrank while it was being read" "$XP/sh.err" &&
+    "$INFER" "$XP/sh/checkpoint.bin" -n 4 --temperature 0 >/dev/null 2>&1
+expect "training text truncated mid-run: exit 1, one line naming it, checkpoint.bin loads" $? \
+    "exit $rc: $(tail -n 2 "$XP/sh.err" | tr '\n' ' ')"
+head -c 400000 "$DATA" >"$XP/big.txt"
+"$TOKENIZE" train "$XP/big.txt" --vocab-size 300 --out "$XP/big.v" 2>/dev/null &&
+    "$TOKENIZE" encode "$XP/big.txt" --tokenizer "$XP/big.v" --out "$XP/big.tok" 2>/dev/null
+# decode blocks on a full pipe; the cache is cut while it waits
+{ "$TOKENIZE" decode "$XP/big.tok" --tokenizer "$XP/big.v" 2>"$XP/dec.err"; echo $? >"$XP/dec.rc"; } |
+    { sleep 1; truncate -s 64 "$XP/big.tok"; cat >/dev/null; }
+grep -q "big.tok: the file shrank while it was being read" "$XP/dec.err" && [ "$(cat "$XP/dec.rc")" = 1 ]
+expect "tokenize decode's cache truncated mid-read: exit 1, one line naming it" $? \
+    "exit $(cat "$XP/dec.rc"): $(head -c 200 "$XP/dec.err")"

@@ -466,7 +466,7 @@ expect "exporting the exported file gives the same bytes" $? "differs"
 g "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" >"$TMP/rt_z" && [ "$(head -c 6 "$TMP/rt_z")" = "ROMEO:" ] &&
     [ "$(wc -c <"$TMP/rt_z")" -gt 7 ]
 expect "the exported model runs with its exported tokenizer (-z)" $? "$(head -c 100 "$TMP/rt_z")"
-bad_case "exporting a DyT model" 1 "dyt.bin: cannot export to llama2c: the model has a dyt norm" \
+bad_case "exporting a DyT model (the error names the model)" 1 "a_dyt/model.bin: cannot export to llama2c: the model has a dyt norm" \
     "$EXPORT" "$TMP/a_dyt/model.bin" --format llama2c --out "$TMP/dyt.bin"
 [ ! -e "$TMP/dyt.bin" ] && [ ! -e "$TMP/dyt.tokenizer.bin" ]
 expect "a refused export writes nothing" $? "files written"
