@@ -68,6 +68,8 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
 }
 
 static int export_model(const Model *m, const Settings *s, ExportFormat f, Error *err) {
+    // refused before the writers start: a folder export would make its temporary folder first
+    if (s->f16 && export_f16_check(m, f, s->out, err)) return -1;
     int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, s->out, s->tokenizer, err)
              : f == EXPORT_GGUF  ? gguf_export(m, s->out, s->f16, err)
                                  : hf_export(m, s->out, s->f16, err);
