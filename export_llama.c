@@ -41,9 +41,35 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
 }
 
+// The tokenizer for llama2.c: the byte vocabulary of a byte model, or -z for a
+// llama2.c model with its own. A -z file must hold exactly the model's tokens:
+// run.c reads only the first vocab_size of a longer one, so Llama 2's 32000
+// would pass for a byte model's 256 (<unk>, <s>, </s>, <0x00>, ...) and every
+// token's text would be wrong.
+static int export_tokenizer(SpTok *sp, const Model *m, ModelFormat format, const char *tok_path, const char *out,
+                            Error *err) {
+    int V = m->cfg.vocab_size, bytes = V == 256 && format == FMT_LDYT;
+    if (tok_path && bytes)
+        return err_set(err, "-z %s: the model's vocabulary is our 256 bytes, written without -z; -z is for a "
+                       "llama2.c model's own tokenizer", tok_path);
+    if (!tok_path && V != 256)
+        return err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
+                       "-z TOKENIZER", out, V);
+    if (!tok_path) return sptok_bytes(sp, err);
+    if (sptok_load(sp, tok_path, V, err)) return -1;
+    if (sp->file_tokens == V) return 0;
+    if (sp->file_tokens < 0)
+        err_set(err, "-z %s: the bytes after the model's %d tokens are not whole entries", tok_path, V);
+    else
+        err_set(err, "-z %s: holds %d tokens, the model has %d: not this model's tokenizer", tok_path,
+                sp->file_tokens, V);
+    sptok_free(sp);
+    return -1;
+}
+
 // The model for llama2.c and its tokenizer beside it (OUT.bin ->
-// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
-static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
+// OUT.tokenizer.bin).
+static int export_llama2c(const Model *m, ModelFormat format, const char *out, const char *tok_path, Error *err) {
     char tok_out[4096];
     size_t len = strlen(out);
     int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
@@ -51,26 +77,18 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
         return err_set(err, "%s: path too long", out);
     if (export_check(m, EXPORT_LLAMA2C, out, err)) return -1;
     SpTok sp;
-    int rc;
-    if (tok_path)
-        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
-    else if (m->cfg.vocab_size == 256)
-        rc = sptok_bytes(&sp, err);
-    else
-        rc = err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
-                     "-z TOKENIZER", out, m->cfg.vocab_size);
-    if (rc) return -1;
-    rc = llama2c_export(m, out, err);
+    if (export_tokenizer(&sp, m, format, tok_path, out, err)) return -1;
+    int rc = llama2c_export(m, out, err);
     if (!rc) rc = sptok_save(&sp, tok_out, err);
     if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
     sptok_free(&sp);
     return rc;
 }
 
-static int export_model(const Model *m, const Settings *s, ExportFormat f, Error *err) {
+static int export_model(const Model *m, ModelFormat format, const Settings *s, ExportFormat f, Error *err) {
     // refused before the writers start: a folder export would make its temporary folder first
     if (s->f16 && export_f16_check(m, f, s->out, err)) return -1;
-    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, s->out, s->tokenizer, err)
+    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, format, s->out, s->tokenizer, err)
              : f == EXPORT_GGUF  ? gguf_export(m, s->out, s->f16, err)
                                  : hf_export(m, s->out, s->f16, err);
     if (!rc && f != EXPORT_LLAMA2C)
@@ -111,7 +129,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    rc = export_model(&m, &s, (ExportFormat)f, &err);
+    rc = export_model(&m, format, &s, (ExportFormat)f, &err);
     if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;
