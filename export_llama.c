@@ -106,7 +106,9 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        if (!stream_check(stdout, "stdout", &err)) return 0;
+        fprintf(stderr, "export_llama: %s\n", err.msg);
+        return 1;
     }
     if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
     if (rc == 0 && !s.format) rc = err_set(&err, "--format is required (llama2c, gguf or hf)");
