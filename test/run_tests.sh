@@ -991,12 +991,13 @@ expect "compare_norms.sh: a repeated command skips the finished runs" $? "$(grep
 
 # ---------------------------------------------------------------------------
 section "scripts: --help, usage errors, a clean clone after the demo, the grid sweep"
-# every script answers -h/--help with its usage on stdout and does nothing else: setup.sh
-# runs with an apt-get and a dpkg-query on PATH that only record being called
+# every script answers -h/--help with its usage on stdout and does nothing else: setup.sh and
+# setup_node.sh run with an apt-get, dpkg-query, node and npm on PATH that only record being called
 FB="$TMP/fakebin" && mkdir -p "$FB"
-printf '#!/bin/sh\necho "$0 $*" >>%s/called\n' "$FB" >"$FB/apt-get" && cp "$FB/apt-get" "$FB/dpkg-query" &&
-    chmod +x "$FB/apt-get" "$FB/dpkg-query"
-for s in setup.sh demo.sh compare_norms.sh sweep.sh bpe_compare.sh bench_bpe.sh analyze.py speedcheck.py; do
+printf '#!/bin/sh\necho "$0 $*" >>%s/called\n' "$FB" >"$FB/apt-get"
+for f in dpkg-query node npm; do cp "$FB/apt-get" "$FB/$f"; done
+chmod +x "$FB"/*
+for s in $(cd scripts && ls *.sh *.py); do
     for h in --help -h; do
         PATH="$FB:$PATH" scripts/$s $h >"$TMP/help.out" 2>"$TMP/help.err"
         rc=$?
