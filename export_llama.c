@@ -44,14 +44,42 @@ static void usage(FILE *f) {
 
 static int sptok_probe(const char *path, void *vocab_size, Error *err) {
     SpTok sp;
-    if (sptok_load(&sp, path, *(const int *)vocab_size, err)) return -1;
+    int V = *(const int *)vocab_size;
+    if (sptok_load(&sp, path, V, err)) return -1;
+    int whole = sp.file_tokens == V;
     sptok_free(&sp);
-    return 0;
+    return whole ? 0 : err_set(err, "it is not %d tokens long", V);
+}
+
+// The tokenizer for llama2.c: the byte vocabulary of a byte model, or -z for a
+// llama2.c model with its own. A -z file must hold exactly the model's tokens:
+// run.c reads only the first vocab_size of a longer one, so Llama 2's 32000
+// would pass for a byte model's 256 (<unk>, <s>, </s>, <0x00>, ...) and every
+// token's text would be wrong.
+static int export_tokenizer(SpTok *sp, const Model *m, ModelFormat format, const char *tok_path, const char *out,
+                            Error *err) {
+    int V = m->cfg.vocab_size, bytes = V == 256 && format == FMT_LDYT;
+    if (tok_path && bytes)
+        return err_set(err, "-z %s: the model's vocabulary is our 256 bytes, written without -z; -z is for a "
+                       "llama2.c model's own tokenizer", tok_path);
+    if (!tok_path && V != 256)
+        return err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
+                       "-z TOKENIZER", out, V);
+    if (!tok_path) return sptok_bytes(sp, err);
+    if (sptok_load(sp, tok_path, V, err)) return -1;
+    if (sp->file_tokens == V) return 0;
+    if (sp->file_tokens < 0)
+        err_set(err, "-z %s: the bytes after the model's %d tokens are not whole entries", tok_path, V);
+    else
+        err_set(err, "-z %s: holds %d tokens, the model has %d: not this model's tokenizer", tok_path,
+                sp->file_tokens, V);
+    sptok_free(sp);
+    return -1;
 }
 
 // The model for llama2.c and its tokenizer beside it (OUT.bin ->
-// OUT.tokenizer.bin): the -z tokenizer, or the byte vocabulary.
-static int export_llama2c(const Model *m, const char *out, const char *tok_path, Error *err) {
+// OUT.tokenizer.bin).
+static int export_llama2c(const Model *m, ModelFormat format, const char *out, const char *tok_path, Error *err) {
     char tok_out[4096];
     size_t len = strlen(out);
     int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
@@ -60,16 +88,8 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
     int vocab = m->cfg.vocab_size;
     if (output_check_ours(tok_out, "a llama2.c tokenizer", sptok_probe, &vocab, err)) return -1;
     SpTok sp;
-    int rc;
-    if (tok_path)
-        rc = sptok_load(&sp, tok_path, m->cfg.vocab_size, err);
-    else if (m->cfg.vocab_size == 256)
-        rc = sptok_bytes(&sp, err);
-    else
-        rc = err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
-                     "-z TOKENIZER", out, m->cfg.vocab_size);
-    if (rc) return -1;
-    rc = llama2c_export(m, out, err);
+    if (export_tokenizer(&sp, m, format, tok_path, out, err)) return -1;
+    int rc = llama2c_export(m, out, err);
     if (!rc) rc = sptok_save(&sp, tok_out, err);
     if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
     sptok_free(&sp);
@@ -81,6 +101,7 @@ static int export_llama2c(const Model *m, const char *out, const char *tok_path,
 static int export_inputs_check(const Model *m, const char *model_path, const Settings *s, ExportFormat f,
                                Error *err) {
     if (export_check(m, f, model_path, err)) return -1;
+    if (s->f16 && export_f16_check(m, f, model_path, err)) return -1;
     if (f != EXPORT_LLAMA2C) { // the BPE vocabulary the target declares
         ExportVocab voc;
         if (export_vocab(&voc, m, model_path, err)) return -1;
@@ -95,8 +116,8 @@ static int export_inputs_check(const Model *m, const char *model_path, const Set
     return 0;
 }
 
-static int export_model(const Model *m, const Settings *s, ExportFormat f, Error *err) {
-    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, s->out, s->tokenizer, err)
+static int export_model(const Model *m, ModelFormat format, const Settings *s, ExportFormat f, Error *err) {
+    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, format, s->out, s->tokenizer, err)
              : f == EXPORT_GGUF  ? gguf_export(m, s->out, s->f16, err)
                                  : hf_export(m, s->out, s->f16, err);
     if (!rc && f != EXPORT_LLAMA2C)
@@ -114,7 +135,9 @@ int main(int argc, char **argv) {
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 1) {
         usage(stdout);
-        return 0;
+        if (!stream_check(stdout, "stdout", &err)) return 0;
+        fprintf(stderr, "export_llama: %s\n", err.msg);
+        return 1;
     }
     if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
     if (rc == 0 && !s.format) rc = err_set(&err, "--format is required (llama2c, gguf or hf)");
@@ -138,7 +161,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, &err) || export_model(&m, &s, (ExportFormat)f, &err);
+    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, &err) ||
+         export_model(&m, format, &s, (ExportFormat)f, &err);
     if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

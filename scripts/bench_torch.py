@@ -18,11 +18,26 @@ Prints key=value lines: step_ms (median after warm-up), tok_s, threads, torch.
 import argparse
 import math
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name in ("dim", "layers", "heads", "kv-heads", "seq", "batch", "vocab", "threads", "steps", "warmup"):
+        p.add_argument("--" + name, type=int, required=True)
+    p.add_argument("--norm", choices=("rmsnorm", "dyt"), required=True)
+    return p.parse_args()
+
+
+# read before torch is imported: --help and a usage error need no PyTorch
+ARGS = parse_args() if __name__ == "__main__" else None
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit("bench_torch.py: PyTorch is not installed (python3-torch)")
 
 
 class RMSNorm(nn.Module):
@@ -112,12 +127,7 @@ class Model(nn.Module):
         return self.head(self.norm(x))
 
 
-def main():
-    p = argparse.ArgumentParser()
-    for name in ("dim", "layers", "heads", "kv-heads", "seq", "batch", "vocab", "threads", "steps", "warmup"):
-        p.add_argument("--" + name, type=int, required=True)
-    p.add_argument("--norm", choices=("rmsnorm", "dyt"), required=True)
-    a = p.parse_args()
+def main(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = Model(a)
@@ -143,4 +153,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

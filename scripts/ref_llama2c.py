@@ -40,9 +40,24 @@ import os
 import struct
 import sys
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="test/ref", help="output folder (default test/ref)")
+    ap.add_argument("--stories", default="../shared/data/stories260K.bin",
+                    help="llama2.c's stories260K.bin (skipped when absent)")
+    ap.add_argument("--check", action="store_true", help="do not write; only verify the files in --out")
+    return ap.parse_args()
+
+
+# read before torch is imported: --help and a usage error need no PyTorch
+ARGS = parse_args() if __name__ == "__main__" else None
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    sys.exit(f"ref_llama2c.py: {e.name} is not installed (python3-torch, python3-numpy)")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_torch  # noqa: E402  (our format's reference forward, for the cross-check)
@@ -306,13 +321,7 @@ def verify(out, stories):
     return lines
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="test/ref", help="output folder (default test/ref)")
-    ap.add_argument("--stories", default="../shared/data/stories260K.bin",
-                    help="llama2.c's stories260K.bin (skipped when absent)")
-    ap.add_argument("--check", action="store_true", help="do not write; only verify the files in --out")
-    args = ap.parse_args()
+def main(args):
     stories = args.stories if os.path.isfile(args.stories) else None
     if not stories:
         print(f"{args.stories}: absent, stories260K skipped")
@@ -326,4 +335,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ARGS))

@@ -53,9 +53,25 @@ import os
 import struct
 import sys
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="test/ref", help="output folder (default test/ref)")
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; only verify the existing files in --out")
+    ap.add_argument("--no-gradcheck", action="store_true", help="skip the (slower) gradient checks")
+    ap.add_argument("--cases", default="", help="comma-separated case names: only these (default: all)")
+    return ap.parse_args()
+
+
+# read before torch is imported: --help and a usage error need no PyTorch
+ARGS = parse_args() if __name__ == "__main__" else None
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    sys.exit(f"ref_torch.py: {e.name} is not installed (python3-torch, python3-numpy)")
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)  # reproducible reductions
@@ -787,14 +803,7 @@ def verify_files(outdir, name, expect_clip, do_gradcheck):
 
 # --------------------------------------------------------------------------- main
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="test/ref", help="output folder (default test/ref)")
-    ap.add_argument("--check", action="store_true",
-                    help="do not write; only verify the existing files in --out")
-    ap.add_argument("--no-gradcheck", action="store_true", help="skip the (slower) gradient checks")
-    ap.add_argument("--cases", default="", help="comma-separated case names: only these (default: all)")
-    args = ap.parse_args()
+def main(args):
 
     check_formulas()
     print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh, softsign): ok")
@@ -834,4 +843,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ARGS))

@@ -6,7 +6,15 @@
 # pinned version is already there. Exit 1 (with a line saying so) when node or
 # npm is missing or the registry cannot be reached: `make test` then skips
 # those checks; .ci/run requires them.
+#
+#   scripts/setup_node.sh              -h, --help: this text
 set -u
+for a in "$@"; do
+    case $a in
+    -h | --help) sed -n '2,/^set /{/^#/!d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) echo "setup_node.sh: error: unknown argument '$a' (it takes none); see --help" >&2; exit 2 ;;
+    esac
+done
 cd "$(dirname "$0")/.."
 VERSION=3.21.1
 DIR=build/node

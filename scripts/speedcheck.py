@@ -26,7 +26,10 @@ little short: evaluations are left out); runs without them are judged by their s
 alone.
 
     python3 scripts/speedcheck.py RUN_DIR...   prints the verdict of each run folder
+
+A folder or file it cannot read is one line on stderr naming it, and exit 1.
 """
+import csv
 import math
 import os
 import sys
@@ -113,25 +116,74 @@ def result_reasons(step_ms, result):
                    int(_num(result, "threads")) if math.isfinite(_num(result, "threads")) else 0, span)
 
 
+class RunFileError(Exception):
+    """A run folder or file that cannot be read: the message names it."""
+
+
+def _read_result(path):
+    """result.txt as a dict ({} when absent)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except UnicodeDecodeError as e:
+        raise RunFileError(f"{path}: not UTF-8 text ({e.reason})") from None
+
+
+def _read_step_ms(path):
+    """log.csv's ms column for steps 1.. (step 0 is the evaluation before training)."""
+    ms = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.DictReader(f)
+            if "ms" not in (rows.fieldnames or []):
+                raise RunFileError(f"{path}: no ms column in its header: not a train_llama log.csv")
+            for row in rows:
+                if (row.get("step") or "0").strip() in ("", "0") or not (row.get("ms") or "").strip():
+                    continue
+                try:
+                    ms.append(float(row["ms"]))
+                except ValueError:
+                    raise RunFileError(f"{path}: line {rows.line_num}: ms = {row['ms']!r} is not a number") from None
+    except UnicodeDecodeError as e:
+        raise RunFileError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except csv.Error as e:
+        raise RunFileError(f"{path}: {e}") from None
+    return ms
+
+
 def _run_dir_reasons(path):
     """reasons() of a run folder (log.csv's ms column, result.txt's load fields)."""
-    import csv
-    result = {}
-    if os.path.exists(os.path.join(path, "result.txt")):
-        with open(os.path.join(path, "result.txt")) as f:
-            result = dict(line.strip().split("=", 1) for line in f if "=" in line)
-    ms = []
-    with open(os.path.join(path, "log.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("step", "0").strip() not in ("", "0") and (row.get("ms") or "").strip():
-                ms.append(float(row["ms"]))
-    return result_reasons(ms, result)
+    if not os.path.isdir(path):
+        raise RunFileError(f"{path}: not a run folder (one with log.csv and result.txt)"
+                           if os.path.exists(path) else f"{path}: no such folder")
+    result = _read_result(os.path.join(path, "result.txt"))
+    return result_reasons(_read_step_ms(os.path.join(path, "log.csv")), result)
+
+
+def main(argv):
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if not argv:
+        print("speedcheck.py: error: give one or more run folders; see --help", file=sys.stderr)
+        return 2
+    rc = 0
+    for d in argv:
+        try:
+            why = _run_dir_reasons(d)
+        except RunFileError as e:
+            print(f"speedcheck.py: {e}", file=sys.stderr)
+            rc = 1
+            continue
+        except OSError as e:  # unreadable, or a folder where a file should be
+            print(f"speedcheck.py: {e.filename or d}: {e.strerror or e}", file=sys.stderr)
+            rc = 1
+            continue
+        print(f"{d}: " + ("measured under load: " + "; ".join(why) if why else "undisturbed"))
+    return rc
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        sys.exit(0 if len(sys.argv) > 1 else 2)
-    for d in sys.argv[1:]:
-        why = _run_dir_reasons(d)
-        print(f"{d}: " + ("measured under load: " + "; ".join(why) if why else "undisturbed"))
+    sys.exit(main(sys.argv[1:]))

@@ -2,6 +2,7 @@
 
 #include "llama2c.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,26 @@ uint16_t f32_to_f16(float x) {
     return (uint16_t)(sign | h);
 }
 
+// The first finite value that float16 turns into inf, or n: an inf or NaN
+// weight stays what it is (model loading refuses those anyway).
+static size_t f16_first_overflow(const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        if ((f32_to_f16(x[j]) & 0x7FFF) == 0x7C00 && isfinite(x[j])) return j;
+    return n;
+}
+
+static int f16_refuse(const float *x, size_t j, const char *tensor, const char *path, Error *err) {
+    return err_set(err, "%s: --f16: tensor %s holds %g (index %zu), beyond float16's range (65504): export in float32",
+                   path, tensor, (double)x[j], j);
+}
+
+int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err) {
+    size_t j = f16_first_overflow(x, n);
+    if (j < n) return f16_refuse(x, j, tensor, path, err);
+    for (j = 0; j < n; j++) h[j] = f32_to_f16(x[j]);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 // Buf
 
@@ -288,4 +309,17 @@ int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err) {
     *out = e;
     *n = k;
     return 0;
+}
+
+int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err) {
+    ExportTensor *ts;
+    int nt, rc = 0;
+    if (export_tensors(m, &ts, &nt, err)) return -1;
+    for (int i = 0; i < nt && !rc; i++) {
+        size_t n = ts[i].rows * ts[i].cols, j;
+        if ((f == EXPORT_HF || ts[i].cols > 1) && (j = f16_first_overflow(ts[i].data, n)) < n)
+            rc = f16_refuse(ts[i].data, j, f == EXPORT_HF ? ts[i].hf : ts[i].gguf, path, err);
+    }
+    free(ts);
+    return rc;
 }

@@ -44,6 +44,13 @@ size_t byte_level_text(const unsigned char *bytes, size_t n, char *out);
 
 // f32 -> IEEE half, round to nearest even (overflow to inf, NaN kept NaN).
 uint16_t f32_to_f16(float x);
+// x[0..n) -> h as float16 for an --f16 export; refuses (naming path, the
+// tensor and the index) a finite value that would become inf: beyond 65504,
+// the largest half, from 65520 on, which rounds up to inf.
+int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err);
+// The same refusal before anything is written, over every tensor format f
+// stores as float16 (GGUF: the matrices; Hugging Face: all).
+int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err);
 
 // The tensors of an RMSNorm model in export order (embedding, each layer's,
 // final norm, untied head), with their names in GGUF and Hugging Face and

@@ -155,7 +155,7 @@ int gguf_export(const Model *m, const char *path, int f16, Error *err) {
     for (int i = 0; i < nt; i++) {
         size_t n = ts[i].rows * ts[i].cols, bytes;
         if (f16 && ts[i].cols > 1) {
-            for (size_t j = 0; j < n; j++) h[j] = f32_to_f16(ts[i].data[j]);
+            if ((rc = f16_convert(h, ts[i].data, n, ts[i].gguf, path, err))) goto done;
             ch[k++] = (Chunk){h, bytes = n * 2};
             h += n;
         } else {

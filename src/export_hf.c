@@ -68,15 +68,11 @@ static int safetensors_write(const Model *m, const char *path, int f16, Error *e
         const void *data = src;
         if (f16) {
             uint16_t *h = malloc(n * 2);
-            if (h)
-                for (size_t j = 0; j < n; j++) h[j] = f32_to_f16(src[j]);
+            rc = h ? f16_convert(h, src, n, t->hf, path, err) : err_set(err, "out of memory");
             free(perm);
             perm = NULL;
-            if (!h) {
-                rc = err_set(err, "out of memory");
-                break;
-            }
             data = own[i] = h;
+            if (rc) break;
         } else {
             own[i] = perm;
         }

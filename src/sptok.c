@@ -1,5 +1,6 @@
 #include "sptok.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,20 @@ static int read_entry(SpTok *t, FILE *f, int i, size_t *left, size_t *used, cons
     return 0;
 }
 
+// The entries in the `left` bytes after the model's (their lengths only), or
+// -1 when those bytes do not end on an entry's end.
+static int count_rest(FILE *f, size_t left) {
+    int n = 0;
+    unsigned char h[8];
+    while (left >= 8 && fread(h, 1, 8, f) == 8) {
+        int32_t len;
+        memcpy(&len, h + 4, 4);
+        if (len < 0 || (size_t)len > left - 8 || fseek(f, (long)len, SEEK_CUR) || n == INT_MAX) return -1;
+        left -= 8 + (size_t)len, n++;
+    }
+    return left ? -1 : n;
+}
+
 static int read_vocab(SpTok *t, FILE *f, size_t size, int vocab_size, const char *path, Error *err) {
     unsigned char h[4];
     int32_t max_len;
@@ -131,6 +146,8 @@ static int read_vocab(SpTok *t, FILE *f, size_t size, int vocab_size, const char
     size_t left = size - 4, used = 0;
     for (int i = 0; i < vocab_size; i++)
         if (read_entry(t, f, i, &left, &used, path, err)) return -1;
+    int rest = count_rest(f, left);
+    t->file_tokens = rest < 0 || rest > INT_MAX - vocab_size ? -1 : vocab_size + rest;
     finish_vocab(t);
     return 0;
 }
@@ -151,7 +168,7 @@ int sptok_load(SpTok *t, const char *path, int vocab_size, Error *err) {
 
 int sptok_bytes(SpTok *t, Error *err) {
     if (alloc_vocab(t, 256, 6 + 255)) return err_set(err, "out of memory for the byte vocabulary");
-    t->max_token_length = 6;
+    t->max_token_length = 6, t->file_tokens = 256;
     memcpy(t->text, "<0x00>", 6);
     t->pieces[0] = (SpPiece){t->text, 6, 0};
     for (int b = 1; b < 256; b++) {

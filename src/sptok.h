@@ -25,6 +25,8 @@ typedef struct {
 
 typedef struct {
     int vocab_size, max_token_length;
+    int file_tokens;        // entries in the whole file (run.c reads only the model's; an
+                            // export needs them all to be the model's); -1: a torn entry
     float *scores;          // (vocab_size)
     unsigned char *text;    // every piece's bytes, concatenated
     SpPiece *pieces;        // (vocab_size) by id
@@ -35,7 +37,8 @@ typedef struct {
 } SpTok;
 
 // Reads the first vocab_size entries of a llama2.c tokenizer file, checking
-// every field; errors name the file and the field.
+// every field; errors name the file and the field. Counts the entries after
+// them (file_tokens) without reading them.
 int sptok_load(SpTok *t, const char *path, int vocab_size, Error *err);
 // The vocabulary of this project's byte models in llama2.c's format: token b
 // is the single byte b, except token 0, "<0x00>" (llama2.c's strings cannot hold NUL).

@@ -315,3 +315,95 @@ head -c 400000 "$DATA" >"$XP/big.txt"
 grep -q "big.tok: the file shrank while it was being read" "$XP/dec.err" && [ "$(cat "$XP/dec.rc")" = 1 ]
 expect "tokenize decode's cache truncated mid-read: exit 1, one line naming it" $? \
     "exit $(cat "$XP/dec.rc"): $(head -c 200 "$XP/dec.err")"
+
+# issue 25, items 7, 8, 9, 12, 13: float16 overflow, a foreign tokenizer, unchecked stdout, tracebacks, --help
+section "robustness (issue 25): --f16 overflow, a foreign -z tokenizer, stdout, script errors, --help"
+
+# 7. --f16 never turns a finite weight into inf: past float16's 65504 (from 65520 on, which rounds
+# up to inf) the export is refused naming the tensor, and nothing is written, in GGUF and HF alike;
+# 65504 and -65519 go out as the largest half. $TMP/a_rmsnorm: d 32, 2 layers, vocab 256, so wq[0]
+# starts at parameter 256*32 + 2*32 (after wte and attn_norm) and attn_norm[0] at 8192.
+patch_f32() { # patch_f32 SRC DST INDEX VALUE: parameter INDEX (after the 256-byte header) set to VALUE
+    $PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); o=256+4*int(sys.argv[3]); b[o:o+4]=struct.pack('<f',float(sys.argv[4])); open(sys.argv[2],'wb').write(b)" "$@"
+}
+patch_f32 "$TMP/a_rmsnorm/model.bin" "$RB/f16_big.bin" 8261 1e6      # wq[0], index 5
+patch_f32 "$TMP/a_rmsnorm/model.bin" "$RB/f16_tie.bin" 8261 65520    # the tie between 65504 and inf
+patch_f32 "$TMP/a_rmsnorm/model.bin" "$RB/f16_norm.bin" 8195 1e6     # attn_norm[0], index 3
+patch_f32 "$TMP/a_rmsnorm/model.bin" "$RB/f16_max.bin" 8261 65504
+patch_f32 "$TMP/a_rmsnorm/model.bin" "$RB/f16_below.bin" 8261 -65519
+q_name() { [ "$1" = gguf ] && echo blk.0.attn_q.weight || echo model.layers.0.self_attn.q_proj.weight; }
+for f in gguf hf; do
+    bad_case "--format $f --f16 of a weight of 1e6" 1 \
+        "f16_big.bin: --f16: tensor $(q_name $f) holds 1e+06 (index 5), beyond float16's range (65504): export in float32" \
+        "$EXPORT" "$RB/f16_big.bin" --format $f --f16 --out "$RB/f16_big.$f"
+    bad_case "--format $f --f16 of 65520 (rounds to inf)" 1 "f16_tie.bin: --f16: tensor $(q_name $f) holds 65520 (index 5)" \
+        "$EXPORT" "$RB/f16_tie.bin" --format $f --f16 --out "$RB/f16_tie.$f"
+    [ -z "$(ls -d "$RB"/f16_big."$f"* "$RB"/f16_tie."$f"* 2>/dev/null)" ]
+    expect "a refused --format $f --f16 export leaves nothing (no file, folder or temporary)" $? "$(ls -d "$RB"/f16_*."$f"* 2>/dev/null)"
+    "$EXPORT" "$RB/f16_big.bin" --format $f --out "$RB/f16_big32.$f" 2>/dev/null
+    expect "the same model exports in float32 (--format $f)" $? "exit $?"
+done
+bad_case "--format hf --f16 of a norm gain of 1e6 (HF stores norms as float16)" 1 \
+    "tensor model.layers.0.input_layernorm.weight holds 1e+06 (index 3)" \
+    "$EXPORT" "$RB/f16_norm.bin" --format hf --f16 --out "$RB/f16_norm.hf"
+"$EXPORT" "$RB/f16_norm.bin" --format gguf --f16 --out "$RB/f16_norm.gguf" 2>/dev/null
+expect "--format gguf --f16 of a norm gain of 1e6 exports (GGUF keeps the norms float32)" $? "exit $?"
+# the edge values differ from the model's own export in one half only, which holds 0x7bff (0xfbff)
+one_half() { # one_half REF NEW HEX: NEW is REF with one aligned 2-byte value changed, to HEX
+    $PY -c "import sys; a=open(sys.argv[1],'rb').read(); b=open(sys.argv[2],'rb').read(); d=[i for i in range(len(a)) if a[i]!=b[i]]; o=d[0]&~1 if d else 0; sys.exit(not (len(a)==len(b) and d and d[-1]<o+2 and b[o:o+2]==bytes.fromhex(sys.argv[3])))" "$@"
+}
+for f in gguf hf; do
+    f16_file() { [ $f = gguf ] && echo "$RB/$1.gguf" || echo "$RB/$1.hf/model.safetensors"; }
+    "$EXPORT" "$TMP/a_rmsnorm/model.bin" --format $f --f16 --out "$RB/f16_ref.$f" 2>/dev/null &&
+        "$EXPORT" "$RB/f16_max.bin" --format $f --f16 --out "$RB/f16_max.$f" 2>/dev/null &&
+        "$EXPORT" "$RB/f16_below.bin" --format $f --f16 --out "$RB/f16_below.$f" 2>/dev/null &&
+        one_half "$(f16_file f16_ref)" "$(f16_file f16_max)" ff7b && one_half "$(f16_file f16_ref)" "$(f16_file f16_below)" fffb
+    expect "--format $f --f16 of 65504 and -65519: exported, as the largest half 0x7bff and 0xfbff" $? "differs"
+done
+
+# 8. -z for llama2c names a llama2.c model's own vocabulary: refused for our byte model (its
+# vocabulary is written without -z) and for a file that holds other than the model's tokens
+# (run.c reads the first vocab_size; the first 256 of Llama 2's 32000 gave token 65 the text <0x3E>)
+TOKL2=${TOKB:-../shared/data/tokenizer.bin}
+if [ -f "$TOKL2" ]; then
+    bad_case "-z Llama 2's tokenizer for a byte model (--format llama2c)" 1 \
+        "-z .*tokenizer.bin: the model's vocabulary is our 256 bytes, written without -z" \
+        "$EXPORT" "$TMP/a_rmsnorm/model.bin" -z "$TOKL2" --format llama2c --out "$RB/z_byte.bin"
+    bad_case "-z Llama 2's tokenizer (32000 tokens) for a 256-token llama2.c file" 1 \
+        "tokenizer.bin: holds 32000 tokens, the model has 256: not this model's tokenizer" \
+        "$EXPORT" "$TMP/rt.bin" -z "$TOKL2" --format llama2c --out "$RB/z_l2c.bin"
+    [ -z "$(ls "$RB"/z_byte* "$RB"/z_l2c* 2>/dev/null)" ]
+    expect "a refused -z export writes neither model nor tokenizer" $? "$(ls "$RB"/z_* 2>/dev/null)"
+else
+    echo "skip - -z Llama 2's tokenizer for a byte model: no $TOKL2"
+fi
+cat "$TMP/rt.tokenizer.bin" <($PY -c "import struct,sys; sys.stdout.buffer.write(struct.pack('<fi',0.0,2)+b'zz')") >"$RB/z257.tok"
+cat "$TMP/rt.tokenizer.bin" <(printf 'abc') >"$RB/z_torn.tok"
+bad_case "-z with one token more than the model" 1 "z257.tok: holds 257 tokens, the model has 256" \
+    "$EXPORT" "$TMP/rt.bin" -z "$RB/z257.tok" --format llama2c --out "$RB/z257.bin"
+bad_case "-z with a torn entry after the model's tokens" 1 "z_torn.tok: the bytes after the model's 256 tokens are not whole entries" \
+    "$EXPORT" "$TMP/rt.bin" -z "$RB/z_torn.tok" --format llama2c --out "$RB/z_torn.bin"
+"$EXPORT" "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" --format llama2c --out "$RB/z_own.bin" 2>/dev/null &&
+    cmp -s "$TMP/rt.bin" "$RB/z_own.bin" && cmp -s "$TMP/rt.tokenizer.bin" "$RB/z_own.tokenizer.bin"
+expect "a llama2.c file with -z its own 256-token tokenizer: exported, the same bytes" $? "differs"
+
+# 9. export_llama's --help checks its write as the other programs' do (tokenize's is above)
+full "export_llama --help" "$EXPORT" --help
+full "export_llama -h" "$EXPORT" -h
+full "tokenize -h" "$TOKENIZE" -h
+
+# 12. speedcheck.py on a folder or file it cannot read: one line naming the file, exit 1, no traceback
+SC="$RB/sc" && mkdir -p "$SC"/nolog "$SC"/badms "$SC"/bin "$SC"/nocol "$SC"/dirlog/log.csv
+awk -F, 'BEGIN { OFS = "," } NR == 3 { $7 = "abc" } { print }' "$TMP/a_rmsnorm/log.csv" >"$SC/badms/log.csv"
+head -c 300 /dev/urandom | tr -d '\n' | { printf '\377'; cat; } >"$SC/bin/log.csv"
+printf 'a,b\n1,2\n' >"$SC/nocol/log.csv"
+sc() { bad_case "speedcheck.py on $1" 1 "^speedcheck.py: $2" $PY scripts/speedcheck.py "$3"; }
+sc "a folder without log.csv" "$SC/nolog/log.csv: No such file or directory" "$SC/nolog"
+sc "a log.csv with ms = abc" "$SC/badms/log.csv: line 3: ms = 'abc' is not a number" "$SC/badms"
+sc "a log.csv that is not text" "$SC/bin/log.csv: not UTF-8 text" "$SC/bin"
+sc "a log.csv without an ms column" "$SC/nocol/log.csv: no ms column" "$SC/nocol"
+sc "a folder as log.csv" "$SC/dirlog/log.csv: Is a directory" "$SC/dirlog"
+sc "a file for a run folder" "$TMP/a_rmsnorm/log.csv: not a run folder" "$TMP/a_rmsnorm/log.csv"
+sc "a missing folder" "$SC/nope: no such folder" "$SC/nope"
+$PY scripts/speedcheck.py "$TMP/a_rmsnorm" >"$RB/sc.out" 2>&1 && grep -q "a_rmsnorm: \(undisturbed\|measured under load\)" "$RB/sc.out"
+expect "speedcheck.py on a run folder: its verdict, exit 0" $? "$(head -c 200 "$RB/sc.out")"

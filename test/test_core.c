@@ -2036,6 +2036,13 @@ static void test_export_encodings(void) {
     uint16_t nan = f32_to_f16(NAN);
     check(bad < 0 && (nan & 0x7C00) == 0x7C00 && (nan & 0x3FF), "f32_to_f16: rounding, overflow, subnormals, inf, NaN",
           "case %d: %a -> 0x%04x", bad, bad >= 0 ? (double)cases[bad].x : 0.0, bad >= 0 ? f32_to_f16(cases[bad].x) : nan);
+    // the --f16 writers: the largest half passes, a finite value that rounds to inf is refused by name
+    const float xs[] = {65519.0f, -65520.0f, INFINITY};
+    uint16_t hs[3];
+    Error e = {{0}};
+    int ok1 = !f16_convert(hs, xs, 1, "t", "p", &e) && hs[0] == 0x7BFF, rc2 = f16_convert(hs, xs, 3, "t", "p", &e);
+    check(ok1 && rc2 && strstr(e.msg, "p: --f16: tensor t holds -65520 (index 1), beyond float16's range (65504)"),
+          "f16_convert: 65519 -> 0x7bff; -65520 refused, naming the tensor and index", "%s", e.msg);
     const unsigned char in[] = {' ', 'A', 0xAD, 0x00, 0xFF, '\n'};
     char out[2 * sizeof in];
     size_t n = byte_level_text(in, sizeof in, out);
