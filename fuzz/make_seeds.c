@@ -1,7 +1,7 @@
 // Writes the fuzzers' seed corpora: valid small files of every format the
 // loaders read, so fuzzing starts from deep inside the parsers.
 //
-//   build/make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR [REF.model.bin ...]
+//   build/make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR RECORD_DIR [REF.model.bin ...]
 //
 // MODEL_DIR gets a checkpoint of each given model (the models themselves and
 // the llama2.c files are copied by fuzz/run.sh), and tiny models of each
@@ -9,7 +9,8 @@
 // TOKENIZER_DIR gets our byte vocabulary and a small vocabulary with merges
 // and <0xXX> byte pieces, in llama2.c's tokenizer format. BPE_DIR gets BPE
 // tokenizer files (no merges; a few dozen), TOKCACHE_DIR token caches, and
-// MODEL_DIR also a tiny model and checkpoint carrying a BPE tokenizer.
+// MODEL_DIR also a tiny model and checkpoint carrying a BPE tokenizer;
+// RECORD_DIR the data record the checkpoints carry.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,19 +26,21 @@ static int die(const Error *err) {
     return 1;
 }
 
+// A data record of two files and a validation file (docs/format.md).
+static const unsigned char RECORD[] = "DREC\1\0\0\0\5\0\0\0\0\0\0\0"
+    "\0\0\0\0\7\0\0\0" "\12\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\10" "a.x,b.x"
+    "\2\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\11" "a.x"
+    "\2\0\0\0\3\0\0\0" "\3\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\12" "b.x"
+    "\1\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x"
+    "\3\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x";
+
 // A checkpoint of m at step 1, zero moments, zero run settings, and a data
 // record of two files and a validation file.
 static int write_checkpoint(const Model *m, const char *path, Error *err) {
     float *zeros = alloc_floats(m->n_params);
     int64_t run[RUN_BLOCK_SLOTS] = {0};
-    static const unsigned char record[] = "DREC\1\0\0\0\5\0\0\0\0\0\0\0"
-        "\0\0\0\0\7\0\0\0" "\12\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\10" "a.x,b.x"
-        "\2\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\11" "a.x"
-        "\2\0\0\0\3\0\0\0" "\3\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\12" "b.x"
-        "\1\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x"
-        "\3\0\0\0\3\0\0\0" "\4\0\0\0\0\0\0\0" "\1\2\3\4\5\6\7\13" "v.x";
     TrainState st = {.step = 1, .rng_state = 1, .tokens = 0, .elapsed_s = 0.0,
-                     .data_record = (unsigned char *)record, .data_record_bytes = sizeof record - 1};
+                     .data_record = (unsigned char *)RECORD, .data_record_bytes = sizeof RECORD - 1};
     if (!zeros) return err_set(err, "out of memory");
     int rc = checkpoint_save(m, zeros, zeros, &st, run, path, err);
     free(zeros);
@@ -189,12 +192,15 @@ static int bpe_seeds(const char *model_dir, const char *bpe_dir, const char *cac
 
 int main(int argc, char **argv) {
     Error err = {{0}};
-    if (argc < 5) {
-        fprintf(stderr, "usage: make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR [REF.model.bin ...]\n");
+    if (argc < 6) {
+        fprintf(stderr, "usage: make_seeds MODEL_DIR TOKENIZER_DIR BPE_DIR TOKCACHE_DIR RECORD_DIR [REF.model.bin ...]\n");
         return 2;
     }
-    for (int i = 5; i < argc; i++)
-        if (checkpoint_of(argv[i], argv[1], i - 5, &err)) return die(&err);
+    for (int i = 6; i < argc; i++)
+        if (checkpoint_of(argv[i], argv[1], i - 6, &err)) return die(&err);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/record.bin", argv[5]);
+    if (write_file_atomic(path, &(Chunk){RECORD, sizeof RECORD - 1}, 1, &err)) return die(&err);
     if (tiny_models(argv[1], &err) || long_context_model(argv[1], &err) || tokenizers(argv[2], &err) ||
         bpe_seeds(argv[1], argv[3], argv[4], &err))
         return die(&err);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for SECONDS on its seed corpus (make fuzz).
 #
-#   fuzz/run.sh SECONDS [TARGET...]     (targets: model tokenizer bpe tokcache; default all)
+#   fuzz/run.sh SECONDS [TARGET...]     (targets: model tokenizer bpe tokcache record; default all)
 #
 # Seeds are regenerated from committed files into build/fuzz/corpus_TARGET,
 # where the fuzzer also keeps what it finds (so longer runs build on shorter
@@ -13,12 +13,13 @@ cd "$(dirname "$0")/.."
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(model tokenizer bpe tokcache)
+[ ${#targets[@]} -gt 0 ] || targets=(model tokenizer bpe tokcache record)
 B=build/fuzz
 
-mkdir -p "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache"
+mkdir -p "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" "$B/corpus_record"
 cp test/ref/*.model.bin test/ref/l2c_*.ak42.bin test/ref/l2c_*.legacy.bin "$B/corpus_model/"
-build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" test/ref/*.model.bin ||
+build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" "$B/corpus_record" \
+    test/ref/*.model.bin ||
     exit 1
 
 # -max_len: inputs up to the largest seed (a checkpoint of a test/ref model,
@@ -26,7 +27,7 @@ build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/cor
 # loaders' allocations stay small.
 # -malloc_limit_mb: a single allocation above 64 MB from such an input means a
 # header was believed before the size check: reported as a crash.
-declare -A MAXLEN=([model]=65536 [tokenizer]=4096 [bpe]=4096 [tokcache]=4096)
+declare -A MAXLEN=([model]=65536 [tokenizer]=4096 [bpe]=4096 [tokcache]=4096 [record]=4096)
 # Targets run side by side, as many at once as there are cores (or FUZZ_JOBS).
 jobs=${FUZZ_JOBS:-$(nproc)}
 run_target() {

@@ -579,7 +579,6 @@ void dataset_val_rows(const Dataset *ds, int index, int n_batches, int64_t globa
 #define DATA_RECORD_VERSION 1
 #define DATA_RECORD_HEAD 16
 #define DATA_ENTRY_HEAD 24
-#define DATA_PATH_MAX 4095
 enum { ROLE_DATA_SPEC, ROLE_VAL_SPEC, ROLE_DATA_FILE, ROLE_VAL_FILE, N_ROLES };
 
 static int put_entry(unsigned char **buf, size_t *n, size_t *cap, uint32_t role, const char *path, uint64_t size,

@@ -138,6 +138,7 @@ int bpe_for_text(Bpe *b, const TextFile *text, int vocab_size, int verbose, char
 // record"): the --data and --val-data specs as given and every file's size
 // and fingerprint, so that a resume finds its data without --data and names
 // the file that changed.
+#define DATA_PATH_MAX 4095 // bytes of a recorded path
 typedef struct {
     char *data_spec, *val_spec; // val_spec NULL: validation on the last 10%
     DataDoc *docs;              // the training text's files, then the validation text's
