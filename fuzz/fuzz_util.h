@@ -15,7 +15,7 @@
 #include "../src/common.h"
 
 // The input as a file; returns its path (valid until the next call).
-static const char *fuzz_file(const uint8_t *data, size_t size) {
+static inline const char *fuzz_file(const uint8_t *data, size_t size) {
     static int fd = -1;
     static char path[64];
     if (fd < 0) {
@@ -35,7 +35,7 @@ static const char *fuzz_file(const uint8_t *data, size_t size) {
 
 // "Bad input gets a clear error": a refusal must say something, on one line,
 // naming the file. Anything else is a finding (trap: libFuzzer reports it).
-static void fuzz_check_error(const Error *err, const char *path) {
+static inline void fuzz_check_error(const Error *err, const char *path) {
     if (!err->msg[0] || strchr(err->msg, '\n') || strncmp(err->msg, path, strlen(path))) {
         fprintf(stderr, "bad error message: '%s'\n", err->msg);
         __builtin_trap();
