@@ -442,6 +442,23 @@ static void install_signal_handlers(void) {
     // a full disk, and gets the same error path (the previous checkpoint
     // stays), instead of SIGXFSZ killing the process.
     signal(SIGXFSZ, SIG_IGN);
+    // A reader of stdout or stderr that went away (`train_llama ... | head`)
+    // must not kill the run: writes to the pipe then fail with EPIPE, which
+    // nothing on the training path checks, and the run goes on to its results.
+    signal(SIGPIPE, SIG_IGN);
+}
+
+// stdin, stdout and stderr closed at start (`2>&-`): the next files opened
+// would take their numbers, and progress lines would be written into the
+// lock file, log.csv or a checkpoint. Each closed one is opened on /dev/null
+// instead, where its writes go nowhere. Returns -1 if /dev/null cannot be.
+static int std_fds_open(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int got = open("/dev/null", O_RDWR); // the lowest free number: fd, as the lower ones are open
+        if (got != fd) return -1;
+    }
+    return 0;
 }
 
 // A SIGINT or SIGTERM during set-up (loading data, training a vocabulary)
@@ -1499,6 +1516,10 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    if (std_fds_open()) {
+        fprintf(stderr, "train_llama: /dev/null: cannot open it for a closed stdin, stdout or stderr\n");
+        return 1;
+    }
     threads_wait_policy(argv); // before anything else: it may start the program again
     stdout_buffer();
     r.lock_fd = -1;
@@ -1527,6 +1548,9 @@ int main(int argc, char **argv) {
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     rc = train_loop(&r, &err) ? 1 : 0;
     progress_end(&r); // an error message starts on its own line
+    // The exit status is the run's own. A training run prints nothing on
+    // stdout, and a stderr that failed (EPIPE: its reader went away) lost
+    // progress lines only: the results are in OUT, so neither fails the run.
     run_free(&r);
     dist_finalize(&r.dist);
     return report(&r, rc, &err);

@@ -186,3 +186,35 @@ full "tokenize bench" "$TOKENIZE" bench "$RB/d.txt" --sizes 260 --repeat 1
 full "tokenize decode" "$TOKENIZE" decode "$RB/d.tok" --tokenizer "$RB/v300b"
 full "generation" "$INFER" "$TMP/a_rmsnorm/model.bin" -n 5
 for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" --help; done
+
+# issue 25, items 3, 10, 14: a log re-saved by another tool, an output inside the data, a closed pipe
+section "robustness: a log re-saved by another tool, an output inside the data, a closed pipe"
+
+# 14. A stdout or stderr whose reader went away (SIGPIPE, EPIPE) or that was
+# closed never ends a run: it goes on to its model, result and every log row
+run_done() { # run_done DIR: finished, with model.bin and log rows 0..12
+    grep -q "status=finished" "$1/result.txt" 2>/dev/null && [ -f "$1/model.bin" ] &&
+        [ "$(cut -d, -f1 "$1/log.csv" | tr '\n' ' ')" = "step $(seq -s ' ' 0 12) " ]
+}
+done_why() { echo "exit $1; $(ls "$2" 2>/dev/null | tr '\n' ' '); log rows $(($(wc -l <"$2/log.csv" 2>/dev/null) - 1))"; }
+rtrain --steps 12 --out "$RB/pipe" 2>&1 | head -n 1 >/dev/null
+rc=${PIPESTATUS[0]}
+[ $rc -eq 0 ] && run_done "$RB/pipe"
+expect "train_llama ... 2>&1 | head -1: the run finishes (exit 0, result.txt, model.bin, every log row)" $? \
+    "$(done_why $rc "$RB/pipe")"
+# a pipe read by no one from the start: every write to it fails (head -1 may not have exited yet)
+$PY -c 'import os, subprocess, sys; r, w = os.pipe(); os.close(r); sys.exit(subprocess.call(sys.argv[1:], stdout=w, stderr=w) & 255)' \
+    "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 12 --out "$RB/pipe0"
+rc=$?
+[ $rc -eq 0 ] && run_done "$RB/pipe0"
+expect "stdout and stderr a pipe with no reader: the run finishes (exit 0)" $? "$(done_why $rc "$RB/pipe0")"
+rtrain --steps 12 --out "$RB/shut1" <&- >&- 2>/dev/null
+rc=$?
+[ $rc -eq 0 ] && run_done "$RB/shut1"
+expect "stdin and stdout closed (<&- >&-): the run finishes (exit 0)" $? "$(done_why $rc "$RB/shut1")"
+rtrain --steps 12 --out "$RB/shut2" 2>&-
+rc=$?
+# a closed stderr's number must not be reused by a file the run writes: progress lines land nowhere
+[ $rc -eq 0 ] && run_done "$RB/shut2" && [ ! -s "$RB/shut2/.lock" ] && ! grep -q "^step [0-9]\|train_llama:" "$RB/shut2/log.csv"
+expect "stderr closed (2>&-): the run finishes (exit 0), no progress line in its files" $? \
+    "$(done_why $rc "$RB/shut2"); .lock $(wc -c <"$RB/shut2/.lock" 2>/dev/null) bytes"
