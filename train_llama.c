@@ -24,6 +24,7 @@
 #include "src/common.h"
 #include "src/data.h"
 #include "src/dist.h"
+#include "src/files.h"
 #include "src/model.h"
 #include "src/modelio.h"
 #include "src/optim.h"
@@ -49,7 +50,7 @@ static const Option OPTIONS[] = {
     {"--data", OPT_STR, OFF(data), 0, 0, "text to train on (required unless resuming): a file, a folder (its files in name order) or files separated by commas; documents are joined by the bytes \\n 0x1E \\n"},
     {"--val-data", OPT_STR, OFF(val_data), 0, 0, "text to validate on, in the forms --data takes (default: the last 10% of --data's tokens)"},
     {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN (beside a folder; beside the first of several files), with the encoded text cached in DATA.bpeN.tok"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
+    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM); not on or inside --data or --val-data"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
     {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
     {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
@@ -1192,6 +1193,89 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
+// ----------------------------------------------------------------------------
+// the output folder against the inputs
+
+// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic).
+static int run_file(const char *name) {
+    static const char *const ours[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
+    char base[256];
+    size_t n = strlen(name);
+    if (n >= sizeof base) return 0;
+    memcpy(base, name, n + 1);
+    if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        if (!strcmp(base, ours[i])) return 1;
+    return numbered_step(base) >= 0;
+}
+
+// 1 when `in` is one of run_file's names in the folder out: its folder is
+// out (resolved) and its own name, as given, is ours (a symlink there would
+// be replaced by the run's file, not followed). -1 when a path cannot be resolved.
+static int collides(const char *out, const char *in, Error *err) {
+    char dir[4096], a[4096], b[4096];
+    size_t n = strlen(in);
+    if (n >= sizeof dir) return err_set(err, "%s: path too long", in);
+    memcpy(dir, in, n + 1);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+    char *slash = strrchr(dir, '/');
+    if (!run_file(slash ? slash + 1 : dir)) return 0;
+    const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+    if (path_resolve(folder, a, sizeof a, err) || path_resolve(out, b, sizeof b, err)) return -1;
+    return !strcmp(a, b);
+}
+
+// One input path against --out: refused (exit 2) when --out is it or lies
+// inside it, or when it is a file the run writes there (except `own`, the
+// checkpoint a resume replaces by design). A path that cannot be resolved is
+// left to whoever opens it, which then fails with its own message.
+static int check_out_path(const char *out, const char *in, const char *flag, int own, Error *err) {
+    Error e;
+    char msg[440]; // room for usage_error's suffix
+    int inside = path_within(out, in, &e), same = inside == 1 && path_within(in, out, &e) == 1;
+    if (inside == 1) {
+        snprintf(msg, sizeof msg, "--out %.150s %s the input %.150s (%s): the run would write into its own input; "
+                 "choose an --out outside it", out, same ? "is" : "lies inside", in, flag);
+        return usage_error(err, msg);
+    }
+    if (own || collides(out, in, &e) != 1) return 0;
+    snprintf(msg, sizeof msg, "%.150s (%s): a file the run writes in --out %.150s; move it or choose another --out",
+             in, flag, out);
+    return usage_error(err, msg);
+}
+
+// Every path a data spec names, as text_open reads it: the spec itself when
+// it names an existing file or folder, else each file of its comma list
+// (empty names are text_open's to report).
+static int check_out_spec(const char *out, const char *spec, const char *flag, Error *err) {
+    struct stat st;
+    if (!stat(spec, &st) || !strchr(spec, ',')) return *spec ? check_out_path(out, spec, flag, 0, err) : 0;
+    char item[4096];
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        int rc = 0;
+        if (len && len < sizeof item) {
+            memcpy(item, p, len);
+            item[len] = 0;
+            rc = check_out_path(out, item, flag, 0, err);
+        }
+        if (rc) return rc;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+// An output folder on or inside an input is refused before anything is
+// written: `--data corp --out corp` would find its own files among the data
+// next time, and its resume would not find the checkpoint's data. An input in
+// the output folder is fine unless the run would overwrite it. Returns 0 or 2.
+static int check_out_inputs(const Settings *s, Error *err) {
+    int rc = check_out_spec(s->out, s->data, "--data", err);
+    if (!rc && s->val_data) rc = check_out_spec(s->out, s->val_data, "--val-data", err);
+    if (!rc && s->resume) rc = check_out_path(s->out, s->resume, "--resume", 1, err);
+    return rc;
+}
+
 // Parses and checks the command line (and, on resume, the checkpoint).
 // Returns 0, an exit code with the message in err, or -1 after --help.
 static int setup_settings(Run *r, int argc, char **argv, Error *err) {
@@ -1236,7 +1320,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         err_set(err, "--mlp '%.64s' unknown (known: %s)", s->mlp, names);
         return usage_error(err, err->msg);
     }
-    if (s->resume) return resume_settings(r, given, err);
+    if (s->resume) return (rc = resume_settings(r, given, err)) ? rc : check_out_inputs(s, err);
     if (s->no_dyt_beta && !NORM_KINDS[norm_find(s->norm)].optional)
         return usage_error(err, "--no-dyt-beta: the kind has no optional beta");
     ModelConfig c = config_from_settings(s);
@@ -1254,7 +1338,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", s->norm);
         s->out = r->out_dir;
     }
-    return 0;
+    return check_out_inputs(s, err);
 }
 
 // The vocabulary: bytes; on resume the checkpoint's own; else with

@@ -190,6 +190,38 @@ for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" -
 # issue 25, items 3, 10, 14: a log re-saved by another tool, an output inside the data, a closed pipe
 section "robustness: a log re-saved by another tool, an output inside the data, a closed pipe"
 
+# 10. An output folder on or inside an input (--data, --val-data; a symlink
+# to one is the same), or an input the run would overwrite there, is refused
+# up front (exit 2) and nothing is written; an input inside the output is fine
+O="$RB/outin" && mkdir -p "$O/corp" "$O/x" "$O/y" && head -c 15000 "$RB/d.txt" >"$O/corp/a.txt" &&
+    tail -c 15000 "$RB/d.txt" >"$O/corp/b.txt" && ln -s corp "$O/link" && cp "$RB/d.txt" "$O/x/log.csv" &&
+    cp "$RB/d.txt" "$O/y/d.txt" && cp "$RB/d.txt" "$O/v.txt" && ls -laR "$O" >"$O.before"
+otr() { "$TRAIN" "${RT[@]}" --steps 4 "$@"; }
+bad_case "--out equal to the --data folder" 2 \
+    "--out $O/corp is the input $O/corp (--data): the run would write into its own input" \
+    otr --data "$O/corp" --out "$O/corp"
+bad_case "--out inside the --data folder" 2 "--out $O/corp/run lies inside the input $O/corp (--data)" \
+    otr --data "$O/corp" --out "$O/corp/run"
+bad_case "--out a symlink to the --data folder" 2 "--out $O/link is the input $O/corp (--data)" \
+    otr --data "$O/corp" --out "$O/link"
+bad_case "--out inside the --val-data folder" 2 "--out $O/corp/v lies inside the input $O/corp (--val-data)" \
+    otr --data "$O/v.txt" --val-data "$O/corp" --out "$O/corp/v"
+bad_case "--data naming a file the run writes in --out (a list's second file)" 2 \
+    "$O/x/log.csv (--data): a file the run writes in --out $O/x; move it or choose another --out" \
+    otr --data "$O/v.txt,$O/x/log.csv" --out "$O/x"
+ls -laR "$O" | cmp -s - "$O.before" && cmp -s "$RB/d.txt" "$O/x/log.csv"
+expect "the refused runs wrote nothing (the data folder and the colliding log.csv unchanged)" $? \
+    "$(ls -laR "$O" | diff "$O.before" - | head -4 | tr '\n' ' ')"
+otr --data "$O/corp" --stop-after 2 --out "$O/r" 2>/dev/null
+bad_case "a resume into the --data folder (it would then hold other files)" 2 \
+    "--out $O/corp is the input $O/corp (--data)" "$TRAIN" --resume "$O/r/checkpoint.bin" --out "$O/corp"
+# allowed: the data inside the output folder, the validation text beside it by a ../ path; resumed there
+otr --data "$O/y/d.txt" --val-data "$O/y/../v.txt" --stop-after 2 --out "$O/y" 2>/dev/null &&
+    "$TRAIN" --resume "$O/y/checkpoint.bin" 2>"$O/y.err" && grep -q "status=finished" "$O/y/result.txt" &&
+    cmp -s "$RB/d.txt" "$O/y/d.txt"
+expect "--data inside --out and --val-data OUT/../v.txt: trained and resumed in the folder (exit 0)" $? \
+    "$(tail -n 1 "$O/y.err")"
+
 # 14. A stdout or stderr whose reader went away (SIGPIPE, EPIPE) or that was
 # closed never ends a run: it goes on to its model, result and every log row
 run_done() { # run_done DIR: finished, with model.bin and log rows 0..12
