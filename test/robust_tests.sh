@@ -190,6 +190,35 @@ for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" -
 # issue 25, items 3, 10, 14: a log re-saved by another tool, an output inside the data, a closed pipe
 section "robustness: a log re-saved by another tool, an output inside the data, a closed pipe"
 
+# 3. A log.csv re-saved by another tool: CRLF line ends are read as LF (said
+# in one line; the log is written back with LF); a header cell this run does
+# not write, or a row whose cells do not match the header, is refused naming
+# log.csv and the column or line (exit 1, nothing changed), never blanked
+L="$RB/relog" && mkdir -p "$L"
+rtrain --steps 8 --out "$L/full" 2>/dev/null
+for k in crlf renamed row; do rtrain --steps 8 --stop-after 4 --out "$L/$k" 2>/dev/null; done
+sed -i 's/$/\r/' "$L/crlf/log.csv"
+"$TRAIN" --resume "$L/crlf/checkpoint.bin" --threads 1 2>"$L/crlf.err"
+rc=$?
+[ $rc -eq 0 ] && grep -q "crlf/log.csv: CRLF line ends (another tool's) read as LF; .*crlf/log.csv is written with LF" \
+    "$L/crlf.err" && cmp -s <(losses "$L/full/log.csv") <(losses "$L/crlf/log.csv")
+expect "a CRLF log.csv resumes with every column kept (the uninterrupted run's log, LF) and a line saying so" $? \
+    "exit $rc: $(grep -v '^step' "$L/crlf.err" | tail -n 1); $(diff <(losses "$L/full/log.csv") <(losses "$L/crlf/log.csv") | head -3 | tr '\r\n' '^ ')"
+sed -i '1s/,train_loss,/,loss,/' "$L/renamed/log.csv" && cp -r "$L/renamed" "$L/renamed0"
+bad_case "a log.csv header cell renamed by another tool (train_loss -> loss)" 1 \
+    "renamed/log.csv: column 3 'loss' is not one train_llama writes for this run (its columns missing from the header: train_loss); give the column its name back, or move the file away (the resume then starts a new log at step 4)" \
+    "$TRAIN" --resume "$L/renamed/checkpoint.bin" --threads 1
+diff -r "$L/renamed" "$L/renamed0" >/dev/null
+expect "the refused resume changed nothing (log.csv, checkpoint)" $? "$(diff -r "$L/renamed" "$L/renamed0" | head -3 | tr '\n' ' ')"
+sed -i '1s/,loss,/,train_loss,/' "$L/renamed/log.csv" &&
+    "$TRAIN" --resume "$L/renamed/checkpoint.bin" --threads 1 2>/dev/null &&
+    cmp -s <(losses "$L/full/log.csv") <(losses "$L/renamed/log.csv")
+expect "with the name given back it resumes to the uninterrupted run's log" $? \
+    "$(diff <(losses "$L/full/log.csv") <(losses "$L/renamed/log.csv") | head -3 | tr '\n' ' ')"
+sed -i '4s/,[^,]*$//' "$L/row/log.csv"
+bad_case "a log.csv row with a cell fewer than its header" 1 "row/log.csv line 4: not the header's [0-9]* cells; mend the line" \
+    "$TRAIN" --resume "$L/row/checkpoint.bin" --threads 1
+
 # 10. An output folder on or inside an input (--data, --val-data; a symlink
 # to one is the same), or an input the run would overwrite there, is refused
 # up front (exit 2) and nothing is written; an input inside the output is fine
