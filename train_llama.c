@@ -24,6 +24,7 @@
 #include "src/common.h"
 #include "src/data.h"
 #include "src/dist.h"
+#include "src/files.h"
 #include "src/model.h"
 #include "src/modelio.h"
 #include "src/optim.h"
@@ -49,7 +50,7 @@ static const Option OPTIONS[] = {
     {"--data", OPT_STR, OFF(data), 0, 0, "text to train on (required unless resuming): a file, a folder (its files in name order) or files separated by commas; documents are joined by the bytes \\n 0x1E \\n"},
     {"--val-data", OPT_STR, OFF(val_data), 0, 0, "text to validate on, in the forms --data takes (default: the last 10% of --data's tokens)"},
     {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN (beside a folder; beside the first of several files), with the encoded text cached in DATA.bpeN.tok"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM)"},
+    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM); not on or inside --data or --val-data"},
     {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
     {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
     {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
@@ -442,6 +443,23 @@ static void install_signal_handlers(void) {
     // a full disk, and gets the same error path (the previous checkpoint
     // stays), instead of SIGXFSZ killing the process.
     signal(SIGXFSZ, SIG_IGN);
+    // A reader of stdout or stderr that went away (`train_llama ... | head`)
+    // must not kill the run: writes to the pipe then fail with EPIPE, which
+    // nothing on the training path checks, and the run goes on to its results.
+    signal(SIGPIPE, SIG_IGN);
+}
+
+// stdin, stdout and stderr closed at start (`2>&-`): the next files opened
+// would take their numbers, and progress lines would be written into the
+// lock file, log.csv or a checkpoint. Each closed one is opened on /dev/null
+// instead, where its writes go nowhere. Returns -1 if /dev/null cannot be.
+static int std_fds_open(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int got = open("/dev/null", O_RDWR); // the lowest free number: fd, as the lower ones are open
+        if (got != fd) return -1;
+    }
+    return 0;
 }
 
 // A SIGINT or SIGTERM during set-up (loading data, training a vocabulary)
@@ -650,63 +668,171 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
-// The kept rows of a log written with other columns (by an older build: a
-// version-1 DyT run has no sat_ columns) under this build's header, cells
-// moved by column name, new columns empty. Leaves *kept alone when the
-// header is this build's.
-static int log_remap(Run *r, Chunk *kept, char **out, Error *err) {
-    char *hdr = NULL, *buf = NULL;
-    size_t hn = 0, bn = 0;
-    FILE *f = open_memstream(&hdr, &hn);
-    if (!f) return err_set(err, "out of memory");
-    log_header(r, f);
-    fclose(f);
-    const char *text = kept->p;
-    size_t eol = 0;
-    while (eol < kept->n && text[eol] != '\n') eol++;
-    if (eol + 1 == hn && !memcmp(text, hdr, hn)) return free(hdr), 0;
-    // the old columns' names, and for each new column its old index (or -1)
-    enum { MAX_COLS = 16 * MAX_LAYERS };
-    char *old = strndup(text, eol), **names = malloc(MAX_COLS * sizeof *names), *save;
-    const char **cell = malloc(MAX_COLS * sizeof *cell);
-    int *from = malloc(MAX_COLS * sizeof *from), *len = malloc(MAX_COLS * sizeof *len), n_old = 0, n_new = 0;
-    if (!old || !names || !cell || !from || !len) {
-        free(old), free(names), free(cell), free(from), free(len), free(hdr);
-        return err_set(err, "out of memory");
+// ----------------------------------------------------------------------------
+// log.csv on resume
+
+enum { MAX_COLS = 16 * MAX_LAYERS }; // more columns than any log of this trainer has
+
+// The comma-separated cells of one line (no newline).
+typedef struct {
+    const char *p[MAX_COLS];
+    size_t len[MAX_COLS];
+    int n; // -1: more than MAX_COLS
+} Cells;
+
+static void split_cells(const char *s, size_t len, Cells *c) {
+    for (c->n = 0; c->n < MAX_COLS; c->n++) {
+        size_t e = 0;
+        while (e < len && s[e] != ',') e++;
+        c->p[c->n] = s, c->len[c->n] = e;
+        if (e == len) {
+            c->n++;
+            return;
+        }
+        s += e + 1, len -= e + 1;
     }
-    for (char *t = strtok_r(old, ",", &save); t && n_old < MAX_COLS; t = strtok_r(NULL, ",", &save)) names[n_old++] = t;
-    hdr[hn - 1] = 0;
-    for (char *t = strtok_r(hdr, ",", &save); t && n_new < MAX_COLS; t = strtok_r(NULL, ",", &save)) {
-        from[n_new] = -1;
-        for (int k = 0; k < n_old; k++)
-            if (!strcmp(names[k], t)) from[n_new] = k;
-        n_new++;
+    c->n = -1;
+}
+
+static int find_cell(const Cells *c, const char *s, size_t len) {
+    for (int k = 0; k < c->n; k++)
+        if (c->len[k] == len && !memcmp(c->p[k], s, len)) return k;
+    return -1;
+}
+
+// A kept log read against this run's columns.
+typedef struct {
+    Cells old, ours, row; // the log's header, this run's, one row
+    int from[MAX_COLS];   // this run's column c is the log's column from[c] (-1: absent)
+    const char *src;      // the log's path, for messages
+    char fix[160];        // how to resume anyway, for messages
+} LogMap;
+
+// A column of the log's header that this run does not write: named, with
+// this run's columns the header lacks (one of them is likely its old name).
+static int unknown_column(const LogMap *m, int k, Error *err) {
+    char lacks[200] = "";
+    size_t used = 0;
+    for (int c = 0; c < m->ours.n && used < sizeof lacks; c++)
+        if (m->from[c] < 0)
+            used += (size_t)snprintf(lacks + used, sizeof lacks - used, "%s%.*s", used ? " " : "",
+                                     (int)m->ours.len[c], m->ours.p[c]);
+    return err_set(err, "%s: column %d '%.*s' is not one train_llama writes for this run (its columns missing "
+                   "from the header: %s); give the column its name back, %s", m->src, k + 1,
+                   (int)(m->old.len[k] < 64 ? m->old.len[k] : 64), m->old.p[k], lacks[0] ? lacks : "none", m->fix);
+}
+
+// Where each of this run's columns stands in the log's header. Every build
+// only ever added columns (an older build's log lacks some, which stay
+// empty), so a name this build does not write, a column twice, or a first
+// column other than step means another tool changed the header: moving
+// cells by it would blank whole columns, so it is refused, naming the column.
+static int log_columns(LogMap *m, Error *err) {
+    for (int c = 0; c < m->ours.n; c++) m->from[c] = -1;
+    if (m->old.n < 0) return err_set(err, "%s: more than %d columns; %s", m->src, MAX_COLS, m->fix);
+    int unknown = -1;
+    for (int k = 0; k < m->old.n; k++) {
+        int c = find_cell(&m->ours, m->old.p[k], m->old.len[k]);
+        if (c >= 0 && m->from[c] >= 0)
+            return err_set(err, "%s: column '%.*s' twice in the header; %s", m->src, (int)m->old.len[k],
+                           m->old.p[k], m->fix);
+        if (c >= 0) m->from[c] = k;
+        else if (unknown < 0) unknown = k;
     }
-    free(hdr);
-    f = open_memstream(&buf, &bn);
-    log_header(r, f);
-    for (size_t i = eol + 1; i < kept->n;) { // each row: its cells by old index
+    if (unknown >= 0) return unknown_column(m, unknown, err);
+    if (m->from[0] != 0) return err_set(err, "%s: the first column is not step; %s", m->src, m->fix);
+    return 0;
+}
+
+// Every kept row (text[start..end)) must have the header's cells and a step
+// number first: a row another tool changed is refused, never spread over
+// the wrong columns.
+static int log_rows_check(LogMap *m, const char *text, size_t start, size_t end, Error *err) {
+    for (size_t i = start, line = 2; i < end; line++) {
         size_t j = i;
         while (text[j] != '\n') j++;
-        int nc = 0;
-        for (size_t k = i; nc < MAX_COLS; nc++) {
-            size_t e = k;
-            while (e < j && text[e] != ',') e++;
-            cell[nc] = text + k, len[nc] = (int)(e - k);
-            if (e >= j) { nc++; break; }
-            k = e + 1;
+        split_cells(text + i, j - i, &m->row);
+        char num[24];
+        int64_t step;
+        if (m->row.n != m->old.n)
+            return err_set(err, "%s line %zu: not the header's %d cells; mend the line, %s", m->src, line, m->old.n,
+                           m->fix);
+        size_t len = m->row.len[0] < sizeof num ? m->row.len[0] : sizeof num - 1;
+        memcpy(num, m->row.p[0], len);
+        num[len] = 0;
+        if (len != m->row.len[0] || parse_i64(num, 0, INT64_MAX, &step))
+            return err_set(err, "%s line %zu: step '%s' is not a step number; mend the line, %s", m->src, line, num,
+                           m->fix);
+        i = j + 1;
+    }
+    return 0;
+}
+
+// The kept rows under this build's header, cells moved by column name, this
+// run's columns the log lacks left empty (into f).
+static void log_rows_remap(LogMap *m, const char *text, size_t start, size_t end, FILE *f) {
+    for (size_t i = start; i < end;) {
+        size_t j = i;
+        while (text[j] != '\n') j++;
+        split_cells(text + i, j - i, &m->row);
+        for (int c = 0; c < m->ours.n; c++) {
+            int k = m->from[c];
+            fprintf(f, "%s%.*s", c ? "," : "", k >= 0 ? (int)m->row.len[k] : 0, k >= 0 ? m->row.p[k] : "");
         }
-        for (int c = 0; c < n_new; c++)
-            fprintf(f, "%s%.*s", c ? "," : "", from[c] >= 0 && from[c] < nc ? len[from[c]] : 0,
-                    from[c] >= 0 && from[c] < nc ? cell[from[c]] : "");
         fputc('\n', f);
         i = j + 1;
     }
-    free(old), free(names), free(cell), free(from), free(len);
-    if (fclose(f)) return err_set(err, "out of memory");
-    *out = buf;
-    *kept = (Chunk){buf, bn};
-    return 0;
+}
+
+// The kept log (header and complete rows) checked against this run's
+// columns (log_columns, log_rows_check); when its header is not this
+// build's (an older build's, with fewer columns), its rows are rewritten
+// under this build's header into *out, which *kept then points at.
+static int log_remap(Run *r, const char *src, Chunk *kept, char **out, Error *err) {
+    char *hdr = NULL, *buf = NULL;
+    size_t hn = 0, bn = 0, eol = 0;
+    const char *text = kept->p;
+    LogMap *m = malloc(sizeof *m);
+    FILE *f = m ? open_memstream(&hdr, &hn) : NULL;
+    if (f) log_header(r, f);
+    if (!f || fclose(f)) {
+        free(m), free(hdr);
+        return err_set(err, "out of memory");
+    }
+    while (eol < kept->n && text[eol] != '\n') eol++;
+    m->src = src;
+    snprintf(m->fix, sizeof m->fix, "or move the file away (the resume then starts a new log at step %lld)",
+             (long long)r->st.step);
+    split_cells(text, eol, &m->old);
+    split_cells(hdr, hn - 1, &m->ours);
+    // (an empty log has no header to check: it gets this build's)
+    int rc = kept->n && (log_columns(m, err) || log_rows_check(m, text, eol + 1, kept->n, err)) ? -1 : 0;
+    if (!rc && !(eol + 1 == hn && !memcmp(text, hdr, hn))) {
+        if (!(f = open_memstream(&buf, &bn))) rc = err_set(err, "out of memory");
+        else {
+            log_header(r, f);
+            log_rows_remap(m, text, eol + 1, kept->n, f);
+            rc = fclose(f) ? err_set(err, "out of memory") : 0;
+            *out = buf;
+            *kept = (Chunk){buf, bn};
+        }
+    }
+    free(m);
+    free(hdr);
+    return rc;
+}
+
+// CRLF line ends (a log re-saved by a tool that writes them) as LF, in
+// place. Returns how many there were.
+static size_t crlf_to_lf(unsigned char *text, size_t *n) {
+    size_t w = 0, crlf = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (text[i] == '\r' && i + 1 < *n && text[i + 1] == '\n') crlf++;
+        else text[w++] = text[i];
+    }
+    text[w] = 0;
+    *n = w;
+    return crlf;
 }
 
 // On resume, keep only the complete log rows up to the checkpoint's step
@@ -728,6 +854,7 @@ static int log_open(Run *r, int resuming, Error *err) {
     unsigned char *text;
     size_t n, i = 0;
     if (read_file(src, &text, &n, err)) return -1;
+    size_t crlf = crlf_to_lf(text, &n);
     for (int line = 0; i < n; line++) {
         size_t j = i;
         while (j < n && text[j] != '\n') j++;
@@ -739,10 +866,14 @@ static int log_open(Run *r, int resuming, Error *err) {
     }
     Chunk kept = {text, i};
     char *remapped = NULL;
-    int rc = log_remap(r, &kept, &remapped, err) || write_file_atomic(r->path_log, &kept, 1, err);
+    int rc = n && !i ? err_set(err, "%s: no complete line (no \\n); move the file away (the resume then starts a new "
+                               "log at step %lld)", src, (long long)r->st.step) : 0;
+    if (!rc) rc = log_remap(r, src, &kept, &remapped, err) || write_file_atomic(r->path_log, &kept, 1, err);
     free(text);
     free(remapped);
     if (rc) return -1;
+    if (crlf) fprintf(stderr, "train_llama: %s: CRLF line ends (another tool's) read as LF; %s is written with LF\n",
+                      src, r->path_log);
     r->log = open_append(r->path_log, err);
     return r->log ? 0 : -1;
 }
@@ -1175,6 +1306,89 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
+// ----------------------------------------------------------------------------
+// the output folder against the inputs
+
+// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic).
+static int run_file(const char *name) {
+    static const char *const ours[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
+    char base[256];
+    size_t n = strlen(name);
+    if (n >= sizeof base) return 0;
+    memcpy(base, name, n + 1);
+    if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        if (!strcmp(base, ours[i])) return 1;
+    return numbered_step(base) >= 0;
+}
+
+// 1 when `in` is one of run_file's names in the folder out: its folder is
+// out (resolved) and its own name, as given, is ours (a symlink there would
+// be replaced by the run's file, not followed). -1 when a path cannot be resolved.
+static int collides(const char *out, const char *in, Error *err) {
+    char dir[4096], a[4096], b[4096];
+    size_t n = strlen(in);
+    if (n >= sizeof dir) return err_set(err, "%s: path too long", in);
+    memcpy(dir, in, n + 1);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+    char *slash = strrchr(dir, '/');
+    if (!run_file(slash ? slash + 1 : dir)) return 0;
+    const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+    if (path_resolve(folder, a, sizeof a, err) || path_resolve(out, b, sizeof b, err)) return -1;
+    return !strcmp(a, b);
+}
+
+// One input path against --out: refused (exit 2) when --out is it or lies
+// inside it, or when it is a file the run writes there (except `own`, the
+// checkpoint a resume replaces by design). A path that cannot be resolved is
+// left to whoever opens it, which then fails with its own message.
+static int check_out_path(const char *out, const char *in, const char *flag, int own, Error *err) {
+    Error e;
+    char msg[440]; // room for usage_error's suffix
+    int inside = path_within(out, in, &e), same = inside == 1 && path_within(in, out, &e) == 1;
+    if (inside == 1) {
+        snprintf(msg, sizeof msg, "--out %.150s %s the input %.150s (%s): the run would write into its own input; "
+                 "choose an --out outside it", out, same ? "is" : "lies inside", in, flag);
+        return usage_error(err, msg);
+    }
+    if (own || collides(out, in, &e) != 1) return 0;
+    snprintf(msg, sizeof msg, "%.150s (%s): a file the run writes in --out %.150s; move it or choose another --out",
+             in, flag, out);
+    return usage_error(err, msg);
+}
+
+// Every path a data spec names, as text_open reads it: the spec itself when
+// it names an existing file or folder, else each file of its comma list
+// (empty names are text_open's to report).
+static int check_out_spec(const char *out, const char *spec, const char *flag, Error *err) {
+    struct stat st;
+    if (!stat(spec, &st) || !strchr(spec, ',')) return *spec ? check_out_path(out, spec, flag, 0, err) : 0;
+    char item[4096];
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        int rc = 0;
+        if (len && len < sizeof item) {
+            memcpy(item, p, len);
+            item[len] = 0;
+            rc = check_out_path(out, item, flag, 0, err);
+        }
+        if (rc) return rc;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+// An output folder on or inside an input is refused before anything is
+// written: `--data corp --out corp` would find its own files among the data
+// next time, and its resume would not find the checkpoint's data. An input in
+// the output folder is fine unless the run would overwrite it. Returns 0 or 2.
+static int check_out_inputs(const Settings *s, Error *err) {
+    int rc = check_out_spec(s->out, s->data, "--data", err);
+    if (!rc && s->val_data) rc = check_out_spec(s->out, s->val_data, "--val-data", err);
+    if (!rc && s->resume) rc = check_out_path(s->out, s->resume, "--resume", 1, err);
+    return rc;
+}
+
 // Parses and checks the command line (and, on resume, the checkpoint).
 // Returns 0, an exit code with the message in err, or -1 after --help.
 static int setup_settings(Run *r, int argc, char **argv, Error *err) {
@@ -1219,7 +1433,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         err_set(err, "--mlp '%.64s' unknown (known: %s)", s->mlp, names);
         return usage_error(err, err->msg);
     }
-    if (s->resume) return resume_settings(r, given, err);
+    if (s->resume) return (rc = resume_settings(r, given, err)) ? rc : check_out_inputs(s, err);
     if (s->no_dyt_beta && !NORM_KINDS[norm_find(s->norm)].optional)
         return usage_error(err, "--no-dyt-beta: the kind has no optional beta");
     ModelConfig c = config_from_settings(s);
@@ -1237,7 +1451,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", s->norm);
         s->out = r->out_dir;
     }
-    return 0;
+    return check_out_inputs(s, err);
 }
 
 // The vocabulary: bytes; on resume the checkpoint's own; else with
@@ -1499,6 +1713,10 @@ static int setup_agree(Run *r, int rc, Error *err) {
 int main(int argc, char **argv) {
     static Run r; // static: it holds the step-time ring (512 KB)
     Error err = {{0}};
+    if (std_fds_open()) {
+        fprintf(stderr, "train_llama: /dev/null: cannot open it for a closed stdin, stdout or stderr\n");
+        return 1;
+    }
     threads_wait_policy(argv); // before anything else: it may start the program again
     stdout_buffer();
     r.lock_fd = -1;
@@ -1527,6 +1745,9 @@ int main(int argc, char **argv) {
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     rc = train_loop(&r, &err) ? 1 : 0;
     progress_end(&r); // an error message starts on its own line
+    // The exit status is the run's own. A training run prints nothing on
+    // stdout, and a stderr that failed (EPIPE: its reader went away) lost
+    // progress lines only: the results are in OUT, so neither fails the run.
     run_free(&r);
     dist_finalize(&r.dist);
     return report(&r, rc, &err);

@@ -407,3 +407,95 @@ sc "a file for a run folder" "$TMP/a_rmsnorm/log.csv: not a run folder" "$TMP/a_
 sc "a missing folder" "$SC/nope: no such folder" "$SC/nope"
 $PY scripts/speedcheck.py "$TMP/a_rmsnorm" >"$RB/sc.out" 2>&1 && grep -q "a_rmsnorm: \(undisturbed\|measured under load\)" "$RB/sc.out"
 expect "speedcheck.py on a run folder: its verdict, exit 0" $? "$(head -c 200 "$RB/sc.out")"
+# issue 25, items 3, 10, 14: a log re-saved by another tool, an output inside the data, a closed pipe
+section "robustness: a log re-saved by another tool, an output inside the data, a closed pipe"
+
+# 3. A log.csv re-saved by another tool: CRLF line ends are read as LF (said
+# in one line; the log is written back with LF); a header cell this run does
+# not write, or a row whose cells do not match the header, is refused naming
+# log.csv and the column or line (exit 1, nothing changed), never blanked
+L="$RB/relog" && mkdir -p "$L"
+rtrain --steps 8 --out "$L/full" 2>/dev/null
+for k in crlf renamed row; do rtrain --steps 8 --stop-after 4 --out "$L/$k" 2>/dev/null; done
+sed -i 's/$/\r/' "$L/crlf/log.csv"
+"$TRAIN" --resume "$L/crlf/checkpoint.bin" --threads 1 2>"$L/crlf.err"
+rc=$?
+[ $rc -eq 0 ] && grep -q "crlf/log.csv: CRLF line ends (another tool's) read as LF; .*crlf/log.csv is written with LF" \
+    "$L/crlf.err" && cmp -s <(losses "$L/full/log.csv") <(losses "$L/crlf/log.csv")
+expect "a CRLF log.csv resumes with every column kept (the uninterrupted run's log, LF) and a line saying so" $? \
+    "exit $rc: $(grep -v '^step' "$L/crlf.err" | tail -n 1); $(diff <(losses "$L/full/log.csv") <(losses "$L/crlf/log.csv") | head -3 | tr '\r\n' '^ ')"
+sed -i '1s/,train_loss,/,loss,/' "$L/renamed/log.csv" && cp -r "$L/renamed" "$L/renamed0"
+bad_case "a log.csv header cell renamed by another tool (train_loss -> loss)" 1 \
+    "renamed/log.csv: column 3 'loss' is not one train_llama writes for this run (its columns missing from the header: train_loss); give the column its name back, or move the file away (the resume then starts a new log at step 4)" \
+    "$TRAIN" --resume "$L/renamed/checkpoint.bin" --threads 1
+diff -r "$L/renamed" "$L/renamed0" >/dev/null
+expect "the refused resume changed nothing (log.csv, checkpoint)" $? "$(diff -r "$L/renamed" "$L/renamed0" | head -3 | tr '\n' ' ')"
+sed -i '1s/,loss,/,train_loss,/' "$L/renamed/log.csv" &&
+    "$TRAIN" --resume "$L/renamed/checkpoint.bin" --threads 1 2>/dev/null &&
+    cmp -s <(losses "$L/full/log.csv") <(losses "$L/renamed/log.csv")
+expect "with the name given back it resumes to the uninterrupted run's log" $? \
+    "$(diff <(losses "$L/full/log.csv") <(losses "$L/renamed/log.csv") | head -3 | tr '\n' ' ')"
+sed -i '4s/,[^,]*$//' "$L/row/log.csv"
+bad_case "a log.csv row with a cell fewer than its header" 1 "row/log.csv line 4: not the header's [0-9]* cells; mend the line" \
+    "$TRAIN" --resume "$L/row/checkpoint.bin" --threads 1
+
+# 10. An output folder on or inside an input (--data, --val-data; a symlink
+# to one is the same), or an input the run would overwrite there, is refused
+# up front (exit 2) and nothing is written; an input inside the output is fine
+O="$RB/outin" && mkdir -p "$O/corp" "$O/x" "$O/y" && head -c 15000 "$RB/d.txt" >"$O/corp/a.txt" &&
+    tail -c 15000 "$RB/d.txt" >"$O/corp/b.txt" && ln -s corp "$O/link" && cp "$RB/d.txt" "$O/x/log.csv" &&
+    cp "$RB/d.txt" "$O/y/d.txt" && cp "$RB/d.txt" "$O/v.txt" && ls -laR "$O" >"$O.before"
+otr() { "$TRAIN" "${RT[@]}" --steps 4 "$@"; }
+bad_case "--out equal to the --data folder" 2 \
+    "--out $O/corp is the input $O/corp (--data): the run would write into its own input" \
+    otr --data "$O/corp" --out "$O/corp"
+bad_case "--out inside the --data folder" 2 "--out $O/corp/run lies inside the input $O/corp (--data)" \
+    otr --data "$O/corp" --out "$O/corp/run"
+bad_case "--out a symlink to the --data folder" 2 "--out $O/link is the input $O/corp (--data)" \
+    otr --data "$O/corp" --out "$O/link"
+bad_case "--out inside the --val-data folder" 2 "--out $O/corp/v lies inside the input $O/corp (--val-data)" \
+    otr --data "$O/v.txt" --val-data "$O/corp" --out "$O/corp/v"
+bad_case "--data naming a file the run writes in --out (a list's second file)" 2 \
+    "$O/x/log.csv (--data): a file the run writes in --out $O/x; move it or choose another --out" \
+    otr --data "$O/v.txt,$O/x/log.csv" --out "$O/x"
+ls -laR "$O" | cmp -s - "$O.before" && cmp -s "$RB/d.txt" "$O/x/log.csv"
+expect "the refused runs wrote nothing (the data folder and the colliding log.csv unchanged)" $? \
+    "$(ls -laR "$O" | diff "$O.before" - | head -4 | tr '\n' ' ')"
+otr --data "$O/corp" --stop-after 2 --out "$O/r" 2>/dev/null
+bad_case "a resume into the --data folder (it would then hold other files)" 2 \
+    "--out $O/corp is the input $O/corp (--data)" "$TRAIN" --resume "$O/r/checkpoint.bin" --out "$O/corp"
+# allowed: the data inside the output folder, the validation text beside it by a ../ path; resumed there
+otr --data "$O/y/d.txt" --val-data "$O/y/../v.txt" --stop-after 2 --out "$O/y" 2>/dev/null &&
+    "$TRAIN" --resume "$O/y/checkpoint.bin" 2>"$O/y.err" && grep -q "status=finished" "$O/y/result.txt" &&
+    cmp -s "$RB/d.txt" "$O/y/d.txt"
+expect "--data inside --out and --val-data OUT/../v.txt: trained and resumed in the folder (exit 0)" $? \
+    "$(tail -n 1 "$O/y.err")"
+
+# 14. A stdout or stderr whose reader went away (SIGPIPE, EPIPE) or that was
+# closed never ends a run: it goes on to its model, result and every log row
+run_done() { # run_done DIR: finished, with model.bin and log rows 0..12
+    grep -q "status=finished" "$1/result.txt" 2>/dev/null && [ -f "$1/model.bin" ] &&
+        [ "$(cut -d, -f1 "$1/log.csv" | tr '\n' ' ')" = "step $(seq -s ' ' 0 12) " ]
+}
+done_why() { echo "exit $1; $(ls "$2" 2>/dev/null | tr '\n' ' '); log rows $(($(wc -l <"$2/log.csv" 2>/dev/null) - 1))"; }
+rtrain --steps 12 --out "$RB/pipe" 2>&1 | head -n 1 >/dev/null
+rc=${PIPESTATUS[0]}
+[ $rc -eq 0 ] && run_done "$RB/pipe"
+expect "train_llama ... 2>&1 | head -1: the run finishes (exit 0, result.txt, model.bin, every log row)" $? \
+    "$(done_why $rc "$RB/pipe")"
+# a pipe read by no one from the start: every write to it fails (head -1 may not have exited yet)
+$PY -c 'import os, subprocess, sys; r, w = os.pipe(); os.close(r); sys.exit(subprocess.call(sys.argv[1:], stdout=w, stderr=w) & 255)' \
+    "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 12 --out "$RB/pipe0"
+rc=$?
+[ $rc -eq 0 ] && run_done "$RB/pipe0"
+expect "stdout and stderr a pipe with no reader: the run finishes (exit 0)" $? "$(done_why $rc "$RB/pipe0")"
+rtrain --steps 12 --out "$RB/shut1" <&- >&- 2>/dev/null
+rc=$?
+[ $rc -eq 0 ] && run_done "$RB/shut1"
+expect "stdin and stdout closed (<&- >&-): the run finishes (exit 0)" $? "$(done_why $rc "$RB/shut1")"
+rtrain --steps 12 --out "$RB/shut2" 2>&-
+rc=$?
+# a closed stderr's number must not be reused by a file the run writes: progress lines land nowhere
+[ $rc -eq 0 ] && run_done "$RB/shut2" && [ ! -s "$RB/shut2/.lock" ] && ! grep -q "^step [0-9]\|train_llama:" "$RB/shut2/log.csv"
+expect "stderr closed (2>&-): the run finishes (exit 0), no progress line in its files" $? \
+    "$(done_why $rc "$RB/shut2"); .lock $(wc -c <"$RB/shut2/.lock" 2>/dev/null) bytes"
