@@ -1309,15 +1309,19 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
 // ----------------------------------------------------------------------------
 // the output folder against the inputs
 
-// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic).
+// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic),
+// besides checkpoint-STEP.bin (--keep).
+static const char *const RUN_FILES[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
+#define N_RUN_FILES (sizeof RUN_FILES / sizeof RUN_FILES[0])
+
 static int run_file(const char *name) {
-    static const char *const ours[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
+    const char *const *ours = RUN_FILES;
     char base[256];
     size_t n = strlen(name);
     if (n >= sizeof base) return 0;
     memcpy(base, name, n + 1);
     if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
-    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+    for (size_t i = 0; i < N_RUN_FILES; i++)
         if (!strcmp(base, ours[i])) return 1;
     return numbered_step(base) >= 0;
 }
@@ -1415,7 +1419,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     }
     if (s->list_norms) {
         for (int k = 0; k < N_NORMS && r->dist.rank == 0; k++) printf("%s\n", NORM_KINDS[k].name);
-        return -1;
+        return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (!s->data && !s->resume) return usage_error(err, "--data FILE is required");
     if (norm_find(s->norm) < 0) {
@@ -1559,6 +1563,14 @@ static int same_dir(const char *a, const char *b) {
 // resumed into another --out: nothing is lost by mistake.
 static int check_out_free(const Run *r, Error *err) {
     const Settings *s = &r->s;
+    // What stands at the run's file names must be a regular file (or nothing):
+    // said now, not after hours of training when the model is written.
+    for (size_t i = 0; i < N_RUN_FILES; i++) {
+        char path[4200];
+        if (snprintf(path, sizeof path, "%s/%s", s->out, RUN_FILES[i]) >= (int)sizeof path - 4)
+            return err_set(err, "%s: path too long", s->out);
+        if (output_check(path, err) || output_check(strcat(path, ".tmp"), err)) return -1;
+    }
     if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
     if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
         return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",

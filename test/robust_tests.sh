@@ -29,7 +29,7 @@ mkdir -p "$RB/bv" && cp "$RB/d.txt" "$RB/bv/d.txt" && mkfifo "$RB/bv/d.txt.bpe30
 bad_case "a FIFO as the BPE vocabulary beside the data" 1 "d.txt.bpe300: not a regular file (a FIFO)" \
     timeout 20 "$TRAIN" --data "$RB/bv/d.txt" "${RT[@]}" --vocab-size 300 --steps 1 --out "$RB/f2"
 rtrain --steps 4 --stop-after 2 --out "$RB/lg" 2>/dev/null && rm "$RB/lg/log.csv" && mkfifo "$RB/lg/log.csv"
-bad_case "a FIFO as log.csv on resume" 1 "log.csv: not a regular file (a FIFO)" \
+bad_case "a FIFO as log.csv on resume" 1 "lg/log.csv: exists and is a FIFO: not replaced" \
     timeout 20 "$TRAIN" --data "$RB/d.txt" --resume "$RB/lg/checkpoint.bin"
 # (a directory as --data is a folder of texts: the data section tests it)
 bad_case "a directory as the model" 1 "not a regular file (a directory)" "$INFER" "$RB"
@@ -176,6 +176,8 @@ refused_out "a symlink at OUT/log.csv" "sym1/log.csv: exists and is a symlink" \
     "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym1"
 refused_out "a symlink at OUT/model.bin.tmp" "sym2/model.bin.tmp: exists and is a symlink" \
     "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym2"
+[ ! -e "$RB/sym2/log.csv" ]
+expect "refused at start, before a step: no log.csv" $? "$(ls "$RB/sym2" | tr '\n' ' ')"
 refused_out "a FIFO at OUT/checkpoint.bin.tmp" "sym3/checkpoint.bin.tmp: exists and is a FIFO" \
     "$TRAIN" --data "$RB/d.txt" "${RT[@]}" --steps 2 --out "$RB/sym3"
 refused_out "a symlink as tokenize train --out" "v300: exists and is a symlink" \
@@ -199,6 +201,7 @@ full "tokenize bench" "$TOKENIZE" bench "$RB/d.txt" --sizes 260 --repeat 1
 full "tokenize decode" "$TOKENIZE" decode "$RB/d.tok" --tokenizer "$RB/v300b"
 full "generation" "$INFER" "$TMP/a_rmsnorm/model.bin" -n 5
 for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" --help; done
+full "train_llama --list-norms" "$TRAIN" --list-norms
 
 # ---------------------------------------------------------------------------
 # issue 25, items 1, 2, 4, 12: outputs never written through a symlink, never
