@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../src/bpe.h"
+#include "../src/export.h"
 #include "../src/llama2c.h"
 #include "../src/model.h"
 #include "../src/modelio.h"

@@ -68,6 +68,10 @@ int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err);
 
 // GGUF version 3, architecture llama; f16 stores the matrices as F16 (the norm
 // vectors stay F32, as llama.cpp's converter does).
+// Writes m in llama2.c's legacy format (src/export_llama2c.c). Refuses what
+// llama2.c cannot express (export_check: DyT, an epsilon or RoPE theta other
+// than llama2.c's fixed ones, a BPE vocabulary).
+int llama2c_export(const Model *m, const char *path, Error *err);
 int gguf_export(const Model *m, const char *path, int f16, Error *err);
 // 0 when path is a GGUF file as gguf_export writes them, whole (an OursFn of files.h).
 int gguf_probe(const char *path, void *ctx, Error *err);

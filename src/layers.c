@@ -453,3 +453,18 @@ double crossentropy_forward_backward(float *dlogits, const float *logits, const 
     for (size_t n = 0; n < N; n++) total += row_loss[n];
     return total / (double)N;
 }
+
+// ----------------------------------------------------------------------------
+// the embedding scale
+
+void embscale_forward(float *out, const float *inp, float scale, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = scale * inp[i];
+}
+
+void embscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
+                       float scale, size_t n) {
+    *dscale += (float)dot_fixed_order(dout, inp, n); // before dinp, which may alias dout
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) dinp[i] = scale * dout[i];
+}

@@ -80,4 +80,11 @@ void embedding_backward(float *dwte, const float *dout, const int *tokens, size_
 double crossentropy_forward_backward(float *dlogits, const float *logits, const int *targets,
                                      size_t N, int V, float dscale, double *row_loss);
 
+// The learnable scalar after the embedding (DyT models: init sqrt(dim)).
+// out (n) = scale * inp (n); in place allowed.
+void embscale_forward(float *out, const float *inp, float scale, size_t n);
+// dinp (n) = scale * dout (overwrites; may alias dout), dscale (1) += sum(dout * inp)
+void embscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
+                       float scale, size_t n);
+
 #endif

@@ -23,10 +23,6 @@ const char *model_format_name(ModelFormat f);
 // llama2.c's legacy header. Every field and the exact file size are checked.
 int model_load_any(Model *m, const char *path, ModelFormat *format, Error *err);
 
-// Writes m in llama2.c's legacy format. Refuses what llama2.c cannot express
-// (export_check in export.h: DyT, an epsilon or RoPE theta other than
-// llama2.c's fixed ones, a BPE vocabulary).
-int llama2c_export(const Model *m, const char *path, Error *err);
 // 0 when path is a valid llama2.c legacy model (an OursFn of files.h).
 int llama2c_probe(const char *path, void *ctx, Error *err);
 

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../dyt.h"
 #include "layers.h"
 #include "rng.h"
 

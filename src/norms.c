@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../dyt.h"
 #include "common.h"
 #include "vmath.h"
 
@@ -355,14 +354,60 @@ static void rms_bwd(float *dinp, const NormG *g, const float *dout, const float 
     rmsnorm_backward(dinp, g->gain, dout, inp, w->gain, stats, N, C, scratch);
 }
 
+// ----------------------------------------------------------------------------
+// DyT (dyt.h is its public entry): gamma * tanh(alpha x) + beta
+
+void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gamma,
+                 const float *beta, size_t N, int C) {
+#pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        if (beta) // two loops: a test inside would keep the compiler from vectorising
+            for (int c = 0; c < C; c++) y[c] = VM_MADD(gamma[c], tanh_approx(alpha * x[c]), beta[c]);
+        else
+            for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]);
+    }
+}
+
+// n channels of a row: dx +=, and its terms added to the chunk's sums. The
+// pointers do not alias (restrict): the loop then vectorises.
+static inline void dyt_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
+                             float *restrict ls, const float *restrict dy, const float *restrict x,
+                             const float *restrict gamma, float alpha, float s, int n) {
+    (void)ls, (void)s;
+    for (int j = 0; j < n; j++) {
+        float t = tanh_approx(alpha * x[j]);
+        float g = dy[j] * gamma[j] * VM_MADD(-t, t, 1.0f);
+        dx[j] = VM_MADD(g, alpha, dx[j]);
+        la[j] = VM_MADD(g, x[j], la[j]);
+        pg[j] = VM_MADD(dy[j], t, pg[j]);
+        pb[j] += dy[j];
+    }
+}
+
+static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) { norm_scalar_row(dyt_elems, 1, ctx, n, pl); }
+
+// With t = tanh(alpha x) and dt/du = 1 - t^2 at u = alpha x:
+//   dx = dy * gamma * alpha * (1 - t^2)
+//   dalpha = sum over all elements of dy * gamma * x * (1 - t^2)
+//   dgamma = sum over rows of dy * t,  dbeta = sum over rows of dy
+// The sums go through norm_channel_sums: the same bits for any thread count.
+void dyt_layer_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
+                  const float *dout, const float *inp, float alpha, const float *gamma,
+                  size_t N, int C, float *scratch) {
+    norm_alpha_backward(dyt_row_fn, dinp, dgamma, dbeta, dalpha, dout, inp, gamma, alpha, N, C, scratch);
+}
+
+
 static void dyt_fwd(float *out, float *stats, const float *inp, const NormW *w, size_t N, int C) {
     (void)stats;
-    dyt_forward(out, inp, w->alpha, w->gain, w->beta, N, C);
+    dyt_layer_forward(out, inp, w->alpha, w->gain, w->beta, N, C);
 }
 static void dyt_bwd(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                     const NormW *w, size_t N, int C, float *scratch) {
     (void)stats;
-    dyt_backward(dinp, g->alpha, g->gain, g->beta, dout, inp, w->alpha, w->gain, N, C, scratch);
+    dyt_layer_backward(dinp, g->alpha, g->gain, g->beta, dout, inp, w->alpha, w->gain, N, C, scratch);
 }
 
 const NormParam NORM_PARAMS[N_NORM_PARAMS] = {
@@ -381,7 +426,7 @@ const NormKind NORM_KINDS[N_NORMS] = {
     [NORM_RMS] = {"rmsnorm", "g * x / sqrt(mean(x^2) + eps); g = 1", G, 0, 1.0f, 0, 1, 0.0f,
                   rms_fwd, rms_bwd, rmsnorm_scratch_floats},
     [NORM_DYT] = {"dyt", "gamma * tanh(alpha * x) + beta; alpha0 1 (--alpha-attn, --alpha-ffn), gamma 1, beta 0 "
-                  "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, dyt_scratch_floats},
+                  "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, norm_alpha_scratch},
     [NORM_LAYER] = {"layernorm", "(x - mean(x)) / sqrt(var(x) + eps) * g + b; g = 1, b = 0", G | B, 0, 1.0f, 0, 2,
                     0.0f, layernorm_forward, layernorm_backward, layernorm_scratch},
     [NORM_DERF] = {"derf", "gamma * erf(alpha * x + s) + beta; alpha0 0.5 (--alpha-attn, --alpha-ffn), s0 0, "

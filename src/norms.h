@@ -130,7 +130,13 @@ static inline void norm_scalar_row(NormElemsFn elems, int nscal, const void *ctx
         for (int j = 0; j < NORM_LANES; j++) pl[3][j] += ls[j];
 }
 
-// The kinds' own layers (DyT's are in dyt.h).
+// The kinds' own layers. DyT's (dyt.h is its public, tested entry):
+// out (N,C), inp (N,C), gamma (C), beta (C) or NULL; the backward accumulates
+// into dinp, dalpha, dgamma, dbeta (or NULL), scratch norm_alpha_scratch(N, C).
+void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gamma, const float *beta, size_t N,
+                       int C);
+void dyt_layer_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        float alpha, const float *gamma, size_t N, int C, float *scratch);
 // out (N,C), rstd (N) or NULL, inp (N,C), weight (C)
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "modelio.h"
+#include "files.h"
 
 #define MAX_TOKEN_LENGTH_LIMIT 65536
 

@@ -1075,6 +1075,12 @@ fi
 
 . test/robust_tests.sh
 
+section "code structure"
+# the module graph (test/include_graph.py): no include cycle, nothing in src/ includes a header above it
+$PY test/include_graph.py >"$TMP/graph" 2>&1
+expect "no include cycle among the modules, no upward include from src/: $(tail -n 1 "$TMP/graph")" $? \
+    "$(head -n 3 "$TMP/graph" | tr '\n' ';')"
+
 section "done"
 passed=$(grep -c '^ok - ' "$LOG")
 failed=$(grep -c '^FAIL - ' "$LOG")
