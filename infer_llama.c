@@ -69,15 +69,15 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
 
-// A window's attention scores take heads x T x T floats: with a long context
-// (a legal header allows 2^20) that is more than any machine has. Said up
-// front, with the numbers, rather than found by the allocator or the swap.
-static int eval_memory_check(const Model *m, const char *path, size_t T, Error *err) {
-    double att = 4.0 * (double)m->cfg.n_heads * (double)T * (double)T;
-    char what[4300];
-    snprintf(what, sizeof what, "--eval %.4000s: the attention scores of a window of %zu tokens (%d heads; the "
-             "model's context is %d)", path, T, m->cfg.n_heads, m->cfg.seq_len);
-    return att > (double)SIZE_MAX ? err_set(err, "%s: too large", what) : memory_check((size_t)att, what, err);
+// Activations for windows of T tokens, checked before they are allocated
+// (acts_create: memory_check). The attention keeps no T x T scores here
+// (store_all 0), so a long context (a legal header allows 2^20) costs memory
+// linear in T: logits, keys and values, a block of score rows per thread.
+static int eval_acts(Acts *a, const Model *m, const char *path, size_t T, Error *err) {
+    Error e;
+    if (!acts_create(a, m, 1, (int)T, (int)T, 0, &e)) return 0;
+    return err_set(err, "--eval %s: windows of %zu tokens (the model's context is %d): %s", path, T,
+                   m->cfg.seq_len, e.msg);
 }
 
 // Mean next-token loss over the file, in consecutive windows of the context length.
@@ -92,7 +92,7 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     double total = 0.0;
     size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;
     Acts a; // sized to the longest window, not the whole context
-    if (eval_memory_check(m, path, T_max, err) || acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
+    if (eval_acts(&a, m, path, T_max, err)) {
         free(tokens);
         return -1;
     }
