@@ -196,6 +196,39 @@ for p in "$TRAIN" "$INFER" "$TOKENIZE"; do full "$(basename "$p") --help" "$p" -
 
 # issue 25, items 5-6: memory checked before it is asked for; evaluation linear in the context
 
+# 5. Big inputs under ulimit -v: what they need is checked before it is asked
+# for, so the answer is one line naming the input and the size (OpenBLAS,
+# short of its buffer, would retry forever: timeout 60 turns a hang into 124).
+# 300 MB of prompt take 1144 MB of tokens, which 1500000 kB can never hold
+# beside the prompt (nor under 3000000 fail to); a llama2.c tokenizer's
+# encoder takes some 80 bytes a byte; a context of 2^20 needs its KV cache.
+if [ "$plain_build" = 1 ]; then
+    lim() { local kb=$1; shift; sh -c "ulimit -v $kb && exec timeout 60 \"\$@\"" sh "$@"; }
+    aaa() { head -c "$1" /dev/zero | tr '\0' a; }
+    big=300000000
+    aaa $big | bad_case "a 300 MB prompt on stdin under ulimit -v 1500000" 1 \
+        "^infer_llama: --prompt - (standard input): .* needs [0-9]* MB, but the address-space limit" \
+        lim 1500000 "$INFER" "$TMP/a_rmsnorm/model.bin" --prompt - -n 2 --threads 2
+    aaa $big | lim 3000000 "$INFER" "$TMP/a_rmsnorm/model.bin" --prompt - -n 2 --threads 2 >/dev/null 2>"$RB/stdin.err"
+    rc=$?
+    [ $rc -eq 0 ] && grep -q "^prompt $big tokens " "$RB/stdin.err"
+    expect "the same prompt on stdin under ulimit -v 3000000: generates (exit 0), as from a file" $? \
+        "exit $rc: $(tail -n 1 "$RB/stdin.err" | head -c 300)"
+    aaa $big >"$RB/big.txt"
+    bad_case "--eval of a 300 MB file under ulimit -v 1500000" 1 \
+        "^infer_llama: $RB/big.txt.* needs [0-9]* MB, but the address-space limit" \
+        lim 1500000 "$INFER" "$TMP/a_rmsnorm/model.bin" --eval "$RB/big.txt" --threads 2
+    rm -f "$RB/big.txt"
+    aaa 20000000 | bad_case "a 20 MB prompt for a llama2.c tokenizer (-z) under ulimit -v 1500000" 1 \
+        "^infer_llama: --prompt - (standard input): encoding 20000000 bytes (llama2.c tokenizer) needs [0-9]* MB" \
+        lim 1500000 "$INFER" "$TMP/rt.bin" -z "$TMP/rt.tokenizer.bin" --prompt - -n 2 --threads 2
+    bad_case "-n 1000000 with a 2^20 context under ulimit -v 600000" 1 \
+        "^infer_llama: --prompt (6 tokens) and -n 1000000: the activation block for 1 x 6 positions with 1000006 keys needs [0-9]* MB" \
+        lim 600000 "$INFER" "$RB/long.bin" --prompt ROMEO: -n 1000000
+else
+    say "skip - big inputs under ulimit -v (prompt, --eval file, -z encoder, context): sanitizer or valgrind build"
+fi
+
 # 6. --eval of a model with a 2^20-token context on 20 KB: one window of the
 # whole text. Its heads x T x T attention scores (6 GB here) are no longer
 # stored, only a block of rows per thread: it runs under a ulimit -v they
