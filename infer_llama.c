@@ -69,15 +69,15 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
 
-// A window's attention scores take heads x T x T floats: with a long context
-// (a legal header allows 2^20) that is more than any machine has. Said up
-// front, with the numbers, rather than found by the allocator or the swap.
-static int eval_memory_check(const Model *m, const char *path, size_t T, Error *err) {
-    double att = 4.0 * (double)m->cfg.n_heads * (double)T * (double)T;
-    char what[4300];
-    snprintf(what, sizeof what, "--eval %.4000s: the attention scores of a window of %zu tokens (%d heads; the "
-             "model's context is %d)", path, T, m->cfg.n_heads, m->cfg.seq_len);
-    return att > (double)SIZE_MAX ? err_set(err, "%s: too large", what) : memory_check((size_t)att, what, err);
+// Activations for windows of T tokens, checked before they are allocated
+// (acts_create: memory_check). The attention keeps no T x T scores here
+// (store_all 0), so a long context (a legal header allows 2^20) costs memory
+// linear in T: logits, keys and values, a block of score rows per thread.
+static int eval_acts(Acts *a, const Model *m, const char *path, size_t T, Error *err) {
+    Error e;
+    if (!acts_create(a, m, 1, (int)T, (int)T, 0, &e)) return 0;
+    return err_set(err, "--eval %s: windows of %zu tokens (the model's context is %d): %s", path, T,
+                   m->cfg.seq_len, e.msg);
 }
 
 // Mean next-token loss over the file, in consecutive windows of the context length.
@@ -92,7 +92,7 @@ static int eval_file(const Model *m, const Tokenizer *tk, const char *path, Erro
     double total = 0.0;
     size_t scored = 0, T_max = nt - 1 < (size_t)m->cfg.seq_len ? nt - 1 : (size_t)m->cfg.seq_len;
     Acts a; // sized to the longest window, not the whole context
-    if (eval_memory_check(m, path, T_max, err) || acts_create(&a, m, 1, (int)T_max, (int)T_max, 0, err)) {
+    if (eval_acts(&a, m, path, T_max, err)) {
         free(tokens);
         return -1;
     }
@@ -129,21 +129,37 @@ typedef struct {
     int owned; // bytes were allocated here
 } Text;
 
+// The buffer of a stream read so far, doubled; large ones checked first (a
+// prompt on a pipe has no size to check up front, as a file has).
+static int grow_stream(Text *t, size_t *cap, Error *err) {
+    size_t c = *cap * 2;
+    char what[160];
+    snprintf(what, sizeof what, "%s: reading past %zu bytes", t->name, *cap);
+    if (c >= LARGE_BYTES && memory_check(c, what, err)) return -1;
+    unsigned char *more = realloc(t->bytes, c);
+    if (!more) return err_set(err, "%s: out of memory (%zu bytes)", t->name, c);
+    t->bytes = more, *cap = c;
+    return 0;
+}
+
 static int read_stream(FILE *f, const char *name, Text *t, Error *err) {
     size_t cap = 4096;
+    int rc = 0;
     *t = (Text){.name = name, .bytes = malloc(cap), .owned = 1};
-    for (size_t got; t->bytes && (got = fread(t->bytes + t->n, 1, cap - t->n, f)) > 0;) {
-        t->n += got;
-        unsigned char *more = t->n < cap ? t->bytes : realloc(t->bytes, cap *= 2);
-        if (!more) free(t->bytes);
-        t->bytes = more;
-    }
     if (!t->bytes) return err_set(err, "%s: out of memory", name);
-    if (ferror(f)) {
+    for (size_t got; !rc && (got = fread(t->bytes + t->n, 1, cap - t->n, f)) > 0;) {
+        t->n += got;
+        if (t->n == cap) rc = grow_stream(t, &cap, err);
+    }
+    if (!rc && ferror(f)) rc = err_set(err, "%s: read failed", name);
+    if (rc) {
         free(t->bytes);
         t->bytes = NULL;
-        return err_set(err, "%s: read failed", name);
+        return -1;
     }
+    // what is unused goes back (up to half the buffer): the checks that follow see what a file would take
+    unsigned char *fit = realloc(t->bytes, t->n ? t->n : 1);
+    if (fit) t->bytes = fit;
     return 0;
 }
 
@@ -164,7 +180,13 @@ static int read_prompt(const Settings *s, Text *t, Error *err) {
 // empty prompt starts a line (llama2.c's tokenizer starts every text with BOS).
 static int encode_prompt(const Tokenizer *tk, const Text *prompt, int **out, int *n_out, Error *err) {
     size_t n = 0, cap = tokenizer_max_tokens(tk, prompt->n + 1);
-    int *tokens = cap <= INT_MAX ? malloc(cap * sizeof(int)) : NULL;
+    if (cap > INT_MAX)
+        return err_set(err, "%s: %zu bytes may make more than the %d tokens a prompt can have", prompt->name,
+                       prompt->n, INT_MAX);
+    char what[160];
+    snprintf(what, sizeof what, "%s: tokenizing its %zu bytes", prompt->name, prompt->n);
+    if (memory_check(cap * sizeof(int), what, err)) return -1;
+    int *tokens = malloc(cap * sizeof(int));
     if (!tokens) return err_set(err, "%s: out of memory for its tokens", prompt->name);
     Error e;
     int rc = tokenizer_encode(tk, prompt->bytes, prompt->n, tokens, &n, &e);
@@ -194,11 +216,12 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
     Window w;
     // llama2.c's tokenizer starts every text with BOS: a sliding window keeps it
     int sink = tk->kind == TOK_SP && tokens[0] == SP_BOS;
-    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, sink, &dropped, err);
+    Error e;
+    int rc = window_create(&w, m, tokens, n_prompt, s->n, 0, sink, &dropped, &e);
     free(tokens);
     if (rc) {
         sampler_free(&sampler);
-        return -1;
+        return err_set(err, "%s (%d tokens) and -n %lld: %s", prompt->name, n_prompt, (long long)s->n, e.msg);
     }
     double t_prefill = now_seconds() - t0;
     if (dropped)

@@ -158,11 +158,17 @@ void bpe_free(Bpe *b) {
 // Builds the token table and the merge lookup from validated header fields.
 static int bpe_build(Bpe *b, const unsigned char *m, const char *name, Error *err) {
     int V = b->vocab_size;
+    for (b->pair_cap = 16; b->pair_cap < 2 * (size_t)b->n_merges; b->pair_cap *= 2) {}
+    // at most some 17 MB (65536 tokens), checked all the same: the limit may be nearly spent
+    size_t bytes = ((size_t)b->n_merges * 2 + 1) * sizeof(int32_t) + (size_t)V * (4 + 2 + BPE_MAX_TOKEN_BYTES) +
+                   b->pair_cap * (sizeof(uint64_t) + sizeof(int32_t)) + 65536 * sizeof(int32_t);
+    char what[4200];
+    snprintf(what, sizeof what, "%.4000s: the vocabulary of %d tokens", name, V);
+    if (memory_check(bytes, what, err)) return -1;
     b->merges = malloc(((size_t)b->n_merges * 2 + 1) * sizeof(int32_t));
     b->tok_off = malloc((size_t)V * sizeof(uint32_t));
     b->tok_len = malloc((size_t)V * sizeof(uint16_t));
     b->bytes = malloc((size_t)V * BPE_MAX_TOKEN_BYTES);
-    for (b->pair_cap = 16; b->pair_cap < 2 * (size_t)b->n_merges; b->pair_cap *= 2) {}
     b->pair_keys = calloc(b->pair_cap, sizeof(uint64_t));
     b->pair_ids = malloc(b->pair_cap * sizeof(int32_t));
     b->byte_pair = malloc(65536 * sizeof(int32_t));
@@ -334,6 +340,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
+    if (c * elem >= LARGE_BYTES && memory_check(c * elem, "", NULL)) return -1;
     void *q = realloc(*p, c * elem);
     if (!q) return -1;
     *p = q, *cap = c;

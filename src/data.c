@@ -72,7 +72,12 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
 // tokens (malloc'd) of text[0..n); errors name path.
 static int encode_text(const Tokenizer *tk, const unsigned char *text, size_t n, const char *path, int **tokens,
                        size_t *n_tokens, Error *err) {
-    *tokens = malloc((tokenizer_max_tokens(tk, n) + 1) * sizeof(int));
+    size_t bytes = (tokenizer_max_tokens(tk, n) + 1) * sizeof(int);
+    *tokens = NULL;
+    char what[4200];
+    snprintf(what, sizeof what, "%.4000s: tokenizing its %zu bytes", path, n);
+    if (bytes >= LARGE_BYTES && memory_check(bytes, what, err)) return -1;
+    *tokens = malloc(bytes);
     if (!*tokens) return err_set(err, "%s: out of memory", path);
     Error e;
     if (tokenizer_encode(tk, text, n, *tokens, n_tokens, &e)) {

@@ -285,24 +285,26 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
 }
 
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch) {
+                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch, int blocks) {
     if (T == 1) {
 #pragma omp parallel
         attention_one_team(out, att, q, k, v, B, pos0, kv_len, NH, NKV, HS, scratch);
         return;
     }
-    int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
+    int C = NH * HS, KVC = NKV * HS, group = NH / NKV, team = omp_get_max_threads();
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    if (blocks && team > blocks) team = blocks; // a thread per block of scratch
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(team)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const float *kb = k + (size_t)b * kv_len * KVC + (h / group) * HS;
             const float *vb = v + (size_t)b * kv_len * KVC + (h / group) * HS;
-            float *ab = att + ((size_t)b * NH + h) * T * kv_len;
+            float *ab = blocks ? att + (size_t)omp_get_thread_num() * attention_rows_floats(T, kv_len)
+                               : att + ((size_t)b * NH + h) * T * kv_len;
             for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
                 int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = pos0 + t0 + rows;
                 const float *qb = q + ((size_t)b * T + t0) * C + h * HS;
-                float *a = ab + (size_t)t0 * kv_len;
+                float *a = blocks ? ab : ab + (size_t)t0 * kv_len; // (rows, kv_len) either way
                 float *o = out + ((size_t)b * T + t0) * C + h * HS;
                 // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
@@ -314,6 +316,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             }
         }
 }
+
+size_t attention_rows_floats(int T, int kv_len) { return (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * (size_t)kv_len; }
 
 size_t attention_scratch_floats(int T) { return (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * (size_t)T; }
 

@@ -44,8 +44,14 @@ void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0
 // batch stride kv_len; att (B,NH,T,kv_len) holds the softmax probabilities
 // (kept for backward). Query head h reads kv head h / (NH/NKV). scratch:
 // attention_one_scratch_floats(B, kv_len, NH, HS), used when T = 1 (a decoded token).
+// blocks > 0 (nothing kept, T > 1): att is `blocks` scratches of
+// attention_rows_floats(T, kv_len), one per thread (at most `blocks` run), each
+// holding a block of rows at a time: memory linear in kv_len, not T x kv_len,
+// and the same sgemms on the same data at the same stride, so the same bits.
+// (T = 1 writes B*NH*kv_len of att either way.)
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
+                       int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch, int blocks);
+size_t attention_rows_floats(int T, int kv_len);
 size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS);
 // attention_forward's T = 1, for every thread of a parallel region to call
 // (worksharing loops; it returns after the team's barrier).

@@ -265,6 +265,26 @@ static size_t token_norm_floats(const Model *m) {
     return ((size_t)m->cfg.dim + (size_t)NORM_KINDS[m->cfg.norm].stats + 15) / 16 * 16;
 }
 
+// Without stored activations, attention's blocks of score rows: one per
+// thread, but no more than the (batch, head) tasks that can run at once.
+static int att_blocks(const Acts *a, int n_heads) {
+    int64_t tasks = (int64_t)a->B * n_heads;
+    return tasks < a->nthreads ? (int)tasks : a->nthreads;
+}
+
+// The attention probabilities: every layer's (B,NH,T,kv_len) for the backward
+// pass; otherwise a decoded token's (B,NH,kv_len) or att_blocks blocks of
+// rows, whichever is larger: linear in the context, where T x kv_len of a
+// long window would not fit any machine (and never more than that).
+static int att_floats(const Acts *a, int n_heads, size_t *out) {
+    size_t per = (size_t)a->B * (size_t)n_heads, rows = attention_rows_floats(a->T_cap, a->kv_len);
+    if (a->store_all)
+        return size_mul(per, (size_t)a->T_cap, out) || size_mul(*out, (size_t)a->kv_len, out) ? -1 : 0;
+    if (size_mul(per, (size_t)a->kv_len, out) || size_mul((size_t)att_blocks(a, n_heads), rows, &rows)) return -1;
+    if (rows > *out) *out = rows;
+    return 0;
+}
+
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err) {
     const ModelConfig *c = &m->cfg;
     memset(a, 0, sizeof *a);
@@ -278,7 +298,7 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     size_t ns = (size_t)kind->stats; // the norm's saved floats per row
     // the largest products, checked; every other part is smaller than one of these
     size_t big, one; // one: a decoded token's attention scratch
-    if (size_mul(N, (size_t)c->n_heads, &att) || size_mul(att, (size_t)kv_len, &att) ||
+    if (att_floats(a, c->n_heads, &att) ||
         size_mul(one = attention_one_scratch_floats(B, kv_len, c->n_heads, (int)(d / c->n_heads)), sizeof(float),
                  &big) ||
         size_mul(S, att, &big) || size_mul((size_t)B * L * kv_len, kvd, &big) ||
@@ -308,6 +328,9 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     for (size_t i = 0; i < nparts; i++) // parts rounded to 16 floats (64 bytes)
         if (size_add(total, (parts[i].n + 15) & ~(size_t)15, &total))
             return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
+    char what[128];
+    snprintf(what, sizeof what, "the activation block for %d x %d positions with %d keys", B, T, kv_len);
+    if (memory_check(total * sizeof(float) + N * sizeof(double), what, err)) return -1;
     a->block = alloc_floats(total);
     a->block_floats = total;
     a->row_loss = calloc(N, sizeof(double));
@@ -449,7 +472,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
     attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
-                      c->n_heads, c->n_kv_heads, HS, a->att_one);
+                      c->n_heads, c->n_kv_heads, HS, a->att_one, a->store_all ? 0 : att_blocks(a, c->n_heads));
     lap(a, PART_ATTENTION, &t);
     matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);

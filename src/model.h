@@ -109,7 +109,9 @@ typedef struct {
 // Activations for B sequences of T positions. kv_len is the key/value length
 // each layer keeps: T for training, the context length for generation (then
 // B = 1 and k, v are the KV cache). With store_all, every layer keeps its own
-// buffers for the backward pass; otherwise layers share them.
+// buffers for the backward pass; otherwise layers share them, and att holds
+// no (T, kv_len) scores, only a block of rows per thread (at most nthreads):
+// memory linear in the context.
 typedef struct {
     int B, T_cap, kv_len, store_all, nthreads;
     int T; // positions in the last forward (<= T_cap)

@@ -27,6 +27,15 @@ static int alloc_vocab(SpTok *t, int vocab_size, size_t text_cap) {
     return -1;
 }
 
+// What alloc_vocab takes, checked before it is asked for: a model's
+// vocab_size goes up to 2^20, the text up to the file's size.
+static int vocab_memory_check(int vocab_size, size_t text_cap, const char *path, Error *err) {
+    size_t per = sizeof(float) + 2 * sizeof(SpPiece) + sizeof(int16_t);
+    char what[4200];
+    snprintf(what, sizeof what, "%.4000s: the vocabulary of %d tokens", path, vocab_size);
+    return memory_check((size_t)vocab_size * per + text_cap, what, err);
+}
+
 void sptok_free(SpTok *t) {
     free(t->scores);
     free(t->text);
@@ -140,6 +149,7 @@ static int read_vocab(SpTok *t, FILE *f, size_t size, int vocab_size, const char
                        max_len, MAX_TOKEN_LENGTH_LIMIT);
     // the pieces' bytes come from the file, so the file's size bounds them
     size_t cap = (size_t)vocab_size * (size_t)max_len;
+    if (vocab_memory_check(vocab_size, cap < size ? cap : size, path, err)) return -1;
     if (alloc_vocab(t, vocab_size, cap < size ? cap : size))
         return err_set(err, "%s: out of memory for %d tokens", path, vocab_size);
     t->max_token_length = max_len;
@@ -299,6 +309,11 @@ int sptok_encode(const SpTok *t, const unsigned char *text, size_t n, int *token
     if (n == 0) return 0;
     if (n > (size_t)1 << 30) return err_set(err, "text of %zu bytes is too long to encode", n);
     size_t ns = n + 1; // the dummy prefix: llama2.c (sentencepiece) encodes " " + text
+    // the text, its linked list and heap: some 80 bytes a byte, checked first
+    size_t scratch = ns * (1 + 2 * sizeof(int) + 3 * sizeof(Cand)) + 2 * (size_t)t->max_token_length;
+    char what[96];
+    snprintf(what, sizeof what, "encoding %zu bytes (llama2.c tokenizer)", n);
+    if (memory_check(scratch, what, err)) return -1;
     unsigned char *s = malloc(ns);
     Merger g = {.tok = tokens + 1, .prev = malloc(ns * sizeof(int)), .next = malloc(ns * sizeof(int)),
                 .heap = malloc(3 * ns * sizeof(Cand)), .buf = malloc(2 * (size_t)t->max_token_length)};

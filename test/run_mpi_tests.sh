@@ -179,5 +179,6 @@ expect "SIGTERM to one of 2 ranks: both stop after step $step with a checkpoint 
 
 passed=$(grep -c '^ok - ' "$LOG")
 failed=$(grep -c '^FAIL - ' "$LOG")
-echo "$passed passed, $failed failed"
+skipped=$(grep -c '^skip - ' "$LOG")
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test runner: unit and reference tests (build/test_core), then
 # end-to-end checks of the two programs, then the analysis scripts' tests.
-# Every check prints "ok - NAME" or "FAIL - NAME: why"; the last line is
-# "N passed, N failed" and the exit status is non-zero on any failure.
+# Every check prints "ok - NAME" or "FAIL - NAME: why", or "skip - NAME: why"
+# when it cannot run here (never "ok"); the last line is "N passed, N failed,
+# N skipped" and the exit status is non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/tinyshakespeare.txt} # data/get_data.sh puts it there (make test runs it)
@@ -33,6 +34,7 @@ section() {
 say() { printf '%s\n' "$*" | tee -a "$LOG"; }
 ok() { say "ok - $1"; }
 fail() { say "FAIL - $1: $2"; }
+skip() { say "skip - $1: $2"; }
 expect() { # expect NAME CONDITION-EXIT-STATUS WHY
     if [ "$2" -eq 0 ]; then ok "$1"; else fail "$1" "$3"; fi
 }
@@ -521,7 +523,7 @@ open(sys.argv[2],'wb').write(b[:o])" "$TOKB" "$TMP/tok512.bin"
     expect "stories260K --eval scores a file through the llama2.c tokenizer" $? "got: $out"
     bad_case "stories260K without -z" 1 "stories260K.bin: vocab_size = 512.*-z TOKENIZER" "$INFER" "$S260"
 else
-    ok "stories260K generation (skipped: no $S260 or $TOKB)"
+    say "skip - stories260K generation: no $S260 or $TOKB"
 fi
 
 # ---------------------------------------------------------------------------
@@ -938,7 +940,7 @@ if [ -f "$NLC/node_modules/node-llama-cpp/package.json" ] && command -v node >/d
 elif [ "${REQUIRE_LLAMA_CPP:-0}" = 1 ]; then
     fail "llama.cpp checks" "node-llama-cpp is not installed under $NLC (scripts/setup_node.sh)"
 else
-    echo "skip - llama.cpp checks of the GGUF exports: node-llama-cpp is not installed (scripts/setup_node.sh needs node and npm's registry)"
+    say "skip - llama.cpp checks of the GGUF exports: node-llama-cpp is not installed (scripts/setup_node.sh needs node and npm's registry)"
 fi
 
 # refused models: one line, exit 1, nothing written
@@ -1046,7 +1048,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
         "exit $rc: $(diff <(echo "$before") <(echo "$after") | head -3 | tr '\n' ' ') $(tail -n 2 "$TMP/demo.log" | tr '\n' ' ')"
     rm -rf "$D"
 else
-    ok "a demo run leaves git status as it was (skipped: not a git checkout)"
+    say "skip - a demo run leaves git status as it was: not a git checkout"
 fi
 
 # the grid sweep end to end: 2 x 2 cells (lr x alpha-attn), RMSNorm and DyT, 1 seed, 6 steps;
@@ -1084,5 +1086,6 @@ expect "no include cycle among the modules, no upward include from src/: $(tail 
 section "done"
 passed=$(grep -c '^ok - ' "$LOG")
 failed=$(grep -c '^FAIL - ' "$LOG")
-echo "$passed passed, $failed failed"
+skipped=$(grep -c '^skip - ' "$LOG")
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

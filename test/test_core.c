@@ -29,11 +29,18 @@
 #include "../src/threads.h"
 #include "../src/vmath.h"
 
-static int n_fail = 0;
+static int n_pass = 0, n_fail = 0, n_skip = 0;
+
+// A check that cannot run here (its data is absent) says so: never "ok".
+static void skip(const char *name, const char *why) {
+    n_skip++;
+    printf("skip - %s: %s\n", name, why);
+}
 
 static void check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void check(int ok, const char *name, const char *fmt, ...) {
     if (ok) {
+        n_pass++;
         printf("ok - %s\n", name);
         return;
     }
@@ -335,6 +342,33 @@ static void fill_normal(float *x, size_t n, Rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal(r);
 }
 
+// Without the probabilities kept (evaluation, prefill), a block of rows per
+// thread: the same bits as the full (B,NH,T,kv_len) array, on 1 and 2 threads
+// (blocks), for the training shape and for 40 queries over a KV cache at 100.
+// att: the full array, for the reference.
+static void test_attention_blocks(const float *q, const float *k, const float *v, float *att) {
+    enum { B = 2, T = 150, NH = 4, NKV = 2, HS = 8, C = NH * HS };
+    static const int SHAPE[2][4] = {{B, T, 0, T}, {1, 40, 100, T}}; // B, T, pos0, kv_len
+    size_t nq = (size_t)B * T * C;
+    float *ref = calloc(nq, 4), *out = calloc(nq, 4), *rows = calloc(2 * attention_rows_floats(T, T), 4);
+    int same = ref && out && rows, saved = omp_get_max_threads();
+    for (int s = 0; same && s < 2; s++) {
+        const int *z = SHAPE[s];
+        size_t n = (size_t)z[0] * z[1] * C;
+        attention_forward(ref, att, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, 0);
+        for (int th = 1; th <= 2; th++) {
+            omp_set_num_threads(2); // more threads than blocks: the team is cut to the blocks
+            memset(out, 0xff, n * 4);
+            attention_forward(out, rows, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, th);
+            same &= !memcmp(out, ref, n * 4);
+        }
+    }
+    omp_set_num_threads(saved);
+    check(same, "attention forward with a block of rows per thread = the full probabilities, bit for bit "
+          "(T 150 and 40 queries at 100; 1 and 2 blocks)", "outputs differ");
+    free(ref), free(out), free(rows);
+}
+
 static void test_attention(void) {
     enum { B = 2, T = 150, NH = 4, NKV = 2, HS = 8, C = NH * HS, KVC = NKV * HS };
     size_t nq = (size_t)B * T * C, nk = (size_t)B * T * KVC, np = (size_t)B * NH * T * T;
@@ -344,7 +378,7 @@ static void test_attention(void) {
     double *o64 = calloc(nq, 8), *p64 = calloc(np, 8);
     Rng r = rng_make(11, 2);
     fill_normal(q, nq, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r), fill_normal(dout, nq, &r);
-    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS, NULL);
+    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS, NULL, 0);
     attention_naive(o64, p64, q, k, v, B, T, 0, T, NH, NKV, HS);
     double eo = max_rel_diff(out, o64, nq), ep = max_rel_diff(att, p64, np);
     check(eo < 1e-5 && ep < 1e-5, "attention forward (T 150, GQA) = float64 formula within 1e-5",
@@ -376,10 +410,11 @@ static void test_attention(void) {
     check(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "attention backward (T 150, GQA) = float64 formula within 1e-5",
           "dq %.3g, dk %.3g, dv %.3g", eq, ek, ev);
     // generation's shape: 40 new queries at position 100 against a cache of 150
-    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS, NULL);
+    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS, NULL, 0);
     attention_naive(o64, p64, q, k, v, 1, 40, 100, T, NH, NKV, HS);
     eo = max_rel_diff(out, o64, (size_t)40 * C);
     check(eo < 1e-5, "attention forward over a KV cache (40 queries at 100) within 1e-5", "out %.3g", eo);
+    test_attention_blocks(q, k, v, att);
     free(q), free(k), free(v), free(out), free(att), free(dout), free(dq), free(dk), free(dv);
     free(scratch), free(o64), free(p64), free(dq64), free(dk64), free(dv64);
 }
@@ -408,7 +443,7 @@ static void test_attention_one_query(void) {
             int pos = POS[pi];
             for (int th = 0; th < 2; th++) {
                 omp_set_num_threads(th + 1);
-                attention_forward(out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch);
+                attention_forward(out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch, 0);
             }
             omp_set_num_threads(saved);
             same &= !memcmp(out[0], out[1], sizeof(float) * B * C);
@@ -1185,7 +1220,7 @@ static void test_llama2c_logits(const char *dir, const char *data_dir) {
     snprintf(model, sizeof model, "%s/stories260K.bin", data_dir);
     snprintf(ref, sizeof ref, "%s/l2c_stories260K.ref.bin", dir);
     if (!file_exists(model)) {
-        printf("ok - llama2c stories260K: logits (skipped: no %s)\n", model);
+        skip("llama2c stories260K: logits", model);
         return;
     }
     test_llama2c_case(model, ref, "stories260K", FMT_LLAMA2C_LEGACY, 1);
@@ -1442,7 +1477,7 @@ static void test_sptok_llama(const char *data_dir) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
     if (!file_exists(path)) {
-        printf("ok - sptok: the Llama 2 tokenizer (skipped: no %s)\n", path);
+        skip("sptok: the Llama 2 tokenizer", path);
         return;
     }
     SpTok t;
@@ -1632,7 +1667,7 @@ static void test_bpe_text(const char *data_dir) {
     size_t n;
     Error err = {{0}};
     if (!file_exists(path) || read_file(path, &text, &n, &err)) {
-        check(1, "bpe: Tiny Shakespeare tests (skipped: no tinyshakespeare.txt)", "%s", path);
+        skip("bpe: Tiny Shakespeare tests", path);
         return;
     }
     Bpe a, b;
@@ -1884,6 +1919,33 @@ static void test_bpe_model_file(void) {
 // MLP, residual gates (set to 0.7 and 1.3: at their initial 0 the branches
 // would not count), the embedding scale, a tied head and one kv head for four
 // query heads.
+// The forward without stored activations (evaluation, prefill: attention in
+// blocks of rows, no T x T scores) = the training forward (every probability
+// kept), bit for bit: T 150 spans three blocks of rows, the last one short.
+static void test_forward_unstored(void) {
+    enum { T = 150, V = 256 };
+    ModelConfig c = {.dim = 64, .hidden_dim = default_hidden_dim(64, MLP_SWIGLU), .n_layers = 2, .n_heads = 4,
+                     .n_kv_heads = 2, .vocab_size = V, .seq_len = 4 * T, .mlp = MLP_SWIGLU, .norm_eps = 1e-5f,
+                     .rope_theta = 10000.0f};
+    config_set_norm(&c, NORM_RMS);
+    Model m;
+    Acts a[2];
+    Error err = {{0}};
+    int tok[T], made = 0, created = !model_create(&m, &c, &err), ok = created;
+    for (int i = 0; i < T; i++) tok[i] = (i * 53 + 7) % V;
+    if (ok) model_init(&m, 6);
+    for (int store = 0; ok && store < 2; store++) {
+        ok = !acts_create(&a[store], &m, 1, T, T, store, &err);
+        made += ok;
+        ok = ok && !model_forward(&m, &a[store], tok, T, 0, 1, &err);
+    }
+    int same = ok && !memcmp(a[0].logits, a[1].logits, (size_t)T * V * sizeof(float));
+    check(same, "a forward without stored activations (blocks of score rows) = the training forward, bit for bit "
+          "(T 150)", "%s", ok ? "logits differ" : err.msg);
+    while (made > 0) acts_free(&a[--made]);
+    if (created) model_free(&m);
+}
+
 static void test_decode_steps(void) {
     enum { PROMPT = 60, STEPS = 12, V = 256 };
     for (int kind = 0; kind < 3; kind++) {
@@ -2073,6 +2135,7 @@ int main(int argc, char **argv) {
     test_select_kth();
     test_batch_rows();
     test_decode_steps();
+    test_forward_unstored();
     test_thread_tuner();
     if (!mkdtemp(TMP_DIR)) {
         check(0, "llama2c tests: a temporary folder", "mkdtemp failed");
@@ -2100,5 +2163,6 @@ int main(int argc, char **argv) {
     test_data_sources();
     test_export_encodings();
     rmdir(TMP_DIR);
+    printf("# test_core: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
     return n_fail ? 1 : 0;
 }

@@ -68,5 +68,5 @@ if [ -f "$SHARED/stories260K.bin" ] && [ -f "$SHARED/tokenizer.bin" ]; then
     vg "stories260K with tokenizer.bin, 40 tokens" 0 "$BIN/infer_llama" "$SHARED/stories260K.bin" \
         -z "$SHARED/tokenizer.bin" --prompt "Once upon a time" -n 40 --temperature 0
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
