@@ -34,7 +34,7 @@ LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes
 TRAIN_OBJ = $(BUILD)/src/dist.o
 
-.PHONY: all test test-mpi demo bench figures clean fuzz asan ubsan valgrind blas-check
+.PHONY: all test test-mpi demo bench figures help-docs clean fuzz asan ubsan valgrind blas-check
 all: train_llama infer_llama tokenize export_llama
 
 # Before the first compile: without OpenBLAS's header, one line says what to install
@@ -113,6 +113,16 @@ figures:
 	@if [ -f runs/bench/bench.md ]; then cp runs/bench/bench.md runs/bench/bench.csv docs/ && \
 	    echo "figures: docs/bench.md, docs/bench.csv updated from runs/bench/"; \
 	else echo "figures: no runs/bench/bench.md (run make bench first); docs/bench.* left as they are"; fi
+
+# docs/help/PROGRAM.txt: each program's --help, which docs/usage.md links instead of
+# pasting it. `make test` checks that they equal the built programs' output, so a
+# changed flag or help line fails the suite until `make help-docs` is run.
+HELP_PROGS = train_llama infer_llama export_llama tokenize
+help-docs: $(HELP_PROGS)
+	@mkdir -p docs/help
+	$(Q)for p in $(HELP_PROGS); do ./$$p --help >docs/help/$$p.txt.tmp && \
+	    mv docs/help/$$p.txt.tmp docs/help/$$p.txt || exit 1; done
+	@echo "help-docs: docs/help/{$$(echo $(HELP_PROGS) | tr ' ' ,)}.txt written from --help"
 
 # Fuzzing (fuzz/): libFuzzer targets for the model/checkpoint loader, the
 # llama2.c tokenizer loader, the BPE tokenizer loader and the token cache loader,

@@ -1070,6 +1070,19 @@ expect "sweep.sh grid: 2x2 cells x 2 norms, heatmap, summary per norm, the sched
 expect "sweep.sh grid rerun with --jobs 2: every run skipped" $? "$(head -c 300 "$TMP/grid2.log")"
 
 # ---------------------------------------------------------------------------
+section "docs: the generated --help pages, every relative link"
+# docs/help/PROGRAM.txt is what `make help-docs` writes: each must equal the program's --help now
+for p in train_llama infer_llama export_llama tokenize; do
+    "${BIN:-.}/$p" --help >"$TMP/help_$p.txt" 2>&1
+    diff -u "docs/help/$p.txt" "$TMP/help_$p.txt" >"$TMP/help_$p.diff" 2>&1
+    expect "docs/help/$p.txt equals $p --help" $? \
+        "stale: run make help-docs and commit docs/help/ ($(sed -n '3,8p' "$TMP/help_$p.diff" | tr '\n' ' ' | head -c 300))"
+done
+# every relative link (and #heading) in README.md and docs/**/*.md names something that exists
+$PY test/check_links.py >"$TMP/links.out" 2>&1
+expect "README.md and docs/: every relative link resolves" $? "$(head -n 5 "$TMP/links.out" | tr '\n' ' ')"
+
+# ---------------------------------------------------------------------------
 if [ -f test/test_analyze.py ]; then
     section "analysis scripts"
     $PY test/test_analyze.py 2>&1 | tee -a "$LOG"
