@@ -127,6 +127,7 @@ static int export_model(const Model *m, ModelFormat format, const Settings *s, E
 }
 
 int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN); // a closed pipe is a failed write (exit 1, one line), not exit 141
     Settings s = {0};
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,7 @@ static int generate(const Model *m, const Tokenizer *tk, const Settings *s, cons
         if ((stopped = tokenizer_is_stop(tk, next))) break;
         const unsigned char *piece;
         fwrite(piece, 1, tokenizer_decode(tk, w.tokens[w.n - 1], next, &piece), stdout);
-        fflush(stdout);
+        if (fflush(stdout)) break; // nobody reads the text any more: stream_check says so
         produced++;
         if (produced == s->n) break;
         tuner_next(&tuner);
@@ -311,6 +312,9 @@ static int run(const Model *m, const Settings *s, const char *model_path, Error 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); // before anything else: it may start the program again
     stdout_buffer();
+    // a reader that went away (| head) is a failed write of stdout, said in one
+    // line with exit 1 (stream_check), not a death by SIGPIPE (exit 141)
+    signal(SIGPIPE, SIG_IGN);
     Settings s = default_settings();
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];

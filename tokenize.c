@@ -7,6 +7,7 @@
 //   ./tokenize encode data/input.txt --tokenizer data/input.txt.bpe1024   # -> data/input.txt.bpe1024.tok
 //   ./tokenize decode data/input.txt.bpe1024.tok --tokenizer data/input.txt.bpe1024 > copy.txt
 //   ./tokenize bench data/input.txt --sizes 512,1024,4096
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,7 @@ static int cmd_bench(const char *text_path, const Settings *s) {
 int main(int argc, char **argv) {
     Settings s = default_settings();
     stdout_buffer();
+    signal(SIGPIPE, SIG_IGN); // a closed pipe is a failed write (exit 1, one line), not exit 141
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[2];
     int n_pos;

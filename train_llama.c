@@ -864,6 +864,12 @@ static int log_open(Run *r, int resuming, Error *err) {
         if (line > 0) note_val_loss(r, (const char *)text + i, j - i);
         i = j + 1;
     }
+    size_t dropped = 0; // lines past the kept ones: never cut without a word
+    for (size_t k = i; k < n; k++) dropped += text[k] == '\n' || k + 1 == n;
+    if (dropped && i && r->dist.rank == 0)
+        fprintf(stderr, "train_llama: %s: %zu line%s after step %lld dropped (rows past the checkpoint are redone; "
+                "a last line without a line end is taken for one a crash cut short)\n", src, dropped,
+                dropped == 1 ? "" : "s", (long long)r->st.step);
     Chunk kept = {text, i};
     char *remapped = NULL;
     int rc = n && !i ? err_set(err, "%s: no complete line (no \\n); move the file away (the resume then starts a new "
@@ -893,6 +899,20 @@ static long long numbered_step(const char *name) {
     return strcmp(end, ".bin") ? -1 : step;
 }
 
+// A numbered checkpoint this trainer may replace or delete: a regular file
+// (not a symlink, device or FIFO) that starts as our files do ("LDYT").
+static int numbered_ours(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) || !S_ISREG(st.st_mode)) return 0;
+    Error e;
+    size_t size;
+    FILE *f = open_regular(path, &size, &e);
+    uint32_t magic = 0;
+    int ok = f && fread(&magic, 4, 1, f) == 1 && magic == MODEL_MAGIC;
+    if (f) fclose(f);
+    return ok;
+}
+
 static int cmp_desc_ll(const void *a, const void *b) {
     long long x = *(const long long *)a, y = *(const long long *)b;
     return (x < y) - (x > y);
@@ -915,7 +935,7 @@ static void prune_checkpoints(Run *r) {
     qsort(steps, n, sizeof steps[0], cmp_desc_ll);
     for (size_t i = (size_t)r->s.keep; i < n; i++) {
         char path[4200];
-        if (!numbered_path(r, steps[i], path) && unlink(path) && errno != ENOENT)
+        if (!numbered_path(r, steps[i], path) && numbered_ours(path) && unlink(path) && errno != ENOENT)
             fprintf(stderr, "train_llama: warning: cannot delete %s: %s\n", path, strerror(errno));
     }
 }
@@ -927,7 +947,11 @@ static void prune_checkpoints(Run *r) {
 static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
     char path[4200];
     if (numbered_path(r, r->st.step, path)) return err_set(err, "%s: path too long", r->s.out);
-    if (unlink(path) && errno != ENOENT) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
+    if (!access(path, F_OK) || errno != ENOENT) { // (a dangling symlink too)
+        if (!numbered_ours(path))
+            return err_set(err, "%s: exists and is not a checkpoint this trainer wrote: not replaced", path);
+        if (unlink(path)) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
+    }
     if (link(r->path_ckpt, path) &&
         checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, path, err))
         return -1;
@@ -1422,6 +1446,12 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (!s->data && !s->resume) return usage_error(err, "--data FILE is required");
+    const char *paths[][2] = {{"--out", s->out}, {"--data", s->data}, {"--val-data", s->val_data}, {"--resume", s->resume}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: an empty path", paths[i][0]);
+        if (paths[i][1] && !*paths[i][1]) return usage_error(err, msg);
+    }
     if (norm_find(s->norm) < 0) {
         char names[512], msg[1024];
         norm_names(names, sizeof names);
@@ -1571,6 +1601,17 @@ static int check_out_free(const Run *r, Error *err) {
             return err_set(err, "%s: path too long", s->out);
         if (output_check(path, err) || output_check(strcat(path, ".tmp"), err)) return -1;
     }
+    DIR *d = s->keep > 1 ? opendir(s->out) : NULL; // --keep replaces and deletes checkpoint-STEP.bin
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[4200];
+        if (numbered_step(e->d_name) < 0 || snprintf(path, sizeof path, "%s/%s", s->out, e->d_name) >= 4200 ||
+            numbered_ours(path))
+            continue;
+        closedir(d);
+        return err_set(err, "%s: is not a checkpoint this trainer wrote, and --keep would replace or delete it: "
+                       "move it away or choose another --out", path);
+    }
+    if (d) closedir(d);
     if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
     if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
         return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",

@@ -185,13 +185,20 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
     signal(sig, SIG_DFL); // not ours: the default action when the fault repeats
 }
 
-// The program's name for messages, read once (/proc/self/comm), before any signal.
+// The program's name for messages (argv[0]'s last part, from
+// /proc/self/cmdline), read once, before any signal. Not /proc/self/comm: a
+// program that re-executes itself through /proc/self/exe (threads.h) is
+// "exe" there.
 static void program_name(char *out, size_t cap) {
+    char arg0[256] = "";
     snprintf(out, cap, "error");
-    FILE *f = fopen("/proc/self/comm", "r"); // a kernel file, never a user's path
+    FILE *f = fopen("/proc/self/cmdline", "r"); // a kernel file, never a user's path
     if (!f) return;
-    if (fgets(out, (int)cap, f)) out[strcspn(out, "\n")] = '\0';
+    size_t n = fread(arg0, 1, sizeof arg0 - 1, f);
     fclose(f);
+    arg0[n] = '\0'; // the first argument ends at its NUL
+    const char *slash = strrchr(arg0, '/');
+    if (arg0[0]) snprintf(out, cap, "%s", slash ? slash + 1 : arg0);
 }
 
 void map_guard_add(const void *p, size_t n, const char *path) {
