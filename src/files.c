@@ -198,7 +198,9 @@ static void program_name(char *out, size_t cap) {
     fclose(f);
     arg0[n] = '\0'; // the first argument ends at its NUL
     const char *slash = strrchr(arg0, '/');
-    if (arg0[0]) snprintf(out, cap, "%s", slash ? slash + 1 : arg0);
+    const char *name = slash ? slash + 1 : arg0;
+    size_t k = strlen(name) < cap ? strlen(name) : cap - 1; // cut to fit, knowingly
+    if (k) memcpy(out, name, k), out[k] = '\0';
 }
 
 void map_guard_add(const void *p, size_t n, const char *path) {
