@@ -42,20 +42,31 @@ static void usage(FILE *f) {
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
 }
 
+// A llama2.c tokenizer file of exactly V tokens. run.c reads only the first
+// vocab_size of a longer one, so Llama 2's 32000 would pass for a byte
+// model's 256 (<unk>, <s>, </s>, <0x00>, ...) and every token's text would be
+// wrong.
+static int sptok_load_exact(SpTok *sp, const char *path, int V, Error *err) {
+    if (sptok_load(sp, path, V, err)) return -1;
+    if (sp->file_tokens == V) return 0;
+    if (sp->file_tokens < 0)
+        err_set(err, "%s: the bytes after the model's %d tokens are not whole entries", path, V);
+    else
+        err_set(err, "%s: holds %d tokens, the model has %d: not this model's tokenizer", path, sp->file_tokens, V);
+    sptok_free(sp);
+    return -1;
+}
+
+// An existing OUT.tokenizer.bin is replaced only when it is the model's (files.h).
 static int sptok_probe(const char *path, void *vocab_size, Error *err) {
     SpTok sp;
-    int V = *(const int *)vocab_size;
-    if (sptok_load(&sp, path, V, err)) return -1;
-    int whole = sp.file_tokens == V;
+    if (sptok_load_exact(&sp, path, *(const int *)vocab_size, err)) return -1;
     sptok_free(&sp);
-    return whole ? 0 : err_set(err, "it is not %d tokens long", V);
+    return 0;
 }
 
 // The tokenizer for llama2.c: the byte vocabulary of a byte model, or -z for a
-// llama2.c model with its own. A -z file must hold exactly the model's tokens:
-// run.c reads only the first vocab_size of a longer one, so Llama 2's 32000
-// would pass for a byte model's 256 (<unk>, <s>, </s>, <0x00>, ...) and every
-// token's text would be wrong.
+// llama2.c model with its own (exactly the model's tokens).
 static int export_tokenizer(SpTok *sp, const Model *m, ModelFormat format, const char *tok_path, const char *out,
                             Error *err) {
     int V = m->cfg.vocab_size, bytes = V == 256 && format == FMT_LDYT;
@@ -66,15 +77,10 @@ static int export_tokenizer(SpTok *sp, const Model *m, ModelFormat format, const
         return err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
                        "-z TOKENIZER", out, V);
     if (!tok_path) return sptok_bytes(sp, err);
-    if (sptok_load(sp, tok_path, V, err)) return -1;
-    if (sp->file_tokens == V) return 0;
-    if (sp->file_tokens < 0)
-        err_set(err, "-z %s: the bytes after the model's %d tokens are not whole entries", tok_path, V);
-    else
-        err_set(err, "-z %s: holds %d tokens, the model has %d: not this model's tokenizer", tok_path,
-                sp->file_tokens, V);
-    sptok_free(sp);
-    return -1;
+    if (!sptok_load_exact(sp, tok_path, V, err)) return 0;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return err_set(err, "-z %s", msg);
 }
 
 // The model for llama2.c and its tokenizer beside it (OUT.bin ->

@@ -180,21 +180,16 @@ static int read_prompt(const Settings *s, Text *t, Error *err) {
 // The prompt's tokens. A byte model needs a token to start from: there an
 // empty prompt starts a line (llama2.c's tokenizer starts every text with BOS).
 static int encode_prompt(const Tokenizer *tk, const Text *prompt, int **out, int *n_out, Error *err) {
-    size_t n = 0, cap = tokenizer_max_tokens(tk, prompt->n + 1);
-    if (cap > INT_MAX)
-        return err_set(err, "%s: %zu bytes may make more than the %d tokens a prompt can have", prompt->name,
-                       prompt->n, INT_MAX);
-    char what[160];
-    snprintf(what, sizeof what, "%s: tokenizing its %zu bytes", prompt->name, prompt->n);
-    if (memory_check(cap * sizeof(int), what, err)) return -1;
-    int *tokens = malloc(cap * sizeof(int));
-    if (!tokens) return err_set(err, "%s: out of memory for its tokens", prompt->name);
-    Error e;
-    int rc = tokenizer_encode(tk, prompt->bytes, prompt->n, tokens, &n, &e);
-    if (!rc && n == 0) rc = tokenizer_encode(tk, (const unsigned char *)"\n", 1, tokens, &n, &e);
-    if (rc) {
+    size_t n = 0;
+    int *tokens;
+    if (encode_text(tk, prompt->bytes, prompt->n, prompt->name, &tokens, &n, err)) return -1;
+    if (n == 0) {
         free(tokens);
-        return err_set(err, "%s: %s", prompt->name, e.msg);
+        if (encode_text(tk, (const unsigned char *)"\n", 1, prompt->name, &tokens, &n, err)) return -1;
+    }
+    if (n > INT_MAX) {
+        free(tokens);
+        return err_set(err, "%s: %zu tokens, more than the %d a prompt can have", prompt->name, n, INT_MAX);
     }
     *out = tokens;
     *n_out = (int)n;

@@ -947,7 +947,8 @@ static void prune_checkpoints(Run *r) {
 static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
     char path[4200];
     if (numbered_path(r, r->st.step, path)) return err_set(err, "%s: path too long", r->s.out);
-    if (!access(path, F_OK) || errno != ENOENT) { // (a dangling symlink too)
+    struct stat st;
+    if (!lstat(path, &st)) { // something stands there (a dangling symlink too): replaced only when ours
         if (!numbered_ours(path))
             return err_set(err, "%s: exists and is not a checkpoint this trainer wrote: not replaced", path);
         if (unlink(path)) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
@@ -1339,14 +1340,13 @@ static const char *const RUN_FILES[] = {"log.csv", "model.bin", "checkpoint.bin"
 #define N_RUN_FILES (sizeof RUN_FILES / sizeof RUN_FILES[0])
 
 static int run_file(const char *name) {
-    const char *const *ours = RUN_FILES;
     char base[256];
     size_t n = strlen(name);
     if (n >= sizeof base) return 0;
     memcpy(base, name, n + 1);
     if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
     for (size_t i = 0; i < N_RUN_FILES; i++)
-        if (!strcmp(base, ours[i])) return 1;
+        if (!strcmp(base, RUN_FILES[i])) return 1;
     return numbered_step(base) >= 0;
 }
 

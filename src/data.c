@@ -69,8 +69,7 @@ int read_file(const char *path, unsigned char **data, size_t *n, Error *err) {
     return 0;
 }
 
-// tokens (malloc'd) of text[0..n); errors name path.
-static int encode_text(const Tokenizer *tk, const unsigned char *text, size_t n, const char *path, int **tokens,
+int encode_text(const Tokenizer *tk, const unsigned char *text, size_t n, const char *path, int **tokens,
                        size_t *n_tokens, Error *err) {
     size_t bytes = (tokenizer_max_tokens(tk, n) + 1) * sizeof(int);
     *tokens = NULL;

@@ -42,6 +42,10 @@ int tokenizer_is_stop(const Tokenizer *tk, int token);
 // Reads a whole file into memory (regular files only), followed by a NUL
 // byte not counted in *n. Caller frees *data.
 int read_file(const char *path, unsigned char **data, size_t *n, Error *err);
+// Encodes text[0..n) into *tokens (malloc'd, caller frees) and their count;
+// the memory is checked before it is asked for, and errors name `name`.
+int encode_text(const Tokenizer *tk, const unsigned char *text, size_t n, const char *name, int **tokens,
+                size_t *n_tokens, Error *err);
 // Reads a text file and encodes it: *tokens (caller frees) and their count.
 int encode_file(const char *path, const Tokenizer *tk, int **tokens, size_t *n_tokens, Error *err);
 

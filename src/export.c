@@ -189,11 +189,14 @@ uint16_t f32_to_f16(float x) {
     return (uint16_t)(sign | h);
 }
 
-// The first finite value that float16 turns into inf, or n: an inf or NaN
-// weight stays what it is (model loading refuses those anyway).
+// A finite value that float16 turns into inf (an inf or NaN weight stays
+// what it is: model loading refuses those anyway).
+static int f16_overflows(float x, uint16_t h) { return (h & 0x7FFF) == 0x7C00 && isfinite(x); }
+
+// The first such value of x[0..n), or n.
 static size_t f16_first_overflow(const float *x, size_t n) {
     for (size_t j = 0; j < n; j++)
-        if ((f32_to_f16(x[j]) & 0x7FFF) == 0x7C00 && isfinite(x[j])) return j;
+        if (f16_overflows(x[j], f32_to_f16(x[j]))) return j;
     return n;
 }
 
@@ -203,9 +206,8 @@ static int f16_refuse(const float *x, size_t j, const char *tensor, const char *
 }
 
 int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err) {
-    size_t j = f16_first_overflow(x, n);
-    if (j < n) return f16_refuse(x, j, tensor, path, err);
-    for (j = 0; j < n; j++) h[j] = f32_to_f16(x[j]);
+    for (size_t j = 0; j < n; j++) // checked as converted: one pass
+        if (f16_overflows(x[j], h[j] = f32_to_f16(x[j]))) return f16_refuse(x, j, tensor, path, err);
     return 0;
 }
 

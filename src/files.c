@@ -35,12 +35,8 @@ int path_resolve(const char *path, char *out, size_t cap, Error *err) {
     char *slash = strrchr(head, '/');
     const char *dir = slash == head ? "/" : slash ? (*slash = '\0', head) : ".";
     const char *base = slash ? slash + 1 : head;
-    if (!strcmp(base, ".") || !strcmp(base, "..") || !*base) { // resolve the whole path then
-        if (!realpath(path, real)) return err_set(err, "%s: %s", path, strerror(errno));
-        if (strlen(real) >= cap) return err_set(err, "%s: path too long", path);
-        strcpy(out, real);
-        return 0;
-    }
+    if (!strcmp(base, ".") || !strcmp(base, "..")) // "missing/..": no name to keep as given
+        return err_set(err, "%s: %s", path, strerror(ENOENT));
     if (!realpath(dir, real)) {
         // a folder that does not exist yet (train_llama --out a/b/c makes it): resolve its parent
         if (errno != ENOENT || !slash) return err_set(err, "%s: %s", dir, strerror(errno));
@@ -159,7 +155,6 @@ int write_file_atomic(const char *path, const Chunk *chunks, int n, Error *err) 
     return 0;
 }
 
-
 // ----------------------------------------------------------------------------
 // mapped inputs
 
@@ -172,6 +167,7 @@ typedef struct {
 } Guarded;
 static Guarded guarded[MAP_GUARD_MAX];
 static volatile sig_atomic_t guard_installed;
+static char guard_prog[64]; // the program's name, read when the handler is installed
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
     (void)ctx;
@@ -206,6 +202,7 @@ static void program_name(char *out, size_t cap) {
 void map_guard_add(const void *p, size_t n, const char *path) {
     if (!p || !n) return;
     if (!guard_installed) {
+        program_name(guard_prog, sizeof guard_prog);
         struct sigaction sa = {0};
         sa.sa_sigaction = on_sigbus;
         sa.sa_flags = SA_SIGINFO;
@@ -215,10 +212,8 @@ void map_guard_add(const void *p, size_t n, const char *path) {
     for (int i = 0; i < MAP_GUARD_MAX; i++)
         if (!guarded[i].lo) {
             Guarded *g = &guarded[i];
-            char prog[64];
-            program_name(prog, sizeof prog);
             int k = snprintf(g->msg, sizeof g->msg, "%s: %s: the file shrank while it was being read: stopped "
-                             "(what was saved before is intact)\n", prog, path);
+                             "(what was saved before is intact)\n", guard_prog, path);
             g->len = k < 0 ? 0 : (size_t)k < sizeof g->msg ? (size_t)k : sizeof g->msg - 1;
             g->hi = (const char *)p + n;
             g->lo = p; // last: the handler tests lo
