@@ -24,12 +24,13 @@ typedef struct {
     int f16;
 } Settings;
 
-#define OFF(f) offsetof(Settings, f)
+#define OPT_BASE Settings
 static const Option OPTIONS[] = {
-    {"--format", OPT_STR, OFF(format), 0, 0, "llama2c, gguf (llama.cpp) or hf (Hugging Face folder)"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "output file (llama2c, gguf) or folder (hf)"},
-    {"--f16", OPT_FLAG, OFF(f16), 0, 0, "store the matrices as float16 (gguf, hf; default float32)"},
-    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2c: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary"},
+    {OPTION_STR("--format", format, NULL), .help = "llama2c, gguf (llama.cpp) or hf (Hugging Face folder)"},
+    {OPTION_STR("--out", out, NULL), .help = "output file (llama2c, gguf) or folder (hf)"},
+    {OPTION_FLAG("--f16", f16), .help = "store the matrices as float16 (gguf, hf; default float32)"},
+    {OPTION_STR("-z", tokenizer, NULL),
+     .help = "llama2c: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -140,6 +141,7 @@ int main(int argc, char **argv) {
     int n_pos, f = -1;
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
+    if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
     if (rc == 1) {
         usage(stdout);
         if (!stream_check(stdout, "stdout", &err)) return 0;

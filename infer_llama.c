@@ -38,27 +38,33 @@ typedef struct {
     double temperature, top_p;
 } Settings;
 
-#define OFF(f) offsetof(Settings, f)
+#define OPT_BASE Settings
 static const Option OPTIONS[] = {
-    {"--prompt", OPT_STR, OFF(prompt), 0, 0, "text to continue ('-': read it from standard input; empty: a newline; "
-     "with -z, just BOS)"},
-    {"--prompt-file", OPT_STR, OFF(prompt_file), 0, 0, "read the text to continue from this file"},
-    {"-n", OPT_INT, OFF(n), 0, 1e9, "tokens to generate (past the context the window slides, keeping its last half; "
-     "fewer only at BOS/EOS with -z)"},
-    {"--temperature", OPT_FLOAT, OFF(temperature), 0, 100, "sampling temperature (0 = greedy)"},
-    {"--top-p", OPT_FLOAT, OFF(top_p), 1e-6, 1, "nucleus sampling mass (1 = off)"},
-    {"--top-k", OPT_INT, OFF(top_k), 0, 1e9, "sample among the k most likely tokens (0 = off)"},
-    {"--seed", OPT_INT, OFF(seed), -1, 9.007199254740992e15, "sampling seed (-1 = from the clock, printed)"},
-    {"--eval", OPT_STR, OFF(eval), 0, 0, "print the mean loss and perplexity of this file instead (generation flags unused)"},
-    {"--threads", OPT_INT, OFF(threads), 0, 1024,
-     "threads (0 = all cores; each decoded token then runs on all or on one, whichever was faster, and on one while other processes hold the cores)"},
-    {"-z", OPT_STR, OFF(tokenizer), 0, 0, "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 tokens)"},
+    {OPTION_STR("--prompt", prompt, NULL),
+     .help = "text to continue ('-': read it from standard input; empty: a newline; with -z, just BOS)"},
+    {OPTION_STR("--prompt-file", prompt_file, NULL), .help = "read the text to continue from this file"},
+    {OPTION_INT("-n", n, 0, 1e9, 256),
+     .help = "tokens to generate (past the context the window slides, keeping its last half; fewer only at "
+             "BOS/EOS with -z)"},
+    {OPTION_FLOAT("--temperature", temperature, 0, 100, 1.0), .help = "sampling temperature (0 = greedy)"},
+    {OPTION_FLOAT("--top-p", top_p, 1e-6, 1, 0.9), .help = "nucleus sampling mass (1 = off)"},
+    {OPTION_INT("--top-k", top_k, 0, 1e9, 0), .help = "sample among the k most likely tokens (0 = off)"},
+    {OPTION_INT("--seed", seed, -1, 9.007199254740992e15, -1), .help = "sampling seed (-1 = from the clock, printed)"},
+    {OPTION_STR("--eval", eval, NULL),
+     .help = "print the mean loss and perplexity of this file instead (generation flags unused)"},
+    {OPTION_INT("--threads", threads, 0, 1024, 0),
+     .help = "threads (0 = all cores; each decoded token then runs on all or on one, whichever was faster, and "
+             "on one while other processes hold the cores)"},
+    {OPTION_STR("-z", tokenizer, NULL),
+     .help = "llama2.c tokenizer.bin (default: the model's own BPE vocabulary, or bytes for models with 256 "
+             "tokens)"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
 static Settings default_settings(void) {
-    return (Settings){.n = 256, .top_k = 0, .seed = -1, .threads = 0,
-                      .temperature = 1.0, .top_p = 0.9};
+    Settings s;
+    options_defaults(OPTIONS, N_OPTIONS, &s);
+    return s;
 }
 
 static void usage(FILE *f) {
@@ -316,6 +322,7 @@ int main(int argc, char **argv) {
     int n_pos;
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
+    if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
     if (rc == 1) {
         usage(stdout);
         if (!stream_check(stdout, "stdout", &err)) return 0;

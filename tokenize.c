@@ -23,18 +23,21 @@ typedef struct {
     int64_t vocab_size, repeat;
 } Settings;
 
-#define OFF(f) offsetof(Settings, f)
+#define OPT_BASE Settings
 static const Option OPTIONS[] = {
-    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "train: tokens in the vocabulary (256 bytes + merges)"},
-    {"--tokenizer", OPT_STR, OFF(tokenizer), 0, 0, "encode, decode: the tokenizer file"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "train: TEXT.bpeN by default; encode: TEXT.bpeN.tok by default"},
-    {"--sizes", OPT_STR, OFF(sizes), 0, 0, "bench: vocabulary sizes, comma-separated"},
-    {"--repeat", OPT_INT, OFF(repeat), 1, 100, "bench: timed repetitions (the fastest is reported)"},
+    {OPTION_INT("--vocab-size", vocab_size, 256, 65536, 1024),
+     .help = "train: tokens in the vocabulary (256 bytes + merges)"},
+    {OPTION_STR("--tokenizer", tokenizer, NULL), .help = "encode, decode: the tokenizer file"},
+    {OPTION_STR("--out", out, NULL), .help = "train: TEXT.bpeN by default; encode: TEXT.bpeN.tok by default"},
+    {OPTION_STR("--sizes", sizes, "512,1024,4096"), .help = "bench: vocabulary sizes, comma-separated"},
+    {OPTION_INT("--repeat", repeat, 1, 100, 3), .help = "bench: timed repetitions (the fastest is reported)"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
 static Settings default_settings(void) {
-    return (Settings){.vocab_size = 1024, .sizes = "512,1024,4096", .repeat = 3};
+    Settings s;
+    options_defaults(OPTIONS, N_OPTIONS, &s);
+    return s;
 }
 
 static void usage(FILE *f) {
@@ -218,6 +221,7 @@ int main(int argc, char **argv) {
     int n_pos;
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 2, &n_pos, &err);
+    if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
     if (rc == 1) {
         usage(stdout);
         return stream_check(stdout, "stdout", &err) ? fail(&err) : 0;

@@ -31,358 +31,7 @@
 #include "src/options.h"
 #include "src/threads.h"
 
-// ----------------------------------------------------------------------------
-// settings
-
-typedef struct {
-    const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp;
-    int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
-    int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
-    double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult;
-    int no_dyt_beta, tie_embeddings, list_norms, residual_gate, norm_decay;
-    int64_t overlap;
-    int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
-} Settings;
-
-#define OFF(f) offsetof(Settings, f)
-#define BIG 1e9
-static const Option OPTIONS[] = {
-    {"--data", OPT_STR, OFF(data), 0, 0, "text to train on (required unless resuming): a file, a folder (its files in name order) or files separated by commas; documents are joined by the bytes \\n 0x1E \\n"},
-    {"--val-data", OPT_STR, OFF(val_data), 0, 0, "text to validate on, in the forms --data takes (default: the last 10% of --data's tokens)"},
-    {"--vocab-size", OPT_INT, OFF(vocab_size), 256, 65536, "tokens: 256 = bytes; more = a byte-level BPE vocabulary, trained on --data (or reused) in DATA.bpeN (beside a folder; beside the first of several files), with the encoded text cached in DATA.bpeN.tok"},
-    {"--out", OPT_STR, OFF(out), 0, 0, "output folder for log.csv, checkpoint.bin, model.bin, result.txt (default: runs/NORM); not on or inside --data or --val-data"},
-    {"--norm", OPT_STR, OFF(norm), 0, 0, "the norm kind (the list below; --list-norms)"},
-    {"--emb-scale", OPT_STR, OFF(emb_scale), 0, 0, "on or off: the embedding output times a learnable scalar, init sqrt(dim) (default: on for the norm-free kinds, off for the normalizing ones)"},
-    {"--dim", OPT_INT, OFF(dim), 2, 65536, "model width d"},
-    {"--layers", OPT_INT, OFF(layers), 1, 1024, "transformer blocks"},
-    {"--heads", OPT_INT, OFF(heads), 1, 65536, "query heads (d/heads must be even)"},
-    {"--kv-heads", OPT_INT, OFF(kv_heads), 0, 65536, "key/value heads, divides --heads (0 = --heads)"},
-    {"--mlp", OPT_STR, OFF(mlp), 0, 0, "MLP: swiglu (w2(silu(w1 n) * w3 n)) or gelu (w2(gelu(w1 n)), two matrices)"},
-    {"--hidden", OPT_INT, OFF(hidden), 0, 1048576, "MLP hidden size (0 = SwiGLU: 8d/3 rounded up to 32; GELU: 4d)"},
-    {"--seq", OPT_INT, OFF(seq), 1, 65536, "sequence length T (the model's context)"},
-    {"--batch", OPT_INT, OFF(batch), 1, 65536, "sequences per micro-batch B"},
-    {"--grad-accum", OPT_INT, OFF(grad_accum), 1, 65536, "micro-batches per optimizer step"},
-    {"--steps", OPT_INT, OFF(steps), 1, BIG, "optimizer steps"},
-    {"--lr", OPT_FLOAT, OFF(lr), 0, 10, "peak learning rate"},
-    {"--warmup", OPT_INT, OFF(warmup), 0, BIG, "linear warmup steps, then cosine decay to lr/10"},
-    {"--weight-decay", OPT_FLOAT, OFF(weight_decay), 0, 10, "AdamW weight decay (matrices and embeddings; every parameter with --norm-decay)"},
-    {"--norm-decay", OPT_FLAG, OFF(norm_decay), 0, 0, "weight decay also on the norm parameters, the embedding scale and the gates: one AdamW group, as the DyT authors' LLaMA code"},
-    {"--scalar-lr-mult", OPT_FLOAT, OFF(scalar_lr_mult), 0, 1e6, "learning rate (and decay) of the scalar parameters (each alpha and shift, the embedding scale, the residual gates) as a multiple of --lr's"},
-    {"--clip", OPT_FLOAT, OFF(clip), 0, 1e30, "global gradient-norm clip (0 = off)"},
-    {"--eval-every", OPT_INT, OFF(eval_every), 1, BIG, "steps between validation evaluations"},
-    {"--eval-batches", OPT_INT, OFF(eval_batches), 1, 65536, "fixed validation batches per evaluation"},
-    {"--ckpt-every", OPT_INT, OFF(ckpt_every), 1, BIG, "steps between checkpoints (and at the end)"},
-    {"--keep", OPT_INT, OFF(keep), 1, 1e6, "checkpoints to keep: checkpoint.bin is the newest; N > 1 also keeps the last N as checkpoint-STEP.bin (not stored in the checkpoint: repeat it on resume)"},
-    {"--resume", OPT_STR, OFF(resume), 0, 0, "continue from OUT/checkpoint.bin (settings come from it)"},
-    {"--seed", OPT_INT, OFF(seed), 0, 9.007199254740992e15, "seed of weights and data order"},
-    {"--threads", OPT_INT, OFF(threads), 0, 1024, "threads (0 = all cores)"},
-    {"--alpha-attn", OPT_FLOAT, OFF(alpha_attn), -1e3, 1e3, "alpha0 of the attention-input norm (kinds with alpha; default: the kind's)"},
-    {"--alpha-ffn", OPT_FLOAT, OFF(alpha_ffn), -1e3, 1e3, "alpha0 of the FFN-input norm (kinds with alpha; default: the kind's)"},
-    {"--alpha-final", OPT_FLOAT, OFF(alpha_final), -1e3, 1e3, "alpha0 of the final norm (kinds with alpha; default: --alpha-ffn's)"},
-    {"--no-dyt-beta", OPT_FLAG, OFF(no_dyt_beta), 0, 0, "DyT without beta (as the authors' LLaMA code)"},
-    {"--tie-embeddings", OPT_FLAG, OFF(tie_embeddings), 0, 0, "output head shares the token embedding"},
-    {"--residual-gate", OPT_FLAG, OFF(residual_gate), 0, 0, "each block's attention and FFN branch times a learnable per-layer scalar, init 0 (ReZero)"},
-    {"--list-norms", OPT_FLAG, OFF(list_norms), 0, 0, "print the norm kinds, one name per line, and exit"},
-    {"--stop-after", OPT_INT, OFF(stop_after), 0, BIG, "stop after this many steps of this invocation, with a checkpoint (0 = run to --steps)"},
-    {"--overlap", OPT_INT, OFF(overlap), 0, 1, "under MPI: 1 reduces each layer's gradients while the layers below are differentiated, 0 all at once after the backward pass"},
-    {"--preset", OPT_STR, OFF(preset), 0, 0, "a named recipe (below): sets the flags it lists, except those given explicitly; files record the flags, not the name"},
-    {"--print-config", OPT_STR, OFF(print_config), 0, 0, "print the settings a checkpoint or model file records, as flags the trainer accepts (a model file: the model's), and exit"},
-};
-#define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
-
-static Settings default_settings(void) {
-    return (Settings){.out = NULL, .norm = "rmsnorm", .dim = 256, .layers = 4, .heads = 4,
-                      .kv_heads = 0, .hidden = 0, .seq = 256, .batch = 8, .grad_accum = 1,
-                      .steps = 1000, .warmup = 100, .eval_every = 100, .eval_batches = 8,
-                      .ckpt_every = 500, .keep = 1, .seed = 0, .threads = 0, .stop_after = 0, .overlap = 0, .ranks = 1,
-                      .vocab_size = 256, .lr = 1e-3, .weight_decay = 0.1, .clip = 1.0, .alpha_attn = NAN, .alpha_ffn = NAN,
-                      .alpha_final = NAN, .scalar_lr_mult = 1.0, .mlp = "swiglu"};
-}
-
-// ----------------------------------------------------------------------------
-// presets: named recipes, each a list of flags as on the command line
-
-typedef struct {
-    const char *name, *what;
-    const char *const flags[16]; // NULL-terminated
-    int alpha_by_width;          // alpha0 per site from the DyT paper's table for --dim (ALPHA_BY_WIDTH)
-} Preset;
-
-static const Preset PRESETS[] = {
-    {"default", "this trainer's own recipe, no flag changed (DyT: with beta, alpha0 1, weight decay on "
-     "matrices and embeddings only): what the others are compared with", {NULL}, 0},
-    {"dyt-official", "the DyT authors' LLaMA code: DyT without beta, one AdamW group (weight decay 0.1 on "
-     "every parameter, the scalars at the base lr), alpha0 per site for the width; their schedule (warmup, "
-     "cosine to lr/10, AdamW 0.9/0.95, clip 1) is this trainer's",
-     {"--norm", "dyt", "--no-dyt-beta", "--norm-decay", "--weight-decay", "0.1", "--scalar-lr-mult", "1",
-      "--clip", "1", NULL}, 1},
-    {"dyt-vision", "the DyT authors' vision code: DyT with beta, alpha0 0.5 at every site, 1-D parameters "
-     "(gains, shifts, scalars) without weight decay (this trainer's default)",
-     {"--norm", "dyt", "--alpha-attn", "0.5", "--alpha-ffn", "0.5", "--alpha-final", "0.5", NULL}, 0},
-};
-#define N_PRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))
-
-// alpha0 for LLaMA in the DyT paper (docs: ../shared/docs/dyt-facts.md): a
-// width takes the row of the largest listed width not above it; narrower
-// models the first row.
-static const struct {
-    int width;
-    double attn, other;
-} ALPHA_BY_WIDTH[] = {{1024, 1.0, 1.0}, {2048, 1.0, 0.5}, {4096, 0.8, 0.2}, {5120, 0.6, 0.15}, {8192, 0.2, 0.05}};
-
-static int option_index(const char *name) {
-    for (int i = 0; i < N_OPTIONS; i++)
-        if (!strcmp(OPTIONS[i].name, name)) return i;
-    return -1;
-}
-
-static const Preset *find_preset(const char *name) {
-    for (int i = 0; i < N_PRESETS; i++)
-        if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
-    return NULL;
-}
-
-// The preset's settings over those in s (a model of width s->dim): its flags,
-// then the alpha0 of that width. set[i] marks the options it sets.
-static int preset_settings(const Preset *p, Settings *s, unsigned char *set, Error *err) {
-    const char *argv[32] = {"--preset"};
-    int argc = 1, n_pos;
-    while (p->flags[argc - 1]) argv[argc] = p->flags[argc - 1], argc++;
-    const char *pos[1];
-    // options_parse reads argv and keeps pointers to its strings: the literals above
-    if (options_parse(OPTIONS, N_OPTIONS, s, set, argc, (char **)argv, pos, 0, &n_pos, err))
-        return err_set(err, "--preset %s: %s", p->name, err->msg);
-    if (!p->alpha_by_width) return 0;
-    int row = 0;
-    for (int i = 0; i < (int)(sizeof ALPHA_BY_WIDTH / sizeof ALPHA_BY_WIDTH[0]); i++)
-        if (ALPHA_BY_WIDTH[i].width <= s->dim) row = i;
-    s->alpha_attn = ALPHA_BY_WIDTH[row].attn, set[option_index("--alpha-attn")] = 1;
-    s->alpha_ffn = ALPHA_BY_WIDTH[row].other, set[option_index("--alpha-ffn")] = 1;
-    s->alpha_final = ALPHA_BY_WIDTH[row].other, set[option_index("--alpha-final")] = 1;
-    return 0;
-}
-
-// The flags a preset sets for a model of width dim, as they would be typed.
-static void preset_text(const Preset *p, int64_t dim, char *buf, size_t cap) {
-    Settings t = default_settings();
-    t.dim = dim;
-    unsigned char set[N_OPTIONS] = {0};
-    Error e;
-    size_t n = 0;
-    buf[0] = 0;
-    if (preset_settings(p, &t, set, &e)) return; // the table's own flags: tested to parse
-    for (int i = 0; i < N_OPTIONS && n < cap; i++) {
-        char one[512];
-        if (set[i] && option_flag_text(&OPTIONS[i], &t, 0, one, sizeof one))
-            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? " " : "", one);
-    }
-}
-
-// Sets the preset's flags that were not given (given[] then marks them, so
-// that they are checked like typed ones). The alpha0 of the width follows
-// the resolved --dim. A recipe applies to any kind: with an explicit --norm
-// whose kind has no optional beta, the preset's --no-dyt-beta is dropped, so
-// `--preset dyt-official --norm rmsnorm` is the authors' recipe with the
-// RMSNorm baseline they trained with it (a typed --no-dyt-beta is refused).
-static int apply_preset(Settings *s, unsigned char *given, Error *err) {
-    const Preset *p = find_preset(s->preset);
-    if (!p) {
-        char names[512] = "";
-        for (int i = 0, n = 0; i < N_PRESETS; i++)
-            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", i ? ", " : "", PRESETS[i].name);
-        return err_set(err, "--preset '%.64s' unknown (known: %s)", s->preset, names);
-    }
-    Settings t = *s;
-    unsigned char set[N_OPTIONS] = {0};
-    if (preset_settings(p, &t, set, err)) return -1;
-    int beta = option_index("--no-dyt-beta"), kind = norm_find(given[option_index("--norm")] ? s->norm : t.norm);
-    if (!given[beta] && kind >= 0 && !NORM_KINDS[kind].optional) set[beta] = 0;
-    for (int i = 0; i < N_OPTIONS; i++)
-        if (set[i] && !given[i]) option_copy(&OPTIONS[i], s, &t), given[i] = 1;
-    return 0;
-}
-
-static void usage(FILE *f, const Settings *d) {
-    fprintf(f, "usage: train_llama --data FILE|FOLDER|FILE,FILE... [options]\n"
-               "       train_llama --resume OUT/checkpoint.bin [options]\n"
-               "Trains a small LLaMA with a choice of norm; see README.md.\n\noptions%s:\n",
-            d->preset ? " (defaults: with the preset)" : "");
-    options_usage(f, OPTIONS, N_OPTIONS, d);
-    fprintf(f, "  --help               this text (after --preset NAME: with the preset's flags)\n"
-               "norm kinds (--norm; alpha, shift and beta are learnable):\n");
-    for (int k = 0; k < N_NORMS; k++) fprintf(f, "  %-20s %s\n", NORM_KINDS[k].name, NORM_KINDS[k].help);
-    fprintf(f, "MLP kinds (--mlp):\n");
-    for (int k = 0; k < N_MLPS; k++) fprintf(f, "  %-20s %s\n", MLP_KINDS[k].name, MLP_KINDS[k].help);
-    fprintf(f, "presets (--preset):\n");
-    for (int i = 0; i < N_PRESETS; i++) {
-        char text[1024];
-        preset_text(&PRESETS[i], d->dim, text, sizeof text);
-        fprintf(f, "  %-20s %s\n  %-20s sets: %s%s\n", PRESETS[i].name, PRESETS[i].what, "",
-                text[0] ? text : "no flag", PRESETS[i].alpha_by_width ? " (alpha0 for this --dim)" : "");
-    }
-    fprintf(f, "  (flags given explicitly override a preset's)\n"
-               "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"
-               "of a global batch of N x --batch; see README.md.\n"
-               "exit: 0 done (or stopped by a signal after a checkpoint), 1 input/runtime error or divergence, 2 usage\n");
-}
-
-// Options that only change how a run is observed or where it writes: a
-// resumed run may set them differently from the run it continues.
-static int may_differ_on_resume(const char *name) {
-    const char *ok[] = {"--data", "--val-data", "--out", "--resume", "--threads", "--ckpt-every", "--keep", "--stop-after",
-                        "--eval-every", "--overlap"};
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (!strcmp(name, ok[i])) return 1;
-    return 0;
-}
-
-// The run block of a checkpoint: the settings that determine the run's numbers.
-// eval-every and threads are recorded too: the first as the resumed run's
-// default, the second to warn when a resume cannot match bit for bit.
-// Version 3 adds the optimizer's parameter groups (--norm-decay,
-// --scalar-lr-mult); a version 2 block reads as their defaults (off, 1).
-// Version 2: training rows are drawn per (step, global row) and the process
-// count is recorded; version 1 sampled from one sequential stream. The
-// validation text's fingerprint came later in version 2: 0 (all older
-// checkpoints) means the last 10% of the training text.
-#define RUN_BLOCK_VERSION 3
-#define MAX_RANKS (1 << 20)
-enum { RB_VERSION, RB_BATCH, RB_GRAD_ACCUM, RB_STEPS, RB_WARMUP, RB_EVAL_BATCHES, RB_SEED,
-       RB_LR, RB_WD, RB_CLIP, RB_DATA_HASH, RB_EVAL_EVERY, RB_THREADS, RB_RANKS, RB_VAL_HASH,
-       RB_NORM_DECAY, RB_SCALAR_LR_MULT, RB_USED };
-
-// The fingerprints of the training and validation texts (0: none).
-typedef struct {
-    uint64_t data, val;
-} DataHashes;
-
-static void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
-    memset(rb, 0, RUN_BLOCK_SLOTS * sizeof(int64_t));
-    rb[RB_VERSION] = RUN_BLOCK_VERSION, rb[RB_RANKS] = s->ranks;
-    rb[RB_BATCH] = s->batch, rb[RB_GRAD_ACCUM] = s->grad_accum;
-    rb[RB_STEPS] = s->steps, rb[RB_WARMUP] = s->warmup, rb[RB_EVAL_BATCHES] = s->eval_batches;
-    rb[RB_SEED] = s->seed, rb[RB_EVAL_EVERY] = s->eval_every, rb[RB_THREADS] = omp_get_max_threads();
-    memcpy(&rb[RB_LR], &s->lr, 8);
-    memcpy(&rb[RB_WD], &s->weight_decay, 8);
-    memcpy(&rb[RB_CLIP], &s->clip, 8);
-    memcpy(&rb[RB_DATA_HASH], &h.data, 8);
-    memcpy(&rb[RB_VAL_HASH], &h.val, 8);
-    rb[RB_NORM_DECAY] = s->norm_decay;
-    memcpy(&rb[RB_SCALAR_LR_MULT], &s->scalar_lr_mult, 8);
-}
-
-// The model's settings as its header records them.
-static void settings_from_config(const ModelConfig *c, Settings *s) {
-    s->dim = c->dim, s->layers = c->n_layers, s->heads = c->n_heads, s->kv_heads = c->n_kv_heads;
-    s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = NORM_KINDS[c->norm].name;
-    s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0, s->alpha_final = c->alpha_final0;
-    s->mlp = MLP_KINDS[c->mlp].name, s->emb_scale = c->emb_scale ? "on" : "off";
-    s->no_dyt_beta = NORM_KINDS[c->norm].optional && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
-    s->residual_gate = c->residual_gate;
-}
-
-// Every setting a checkpoint records: its run block's, its header's and, with
-// rec, its data record's files (rec NULL: s->data, s->val_data stay).
-// These assignments are the one list of what a file records: --print-config
-// finds the recorded options by what this function writes (recorded_options).
-static void settings_from_record(const int64_t *rb, const ModelConfig *c, const DataRecord *rec, Settings *s) {
-    if (rec) s->data = rec->data_spec, s->val_data = rec->val_spec;
-    s->batch = rb[RB_BATCH], s->grad_accum = rb[RB_GRAD_ACCUM], s->steps = rb[RB_STEPS];
-    s->warmup = rb[RB_WARMUP], s->eval_batches = rb[RB_EVAL_BATCHES], s->seed = rb[RB_SEED];
-    s->eval_every = rb[RB_EVAL_EVERY], s->ranks = rb[RB_RANKS];
-    memcpy(&s->lr, &rb[RB_LR], 8);
-    memcpy(&s->weight_decay, &rb[RB_WD], 8);
-    memcpy(&s->clip, &rb[RB_CLIP], 8);
-    s->norm_decay = (int)rb[RB_NORM_DECAY];
-    memcpy(&s->scalar_lr_mult, &rb[RB_SCALAR_LR_MULT], 8);
-    settings_from_config(c, s);
-}
-
-// Settings as the checkpoint records them (model shape from its header),
-// range-checked like the command line.
-static int run_block_unpack(const int64_t *rb, const ModelConfig *c, const DataRecord *rec, Settings *s,
-                            DataHashes *h, const char *path, Error *err) {
-    if (rb[RB_VERSION] == 1)
-        return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
-                       "differently; it cannot be resumed by this one", path);
-    if (rb[RB_VERSION] != 2 && rb[RB_VERSION] != RUN_BLOCK_VERSION)
-        return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
-    if (rb[RB_RANKS] < 1 || rb[RB_RANKS] > MAX_RANKS)
-        return err_set(err, "%s: run settings: process count %lld out of range 1..%d", path,
-                       (long long)rb[RB_RANKS], MAX_RANKS);
-    int used = rb[RB_VERSION] == 2 ? RB_NORM_DECAY : RB_USED;
-    for (int i = used; i < RUN_BLOCK_SLOTS; i++)
-        if (rb[i]) return err_set(err, "%s: run settings slot %d is not zero (reserved)", path, i);
-    if (rb[RB_NORM_DECAY] != 0 && rb[RB_NORM_DECAY] != 1)
-        return err_set(err, "%s: run settings: norm-decay %lld is not 0 or 1", path, (long long)rb[RB_NORM_DECAY]);
-    int64_t v[RUN_BLOCK_SLOTS];
-    memcpy(v, rb, sizeof v);
-    if (rb[RB_VERSION] == 2) { // before parameter groups: the defaults
-        Settings d = default_settings();
-        memcpy(&v[RB_SCALAR_LR_MULT], &d.scalar_lr_mult, 8);
-    }
-    settings_from_record(v, c, rec, s);
-    memcpy(&h->data, &rb[RB_DATA_HASH], 8);
-    memcpy(&h->val, &rb[RB_VAL_HASH], 8);
-    Error e;
-    if (options_check_ranges(OPTIONS, N_OPTIONS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
-    return 0;
-}
-
-// ----------------------------------------------------------------------------
-// the settings record as flags: config.txt and --print-config
-
-// rec[i]: whether option i is one a file records (a model file: model_only).
-// settings_from_record / settings_from_config are the list: an option is
-// recorded when they write its field, found by running them over two settings
-// that differ in every byte and seeing which fields then agree.
-static void recorded_options(int model_only, unsigned char *rec) {
-    Settings a, b;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0xA5, sizeof b);
-    int64_t rb[RUN_BLOCK_SLOTS] = {0};
-    ModelConfig c = {0};
-    DataRecord d = {0};
-    if (model_only) settings_from_config(&c, &a), settings_from_config(&c, &b);
-    else settings_from_record(rb, &c, &d, &a), settings_from_record(rb, &c, &d, &b);
-    for (int i = 0; i < N_OPTIONS; i++) rec[i] = (unsigned char)option_same(&OPTIONS[i], &a, &b);
-}
-
-// One flag per line, in --help's order, exactly as the trainer reads them
-// back; the model's numbers at the float32 precision its header holds them.
-static void write_settings(FILE *f, const Settings *s, int model_only) {
-    unsigned char rec[N_OPTIONS], model[N_OPTIONS];
-    recorded_options(model_only, rec);
-    recorded_options(1, model);
-    for (int i = 0; i < N_OPTIONS; i++) {
-        char line[4300];
-        if (rec[i] && option_flag_text(&OPTIONS[i], s, model[i], line, sizeof line)) fprintf(f, "%s\n", line);
-    }
-}
-
-// --print-config FILE: a checkpoint's settings, or a model file's model settings.
-static int print_config(const char *path, Error *err) {
-    ModelConfig c;
-    int kind;
-    int64_t rb[RUN_BLOCK_SLOTS];
-    DataHashes hash;
-    DataRecord rec = {0}; // none in a checkpoint from before the data record: no --data line
-    unsigned char *blob;
-    size_t blob_bytes;
-    Settings s = default_settings();
-    if (settings_read(path, &c, &kind, rb, &blob, &blob_bytes, err)) return -1;
-    int rc = blob && data_record_parse(&rec, blob, blob_bytes, path, err);
-    free(blob);
-    if (!rc && kind == KIND_CHECKPOINT) {
-        rc = run_block_unpack(rb, &c, &rec, &s, &hash, path, err);
-    } else if (!rc) {
-        settings_from_config(&c, &s);
-        fprintf(stderr, "train_llama: %s is a model file: it records the model's settings only\n", path);
-    }
-    if (!rc) write_settings(stdout, &s, kind == KIND_MODEL);
-    data_record_free(&rec);
-    return rc ? -1 : fflush(stdout) ? err_set(err, "standard output: write failed") : 0;
-}
+#include "src/settings.h"
 
 // ----------------------------------------------------------------------------
 // the training run
@@ -504,25 +153,6 @@ static int token_count(const Settings *s, int64_t steps, int64_t *out) {
     if (__builtin_mul_overflow(s->steps, per, &n) || __builtin_mul_overflow(steps, per, &n)) return -1;
     if (out) *out = n;
     return 0;
-}
-
-// The kind's defaults (norms.h), then what the options change. --norm is
-// checked before this is called.
-static ModelConfig config_from_settings(const Settings *s) {
-    ModelConfig c = {
-        .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim, mlp_find(s->mlp)),
-        .n_layers = (int)s->layers, .n_heads = (int)s->heads,
-        .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
-        .seq_len = (int)s->seq, .tie_embeddings = s->tie_embeddings, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-        .mlp = mlp_find(s->mlp)};
-    config_set_norm(&c, norm_find(s->norm));
-    if (s->no_dyt_beta) c.dyt_beta = 0;
-    c.residual_gate = s->residual_gate;
-    if (s->emb_scale) c.emb_scale = !strcmp(s->emb_scale, "on");
-    if (!isnan(s->alpha_attn)) c.alpha_attn0 = (float)s->alpha_attn;
-    if (!isnan(s->alpha_ffn)) c.alpha_ffn0 = (float)s->alpha_ffn;
-    if (!isnan(s->alpha_final)) c.alpha_final0 = (float)s->alpha_final;
-    return c;
 }
 
 // Validation loss over the fixed batches of ranks x batch rows; the std of
@@ -1231,39 +861,6 @@ static int train_loop(Run *r, Error *err) {
 // ----------------------------------------------------------------------------
 // set-up
 
-static int config_equal(const ModelConfig *a, const ModelConfig *b) {
-    return a->dim == b->dim && a->hidden_dim == b->hidden_dim && a->n_layers == b->n_layers &&
-           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
-           a->seq_len == b->seq_len && a->norm == b->norm && a->tie_embeddings == b->tie_embeddings &&
-           a->dyt_beta == b->dyt_beta && a->emb_scale == b->emb_scale && a->residual_gate == b->residual_gate &&
-           a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta &&
-           a->alpha_attn0 == b->alpha_attn0 && a->alpha_ffn0 == b->alpha_ffn0 && a->mlp == b->mlp &&
-           a->alpha_final0 == b->alpha_final0;
-}
-
-// An option given with --resume must agree with the checkpoint, unless it only
-// changes how the run is observed. Agreement is on resolved values: --kv-heads 0
-// means --heads, and alpha0 is compared as the float the file holds.
-static int check_resume_options(const Settings *cli, const unsigned char *given, const Settings *ck,
-                                const ModelConfig *cfg, Error *err) {
-    int64_t want[RUN_BLOCK_SLOTS], got[RUN_BLOCK_SLOTS];
-    run_block_pack(ck, (DataHashes){0, 0}, want);
-    for (int i = 0; i < N_OPTIONS; i++) {
-        if (!given[i] || may_differ_on_resume(OPTIONS[i].name)) continue;
-        Settings t = *ck;
-        option_copy(&OPTIONS[i], &t, cli);
-        ModelConfig c = config_from_settings(&t);
-        run_block_pack(&t, (DataHashes){0, 0}, got);
-        if (!config_equal(&c, cfg) || memcmp(want, got, sizeof want)) {
-            char a[128], b[128];
-            option_format(&OPTIONS[i], cli, a, sizeof a);
-            option_format(&OPTIONS[i], ck, b, sizeof b);
-            return err_set(err, "%.32s %.128s differs from the checkpoint's %.128s", OPTIONS[i].name, a, b);
-        }
-    }
-    return 0;
-}
-
 // The training block of a checkpoint against its run settings: the step is
 // within the run, the token count is exactly the steps' tokens (so it cannot
 // overflow before the run ends), the seconds are a real duration.
@@ -1285,7 +882,7 @@ static int check_train_block(const Run *r, Error *err) {
 
 // Loads the checkpoint and takes the run's settings from it, keeping the
 // options that may differ. Returns 0, or an exit code.
-static int resume_settings(Run *r, const unsigned char *given, Error *err) {
+static int resume_settings(Run *r, unsigned char *from, Error *err) {
     Settings *s = &r->s, ck = *s, cli = *s;
     int64_t rb[RUN_BLOCK_SLOTS];
     if (checkpoint_load(&r->model, &r->mom1, &r->mom2, &r->st, rb, s->resume, err) ||
@@ -1298,7 +895,9 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
                 (long long)ck.steps);
         return fail(err, err->msg);
     }
-    if (check_resume_options(&cli, given, &ck, &r->model.cfg, err)) return usage_error(err, err->msg);
+    if (settings_applicable(&cli, &r->model.cfg, from, r->dist.rank == 0 ? stderr : NULL, err) ||
+        settings_resume_check(&cli, from, &ck, &r->model.cfg, err))
+        return usage_error(err, err->msg);
     // the global batch is ranks x --batch, and every rank's rows follow from
     // its rank: another count would be another run
     if (ck.ranks != cli.ranks) {
@@ -1310,8 +909,7 @@ static int resume_settings(Run *r, const unsigned char *given, Error *err) {
     }
     r->resume_threads = rb[RB_THREADS];
     *s = ck;
-    for (int i = 0; i < N_OPTIONS; i++)
-        if (given[i] && may_differ_on_resume(OPTIONS[i].name)) option_copy(&OPTIONS[i], s, &cli);
+    settings_resume_take(s, &cli, from);
     // the data: as given, else where the checkpoint says it was
     if (!s->data && !r->resume_record.data_spec) {
         char msg[512];
@@ -1421,24 +1019,18 @@ static int check_out_inputs(const Settings *s, Error *err) {
 // Returns 0, an exit code with the message in err, or -1 after --help.
 static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     Settings *s = &r->s;
-    *s = default_settings();
+    unsigned char from[MAX_SETTINGS];
+    FILE *notes = r->dist.rank == 0 ? stderr : NULL;
+    int rc = settings_parse(s, from, argc, argv, notes, err);
     s->ranks = r->dist.size;
-    unsigned char given[N_OPTIONS] = {0};
-    const char *pos[1];
-    int n_pos;
-    int rc = options_parse(OPTIONS, N_OPTIONS, s, given, argc, argv, pos, 0, &n_pos, err);
-    if (rc >= 0 && s->preset) { // before --help: it shows the preset's values
-        if (s->resume) return usage_error(err, "--preset with --resume: the checkpoint holds the settings");
-        if (apply_preset(s, given, err)) return usage_error(err, err->msg);
-    }
-    if (rc >= 0 && !given[option_index("--alpha-final")]) s->alpha_final = s->alpha_ffn;
+    if (rc < 0) return usage_error(err, err->msg);
     if (rc == 1) {
-        if (r->dist.rank == 0) usage(stdout, s);
+        if (r->dist.rank == 0) settings_usage(stdout, s);
         return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
-    if (rc) return usage_error(err, err->msg);
+    if (settings_check_alone(from, err)) return usage_error(err, err->msg);
     if (s->print_config) {
-        if (r->dist.rank == 0 && print_config(s->print_config, err)) return fail(err, err->msg);
+        if (r->dist.rank == 0 && settings_print_file(s->print_config, err)) return fail(err, err->msg);
         return -1;
     }
     if (s->list_norms) {
@@ -1467,10 +1059,9 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         err_set(err, "--mlp '%.64s' unknown (known: %s)", s->mlp, names);
         return usage_error(err, err->msg);
     }
-    if (s->resume) return (rc = resume_settings(r, given, err)) ? rc : check_out_inputs(s, err);
-    if (s->no_dyt_beta && !NORM_KINDS[norm_find(s->norm)].optional)
-        return usage_error(err, "--no-dyt-beta: the kind has no optional beta");
-    ModelConfig c = config_from_settings(s);
+    if (s->resume) return (rc = resume_settings(r, from, err)) ? rc : check_out_inputs(s, err);
+    if (settings_applicable(s, NULL, from, notes, err)) return usage_error(err, err->msg);
+    ModelConfig c = settings_config(s);
     Error e;
     if (config_validate(&c, &e)) {
         err_set(err, "model shape (--dim --heads --kv-heads --hidden --layers --seq): %s", e.msg);
@@ -1640,17 +1231,18 @@ static int write_config_file(Run *r, Error *err) {
     char path[4200], *text = NULL;
     size_t len = 0;
     int64_t rb[RUN_BLOCK_SLOTS];
-    Settings t = default_settings();
+    Settings t = settings_defaults();
+    DataHashes h;
     if (snprintf(path, sizeof path, "%s/config.txt", r->s.out) >= (int)sizeof path)
         return err_set(err, "%s: path too long", r->s.out);
     run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
     DataRecord rec; // the one the checkpoints will carry
     if (data_record_parse(&rec, r->st.data_record, r->st.data_record_bytes, r->s.out, err)) return -1;
-    settings_from_record(rb, &r->model.cfg, &rec, &t);
-    FILE *f = open_memstream(&text, &len);
-    int rc = !f ? err_set(err, "out of memory") : 0;
+    FILE *f = NULL;
+    int rc = run_block_unpack(rb, &r->model.cfg, &rec, &t, &h, path, err);
+    if (!rc && !(f = open_memstream(&text, &len))) rc = err_set(err, "out of memory");
     if (f) {
-        write_settings(f, &t, 0);
+        settings_write(f, &t, 0);
         rc = fclose(f) ? err_set(err, "out of memory") : write_file_atomic(path, &(Chunk){text, len}, 1, err);
     }
     data_record_free(&rec);
@@ -1691,7 +1283,7 @@ static int setup_run(Run *r, Error *err) {
     int first, failed = root && setup_data(r, err);
     if (dist_agree(&r->dist, failed, &first) || (!root && setup_data(r, err))) return -1;
     if (!resuming) {
-        ModelConfig c = config_from_settings(s);
+        ModelConfig c = settings_config(s);
         if (model_create(&r->model, &c, err)) return -1;
         model_init(&r->model, (uint64_t)s->seed);
         if (r->bpe.blob) { // the vocabulary travels with the model

@@ -218,7 +218,9 @@ has_progress() { [[ -f $1/result.txt || -f $1/checkpoint.bin || -s $1/log.csv ]]
 run_one() {  # norm seed
   local norm=$1 seed=$2
   local dir="$RUNS_DIR/${norm}_s$seed" meta rc=0
-  local cmd=("$TRAIN" --data "$DATA" --out "$dir" --norm "$norm" --seed "$seed"
+  # --shared-flags: one flag set for every kind; what does nothing for this kind (an
+  # alpha0 for RMSNorm) is dropped with a note in train.log, and a repeat takes the last
+  local cmd=("$TRAIN" --data "$DATA" --out "$dir" --norm "$norm" --seed "$seed" --shared-flags
              "${TRAIN_FLAGS[@]}")
   meta=$(run_json "$norm" "$seed")
   if ((DRY_RUN)); then echo "${cmd[*]}"; return; fi

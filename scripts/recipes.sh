@@ -71,7 +71,8 @@ case $SIZE in
                       --lr 1e-3 --eval-every 50 --eval-batches 8) ;;
   *) usage_error "--size: demo or 6layer, got '$SIZE'" ;;
 esac
-# a flag given twice: train_llama takes the last, so the caller's flags win over the size's
+# a flag given twice: the runs take the last (compare_norms.sh passes --shared-flags), so the
+# caller's flags win over the size's
 COMMON=(--data "$ROOT/data/tinyshakespeare.txt" --seeds "$SEEDS" "${DRY[@]}" "${SIZE_FLAGS[@]}" "${PASS[@]}")
 F="$OUT/f$FINDING"
 

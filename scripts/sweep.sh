@@ -216,7 +216,7 @@ probe_run() {  # dir threads-flags... : PROBE_STEPS steps of the first run's con
   done
   rm -rf "$dir"
   mkdir -p "$dir"
-  "$TRAIN" --data "$DATA" --out "$dir" --norm "$n" --seed 0 "${CELL_FLAGS[@]}" "${flags[@]}" \
+  "$TRAIN" --data "$DATA" --out "$dir" --norm "$n" --seed 0 --shared-flags "${CELL_FLAGS[@]}" "${flags[@]}" \
     --steps "$PROBE_STEPS" --eval-every "$PROBE_STEPS" --ckpt-every "$PROBE_STEPS" --stop-after 0 \
     "$@" >"$dir.log" 2>&1 || true
 }

@@ -77,7 +77,7 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
         int k = find(opts, n, a, len);
         if (k < 0) return err_set(err, "unknown option '%.*s'", (int)len, a);
-        given[k] = 1;
+        if (given[k] < 255) given[k]++;
         if (opts[k].type == OPT_FLAG) {
             if (eq) return err_set(err, "%s takes no value (got '%s')", opts[k].name, a);
             *(int *)field(base, &opts[k]) = 1;
@@ -89,6 +89,26 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
     return 0;
 }
 
+int options_check_repeats(const Option *opts, int n, const unsigned char *given, Error *err) {
+    for (int i = 0; i < n; i++)
+        if (given[i] > 1 && !opts[i].repeat)
+            return err_set(err, "%s given %s%d times: give it once", opts[i].name, given[i] == 255 ? "at least " : "",
+                           given[i]);
+    return 0;
+}
+
+void options_defaults(const Option *opts, int n, void *base) {
+    for (int i = 0; i < n; i++) {
+        void *p = field(base, &opts[i]);
+        switch (opts[i].type) {
+        case OPT_INT: *(int64_t *)p = (int64_t)opts[i].def; break;
+        case OPT_FLOAT: *(double *)p = opts[i].def; break;
+        case OPT_STR: *(const char **)p = opts[i].def_str; break;
+        case OPT_FLAG: *(int *)p = opts[i].def != 0; break;
+        }
+    }
+}
+
 void options_usage(FILE *f, const Option *opts, int n, const void *base) {
     for (int i = 0; i < n; i++) {
         char def[256], left[64];
@@ -96,10 +116,11 @@ void options_usage(FILE *f, const Option *opts, int n, const void *base) {
         const char *meta = opts[i].type == OPT_INT ? " N" : opts[i].type == OPT_FLOAT ? " X"
                          : opts[i].type == OPT_STR ? " S" : "";
         snprintf(left, sizeof left, "%s%s", opts[i].name, meta);
+        const char *repeat = opts[i].repeat ? " (given again: the last wins)" : "";
         if (opts[i].type == OPT_FLAG || !def[0] || !strcmp(def, "nan")) // nan: "the default" is in the help
-            fprintf(f, "  %-20s %s\n", left, opts[i].help);
+            fprintf(f, "  %-20s %s%s\n", left, opts[i].help, repeat);
         else
-            fprintf(f, "  %-20s %s (default: %s)\n", left, opts[i].help, def);
+            fprintf(f, "  %-20s %s (default: %s)%s\n", left, opts[i].help, def, repeat);
     }
 }
 

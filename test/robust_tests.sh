@@ -10,7 +10,8 @@ section "robustness: FIFOs, locks, checkpoint fields, threads, memory, resume, o
 RB="$TMP/robust" && mkdir -p "$RB"
 head -c 30000 "$DATA" >"$RB/d.txt"
 RT=(--dim 32 --layers 1 --heads 2 --seq 32 --batch 4 --threads 1 --eval-every 5 --eval-batches 2)
-rtrain() { "$TRAIN" --data "$RB/d.txt" "${RT[@]}" "$@"; }
+RT_DEFAULTS=(--data "$RB/d.txt" "${RT[@]}")
+rtrain() { with_defaults RT_DEFAULTS "$@" && "$TRAIN" "${ARGS[@]}"; }
 # sanitizer and valgrind builds reserve far more address space than ulimit -v allows
 plain_build=$([ -z "${BIN:-}" ] && echo 1 || echo 0)
 

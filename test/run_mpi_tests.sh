@@ -32,9 +32,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpi() { # mpi NP ARGS...: train under mpirun, at most 120 s
     local np=$1
     shift
-    timeout 120 mpirun -q --oversubscribe -np "$np" ./train_llama --data "$DATA" "${TINY[@]}" --threads 1 "$@"
+    with_defaults MPI_DEFAULTS "$@"
+    timeout 120 mpirun -q --oversubscribe -np "$np" ./train_llama "${ARGS[@]}"
 }
 TINY=(--dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --warmup 2 --lr 3e-3 --eval-every 5 --eval-batches 2)
+MPI_DEFAULTS=(--data "$DATA" "${TINY[@]}" --threads 1)
+. test/lib.sh
 losses() { cut -d, -f1-6,10- "$1"; } # log.csv without ms, tok_s, elapsed_s
 
 # close LOG_A LOG_B: train and val losses and grad norms of every row within 1e-5 (relative)

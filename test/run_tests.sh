@@ -44,7 +44,9 @@ losses() { cut -d, -f1-6,10- "$1"; }
 
 TINY=(--dim 32 --layers 2 --heads 4 --kv-heads 2 --seq 32 --batch 4 --warmup 2 --lr 3e-3
       --eval-every 5 --eval-batches 2)
-train() { "$TRAIN" --data "$DATA" "${TINY[@]}" "$@"; }
+. test/lib.sh
+TRAIN_DEFAULTS=(--data "$DATA" "${TINY[@]}")
+train() { with_defaults TRAIN_DEFAULTS "$@" && "$TRAIN" "${ARGS[@]}"; }
 
 # ---------------------------------------------------------------------------
 section "unit and reference tests"
@@ -530,7 +532,8 @@ fi
 section "BPE tokenizer: training, token cache, models that carry their vocabulary"
 BP="$TMP/bpe" && mkdir -p "$BP" && cp "$DATA" "$BP/ts.txt"
 BT="$BP/ts.txt"
-btrain() { "$TRAIN" --data "$BT" "${TINY[@]}" --vocab-size 512 --norm rmsnorm --seed 5 "$@"; }
+BTRAIN_DEFAULTS=(--data "$BT" "${TINY[@]}" --vocab-size 512 --norm rmsnorm --seed 5)
+btrain() { with_defaults BTRAIN_DEFAULTS "$@" && "$TRAIN" "${ARGS[@]}"; }
 btrain --steps 10 --out "$BP/a" 2>"$BP/a.err"
 rc=$?
 [ $rc -eq 0 ] && [ -f "$BT.bpe512" ] && [ -f "$BT.bpe512.tok" ] &&
@@ -742,7 +745,7 @@ train --preset dyt-official --norm rmsnorm --steps 2 --out "$R/or" 2>/dev/null &
     grep -qx -- "--weight-decay 0.1" "$R/or/config.txt" && ! grep -q -- "--no-dyt-beta" "$R/or/config.txt"
 expect "--preset dyt-official --norm rmsnorm: the authors' recipe for their RMSNorm baseline (the preset's --no-dyt-beta dropped)" $? \
     "$(tr '\n' ' ' <"$R/or/config.txt" 2>&1)"
-bad_case "--no-dyt-beta typed for a kind without an optional beta" 2 "\-\-no-dyt-beta: the kind has no optional beta" \
+bad_case "--no-dyt-beta typed for a kind without an optional beta" 2 "\-\-no-dyt-beta does nothing in this run (--norm rmsnorm): it applies to a norm kind with an optional beta" \
     train --norm rmsnorm --no-dyt-beta
 # --mlp gelu: two matrices, hidden 4d, recorded; resumes bit for bit; --alpha-final
 # follows --alpha-ffn unless given, and is the final alpha's init
@@ -796,7 +799,8 @@ section "your own data: folders, lists, --val-data, resume from the checkpoint a
 OD="$TMP/own" && mkdir -p "$OD/c"
 head -c 60000 "$DATA" >"$OD/c/a.txt" && tail -c 40000 "$DATA" >"$OD/c/b.txt" && tail -c 20000 "$DATA" | head -c 12000 >"$OD/val.txt"
 { cat "$OD/c/a.txt"; printf '\n\036\n'; cat "$OD/c/b.txt"; } >"$OD/joined.txt"
-otrain() { "$TRAIN" "${TINY[@]}" --seed 9 --steps 10 "$@"; }
+OTRAIN_DEFAULTS=("${TINY[@]}" --seed 9 --steps 10)
+otrain() { with_defaults OTRAIN_DEFAULTS "$@" && "$TRAIN" "${ARGS[@]}"; }
 otrain --data "$OD/c" --out "$OD/folder" 2>/dev/null && otrain --data "$OD/joined.txt" --out "$OD/joined" 2>/dev/null &&
     otrain --data "$OD/c/a.txt,$OD/c/b.txt" --out "$OD/list" 2>/dev/null &&
     cmp -s <(losses "$OD/folder/log.csv") <(losses "$OD/joined/log.csv") && cmp -s "$OD/folder/model.bin" "$OD/joined/model.bin" &&

@@ -23,6 +23,7 @@
 #include "../src/modelio.h"
 #include "../src/optim.h"
 #include "../src/options.h"
+#include "../src/settings.h"
 #include "../src/rng.h"
 #include "../src/sampler.h"
 #include "../src/sptok.h"
@@ -849,13 +850,16 @@ typedef struct {
     int flag;
 } OptTest;
 
+#define OPT_BASE OptTest
 static const Option OPT_TEST[] = {
-    {"--n", OPT_INT, offsetof(OptTest, n), 0, 100, "an int"},
-    {"--x", OPT_FLOAT, offsetof(OptTest, x), 0, 1, "a float"},
-    {"--s", OPT_STR, offsetof(OptTest, s), 0, 0, "a string"},
-    {"-z", OPT_STR, offsetof(OptTest, s), 0, 0, "a short string option"},
-    {"--flag", OPT_FLAG, offsetof(OptTest, flag), 0, 0, "a flag"},
+    {OPTION_INT("--n", n, 0, 100, 7), .help = "an int"},
+    {OPTION_FLOAT("--x", x, 0, 1, 0.5), .help = "a float"},
+    {OPTION_STR("--s", s, "default"), .help = "a string"},
+    {OPTION_STR("-z", s, "default"), .help = "a short string option"},
+    {OPTION_FLAG("--flag", flag), .help = "a flag"},
+    {OPTION_INT("--again", n, 0, 100, 7), .repeat = 1, .help = "an int that may be repeated"},
 };
+#define N_OPT_TEST ((int)(sizeof OPT_TEST / sizeof OPT_TEST[0]))
 
 // Parses the arguments (after a program name); returns options_parse's code,
 // the message in err and the positional arguments in pos.
@@ -865,10 +869,11 @@ static int parse_test(OptTest *o, Error *err, const char **pos, int *n_pos, int 
     va_start(ap, argc);
     for (int i = 0; i < argc; i++) argv[i + 1] = va_arg(ap, char *);
     va_end(ap);
-    unsigned char given[5] = {0};
-    *o = (OptTest){.n = 7, .x = 0.5, .s = "default"};
+    unsigned char given[N_OPT_TEST] = {0};
+    options_defaults(OPT_TEST, N_OPT_TEST, o);
     err->msg[0] = 0;
-    return options_parse(OPT_TEST, 5, o, given, argc + 1, argv, pos, 2, n_pos, err);
+    int rc = options_parse(OPT_TEST, N_OPT_TEST, o, given, argc + 1, argv, pos, 2, n_pos, err);
+    return rc ? rc : options_check_repeats(OPT_TEST, N_OPT_TEST, given, err);
 }
 
 static void test_options(void) {
@@ -903,6 +908,65 @@ static void test_options(void) {
         snprintf(name, sizeof name, "options: %s is refused with one line", bad[i].arg);
         check(r == -1 && !strcmp(e.msg, bad[i].msg), name, "rc %d, '%s'", r, e.msg);
     }
+    r = parse_test(&a, &e, pos, &np, 3, "--n", "1", "--n=2");
+    check(r == -1 && !strcmp(e.msg, "--n given 2 times: give it once"), "options: a flag given twice is refused",
+          "rc %d, '%s'", r, e.msg);
+    r = parse_test(&a, &e, pos, &np, 3, "--again", "1", "--again=2");
+    check(!r && a.n == 2, "options: a row with .repeat takes the last value", "rc %d, n %lld", r, (long long)a.n);
+}
+
+// ----------------------------------------------------------------------------
+// the trainer's settings table: every row's record column says what the code does
+
+// s with row i set to another legal value than it has (the number + 2, or
+// its range's low end; a flag on; an alpha0 0.25). 0 for a string row.
+static int settings_nudge(Settings *s, int i) {
+    const Option *o = setting_row(i);
+    void *p = (char *)s + o->offset;
+    switch (o->type) {
+    case OPT_INT: *(int64_t *)p = *(int64_t *)p + 2 <= o->hi ? *(int64_t *)p + 2 : (int64_t)o->lo; return 1;
+    case OPT_FLOAT: *(double *)p = isnan(*(double *)p) ? 0.25 : *(double *)p + 0.25; return 1;
+    case OPT_FLAG: *(int *)p = !*(int *)p; return 1;
+    default: return 0;
+    }
+}
+
+static void test_settings_table(void) {
+    Settings base = settings_defaults();
+    base.norm = "dyt"; // a kind with alpha and an optional beta: every header row acts
+    ModelConfig c0 = settings_config(&base);
+    int64_t rb0[RUN_BLOCK_SLOTS], rb[RUN_BLOCK_SLOTS];
+    run_block_pack(&base, (DataHashes){0, 0}, rb0);
+    int bad = 0, slots[RUN_BLOCK_SLOTS] = {0};
+    for (int i = 0; i < settings_count(); i++) {
+        const Option *o = setting_row(i);
+        Settings s = base;
+        if (o->rec == REC_RUN) {
+            int ok = o->slot > 0 && o->slot < RUN_BLOCK_SLOTS && !slots[o->slot]++ && o->since >= 2 &&
+                     o->since <= RUN_BLOCK_VERSION && o->slot != RB_DATA_HASH && o->slot != RB_THREADS &&
+                     o->slot != RB_RANKS && o->slot != RB_VAL_HASH;
+            settings_nudge(&s, i);
+            run_block_pack(&s, (DataHashes){0, 0}, rb);
+            if (!ok || rb[o->slot] == rb0[o->slot]) bad++, printf("  run block row %s: slot %d\n", o->name, o->slot);
+        } else if (o->rec == REC_HEADER && settings_nudge(&s, i)) {
+            ModelConfig c = settings_config(&s), back;
+            Settings t = base;
+            settings_from_config(&c, &t);
+            back = settings_config(&t);
+            if (!memcmp(&c, &c0, sizeof c) || memcmp(&c, &back, sizeof c))
+                bad++, printf("  header row %s: not written, or not read back\n", o->name);
+        }
+    }
+    check(!bad, "settings: each run-block row has a slot of its own that it fills, each header row a field that "
+          "reads back", "%d rows", bad);
+    Settings s = base, t = settings_defaults();
+    DataHashes h;
+    Error e;
+    settings_nudge(&s, setting_index("--lr")), settings_nudge(&s, setting_index("--norm-decay"));
+    run_block_pack(&s, (DataHashes){1, 2}, rb);
+    int rc = run_block_unpack(rb, &c0, NULL, &t, &h, "x", &e);
+    check(!rc && t.lr == s.lr && t.norm_decay == s.norm_decay && t.batch == s.batch && h.data == 1 && h.val == 2,
+          "settings: the run block reads back what was packed", "rc %d", rc);
 }
 
 // ----------------------------------------------------------------------------
@@ -2126,6 +2190,7 @@ int main(int argc, char **argv) {
     test_norm_backward_chunks();
     test_sampler();
     test_options();
+    test_settings_table();
     test_window();
     test_schedule();
     test_adamw_groups();
