@@ -25,10 +25,17 @@ FLAVOR = plain
 endif
 $(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || echo $(FLAVOR) >build/flavor)
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
+# The build's name (src/version.h): the project's version and the checkout's
+# commit, -dirty with uncommitted changes. build/version.h is rewritten only
+# when the name changes, so that then only version.o is rebuilt.
+VERSION = 0.9
+BUILD_NAME := $(VERSION)-$(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(shell echo '#define BUILD_NAME "$(BUILD_NAME)"' | cmp -s - build/version.h || \
+        echo '#define BUILD_NAME "$(BUILD_NAME)"' >build/version.h)
 
 LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/norms.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c \
-          src/threads.c src/files.c src/settings.c src/export.c src/export_gguf.c src/export_hf.c \
+          src/threads.c src/files.c src/settings.c src/version.c src/export.c src/export_gguf.c src/export_hf.c \
           src/export_llama2c.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes

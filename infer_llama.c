@@ -31,6 +31,7 @@
 #include "src/sampler.h"
 #include "src/sptok.h"
 #include "src/threads.h"
+#include "src/version.h"
 
 typedef struct {
     const char *prompt, *prompt_file, *eval, *tokenizer;
@@ -323,6 +324,7 @@ int main(int argc, char **argv) {
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
+    if (rc == 2) return print_version("infer_llama");
     if (rc == 1) {
         usage(stdout);
         if (!stream_check(stdout, "stdout", &err)) return 0;

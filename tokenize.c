@@ -17,6 +17,7 @@
 #include "src/data.h"
 #include "src/files.h"
 #include "src/options.h"
+#include "src/version.h"
 
 typedef struct {
     const char *tokenizer, *out, *sizes;
@@ -222,6 +223,7 @@ int main(int argc, char **argv) {
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 2, &n_pos, &err);
     if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
+    if (rc == 2) return print_version("tokenize");
     if (rc == 1) {
         usage(stdout);
         return stream_check(stdout, "stdout", &err) ? fail(&err) : 0;

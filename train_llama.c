@@ -29,9 +29,9 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
-#include "src/threads.h"
-
 #include "src/settings.h"
+#include "src/threads.h"
+#include "src/version.h"
 
 // ----------------------------------------------------------------------------
 // the training run
@@ -624,13 +624,13 @@ static int write_result(Run *r, const char *status, Error *err) {
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
                        "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
-                       "loadavg_start=%.2f\nloadavg_end=%.2f\nloadavg_span_s=%.1f\ncores=%d\nthreads=%d\n",
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\nloadavg_span_s=%.1f\ncores=%d\nthreads=%d\nbuild=%s\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
                        bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
                        r->load_start, load_average(), now_seconds() - r->t_start, omp_get_num_procs(),
-                       omp_get_max_threads());
+                       omp_get_max_threads(), build_name());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -721,7 +721,7 @@ static double train_step(Run *r, float lr, double *gnorm) {
     dist_sum_doubles(d, &loss, 1);
     r->reduce_s += now_seconds() - t0;
     *gnorm = s->clip > 0 ? grad_clip(m->grads, m->n_params, (float)s->clip) : grad_norm(m->grads, m->n_params);
-    AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)s->weight_decay,
+    AdamW opt = {.lr = lr, .beta1 = 0.9f, .beta2 = (float)s->beta2, .eps = 1e-8f, .weight_decay = (float)s->weight_decay,
                  .all_decay = s->norm_decay, .scalar_lr_mult = (float)s->scalar_lr_mult};
     adamw_step(m, r->mom1, r->mom2, r->st.step + 1, &opt);
     return loss / (double)(s->grad_accum * s->ranks);
@@ -908,6 +908,11 @@ static int resume_settings(Run *r, unsigned char *from, Error *err) {
         return usage_error(err, msg);
     }
     r->resume_threads = rb[RB_THREADS];
+    char build[BUILD_NAME_MAX + 1];
+    run_block_build(rb, build);
+    if (r->dist.rank == 0 && build[0] && strcmp(build, build_name()))
+        fprintf(stderr, "train_llama: note: %s was written by build %s, this is %s: the resumed run matches an "
+                        "uninterrupted one bit for bit only within one build\n", s->resume, build, build_name());
     *s = ck;
     settings_resume_take(s, &cli, from);
     // the data: as given, else where the checkpoint says it was
@@ -1024,11 +1029,15 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     int rc = settings_parse(s, from, argc, argv, notes, err);
     s->ranks = r->dist.size;
     if (rc < 0) return usage_error(err, err->msg);
+    if (rc == 2) return r->dist.rank == 0 && print_version("train_llama") ? 1 : -1;
     if (rc == 1) {
         if (r->dist.rank == 0) settings_usage(stdout, s);
         return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (settings_check_alone(from, err)) return usage_error(err, err->msg);
+    if (notes && s->made_by && strcmp(s->made_by, build_name()))
+        fprintf(notes, "train_llama: note: --made-by %.64s: the settings come from another build than this one "
+                       "(%s): the numbers may differ\n", s->made_by, build_name());
     if (s->print_config) {
         if (r->dist.rank == 0 && settings_print_file(s->print_config, err)) return fail(err, err->msg);
         return -1;
@@ -1242,7 +1251,7 @@ static int write_config_file(Run *r, Error *err) {
     int rc = run_block_unpack(rb, &r->model.cfg, &rec, &t, &h, path, err);
     if (!rc && !(f = open_memstream(&text, &len))) rc = err_set(err, "out of memory");
     if (f) {
-        settings_write(f, &t, 0);
+        settings_write(f, &t, 0, build_name());
         rc = fclose(f) ? err_set(err, "out of memory") : write_file_atomic(path, &(Chunk){text, len}, 1, err);
     }
     data_record_free(&rec);

@@ -67,6 +67,7 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        if (!strcmp(a, "--version")) return 2;
         if (a[0] != '-' || a[1] == '\0') {
             if (*n_pos >= max_pos) return err_set(err, "unexpected argument '%s'", a);
             positional[(*n_pos)++] = a;

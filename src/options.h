@@ -45,7 +45,7 @@ typedef struct {
 // --name=value in one; a flag (OPT_FLAG) refuses a value. Arguments not
 // starting with '-' (and "-" alone) go to positional[] (at most max_pos).
 // given[i] counts the times option i appears (up to 255). Returns 0, 1 for
-// --help, or -1 with a one-line message in err.
+// --help, 2 for --version, or -1 with a one-line message in err.
 int options_parse(const Option *opts, int n, void *base, unsigned char *given,
                   int argc, char **argv, const char **positional, int max_pos, int *n_pos,
                   Error *err);

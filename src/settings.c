@@ -62,6 +62,8 @@ static const Option SETTINGS[] = {
     {FLOAT("--scalar-lr-mult", scalar_lr_mult, 0, 1e6, 1.0), RUN(16, 3), .applies = APPLIES_SCALARS,
      .help = "learning rate (and decay) of the scalar parameters (each alpha and shift, the embedding scale, the "
              "residual gates) as a multiple of --lr's"},
+    {FLOAT("--beta2", beta2, 0, 0.99999, 0.95), RUN(17, 4),
+     .help = "AdamW's second-moment decay (LLaMA's 0.95; PyTorch's default 0.999)"},
     {FLOAT("--clip", clip, 0, 1e30, 1.0), RUN(9, 2), .help = "global gradient-norm clip (0 = off)"},
     {INT("--eval-every", eval_every, 1, BIG, 100), RUN(11, 2), MAY_DIFFER, .repeat = 1,
      .help = "steps between validation evaluations"},
@@ -99,6 +101,9 @@ static const Option SETTINGS[] = {
     {STR("--print-config", print_config, NULL), .alone = 1,
      .help = "print the settings a checkpoint or model file records, as flags the trainer accepts (a model "
              "file: the model's), and exit"},
+    {STR("--made-by", made_by, NULL), MAY_DIFFER,
+     .help = "the build that wrote these settings (config.txt's first line): another build than this one "
+             "(--version) is said in a note, as its numbers may differ"},
     {FLAG("--shared-flags", shared_flags), MAY_DIFFER,
      .help = "the flags are one set for runs of several kinds (as compare_norms.sh and sweep.sh pass them): a "
              "flag that does nothing in this run is dropped with a note instead of refused, and a repeated "
@@ -391,6 +396,7 @@ void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
     rb[RB_VERSION] = RUN_BLOCK_VERSION, rb[RB_RANKS] = s->ranks, rb[RB_THREADS] = omp_get_max_threads();
     memcpy(&rb[RB_DATA_HASH], &h.data, 8);
     memcpy(&rb[RB_VAL_HASH], &h.val, 8);
+    memcpy(&rb[RB_BUILD], build_name(), strlen(build_name())); // <= 63 bytes (version.c), zero after
     for (int i = 0; i < N_SETTINGS; i++) {
         if (SETTINGS[i].rec != REC_RUN) continue;
         int64_t *slot = &rb[SETTINGS[i].slot];
@@ -402,6 +408,7 @@ void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
 // Whether slot k holds something in a block of this version.
 static int slot_used(int k, int64_t version) {
     if (k == RB_VERSION || k == RB_DATA_HASH || k == RB_THREADS || k == RB_RANKS || k == RB_VAL_HASH) return 1;
+    if (k >= RB_BUILD && k < RB_BUILD + RB_BUILD_SLOTS) return version >= 4;
     for (int i = 0; i < N_SETTINGS; i++)
         if (SETTINGS[i].rec == REC_RUN && SETTINGS[i].slot == k && SETTINGS[i].since <= version) return 1;
     return 0;
@@ -411,14 +418,24 @@ static int run_block_check(const int64_t *rb, const char *path, Error *err) {
     if (rb[RB_VERSION] == 1)
         return err_set(err, "%s: run settings version 1: written by a train_llama that sampled batches "
                        "differently; it cannot be resumed by this one", path);
-    if (rb[RB_VERSION] != 2 && rb[RB_VERSION] != RUN_BLOCK_VERSION)
-        return err_set(err, "%s: run settings version %lld unknown", path, (long long)rb[RB_VERSION]);
+    if (rb[RB_VERSION] < 2 || rb[RB_VERSION] > RUN_BLOCK_VERSION)
+        return err_set(err, "%s: run settings version %lld unknown (this build reads 2 to %d)", path,
+                       (long long)rb[RB_VERSION], RUN_BLOCK_VERSION);
     if (rb[RB_RANKS] < 1 || rb[RB_RANKS] > MAX_RANKS)
         return err_set(err, "%s: run settings: process count %lld out of range 1..%d", path,
                        (long long)rb[RB_RANKS], MAX_RANKS);
     for (int k = 0; k < RUN_BLOCK_SLOTS; k++)
         if (rb[k] && !slot_used(k, rb[RB_VERSION]))
             return err_set(err, "%s: run settings slot %d is not zero (reserved)", path, k);
+    // the build's name: printable text, then zeros
+    const unsigned char *b = (const unsigned char *)&rb[RB_BUILD];
+    size_t len = strnlen((const char *)b, RB_BUILD_SLOTS * 8);
+    int text = len < RB_BUILD_SLOTS * 8 && (len > 0 || rb[RB_VERSION] < 4);
+    for (size_t j = 0; j < RB_BUILD_SLOTS * 8; j++)
+        text = text && (j < len ? b[j] > 0x20 && b[j] < 0x7f : b[j] == 0);
+    if (!text)
+        return err_set(err, "%s: run settings slots %d to %d: the build's name is not text of 1 to %d bytes", path,
+                       RB_BUILD, RB_BUILD + RB_BUILD_SLOTS - 1, BUILD_NAME_MAX);
     for (int i = 0; i < N_SETTINGS; i++) {
         int64_t v = rb[SETTINGS[i].slot];
         if (SETTINGS[i].rec == REC_RUN && SETTINGS[i].type == OPT_FLAG && v != 0 && v != 1)
@@ -444,6 +461,11 @@ int run_block_unpack(const int64_t *rb, const ModelConfig *c, const DataRecord *
     Error e;
     if (options_check_ranges(SETTINGS, N_SETTINGS, s, &e)) return err_set(err, "%s: run settings: %s", path, e.msg);
     return 0;
+}
+
+void run_block_build(const int64_t *rb, char name[BUILD_NAME_MAX + 1]) {
+    memcpy(name, &rb[RB_BUILD], BUILD_NAME_MAX);
+    name[BUILD_NAME_MAX] = 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -482,10 +504,12 @@ void settings_resume_take(Settings *s, const Settings *cli, const unsigned char 
 // back; the model's numbers at the float32 precision its header holds them.
 // A setting that does nothing for this model (an alpha0 without alpha) is
 // not written: the trainer would refuse it.
-void settings_write(FILE *f, const Settings *s, int model_only) {
+void settings_write(FILE *f, const Settings *s, int model_only, const char *build) {
     ModelConfig c = settings_config(s);
+    Settings b = {.made_by = build && *build ? build : NULL};
+    char line[4300];
+    if (option_flag_text(&SETTINGS[setting_index("--made-by")], &b, 0, line, sizeof line)) fprintf(f, "%s\n", line);
     for (int i = 0; i < N_SETTINGS; i++) {
-        char line[4300];
         int rec = SETTINGS[i].rec;
         if (rec == REC_NONE || (model_only && rec != REC_HEADER) || !applies(i, s, &c)) continue;
         if (option_flag_text(&SETTINGS[i], s, rec == REC_HEADER, line, sizeof line)) fprintf(f, "%s\n", line);
@@ -510,7 +534,9 @@ int settings_print_file(const char *path, Error *err) {
         settings_from_config(&c, &s);
         fprintf(stderr, "train_llama: %s is a model file: it records the model's settings only\n", path);
     }
-    if (!rc) settings_write(stdout, &s, kind == KIND_MODEL);
+    char build[BUILD_NAME_MAX + 1] = "";
+    if (!rc && kind == KIND_CHECKPOINT) run_block_build(rb, build);
+    if (!rc) settings_write(stdout, &s, kind == KIND_MODEL, build);
     data_record_free(&rec);
     return rc ? -1 : fflush(stdout) ? err_set(err, "standard output: write failed") : 0;
 }

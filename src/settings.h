@@ -15,12 +15,13 @@
 #include "data.h"
 #include "model.h"
 #include "options.h"
+#include "version.h"
 
 typedef struct {
-    const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp;
+    const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp, *made_by;
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
-    double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult;
+    double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult, beta2;
     int no_dyt_beta, tie_embeddings, list_norms, residual_gate, norm_decay, shared_flags;
     int64_t overlap;
     int64_t ranks; // processes training together (not an option: mpirun -np); the global batch is ranks * batch
@@ -39,15 +40,17 @@ enum { FROM_DEFAULT, FROM_TYPED, FROM_PRESET };
 
 // The run block of a checkpoint: RUN_BLOCK_SLOTS int64 slots (modelio.h).
 // The settings' slots are the table's `slot` column; these hold the rest.
-// Version 3 added the
+// Version 4 added --beta2 and the build
+// that wrote the block (RB_BUILD: 64 bytes of text); 3 added the
 // optimizer's parameter groups (--norm-decay, --scalar-lr-mult: a version 2
 // block reads as their defaults); 2 drew training rows per (step, global
 // row) and records the process count; version 1 sampled from one sequential
 // stream. The validation text's fingerprint came later in version 2: 0 (all
 // older checkpoints) means the last 10% of the training text.
-#define RUN_BLOCK_VERSION 3
+#define RUN_BLOCK_VERSION 4
 #define MAX_RANKS (1 << 20)
-enum { RB_VERSION = 0, RB_DATA_HASH = 10, RB_THREADS = 12, RB_RANKS = 13, RB_VAL_HASH = 14 };
+enum { RB_VERSION = 0, RB_DATA_HASH = 10, RB_THREADS = 12, RB_RANKS = 13, RB_VAL_HASH = 14, RB_BUILD = 120 };
+#define RB_BUILD_SLOTS 8 // the build name (version.h), zero-padded
 
 // The fingerprints of the training and validation texts (0: none).
 typedef struct {
@@ -85,7 +88,10 @@ ModelConfig settings_config(const Settings *s);
 // A model header's settings into s.
 void settings_from_config(const ModelConfig *c, Settings *s);
 
+// The block of s, written by this build (version.h).
 void run_block_pack(const Settings *s, DataHashes h, int64_t *rb);
+// The build that wrote a checked block into name ("" before version 4).
+void run_block_build(const int64_t *rb, char name[BUILD_NAME_MAX + 1]);
 // Settings as a checkpoint records them (its run block, its header's model,
 // with rec its data record's files; rec NULL leaves s->data, s->val_data),
 // range-checked like the command line. path names the file in errors.
@@ -103,7 +109,8 @@ void settings_resume_take(Settings *s, const Settings *cli, const unsigned char 
 
 // What a file records of s, one flag per line, as the trainer reads them back
 // (config.txt, --print-config); model_only: what a model file records.
-void settings_write(FILE *f, const Settings *s, int model_only);
+// build: the build that wrote it, the first line (--made-by; NULL or "": none).
+void settings_write(FILE *f, const Settings *s, int model_only, const char *build);
 // --print-config FILE: a checkpoint's settings, or a model file's model's.
 int settings_print_file(const char *path, Error *err);
 
