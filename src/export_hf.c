@@ -19,8 +19,10 @@
 
 // the files of an export folder, in the order they are written
 enum { F_SAFETENSORS, F_CONFIG, F_TOKENIZER, F_TOKENIZER_CONFIG, N_FILES };
-static const char *FILE_NAMES[N_FILES] = {"model.safetensors", "config.json", "tokenizer.json",
-                                          "tokenizer_config.json"};
+static const char *const FILE_NAMES[] = {[F_SAFETENSORS] = "model.safetensors", [F_CONFIG] = "config.json",
+                                         [F_TOKENIZER] = "tokenizer.json",
+                                         [F_TOKENIZER_CONFIG] = "tokenizer_config.json"};
+_Static_assert(sizeof FILE_NAMES / sizeof FILE_NAMES[0] == N_FILES, "a name per F_ file");
 
 // The shortest decimal that reads back as the same float.
 static void fmt_float(char *s, size_t cap, float x) {

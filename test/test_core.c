@@ -2113,8 +2113,35 @@ static void test_export_encodings(void) {
     check(n == sizeof want - 1 && !memcmp(out, want, n), "byte_level_text: GPT-2's bytes_to_unicode", "got %zu bytes", n);
 }
 
+// The enum-indexed tables have designated rows ([T_WTE] = {...}); a row left
+// out in the middle is zero-filled without a word from the compiler (their
+// _Static_asserts catch one missing at the end): every row has its name and functions.
+static void test_tables(void) {
+    int bad = -1;
+    for (int t = 0; t < N_TENSORS && bad < 0; t++)
+        if (!tensor_name(t)) bad = t;
+    check(bad < 0, "TENSORS: a row per T_ tensor (a name)", "tensor %d has no row", bad);
+    bad = -1;
+    for (int k = 0; k < N_MLPS && bad < 0; k++) {
+        const MlpKind *x = &MLP_KINDS[k];
+        if (!x->name || !x->help || !x->default_hidden || !x->forward || !x->backward) bad = k;
+    }
+    check(bad < 0, "MLP_KINDS: a row per MLP_ kind (name, help, functions)", "kind %d has no row", bad);
+    bad = -1;
+    for (int p = 0; p < N_NORM_PARAMS && bad < 0; p++)
+        if (!NORM_PARAMS[p].suffix) bad = p;
+    check(bad < 0, "NORM_PARAMS: a row per NP_ parameter (a suffix)", "parameter %d has no row", bad);
+    bad = -1;
+    for (int k = 0; k < N_NORMS && bad < 0; k++) {
+        const NormKind *x = &NORM_KINDS[k];
+        if (!x->name || !x->help || !x->forward || !x->backward || !x->scratch_floats) bad = k;
+    }
+    check(bad < 0, "NORM_KINDS: a row per NORM_ kind (name, help, functions)", "kind %d has no row", bad);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
+    test_tables();
     test_reference_all(dir);
     test_dyt_finite_differences();
     test_norm_kinds();
