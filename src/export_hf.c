@@ -236,7 +236,7 @@ static int clear_aside(const char *dir, Error *err) {
 // Writes the folder as DIR.tmp, then renames it to DIR; an existing DIR is
 // first moved to DIR.old and removed afterwards, so DIR is at every moment
 // absent, the old folder, or the complete new one.
-int hf_export(const Model *m, const char *dir, int f16, Error *err) {
+static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
     if (export_check(m, EXPORT_HF, dir, err)) return -1;
     char out[4096], tmp[4104], old[4104], p[N_FILES][4200];
     size_t len = strlen(dir);
@@ -269,5 +269,11 @@ int hf_export(const Model *m, const char *dir, int f16, Error *err) {
         if (!rc) fsync_parent_dir(out);
     }
     export_vocab_free(&voc);
+    return rc;
+}
+
+int hf_export(const Model *m, const ExportArgs *a, Error *err) {
+    int rc = hf_write(m, a->out, a->f16, err);
+    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, a->f16 ? "float16" : "float32");
     return rc;
 }

@@ -1307,7 +1307,7 @@ static void test_llama2c_export_refusals(const char *dir) {
     if (!model_load(&m, path, &err)) {
         int rc = llama2c_export(&m, out, &err);
         check(rc && strstr(err.msg, "cannot export to llama2c: the model has a gelu MLP (the targets have SwiGLU only)") &&
-              !file_exists(out), "llama2c export refuses a GELU model (the FEATURES table's row)", "rc %d: %s", rc, err.msg);
+              !file_exists(out), "llama2c export refuses a GELU model (EXPORT_FEATURES' row)", "rc %d: %s", rc, err.msg);
         model_free(&m);
     }
     snprintf(path, sizeof path, "%s/rms_tied.model.bin", dir);
@@ -2137,6 +2137,17 @@ static void test_tables(void) {
         if (!x->name || !x->help || !x->forward || !x->backward || !x->scratch_floats) bad = k;
     }
     check(bad < 0, "NORM_KINDS: a row per NORM_ kind (name, help, functions)", "kind %d has no row", bad);
+    bad = -1;
+    for (int f = 0; f < N_EXPORT_FORMATS && bad < 0; f++) {
+        const ExportTarget *t = &EXPORT_TARGETS[f];
+        if (!t->name || !t->reader || !t->target || !t->write || export_format_parse(t->name) != f) bad = f;
+    }
+    check(bad < 0, "EXPORT_TARGETS: a row per ExportFormat (name, reader, target, writer), names distinct",
+          "format %d has no row or another's name", bad);
+    bad = -1;
+    for (int i = 0; i < N_EXPORT_FEATURES && bad < 0; i++)
+        if (!EXPORT_FEATURES[i]) bad = i;
+    check(bad < 0, "EXPORT_FEATURES: a row per FEAT_ feature", "feature %d has no row", bad);
 }
 
 int main(int argc, char **argv) {
