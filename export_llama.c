@@ -14,10 +14,8 @@
 #include "src/common.h"
 #include "src/export.h"
 #include "src/files.h"
-#include "src/llama2c.h"
 #include "src/model.h"
 #include "src/options.h"
-#include "src/sptok.h"
 #include "src/version.h"
 
 typedef struct {
@@ -25,83 +23,69 @@ typedef struct {
     int f16;
 } Settings;
 
+// What --help and the usage errors say about the targets comes from their
+// table (src/export.c): describe_targets fills these before anything is
+// parsed or printed.
+static char FORMAT_HELP[160], OUT_HELP[160], F16_HELP[128], Z_HELP[160];
+static char NAMES[64];   // "llama2c, gguf or hf"
+static char Z_NAMES[64]; // the targets that take -z: "llama2c"
+
 #define OPT_BASE Settings
 static const Option OPTIONS[] = {
-    {OPTION_STR("--format", format, NULL), .help = "llama2c, gguf (llama.cpp) or hf (Hugging Face folder)"},
-    {OPTION_STR("--out", out, NULL), .help = "output file (llama2c, gguf) or folder (hf)"},
-    {OPTION_FLAG("--f16", f16), .help = "store the matrices as float16 (gguf, hf; default float32)"},
-    {OPTION_STR("-z", tokenizer, NULL),
-     .help = "llama2c: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary"},
+    {OPTION_STR("--format", format, NULL), .help = FORMAT_HELP},
+    {OPTION_STR("--out", out, NULL), .help = OUT_HELP},
+    {OPTION_FLAG("--f16", f16), .help = F16_HELP},
+    {OPTION_STR("-z", tokenizer, NULL), .help = Z_HELP},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
+#define ALL_TARGETS ((1u << N_EXPORT_FORMATS) - 1)
+
+static void describe_targets(void) {
+    unsigned folders = 0, halves = 0, bpe = 0;
+    for (int f = 0; f < N_EXPORT_FORMATS; f++) {
+        const ExportTarget *t = &EXPORT_TARGETS[f];
+        folders |= t->folder ? 1u << f : 0;
+        halves |= t->f16 != F16_NONE ? 1u << f : 0;
+        bpe |= t->bpe_vocab ? 1u << f : 0;
+    }
+    char files[64], dirs[64], half[64];
+    export_list(NAMES, sizeof NAMES, ALL_TARGETS, LIST_NAMES, ", ", " or ");
+    export_list(Z_NAMES, sizeof Z_NAMES, ALL_TARGETS & ~bpe, LIST_NAMES, ", ", " or ");
+    export_list(FORMAT_HELP, sizeof FORMAT_HELP, ALL_TARGETS, LIST_HELP, ", ", " or ");
+    export_list(files, sizeof files, ALL_TARGETS & ~folders, LIST_NAMES, ", ", ", ");
+    export_list(dirs, sizeof dirs, folders, LIST_NAMES, ", ", ", ");
+    export_list(half, sizeof half, halves, LIST_NAMES, ", ", ", ");
+    snprintf(OUT_HELP, sizeof OUT_HELP, "output file (%s) or folder (%s)", files, dirs);
+    snprintf(F16_HELP, sizeof F16_HELP, "store the matrices as float16 (%s; default float32)", half);
+    snprintf(Z_HELP, sizeof Z_HELP, "%s: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary",
+             Z_NAMES);
+}
+
+// s in lines of at most `width` characters, broken at spaces
+static void print_wrapped(FILE *f, const char *s, int width) {
+    while (*s) {
+        int n = (int)strlen(s), cut = n;
+        if (n > width) {
+            for (cut = width; cut > 0 && s[cut] != ' '; cut--) {}
+            if (!cut) cut = width; // a word longer than the line
+        }
+        fprintf(f, "%.*s\n", cut, s);
+        s += cut + (s[cut] == ' ');
+    }
+}
+
 static void usage(FILE *f) {
     Settings d = {0};
-    fprintf(f, "usage: export_llama MODEL --format llama2c|gguf|hf --out PATH [options]\n"
-               "Writes MODEL (model.bin, checkpoint.bin or a llama2.c checkpoint) for llama2.c,\n"
-               "llama.cpp (GGUF v3) or Hugging Face transformers (safetensors folder).\n\noptions:\n");
+    char names[64], readers[160], intro[320];
+    export_list(names, sizeof names, ALL_TARGETS, LIST_NAMES, "|", "|");
+    export_list(readers, sizeof readers, ALL_TARGETS, LIST_READERS, ", ", " or ");
+    snprintf(intro, sizeof intro, "Writes MODEL (model.bin, checkpoint.bin or a llama2.c checkpoint) for %s.", readers);
+    fprintf(f, "usage: export_llama MODEL --format %s --out PATH [options]\n", names);
+    print_wrapped(f, intro, 80);
+    fprintf(f, "\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
     fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
-}
-
-// A llama2.c tokenizer file of exactly V tokens. run.c reads only the first
-// vocab_size of a longer one, so Llama 2's 32000 would pass for a byte
-// model's 256 (<unk>, <s>, </s>, <0x00>, ...) and every token's text would be
-// wrong.
-static int sptok_load_exact(SpTok *sp, const char *path, int V, Error *err) {
-    if (sptok_load(sp, path, V, err)) return -1;
-    if (sp->file_tokens == V) return 0;
-    if (sp->file_tokens < 0)
-        err_set(err, "%s: the bytes after the model's %d tokens are not whole entries", path, V);
-    else
-        err_set(err, "%s: holds %d tokens, the model has %d: not this model's tokenizer", path, sp->file_tokens, V);
-    sptok_free(sp);
-    return -1;
-}
-
-// An existing OUT.tokenizer.bin is replaced only when it is the model's (files.h).
-static int sptok_probe(const char *path, void *vocab_size, Error *err) {
-    SpTok sp;
-    if (sptok_load_exact(&sp, path, *(const int *)vocab_size, err)) return -1;
-    sptok_free(&sp);
-    return 0;
-}
-
-// The tokenizer for llama2.c: the byte vocabulary of a byte model, or -z for a
-// llama2.c model with its own (exactly the model's tokens).
-static int export_tokenizer(SpTok *sp, const Model *m, ModelFormat format, const char *tok_path, const char *out,
-                            Error *err) {
-    int V = m->cfg.vocab_size, bytes = V == 256 && format == FMT_LDYT;
-    if (tok_path && bytes)
-        return err_set(err, "-z %s: the model's vocabulary is our 256 bytes, written without -z; -z is for a "
-                       "llama2.c model's own tokenizer", tok_path);
-    if (!tok_path && V != 256)
-        return err_set(err, "%s: vocab_size = %d is not the byte tokenizer's 256: give the model's tokenizer with "
-                       "-z TOKENIZER", out, V);
-    if (!tok_path) return sptok_bytes(sp, err);
-    if (!sptok_load_exact(sp, tok_path, V, err)) return 0;
-    char msg[sizeof err->msg];
-    snprintf(msg, sizeof msg, "%s", err->msg);
-    return err_set(err, "-z %s", msg);
-}
-
-// The model for llama2.c and its tokenizer beside it (OUT.bin ->
-// OUT.tokenizer.bin).
-static int export_llama2c(const Model *m, ModelFormat format, const char *out, const char *tok_path, Error *err) {
-    char tok_out[4096];
-    size_t len = strlen(out);
-    int stem = (int)(len > 4 && !strcmp(out + len - 4, ".bin") ? len - 4 : len);
-    if (snprintf(tok_out, sizeof tok_out, "%.*s.tokenizer.bin", stem, out) >= (int)sizeof tok_out)
-        return err_set(err, "%s: path too long", out);
-    int vocab = m->cfg.vocab_size;
-    if (output_check_ours(tok_out, "a llama2.c tokenizer", sptok_probe, &vocab, err)) return -1;
-    SpTok sp;
-    if (export_tokenizer(&sp, m, format, tok_path, out, err)) return -1;
-    int rc = llama2c_export(m, out, err);
-    if (!rc) rc = sptok_save(&sp, tok_out, err);
-    if (!rc) fprintf(stderr, "wrote %s (llama2.c legacy format) and its tokenizer %s\n", out, tok_out);
-    sptok_free(&sp);
-    return rc;
 }
 
 // What the target refuses in the model, said about the model (not the
@@ -110,7 +94,7 @@ static int export_inputs_check(const Model *m, const char *model_path, const Set
                                Error *err) {
     if (export_check(m, f, model_path, err)) return -1;
     if (s->f16 && export_f16_check(m, f, model_path, err)) return -1;
-    if (f != EXPORT_LLAMA2C) { // the BPE vocabulary the target declares
+    if (EXPORT_TARGETS[f].bpe_vocab) { // the BPE vocabulary the target declares
         ExportVocab voc;
         if (export_vocab(&voc, m, model_path, err)) return -1;
         export_vocab_free(&voc);
@@ -124,18 +108,24 @@ static int export_inputs_check(const Model *m, const char *model_path, const Set
     return 0;
 }
 
-static int export_model(const Model *m, ModelFormat format, const Settings *s, ExportFormat f, Error *err) {
-    int rc = f == EXPORT_LLAMA2C ? export_llama2c(m, format, s->out, s->tokenizer, err)
-             : f == EXPORT_GGUF  ? gguf_export(m, s->out, s->f16, err)
-                                 : hf_export(m, s->out, s->f16, err);
-    if (!rc && f != EXPORT_LLAMA2C)
-        fprintf(stderr, "wrote %s (%s, %s)\n", s->out, f == EXPORT_GGUF ? "GGUF v3, llama" : "Hugging Face LlamaForCausalLM",
-                s->f16 ? "float16" : "float32");
-    return rc;
+// The usage errors (exit 2); *f is the format's row.
+static int args_check(const Settings *s, int n_pos, int *f, Error *err) {
+    if (n_pos != 1) return err_set(err, "MODEL is required");
+    if (!s->format) return err_set(err, "--format is required (%s)", NAMES);
+    if ((*f = export_format_parse(s->format)) < 0) return err_set(err, "--format %s: must be %s", s->format, NAMES);
+    const ExportTarget *t = &EXPORT_TARGETS[*f];
+    if (!s->out) return err_set(err, "--out is required");
+    if (!*s->out) return err_set(err, "--out: an empty path");
+    if (t->bpe_vocab && s->tokenizer)
+        return err_set(err, "-z: a llama2.c tokenizer cannot be written as byte-level BPE; only --format %s takes it",
+                       Z_NAMES);
+    if (t->f16 == F16_NONE && s->f16) return err_set(err, "--f16: %s's format is float32 only", t->target);
+    return 0;
 }
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); // a closed pipe is a failed write (exit 1, one line), not exit 141
+    describe_targets();
     Settings s = {0};
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];
@@ -150,16 +140,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    if (rc == 0 && n_pos != 1) rc = err_set(&err, "MODEL is required");
-    if (rc == 0 && !s.format) rc = err_set(&err, "--format is required (llama2c, gguf or hf)");
-    if (rc == 0 && (f = export_format_parse(s.format)) < 0)
-        rc = err_set(&err, "--format %s: must be llama2c, gguf or hf", s.format);
-    if (rc == 0 && !s.out) rc = err_set(&err, "--out is required");
-    if (rc == 0 && !*s.out) rc = err_set(&err, "--out: an empty path");
-    if (rc == 0 && f != EXPORT_LLAMA2C && s.tokenizer)
-        rc = err_set(&err, "-z: a llama2.c tokenizer cannot be written as byte-level BPE; only --format llama2c takes it");
-    if (rc == 0 && f == EXPORT_LLAMA2C && s.f16) rc = err_set(&err, "--f16: llama2.c's format is float32 only");
-    if (rc) {
+    if (rc || args_check(&s, n_pos, &f, &err)) {
         fprintf(stderr, "export_llama: %s (see --help)\n", err.msg);
         return 2;
     }
@@ -167,13 +148,12 @@ int main(int argc, char **argv) {
     // clean up after (nothing under the output name), not a fatal signal
     signal(SIGXFSZ, SIG_IGN);
     Model m;
-    ModelFormat format;
-    if (model_load_any(&m, pos[0], &format, &err)) {
+    ExportArgs a = {s.out, s.f16, s.tokenizer, FMT_LDYT};
+    if (model_load_any(&m, pos[0], &a.model_format, &err)) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, &err) ||
-         export_model(&m, format, &s, (ExportFormat)f, &err);
+    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, &err) || EXPORT_TARGETS[f].write(&m, &a, &err);
     if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

@@ -658,8 +658,10 @@ int data_record_parse(DataRecord *r, const unsigned char *d, size_t n, const cha
         if (n - at < DATA_ENTRY_HEAD) goto bad_size;
         memcpy(&role, d + at, 4), memcpy(&len, d + at + 4, 4), memcpy(&size, d + at + 8, 8), memcpy(&hash, d + at + 16, 8);
         at += DATA_ENTRY_HEAD;
-        // roles follow each other: spec, files, (val spec, files)
-        static const int8_t after[N_ROLES] = {-1, ROLE_DATA_FILE, ROLE_DATA_SPEC, ROLE_VAL_SPEC}; // role -> what precedes it
+        // roles follow each other: spec, files, (val spec, files); after[role]: what precedes it
+        static const int8_t after[] = {[ROLE_DATA_SPEC] = -1, [ROLE_VAL_SPEC] = ROLE_DATA_FILE,
+                                       [ROLE_DATA_FILE] = ROLE_DATA_SPEC, [ROLE_VAL_FILE] = ROLE_VAL_SPEC};
+        _Static_assert(sizeof after / sizeof after[0] == N_ROLES, "after: a row per ROLE_");
         int ok = role < N_ROLES && (last == after[role] || (last == (int)role && (role == ROLE_DATA_FILE ||
                                                                                   role == ROLE_VAL_FILE)));
         if (!ok) {

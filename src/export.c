@@ -8,32 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *FORMAT_NAMES[N_EXPORT_FORMATS] = {"llama2c", "gguf", "hf"};
-// what runs each format, for messages
-static const char *FORMAT_TARGETS[N_EXPORT_FORMATS] = {"llama2.c", "llama.cpp's llama architecture",
-                                                      "Hugging Face's LlamaForCausalLM"};
-
-const char *export_format_name(ExportFormat f) { return FORMAT_NAMES[f]; }
-
-int export_format_parse(const char *name) {
-    for (int f = 0; f < N_EXPORT_FORMATS; f++)
-        if (!strcmp(name, FORMAT_NAMES[f])) return f;
-    return -1;
-}
-
 // ----------------------------------------------------------------------------
-// What each target runs. A model feature that some target lacks is one row:
-// `has` says whether the model has it (writing what it is into `what`), and
-// `runs` lists the formats that can express it. A new model feature (a norm
-// kind, a switch) needs one row here.
-
-#define ALL_FORMATS ((1u << N_EXPORT_FORMATS) - 1)
-#define BIT(f) (1u << (f))
-
-typedef struct {
-    int (*has)(const Model *m, char *what, size_t cap);
-    unsigned runs; // BIT(format) for each format that runs it
-} Feature;
+// What each target runs. A model feature that some target lacks is one
+// function here (whether the model has it, and what it is); a target's row
+// lists the features it lacks. A new model feature (a norm kind, a switch)
+// needs one function here and its bit in the rows of the targets that lack it.
 
 static int has_other_norm(const Model *m, char *what, size_t cap) {
     snprintf(what, cap, "a %s norm (the targets have RMSNorm only)", NORM_KINDS[m->cfg.norm].name);
@@ -65,22 +44,95 @@ static int has_bpe(const Model *m, char *what, size_t cap) {
     return m->tokenizer != NULL;
 }
 
-static const Feature FEATURES[] = {
-    {has_other_norm, 0},
-    {has_emb_scale, 0},
-    {has_residual_gate, 0},
-    {has_other_mlp, 0},
-    {has_other_eps, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
-    {has_other_theta, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
-    {has_bpe, BIT(EXPORT_GGUF) | BIT(EXPORT_HF)},
+// in this order export_check asks, and names the first the target lacks
+const ExportFeature EXPORT_FEATURES[] = {
+    [FEAT_OTHER_NORM] = has_other_norm,
+    [FEAT_EMB_SCALE] = has_emb_scale,
+    [FEAT_RESIDUAL_GATE] = has_residual_gate,
+    [FEAT_OTHER_MLP] = has_other_mlp,
+    [FEAT_OTHER_EPS] = has_other_eps,
+    [FEAT_OTHER_THETA] = has_other_theta,
+    [FEAT_BPE] = has_bpe,
 };
+// Unsized (export.h), the table is as long as its last row: a feature appended
+// to the enum without one fails here; test_core's test_tables checks every row.
+_Static_assert(sizeof EXPORT_FEATURES / sizeof EXPORT_FEATURES[0] == N_EXPORT_FEATURES,
+               "EXPORT_FEATURES: a row per FEAT_");
+
+// lacked by a target that runs a plain LLaMA only (RMSNorm, SwiGLU, no
+// embedding scale or gates): all three do
+#define PLAIN_LLAMA_ONLY \
+    (FEAT_BIT(FEAT_OTHER_NORM) | FEAT_BIT(FEAT_EMB_SCALE) | FEAT_BIT(FEAT_RESIDUAL_GATE) | FEAT_BIT(FEAT_OTHER_MLP))
+
+const ExportTarget EXPORT_TARGETS[] = {
+    [EXPORT_LLAMA2C] = {
+        .name = "llama2c", .help = NULL, .reader = "llama2.c", .target = "llama2.c",
+        .folder = 0, .f16 = F16_NONE, .names = 0, // float32 only: no --f16 refusal names a tensor
+        .bpe_vocab = 0,
+        // fixed epsilon and RoPE theta; a SentencePiece-style tokenizer
+        .lacks = PLAIN_LLAMA_ONLY | FEAT_BIT(FEAT_OTHER_EPS) | FEAT_BIT(FEAT_OTHER_THETA) | FEAT_BIT(FEAT_BPE),
+        .write = llama2c_export_files,
+    },
+    [EXPORT_GGUF] = {
+        .name = "gguf", .help = "llama.cpp", .reader = "llama.cpp (GGUF v3)",
+        .target = "llama.cpp's llama architecture",
+        .folder = 0, .f16 = F16_MATRICES, .names = offsetof(ExportTensor, gguf),
+        .bpe_vocab = 1,
+        .lacks = PLAIN_LLAMA_ONLY,
+        .write = gguf_export,
+    },
+    [EXPORT_HF] = {
+        .name = "hf", .help = "Hugging Face folder", .reader = "Hugging Face transformers (safetensors folder)",
+        .target = "Hugging Face's LlamaForCausalLM",
+        .folder = 1, .f16 = F16_ALL, .names = offsetof(ExportTensor, hf),
+        .bpe_vocab = 1,
+        .lacks = PLAIN_LLAMA_ONLY,
+        .write = hf_export,
+    },
+};
+// Unsized (export.h): a format appended to the enum without a row fails here;
+// test_core's test_tables checks every row has a name and a writer.
+_Static_assert(sizeof EXPORT_TARGETS / sizeof EXPORT_TARGETS[0] == N_EXPORT_FORMATS,
+               "EXPORT_TARGETS: a row per ExportFormat");
+#undef PLAIN_LLAMA_ONLY
+
+int export_format_parse(const char *name) {
+    for (int f = 0; f < N_EXPORT_FORMATS; f++)
+        if (!strcmp(name, EXPORT_TARGETS[f].name)) return f;
+    return -1;
+}
+
+// s after the n bytes of buf (cap bytes), cut to fit; returns the new length.
+static size_t append(char *buf, size_t cap, size_t n, const char *s) {
+    while (*s && n + 1 < cap) buf[n++] = *s++;
+    buf[n] = 0;
+    return n;
+}
+
+void export_list(char *buf, size_t cap, unsigned which, int item, const char *sep, const char *last) {
+    int count = 0, k = 0;
+    for (int f = 0; f < N_EXPORT_FORMATS; f++) count += (which >> f) & 1;
+    size_t n = append(buf, cap, 0, "");
+    for (int f = 0; f < N_EXPORT_FORMATS; f++) {
+        const ExportTarget *t = &EXPORT_TARGETS[f];
+        if (!((which >> f) & 1)) continue;
+        if (k++) n = append(buf, cap, n, k == count ? last : sep);
+        n = append(buf, cap, n, item == LIST_READERS ? t->reader : t->name);
+        if (item == LIST_HELP && t->help) {
+            n = append(buf, cap, n, " (");
+            n = append(buf, cap, n, t->help);
+            n = append(buf, cap, n, ")");
+        }
+    }
+}
 
 int export_check(const Model *m, ExportFormat f, const char *path, Error *err) {
+    const ExportTarget *t = &EXPORT_TARGETS[f];
     char what[256];
-    for (size_t i = 0; i < sizeof FEATURES / sizeof FEATURES[0]; i++)
-        if (!(FEATURES[i].runs & BIT(f)) && FEATURES[i].has(m, what, sizeof what))
-            return err_set(err, "%s: cannot export to %s: the model has %s, which %s cannot run", path,
-                           FORMAT_NAMES[f], what, FORMAT_TARGETS[f]);
+    for (int i = 0; i < N_EXPORT_FEATURES; i++)
+        if ((t->lacks & FEAT_BIT(i)) && EXPORT_FEATURES[i](m, what, sizeof what))
+            return err_set(err, "%s: cannot export to %s: the model has %s, which %s cannot run", path, t->name,
+                           what, t->target);
     return 0;
 }
 
@@ -314,13 +366,15 @@ int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err) {
 }
 
 int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err) {
+    const ExportTarget *t = &EXPORT_TARGETS[f];
     ExportTensor *ts;
     int nt, rc = 0;
+    if (t->f16 == F16_NONE) return 0;
     if (export_tensors(m, &ts, &nt, err)) return -1;
     for (int i = 0; i < nt && !rc; i++) {
         size_t n = ts[i].rows * ts[i].cols, j;
-        if ((f == EXPORT_HF || ts[i].cols > 1) && (j = f16_first_overflow(ts[i].data, n)) < n)
-            rc = f16_refuse(ts[i].data, j, f == EXPORT_HF ? ts[i].hf : ts[i].gguf, path, err);
+        if ((t->f16 == F16_ALL || ts[i].cols > 1) && (j = f16_first_overflow(ts[i].data, n)) < n)
+            rc = f16_refuse(ts[i].data, j, (const char *)&ts[i] + t->names, path, err);
     }
     free(ts);
     return rc;

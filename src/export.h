@@ -1,8 +1,11 @@
 // Exports of a trained model to other programs' formats (docs/export.md):
 // llama2.c's legacy checkpoint (src/llama2c.c), GGUF version 3 for llama.cpp
 // (src/export_gguf.c) and a Hugging Face LlamaForCausalLM folder
-// (src/export_hf.c). One table says what each target can run; every writer
-// checks it first, so a model a target cannot run is refused with one line.
+// (src/export_hf.c). One table, EXPORT_TARGETS, holds a row per target: its
+// --format name, what runs it, what --f16 does there, the model features it
+// lacks and its writer. --format, --help, the usage errors, the dispatch and
+// the refusals all read it; every writer checks its row first, so a model a
+// target cannot run is refused with one line.
 // Every file is written atomically (a temporary, then a rename), and a folder
 // is built as a temporary folder and renamed into place.
 #ifndef EXPORT_H
@@ -13,17 +16,57 @@
 
 #include "bpe.h"
 #include "common.h"
+#include "llama2c.h"
 #include "model.h"
 
 typedef enum { EXPORT_LLAMA2C, EXPORT_GGUF, EXPORT_HF, N_EXPORT_FORMATS } ExportFormat;
 
-// "llama2c", "gguf", "hf"; -1 for an unknown name.
-const char *export_format_name(ExportFormat f);
+// The model features some target cannot run. EXPORT_FEATURES[feature] tells
+// whether a model has it, writing what it is into `what` for the refusal.
+enum { FEAT_OTHER_NORM, FEAT_EMB_SCALE, FEAT_RESIDUAL_GATE, FEAT_OTHER_MLP, FEAT_OTHER_EPS, FEAT_OTHER_THETA,
+       FEAT_BPE, N_EXPORT_FEATURES };
+#define FEAT_BIT(feature) (1u << (feature))
+typedef int (*ExportFeature)(const Model *m, char *what, size_t cap);
+extern const ExportFeature EXPORT_FEATURES[]; // unsized: export.c asserts a row per FEAT_
+
+// What a writer is asked to write.
+typedef struct {
+    const char *out;          // --out
+    int f16;                  // --f16 (only for a target whose row has f16)
+    const char *tokenizer;    // -z: a llama2.c tokenizer file, or NULL
+    ModelFormat model_format; // what the model was read from (ours or a llama2.c checkpoint)
+} ExportArgs;
+
+enum { F16_NONE, F16_MATRICES, F16_ALL }; // what --f16 stores as float16
+
+typedef struct {
+    const char *name;   // --format NAME
+    const char *help;   // said beside the name in --format's help ("gguf (llama.cpp)"), or NULL
+    const char *reader; // --help's opening lines: what reads the files
+    const char *target; // refusals: what runs the model ("..., which llama.cpp's llama architecture cannot run")
+    int folder;         // --out is a folder, not a file (--help)
+    int f16;            // F16_*, as its writer stores them: export_f16_check refuses before anything is written
+    size_t names;       // offsetof(ExportTensor, gguf or hf): the tensor names its --f16 refusals use
+    int bpe_vocab;      // writes the model's byte-level BPE vocabulary (export_vocab); 0: a llama2.c
+                        // tokenizer (ours, or -z's: the one target that takes -z)
+    unsigned lacks;     // FEAT_BIT()s of the model features it cannot run (export_check)
+    // Checks the model against the row, writes, and says on stderr what it wrote.
+    int (*write)(const Model *m, const ExportArgs *a, Error *err);
+} ExportTarget;
+extern const ExportTarget EXPORT_TARGETS[]; // a row per ExportFormat; unsized: export.c asserts the count
+
+// The format named `name`, or -1.
 int export_format_parse(const char *name);
+// The targets whose bit (1u << ExportFormat) is set in `which`, for --help and
+// messages: their names (LIST_NAMES), names with their help ("gguf
+// (llama.cpp)", LIST_HELP) or readers (LIST_READERS), joined by sep, the
+// last two by last: "llama2c, gguf or hf". Cut to fit cap.
+enum { LIST_NAMES, LIST_HELP, LIST_READERS };
+void export_list(char *buf, size_t cap, unsigned which, int item, const char *sep, const char *last);
 
 // Refuses (one line, naming path and the feature) a model the target cannot
-// run: the norm kind, llama2.c's fixed epsilon and RoPE theta, a BPE
-// vocabulary for llama2.c. The one place that lists what a target supports.
+// run: a feature its row lacks (the norm kind, llama2.c's fixed epsilon and
+// RoPE theta, a BPE vocabulary for llama2.c).
 int export_check(const Model *m, ExportFormat f, const char *path, Error *err);
 
 // The model's vocabulary as byte strings: its BPE tokenizer (merges included),
@@ -49,7 +92,7 @@ uint16_t f32_to_f16(float x);
 // the largest half, from 65520 on, which rounds up to inf.
 int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err);
 // The same refusal before anything is written, over every tensor format f
-// stores as float16 (GGUF: the matrices; Hugging Face: all).
+// stores as float16 (its row's f16: GGUF the matrices, Hugging Face all).
 int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err);
 
 // The tensors of an RMSNorm model in export order (embedding, each layer's,
@@ -66,18 +109,23 @@ typedef struct {
 // Fills *out (caller frees) with *n tensors; -1 when out of memory.
 int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err);
 
+// The writers of the table's rows (ExportTarget.write).
+// llama2.c's legacy format and its tokenizer beside it (OUT.bin ->
+// OUT.tokenizer.bin): our byte vocabulary, or -z's for a llama2.c model.
+int llama2c_export_files(const Model *m, const ExportArgs *a, Error *err);
 // GGUF version 3, architecture llama; f16 stores the matrices as F16 (the norm
 // vectors stay F32, as llama.cpp's converter does).
-// Writes m in llama2.c's legacy format (src/export_llama2c.c). Refuses what
-// llama2.c cannot express (export_check: DyT, an epsilon or RoPE theta other
-// than llama2.c's fixed ones, a BPE vocabulary).
+int gguf_export(const Model *m, const ExportArgs *a, Error *err);
+// A Hugging Face folder: model.safetensors, config.json, tokenizer.json,
+// tokenizer_config.json.
+int hf_export(const Model *m, const ExportArgs *a, Error *err);
+
+// The model alone in llama2.c's legacy format (src/export_llama2c.c). Refuses
+// what llama2.c cannot express (export_check: DyT, an epsilon or RoPE theta
+// other than llama2.c's fixed ones, a BPE vocabulary).
 int llama2c_export(const Model *m, const char *path, Error *err);
-int gguf_export(const Model *m, const char *path, int f16, Error *err);
 // 0 when path is a GGUF file as gguf_export writes them, whole (an OursFn of files.h).
 int gguf_probe(const char *path, void *ctx, Error *err);
-// A Hugging Face folder: model.safetensors, config.json, tokenizer.json,
-// tokenizer_config.json, generation_config.json.
-int hf_export(const Model *m, const char *dir, int f16, Error *err);
 
 // A growable byte buffer for headers (export writers).
 typedef struct {

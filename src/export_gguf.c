@@ -5,6 +5,7 @@
 // `llama`: its RoPE (type NORM) rotates adjacent pairs like ours, so the query
 // and key weights go in as they are (llama.cpp's converter un-permutes
 // Hugging Face's back to this layout).
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,7 +101,7 @@ static void put_hparams(Kv *kv, const ModelConfig *c, int f16) {
 
 static size_t pad_to(size_t n) { return (GGUF_ALIGN - n % GGUF_ALIGN) % GGUF_ALIGN; }
 
-int gguf_export(const Model *m, const char *path, int f16, Error *err) {
+static int gguf_write(const Model *m, const char *path, int f16, Error *err) {
     if (export_check(m, EXPORT_GGUF, path, err) ||
         output_check_ours(path, "a GGUF file as this program writes them", gguf_probe, NULL, err))
         return -1;
@@ -172,6 +173,12 @@ done:
     buf_free(&info);
     buf_free(&head);
     export_vocab_free(&voc);
+    return rc;
+}
+
+int gguf_export(const Model *m, const ExportArgs *a, Error *err) {
+    int rc = gguf_write(m, a->out, a->f16, err);
+    if (!rc) fprintf(stderr, "wrote %s (GGUF v3, llama, %s)\n", a->out, a->f16 ? "float16" : "float32");
     return rc;
 }
 

@@ -19,8 +19,10 @@
 
 // the files of an export folder, in the order they are written
 enum { F_SAFETENSORS, F_CONFIG, F_TOKENIZER, F_TOKENIZER_CONFIG, N_FILES };
-static const char *FILE_NAMES[N_FILES] = {"model.safetensors", "config.json", "tokenizer.json",
-                                          "tokenizer_config.json"};
+static const char *const FILE_NAMES[] = {[F_SAFETENSORS] = "model.safetensors", [F_CONFIG] = "config.json",
+                                         [F_TOKENIZER] = "tokenizer.json",
+                                         [F_TOKENIZER_CONFIG] = "tokenizer_config.json"};
+_Static_assert(sizeof FILE_NAMES / sizeof FILE_NAMES[0] == N_FILES, "a name per F_ file");
 
 // The shortest decimal that reads back as the same float.
 static void fmt_float(char *s, size_t cap, float x) {
@@ -234,7 +236,7 @@ static int clear_aside(const char *dir, Error *err) {
 // Writes the folder as DIR.tmp, then renames it to DIR; an existing DIR is
 // first moved to DIR.old and removed afterwards, so DIR is at every moment
 // absent, the old folder, or the complete new one.
-int hf_export(const Model *m, const char *dir, int f16, Error *err) {
+static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
     if (export_check(m, EXPORT_HF, dir, err)) return -1;
     char out[4096], tmp[4104], old[4104], p[N_FILES][4200];
     size_t len = strlen(dir);
@@ -267,5 +269,11 @@ int hf_export(const Model *m, const char *dir, int f16, Error *err) {
         if (!rc) fsync_parent_dir(out);
     }
     export_vocab_free(&voc);
+    return rc;
+}
+
+int hf_export(const Model *m, const ExportArgs *a, Error *err) {
+    int rc = hf_write(m, a->out, a->f16, err);
+    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, a->f16 ? "float16" : "float32");
     return rc;
 }

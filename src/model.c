@@ -15,7 +15,7 @@
 // hidden_dim, V = vocab_size, kvd = n_kv_heads * head_dim; per-layer tensors
 // are stacked over the L layers. Norm parameters (np >= 0) take their shape,
 // init and decay from NORM_PARAMS and are present when the site's kind has them.
-enum { SH_VD, SH_D, SH_1, SH_DD, SH_KD, SH_HD, SH_DH };          // shape of one layer's slice
+enum { SH_VD, SH_D, SH_1, SH_DD, SH_KD, SH_HD, SH_DH, N_SHAPES }; // shape of one layer's slice
 enum { HAS_ALWAYS, HAS_NORM, HAS_EMB_SCALE, HAS_GATE, HAS_UNTIED, HAS_GATED_MLP }; // present when
 enum { INIT_NORMAL = 16, INIT_NORMAL_RESID, INIT_SQRT_D, INIT_GATE }; // beside norms.h's INIT_
 enum { AT_LAYER, AT_TOP, AT_END }; // gradient complete: with its layer, after the head, on return
@@ -29,7 +29,7 @@ typedef struct {
 } TensorDesc;
 
 #define NORM_P(nm, s, p, lay, at) {nm, -1, lay, HAS_NORM, -1, -1, s, p, 0, at}
-static const TensorDesc TENSORS[N_TENSORS] = {
+static const TensorDesc TENSORS[] = {
     [T_WTE] = {"wte", SH_VD, 0, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 0, AT_END},
     [T_ATTN_NORM] = NORM_P("attn_norm", SITE_ATTN, NP_GAIN, 1, AT_LAYER),
     [T_ATTN_BETA] = NORM_P("attn_beta", SITE_ATTN, NP_BETA, 1, AT_LAYER),
@@ -56,6 +56,10 @@ static const TensorDesc TENSORS[N_TENSORS] = {
     [T_WCLS] = {"wcls", SH_VD, 0, HAS_UNTIED, INIT_NORMAL, 1, -1, -1, 18, AT_TOP},
 };
 #undef NORM_P
+// Unsized, the table is as long as its last row: a tensor appended to the enum
+// without a row fails here. A row missing in the middle is zero-filled (a NULL
+// name): test_core's test_tables checks every row.
+_Static_assert(sizeof TENSORS / sizeof TENSORS[0] == N_TENSORS, "TENSORS: a row per T_ tensor");
 
 const char *tensor_name(int t) { return t >= 0 && t < N_TENSORS ? TENSORS[t].name : "?"; }
 
@@ -104,12 +108,13 @@ static void gelu_act_backward(float *dh1, float *dh3, const float *dhg, const fl
     gelu_backward(dh1, dhg, h1, n);
 }
 
-const MlpKind MLP_KINDS[N_MLPS] = {
+const MlpKind MLP_KINDS[] = {
     [MLP_SWIGLU] = {"swiglu", "w2(silu(w1 n) * w3 n), hidden 8d/3 rounded up to 32", 1, swiglu_hidden,
                     swiglu_forward, swiglu_backward},
     [MLP_GELU] = {"gelu", "w2(gelu(w1 n)), exact erf GELU, hidden 4d", 0, gelu_hidden, gelu_act_forward,
                   gelu_act_backward},
 };
+_Static_assert(sizeof MLP_KINDS / sizeof MLP_KINDS[0] == N_MLPS, "MLP_KINDS: a row per MLP_ kind");
 
 int mlp_find(const char *name) {
     for (int k = 0; k < N_MLPS; k++)
@@ -177,6 +182,7 @@ int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_param
         int shape = x->np >= 0 ? (NORM_PARAMS[x->np].vector ? SH_D : SH_1) : x->shape;
         const size_t one[] = {[SH_VD] = V * d, [SH_D] = d, [SH_1] = 1, [SH_DD] = d * d, // each < 2^40
                               [SH_KD] = kvd * d, [SH_HD] = h * d, [SH_DH] = d * h};
+        _Static_assert(sizeof one / sizeof one[0] == N_SHAPES, "a size per SH_ shape");
         size_t n = tensor_present(c, t) ? one[shape] : 0;
         if ((x->per_layer && size_mul(L, n, &n)) || size_add(total, n, &total)) // L * d * h can overflow
             return err_set(err, "parameter count overflows (%s)", x->name);
@@ -241,8 +247,9 @@ void model_init(Model *m, uint64_t seed) {
         case INIT_ONE: fill(p, n, 1.0f); break;
         case INIT_ZERO: case INIT_GATE: fill(p, n, 0.0f); break;
         case INIT_ALPHA0: {
-            const float alpha0[N_SITES] = {[SITE_ATTN] = c->alpha_attn0, [SITE_FFN] = c->alpha_ffn0,
-                                           [SITE_FINAL] = c->alpha_final0};
+            const float alpha0[] = {[SITE_ATTN] = c->alpha_attn0, [SITE_FFN] = c->alpha_ffn0,
+                                    [SITE_FINAL] = c->alpha_final0};
+            _Static_assert(sizeof alpha0 / sizeof alpha0[0] == N_SITES, "an alpha0 per site");
             fill(p, n, alpha0[x->site]);
             break;
         }

@@ -38,7 +38,7 @@ typedef struct {
     // dh1 [, dh3] (N,H) overwritten from dhg
     void (*backward)(float *dh1, float *dh3, const float *dhg, const float *h1, const float *h3, size_t n);
 } MlpKind;
-extern const MlpKind MLP_KINDS[N_MLPS];
+extern const MlpKind MLP_KINDS[]; // unsized: model.c asserts a row per MLP_ (norms.h says why)
 // The kind named `name`, or -1.
 int mlp_find(const char *name);
 

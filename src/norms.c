@@ -410,18 +410,22 @@ static void dyt_bwd(float *dinp, const NormG *g, const float *dout, const float 
     dyt_layer_backward(dinp, g->alpha, g->gain, g->beta, dout, inp, w->alpha, w->gain, N, C, scratch);
 }
 
-const NormParam NORM_PARAMS[N_NORM_PARAMS] = {
+const NormParam NORM_PARAMS[] = {
     [NP_GAIN] = {"norm", NULL, 1, INIT_ONE, 0},
     [NP_BETA] = {"beta", NULL, 1, INIT_ZERO, 0},
     [NP_ALPHA] = {"alpha", "alpha", 0, INIT_ALPHA0, 0},
     [NP_SHIFT] = {"shift", "s", 0, INIT_ZERO, 0},
 };
+// Both tables are unsized (norms.h): a kind or parameter appended to its enum
+// without a row fails here; test_core's test_tables catches a row missing in
+// the middle (zero-filled: a NULL name).
+_Static_assert(sizeof NORM_PARAMS / sizeof NORM_PARAMS[0] == N_NORM_PARAMS, "NORM_PARAMS: a row per NP_");
 
 #define G NP_BIT(NP_GAIN)
 #define B NP_BIT(NP_BETA)
 #define A NP_BIT(NP_ALPHA)
 #define S NP_BIT(NP_SHIFT)
-const NormKind NORM_KINDS[N_NORMS] = {
+const NormKind NORM_KINDS[] = {
     // name, help, params, optional, alpha0, emb_scale, stats, sat, forward, backward, scratch
     [NORM_RMS] = {"rmsnorm", "g * x / sqrt(mean(x^2) + eps); g = 1", G, 0, 1.0f, 0, 1, 0.0f,
                   rms_fwd, rms_bwd, rmsnorm_scratch_floats},
@@ -444,6 +448,7 @@ const NormKind NORM_KINDS[N_NORMS] = {
                        "--alpha-ffn), gamma 1, beta 0", G | B | A, 0, 1.0f, 1, 0, 2.0f, softsign_forward,
                        softsign_backward, norm_alpha_scratch},
 };
+_Static_assert(sizeof NORM_KINDS / sizeof NORM_KINDS[0] == N_NORMS, "NORM_KINDS: a row per NORM_ kind");
 #undef G
 #undef B
 #undef A

@@ -28,7 +28,10 @@ typedef struct {
     int decays;         // AdamW weight decay applies
 } NormParam;
 enum { INIT_ONE, INIT_ZERO, INIT_ALPHA0 };
-extern const NormParam NORM_PARAMS[N_NORM_PARAMS];
+// Unsized, as every enum-indexed table declared in a header: with [N_NORM_PARAMS]
+// here the definition would have N rows whatever its initializer holds, and the
+// count assert beside it (norms.c) could not fail.
+extern const NormParam NORM_PARAMS[]; // unsized: norms.c asserts a row per NP_
 
 // One site's parameters in the forward: absent ones are NULL or unused.
 typedef struct {
@@ -59,7 +62,7 @@ typedef struct {
     size_t (*scratch_floats)(size_t N, int C);
 } NormKind;
 
-extern const NormKind NORM_KINDS[N_NORMS];
+extern const NormKind NORM_KINDS[]; // unsized: norms.c asserts a row per NORM_
 
 // The kind named `name`, or -1.
 int norm_find(const char *name);

@@ -1371,7 +1371,7 @@ static void test_llama2c_export_refusals(const char *dir) {
     if (!model_load(&m, path, &err)) {
         int rc = llama2c_export(&m, out, &err);
         check(rc && strstr(err.msg, "cannot export to llama2c: the model has a gelu MLP (the targets have SwiGLU only)") &&
-              !file_exists(out), "llama2c export refuses a GELU model (the FEATURES table's row)", "rc %d: %s", rc, err.msg);
+              !file_exists(out), "llama2c export refuses a GELU model (EXPORT_FEATURES' row)", "rc %d: %s", rc, err.msg);
         model_free(&m);
     }
     snprintf(path, sizeof path, "%s/rms_tied.model.bin", dir);
@@ -2177,8 +2177,46 @@ static void test_export_encodings(void) {
     check(n == sizeof want - 1 && !memcmp(out, want, n), "byte_level_text: GPT-2's bytes_to_unicode", "got %zu bytes", n);
 }
 
+// The enum-indexed tables have designated rows ([T_WTE] = {...}); a row left
+// out in the middle is zero-filled without a word from the compiler (their
+// _Static_asserts catch one missing at the end): every row has its name and functions.
+static void test_tables(void) {
+    int bad = -1;
+    for (int t = 0; t < N_TENSORS && bad < 0; t++)
+        if (!tensor_name(t)) bad = t;
+    check(bad < 0, "TENSORS: a row per T_ tensor (a name)", "tensor %d has no row", bad);
+    bad = -1;
+    for (int k = 0; k < N_MLPS && bad < 0; k++) {
+        const MlpKind *x = &MLP_KINDS[k];
+        if (!x->name || !x->help || !x->default_hidden || !x->forward || !x->backward) bad = k;
+    }
+    check(bad < 0, "MLP_KINDS: a row per MLP_ kind (name, help, functions)", "kind %d has no row", bad);
+    bad = -1;
+    for (int p = 0; p < N_NORM_PARAMS && bad < 0; p++)
+        if (!NORM_PARAMS[p].suffix) bad = p;
+    check(bad < 0, "NORM_PARAMS: a row per NP_ parameter (a suffix)", "parameter %d has no row", bad);
+    bad = -1;
+    for (int k = 0; k < N_NORMS && bad < 0; k++) {
+        const NormKind *x = &NORM_KINDS[k];
+        if (!x->name || !x->help || !x->forward || !x->backward || !x->scratch_floats) bad = k;
+    }
+    check(bad < 0, "NORM_KINDS: a row per NORM_ kind (name, help, functions)", "kind %d has no row", bad);
+    bad = -1;
+    for (int f = 0; f < N_EXPORT_FORMATS && bad < 0; f++) {
+        const ExportTarget *t = &EXPORT_TARGETS[f];
+        if (!t->name || !t->reader || !t->target || !t->write || export_format_parse(t->name) != f) bad = f;
+    }
+    check(bad < 0, "EXPORT_TARGETS: a row per ExportFormat (name, reader, target, writer), names distinct",
+          "format %d has no row or another's name", bad);
+    bad = -1;
+    for (int i = 0; i < N_EXPORT_FEATURES && bad < 0; i++)
+        if (!EXPORT_FEATURES[i]) bad = i;
+    check(bad < 0, "EXPORT_FEATURES: a row per FEAT_ feature", "feature %d has no row", bad);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
+    test_tables();
     test_reference_all(dir);
     test_dyt_finite_differences();
     test_norm_kinds();
