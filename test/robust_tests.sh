@@ -593,3 +593,70 @@ rc=${PIPESTATUS[0]}
 expect "infer_llama into a closed pipe: exit 1, stdout: write failed" $? "exit $rc: $(tail -n 1 "$XP/pipe.err")"
 bad_case "train_llama --out ''" 2 "--out: an empty path" "$TRAIN" --data "$RB/d.txt" --out ''
 bad_case "train_llama --data ''" 2 "--data: an empty path" "$TRAIN" --data ''
+
+# ---------------------------------------------------------------------------
+section "issue 25 item 11: flags that do nothing, repeats; issue 26 item 9: --version and provenance"
+FD="$TMP/flags" && mkdir -p "$FD"
+bad_case "--alpha-attn typed for RMSNorm" 2 \
+    "\-\-alpha-attn does nothing in this run (--norm rmsnorm): it applies to a norm kind with alpha" \
+    "$TRAIN" --data "$RB/d.txt" --alpha-attn 0.5 --out "$FD/x"
+bad_case "--scalar-lr-mult for a model without scalar parameters" 2 "\-\-scalar-lr-mult does nothing in this run" \
+    "$TRAIN" --data "$RB/d.txt" --scalar-lr-mult 2 --out "$FD/x"
+bad_case "--norm-decay for a model of matrices and embeddings only" 2 "\-\-norm-decay does nothing in this run (--norm none)" \
+    "$TRAIN" --data "$RB/d.txt" --norm none --emb-scale off --norm-decay --out "$FD/x"
+bad_case "--overlap in one process" 2 "\-\-overlap does nothing in this run (--norm rmsnorm): it applies to a run of 2 or more" \
+    "$TRAIN" --data "$RB/d.txt" --overlap 1 --out "$FD/x"
+bad_case "--print-config with another flag" 2 "\-\-print-config takes no other option (got --dim)" \
+    "$TRAIN" --print-config "$TMP/a_dyt/model.bin" --dim 64
+bad_case "--list-norms with another flag" 2 "\-\-list-norms takes no other option (got --norm)" "$TRAIN" --list-norms --norm dyt
+bad_case "a trainer flag given twice" 2 "\-\-lr given 2 times: give it once" \
+    "$TRAIN" --data "$RB/d.txt" --lr 1e-3 --lr=2e-3 --out "$FD/x"
+bad_case "an infer_llama flag given twice" 2 "\-\-temperature given 2 times: give it once" \
+    "$INFER" "$TMP/a_rmsnorm/model.bin" --temperature 0 --temperature 1
+bad_case "an alpha0 on resuming an RMSNorm checkpoint" 2 "\-\-alpha-attn does nothing in this run (--norm rmsnorm)" \
+    "$TRAIN" --resume "$TMP/a_rmsnorm/checkpoint.bin" --alpha-attn 1 --out "$FD/x"
+[ ! -e "$FD/x" ]
+expect "the refused runs wrote nothing" $? "$(ls "$FD")"
+# a flag whose help says "the last wins": the last, said
+rtrain --steps 2 --threads 2 --threads 1 --out "$FD/rep" 2>"$FD/rep.err" >/dev/null &&
+    grep -q "note: --threads given 2 times: the last, 1, is used" "$FD/rep.err" && grep -q "^threads=1$" "$FD/rep/result.txt"
+expect "--threads given twice: the last wins, with a note" $? "$(head -c 300 "$FD/rep.err")"
+# --shared-flags (compare_norms.sh, sweep.sh): what does nothing is dropped with one note and not recorded;
+# the run equals the one typed without it
+rtrain --steps 3 --shared-flags --alpha-attn 0.5 --lr 1e-3 --lr 2e-3 --out "$FD/sh" 2>"$FD/sh.err" >/dev/null &&
+    rtrain --steps 3 --lr 2e-3 --out "$FD/plain" 2>/dev/null >/dev/null &&
+    [ "$(grep -c "note: dropped, as they do nothing in this run (--norm rmsnorm): --alpha-attn$" "$FD/sh.err")" = 1 ] &&
+    ! grep -q -- "--alpha" "$FD/sh/config.txt" && grep -qx -- "--lr 0.002" "$FD/sh/config.txt" &&
+    cmp -s "$FD/sh/model.bin" "$FD/plain/model.bin"
+expect "--shared-flags: an alpha0 for RMSNorm dropped with one note, not recorded (model.bin equals the run without it)" \
+    $? "$(head -c 300 "$FD/sh.err")"
+rtrain --norm dyt --steps 2 --shared-flags --alpha-attn 0.5 --out "$FD/shd" 2>"$FD/shd.err" >/dev/null &&
+    ! grep -q dropped "$FD/shd.err" && grep -qx -- "--alpha-attn 0.5" "$FD/shd/config.txt"
+expect "--shared-flags: DyT keeps its alpha0" $? "$(head -c 300 "$FD/shd.err")"
+# a preset's flags that do nothing for the kind: dropped with a note; the run is that of the flags that remain
+rtrain --steps 3 --preset dyt-official --norm rmsnorm --out "$FD/pr" 2>"$FD/pr.err" >/dev/null &&
+    rtrain --steps 3 --norm rmsnorm --norm-decay --weight-decay 0.1 --clip 1 --out "$FD/pr2" 2>/dev/null >/dev/null &&
+    grep -q "note: dropped.*--no-dyt-beta (from --preset)" "$FD/pr.err" && cmp -s "$FD/pr/model.bin" "$FD/pr2/model.bin"
+expect "--preset dyt-official --norm rmsnorm: its DyT flags dropped with a note, the run that of the rest" $? \
+    "$(head -c 300 "$FD/pr.err")"
+# --version: every program; the trainer's files record the build
+build=$("$TRAIN" --version | sed -n 's/^train_llama //p')
+ok_v=1
+for p in "$INFER:infer_llama" "$EXPORT:export_llama" "$TOKENIZE:tokenize"; do
+    [ "$("${p%%:*}" --version)" = "${p##*:} $build" ] || ok_v=0
+done
+[ $ok_v = 1 ] && [[ $build =~ ^[0-9]+\.[0-9]+-([0-9a-f]+(-dirty)?|unknown)$ ]]
+expect "--version: every program prints the same build ($build)" $? "train_llama says '$build'"
+grep -qx "build=$build" "$FD/rep/result.txt" && [ "$(head -n 1 "$FD/rep/config.txt")" = "--made-by $build" ] &&
+    "$TRAIN" --print-config "$FD/rep/checkpoint.bin" | cmp -s - "$FD/rep/config.txt"
+expect "result.txt, config.txt and the checkpoint record the build" $? "$(grep build "$FD/rep/result.txt")"
+# a config from another build: said
+sed '1s/.*/--made-by 0.1-0000000/; s/^--out .*//' "$FD/rep/config.txt" | xargs "$TRAIN" --out "$FD/other" --stop-after 1 \
+    2>"$FD/other.err" >/dev/null && grep -q "note: --made-by 0.1-0000000: the settings come from another build" "$FD/other.err"
+expect "a config.txt from another build: the run says so" $? "$(head -c 300 "$FD/other.err")"
+# the build's name in the run block: text, or the checkpoint is refused naming the slots
+size=$(stat -c %s "$FD/rep/checkpoint.bin")
+rbo=$((size - 1024 - $($PY -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 80)[0])" "$FD/rep/checkpoint.bin")))
+patch_bytes "$FD/rep/checkpoint.bin" "$FD/badbuild.bin" $((rbo + 8 * 120)) "<q" -1
+bad_case "a checkpoint whose build name is not text" 1 "badbuild.bin: run settings slots 120 to 127: the build's name is not text" \
+    "$TRAIN" --resume "$FD/badbuild.bin" --out "$FD/bb"

@@ -770,13 +770,16 @@ bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown
 bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
 # a checkpoint written before the recipes (header version 2: the data record's size at
 # byte 80, no MLP kind or final alpha0 after it; run block version 2: the parameter-group
-# slots zero) resumes as SwiGLU, final alpha0 = FFN's, the groups' defaults, and ends
-# as the uninterrupted run
+# slots zero, and version 4's --beta2 and build name) resumes as SwiGLU, final alpha0 =
+# FFN's, the groups' defaults, and ends as the uninterrupted run
 train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$R/v2" 2>/dev/null
 size=$(stat -c %s "$R/v2/checkpoint.bin")
 # the run block: before the tokenizer (none: bytes) and the data record (header byte 80 its size)
 rbo=$((size - 1024 - $($PY -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 80)[0])" "$R/v2/checkpoint.bin")))
-patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 16)) "<q" 0 &&
+patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2.bin" "$R/v2.bin" $((rbo + 8 * 17)) "<q" 0 &&
+    $PY -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); o=int(sys.argv[2]); b[o:o+64]=bytes(64); open(sys.argv[1],'wb').write(b)" \
+        "$R/v2.bin" $((rbo + 8 * 120)) &&
+    patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 16)) "<q" 0 &&
     patch_bytes "$R/v2/checkpoint.bin" "$R/v2/checkpoint.bin" 4 "<i" 2 && patch_bytes "$R/v2/checkpoint.bin" "$R/v2/checkpoint.bin" 88 "<i" 0 &&
     train --resume "$R/v2/checkpoint.bin" 2>/dev/null &&
     cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$R/v2/log.csv") && cmp -s "$TMP/a_rmsnorm/model.bin" "$R/v2/model.bin"
