@@ -783,7 +783,7 @@ static int train_loop(Run *r, Error *err) {
     while (r->st.step < s->steps) {
         float lr = lr_at(r->st.step, s->steps, s->warmup, (float)s->lr);
         if (r->st.step + 1 == poison_step && (poison_rank < 0 || poison_rank == d->rank))
-            r->model.w.t[T_FINAL_NORM][0] = NAN; // every position reads it
+            r->model.w.t[T_FINAL_GAIN][0] = NAN; // every position reads it
         if (r->st.step + 1 == crash_step && crash_rank == d->rank) raise(SIGKILL);
         double t0 = now_seconds(), gnorm;
         double loss = train_step(r, lr, &gnorm);

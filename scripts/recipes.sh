@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# recipes.sh: the four training-recipe experiments of the README's "Recipes" findings,
+# recipes.sh: the four training-recipe experiments of docs/findings/recipes.md,
 # each one command built on scripts/sweep.sh (every value x norm x seed, then analyze.py).
 set -euo pipefail
 
@@ -22,7 +22,7 @@ Options:
   --finding N       1, 2, 3 or 4 (required)
   --out DIR         output folder (default runs/recipes); finding N writes DIR/fN
   --size NAME       demo: d 128, 4 layers, 600 steps (the demo's size, default);
-                    6layer: d 128, 6 layers, 1000 steps (the README's three-seed run)
+                    6layer: d 128, 6 layers, 1000 steps (docs/findings/six-layers.md's three-seed run)
   --seeds N         seeds per cell (default 3)
   --lrs LIST        finding 3: learning rates (default 3e-4,1e-3,3e-3)
   --alphas LIST     finding 3: DyT's alpha0 values (default 0.1,0.5,1,2)

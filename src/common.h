@@ -66,7 +66,9 @@ int stream_check(FILE *f, const char *name, Error *err);
 void stdout_buffer(void);
 
 // Sets our OpenMP threads and OpenBLAS's to n (0 = leave the default: all cores).
-// OpenBLAS's OpenMP build shares the pool; sgemm runs outside our parallel regions.
+// OpenBLAS's OpenMP build shares the pool: the matmuls (layers.c) call sgemm
+// inside our parallel regions, a block of rows per thread, where OpenBLAS runs
+// single-threaded, so the two never oversubscribe.
 // n is clamped to threads_usable(n).
 void threads_setup(int64_t n);
 // n, or the machine's cores if n is more: more threads cannot run faster, and

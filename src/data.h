@@ -1,6 +1,8 @@
 // Text data for training: the vocabulary behind one small interface (bytes,
-// or llama2.c's sentencepiece vocabulary for its models), and the dataset with its split,
-// random training windows and fixed validation windows.
+// a byte-level BPE vocabulary (bpe.h), or llama2.c's sentencepiece vocabulary
+// for its models); texts (a file, a folder, a list; memory-mapped) and their
+// token caches; the dataset with its split or --val-data, random training
+// windows and fixed validation windows; a checkpoint's data record.
 #ifndef DATA_H
 #define DATA_H
 

@@ -324,12 +324,12 @@ typedef struct {
 } TensorName;
 
 static const TensorName LAYER_TENSORS[] = {
-    {T_ATTN_NORM, "blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", 0, 1},
+    {T_ATTN_GAIN, "blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", 0, 1},
     {T_WQ, "blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", 1, 0},
     {T_WK, "blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", 2, 0},
     {T_WV, "blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", 0, 0},
     {T_WO, "blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", 0, 0},
-    {T_FFN_NORM, "blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", 0, 1},
+    {T_FFN_GAIN, "blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", 0, 1},
     {T_W1, "blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", 0, 0},
     {T_W3, "blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", 0, 0},
     {T_W2, "blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", 0, 0},
@@ -350,7 +350,7 @@ static void put_tensor(ExportTensor *e, const Model *m, const TensorName *tn, in
 
 int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err) {
     static const TensorName EMB = {T_WTE, "token_embd.weight", "model.embed_tokens.weight", 0, 0},
-                            FINAL = {T_FINAL_NORM, "output_norm.weight", "model.norm.weight", 0, 1},
+                            FINAL = {T_FINAL_GAIN, "output_norm.weight", "model.norm.weight", 0, 1},
                             HEAD = {T_WCLS, "output.weight", "lm_head.weight", 0, 0};
     int L = m->cfg.n_layers, cap = 3 + N_LAYER_TENSORS * L, k = 0;
     ExportTensor *e = calloc((size_t)cap, sizeof *e);

@@ -21,7 +21,7 @@ int llama2c_export(const Model *m, const char *path, Error *err) {
                     c->tie_embeddings ? c->vocab_size : -c->vocab_size, c->seq_len};
     // an RMSNorm model's tensors wte .. final_norm are contiguous and in
     // llama2.c's order; then the RoPE tables (seq_len, head_dim/2) each, then wcls
-    size_t body = (size_t)(m->w.t[T_FINAL_NORM] - m->params) + m->sizes[T_FINAL_NORM];
+    size_t body = (size_t)(m->w.t[T_FINAL_GAIN] - m->params) + m->sizes[T_FINAL_GAIN];
     size_t rope_n = (size_t)c->seq_len * (size_t)(c->dim / c->n_heads / 2);
     float *cos_t = alloc_floats(rope_n), *sin_t = alloc_floats(rope_n);
     int rc = -1;

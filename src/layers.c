@@ -105,11 +105,11 @@ void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp
 // ----------------------------------------------------------------------------
 // RoPE, interleaved pairs (x[2i], x[2i+1]) as in Meta's reference and llama2.c
 
-void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float theta) {
-    size_t half = (size_t)head_dim / 2;
+void rope_tables(float *cos_t, float *sin_t, int max_pos, int HS, float theta) {
+    size_t half = (size_t)HS / 2;
     for (size_t i = 0; i < half; i++) {
         // in double, so the tables do not depend on libm's float paths
-        double freq = pow((double)theta, -2.0 * (double)i / head_dim);
+        double freq = pow((double)theta, -2.0 * (double)i / HS);
         for (size_t p = 0; p < (size_t)max_pos; p++) {
             cos_t[p * half + i] = (float)cos((double)p * freq);
             sin_t[p * half + i] = (float)sin((double)p * freq);
@@ -128,24 +128,24 @@ static void rope_head(float *v, const float *cs, const float *sn, int i0, int i1
 }
 
 void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int pos0,
-                int n_heads, int head_dim, int inverse) {
-    int half = head_dim / 2, width = n_heads * head_dim;
+                int n_heads, int HS, int inverse) {
+    int half = HS / 2, width = n_heads * HS;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * n_heads * head_dim >= PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * n_heads * HS >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *cs = cos_t + (size_t)(pos0 + t) * half, *sn = sin_t + (size_t)(pos0 + t) * half;
             float *row = x + ((size_t)b * T + t) * width;
-            for (int h = 0; h < n_heads; h++) rope_head(row + h * head_dim, cs, sn, 0, half, sgn);
+            for (int h = 0; h < n_heads; h++) rope_head(row + h * HS, cs, sn, 0, half, sgn);
         }
 }
 
-void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0, int e1, int head_dim) {
-    int half = head_dim / 2;
+void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0, int e1, int HS) {
+    int half = HS / 2;
     const float *cs = cos_t + (size_t)pos * half, *sn = sin_t + (size_t)pos * half;
-    for (int h = e0 / head_dim; h * head_dim < e1; h++) {
-        int lo = e0 - h * head_dim, hi = e1 - h * head_dim; // the span within head h, in elements
-        rope_head(x + (size_t)h * head_dim, cs, sn, lo > 0 ? lo / 2 : 0, hi < head_dim ? hi / 2 : half, 1.0f);
+    for (int h = e0 / HS; h * HS < e1; h++) {
+        int lo = e0 - h * HS, hi = e1 - h * HS; // the span within head h, in elements
+        rope_head(x + (size_t)h * HS, cs, sn, lo > 0 ? lo / 2 : 0, hi < HS ? hi / 2 : half, 1.0f);
     }
 }
 

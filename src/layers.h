@@ -29,15 +29,15 @@ void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp
 
 // The norms are in norms.h (their table) and dyt.h.
 
-// RoPE tables: cos, sin (max_pos, head_dim/2), angle pos * theta^(-2i/head_dim).
-void rope_tables(float *cos_t, float *sin_t, int max_pos, int head_dim, float theta);
-// x (B,T,n_heads*head_dim) rotated in place, positions pos0..pos0+T-1;
+// RoPE tables: cos, sin (max_pos, HS/2), angle pos * theta^(-2i/HS).
+void rope_tables(float *cos_t, float *sin_t, int max_pos, int HS, float theta);
+// x (B,T,n_heads*HS) rotated in place, positions pos0..pos0+T-1;
 // inverse = 1 rotates backwards (the backward pass of a rotation).
 void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int pos0,
-                int n_heads, int head_dim, int inverse);
-// Elements [e0, e1) (both even) of one row x (n_heads*head_dim) at position
+                int n_heads, int HS, int inverse);
+// Elements [e0, e1) (both even) of one row x (n_heads*HS) at position
 // pos, rotated forwards in place: the same bits as rope_apply on the whole row.
-void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0, int e1, int head_dim);
+void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0, int e1, int HS);
 
 // Causal grouped-query attention of T new queries at positions pos0.. against
 // keys/values 0..pos0+T-1. q, out (B,T,NH*HS); k, v (B,kv_len,NKV*HS) with

@@ -12,9 +12,9 @@
 #define ROPE (-1)             // the legacy file's RoPE tables: skipped, we compute our own
 
 // Tensors in file order; an absent one (wcls when shared) has size 0.
-static const int LEGACY_ORDER[] = {T_WTE, T_ATTN_NORM, T_WQ, T_WK, T_WV, T_WO, T_FFN_NORM,
-                                   T_W1, T_W2, T_W3, T_FINAL_NORM, ROPE, T_WCLS};
-static const int AK42_ORDER[] = {T_ATTN_NORM, T_FFN_NORM, T_FINAL_NORM, T_WTE, T_WQ, T_WK,
+static const int LEGACY_ORDER[] = {T_WTE, T_ATTN_GAIN, T_WQ, T_WK, T_WV, T_WO, T_FFN_GAIN,
+                                   T_W1, T_W2, T_W3, T_FINAL_GAIN, ROPE, T_WCLS};
+static const int AK42_ORDER[] = {T_ATTN_GAIN, T_FFN_GAIN, T_FINAL_GAIN, T_WTE, T_WQ, T_WK,
                                  T_WV, T_WO, T_W1, T_W2, T_W3, T_WCLS};
 
 const char *model_format_name(ModelFormat f) {
@@ -25,7 +25,7 @@ const char *model_format_name(ModelFormat f) {
 static int llama2c_config(const int32_t f[7], int shared, ModelConfig *c, Error *err) {
     *c = (ModelConfig){.dim = f[0], .hidden_dim = f[1], .n_layers = f[2], .n_heads = f[3],
                        .n_kv_heads = f[4], .vocab_size = f[5], .seq_len = f[6], .norm = NORM_RMS,
-                       .tie_embeddings = shared, .dyt_beta = 0, .norm_eps = LLAMA2C_EPS,
+                       .tie_embeddings = shared, .opt_beta = 0, .norm_eps = LLAMA2C_EPS,
                        .rope_theta = LLAMA2C_THETA, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
     return config_validate(c, err);
 }

@@ -11,6 +11,8 @@
 #include "model.h"
 
 #define AK42_MAGIC 0x616b3432u // "ak42" in llama2.c's export.py
+// llama2.c's run.c fixes these (its files do not hold them): a model whose
+// own differ cannot be exported to it (export.c)
 #define LLAMA2C_EPS 1e-5f
 #define LLAMA2C_THETA 10000.0f
 

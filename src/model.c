@@ -31,7 +31,7 @@ typedef struct {
 #define NORM_P(nm, s, p, lay, at) {nm, -1, lay, HAS_NORM, -1, -1, s, p, 0, at}
 static const TensorDesc TENSORS[] = {
     [T_WTE] = {"wte", SH_VD, 0, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 0, AT_END},
-    [T_ATTN_NORM] = NORM_P("attn_norm", SITE_ATTN, NP_GAIN, 1, AT_LAYER),
+    [T_ATTN_GAIN] = NORM_P("attn_norm", SITE_ATTN, NP_GAIN, 1, AT_LAYER),
     [T_ATTN_BETA] = NORM_P("attn_beta", SITE_ATTN, NP_BETA, 1, AT_LAYER),
     [T_ATTN_ALPHA] = NORM_P("attn_alpha", SITE_ATTN, NP_ALPHA, 1, AT_LAYER),
     [T_ATTN_SHIFT] = NORM_P("attn_shift", SITE_ATTN, NP_SHIFT, 1, AT_LAYER),
@@ -40,7 +40,7 @@ static const TensorDesc TENSORS[] = {
     [T_WV] = {"wv", SH_KD, 1, HAS_ALWAYS, INIT_NORMAL, 1, -1, -1, 6, AT_LAYER},
     [T_WO] = {"wo", SH_DD, 1, HAS_ALWAYS, INIT_NORMAL_RESID, 1, -1, -1, 7, AT_LAYER},
     [T_ATTN_GATE] = {"attn_gate", SH_1, 1, HAS_GATE, INIT_GATE, 0, -1, -1, 0, AT_LAYER},
-    [T_FFN_NORM] = NORM_P("ffn_norm", SITE_FFN, NP_GAIN, 1, AT_LAYER),
+    [T_FFN_GAIN] = NORM_P("ffn_norm", SITE_FFN, NP_GAIN, 1, AT_LAYER),
     [T_FFN_BETA] = NORM_P("ffn_beta", SITE_FFN, NP_BETA, 1, AT_LAYER),
     [T_FFN_ALPHA] = NORM_P("ffn_alpha", SITE_FFN, NP_ALPHA, 1, AT_LAYER),
     [T_FFN_SHIFT] = NORM_P("ffn_shift", SITE_FFN, NP_SHIFT, 1, AT_LAYER),
@@ -48,7 +48,7 @@ static const TensorDesc TENSORS[] = {
     [T_W2] = {"w2", SH_DH, 1, HAS_ALWAYS, INIT_NORMAL_RESID, 1, -1, -1, 12, AT_LAYER},
     [T_W3] = {"w3", SH_HD, 1, HAS_GATED_MLP, INIT_NORMAL, 1, -1, -1, 13, AT_LAYER},
     [T_FFN_GATE] = {"ffn_gate", SH_1, 1, HAS_GATE, INIT_GATE, 0, -1, -1, 0, AT_LAYER},
-    [T_FINAL_NORM] = NORM_P("final_norm", SITE_FINAL, NP_GAIN, 0, AT_TOP),
+    [T_FINAL_GAIN] = NORM_P("final_norm", SITE_FINAL, NP_GAIN, 0, AT_TOP),
     [T_FINAL_BETA] = NORM_P("final_beta", SITE_FINAL, NP_BETA, 0, AT_TOP),
     [T_FINAL_ALPHA] = NORM_P("final_alpha", SITE_FINAL, NP_ALPHA, 0, AT_TOP),
     [T_FINAL_SHIFT] = NORM_P("final_shift", SITE_FINAL, NP_SHIFT, 0, AT_TOP),
@@ -78,7 +78,7 @@ void config_set_norm(ModelConfig *c, int kind) {
     const NormKind *k = &NORM_KINDS[kind];
     c->norm = kind;
     c->emb_scale = k->emb_scale;
-    c->dyt_beta = k->optional != 0;
+    c->opt_beta = k->optional != 0;
     c->alpha_attn0 = c->alpha_ffn0 = c->alpha_final0 = k->alpha0;
 }
 
@@ -138,7 +138,8 @@ int config_validate(const ModelConfig *c, Error *err) {
     CHECK_RANGE(seq_len, 1, 1048576);
     CHECK_RANGE(norm, 0, N_NORMS - 1);
     CHECK_RANGE(tie_embeddings, 0, 1);
-    CHECK_RANGE(dyt_beta, 0, 1);
+    if (c->opt_beta < 0 || c->opt_beta > 1) // the header field's name: dyt_beta (docs/format.md)
+        return err_set(err, "dyt_beta = %d is out of range [0, 1]", c->opt_beta);
     CHECK_RANGE(mlp, 0, N_MLPS - 1);
     CHECK_RANGE(emb_scale, 0, 1);
     CHECK_RANGE(residual_gate, 0, 1);
@@ -149,7 +150,7 @@ int config_validate(const ModelConfig *c, Error *err) {
                        c->dim / c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
-    if (c->dyt_beta && !NORM_KINDS[c->norm].optional)
+    if (c->opt_beta && !NORM_KINDS[c->norm].optional)
         return err_set(err, "dyt_beta = 1 but norm %s has no optional beta", NORM_KINDS[c->norm].name);
     if (!isfinite(c->norm_eps) || c->norm_eps <= 0.0f)
         return err_set(err, "norm_eps = %g must be finite and > 0", c->norm_eps);
@@ -164,7 +165,7 @@ int config_validate(const ModelConfig *c, Error *err) {
 static int tensor_present(const ModelConfig *c, int t) {
     const TensorDesc *x = &TENSORS[t];
     switch (x->has) {
-    case HAS_NORM: return norm_has(c->norm, x->np, c->dyt_beta);
+    case HAS_NORM: return norm_has(c->norm, x->np, c->opt_beta);
     case HAS_EMB_SCALE: return c->emb_scale;
     case HAS_GATE: return c->residual_gate;
     case HAS_UNTIED: return !c->tie_embeddings;
@@ -313,11 +314,11 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
     struct { float **p; size_t n; } parts[] = {
         {&a->resid, (S + (store_all ? 1 : 0)) * N * d},
-        {&a->norm_attn, S * N * d}, {&a->rstd_attn, S * N * ns}, {&a->q, S * N * d}, {&a->att, S * att},
+        {&a->norm_attn, S * N * d}, {&a->stats_attn, S * N * ns}, {&a->q, S * N * d}, {&a->att, S * att},
         {&a->atty, S * N * d}, {&a->resid_mid, S * N * d}, {&a->norm_ffn, S * N * d},
-        {&a->rstd_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
+        {&a->stats_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
         {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
-        {&a->norm_final, N * d}, {&a->rstd_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
+        {&a->norm_final, N * d}, {&a->stats_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
         {&a->emb, N * d}, {&a->att_one, one}, {&a->token_norm, (size_t)a->nthreads * token_norm_floats(m)},
         {&a->attn_out, c->residual_gate ? S * N * d : 0},
         {&a->ffn_out, c->residual_gate ? S * N * d : 0}, {&a->dbranch, c->residual_gate && store_all ? N * d : 0}, {&a->rope_cos, (size_t)kv_len * (d / c->n_heads / 2)},
@@ -368,8 +369,8 @@ void acts_free(Acts *a) {
 // One layer's view into the activations: its own slices when store_all,
 // otherwise the shared ones; k and v are always per layer (the KV cache).
 typedef struct {
-    float *x_in, *x_out, *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid;
-    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg, *k, *v;
+    float *x_in, *x_out, *norm_attn, *stats_attn, *q, *att, *atty, *resid_mid;
+    float *norm_ffn, *stats_ffn, *h1, *h3, *hg, *k, *v;
     float *attn_out, *ffn_out; // NULL without residual gates
 } Layer;
 
@@ -384,10 +385,10 @@ static Layer layer_at(const Model *m, const Acts *a, int l) {
     size_t att = (size_t)a->B * c->n_heads * a->T * a->kv_len, ns = (size_t)NORM_KINDS[c->norm].stats;
     Layer y = {
         .x_in = slice(a->resid, s * N * d), .x_out = slice(a->resid, (a->store_all ? s + 1 : 0) * N * d),
-        .norm_attn = slice(a->norm_attn, s * N * d), .rstd_attn = slice(a->rstd_attn, s * N * ns),
+        .norm_attn = slice(a->norm_attn, s * N * d), .stats_attn = slice(a->stats_attn, s * N * ns),
         .q = slice(a->q, s * N * d), .att = slice(a->att, s * att), .atty = slice(a->atty, s * N * d),
         .resid_mid = slice(a->resid_mid, s * N * d), .norm_ffn = slice(a->norm_ffn, s * N * d),
-        .rstd_ffn = slice(a->rstd_ffn, s * N * ns), .h1 = slice(a->h1, s * N * h), .h3 = slice(a->h3, s * N * h),
+        .stats_ffn = slice(a->stats_ffn, s * N * ns), .h1 = slice(a->h1, s * N * h), .h3 = slice(a->h3, s * N * h),
         .hg = slice(a->hg, s * N * h),
         .attn_out = slice(a->attn_out, s * N * d), .ffn_out = slice(a->ffn_out, s * N * d),
         .k = slice(a->k, (size_t)l * a->B * a->kv_len * kvd), .v = slice(a->v, (size_t)l * a->B * a->kv_len * kvd)};
@@ -470,7 +471,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     // attention: new keys and values land at pos0 (B = 1 with a cache, or pos0 = 0)
     float *knew = y->k + (size_t)pos0 * kvd, *vnew = y->v + (size_t)pos0 * kvd;
     double t = lap_start(a);
-    norm_forward(m, SITE_ATTN, l, y->norm_attn, y->rstd_attn, y->x_in, N);
+    norm_forward(m, SITE_ATTN, l, y->norm_attn, y->stats_attn, y->x_in, N);
     lap(a, PART_NORM, &t);
     float *const qkv[3] = {y->q, knew, vnew};
     const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
@@ -487,7 +488,7 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_OTHER, &t);
     // feed-forward: the MLP kind's
     const MlpKind *mk = &MLP_KINDS[c->mlp];
-    norm_forward(m, SITE_FFN, l, y->norm_ffn, y->rstd_ffn, y->resid_mid, N);
+    norm_forward(m, SITE_FFN, l, y->norm_ffn, y->stats_ffn, y->resid_mid, N);
     lap(a, PART_NORM, &t);
     float *const h13[2] = {y->h1, y->h3}; // a gated MLP's w3 shares the pass over its input
     const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
@@ -619,7 +620,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
         block_forward(m, a, &y, l, pos0);
         t = lap_start(a);
     }
-    norm_forward(m, SITE_FINAL, 0, a->norm_final, a->rstd_final, final_input(m, a), N);
+    norm_forward(m, SITE_FINAL, 0, a->norm_final, a->stats_final, final_input(m, a), N);
     lap(a, PART_NORM, &t);
     size_t first = all_logits ? 0 : N - 1;
     matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
@@ -669,7 +670,7 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
     if (mk->gated) matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
     lap(a, PART_MATMUL, &t);
-    norm_backward(m, a, SITE_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->rstd_ffn, N);
+    norm_backward(m, a, SITE_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->stats_ffn, N);
     lap(a, PART_NORM, &t);
     // resid_mid = x_in + wo(attention(rope(wq n), rope(wk n), wv n)), n = norm_attn(x_in)
     zero(a->datty, N * d);
@@ -691,7 +692,7 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
     matmul_backward(a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
     lap(a, PART_MATMUL, &t);
-    norm_backward(m, a, SITE_ATTN, l, a->dresid, a->dnorm, y->x_in, y->rstd_attn, N);
+    norm_backward(m, a, SITE_ATTN, l, a->dresid, a->dnorm, y->x_in, y->stats_attn, N);
     lap(a, PART_NORM, &t);
 }
 
@@ -712,7 +713,7 @@ double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *ta
                     N, c->dim, c->vocab_size);
     lap(a, PART_MATMUL, &t);
     zero(a->dresid, N * d);
-    norm_backward(m, a, SITE_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->rstd_final, N);
+    norm_backward(m, a, SITE_FINAL, 0, a->dresid, a->dnorm, final_input(m, a), a->stats_final, N);
     lap(a, PART_NORM, &t);
     if (ready) ready(ctx, c->n_layers);
     for (int l = c->n_layers - 1; l >= 0; l--) {

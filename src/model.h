@@ -12,12 +12,15 @@
 #include "norms.h"
 
 #define MAX_LAYERS 1024
+// LLaMA's RMSNorm epsilon and RoPE base: a new model's (header fields norm_eps, rope_theta)
+#define NORM_EPS_DEFAULT 1e-5f
+#define ROPE_THETA_DEFAULT 10000.0f
 
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
     int norm;           // a row of NORM_KINDS (norms.h)
     int tie_embeddings; // output head shares wte
-    int dyt_beta;       // the kind's optional beta vector is present (DyT: --no-dyt-beta drops it)
+    int opt_beta;       // the kind's optional beta vector is present (DyT: --no-dyt-beta drops it; header field dyt_beta)
     int emb_scale;      // the embedding output is multiplied by a learnable scalar (init sqrt(dim))
     int residual_gate;  // each block's attention and FFN branch is multiplied by a learnable scalar (init 0)
     float norm_eps, rope_theta;
@@ -51,9 +54,9 @@ enum { SITE_ATTN, SITE_FFN, SITE_FINAL, N_SITES };
 // (zero length), so old files keep their layout when tensors are added.
 enum {
     T_WTE,
-    T_ATTN_NORM, T_ATTN_BETA, T_ATTN_ALPHA, T_ATTN_SHIFT, T_WQ, T_WK, T_WV, T_WO, T_ATTN_GATE,
-    T_FFN_NORM, T_FFN_BETA, T_FFN_ALPHA, T_FFN_SHIFT, T_W1, T_W2, T_W3, T_FFN_GATE,
-    T_FINAL_NORM, T_FINAL_BETA, T_FINAL_ALPHA, T_FINAL_SHIFT, T_EMB_SCALE, T_WCLS, N_TENSORS
+    T_ATTN_GAIN, T_ATTN_BETA, T_ATTN_ALPHA, T_ATTN_SHIFT, T_WQ, T_WK, T_WV, T_WO, T_ATTN_GATE,
+    T_FFN_GAIN, T_FFN_BETA, T_FFN_ALPHA, T_FFN_SHIFT, T_W1, T_W2, T_W3, T_FFN_GATE,
+    T_FINAL_GAIN, T_FINAL_BETA, T_FINAL_ALPHA, T_FINAL_SHIFT, T_EMB_SCALE, T_WCLS, N_TENSORS
 };
 
 typedef struct {
@@ -116,10 +119,10 @@ typedef struct {
     int B, T_cap, kv_len, store_all, nthreads;
     int T; // positions in the last forward (<= T_cap)
     float *resid;                             // (L+1 or 1, B,T,d) residual stream
-    float *norm_attn, *rstd_attn, *q, *att, *atty, *resid_mid; // rstd_*: the norm's saved per-row
-    float *norm_ffn, *rstd_ffn, *h1, *h3, *hg;                  // stats, (B,T,stats) (norms.h)
+    float *norm_attn, *stats_attn, *q, *att, *atty, *resid_mid; // stats_*: the norm's saved per-row
+    float *norm_ffn, *stats_ffn, *h1, *h3, *hg;                  // stats, (B,T,stats) (norms.h)
     float *k, *v;                             // (L, B, kv_len, kvd)
-    float *norm_final, *rstd_final, *logits;  // (B,T,d), (B,T), (B,T,V)
+    float *norm_final, *stats_final, *logits;  // (B,T,d), (B,T), (B,T,V)
     float *tmp;                               // (B,T,d) projection output before the residual add
     float *attn_out, *ffn_out;                // (L or 1, B,T,d) the branches before their gates (residual_gate)
     float *dbranch;                           // (B,T,d) gradient of a gated branch (residual_gate)

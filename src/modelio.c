@@ -30,7 +30,7 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_i32(h, 4, MODEL_VERSION);
     put_i32(h, 8, kind);
     const int32_t ints[] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                            c->vocab_size, c->seq_len, c->norm, c->tie_embeddings, c->dyt_beta};
+                            c->vocab_size, c->seq_len, c->norm, c->tie_embeddings, c->opt_beta};
     for (int i = 0; i < 10; i++) put_i32(h, 12 + 4 * i, ints[i]);
     put_f32(h, 52, c->norm_eps);
     put_f32(h, 56, c->rope_theta);
@@ -61,7 +61,7 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .dim = get_i32(h, 12), .hidden_dim = get_i32(h, 16), .n_layers = get_i32(h, 20),
         .n_heads = get_i32(h, 24), .n_kv_heads = get_i32(h, 28), .vocab_size = get_i32(h, 32),
         .seq_len = get_i32(h, 36), .norm = get_i32(h, 40), .tie_embeddings = get_i32(h, 44),
-        .dyt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
+        .opt_beta = get_i32(h, 48), .norm_eps = get_f32(h, 52), .rope_theta = get_f32(h, 56),
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
     // version 1 (RMSNorm or DyT only): the embedding scale went with DyT, no gates;
     // versions 1 and 2: SwiGLU, and the final norm's alpha0 was the FFN input's

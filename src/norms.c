@@ -15,7 +15,7 @@
 static size_t n_chunks(size_t N) { return (N + NORM_ROWS - 1) / NORM_ROWS; }
 
 // vector planes (chunks, C), then scalar planes (chunks, NORM_LANES)
-size_t norm_channel_scratch(int nvec, int nscal, size_t N, int C) {
+size_t norm_channel_scratch_floats(int nvec, int nscal, size_t N, int C) {
     return n_chunks(N) * ((size_t)nvec * (size_t)C + (size_t)nscal * NORM_LANES);
 }
 
@@ -87,7 +87,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
     }
 }
 
-size_t rmsnorm_scratch_floats(size_t N, int C) { return norm_channel_scratch(1, 0, N, C); }
+size_t rmsnorm_scratch_floats(size_t N, int C) { return norm_channel_scratch_floats(1, 0, N, C); }
 
 typedef struct {
     float *dinp;
@@ -176,7 +176,7 @@ static void layernorm_backward(float *dinp, const NormG *g, const float *dout, c
     norm_channel_sums(out, 2, 0, ln_row_fn, &a, N, C, scratch);
 }
 
-static size_t layernorm_scratch(size_t N, int C) { return norm_channel_scratch(2, 0, N, C); }
+static size_t layernorm_scratch(size_t N, int C) { return norm_channel_scratch_floats(2, 0, N, C); }
 
 // ----------------------------------------------------------------------------
 // Derf ("Stronger Normalization-Free Transformers"): y = g * erf(alpha x + s) + b
@@ -219,7 +219,7 @@ static void derf_backward(float *dinp, const NormG *g, const float *dout, const 
     norm_channel_sums(out, 2, 2, derf_row_fn, &a, N, C, scratch);
 }
 
-static size_t derf_scratch(size_t N, int C) { return norm_channel_scratch(2, 2, N, C); }
+static size_t derf_scratch(size_t N, int C) { return norm_channel_scratch_floats(2, 2, N, C); }
 
 // ----------------------------------------------------------------------------
 // hardtanh: y = g * clamp(alpha x, -1, 1) + b (is a smooth saturation needed?)
@@ -272,7 +272,7 @@ void norm_alpha_backward(NormRowFn row, float *dinp, float *dgain, float *dbeta,
     norm_channel_sums(out, 2, 1, row, &a, N, C, scratch);
 }
 
-size_t norm_alpha_scratch(size_t N, int C) { return norm_channel_scratch(2, 1, N, C); }
+size_t norm_alpha_scratch_floats(size_t N, int C) { return norm_channel_scratch_floats(2, 1, N, C); }
 
 static void hardtanh_backward(float *dinp, const NormG *g, const float *dout, const float *inp, const float *stats,
                               const NormW *w, size_t N, int C, float *scratch) {
@@ -355,18 +355,18 @@ static void rms_bwd(float *dinp, const NormG *g, const float *dout, const float 
 }
 
 // ----------------------------------------------------------------------------
-// DyT (dyt.h is its public entry): gamma * tanh(alpha x) + beta
+// DyT (dyt.h is its public entry): gain * tanh(alpha x) + beta
 
-void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gamma,
+void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gain,
                  const float *beta, size_t N, int C) {
 #pragma omp parallel for schedule(static) if (N * (size_t)C >= PAR_MIN)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
         if (beta) // two loops: a test inside would keep the compiler from vectorising
-            for (int c = 0; c < C; c++) y[c] = VM_MADD(gamma[c], tanh_approx(alpha * x[c]), beta[c]);
+            for (int c = 0; c < C; c++) y[c] = VM_MADD(gain[c], tanh_approx(alpha * x[c]), beta[c]);
         else
-            for (int c = 0; c < C; c++) y[c] = gamma[c] * tanh_approx(alpha * x[c]);
+            for (int c = 0; c < C; c++) y[c] = gain[c] * tanh_approx(alpha * x[c]);
     }
 }
 
@@ -374,11 +374,11 @@ void dyt_layer_forward(float *out, const float *inp, float alpha, const float *g
 // pointers do not alias (restrict): the loop then vectorises.
 static inline void dyt_elems(float *restrict dx, float *restrict pg, float *restrict pb, float *restrict la,
                              float *restrict ls, const float *restrict dy, const float *restrict x,
-                             const float *restrict gamma, float alpha, float s, int n) {
+                             const float *restrict gain, float alpha, float s, int n) {
     (void)ls, (void)s;
     for (int j = 0; j < n; j++) {
         float t = tanh_approx(alpha * x[j]);
-        float g = dy[j] * gamma[j] * VM_MADD(-t, t, 1.0f);
+        float g = dy[j] * gain[j] * VM_MADD(-t, t, 1.0f);
         dx[j] = VM_MADD(g, alpha, dx[j]);
         la[j] = VM_MADD(g, x[j], la[j]);
         pg[j] = VM_MADD(dy[j], t, pg[j]);
@@ -389,14 +389,14 @@ static inline void dyt_elems(float *restrict dx, float *restrict pg, float *rest
 static void dyt_row_fn(const void *ctx, size_t n, float *const *pl) { norm_scalar_row(dyt_elems, 1, ctx, n, pl); }
 
 // With t = tanh(alpha x) and dt/du = 1 - t^2 at u = alpha x:
-//   dx = dy * gamma * alpha * (1 - t^2)
-//   dalpha = sum over all elements of dy * gamma * x * (1 - t^2)
-//   dgamma = sum over rows of dy * t,  dbeta = sum over rows of dy
+//   dx = dy * gain * alpha * (1 - t^2)
+//   dalpha = sum over all elements of dy * gain * x * (1 - t^2)
+//   dgain = sum over rows of dy * t,  dbeta = sum over rows of dy
 // The sums go through norm_channel_sums: the same bits for any thread count.
-void dyt_layer_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta,
-                  const float *dout, const float *inp, float alpha, const float *gamma,
+void dyt_layer_backward(float *dinp, float *dalpha, float *dgain, float *dbeta,
+                  const float *dout, const float *inp, float alpha, const float *gain,
                   size_t N, int C, float *scratch) {
-    norm_alpha_backward(dyt_row_fn, dinp, dgamma, dbeta, dalpha, dout, inp, gamma, alpha, N, C, scratch);
+    norm_alpha_backward(dyt_row_fn, dinp, dgain, dbeta, dalpha, dout, inp, gain, alpha, N, C, scratch);
 }
 
 
@@ -430,14 +430,14 @@ const NormKind NORM_KINDS[] = {
     [NORM_RMS] = {"rmsnorm", "g * x / sqrt(mean(x^2) + eps); g = 1", G, 0, 1.0f, 0, 1, 0.0f,
                   rms_fwd, rms_bwd, rmsnorm_scratch_floats},
     [NORM_DYT] = {"dyt", "gamma * tanh(alpha * x) + beta; alpha0 1 (--alpha-attn, --alpha-ffn), gamma 1, beta 0 "
-                  "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, norm_alpha_scratch},
+                  "(--no-dyt-beta: none)", G | B | A, B, 1.0f, 1, 0, 2.0f, dyt_fwd, dyt_bwd, norm_alpha_scratch_floats},
     [NORM_LAYER] = {"layernorm", "(x - mean(x)) / sqrt(var(x) + eps) * g + b; g = 1, b = 0", G | B, 0, 1.0f, 0, 2,
                     0.0f, layernorm_forward, layernorm_backward, layernorm_scratch},
     [NORM_DERF] = {"derf", "gamma * erf(alpha * x + s) + beta; alpha0 0.5 (--alpha-attn, --alpha-ffn), s0 0, "
                    "gamma 1, beta 0", G | B | A | S, 0, 0.5f, 1, 0, 2.0f, derf_forward, derf_backward,
                    derf_scratch},
     [NORM_HARDTANH] = {"hardtanh", "gamma * clamp(alpha * x, -1, 1) + beta; alpha0 1, gamma 1, beta 0",
-                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, norm_alpha_scratch},
+                       G | B | A, 0, 1.0f, 1, 0, 1.0f, hardtanh_forward, hardtanh_backward, norm_alpha_scratch_floats},
     [NORM_NONE] = {"none", "x (identity: no parameters)", 0, 0, 1.0f, 1, 0, 0.0f, none_forward, none_backward,
                    no_scratch},
     // sat 2 as DyT and Derf (not 27, where softsign is as flat as tanh at 2): sat_
@@ -446,7 +446,7 @@ const NormKind NORM_KINDS[] = {
     // 4 e^(-2|u|) (0.07 at 2, 2e-4 at 5), softsign's as 1/(1+|u|)^2 (0.11, 0.03)
     [NORM_SOFTSIGN] = {"softsign", "gamma * u / (1 + |u|) + beta, u = alpha * x; alpha0 1 (--alpha-attn, "
                        "--alpha-ffn), gamma 1, beta 0", G | B | A, 0, 1.0f, 1, 0, 2.0f, softsign_forward,
-                       softsign_backward, norm_alpha_scratch},
+                       softsign_backward, norm_alpha_scratch_floats},
 };
 _Static_assert(sizeof NORM_KINDS / sizeof NORM_KINDS[0] == N_NORMS, "NORM_KINDS: a row per NORM_ kind");
 #undef G

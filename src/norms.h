@@ -90,7 +90,7 @@ int norm_has(int kind, int p, int beta);
 typedef void (*NormRowFn)(const void *ctx, size_t n, float *const *planes);
 void norm_channel_sums(float *const *out, int nvec, int nscal, NormRowFn row, const void *ctx,
                        size_t N, int C, float *scratch);
-size_t norm_channel_scratch(int nvec, int nscal, size_t N, int C);
+size_t norm_channel_scratch_floats(int nvec, int nscal, size_t N, int C);
 
 // The element-wise kinds with a gain, a beta and one or two scalars (alpha,
 // shift: DyT, Derf, hardtanh, softsign) share one row function shape. elems
@@ -108,11 +108,11 @@ typedef struct {
 
 // The backward of such a kind with one scalar, alpha (DyT, hardtanh,
 // softsign), through its row function: dinp, dgain, dbeta (or NULL), dalpha
-// +=; scratch holds norm_alpha_scratch(N, C) floats.
+// +=; scratch holds norm_alpha_scratch_floats(N, C) floats.
 void norm_alpha_backward(NormRowFn row, float *dinp, float *dgain, float *dbeta, float *dalpha,
                          const float *dout, const float *inp, const float *gain, float alpha,
                          size_t N, int C, float *scratch);
-size_t norm_alpha_scratch(size_t N, int C);
+size_t norm_alpha_scratch_floats(size_t N, int C);
 
 // Row n of such a kind (ctx a NormScalarRow; planes gain, beta, alpha and, if
 // nscal is 2, shift): elems on full blocks of NORM_LANES channels (a constant
@@ -134,12 +134,12 @@ static inline void norm_scalar_row(NormElemsFn elems, int nscal, const void *ctx
 }
 
 // The kinds' own layers. DyT's (dyt.h is its public, tested entry):
-// out (N,C), inp (N,C), gamma (C), beta (C) or NULL; the backward accumulates
-// into dinp, dalpha, dgamma, dbeta (or NULL), scratch norm_alpha_scratch(N, C).
-void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gamma, const float *beta, size_t N,
+// out (N,C), inp (N,C), gain (C), beta (C) or NULL; the backward accumulates
+// into dinp, dalpha, dgain, dbeta (or NULL), scratch norm_alpha_scratch_floats(N, C).
+void dyt_layer_forward(float *out, const float *inp, float alpha, const float *gain, const float *beta, size_t N,
                        int C);
-void dyt_layer_backward(float *dinp, float *dalpha, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                        float alpha, const float *gamma, size_t N, int C, float *scratch);
+void dyt_layer_backward(float *dinp, float *dalpha, float *dgain, float *dbeta, const float *dout, const float *inp,
+                        float alpha, const float *gain, size_t N, int C, float *scratch);
 // out (N,C), rstd (N) or NULL, inp (N,C), weight (C)
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                      size_t N, int C, float eps);

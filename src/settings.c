@@ -367,10 +367,10 @@ ModelConfig settings_config(const Settings *s) {
         .dim = (int)s->dim, .hidden_dim = s->hidden ? (int)s->hidden : default_hidden_dim((int)s->dim, mlp_find(s->mlp)),
         .n_layers = (int)s->layers, .n_heads = (int)s->heads,
         .n_kv_heads = s->kv_heads ? (int)s->kv_heads : (int)s->heads, .vocab_size = (int)s->vocab_size,
-        .seq_len = (int)s->seq, .tie_embeddings = s->tie_embeddings, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+        .seq_len = (int)s->seq, .tie_embeddings = s->tie_embeddings, .norm_eps = NORM_EPS_DEFAULT, .rope_theta = ROPE_THETA_DEFAULT,
         .mlp = mlp_find(s->mlp)};
     config_set_norm(&c, norm_find(s->norm));
-    if (s->no_dyt_beta) c.dyt_beta = 0;
+    if (s->no_dyt_beta) c.opt_beta = 0;
     c.residual_gate = s->residual_gate;
     if (s->emb_scale) c.emb_scale = !strcmp(s->emb_scale, "on");
     if (!isnan(s->alpha_attn)) c.alpha_attn0 = (float)s->alpha_attn;
@@ -384,7 +384,7 @@ void settings_from_config(const ModelConfig *c, Settings *s) {
     s->hidden = c->hidden_dim, s->seq = c->seq_len, s->vocab_size = c->vocab_size, s->norm = NORM_KINDS[c->norm].name;
     s->alpha_attn = c->alpha_attn0, s->alpha_ffn = c->alpha_ffn0, s->alpha_final = c->alpha_final0;
     s->mlp = MLP_KINDS[c->mlp].name, s->emb_scale = c->emb_scale ? "on" : "off";
-    s->no_dyt_beta = NORM_KINDS[c->norm].optional && !c->dyt_beta, s->tie_embeddings = c->tie_embeddings;
+    s->no_dyt_beta = NORM_KINDS[c->norm].optional && !c->opt_beta, s->tie_embeddings = c->tie_embeddings;
     s->residual_gate = c->residual_gate;
 }
 

@@ -789,7 +789,7 @@ static int fresh_logits(const Model *m, const int *tokens, int n, float *out) {
 static void test_window(void) {
     for (int norm = NORM_RMS; norm <= NORM_DYT; norm++) {
         ModelConfig c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                         .vocab_size = 40, .seq_len = 16, .norm = norm, .dyt_beta = norm == NORM_DYT,
+                         .vocab_size = 40, .seq_len = 16, .norm = norm, .opt_beta = norm == NORM_DYT,
                          .norm_eps = 1e-5f, .rope_theta = 10000.0f, .alpha_attn0 = 1.0f, .alpha_ffn0 = 1.0f, .alpha_final0 = 1.0f};
         Model m;
         Error err;
@@ -1039,7 +1039,7 @@ static void test_gelu(void) {
 
 static void test_adamw_groups(void) {
     ModelConfig c = {.dim = 8, .hidden_dim = 16, .n_layers = 2, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 8,
-                     .seq_len = 4, .norm = NORM_DYT, .dyt_beta = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
+                     .seq_len = 4, .norm = NORM_DYT, .opt_beta = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
                      .alpha_attn0 = 0.5f, .alpha_ffn0 = 0.5f, .alpha_final0 = 0.5f};
     const struct { int all_decay; float mult; } groups[] = {{0, 1.0f}, {1, 1.0f}, {0, 10.0f}, {1, 100.0f}};
     for (size_t k = 0; k < sizeof groups / sizeof groups[0]; k++) {
@@ -2018,7 +2018,7 @@ static void test_decode_steps(void) {
                          .n_kv_heads = kind == 2 ? 1 : 2, .vocab_size = V, .seq_len = 80, .mlp = mlp,
                          .norm_eps = 1e-5f, .rope_theta = 10000.0f};
         config_set_norm(&c, norm);
-        c.dyt_beta = kind == 1, c.residual_gate = kind == 2, c.emb_scale = kind == 2, c.tie_embeddings = kind == 2;
+        c.opt_beta = kind == 1, c.residual_gate = kind == 2, c.emb_scale = kind == 2, c.tie_embeddings = kind == 2;
         Model m;
         Acts a[2], full;
         Error err;
