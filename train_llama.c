@@ -29,6 +29,7 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/runlog.h"
 #include "src/settings.h"
 #include "src/threads.h"
 #include "src/version.h"
@@ -286,8 +287,10 @@ static int make_dir(const char *path, Error *err) {
     return 0;
 }
 
-// The val_loss cell (4th column) of a log row, if any, into last/best.
-static void note_val_loss(Run *r, const char *row, size_t len) {
+// The val_loss cell (4th column) of a kept log row, if any, into last/best
+// (log_keep's LogRowFn: ctx is the Run).
+static void note_val_loss(void *ctx, const char *row, size_t len) {
+    Run *r = ctx;
     int commas = 0;
     size_t i = 0;
     while (i < len && commas < 3) commas += row[i++] == ',';
@@ -298,180 +301,14 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
-// ----------------------------------------------------------------------------
-// log.csv on resume
-
-enum { MAX_COLS = 16 * MAX_LAYERS }; // more columns than any log of this trainer has
-
-// The comma-separated cells of one line (no newline).
-typedef struct {
-    const char *p[MAX_COLS];
-    size_t len[MAX_COLS];
-    int n; // -1: more than MAX_COLS
-} Cells;
-
-static void split_cells(const char *s, size_t len, Cells *c) {
-    for (c->n = 0; c->n < MAX_COLS; c->n++) {
-        size_t e = 0;
-        while (e < len && s[e] != ',') e++;
-        c->p[c->n] = s, c->len[c->n] = e;
-        if (e == len) {
-            c->n++;
-            return;
-        }
-        s += e + 1, len -= e + 1;
-    }
-    c->n = -1;
-}
-
-static int find_cell(const Cells *c, const char *s, size_t len) {
-    for (int k = 0; k < c->n; k++)
-        if (c->len[k] == len && !memcmp(c->p[k], s, len)) return k;
-    return -1;
-}
-
-// A kept log read against this run's columns.
-typedef struct {
-    Cells old, ours, row; // the log's header, this run's, one row
-    int from[MAX_COLS];   // this run's column c is the log's column from[c] (-1: absent)
-    const char *src;      // the log's path, for messages
-    char fix[160];        // how to resume anyway, for messages
-} LogMap;
-
-// A column of the log's header that this run does not write: named, with
-// this run's columns the header lacks (one of them is likely its old name).
-static int unknown_column(const LogMap *m, int k, Error *err) {
-    char lacks[200] = "";
-    size_t used = 0;
-    for (int c = 0; c < m->ours.n && used < sizeof lacks; c++)
-        if (m->from[c] < 0)
-            used += (size_t)snprintf(lacks + used, sizeof lacks - used, "%s%.*s", used ? " " : "",
-                                     (int)m->ours.len[c], m->ours.p[c]);
-    return err_set(err, "%s: column %d '%.*s' is not one train_llama writes for this run (its columns missing "
-                   "from the header: %s); give the column its name back, %s", m->src, k + 1,
-                   (int)(m->old.len[k] < 64 ? m->old.len[k] : 64), m->old.p[k], lacks[0] ? lacks : "none", m->fix);
-}
-
-// Where each of this run's columns stands in the log's header. Every build
-// only ever added columns (an older build's log lacks some, which stay
-// empty), so a name this build does not write, a column twice, or a first
-// column other than step means another tool changed the header: moving
-// cells by it would blank whole columns, so it is refused, naming the column.
-static int log_columns(LogMap *m, Error *err) {
-    for (int c = 0; c < m->ours.n; c++) m->from[c] = -1;
-    if (m->old.n < 0) return err_set(err, "%s: more than %d columns; %s", m->src, MAX_COLS, m->fix);
-    int unknown = -1;
-    for (int k = 0; k < m->old.n; k++) {
-        int c = find_cell(&m->ours, m->old.p[k], m->old.len[k]);
-        if (c >= 0 && m->from[c] >= 0)
-            return err_set(err, "%s: column '%.*s' twice in the header; %s", m->src, (int)m->old.len[k],
-                           m->old.p[k], m->fix);
-        if (c >= 0) m->from[c] = k;
-        else if (unknown < 0) unknown = k;
-    }
-    if (unknown >= 0) return unknown_column(m, unknown, err);
-    if (m->from[0] != 0) return err_set(err, "%s: the first column is not step; %s", m->src, m->fix);
-    return 0;
-}
-
-// Every kept row (text[start..end)) must have the header's cells and a step
-// number first: a row another tool changed is refused, never spread over
-// the wrong columns.
-static int log_rows_check(LogMap *m, const char *text, size_t start, size_t end, Error *err) {
-    for (size_t i = start, line = 2; i < end; line++) {
-        size_t j = i;
-        while (text[j] != '\n') j++;
-        split_cells(text + i, j - i, &m->row);
-        char num[24];
-        int64_t step;
-        if (m->row.n != m->old.n)
-            return err_set(err, "%s line %zu: not the header's %d cells; mend the line, %s", m->src, line, m->old.n,
-                           m->fix);
-        size_t len = m->row.len[0] < sizeof num ? m->row.len[0] : sizeof num - 1;
-        memcpy(num, m->row.p[0], len);
-        num[len] = 0;
-        if (len != m->row.len[0] || parse_i64(num, 0, INT64_MAX, &step))
-            return err_set(err, "%s line %zu: step '%s' is not a step number; mend the line, %s", m->src, line, num,
-                           m->fix);
-        i = j + 1;
-    }
-    return 0;
-}
-
-// The kept rows under this build's header, cells moved by column name, this
-// run's columns the log lacks left empty (into f).
-static void log_rows_remap(LogMap *m, const char *text, size_t start, size_t end, FILE *f) {
-    for (size_t i = start; i < end;) {
-        size_t j = i;
-        while (text[j] != '\n') j++;
-        split_cells(text + i, j - i, &m->row);
-        for (int c = 0; c < m->ours.n; c++) {
-            int k = m->from[c];
-            fprintf(f, "%s%.*s", c ? "," : "", k >= 0 ? (int)m->row.len[k] : 0, k >= 0 ? m->row.p[k] : "");
-        }
-        fputc('\n', f);
-        i = j + 1;
-    }
-}
-
-// The kept log (header and complete rows) checked against this run's
-// columns (log_columns, log_rows_check); when its header is not this
-// build's (an older build's, with fewer columns), its rows are rewritten
-// under this build's header into *out, which *kept then points at.
-static int log_remap(Run *r, const char *src, Chunk *kept, char **out, Error *err) {
-    char *hdr = NULL, *buf = NULL;
-    size_t hn = 0, bn = 0, eol = 0;
-    const char *text = kept->p;
-    LogMap *m = malloc(sizeof *m);
-    FILE *f = m ? open_memstream(&hdr, &hn) : NULL;
-    if (f) log_header(r, f);
-    if (!f || fclose(f)) {
-        free(m), free(hdr);
-        return err_set(err, "out of memory");
-    }
-    while (eol < kept->n && text[eol] != '\n') eol++;
-    m->src = src;
-    snprintf(m->fix, sizeof m->fix, "or move the file away (the resume then starts a new log at step %lld)",
-             (long long)r->st.step);
-    split_cells(text, eol, &m->old);
-    split_cells(hdr, hn - 1, &m->ours);
-    // (an empty log has no header to check: it gets this build's)
-    int rc = kept->n && (log_columns(m, err) || log_rows_check(m, text, eol + 1, kept->n, err)) ? -1 : 0;
-    if (!rc && !(eol + 1 == hn && !memcmp(text, hdr, hn))) {
-        if (!(f = open_memstream(&buf, &bn))) rc = err_set(err, "out of memory");
-        else {
-            log_header(r, f);
-            log_rows_remap(m, text, eol + 1, kept->n, f);
-            rc = fclose(f) ? err_set(err, "out of memory") : 0;
-            *out = buf;
-            *kept = (Chunk){buf, bn};
-        }
-    }
-    free(m);
-    free(hdr);
-    return rc;
-}
-
-// CRLF line ends (a log re-saved by a tool that writes them) as LF, in
-// place. Returns how many there were.
-static size_t crlf_to_lf(unsigned char *text, size_t *n) {
-    size_t w = 0, crlf = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if (text[i] == '\r' && i + 1 < *n && text[i + 1] == '\n') crlf++;
-        else text[w++] = text[i];
-    }
-    text[w] = 0;
-    *n = w;
-    return crlf;
-}
-
 // On resume, keep only the complete log rows up to the checkpoint's step
-// (later rows are redone), so the log reads as one uninterrupted run. The kept
-// rows replace the file atomically: a crash here cannot lose the log. The rows
-// come from the checkpoint's folder (resumed into another --out, the log
-// continues there); without a log the new one starts at the checkpoint's step.
+// (log_keep: later rows are redone), so the log reads as one uninterrupted
+// run. The rows come from the checkpoint's folder (resumed into another
+// --out, the log continues there); without a log the new one starts at the
+// checkpoint's step.
 static int log_open(Run *r, int resuming, Error *err) {
-    char src[4200];
+    char src[4200], *header = NULL;
+    size_t len = 0;
     if (resuming && join(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
     if (!resuming || access(src, F_OK)) {
         if (resuming && r->dist.rank == 0)
@@ -481,35 +318,15 @@ static int log_open(Run *r, int resuming, Error *err) {
         log_header(r, r->log);
         return 0;
     }
-    unsigned char *text;
-    size_t n, i = 0;
-    if (read_file(src, &text, &n, err)) return -1;
-    size_t crlf = crlf_to_lf(text, &n);
-    for (int line = 0; i < n; line++) {
-        size_t j = i;
-        while (j < n && text[j] != '\n') j++;
-        if (j == n) break; // a row cut short by a crash
-        long long step = line == 0 ? -1 : strtoll((const char *)text + i, NULL, 10);
-        if (step > r->st.step) break;
-        if (line > 0) note_val_loss(r, (const char *)text + i, j - i);
-        i = j + 1;
+    FILE *f = open_memstream(&header, &len); // this run's header, to check the kept one against
+    if (f) log_header(r, f);
+    if (!f || fclose(f)) {
+        free(header);
+        return err_set(err, "out of memory");
     }
-    size_t dropped = 0; // lines past the kept ones: never cut without a word
-    for (size_t k = i; k < n; k++) dropped += text[k] == '\n' || k + 1 == n;
-    if (dropped && i && r->dist.rank == 0)
-        fprintf(stderr, "train_llama: %s: %zu line%s after step %lld dropped (rows past the checkpoint are redone; "
-                "a last line without a line end is taken for one a crash cut short)\n", src, dropped,
-                dropped == 1 ? "" : "s", (long long)r->st.step);
-    Chunk kept = {text, i};
-    char *remapped = NULL;
-    int rc = n && !i ? err_set(err, "%s: no complete line (no \\n); move the file away (the resume then starts a new "
-                               "log at step %lld)", src, (long long)r->st.step) : 0;
-    if (!rc) rc = log_remap(r, src, &kept, &remapped, err) || write_file_atomic(r->path_log, &kept, 1, err);
-    free(text);
-    free(remapped);
+    int rc = log_keep(r->path_log, src, header, r->st.step, note_val_loss, r, r->dist.rank == 0 ? stderr : NULL, err);
+    free(header);
     if (rc) return -1;
-    if (crlf) fprintf(stderr, "train_llama: %s: CRLF line ends (another tool's) read as LF; %s is written with LF\n",
-                      src, r->path_log);
     r->log = open_append(r->path_log, err);
     return r->log ? 0 : -1;
 }
