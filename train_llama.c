@@ -9,7 +9,6 @@
 // OUT/result.txt. Threads: OpenBLAS's OpenMP build shares our OpenMP pool;
 // sgemm runs outside our parallel regions, so the two never oversubscribe.
 #include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -18,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/common.h"
@@ -29,6 +27,7 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/rundir.h"
 #include "src/runlog.h"
 #include "src/settings.h"
 #include "src/threads.h"
@@ -61,7 +60,7 @@ typedef struct {
     double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
     char ckpt_dir[4096];         // resuming: the checkpoint's folder (--out's default)
     char out_dir[4096];          // a fresh run's default --out: runs/NORM
-    int lock_fd;                 // OUT/.lock, held while this process lives (lock_out)
+    int lock_fd;                 // OUT/.lock, held while this process lives (run_dir_lock)
     FILE *log;
     double best_val, last_val;
     int64_t last_val_step;  // the step last_val was measured at (-1: none yet)
@@ -268,25 +267,6 @@ static void log_row(Run *r, const LogRow *x) {
     fflush(f);
 }
 
-static int join(char *dst, size_t cap, const char *dir, const char *name, Error *err) {
-    if (snprintf(dst, cap, "%s/%s", dir, name) >= (int)cap) return err_set(err, "%s: path too long", dir);
-    return 0;
-}
-
-static int make_dir(const char *path, Error *err) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return err_set(err, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) { // mkdir -p
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create: %s", buf, strerror(errno));
-    if (access(buf, W_OK)) return err_set(err, "%s: not writable", buf);
-    return 0;
-}
-
 // The val_loss cell (4th column) of a kept log row, if any, into last/best
 // (log_keep's LogRowFn: ctx is the Run).
 static void note_val_loss(void *ctx, const char *row, size_t len) {
@@ -309,7 +289,7 @@ static void note_val_loss(void *ctx, const char *row, size_t len) {
 static int log_open(Run *r, int resuming, Error *err) {
     char src[4200], *header = NULL;
     size_t len = 0;
-    if (resuming && join(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
+    if (resuming && run_path(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
     if (!resuming || access(src, F_OK)) {
         if (resuming && r->dist.rank == 0)
             fprintf(stderr, "train_llama: %s: not found; %s starts at step %lld\n", src, r->path_log,
@@ -331,79 +311,17 @@ static int log_open(Run *r, int resuming, Error *err) {
     return r->log ? 0 : -1;
 }
 
-// OUT/checkpoint-STEP.bin into buf (cap 4200); -1 if the path does not fit
-// (never act on a truncated name).
-static int numbered_path(const Run *r, long long step, char *buf) {
-    return snprintf(buf, 4200, "%s/checkpoint-%lld.bin", r->s.out, step) >= 4200 ? -1 : 0;
-}
-
-// The step of a file named checkpoint-STEP.bin, or -1.
-static long long numbered_step(const char *name) {
-    const char *p = name + strlen("checkpoint-");
-    char *end;
-    if (strncmp(name, "checkpoint-", strlen("checkpoint-")) || *p < '0' || *p > '9') return -1;
-    long long step = strtoll(p, &end, 10);
-    return strcmp(end, ".bin") ? -1 : step;
-}
-
-// A numbered checkpoint this trainer may replace or delete: a regular file
-// (not a symlink, device or FIFO) that starts as our files do ("LDYT").
-static int numbered_ours(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) || !S_ISREG(st.st_mode)) return 0;
-    Error e;
-    size_t size;
-    FILE *f = open_regular(path, &size, &e);
-    uint32_t magic = 0;
-    int ok = f && fread(&magic, 4, 1, f) == 1 && magic == MODEL_MAGIC;
-    if (f) fclose(f);
-    return ok;
-}
-
-static int cmp_desc_ll(const void *a, const void *b) {
-    long long x = *(const long long *)a, y = *(const long long *)b;
-    return (x < y) - (x > y);
-}
-
-// Deletes the numbered checkpoints at or before this step, except the newest
-// --keep. Later ones (a run resumed from an older checkpoint) are left alone:
-// this run overwrites them as it gets there. Failures only warn: the run and
-// its newest checkpoints are intact either way.
-static void prune_checkpoints(Run *r) {
-    DIR *d = opendir(r->s.out);
-    long long steps[4096];
-    size_t n = 0;
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) && n < sizeof steps / sizeof steps[0];) {
-        long long s = numbered_step(e->d_name);
-        if (s >= 0 && s <= r->st.step) steps[n++] = s;
-    }
-    closedir(d);
-    qsort(steps, n, sizeof steps[0], cmp_desc_ll);
-    for (size_t i = (size_t)r->s.keep; i < n; i++) {
-        char path[4200];
-        if (!numbered_path(r, steps[i], path) && numbered_ours(path) && unlink(path) && errno != ENOENT)
-            fprintf(stderr, "train_llama: warning: cannot delete %s: %s\n", path, strerror(errno));
-    }
-}
-
 // --keep N > 1: checkpoint-STEP.bin names this checkpoint too. A hard link
 // costs no space and stays valid: the next checkpoint replaces checkpoint.bin
 // by rename, a new file, so the link keeps these bytes. Where links are not
 // supported the checkpoint is written a second time.
 static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
-    char path[4200];
-    if (numbered_path(r, r->st.step, path)) return err_set(err, "%s: path too long", r->s.out);
-    struct stat st;
-    if (!lstat(path, &st)) { // something stands there (a dangling symlink too): replaced only when ours
-        if (!numbered_ours(path))
-            return err_set(err, "%s: exists and is not a checkpoint this trainer wrote: not replaced", path);
-        if (unlink(path)) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
-    }
+    char path[RUN_PATH_MAX];
+    if (numbered_slot(path, r->s.out, r->st.step, err)) return -1;
     if (link(r->path_ckpt, path) &&
         checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, path, err))
         return -1;
-    prune_checkpoints(r);
+    numbered_prune(r->s.out, r->st.step, r->s.keep);
     fsync_parent_dir(r->path_ckpt); // the link and the deletions survive a crash; best effort
     return 0;
 }
@@ -751,90 +669,10 @@ static int resume_settings(Run *r, unsigned char *from, Error *err) {
     return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
-// ----------------------------------------------------------------------------
-// the output folder against the inputs
-
-// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic),
-// besides checkpoint-STEP.bin (--keep).
-static const char *const RUN_FILES[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
-#define N_RUN_FILES (sizeof RUN_FILES / sizeof RUN_FILES[0])
-
-static int run_file(const char *name) {
-    char base[256];
-    size_t n = strlen(name);
-    if (n >= sizeof base) return 0;
-    memcpy(base, name, n + 1);
-    if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
-    for (size_t i = 0; i < N_RUN_FILES; i++)
-        if (!strcmp(base, RUN_FILES[i])) return 1;
-    return numbered_step(base) >= 0;
-}
-
-// 1 when `in` is one of run_file's names in the folder out: its folder is
-// out (resolved) and its own name, as given, is ours (a symlink there would
-// be replaced by the run's file, not followed). -1 when a path cannot be resolved.
-static int collides(const char *out, const char *in, Error *err) {
-    char dir[4096], a[4096], b[4096];
-    size_t n = strlen(in);
-    if (n >= sizeof dir) return err_set(err, "%s: path too long", in);
-    memcpy(dir, in, n + 1);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
-    char *slash = strrchr(dir, '/');
-    if (!run_file(slash ? slash + 1 : dir)) return 0;
-    const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
-    if (path_resolve(folder, a, sizeof a, err) || path_resolve(out, b, sizeof b, err)) return -1;
-    return !strcmp(a, b);
-}
-
-// One input path against --out: refused (exit 2) when --out is it or lies
-// inside it, or when it is a file the run writes there (except `own`, the
-// checkpoint a resume replaces by design). A path that cannot be resolved is
-// left to whoever opens it, which then fails with its own message.
-static int check_out_path(const char *out, const char *in, const char *flag, int own, Error *err) {
-    Error e;
-    char msg[440]; // room for usage_error's suffix
-    int inside = path_within(out, in, &e), same = inside == 1 && path_within(in, out, &e) == 1;
-    if (inside == 1) {
-        snprintf(msg, sizeof msg, "--out %.150s %s the input %.150s (%s): the run would write into its own input; "
-                 "choose an --out outside it", out, same ? "is" : "lies inside", in, flag);
-        return usage_error(err, msg);
-    }
-    if (own || collides(out, in, &e) != 1) return 0;
-    snprintf(msg, sizeof msg, "%.150s (%s): a file the run writes in --out %.150s; move it or choose another --out",
-             in, flag, out);
-    return usage_error(err, msg);
-}
-
-// Every path a data spec names, as text_open reads it: the spec itself when
-// it names an existing file or folder, else each file of its comma list
-// (empty names are text_open's to report).
-static int check_out_spec(const char *out, const char *spec, const char *flag, Error *err) {
-    struct stat st;
-    if (!stat(spec, &st) || !strchr(spec, ',')) return *spec ? check_out_path(out, spec, flag, 0, err) : 0;
-    char item[4096];
-    for (const char *p = spec; *p;) {
-        size_t len = strcspn(p, ",");
-        int rc = 0;
-        if (len && len < sizeof item) {
-            memcpy(item, p, len);
-            item[len] = 0;
-            rc = check_out_path(out, item, flag, 0, err);
-        }
-        if (rc) return rc;
-        p += len + (p[len] == ',');
-    }
-    return 0;
-}
-
 // An output folder on or inside an input is refused before anything is
-// written: `--data corp --out corp` would find its own files among the data
-// next time, and its resume would not find the checkpoint's data. An input in
-// the output folder is fine unless the run would overwrite it. Returns 0 or 2.
+// written (run_dir_check_inputs), as a usage error. Returns 0 or 2.
 static int check_out_inputs(const Settings *s, Error *err) {
-    int rc = check_out_spec(s->out, s->data, "--data", err);
-    if (!rc && s->val_data) rc = check_out_spec(s->out, s->val_data, "--val-data", err);
-    if (!rc && s->resume) rc = check_out_path(s->out, s->resume, "--resume", 1, err);
-    return rc;
+    return run_dir_check_inputs(s->out, s->data, s->val_data, s->resume, err) ? usage_error(err, err->msg) : 0;
 }
 
 // Parses and checks the command line (and, on resume, the checkpoint).
@@ -970,71 +808,7 @@ static int setup_data(Run *r, Error *err) {
 }
 
 // ----------------------------------------------------------------------------
-// the output folder: one live run at a time
-
-// OUT/.lock, locked (fcntl) for as long as this process lives: a second
-// trainer on the folder is refused at start, naming the first; the kernel
-// drops the lock when its holder ends however it ends, so the lock file a
-// killed run leaves behind blocks nothing.
-static int lock_out(Run *r, Error *err) {
-    char path[4200];
-    if (join(path, sizeof path, r->s.out, ".lock", err)) return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0666);
-    struct stat st;
-    if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(err, "%s: not a regular file", path);
-    }
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    if (fcntl(fd, F_SETLK, &fl)) {
-        int e = errno;
-        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-        long pid = fcntl(fd, F_GETLK, &who) || who.l_type == F_UNLCK ? 0 : (long)who.l_pid;
-        close(fd);
-        if (e == EACCES || e == EAGAIN)
-            return err_set(err, "%s: another train_llama (pid %ld) is running in this folder; wait for it to end "
-                           "or choose another --out", r->s.out, pid);
-        return err_set(err, "%s: cannot lock: %s", path, strerror(e));
-    }
-    r->lock_fd = fd; // closed at exit, which releases the lock
-    return 0;
-}
-
-static int same_dir(const char *a, const char *b) {
-    struct stat x, y;
-    return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
-}
-
-// A fresh run must not overwrite another run's results, nor may a run
-// resumed into another --out: nothing is lost by mistake.
-static int check_out_free(const Run *r, Error *err) {
-    const Settings *s = &r->s;
-    // What stands at the run's file names must be a regular file (or nothing):
-    // said now, not after hours of training when the model is written.
-    for (size_t i = 0; i < N_RUN_FILES; i++) {
-        char path[4200];
-        if (snprintf(path, sizeof path, "%s/%s", s->out, RUN_FILES[i]) >= (int)sizeof path - 4)
-            return err_set(err, "%s: path too long", s->out);
-        if (output_check(path, err) || output_check(strcat(path, ".tmp"), err)) return -1;
-    }
-    DIR *d = s->keep > 1 ? opendir(s->out) : NULL; // --keep replaces and deletes checkpoint-STEP.bin
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[4200];
-        if (numbered_step(e->d_name) < 0 || snprintf(path, sizeof path, "%s/%s", s->out, e->d_name) >= 4200 ||
-            numbered_ours(path))
-            continue;
-        closedir(d);
-        return err_set(err, "%s: is not a checkpoint this trainer wrote, and --keep would replace or delete it: "
-                       "move it away or choose another --out", path);
-    }
-    if (d) closedir(d);
-    if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
-    if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
-        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
-                       s->out, r->path_ckpt);
-    return 0;
-}
+// the output folder
 
 // Resuming a run that has reached its last step changes nothing: its model,
 // log and result stay as they are. (If its model.bin was never written, a
@@ -1042,7 +816,7 @@ static int check_out_free(const Run *r, Error *err) {
 static int finished_already(Run *r) {
     char model[4200];
     Error e;
-    if (!r->s.resume || r->st.step < r->s.steps || join(model, sizeof model, r->s.out, "model.bin", &e) ||
+    if (!r->s.resume || r->st.step < r->s.steps || run_path(model, sizeof model, r->s.out, "model.bin", &e) ||
         access(model, F_OK))
         return 0;
     if (r->dist.rank == 0)
@@ -1088,13 +862,15 @@ static int setup_run(Run *r, Error *err) {
         if (threads < 1) threads = 1;
     }
     if (threads_start(threads, "train_llama", err)) return -1;
-    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
-        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
-        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
-        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
+    if (run_path(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+        run_path(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
+        run_path(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
+        run_path(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
         return -1;
     // the folder first, before any work: a second run on it is refused at once
-    if (root && (make_dir(s->out, err) || lock_out(r, err) || check_out_free(r, err))) return -1;
+    if (root && (run_dir_make(s->out, err) || (r->lock_fd = run_dir_lock(s->out, err)) < 0 ||
+                 run_dir_check_free(s->out, s->keep, s->resume ? r->ckpt_dir : NULL, err)))
+        return -1;
     // touch the step-time ring now, like the activations: memory then stays
     // flat over a long run instead of creeping up as the ring fills
     memset(r->step_ms, 0, sizeof r->step_ms);
