@@ -27,6 +27,7 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/progress.h"
 #include "src/rundir.h"
 #include "src/runlog.h"
 #include "src/settings.h"
@@ -64,9 +65,7 @@ typedef struct {
     FILE *log;
     double best_val, last_val;
     int64_t last_val_step;  // the step last_val was measured at (-1: none yet)
-    double progress_every;  // off a terminal: seconds between progress lines at most
-    double progress_t;      // when the last progress line was printed
-    int line_len;           // on a terminal: length of the progress line shown, 0 when none is open
+    Progress progress;      // the progress line on stderr
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
     double load_start; // the machine's load average when this invocation began (result.txt)
     double t_start;    // and when (now_seconds): loadavg_span_s, for the load rule of speedcheck.py
@@ -370,40 +369,6 @@ static int write_result(Run *r, const char *status, Error *err) {
     return write_file_atomic(r->path_result, &c, 1, err);
 }
 
-// Ends the terminal's progress line, if one is open: what is printed next
-// starts on a fresh line.
-static void progress_end(Run *r) {
-    if (r->line_len) fputc('\n', stderr);
-    r->line_len = 0;
-}
-
-// The progress line after a step. On a terminal one line is rewritten in
-// place every step. Off a terminal (a log file) a line is printed at each
-// evaluation, at the end, and between them once progress_every seconds have
-// passed since the last line (LLAMA_PROGRESS_SECONDS, default 30), so that a
-// log shows a slow run is alive. The validation loss between evaluations is
-// the last evaluation's: the line names its step.
-static void progress(Run *r, double loss, double tok_s, double eta_s, int final, double now) {
-    int tty = isatty(STDERR_FILENO), fresh = r->last_val_step == r->st.step;
-    if (!(eta_s >= 0 && eta_s < 1e8)) eta_s = eta_s >= 1e8 ? 1e8 : 0; // (int) of it stays defined
-    if (!tty && !final && !fresh && now - r->progress_t < r->progress_every) return;
-    r->progress_t = now;
-    char at[40] = "";
-    if (!fresh) snprintf(at, sizeof at, " @step %lld", (long long)r->last_val_step);
-    char line[256];
-    int len = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | val %.4f%s (%.4f bpb) | %.0f tok/s | ETA %dm%02ds",
-                       (long long)r->st.step, (long long)r->s.steps, loss, r->last_val, at,
-                       bits_per_byte(r, r->last_val), tok_s, (int)(eta_s / 60), (int)eta_s % 60);
-    if (!tty) {
-        fprintf(stderr, "%s\n", line);
-        return;
-    }
-    // blanks over the rest of a longer previous line
-    fprintf(stderr, "\r%s%*s", line, r->line_len > len ? r->line_len - len : 0, "");
-    r->line_len = len;
-    if (final) progress_end(r);
-}
-
 // --overlap: starts the sum over processes of the gradients model_backward
 // reports complete (model.h): a layer's slice of every per-layer tensor, or
 // the final norm's and the untied head's.
@@ -507,7 +472,7 @@ static int train_loop(Run *r, Error *err) {
     double stds[2 * (2 * MAX_LAYERS + 1)]; // evaluate's diagnostics
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
-    r->progress_t = now_seconds();
+    r->progress.t = now_seconds();
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
         r->last_val_step = 0;
@@ -543,7 +508,10 @@ static int train_loop(Run *r, Error *err) {
         if (root) {
             log_row(r, &row);
             double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-            progress(r, loss, tokens_per_step(s) / (ms / 1000.0), eta, last, now_seconds());
+            ProgressLine line = {.step = r->st.step, .steps = s->steps, .loss = loss, .eta_s = eta,
+                                 .tok_s = tokens_per_step(s) / (ms / 1000.0), .val = r->last_val,
+                                 .val_bpb = bits_per_byte(r, r->last_val), .val_step = r->last_val_step};
+            progress_show(&r->progress, &line, last, now_seconds());
         }
         if (diverged) {
             err->msg[0] = 0; // rank 0 reports
@@ -564,7 +532,7 @@ static int train_loop(Run *r, Error *err) {
         }
         if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
-            progress_end(r);
+            progress_end(&r->progress);
             if (root)
                 fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                         (long long)r->st.step, signal ? " (signal)" : "", r->path_ckpt);
@@ -911,10 +879,7 @@ static int setup_run(Run *r, Error *err) {
     r->heap_ref = -1;
     r->load_start = load_average();
     r->t_start = now_seconds();
-    const char *every = getenv("LLAMA_PROGRESS_SECONDS");
-    r->progress_every = 30.0;
-    if (every && parse_f64(every, 0, 1e9, &r->progress_every))
-        return err_set(err, "LLAMA_PROGRESS_SECONDS '%s': expected seconds in [0, 1e9]", every);
+    if (progress_init(&r->progress, err)) return -1;
     if (!root) return 0;
     if (write_config_file(r, err)) return -1;
     return log_open(r, resuming, err);
@@ -991,7 +956,7 @@ int main(int argc, char **argv) {
                 r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     rc = train_loop(&r, &err) ? 1 : 0;
-    progress_end(&r); // an error message starts on its own line
+    progress_end(&r.progress); // an error message starts on its own line
     // The exit status is the run's own. A training run prints nothing on
     // stdout, and a stderr that failed (EPIPE: its reader went away) lost
     // progress lines only: the results are in OUT, so neither fails the run.
