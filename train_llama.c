@@ -185,89 +185,8 @@ static double evaluate(Run *r, double *stds) {
 // Validation loss in bits per byte of text: comparable across vocabularies.
 static double bits_per_byte(const Run *r, double nats) { return nats / log(2.0) / r->data.val_bytes_per_token; }
 
-// The per-site columns of log.csv: the norm's learnable scalars (alpha_, s_),
-// then for the saturating kinds the fraction of inputs in saturation (sat_,
-// eval rows), then the residual gates (gate_). Each column group is
-// PREFIX_attn_0.., PREFIX_ffn_0.., and PREFIX_final for the norm's.
-enum { COL_PARAM, COL_SAT, COL_GATE };
-typedef struct {
-    const char *prefix;
-    int what, np; // np: the norm parameter (COL_PARAM)
-} ColGroup;
-
-static int col_groups(const Model *m, ColGroup *g) {
-    int n = 0;
-    for (int p = 0; p < N_NORM_PARAMS; p++)
-        if (NORM_PARAMS[p].log && m->sizes[site_tensor(SITE_FINAL, p)])
-            g[n++] = (ColGroup){NORM_PARAMS[p].log, COL_PARAM, p};
-    if (NORM_KINDS[m->cfg.norm].sat > 0) g[n++] = (ColGroup){"sat", COL_SAT, -1};
-    if (m->cfg.residual_gate) g[n++] = (ColGroup){"gate", COL_GATE, -1};
-    return n;
-}
-
-static void log_header(Run *r, FILE *f) {
-    const ModelConfig *c = &r->model.cfg;
-    ColGroup g[N_NORM_PARAMS + 2];
-    int ng = col_groups(&r->model, g);
-    fprintf(f, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
-    for (int i = 0; i < ng; i++) {
-        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_attn_%d", g[i].prefix, l);
-        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_ffn_%d", g[i].prefix, l);
-        if (g[i].what != COL_GATE) fprintf(f, ",%s_final", g[i].prefix);
-    }
-    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_attn_%d", l);
-    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_ffn_%d", l);
-    fprintf(f, ",std_final,val_bpb\n");
-}
-
-typedef struct {
-    double train_loss, val_loss, grad_norm, ms, elapsed;
-    float lr;
-    int has_train, has_val;
-    const double *stds;
-} LogRow;
-
-static void log_row(Run *r, const LogRow *x) {
-    const ModelConfig *c = &r->model.cfg;
-    FILE *f = r->log;
-    fprintf(f, "%lld,%lld,", (long long)r->st.step, (long long)r->st.tokens);
-    if (x->has_train) fprintf(f, "%.6f", x->train_loss);
-    fputc(',', f);
-    if (x->has_val) fprintf(f, "%.6f", x->val_loss);
-    if (x->has_train)
-        fprintf(f, ",%.6g,%.6f,%.3f,%.1f,%.3f", x->lr, x->grad_norm, x->ms,
-                tokens_per_step(&r->s) / (x->ms / 1000.0), x->elapsed);
-    else
-        fprintf(f, ",,,,,%.3f", x->elapsed);
-    ColGroup g[N_NORM_PARAMS + 2];
-    int ng = col_groups(&r->model, g), L = c->n_layers;
-    for (int i = 0; i < ng; i++) {
-        if (g[i].what == COL_PARAM) { // sites attn, ffn, final: their tensors hold L, L and 1 values
-            for (int site = 0; site < N_SITES; site++)
-                for (int l = 0; l < (site == SITE_FINAL ? 1 : L); l++)
-                    fprintf(f, ",%.6f", r->model.w.t[site_tensor(site, g[i].np)][l]);
-        } else if (g[i].what == COL_SAT) {
-            for (int k = 0; k < 2 * L + 1; k++) {
-                fputc(',', f);
-                if (x->has_val) fprintf(f, "%.6f", x->stds[2 * L + 1 + k]);
-            }
-        } else {
-            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_ATTN_GATE][l]);
-            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_FFN_GATE][l]);
-        }
-    }
-    for (int k = 0; k < 2 * c->n_layers + 1; k++) {
-        fputc(',', f);
-        if (x->has_val) fprintf(f, "%.6f", x->stds[k]);
-    }
-    fputc(',', f);
-    if (x->has_val) fprintf(f, "%.6f", bits_per_byte(r, x->val_loss));
-    fputc('\n', f);
-    fflush(f);
-}
-
 // The val_loss cell (4th column) of a kept log row, if any, into last/best
-// (log_keep's LogRowFn: ctx is the Run).
+// (log_keep's KeptRowFn: ctx is the Run).
 static void note_val_loss(void *ctx, const char *row, size_t len) {
     Run *r = ctx;
     int commas = 0;
@@ -294,11 +213,11 @@ static int log_open(Run *r, int resuming, Error *err) {
             fprintf(stderr, "train_llama: %s: not found; %s starts at step %lld\n", src, r->path_log,
                     (long long)r->st.step);
         if (!(r->log = create_fresh(r->path_log, err))) return -1;
-        log_header(r, r->log);
+        log_header(r->log, &r->model);
         return 0;
     }
     FILE *f = open_memstream(&header, &len); // this run's header, to check the kept one against
-    if (f) log_header(r, f);
+    if (f) log_header(f, &r->model);
     if (!f || fclose(f)) {
         free(header);
         return err_set(err, "out of memory");
@@ -476,7 +395,10 @@ static int train_loop(Run *r, Error *err) {
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
         r->last_val_step = 0;
-        if (root) log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
+        if (root)
+            log_row(r->log, &r->model, &(LogRow){.step = 0, .tokens = r->st.tokens, .has_val = 1,
+                                                  .val_loss = r->last_val, .val_bpb = bits_per_byte(r, r->last_val),
+                                                  .stds = stds});
     }
     int64_t poison_step = env_i64("LLAMA_TEST_POISON_STEP"), poison_rank = env_i64("LLAMA_TEST_POISON_RANK");
     int64_t crash_step = env_i64("LLAMA_TEST_CRASH_STEP"), crash_rank = env_i64("LLAMA_TEST_CRASH_RANK");
@@ -494,19 +416,21 @@ static int train_loop(Run *r, Error *err) {
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
         r->step_s += ms / 1000.0;
-        LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
+        LogRow row = {.step = r->st.step, .tokens = r->st.tokens, .has_train = 1, .train_loss = loss, .lr = lr,
+                      .grad_norm = gnorm, .ms = ms, .tok_s = tokens_per_step(s) / (ms / 1000.0),
                       .elapsed = elapsed, .stds = stds};
         // loss and gradients were summed over ranks: every rank takes the same decisions
         int diverged = !isfinite(loss) || !isfinite(gnorm), last = r->st.step == s->steps;
         if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
             row.val_loss = r->last_val = evaluate(r, stds);
+            row.val_bpb = bits_per_byte(r, row.val_loss);
             r->last_val_step = r->st.step;
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
         if (root) {
-            log_row(r, &row);
+            log_row(r->log, &r->model, &row);
             double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
             ProgressLine line = {.step = r->st.step, .steps = s->steps, .loss = loss, .eta_s = eta,
                                  .tok_s = tokens_per_step(s) / (ms / 1000.0), .val = r->last_val,

@@ -5,9 +5,86 @@
 
 #include "data.h"  // read_file
 #include "files.h" // write_file_atomic
-#include "model.h" // MAX_LAYERS: the log's columns grow with the layers
 
-enum { MAX_COLS = 16 * MAX_LAYERS }; // more columns than any log of this trainer has
+// ----------------------------------------------------------------------------
+// writing
+
+// The per-site columns: the norm's learnable scalars (alpha_, s_),
+// then for the saturating kinds the fraction of inputs in saturation (sat_,
+// eval rows), then the residual gates (gate_). Each column group is
+// PREFIX_attn_0.., PREFIX_ffn_0.., and PREFIX_final for the norm's.
+enum { COL_PARAM, COL_SAT, COL_GATE };
+typedef struct {
+    const char *prefix;
+    int what, np; // np: the norm parameter (COL_PARAM)
+} ColGroup;
+
+static int col_groups(const Model *m, ColGroup *g) {
+    int n = 0;
+    for (int p = 0; p < N_NORM_PARAMS; p++)
+        if (NORM_PARAMS[p].log && m->sizes[site_tensor(SITE_FINAL, p)])
+            g[n++] = (ColGroup){NORM_PARAMS[p].log, COL_PARAM, p};
+    if (NORM_KINDS[m->cfg.norm].sat > 0) g[n++] = (ColGroup){"sat", COL_SAT, -1};
+    if (m->cfg.residual_gate) g[n++] = (ColGroup){"gate", COL_GATE, -1};
+    return n;
+}
+
+void log_header(FILE *f, const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    ColGroup g[N_NORM_PARAMS + 2];
+    int ng = col_groups(m, g);
+    fprintf(f, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
+    for (int i = 0; i < ng; i++) {
+        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_attn_%d", g[i].prefix, l);
+        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_ffn_%d", g[i].prefix, l);
+        if (g[i].what != COL_GATE) fprintf(f, ",%s_final", g[i].prefix);
+    }
+    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_attn_%d", l);
+    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_ffn_%d", l);
+    fprintf(f, ",std_final,val_bpb\n");
+}
+
+void log_row(FILE *f, const Model *m, const LogRow *x) {
+    const ModelConfig *c = &m->cfg;
+    fprintf(f, "%lld,%lld,", (long long)x->step, (long long)x->tokens);
+    if (x->has_train) fprintf(f, "%.6f", x->train_loss);
+    fputc(',', f);
+    if (x->has_val) fprintf(f, "%.6f", x->val_loss);
+    if (x->has_train)
+        fprintf(f, ",%.6g,%.6f,%.3f,%.1f,%.3f", x->lr, x->grad_norm, x->ms, x->tok_s, x->elapsed);
+    else
+        fprintf(f, ",,,,,%.3f", x->elapsed);
+    ColGroup g[N_NORM_PARAMS + 2];
+    int ng = col_groups(m, g), L = c->n_layers;
+    for (int i = 0; i < ng; i++) {
+        if (g[i].what == COL_PARAM) { // sites attn, ffn, final: their tensors hold L, L and 1 values
+            for (int site = 0; site < N_SITES; site++)
+                for (int l = 0; l < (site == SITE_FINAL ? 1 : L); l++)
+                    fprintf(f, ",%.6f", m->w.t[site_tensor(site, g[i].np)][l]);
+        } else if (g[i].what == COL_SAT) {
+            for (int k = 0; k < 2 * L + 1; k++) {
+                fputc(',', f);
+                if (x->has_val) fprintf(f, "%.6f", x->stds[2 * L + 1 + k]);
+            }
+        } else {
+            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", m->w.t[T_ATTN_GATE][l]);
+            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", m->w.t[T_FFN_GATE][l]);
+        }
+    }
+    for (int k = 0; k < 2 * c->n_layers + 1; k++) {
+        fputc(',', f);
+        if (x->has_val) fprintf(f, "%.6f", x->stds[k]);
+    }
+    fputc(',', f);
+    if (x->has_val) fprintf(f, "%.6f", x->val_bpb);
+    fputc('\n', f);
+    fflush(f);
+}
+
+// ----------------------------------------------------------------------------
+// kept on resume
+
+enum { MAX_COLS = 16 * MAX_LAYERS }; // more columns than any log of this trainer has (they grow with the layers)
 
 // The comma-separated cells of one line (no newline).
 typedef struct {
@@ -169,7 +246,7 @@ static size_t crlf_to_lf(unsigned char *text, size_t *n) {
 // The complete lines of text[0..n) up to the row of `step` (a row cut short
 // by a crash, without its line end, is not complete), each row passed to
 // on_row. Returns where the kept lines end.
-static size_t kept_end(const unsigned char *text, size_t n, int64_t step, LogRowFn on_row, void *ctx) {
+static size_t kept_end(const unsigned char *text, size_t n, int64_t step, KeptRowFn on_row, void *ctx) {
     size_t i = 0;
     for (int line = 0; i < n; line++) {
         size_t j = i;
@@ -184,7 +261,7 @@ static size_t kept_end(const unsigned char *text, size_t n, int64_t step, LogRow
 }
 
 // The kept rows replace dst atomically: a crash here cannot lose the log.
-int log_keep(const char *dst, const char *src, const char *header, int64_t step, LogRowFn on_row, void *ctx,
+int log_keep(const char *dst, const char *src, const char *header, int64_t step, KeptRowFn on_row, void *ctx,
              FILE *notes, Error *err) {
     unsigned char *text;
     size_t n;
