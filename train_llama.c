@@ -1,13 +1,21 @@
 // train_llama: trains a small LLaMA (RoPE, grouped-query attention, SwiGLU,
-// no biases) with RMSNorm or DyT on a text file: byte-level tokens, or a
-// byte-level BPE vocabulary (--vocab-size) that travels inside the model file.
+// no biases) with any of the norm table's seven kinds at every norm site
+// (RMSNorm, DyT, LayerNorm, Derf, ...: --list-norms) on a text (a file, a
+// folder or a list): byte-level tokens, or a byte-level BPE vocabulary
+// (--vocab-size) that travels inside the model file.
 //
 //   ./train_llama --data input.txt --norm dyt --out runs/dyt
 //
 // Writes OUT/log.csv (one row per step), OUT/checkpoint.bin (model, AdamW
-// state, step, RNG), OUT/model.bin (what infer_llama reads) and
-// OUT/result.txt. Threads: OpenBLAS's OpenMP build shares our OpenMP pool;
-// sgemm runs outside our parallel regions, so the two never oversubscribe.
+// state, step, RNG), OUT/model.bin (what infer_llama reads), OUT/config.txt
+// and OUT/result.txt. This file is the run: its set-up, the training loop,
+// evaluation, checkpoints, signals and the processes' agreement; log.csv
+// (src/runlog.c), the output folder (src/rundir.c) and the progress line
+// (src/progress.c) are modules of their own.
+// Threads: OpenBLAS's OpenMP build shares our OpenMP pool. Every sgemm is
+// called from inside our own parallel regions, a slice of rows per thread,
+// and OpenBLAS runs it single-threaded on the calling thread (src/layers.c),
+// so the two never oversubscribe the cores.
 #include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -205,7 +213,7 @@ static void note_val_loss(void *ctx, const char *row, size_t len) {
 // --out, the log continues there); without a log the new one starts at the
 // checkpoint's step.
 static int log_open(Run *r, int resuming, Error *err) {
-    char src[4200], *header = NULL;
+    char src[RUN_PATH_MAX], *header = NULL;
     size_t len = 0;
     if (resuming && run_path(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
     if (!resuming || access(src, F_OK)) {
@@ -699,14 +707,11 @@ static int setup_data(Run *r, Error *err) {
                             &r->st.data_record_bytes, err);
 }
 
-// ----------------------------------------------------------------------------
-// the output folder
-
 // Resuming a run that has reached its last step changes nothing: its model,
 // log and result stay as they are. (If its model.bin was never written, a
 // crash at the very end, the resume writes it.)
 static int finished_already(Run *r) {
-    char model[4200];
+    char model[RUN_PATH_MAX];
     Error e;
     if (!r->s.resume || r->st.step < r->s.steps || run_path(model, sizeof model, r->s.out, "model.bin", &e) ||
         access(model, F_OK))
@@ -720,13 +725,12 @@ static int finished_already(Run *r) {
 // OUT/config.txt: the run's settings as the checkpoint records them (what
 // --print-config prints from it), written at the start of every invocation.
 static int write_config_file(Run *r, Error *err) {
-    char path[4200], *text = NULL;
+    char path[RUN_PATH_MAX], *text = NULL;
     size_t len = 0;
     int64_t rb[RUN_BLOCK_SLOTS];
     Settings t = settings_defaults();
     DataHashes h;
-    if (snprintf(path, sizeof path, "%s/config.txt", r->s.out) >= (int)sizeof path)
-        return err_set(err, "%s: path too long", r->s.out);
+    if (run_path(path, sizeof path, r->s.out, "config.txt", err)) return -1;
     run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
     DataRecord rec; // the one the checkpoints will carry
     if (data_record_parse(&rec, r->st.data_record, r->st.data_record_bytes, r->s.out, err)) return -1;
