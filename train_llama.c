@@ -1,15 +1,22 @@
 // train_llama: trains a small LLaMA (RoPE, grouped-query attention, SwiGLU,
-// no biases) with RMSNorm or DyT on a text file: byte-level tokens, or a
-// byte-level BPE vocabulary (--vocab-size) that travels inside the model file.
+// no biases) with any of the norm table's seven kinds at every norm site
+// (RMSNorm, DyT, LayerNorm, Derf, ...: --list-norms) on a text (a file, a
+// folder or a list): byte-level tokens, or a byte-level BPE vocabulary
+// (--vocab-size) that travels inside the model file.
 //
 //   ./train_llama --data input.txt --norm dyt --out runs/dyt
 //
 // Writes OUT/log.csv (one row per step), OUT/checkpoint.bin (model, AdamW
-// state, step, RNG), OUT/model.bin (what infer_llama reads) and
-// OUT/result.txt. Threads: OpenBLAS's OpenMP build shares our OpenMP pool;
-// sgemm runs outside our parallel regions, so the two never oversubscribe.
+// state, step, RNG), OUT/model.bin (what infer_llama reads), OUT/config.txt
+// and OUT/result.txt. This file is the run: its set-up, the training loop,
+// evaluation, checkpoints, signals and the processes' agreement; log.csv
+// (src/runlog.c), the output folder (src/rundir.c) and the progress line
+// (src/progress.c) are modules of their own.
+// Threads: OpenBLAS's OpenMP build shares our OpenMP pool. Every sgemm is
+// called from inside our own parallel regions, a slice of rows per thread,
+// and OpenBLAS runs it single-threaded on the calling thread (src/layers.c),
+// so the two never oversubscribe the cores.
 #include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -18,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/common.h"
@@ -29,6 +35,9 @@
 #include "src/modelio.h"
 #include "src/optim.h"
 #include "src/options.h"
+#include "src/progress.h"
+#include "src/rundir.h"
+#include "src/runlog.h"
 #include "src/settings.h"
 #include "src/threads.h"
 #include "src/version.h"
@@ -60,13 +69,11 @@ typedef struct {
     double reduce_s, step_s;     // this invocation: seconds waiting for gradient sums, seconds in steps
     char ckpt_dir[4096];         // resuming: the checkpoint's folder (--out's default)
     char out_dir[4096];          // a fresh run's default --out: runs/NORM
-    int lock_fd;                 // OUT/.lock, held while this process lives (lock_out)
+    int lock_fd;                 // OUT/.lock, held while this process lives (run_dir_lock)
     FILE *log;
     double best_val, last_val;
     int64_t last_val_step;  // the step last_val was measured at (-1: none yet)
-    double progress_every;  // off a terminal: seconds between progress lines at most
-    double progress_t;      // when the last progress line was printed
-    int line_len;           // on a terminal: length of the progress line shown, 0 when none is open
+    Progress progress;      // the progress line on stderr
     int64_t heap_ref; // heap in use after this invocation's first checkpoint (-1 before it)
     double load_start; // the machine's load average when this invocation began (result.txt)
     double t_start;    // and when (now_seconds): loadavg_span_s, for the load rule of speedcheck.py
@@ -186,108 +193,10 @@ static double evaluate(Run *r, double *stds) {
 // Validation loss in bits per byte of text: comparable across vocabularies.
 static double bits_per_byte(const Run *r, double nats) { return nats / log(2.0) / r->data.val_bytes_per_token; }
 
-// The per-site columns of log.csv: the norm's learnable scalars (alpha_, s_),
-// then for the saturating kinds the fraction of inputs in saturation (sat_,
-// eval rows), then the residual gates (gate_). Each column group is
-// PREFIX_attn_0.., PREFIX_ffn_0.., and PREFIX_final for the norm's.
-enum { COL_PARAM, COL_SAT, COL_GATE };
-typedef struct {
-    const char *prefix;
-    int what, np; // np: the norm parameter (COL_PARAM)
-} ColGroup;
-
-static int col_groups(const Model *m, ColGroup *g) {
-    int n = 0;
-    for (int p = 0; p < N_NORM_PARAMS; p++)
-        if (NORM_PARAMS[p].log && m->sizes[site_tensor(SITE_FINAL, p)])
-            g[n++] = (ColGroup){NORM_PARAMS[p].log, COL_PARAM, p};
-    if (NORM_KINDS[m->cfg.norm].sat > 0) g[n++] = (ColGroup){"sat", COL_SAT, -1};
-    if (m->cfg.residual_gate) g[n++] = (ColGroup){"gate", COL_GATE, -1};
-    return n;
-}
-
-static void log_header(Run *r, FILE *f) {
-    const ModelConfig *c = &r->model.cfg;
-    ColGroup g[N_NORM_PARAMS + 2];
-    int ng = col_groups(&r->model, g);
-    fprintf(f, "step,tokens,train_loss,val_loss,lr,grad_norm,ms,tok_s,elapsed_s");
-    for (int i = 0; i < ng; i++) {
-        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_attn_%d", g[i].prefix, l);
-        for (int l = 0; l < c->n_layers; l++) fprintf(f, ",%s_ffn_%d", g[i].prefix, l);
-        if (g[i].what != COL_GATE) fprintf(f, ",%s_final", g[i].prefix);
-    }
-    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_attn_%d", l);
-    for (int l = 0; l < c->n_layers; l++) fprintf(f, ",std_ffn_%d", l);
-    fprintf(f, ",std_final,val_bpb\n");
-}
-
-typedef struct {
-    double train_loss, val_loss, grad_norm, ms, elapsed;
-    float lr;
-    int has_train, has_val;
-    const double *stds;
-} LogRow;
-
-static void log_row(Run *r, const LogRow *x) {
-    const ModelConfig *c = &r->model.cfg;
-    FILE *f = r->log;
-    fprintf(f, "%lld,%lld,", (long long)r->st.step, (long long)r->st.tokens);
-    if (x->has_train) fprintf(f, "%.6f", x->train_loss);
-    fputc(',', f);
-    if (x->has_val) fprintf(f, "%.6f", x->val_loss);
-    if (x->has_train)
-        fprintf(f, ",%.6g,%.6f,%.3f,%.1f,%.3f", x->lr, x->grad_norm, x->ms,
-                tokens_per_step(&r->s) / (x->ms / 1000.0), x->elapsed);
-    else
-        fprintf(f, ",,,,,%.3f", x->elapsed);
-    ColGroup g[N_NORM_PARAMS + 2];
-    int ng = col_groups(&r->model, g), L = c->n_layers;
-    for (int i = 0; i < ng; i++) {
-        if (g[i].what == COL_PARAM) { // sites attn, ffn, final: their tensors hold L, L and 1 values
-            for (int site = 0; site < N_SITES; site++)
-                for (int l = 0; l < (site == SITE_FINAL ? 1 : L); l++)
-                    fprintf(f, ",%.6f", r->model.w.t[site_tensor(site, g[i].np)][l]);
-        } else if (g[i].what == COL_SAT) {
-            for (int k = 0; k < 2 * L + 1; k++) {
-                fputc(',', f);
-                if (x->has_val) fprintf(f, "%.6f", x->stds[2 * L + 1 + k]);
-            }
-        } else {
-            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_ATTN_GATE][l]);
-            for (int l = 0; l < L; l++) fprintf(f, ",%.6f", r->model.w.t[T_FFN_GATE][l]);
-        }
-    }
-    for (int k = 0; k < 2 * c->n_layers + 1; k++) {
-        fputc(',', f);
-        if (x->has_val) fprintf(f, "%.6f", x->stds[k]);
-    }
-    fputc(',', f);
-    if (x->has_val) fprintf(f, "%.6f", bits_per_byte(r, x->val_loss));
-    fputc('\n', f);
-    fflush(f);
-}
-
-static int join(char *dst, size_t cap, const char *dir, const char *name, Error *err) {
-    if (snprintf(dst, cap, "%s/%s", dir, name) >= (int)cap) return err_set(err, "%s: path too long", dir);
-    return 0;
-}
-
-static int make_dir(const char *path, Error *err) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return err_set(err, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) { // mkdir -p
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create: %s", buf, strerror(errno));
-    if (access(buf, W_OK)) return err_set(err, "%s: not writable", buf);
-    return 0;
-}
-
-// The val_loss cell (4th column) of a log row, if any, into last/best.
-static void note_val_loss(Run *r, const char *row, size_t len) {
+// The val_loss cell (4th column) of a kept log row, if any, into last/best
+// (log_keep's KeptRowFn: ctx is the Run).
+static void note_val_loss(void *ctx, const char *row, size_t len) {
+    Run *r = ctx;
     int commas = 0;
     size_t i = 0;
     while (i < len && commas < 3) commas += row[i++] == ',';
@@ -298,276 +207,34 @@ static void note_val_loss(Run *r, const char *row, size_t len) {
     if (!(v >= r->best_val)) r->best_val = v;
 }
 
-// ----------------------------------------------------------------------------
-// log.csv on resume
-
-enum { MAX_COLS = 16 * MAX_LAYERS }; // more columns than any log of this trainer has
-
-// The comma-separated cells of one line (no newline).
-typedef struct {
-    const char *p[MAX_COLS];
-    size_t len[MAX_COLS];
-    int n; // -1: more than MAX_COLS
-} Cells;
-
-static void split_cells(const char *s, size_t len, Cells *c) {
-    for (c->n = 0; c->n < MAX_COLS; c->n++) {
-        size_t e = 0;
-        while (e < len && s[e] != ',') e++;
-        c->p[c->n] = s, c->len[c->n] = e;
-        if (e == len) {
-            c->n++;
-            return;
-        }
-        s += e + 1, len -= e + 1;
-    }
-    c->n = -1;
-}
-
-static int find_cell(const Cells *c, const char *s, size_t len) {
-    for (int k = 0; k < c->n; k++)
-        if (c->len[k] == len && !memcmp(c->p[k], s, len)) return k;
-    return -1;
-}
-
-// A kept log read against this run's columns.
-typedef struct {
-    Cells old, ours, row; // the log's header, this run's, one row
-    int from[MAX_COLS];   // this run's column c is the log's column from[c] (-1: absent)
-    const char *src;      // the log's path, for messages
-    char fix[160];        // how to resume anyway, for messages
-} LogMap;
-
-// A column of the log's header that this run does not write: named, with
-// this run's columns the header lacks (one of them is likely its old name).
-static int unknown_column(const LogMap *m, int k, Error *err) {
-    char lacks[200] = "";
-    size_t used = 0;
-    for (int c = 0; c < m->ours.n && used < sizeof lacks; c++)
-        if (m->from[c] < 0)
-            used += (size_t)snprintf(lacks + used, sizeof lacks - used, "%s%.*s", used ? " " : "",
-                                     (int)m->ours.len[c], m->ours.p[c]);
-    return err_set(err, "%s: column %d '%.*s' is not one train_llama writes for this run (its columns missing "
-                   "from the header: %s); give the column its name back, %s", m->src, k + 1,
-                   (int)(m->old.len[k] < 64 ? m->old.len[k] : 64), m->old.p[k], lacks[0] ? lacks : "none", m->fix);
-}
-
-// Where each of this run's columns stands in the log's header. Every build
-// only ever added columns (an older build's log lacks some, which stay
-// empty), so a name this build does not write, a column twice, or a first
-// column other than step means another tool changed the header: moving
-// cells by it would blank whole columns, so it is refused, naming the column.
-static int log_columns(LogMap *m, Error *err) {
-    for (int c = 0; c < m->ours.n; c++) m->from[c] = -1;
-    if (m->old.n < 0) return err_set(err, "%s: more than %d columns; %s", m->src, MAX_COLS, m->fix);
-    int unknown = -1;
-    for (int k = 0; k < m->old.n; k++) {
-        int c = find_cell(&m->ours, m->old.p[k], m->old.len[k]);
-        if (c >= 0 && m->from[c] >= 0)
-            return err_set(err, "%s: column '%.*s' twice in the header; %s", m->src, (int)m->old.len[k],
-                           m->old.p[k], m->fix);
-        if (c >= 0) m->from[c] = k;
-        else if (unknown < 0) unknown = k;
-    }
-    if (unknown >= 0) return unknown_column(m, unknown, err);
-    if (m->from[0] != 0) return err_set(err, "%s: the first column is not step; %s", m->src, m->fix);
-    return 0;
-}
-
-// Every kept row (text[start..end)) must have the header's cells and a step
-// number first: a row another tool changed is refused, never spread over
-// the wrong columns.
-static int log_rows_check(LogMap *m, const char *text, size_t start, size_t end, Error *err) {
-    for (size_t i = start, line = 2; i < end; line++) {
-        size_t j = i;
-        while (text[j] != '\n') j++;
-        split_cells(text + i, j - i, &m->row);
-        char num[24];
-        int64_t step;
-        if (m->row.n != m->old.n)
-            return err_set(err, "%s line %zu: not the header's %d cells; mend the line, %s", m->src, line, m->old.n,
-                           m->fix);
-        size_t len = m->row.len[0] < sizeof num ? m->row.len[0] : sizeof num - 1;
-        memcpy(num, m->row.p[0], len);
-        num[len] = 0;
-        if (len != m->row.len[0] || parse_i64(num, 0, INT64_MAX, &step))
-            return err_set(err, "%s line %zu: step '%s' is not a step number; mend the line, %s", m->src, line, num,
-                           m->fix);
-        i = j + 1;
-    }
-    return 0;
-}
-
-// The kept rows under this build's header, cells moved by column name, this
-// run's columns the log lacks left empty (into f).
-static void log_rows_remap(LogMap *m, const char *text, size_t start, size_t end, FILE *f) {
-    for (size_t i = start; i < end;) {
-        size_t j = i;
-        while (text[j] != '\n') j++;
-        split_cells(text + i, j - i, &m->row);
-        for (int c = 0; c < m->ours.n; c++) {
-            int k = m->from[c];
-            fprintf(f, "%s%.*s", c ? "," : "", k >= 0 ? (int)m->row.len[k] : 0, k >= 0 ? m->row.p[k] : "");
-        }
-        fputc('\n', f);
-        i = j + 1;
-    }
-}
-
-// The kept log (header and complete rows) checked against this run's
-// columns (log_columns, log_rows_check); when its header is not this
-// build's (an older build's, with fewer columns), its rows are rewritten
-// under this build's header into *out, which *kept then points at.
-static int log_remap(Run *r, const char *src, Chunk *kept, char **out, Error *err) {
-    char *hdr = NULL, *buf = NULL;
-    size_t hn = 0, bn = 0, eol = 0;
-    const char *text = kept->p;
-    LogMap *m = malloc(sizeof *m);
-    FILE *f = m ? open_memstream(&hdr, &hn) : NULL;
-    if (f) log_header(r, f);
-    if (!f || fclose(f)) {
-        free(m), free(hdr);
-        return err_set(err, "out of memory");
-    }
-    while (eol < kept->n && text[eol] != '\n') eol++;
-    m->src = src;
-    snprintf(m->fix, sizeof m->fix, "or move the file away (the resume then starts a new log at step %lld)",
-             (long long)r->st.step);
-    split_cells(text, eol, &m->old);
-    split_cells(hdr, hn - 1, &m->ours);
-    // (an empty log has no header to check: it gets this build's)
-    int rc = kept->n && (log_columns(m, err) || log_rows_check(m, text, eol + 1, kept->n, err)) ? -1 : 0;
-    if (!rc && !(eol + 1 == hn && !memcmp(text, hdr, hn))) {
-        if (!(f = open_memstream(&buf, &bn))) rc = err_set(err, "out of memory");
-        else {
-            log_header(r, f);
-            log_rows_remap(m, text, eol + 1, kept->n, f);
-            rc = fclose(f) ? err_set(err, "out of memory") : 0;
-            *out = buf;
-            *kept = (Chunk){buf, bn};
-        }
-    }
-    free(m);
-    free(hdr);
-    return rc;
-}
-
-// CRLF line ends (a log re-saved by a tool that writes them) as LF, in
-// place. Returns how many there were.
-static size_t crlf_to_lf(unsigned char *text, size_t *n) {
-    size_t w = 0, crlf = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if (text[i] == '\r' && i + 1 < *n && text[i + 1] == '\n') crlf++;
-        else text[w++] = text[i];
-    }
-    text[w] = 0;
-    *n = w;
-    return crlf;
-}
-
 // On resume, keep only the complete log rows up to the checkpoint's step
-// (later rows are redone), so the log reads as one uninterrupted run. The kept
-// rows replace the file atomically: a crash here cannot lose the log. The rows
-// come from the checkpoint's folder (resumed into another --out, the log
-// continues there); without a log the new one starts at the checkpoint's step.
+// (log_keep: later rows are redone), so the log reads as one uninterrupted
+// run. The rows come from the checkpoint's folder (resumed into another
+// --out, the log continues there); without a log the new one starts at the
+// checkpoint's step.
 static int log_open(Run *r, int resuming, Error *err) {
-    char src[4200];
-    if (resuming && join(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
+    char src[RUN_PATH_MAX], *header = NULL;
+    size_t len = 0;
+    if (resuming && run_path(src, sizeof src, r->ckpt_dir, "log.csv", err)) return -1;
     if (!resuming || access(src, F_OK)) {
         if (resuming && r->dist.rank == 0)
             fprintf(stderr, "train_llama: %s: not found; %s starts at step %lld\n", src, r->path_log,
                     (long long)r->st.step);
         if (!(r->log = create_fresh(r->path_log, err))) return -1;
-        log_header(r, r->log);
+        log_header(r->log, &r->model);
         return 0;
     }
-    unsigned char *text;
-    size_t n, i = 0;
-    if (read_file(src, &text, &n, err)) return -1;
-    size_t crlf = crlf_to_lf(text, &n);
-    for (int line = 0; i < n; line++) {
-        size_t j = i;
-        while (j < n && text[j] != '\n') j++;
-        if (j == n) break; // a row cut short by a crash
-        long long step = line == 0 ? -1 : strtoll((const char *)text + i, NULL, 10);
-        if (step > r->st.step) break;
-        if (line > 0) note_val_loss(r, (const char *)text + i, j - i);
-        i = j + 1;
+    FILE *f = open_memstream(&header, &len); // this run's header, to check the kept one against
+    if (f) log_header(f, &r->model);
+    if (!f || fclose(f)) {
+        free(header);
+        return err_set(err, "out of memory");
     }
-    size_t dropped = 0; // lines past the kept ones: never cut without a word
-    for (size_t k = i; k < n; k++) dropped += text[k] == '\n' || k + 1 == n;
-    if (dropped && i && r->dist.rank == 0)
-        fprintf(stderr, "train_llama: %s: %zu line%s after step %lld dropped (rows past the checkpoint are redone; "
-                "a last line without a line end is taken for one a crash cut short)\n", src, dropped,
-                dropped == 1 ? "" : "s", (long long)r->st.step);
-    Chunk kept = {text, i};
-    char *remapped = NULL;
-    int rc = n && !i ? err_set(err, "%s: no complete line (no \\n); move the file away (the resume then starts a new "
-                               "log at step %lld)", src, (long long)r->st.step) : 0;
-    if (!rc) rc = log_remap(r, src, &kept, &remapped, err) || write_file_atomic(r->path_log, &kept, 1, err);
-    free(text);
-    free(remapped);
+    int rc = log_keep(r->path_log, src, header, r->st.step, note_val_loss, r, r->dist.rank == 0 ? stderr : NULL, err);
+    free(header);
     if (rc) return -1;
-    if (crlf) fprintf(stderr, "train_llama: %s: CRLF line ends (another tool's) read as LF; %s is written with LF\n",
-                      src, r->path_log);
     r->log = open_append(r->path_log, err);
     return r->log ? 0 : -1;
-}
-
-// OUT/checkpoint-STEP.bin into buf (cap 4200); -1 if the path does not fit
-// (never act on a truncated name).
-static int numbered_path(const Run *r, long long step, char *buf) {
-    return snprintf(buf, 4200, "%s/checkpoint-%lld.bin", r->s.out, step) >= 4200 ? -1 : 0;
-}
-
-// The step of a file named checkpoint-STEP.bin, or -1.
-static long long numbered_step(const char *name) {
-    const char *p = name + strlen("checkpoint-");
-    char *end;
-    if (strncmp(name, "checkpoint-", strlen("checkpoint-")) || *p < '0' || *p > '9') return -1;
-    long long step = strtoll(p, &end, 10);
-    return strcmp(end, ".bin") ? -1 : step;
-}
-
-// A numbered checkpoint this trainer may replace or delete: a regular file
-// (not a symlink, device or FIFO) that starts as our files do ("LDYT").
-static int numbered_ours(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) || !S_ISREG(st.st_mode)) return 0;
-    Error e;
-    size_t size;
-    FILE *f = open_regular(path, &size, &e);
-    uint32_t magic = 0;
-    int ok = f && fread(&magic, 4, 1, f) == 1 && magic == MODEL_MAGIC;
-    if (f) fclose(f);
-    return ok;
-}
-
-static int cmp_desc_ll(const void *a, const void *b) {
-    long long x = *(const long long *)a, y = *(const long long *)b;
-    return (x < y) - (x > y);
-}
-
-// Deletes the numbered checkpoints at or before this step, except the newest
-// --keep. Later ones (a run resumed from an older checkpoint) are left alone:
-// this run overwrites them as it gets there. Failures only warn: the run and
-// its newest checkpoints are intact either way.
-static void prune_checkpoints(Run *r) {
-    DIR *d = opendir(r->s.out);
-    long long steps[4096];
-    size_t n = 0;
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) && n < sizeof steps / sizeof steps[0];) {
-        long long s = numbered_step(e->d_name);
-        if (s >= 0 && s <= r->st.step) steps[n++] = s;
-    }
-    closedir(d);
-    qsort(steps, n, sizeof steps[0], cmp_desc_ll);
-    for (size_t i = (size_t)r->s.keep; i < n; i++) {
-        char path[4200];
-        if (!numbered_path(r, steps[i], path) && numbered_ours(path) && unlink(path) && errno != ENOENT)
-            fprintf(stderr, "train_llama: warning: cannot delete %s: %s\n", path, strerror(errno));
-    }
 }
 
 // --keep N > 1: checkpoint-STEP.bin names this checkpoint too. A hard link
@@ -575,18 +242,12 @@ static void prune_checkpoints(Run *r) {
 // by rename, a new file, so the link keeps these bytes. Where links are not
 // supported the checkpoint is written a second time.
 static int keep_checkpoint(Run *r, const int64_t *rb, Error *err) {
-    char path[4200];
-    if (numbered_path(r, r->st.step, path)) return err_set(err, "%s: path too long", r->s.out);
-    struct stat st;
-    if (!lstat(path, &st)) { // something stands there (a dangling symlink too): replaced only when ours
-        if (!numbered_ours(path))
-            return err_set(err, "%s: exists and is not a checkpoint this trainer wrote: not replaced", path);
-        if (unlink(path)) return err_set(err, "%s: cannot replace: %s", path, strerror(errno));
-    }
+    char path[RUN_PATH_MAX];
+    if (numbered_slot(path, r->s.out, r->st.step, err)) return -1;
     if (link(r->path_ckpt, path) &&
         checkpoint_save(&r->model, r->mom1, r->mom2, &r->st, rb, path, err))
         return -1;
-    prune_checkpoints(r);
+    numbered_prune(r->s.out, r->st.step, r->s.keep);
     fsync_parent_dir(r->path_ckpt); // the link and the deletions survive a crash; best effort
     return 0;
 }
@@ -633,40 +294,6 @@ static int write_result(Run *r, const char *status, Error *err) {
                        omp_get_max_threads(), build_name());
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
-}
-
-// Ends the terminal's progress line, if one is open: what is printed next
-// starts on a fresh line.
-static void progress_end(Run *r) {
-    if (r->line_len) fputc('\n', stderr);
-    r->line_len = 0;
-}
-
-// The progress line after a step. On a terminal one line is rewritten in
-// place every step. Off a terminal (a log file) a line is printed at each
-// evaluation, at the end, and between them once progress_every seconds have
-// passed since the last line (LLAMA_PROGRESS_SECONDS, default 30), so that a
-// log shows a slow run is alive. The validation loss between evaluations is
-// the last evaluation's: the line names its step.
-static void progress(Run *r, double loss, double tok_s, double eta_s, int final, double now) {
-    int tty = isatty(STDERR_FILENO), fresh = r->last_val_step == r->st.step;
-    if (!(eta_s >= 0 && eta_s < 1e8)) eta_s = eta_s >= 1e8 ? 1e8 : 0; // (int) of it stays defined
-    if (!tty && !final && !fresh && now - r->progress_t < r->progress_every) return;
-    r->progress_t = now;
-    char at[40] = "";
-    if (!fresh) snprintf(at, sizeof at, " @step %lld", (long long)r->last_val_step);
-    char line[256];
-    int len = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | val %.4f%s (%.4f bpb) | %.0f tok/s | ETA %dm%02ds",
-                       (long long)r->st.step, (long long)r->s.steps, loss, r->last_val, at,
-                       bits_per_byte(r, r->last_val), tok_s, (int)(eta_s / 60), (int)eta_s % 60);
-    if (!tty) {
-        fprintf(stderr, "%s\n", line);
-        return;
-    }
-    // blanks over the rest of a longer previous line
-    fprintf(stderr, "\r%s%*s", line, r->line_len > len ? r->line_len - len : 0, "");
-    r->line_len = len;
-    if (final) progress_end(r);
 }
 
 // --overlap: starts the sum over processes of the gradients model_backward
@@ -772,11 +399,14 @@ static int train_loop(Run *r, Error *err) {
     double stds[2 * (2 * MAX_LAYERS + 1)]; // evaluate's diagnostics
     double elapsed = r->st.elapsed_s, t_first = elapsed;
     int64_t first = r->st.step;
-    r->progress_t = now_seconds();
+    r->progress.t = now_seconds();
     if (first == 0) {
         r->last_val = r->best_val = evaluate(r, stds);
         r->last_val_step = 0;
-        if (root) log_row(r, &(LogRow){.has_val = 1, .val_loss = r->last_val, .stds = stds});
+        if (root)
+            log_row(r->log, &r->model, &(LogRow){.step = 0, .tokens = r->st.tokens, .has_val = 1,
+                                                  .val_loss = r->last_val, .val_bpb = bits_per_byte(r, r->last_val),
+                                                  .stds = stds});
     }
     int64_t poison_step = env_i64("LLAMA_TEST_POISON_STEP"), poison_rank = env_i64("LLAMA_TEST_POISON_RANK");
     int64_t crash_step = env_i64("LLAMA_TEST_CRASH_STEP"), crash_rank = env_i64("LLAMA_TEST_CRASH_RANK");
@@ -794,21 +424,26 @@ static int train_loop(Run *r, Error *err) {
         r->st.elapsed_s = elapsed;
         r->step_ms[r->n_timed++ % STEP_TIMES] = ms;
         r->step_s += ms / 1000.0;
-        LogRow row = {.has_train = 1, .train_loss = loss, .lr = lr, .grad_norm = gnorm, .ms = ms,
+        LogRow row = {.step = r->st.step, .tokens = r->st.tokens, .has_train = 1, .train_loss = loss, .lr = lr,
+                      .grad_norm = gnorm, .ms = ms, .tok_s = tokens_per_step(s) / (ms / 1000.0),
                       .elapsed = elapsed, .stds = stds};
         // loss and gradients were summed over ranks: every rank takes the same decisions
         int diverged = !isfinite(loss) || !isfinite(gnorm), last = r->st.step == s->steps;
         if (!diverged && (r->st.step % s->eval_every == 0 || last)) {
             row.has_val = 1;
             row.val_loss = r->last_val = evaluate(r, stds);
+            row.val_bpb = bits_per_byte(r, row.val_loss);
             r->last_val_step = r->st.step;
             if (!(r->last_val >= r->best_val)) r->best_val = r->last_val; // NaN-safe
             diverged = !isfinite(r->last_val);
         }
         if (root) {
-            log_row(r, &row);
+            log_row(r->log, &r->model, &row);
             double eta = (double)(s->steps - r->st.step) * (elapsed - t_first) / (double)(r->st.step - first);
-            progress(r, loss, tokens_per_step(s) / (ms / 1000.0), eta, last, now_seconds());
+            ProgressLine line = {.step = r->st.step, .steps = s->steps, .loss = loss, .eta_s = eta,
+                                 .tok_s = tokens_per_step(s) / (ms / 1000.0), .val = r->last_val,
+                                 .val_bpb = bits_per_byte(r, r->last_val), .val_step = r->last_val_step};
+            progress_show(&r->progress, &line, last, now_seconds());
         }
         if (diverged) {
             err->msg[0] = 0; // rank 0 reports
@@ -829,7 +464,7 @@ static int train_loop(Run *r, Error *err) {
         }
         if (r->heap_ref < 0 && r->st.step % s->ckpt_every == 0) r->heap_ref = heap_in_use_bytes();
         if (stop) {
-            progress_end(r);
+            progress_end(&r->progress);
             if (root)
                 fprintf(stderr, "train_llama: stopped after step %lld%s; resume with --resume %s\n",
                         (long long)r->st.step, signal ? " (signal)" : "", r->path_ckpt);
@@ -934,90 +569,10 @@ static int resume_settings(Run *r, unsigned char *from, Error *err) {
     return check_train_block(r, err) ? fail(err, err->msg) : 0;
 }
 
-// ----------------------------------------------------------------------------
-// the output folder against the inputs
-
-// The names a run writes in its folder, each also as NAME.tmp (write_file_atomic),
-// besides checkpoint-STEP.bin (--keep).
-static const char *const RUN_FILES[] = {"log.csv", "model.bin", "checkpoint.bin", "result.txt", "config.txt", ".lock"};
-#define N_RUN_FILES (sizeof RUN_FILES / sizeof RUN_FILES[0])
-
-static int run_file(const char *name) {
-    char base[256];
-    size_t n = strlen(name);
-    if (n >= sizeof base) return 0;
-    memcpy(base, name, n + 1);
-    if (n > 4 && !strcmp(base + n - 4, ".tmp")) base[n - 4] = 0;
-    for (size_t i = 0; i < N_RUN_FILES; i++)
-        if (!strcmp(base, RUN_FILES[i])) return 1;
-    return numbered_step(base) >= 0;
-}
-
-// 1 when `in` is one of run_file's names in the folder out: its folder is
-// out (resolved) and its own name, as given, is ours (a symlink there would
-// be replaced by the run's file, not followed). -1 when a path cannot be resolved.
-static int collides(const char *out, const char *in, Error *err) {
-    char dir[4096], a[4096], b[4096];
-    size_t n = strlen(in);
-    if (n >= sizeof dir) return err_set(err, "%s: path too long", in);
-    memcpy(dir, in, n + 1);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
-    char *slash = strrchr(dir, '/');
-    if (!run_file(slash ? slash + 1 : dir)) return 0;
-    const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
-    if (path_resolve(folder, a, sizeof a, err) || path_resolve(out, b, sizeof b, err)) return -1;
-    return !strcmp(a, b);
-}
-
-// One input path against --out: refused (exit 2) when --out is it or lies
-// inside it, or when it is a file the run writes there (except `own`, the
-// checkpoint a resume replaces by design). A path that cannot be resolved is
-// left to whoever opens it, which then fails with its own message.
-static int check_out_path(const char *out, const char *in, const char *flag, int own, Error *err) {
-    Error e;
-    char msg[440]; // room for usage_error's suffix
-    int inside = path_within(out, in, &e), same = inside == 1 && path_within(in, out, &e) == 1;
-    if (inside == 1) {
-        snprintf(msg, sizeof msg, "--out %.150s %s the input %.150s (%s): the run would write into its own input; "
-                 "choose an --out outside it", out, same ? "is" : "lies inside", in, flag);
-        return usage_error(err, msg);
-    }
-    if (own || collides(out, in, &e) != 1) return 0;
-    snprintf(msg, sizeof msg, "%.150s (%s): a file the run writes in --out %.150s; move it or choose another --out",
-             in, flag, out);
-    return usage_error(err, msg);
-}
-
-// Every path a data spec names, as text_open reads it: the spec itself when
-// it names an existing file or folder, else each file of its comma list
-// (empty names are text_open's to report).
-static int check_out_spec(const char *out, const char *spec, const char *flag, Error *err) {
-    struct stat st;
-    if (!stat(spec, &st) || !strchr(spec, ',')) return *spec ? check_out_path(out, spec, flag, 0, err) : 0;
-    char item[4096];
-    for (const char *p = spec; *p;) {
-        size_t len = strcspn(p, ",");
-        int rc = 0;
-        if (len && len < sizeof item) {
-            memcpy(item, p, len);
-            item[len] = 0;
-            rc = check_out_path(out, item, flag, 0, err);
-        }
-        if (rc) return rc;
-        p += len + (p[len] == ',');
-    }
-    return 0;
-}
-
 // An output folder on or inside an input is refused before anything is
-// written: `--data corp --out corp` would find its own files among the data
-// next time, and its resume would not find the checkpoint's data. An input in
-// the output folder is fine unless the run would overwrite it. Returns 0 or 2.
+// written (run_dir_check_inputs), as a usage error. Returns 0 or 2.
 static int check_out_inputs(const Settings *s, Error *err) {
-    int rc = check_out_spec(s->out, s->data, "--data", err);
-    if (!rc && s->val_data) rc = check_out_spec(s->out, s->val_data, "--val-data", err);
-    if (!rc && s->resume) rc = check_out_path(s->out, s->resume, "--resume", 1, err);
-    return rc;
+    return run_dir_check_inputs(s->out, s->data, s->val_data, s->resume, err) ? usage_error(err, err->msg) : 0;
 }
 
 // Parses and checks the command line (and, on resume, the checkpoint).
@@ -1152,80 +707,13 @@ static int setup_data(Run *r, Error *err) {
                             &r->st.data_record_bytes, err);
 }
 
-// ----------------------------------------------------------------------------
-// the output folder: one live run at a time
-
-// OUT/.lock, locked (fcntl) for as long as this process lives: a second
-// trainer on the folder is refused at start, naming the first; the kernel
-// drops the lock when its holder ends however it ends, so the lock file a
-// killed run leaves behind blocks nothing.
-static int lock_out(Run *r, Error *err) {
-    char path[4200];
-    if (join(path, sizeof path, r->s.out, ".lock", err)) return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0666);
-    struct stat st;
-    if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(err, "%s: not a regular file", path);
-    }
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    if (fcntl(fd, F_SETLK, &fl)) {
-        int e = errno;
-        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-        long pid = fcntl(fd, F_GETLK, &who) || who.l_type == F_UNLCK ? 0 : (long)who.l_pid;
-        close(fd);
-        if (e == EACCES || e == EAGAIN)
-            return err_set(err, "%s: another train_llama (pid %ld) is running in this folder; wait for it to end "
-                           "or choose another --out", r->s.out, pid);
-        return err_set(err, "%s: cannot lock: %s", path, strerror(e));
-    }
-    r->lock_fd = fd; // closed at exit, which releases the lock
-    return 0;
-}
-
-static int same_dir(const char *a, const char *b) {
-    struct stat x, y;
-    return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
-}
-
-// A fresh run must not overwrite another run's results, nor may a run
-// resumed into another --out: nothing is lost by mistake.
-static int check_out_free(const Run *r, Error *err) {
-    const Settings *s = &r->s;
-    // What stands at the run's file names must be a regular file (or nothing):
-    // said now, not after hours of training when the model is written.
-    for (size_t i = 0; i < N_RUN_FILES; i++) {
-        char path[4200];
-        if (snprintf(path, sizeof path, "%s/%s", s->out, RUN_FILES[i]) >= (int)sizeof path - 4)
-            return err_set(err, "%s: path too long", s->out);
-        if (output_check(path, err) || output_check(strcat(path, ".tmp"), err)) return -1;
-    }
-    DIR *d = s->keep > 1 ? opendir(s->out) : NULL; // --keep replaces and deletes checkpoint-STEP.bin
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[4200];
-        if (numbered_step(e->d_name) < 0 || snprintf(path, sizeof path, "%s/%s", s->out, e->d_name) >= 4200 ||
-            numbered_ours(path))
-            continue;
-        closedir(d);
-        return err_set(err, "%s: is not a checkpoint this trainer wrote, and --keep would replace or delete it: "
-                       "move it away or choose another --out", path);
-    }
-    if (d) closedir(d);
-    if (s->resume && same_dir(s->out, r->ckpt_dir)) return 0;
-    if (!access(r->path_ckpt, F_OK) || !access(r->path_model, F_OK))
-        return err_set(err, "%s: already holds a run; continue it with --resume %s, or choose another --out",
-                       s->out, r->path_ckpt);
-    return 0;
-}
-
 // Resuming a run that has reached its last step changes nothing: its model,
 // log and result stay as they are. (If its model.bin was never written, a
 // crash at the very end, the resume writes it.)
 static int finished_already(Run *r) {
-    char model[4200];
+    char model[RUN_PATH_MAX];
     Error e;
-    if (!r->s.resume || r->st.step < r->s.steps || join(model, sizeof model, r->s.out, "model.bin", &e) ||
+    if (!r->s.resume || r->st.step < r->s.steps || run_path(model, sizeof model, r->s.out, "model.bin", &e) ||
         access(model, F_OK))
         return 0;
     if (r->dist.rank == 0)
@@ -1237,13 +725,12 @@ static int finished_already(Run *r) {
 // OUT/config.txt: the run's settings as the checkpoint records them (what
 // --print-config prints from it), written at the start of every invocation.
 static int write_config_file(Run *r, Error *err) {
-    char path[4200], *text = NULL;
+    char path[RUN_PATH_MAX], *text = NULL;
     size_t len = 0;
     int64_t rb[RUN_BLOCK_SLOTS];
     Settings t = settings_defaults();
     DataHashes h;
-    if (snprintf(path, sizeof path, "%s/config.txt", r->s.out) >= (int)sizeof path)
-        return err_set(err, "%s: path too long", r->s.out);
+    if (run_path(path, sizeof path, r->s.out, "config.txt", err)) return -1;
     run_block_pack(&r->s, (DataHashes){r->data.fingerprint, r->data.val_fingerprint}, rb);
     DataRecord rec; // the one the checkpoints will carry
     if (data_record_parse(&rec, r->st.data_record, r->st.data_record_bytes, r->s.out, err)) return -1;
@@ -1271,13 +758,15 @@ static int setup_run(Run *r, Error *err) {
         if (threads < 1) threads = 1;
     }
     if (threads_start(threads, "train_llama", err)) return -1;
-    if (join(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
-        join(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
-        join(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
-        join(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
+    if (run_path(r->path_ckpt, sizeof r->path_ckpt, s->out, "checkpoint.bin", err) ||
+        run_path(r->path_model, sizeof r->path_model, s->out, "model.bin", err) ||
+        run_path(r->path_log, sizeof r->path_log, s->out, "log.csv", err) ||
+        run_path(r->path_result, sizeof r->path_result, s->out, "result.txt", err))
         return -1;
     // the folder first, before any work: a second run on it is refused at once
-    if (root && (make_dir(s->out, err) || lock_out(r, err) || check_out_free(r, err))) return -1;
+    if (root && (run_dir_make(s->out, err) || (r->lock_fd = run_dir_lock(s->out, err)) < 0 ||
+                 run_dir_check_free(s->out, s->keep, s->resume ? r->ckpt_dir : NULL, err)))
+        return -1;
     // touch the step-time ring now, like the activations: memory then stays
     // flat over a long run instead of creeping up as the ring fills
     memset(r->step_ms, 0, sizeof r->step_ms);
@@ -1318,10 +807,7 @@ static int setup_run(Run *r, Error *err) {
     r->heap_ref = -1;
     r->load_start = load_average();
     r->t_start = now_seconds();
-    const char *every = getenv("LLAMA_PROGRESS_SECONDS");
-    r->progress_every = 30.0;
-    if (every && parse_f64(every, 0, 1e9, &r->progress_every))
-        return err_set(err, "LLAMA_PROGRESS_SECONDS '%s': expected seconds in [0, 1e9]", every);
+    if (progress_init(&r->progress, err)) return -1;
     if (!root) return 0;
     if (write_config_file(r, err)) return -1;
     return log_open(r, resuming, err);
@@ -1398,7 +884,7 @@ int main(int argc, char **argv) {
                 r.dist.size, (long long)r.s.batch, (long long)(r.s.batch * r.dist.size),
                 r.s.overlap ? "layer by layer during the backward pass" : "after the backward pass");
     rc = train_loop(&r, &err) ? 1 : 0;
-    progress_end(&r); // an error message starts on its own line
+    progress_end(&r.progress); // an error message starts on its own line
     // The exit status is the run's own. A training run prints nothing on
     // stdout, and a stderr that failed (EPIPE: its reader went away) lost
     // progress lines only: the results are in OUT, so neither fails the run.
