@@ -930,7 +930,8 @@ if [ -f "$NLC/node_modules/node-llama-cpp/package.json" ] && command -v node >/d
         expect "$m: llama.cpp's next-token log-probabilities equal ours over all $compared tokens (worst $worst <= 1e-4)" $? "worst '$worst', compared '$compared'"
         want=$($PY -c "import json; print(json.load(open('$E/$m.ref.json'))['greedy'])")
         [ "$(field $i greedy)" = "$want" ]
-        expect "$m: llama.cpp's greedy 32 tokens from the same ids are ours ($(echo "$want" | cut -c1-40)...)" $? "llama.cpp $(field $i greedy)"
+        rc=$? # before the name's $(...), which would set $? itself
+        expect "$m: llama.cpp's greedy 32 tokens from the same ids are ours ($(echo "$want" | cut -c1-40)...)" $rc "llama.cpp $(field $i greedy)"
         [ "$(field $i text_ids)" = "$("$REF" "$E/$m/model.bin" --encode "$E/same.txt")" ] && [ "$(field $i detokenized)" = True ]
         expect "$m: llama.cpp tokenizes the text to our ids and detokenizes it back" $? "llama.cpp: $(field $i text_ids)"
         i=$((i + 1))
@@ -1100,7 +1101,8 @@ fi
 section "code structure"
 # the module graph (test/include_graph.py): no include cycle, nothing in src/ includes a header above it
 $PY test/include_graph.py >"$TMP/graph" 2>&1
-expect "no include cycle among the modules, no upward include from src/: $(tail -n 1 "$TMP/graph")" $? \
+rc=$? # before the name's $(...), which would set $? itself
+expect "no include cycle among the modules, no upward include from src/: $(tail -n 1 "$TMP/graph")" $rc \
     "$(head -n 3 "$TMP/graph" | tr '\n' ';')"
 
 section "done"
