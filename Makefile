@@ -147,7 +147,7 @@ FUZZ_CFLAGS += -Werror
 endif
 FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzzobj/%.o)
 FUZZ_BIN = build/fuzz/fuzz_model build/fuzz/fuzz_tokenizer build/fuzz/fuzz_bpe build/fuzz/fuzz_tokcache \
-           build/fuzz/fuzz_record
+           build/fuzz/fuzz_record build/fuzz/fuzz_config
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BIN:build/fuzz/%=build/fuzzobj/fuzz/%.o)
 
 build/fuzzobj/%.o: %.c | blas-check

@@ -611,7 +611,9 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
     if (norm_find(s->norm) < 0) {
         char names[512], msg[1024];
         norm_names(names, sizeof names);
-        snprintf(msg, sizeof msg, "--norm %.200s: unknown kind; known: %s", s->norm, names);
+        char shown[210];
+        snprintf(msg, sizeof msg, "--norm %s: unknown kind; known: %s", printable(s->norm, -1, shown, sizeof shown),
+                 names);
         return usage_error(err, msg);
     }
     if (s->emb_scale && strcmp(s->emb_scale, "on") && strcmp(s->emb_scale, "off"))
@@ -620,7 +622,8 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         char names[256] = "";
         for (int k = 0, n = 0; k < N_MLPS; k++)
             n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", k ? ", " : "", MLP_KINDS[k].name);
-        err_set(err, "--mlp '%.64s' unknown (known: %s)", s->mlp, names);
+        char shown[80];
+        err_set(err, "--mlp '%s' unknown (known: %s)", printable(s->mlp, -1, shown, sizeof shown), names);
         return usage_error(err, err->msg);
     }
     if (s->resume) return (rc = resume_settings(r, from, err)) ? rc : check_out_inputs(s, err);

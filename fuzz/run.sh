@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for SECONDS on its seed corpus (make fuzz).
 #
-#   fuzz/run.sh SECONDS [TARGET...]     (targets: model tokenizer bpe tokcache record; default all)
+#   fuzz/run.sh SECONDS [TARGET...]     (targets: model tokenizer bpe tokcache record config; default all)
 #
 # Seeds are regenerated from committed files into build/fuzz/corpus_TARGET,
 # where the fuzzer also keeps what it finds (so longer runs build on shorter
@@ -13,10 +13,22 @@ cd "$(dirname "$0")/.."
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(model tokenizer bpe tokcache record)
+[ ${#targets[@]} -gt 0 ] || targets=(model tokenizer bpe tokcache record config)
 B=build/fuzz
 
-mkdir -p "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" "$B/corpus_record"
+mkdir -p "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" "$B/corpus_record" \
+    "$B/corpus_config"
+# config.txt seeds: as the trainer writes them (a DyT run with every recorded kind of
+# line), and command lines with a preset, --shared-flags, a repeat and quoting
+printf '%s\n' "--made-by 0.9-0000000" "--data data/tinyshakespeare.txt" "--vocab-size 256" "--norm dyt" \
+    "--emb-scale on" "--dim 64" "--layers 2" "--heads 4" "--kv-heads 2" "--mlp swiglu" "--hidden 192" "--seq 64" \
+    "--batch 8" "--grad-accum 1" "--steps 30" "--lr 0.001" "--warmup 100" "--weight-decay 0.1" \
+    "--scalar-lr-mult 1" "--beta2 0.95" "--clip 1" "--eval-every 100" "--eval-batches 8" "--seed 0" \
+    "--alpha-attn 1" "--alpha-ffn 0.5" "--alpha-final 0.5" "--no-dyt-beta" "--residual-gate" \
+    >"$B/corpus_config/seed_dyt"
+printf '%s\n' "--preset dyt-official --norm rmsnorm --dim 32 --heads 2 --seq 16" >"$B/corpus_config/seed_preset"
+printf '%s\n' "--shared-flags --norm derf --alpha-attn 2 --lr 1e-3 --lr=2e-3 --threads 1 --threads 2" \
+    "--data 'a b,c'\\''d' --val-data=x.txt --tie-embeddings --norm-decay" >"$B/corpus_config/seed_shared"
 cp test/ref/*.model.bin test/ref/l2c_*.ak42.bin test/ref/l2c_*.legacy.bin "$B/corpus_model/"
 build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/corpus_tokcache" "$B/corpus_record" \
     test/ref/*.model.bin ||
@@ -27,7 +39,7 @@ build/make_seeds "$B/corpus_model" "$B/corpus_tokenizer" "$B/corpus_bpe" "$B/cor
 # loaders' allocations stay small.
 # -malloc_limit_mb: a single allocation above 64 MB from such an input means a
 # header was believed before the size check: reported as a crash.
-declare -A MAXLEN=([model]=65536 [tokenizer]=4096 [bpe]=4096 [tokcache]=4096 [record]=4096)
+declare -A MAXLEN=([model]=65536 [tokenizer]=4096 [bpe]=4096 [tokcache]=4096 [record]=4096 [config]=4096)
 # Targets run side by side, as many at once as there are cores (or FUZZ_JOBS).
 jobs=${FUZZ_JOBS:-$(nproc)}
 run_target() {

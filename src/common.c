@@ -276,3 +276,20 @@ double select_kth(double *x, size_t n, size_t k) {
     }
     return x[k];
 }
+
+const char *printable(const char *s, long n, char *buf, size_t cap) {
+    size_t w = 0;
+    for (long i = 0; (n < 0 || i < n) && s[i] && w + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') w += (size_t)snprintf(buf + w, cap - w, "\\n");
+        else if (c == '\t') w += (size_t)snprintf(buf + w, cap - w, "\\t");
+        else if (c < 0x20 || c == 0x7f) w += (size_t)snprintf(buf + w, cap - w, "\\x%02x", c);
+        else buf[w++] = (char)c;
+        if (w + 8 >= cap && s[i + 1] && (n < 0 || i + 1 < n)) {
+            memcpy(buf + w, "...", 4);
+            return buf;
+        }
+    }
+    buf[w] = 0;
+    return buf;
+}

@@ -59,6 +59,10 @@ int memory_check(size_t bytes, const char *what, Error *err);
 // Flushes a stream we printed results to (stdout) and reports a failed write
 // (a full disk, > /dev/full) as an error naming `name`.
 int stream_check(FILE *f, const char *name, Error *err);
+// The first n bytes of s (n < 0: all) for a one-line message: control bytes
+// (a newline in a typed value) as \n, \t or \xHH, the rest as they are.
+// Returns buf (cap bytes; cut short with "..." when it does not fit).
+const char *printable(const char *s, long n, char *buf, size_t cap);
 // Off a terminal, standard output in one 64 KiB buffer: a --help or a report
 // then leaves in one write at the end, whose error (a full disk) stream_check
 // names; with stdio's 4 KiB the write that fails comes earlier and its errno

@@ -44,15 +44,18 @@ static int find(const Option *opts, int n, const char *name, size_t len) {
 
 static int set_value(const Option *o, void *base, const char *s, Error *err) {
     void *p = field(base, o);
+    char shown[200];
     if (o->type == OPT_INT) {
         int64_t v;
         if (parse_i64(s, (int64_t)o->lo, (int64_t)o->hi, &v))
-            return err_set(err, "%s '%s': expected an integer in [%.0f, %.0f]", o->name, s, o->lo, o->hi);
+            return err_set(err, "%s '%s': expected an integer in [%.0f, %.0f]", o->name, printable(s, -1, shown, sizeof shown),
+                           o->lo, o->hi);
         *(int64_t *)p = v;
     } else if (o->type == OPT_FLOAT) {
         double v;
         if (parse_f64(s, o->lo, o->hi, &v))
-            return err_set(err, "%s '%s': expected a finite number in [%g, %g]", o->name, s, o->lo, o->hi);
+            return err_set(err, "%s '%s': expected a finite number in [%g, %g]", o->name,
+                           printable(s, -1, shown, sizeof shown), o->lo, o->hi);
         *(double *)p = v;
     } else {
         *(const char **)p = s;
@@ -63,13 +66,14 @@ static int set_value(const Option *o, void *base, const char *s, Error *err) {
 int options_parse(const Option *opts, int n, void *base, unsigned char *given,
                   int argc, char **argv, const char **positional, int max_pos, int *n_pos,
                   Error *err) {
+    char shown[200]; // an argument as a message shows it (printable)
     *n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
         if (!strcmp(a, "--version")) return 2;
         if (a[0] != '-' || a[1] == '\0') {
-            if (*n_pos >= max_pos) return err_set(err, "unexpected argument '%s'", a);
+            if (*n_pos >= max_pos) return err_set(err, "unexpected argument '%s'", printable(a, -1, shown, sizeof shown));
             positional[(*n_pos)++] = a;
             continue;
         }
@@ -77,10 +81,10 @@ int options_parse(const Option *opts, int n, void *base, unsigned char *given,
         const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
         int k = find(opts, n, a, len);
-        if (k < 0) return err_set(err, "unknown option '%.*s'", (int)len, a);
+        if (k < 0) return err_set(err, "unknown option '%s'", printable(a, (long)len, shown, sizeof shown));
         if (given[k] < 255) given[k]++;
         if (opts[k].type == OPT_FLAG) {
-            if (eq) return err_set(err, "%s takes no value (got '%s')", opts[k].name, a);
+            if (eq) return err_set(err, "%s takes no value (got '%s')", opts[k].name, printable(a, -1, shown, sizeof shown));
             *(int *)field(base, &opts[k]) = 1;
             continue;
         }

@@ -216,7 +216,8 @@ static int apply_preset(Settings *s, unsigned char *from, Error *err) {
         char names[512] = "";
         for (int i = 0, n = 0; i < N_PRESETS; i++)
             n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", i ? ", " : "", PRESETS[i].name);
-        return err_set(err, "--preset '%.64s' unknown (known: %s)", s->preset, names);
+        char shown[80];
+        return err_set(err, "--preset '%s' unknown (known: %s)", printable(s->preset, -1, shown, sizeof shown), names);
     }
     Settings t = *s;
     unsigned char set[N_SETTINGS] = {0};

@@ -14,6 +14,7 @@
 #include "common.h"
 #include "data.h"
 #include "model.h"
+#include "modelio.h" // RUN_BLOCK_SLOTS
 #include "options.h"
 #include "version.h"
 

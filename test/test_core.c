@@ -911,6 +911,9 @@ static void test_options(void) {
     r = parse_test(&a, &e, pos, &np, 3, "--n", "1", "--n=2");
     check(r == -1 && !strcmp(e.msg, "--n given 2 times: give it once"), "options: a flag given twice is refused",
           "rc %d, '%s'", r, e.msg);
+    r = parse_test(&a, &e, pos, &np, 2, "--n", "3\n4");
+    check(r == -1 && !strcmp(e.msg, "--n '3\\n4': expected an integer in [0, 100]"),
+          "options: a value with a newline is shown escaped, on one line", "'%s'", e.msg);
     r = parse_test(&a, &e, pos, &np, 3, "--again", "1", "--again=2");
     check(!r && a.n == 2, "options: a row with .repeat takes the last value", "rc %d, n %lld", r, (long long)a.n);
 }
