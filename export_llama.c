@@ -85,7 +85,7 @@ static void usage(FILE *f) {
     print_wrapped(f, intro, 80);
     fprintf(f, "\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
-    fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
+    fprintf(f, "  --help               this text\n  --version            the build: version and commit\nexit: 0 ok, 1 input/export error (nothing written), 2 usage\n");
 }
 
 // What the target refuses in the model, said about the model (not the

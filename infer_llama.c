@@ -74,7 +74,7 @@ static void usage(FILE *f) {
                "Generates text from MODEL (model.bin, checkpoint.bin or a llama2.c checkpoint),\n"
                "or with --eval scores a file.\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
-    fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
+    fprintf(f, "  --help               this text\n  --version            the build: version and commit\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
 
 // Activations for windows of T tokens, checked before they are allocated

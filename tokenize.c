@@ -49,7 +49,7 @@ static void usage(FILE *f) {
                "       tokenize bench TEXT [--sizes 512,1024,4096] [--repeat N]\n"
                "Byte-level BPE vocabularies and token caches (docs/format.md).\n\noptions:\n");
     options_usage(f, OPTIONS, N_OPTIONS, &d);
-    fprintf(f, "  --help               this text\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
+    fprintf(f, "  --help               this text\n  --version            the build: version and commit\nexit: 0 ok, 1 input/runtime error, 2 usage\n");
 }
 
 static int fail(const Error *err) {

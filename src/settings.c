@@ -264,6 +264,7 @@ void settings_usage(FILE *f, const Settings *d) {
             d->preset ? " (defaults: with the preset)" : "");
     options_usage(f, SETTINGS, N_SETTINGS, d);
     fprintf(f, "  --help               this text (after --preset NAME: with the preset's flags)\n"
+               "  --version            the build: version and commit\n"
                "A flag that does nothing in the run (an alpha0 for a kind without alpha) is refused, and so is\n"
                "one given twice, unless it says \"the last wins\" (or with --shared-flags).\n"
                "norm kinds (--norm; alpha, shift and beta are learnable):\n");
