@@ -602,30 +602,7 @@ static int setup_settings(Run *r, int argc, char **argv, Error *err) {
         return r->dist.rank == 0 && stream_check(stdout, "stdout", err) ? 1 : -1;
     }
     if (!s->data && !s->resume) return usage_error(err, "--data FILE is required");
-    const char *paths[][2] = {{"--out", s->out}, {"--data", s->data}, {"--val-data", s->val_data}, {"--resume", s->resume}};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "%s: an empty path", paths[i][0]);
-        if (paths[i][1] && !*paths[i][1]) return usage_error(err, msg);
-    }
-    if (norm_find(s->norm) < 0) {
-        char names[512], msg[1024];
-        norm_names(names, sizeof names);
-        char shown[210];
-        snprintf(msg, sizeof msg, "--norm %s: unknown kind; known: %s", printable(s->norm, -1, shown, sizeof shown),
-                 names);
-        return usage_error(err, msg);
-    }
-    if (s->emb_scale && strcmp(s->emb_scale, "on") && strcmp(s->emb_scale, "off"))
-        return usage_error(err, "--emb-scale must be on or off");
-    if (mlp_find(s->mlp) < 0) {
-        char names[256] = "";
-        for (int k = 0, n = 0; k < N_MLPS; k++)
-            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", k ? ", " : "", MLP_KINDS[k].name);
-        char shown[80];
-        err_set(err, "--mlp '%s' unknown (known: %s)", printable(s->mlp, -1, shown, sizeof shown), names);
-        return usage_error(err, err->msg);
-    }
+    if (settings_check_values(s, err)) return usage_error(err, err->msg);
     if (s->resume) return (rc = resume_settings(r, from, err)) ? rc : check_out_inputs(s, err);
     if (settings_applicable(s, NULL, from, notes, err)) return usage_error(err, err->msg);
     ModelConfig c = settings_config(s);

@@ -46,14 +46,15 @@ static int settings_of(char *text, Settings *s, ModelConfig *c, char **argv) {
     Error err = {{0}};
     int argc = split_words(text, argv);
     int rc = settings_parse(s, from, argc, argv, NULL, &err);
-    if (rc < 0 && (!err.msg[0] || strchr(err.msg, '\n'))) __builtin_trap(); // a refusal says one line
-    if (rc || settings_check_alone(from, &err) || norm_find(s->norm) < 0 || mlp_find(s->mlp) < 0 ||
-        (s->emb_scale && strcmp(s->emb_scale, "on") && strcmp(s->emb_scale, "off")))
-        return -1;
-    s->ranks = 1;
-    if (settings_applicable(s, NULL, from, NULL, &err)) return -1;
-    *c = settings_config(s);
-    return config_validate(c, &err);
+    if (!rc && !settings_check_alone(from, &err) && !settings_check_values(s, &err)) {
+        s->ranks = 1;
+        if (!settings_applicable(s, NULL, from, NULL, &err)) {
+            *c = settings_config(s);
+            return config_validate(c, &err);
+        }
+    }
+    if (rc <= 0 && (!err.msg[0] || strchr(err.msg, '\n'))) __builtin_trap(); // a refusal says one line
+    return -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

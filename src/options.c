@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *field(const void *base, const Option *o) { return (char *)base + o->offset; }
+void *option_field(const Option *o, const void *base) { return (char *)base + o->offset; }
+static void *field(const void *base, const Option *o) { return option_field(o, base); }
 
 void option_format(const Option *o, const void *base, char *buf, size_t cap) {
     void *p = field(base, o);

@@ -59,6 +59,8 @@ void options_usage(FILE *f, const Option *opts, int n, const void *base);
 // Checks every numeric option's value in `base` against its range (for
 // settings read back from a file). Names the option in the error.
 int options_check_ranges(const Option *opts, int n, const void *base, Error *err);
+// Where option o's value lies in the settings struct at base.
+void *option_field(const Option *o, const void *base);
 // Copies option o's value from src to dst (both settings structs).
 void option_copy(const Option *o, void *dst, const void *src);
 // The option's value as text (for messages and comparisons).

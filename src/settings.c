@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "modelio.h"
-
 // ----------------------------------------------------------------------------
 // the table
 
@@ -129,7 +127,7 @@ Settings settings_defaults(void) {
     return s;
 }
 
-static void *field(const Settings *s, int i) { return (char *)s + SETTINGS[i].offset; }
+static void *field(const Settings *s, int i) { return option_field(&SETTINGS[i], s); }
 
 // ----------------------------------------------------------------------------
 // presets: named recipes, each a list of flags as on the command line
@@ -230,6 +228,11 @@ static int apply_preset(Settings *s, unsigned char *from, Error *err) {
 // ----------------------------------------------------------------------------
 // the command line
 
+// The defaults that follow another setting: --alpha-final, when not given, is --alpha-ffn's.
+static void follow_defaults(Settings *s, const unsigned char *from) {
+    if (!from[setting_index("--alpha-final")]) s->alpha_final = s->alpha_ffn;
+}
+
 // Repeats allowed by the row or by --shared-flags: the last value is used, said.
 static void note_repeats(const Settings *s, const unsigned char *given, FILE *notes) {
     for (int i = 0; i < N_SETTINGS && notes; i++) {
@@ -253,7 +256,7 @@ int settings_parse(Settings *s, unsigned char *from, int argc, char **argv, FILE
         if (s->resume) return err_set(err, "--preset with --resume: the checkpoint holds the settings");
         if (apply_preset(s, from, err)) return -1;
     }
-    if (!from[setting_index("--alpha-final")]) s->alpha_final = s->alpha_ffn;
+    follow_defaults(s, from);
     return rc;
 }
 
@@ -282,6 +285,25 @@ void settings_usage(FILE *f, const Settings *d) {
                "Under MPI (make MPI=1; mpirun -np N ./train_llama ...) N processes each take --batch rows\n"
                "of a global batch of N x --batch; see docs/mpi.md.\n"
                "exit: 0 done (or stopped by a signal after a checkpoint), 1 input/runtime error or divergence, 2 usage\n");
+}
+
+int settings_check_values(const Settings *s, Error *err) {
+    const char *paths[][2] = {{"--out", s->out}, {"--data", s->data}, {"--val-data", s->val_data}, {"--resume", s->resume}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (paths[i][1] && !*paths[i][1]) return err_set(err, "%s: an empty path", paths[i][0]);
+    char shown[210], names[512];
+    if (norm_find(s->norm) < 0) {
+        norm_names(names, sizeof names);
+        return err_set(err, "--norm %s: unknown kind; known: %s", printable(s->norm, -1, shown, sizeof shown), names);
+    }
+    if (s->emb_scale && strcmp(s->emb_scale, "on") && strcmp(s->emb_scale, "off"))
+        return err_set(err, "--emb-scale must be on or off");
+    if (mlp_find(s->mlp) < 0) {
+        for (int k = 0, n = 0; k < N_MLPS; k++)
+            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", k ? ", " : "", MLP_KINDS[k].name);
+        return err_set(err, "--mlp '%s' unknown (known: %s)", printable(s->mlp, 64, shown, sizeof shown), names);
+    }
+    return 0;
 }
 
 int settings_check_alone(const unsigned char *from, Error *err) {
@@ -353,8 +375,7 @@ int settings_applicable(Settings *s, const ModelConfig *model, unsigned char *fr
                                   from[i] == FROM_PRESET ? " (from --preset)" : "");
         reset_to_default(s, i), from[i] = FROM_DEFAULT;
     }
-    int alpha_final = setting_index("--alpha-final");
-    if (!from[alpha_final]) s->alpha_final = s->alpha_ffn;
+    follow_defaults(s, from); // an --alpha-ffn dropped takes the --alpha-final that followed it
     if (n && notes)
         fprintf(notes, "train_llama: note: dropped, as they do nothing in this run (--norm %s): %s\n",
                 NORM_KINDS[c.norm].name, dropped);

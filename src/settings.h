@@ -75,6 +75,10 @@ int setting_index(const char *flag);
 const Option *setting_row(int i);
 void settings_usage(FILE *f, const Settings *d);
 
+// The values the table's ranges do not check: --norm and --mlp name a kind,
+// --emb-scale is on or off, no path is empty. Returns 0, or -1 with the
+// message in err (a usage error).
+int settings_check_values(const Settings *s, Error *err);
 // The action options (--print-config, --list-norms) take no other flag.
 int settings_check_alone(const unsigned char *from, Error *err);
 // The flags that do nothing for s (an alpha0 for a kind without alpha) and

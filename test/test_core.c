@@ -925,7 +925,7 @@ static void test_options(void) {
 // its range's low end; a flag on; an alpha0 0.25). 0 for a string row.
 static int settings_nudge(Settings *s, int i) {
     const Option *o = setting_row(i);
-    void *p = (char *)s + o->offset;
+    void *p = option_field(o, s);
     switch (o->type) {
     case OPT_INT: *(int64_t *)p = *(int64_t *)p + 2 <= o->hi ? *(int64_t *)p + 2 : (int64_t)o->lo; return 1;
     case OPT_FLOAT: *(double *)p = isnan(*(double *)p) ? 0.25 : *(double *)p + 0.25; return 1;
