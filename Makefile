@@ -23,8 +23,19 @@ else
 BUILD = build
 FLAVOR = plain
 endif
-$(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || echo $(FLAVOR) >build/flavor)
 LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
+# oneDNN (the second matmul backend, src/matmul_onednn.c) when its header is
+# there; `make NO_DNNL=1` builds without it (objects in build-nodnnl/, or
+# build-mpi-nodnnl/), as on a machine that lacks it: --matmul onednn is refused.
+DNNL_H ?= /usr/include/oneapi/dnnl/dnnl.h
+ifeq ($(NO_DNNL),1)
+BUILD := $(BUILD)-nodnnl
+FLAVOR := $(FLAVOR)-nodnnl
+else ifneq ($(wildcard $(DNNL_H)),)
+CFLAGS += -DHAVE_DNNL
+LDLIBS += -ldnnl
+endif
+$(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || echo $(FLAVOR) >build/flavor)
 # The build's name (src/version.h): the project's version and the checkout's
 # commit, -dirty with uncommitted changes. build/version.h is rewritten only
 # when the name changes, so that then only version.o is rebuilt.
@@ -33,7 +44,7 @@ BUILD_NAME := $(VERSION)-$(shell git describe --always --dirty 2>/dev/null || ec
 $(shell echo '#define BUILD_NAME "$(BUILD_NAME)"' | cmp -s - build/version.h || \
         echo '#define BUILD_NAME "$(BUILD_NAME)"' >build/version.h)
 
-LIB_SRC = dyt.c src/common.c src/rng.c src/layers.c src/norms.c src/model.c src/modelio.c \
+LIB_SRC = dyt.c src/common.c src/rng.c src/bf16.c src/matmul.c src/matmul_openblas.c src/matmul_onednn.c src/layers.c src/norms.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c \
           src/threads.c src/files.c src/settings.c src/version.c src/export.c src/export_gguf.c src/export_hf.c \
           src/export_llama2c.c src/progress.c src/rundir.c src/runlog.c
@@ -222,7 +233,7 @@ valgrind: build/valgrind/train_llama build/valgrind/infer_llama
 	test/valgrind.sh build/valgrind
 
 clean:
-	rm -rf build build-mpi train_llama infer_llama tokenize export_llama
+	rm -rf build build-mpi build-nodnnl build-mpi-nodnnl train_llama infer_llama tokenize export_llama
 
 -include $(LIB_OBJ:build/%.o=$(BUILD)/%.d) $(BUILD)/train_llama.d $(BUILD)/infer_llama.d $(BUILD)/tokenize.d $(BUILD)/export_llama.d \
          $(BUILD)/src/dist.d build/test/test_core.d build/test/export_ref.d build/bench/bench.d

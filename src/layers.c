@@ -1,106 +1,17 @@
 #include "layers.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "common.h"
+#include "matmul.h"
 #include "vmath.h"
 
 // Per-channel weight gradients are summed over rows by blocks of channels, so
 // each thread owns whole blocks: no atomics, and the same bits for any thread count.
 #define CH_BLOCK 16
-
-// ----------------------------------------------------------------------------
-// matmul: all three products go through sgemm (one token's: sgemv, matvec_team)
-//
-// Each thread of our own parallel region calls sgemm on its slice of the
-// output rows, and OpenBLAS runs it single-threaded there: one barrier per
-// product instead of OpenBLAS's threaded driver, which synchronises its threads
-// many times per call (spinning, then sched_yield) and mallocs per call.
-// Products of one input with several matrices (q, k, v; w1, w3) share one
-// region: one barrier for all. (A decoded token goes further: its whole forward
-// is one region, src/model.c's token_forward.)
-// The slices are fixed by the thread count (slice k of nt: the same rows, so
-// the same bits, whichever thread computes it) but handed out first come,
-// first served: when another process holds a core, the thread that has one
-// takes the slices of the thread that has not started yet.
-
-// Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
-static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
-    long blocks = (M + 15) / 16;
-    long b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
-    *r0 = b0 * 16 < M ? (int)(b0 * 16) : M;
-    *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
-}
-
-void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
-                          const int OC[]) {
-#pragma omp parallel
-    if (N == 1) {
-        matvec_team(n, out, inp, w, C, OC, NULL, NULL);
-    } else {
-        int nt = omp_get_num_threads();
-#pragma omp for schedule(dynamic, 1) nowait
-        for (int task = 0; task < n * nt; task++) {
-            int i = task / nt, k = task % nt, r0, r1;
-            thread_rows((int)N, k, nt, &r0, &r1);
-            if (r1 > r0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC[i], C, 1.0f,
-                            inp + (size_t)r0 * C, C, w[i], C, 0.0f, out[i] + (size_t)r0 * OC[i], OC[i]);
-        }
-    }
-}
-
-// One token (generation): sgemv streams w once (sgemm would first pack a copy
-// of it), a slice of w's rows per task; each output's dot product is the same
-// whoever computes it, so the bits do not depend on the thread count.
-void matvec_team(int n, float *const out[], const float *inp, const float *const w[], int C, const int OC[],
-                 RowsFn then, void *ctx) {
-    int nt = omp_get_num_threads();
-#pragma omp for schedule(dynamic, 1)
-    for (int k = 0; k < nt; k++)
-        for (int i = 0; i < n; i++) {
-            int r0, r1;
-            thread_rows(OC[i], k, nt, &r0, &r1);
-            if (r1 <= r0) continue;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, C, 1.0f, w[i] + (size_t)r0 * C, C, inp, 1, 0.0f,
-                        out[i] + r0, 1);
-            if (then) then(ctx, i, r0, r1);
-        }
-}
-
-void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC) {
-    matmul_forward_multi(1, &out, inp, &w, N, C, &OC);
-}
-
-void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                     const float *w, size_t N, int C, int OC) {
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads();
-        // tasks 0..nt-1: slices of dinp's rows; nt..2nt-1: slices of dw's rows
-#pragma omp for schedule(dynamic, 1) nowait
-        for (int task = 0; task < 2 * nt; task++) {
-            int r0, r1;
-            if (task < nt) {
-                // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
-                thread_rows((int)N, task, nt, &r0, &r1);
-                if (r1 > r0)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC,
-                                1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
-            } else {
-                // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
-                thread_rows(OC, task - nt, nt, &r0, &r1);
-                if (r1 > r0)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, C, (int)N,
-                                1.0f, dout + r0, OC, inp, C, 1.0f, dw + (size_t)r0 * C, C);
-            }
-        }
-    }
-}
 
 // ----------------------------------------------------------------------------
 // RoPE, interleaved pairs (x[2i], x[2i+1]) as in Meta's reference and llama2.c
@@ -284,7 +195,7 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
         }
 }
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+void attention_forward(Matmul *mm, float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch, int blocks) {
     if (T == 1) {
 #pragma omp parallel
@@ -307,12 +218,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 float *a = blocks ? ab : ab + (size_t)t0 * kv_len; // (rows, kv_len) either way
                 float *o = out + ((size_t)b * T + t0) * C + h * HS;
                 // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
-                            scale, qb, C, kb, KVC, 0.0f, a, kv_len);
+                mm_gemm(mm, 0, 1, rows, nk, HS, scale, qb, C, kb, KVC, 0.0f, a, kv_len);
                 for (int r = 0; r < rows; r++) softmax_row(a + (size_t)r * kv_len, pos0 + t0 + r + 1, kv_len);
                 // out (rows,HS) = att (rows,nk) @ v (nk,HS)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
-                            1.0f, a, kv_len, vb, KVC, 0.0f, o, C);
+                mm_gemm(mm, 0, 0, rows, HS, nk, 1.0f, a, kv_len, vb, KVC, 0.0f, o, C);
             }
         }
 }
@@ -335,7 +244,7 @@ static void softmax_backward_rows(float *dp, const float *p, int rows, int nk, i
 
 // One task owns one (batch, kv head) pair and all query heads that read it,
 // so dk and dv are written without races.
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+void attention_backward(Matmul *mm, float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v,
                         int B, int T, int NH, int NKV, int HS, float *scratch) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
@@ -351,16 +260,12 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     size_t qo = ((size_t)b * T + t0) * C + h * HS;
                     const float *p = att + (((size_t)b * NH + h) * T + t0) * T;
                     // through out = p @ v: dp (rows,nk) = dout @ v^T, dv (nk,HS) += p^T @ dout
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HS,
-                                1.0f, dout + qo, C, v + kvo, KVC, 0.0f, ds, nk);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
-                                1.0f, p, T, dout + qo, C, 1.0f, dv + kvo, KVC);
+                    mm_gemm(mm, 0, 1, rows, nk, HS, 1.0f, dout + qo, C, v + kvo, KVC, 0.0f, ds, nk);
+                    mm_gemm(mm, 1, 0, nk, HS, rows, 1.0f, p, T, dout + qo, C, 1.0f, dv + kvo, KVC);
                     softmax_backward_rows(ds, p, rows, nk, T, scale);
                     // through scores = q @ k^T: dq += ds @ k, dk += ds^T @ q
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, nk,
-                                1.0f, ds, nk, k + kvo, KVC, 1.0f, dq + qo, C);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, rows,
-                                1.0f, ds, nk, q + qo, C, 1.0f, dk + kvo, KVC);
+                    mm_gemm(mm, 0, 0, rows, HS, nk, 1.0f, ds, nk, k + kvo, KVC, 1.0f, dq + qo, C);
+                    mm_gemm(mm, 1, 0, nk, HS, rows, 1.0f, ds, nk, q + qo, C, 1.0f, dk + kvo, KVC);
                 }
         }
 }

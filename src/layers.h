@@ -8,25 +8,9 @@
 
 #include <stddef.h>
 
-// out (N,OC), inp (N,C), w (OC,C)
-void matmul_forward(float *out, const float *inp, const float *w, size_t N, int C, int OC);
-// The same for n matrices that read one input: out[i] (N,OC[i]) = inp @ w[i]^T,
-// in one parallel region (the same bits as n matmul_forward calls).
-void matmul_forward_multi(int n, float *const out[], const float *inp, const float *const w[], size_t N, int C,
-                          const int OC[]);
-// One token's (N = 1) products out[i] (OC[i]) = w[i] (OC[i],C) @ inp (C), for
-// every thread of a parallel region to call (a worksharing loop: it returns
-// after the team's barrier). Each task computes one slice of every matrix's
-// rows and calls then(ctx, i, r0, r1) (NULL: nothing) on rows [r0, r1) of
-// out[i] as soon as they are done, so work on them follows on the thread that
-// has them. The same bits as matmul_forward_multi with N = 1, for any thread count.
-typedef void (*RowsFn)(void *ctx, int i, int r0, int r1);
-void matvec_team(int n, float *const out[], const float *inp, const float *const w[], int C, const int OC[],
-                 RowsFn then, void *ctx);
-// dinp (N,C) +=, dw (OC,C) +=, dout (N,OC)
-void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                     const float *w, size_t N, int C, int OC);
+#include "matmul.h"
 
+// The linear layers' products are in matmul.h, with the backends.
 // The norms are in norms.h (their table) and dyt.h.
 
 // RoPE tables: cos, sin (max_pos, HS/2), angle pos * theta^(-2i/HS).
@@ -49,7 +33,8 @@ void rope_span(float *x, const float *cos_t, const float *sin_t, int pos, int e0
 // holding a block of rows at a time: memory linear in kv_len, not T x kv_len,
 // and the same sgemms on the same data at the same stride, so the same bits.
 // (T = 1 writes B*NH*kv_len of att either way.)
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+// mm: the backend and precision of its products (matmul.h; NULL: OpenBLAS, fp32).
+void attention_forward(Matmul *mm, float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch, int blocks);
 size_t attention_rows_floats(int T, int kv_len);
 size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS);
@@ -59,7 +44,7 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
                         int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
 // dq (B,T,NH*HS) +=, dk, dv (B,T,NKV*HS) +=; training only (pos0 = 0, kv_len = T).
 // scratch: attention_scratch_floats(T) per thread, for max_threads threads.
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+void attention_backward(Matmul *mm, float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v,
                         int B, int T, int NH, int NKV, int HS, float *scratch);
 size_t attention_scratch_floats(int T);

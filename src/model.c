@@ -475,14 +475,14 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_NORM, &t);
     float *const qkv[3] = {y->q, knew, vnew};
     const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
-    matmul_forward_multi(3, qkv, y->norm_attn, wqkv, N, d, (const int[3]){d, kvd, kvd});
+    matmul_forward_multi(a->mm, 3, qkv, y->norm_attn, wqkv, N, d, (const int[3]){d, kvd, kvd});
     lap(a, PART_MATMUL, &t);
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
-    attention_forward(y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
+    attention_forward(a->mm, y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
                       c->n_heads, c->n_kv_heads, HS, a->att_one, a->store_all ? 0 : att_blocks(a, c->n_heads));
     lap(a, PART_ATTENTION, &t);
-    matmul_forward(a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
+    matmul_forward(a->mm, a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);
     residual_add(y->resid_mid, y->x_in, a->tmp, y->attn_out, LW(m, T_ATTN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
@@ -492,11 +492,11 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     lap(a, PART_NORM, &t);
     float *const h13[2] = {y->h1, y->h3}; // a gated MLP's w3 shares the pass over its input
     const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
-    matmul_forward_multi(mk->gated ? 2 : 1, h13, y->norm_ffn, w13, N, d, (const int[2]){h, h});
+    matmul_forward_multi(a->mm, mk->gated ? 2 : 1, h13, y->norm_ffn, w13, N, d, (const int[2]){h, h});
     lap(a, PART_MATMUL, &t);
     mk->forward(y->hg, y->h1, y->h3, N * h);
     lap(a, PART_OTHER, &t);
-    matmul_forward(a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
+    matmul_forward(a->mm, a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
     residual_add(y->x_out, y->resid_mid, a->tmp, y->ffn_out, LW(m, T_FFN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
@@ -565,17 +565,17 @@ static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos,
     TokenStep s = {m, a, y, l, pos, qkv, 0};
     norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
     const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
-    matvec_team(3, qkv, xn, wqkv, d, (const int[3]){d, kvd, kvd}, token_rope, &s);
+    matvec_team(a->mm, 3, qkv, xn, wqkv, d, (const int[3]){d, kvd, kvd}, token_rope, &s);
     attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,
                        a->att_one);
     const float *wo = LW(m, T_WO, l), *w2 = LW(m, T_W2, l);
-    matvec_team(1, &a->tmp, y->atty, &wo, d, &d, token_residual, &s);
+    matvec_team(a->mm, 1, &a->tmp, y->atty, &wo, d, &d, token_residual, &s);
     norm_forward(m, SITE_FFN, l, xn, stats, y->resid_mid, 1);
     float *const h13[2] = {y->h1, y->h3};
     const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
-    matvec_team(MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, w13, d, (const int[2]){h, h}, token_mlp_act, &s);
+    matvec_team(a->mm, MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, w13, d, (const int[2]){h, h}, token_mlp_act, &s);
     s.ffn = 1;
-    matvec_team(1, &a->tmp, y->hg, &w2, h, &d, token_residual, &s);
+    matvec_team(a->mm, 1, &a->tmp, y->hg, &w2, h, &d, token_residual, &s);
 }
 
 // The forward of token at pos (B = 1, no activations kept): logits (V).
@@ -592,7 +592,7 @@ static void token_forward(const Model *m, Acts *a, int token, int pos) {
         }
         norm_forward(m, SITE_FINAL, 0, xn, stats, final_input(m, a), 1);
         const float *wcls = m->w.t[T_WCLS];
-        matvec_team(1, &a->logits, xn, &wcls, c->dim, &c->vocab_size, NULL, NULL);
+        matvec_team(a->mm, 1, &a->logits, xn, &wcls, c->dim, &c->vocab_size, NULL, NULL);
     }
 }
 
@@ -623,7 +623,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
     norm_forward(m, SITE_FINAL, 0, a->norm_final, a->stats_final, final_input(m, a), N);
     lap(a, PART_NORM, &t);
     size_t first = all_logits ? 0 : N - 1;
-    matmul_forward(a->logits + first * c->vocab_size, a->norm_final + first * d,
+    matmul_forward(a->mm, a->logits + first * c->vocab_size, a->norm_final + first * d,
                    m->w.t[T_WCLS], N - first, c->dim, c->vocab_size);
     lap(a, PART_MATMUL, &t);
     return 0;
@@ -662,13 +662,13 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     zero(a->dhg, N * h);
     lap(a, PART_OTHER, &t);
     const float *dffn = branch_grad(m, a, T_FFN_GATE, l, y->ffn_out, N * d);
-    matmul_backward(a->dhg, LG(m, T_W2, l), dffn, y->hg, LW(m, T_W2, l), N, h, d);
+    matmul_backward(a->mm, a->dhg, LG(m, T_W2, l), dffn, y->hg, LW(m, T_W2, l), N, h, d);
     lap(a, PART_MATMUL, &t);
     mk->backward(a->dh1, a->dh3, a->dhg, y->h1, y->h3, N * h);
     zero(a->dnorm, N * d);
     lap(a, PART_OTHER, &t);
-    matmul_backward(a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
-    if (mk->gated) matmul_backward(a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
+    matmul_backward(a->mm, a->dnorm, LG(m, T_W1, l), a->dh1, y->norm_ffn, LW(m, T_W1, l), N, d, h);
+    if (mk->gated) matmul_backward(a->mm, a->dnorm, LG(m, T_W3, l), a->dh3, y->norm_ffn, LW(m, T_W3, l), N, d, h);
     lap(a, PART_MATMUL, &t);
     norm_backward(m, a, SITE_FFN, l, a->dresid, a->dnorm, y->resid_mid, y->stats_ffn, N);
     lap(a, PART_NORM, &t);
@@ -676,21 +676,21 @@ static void block_backward(Model *m, Acts *a, const Layer *y, int l) {
     zero(a->datty, N * d);
     lap(a, PART_OTHER, &t);
     const float *dattn = branch_grad(m, a, T_ATTN_GATE, l, y->attn_out, N * d);
-    matmul_backward(a->datty, LG(m, T_WO, l), dattn, y->atty, LW(m, T_WO, l), N, d, d);
+    matmul_backward(a->mm, a->datty, LG(m, T_WO, l), dattn, y->atty, LW(m, T_WO, l), N, d, d);
     lap(a, PART_MATMUL, &t);
     zero(a->dq, N * d);
     zero(a->dk, N * kvd);
     zero(a->dv, N * kvd);
-    attention_backward(a->dq, a->dk, a->dv, a->datty, y->att, y->q, y->k, y->v,
+    attention_backward(a->mm, a->dq, a->dk, a->dv, a->datty, y->att, y->q, y->k, y->v,
                        B, T, c->n_heads, c->n_kv_heads, HS, a->att_scratch);
     rope_apply(a->dq, a->rope_cos, a->rope_sin, B, T, 0, c->n_heads, HS, 1);
     rope_apply(a->dk, a->rope_cos, a->rope_sin, B, T, 0, c->n_kv_heads, HS, 1);
     lap(a, PART_ATTENTION, &t);
     zero(a->dnorm, N * d);
     lap(a, PART_OTHER, &t);
-    matmul_backward(a->dnorm, LG(m, T_WQ, l), a->dq, y->norm_attn, LW(m, T_WQ, l), N, d, d);
-    matmul_backward(a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
-    matmul_backward(a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
+    matmul_backward(a->mm, a->dnorm, LG(m, T_WQ, l), a->dq, y->norm_attn, LW(m, T_WQ, l), N, d, d);
+    matmul_backward(a->mm, a->dnorm, LG(m, T_WK, l), a->dk, y->norm_attn, LW(m, T_WK, l), N, d, kvd);
+    matmul_backward(a->mm, a->dnorm, LG(m, T_WV, l), a->dv, y->norm_attn, LW(m, T_WV, l), N, d, kvd);
     lap(a, PART_MATMUL, &t);
     norm_backward(m, a, SITE_ATTN, l, a->dresid, a->dnorm, y->x_in, y->stats_attn, N);
     lap(a, PART_NORM, &t);
@@ -709,7 +709,7 @@ double model_backward_hooked(Model *m, Acts *a, const int *tokens, const int *ta
                                                 loss_scale / (float)N, a->row_loss);
     zero(a->dnorm, N * d);
     lap(a, PART_OTHER, &t);
-    matmul_backward(a->dnorm, m->g.t[T_WCLS], a->dlogits, a->norm_final, m->w.t[T_WCLS],
+    matmul_backward(a->mm, a->dnorm, m->g.t[T_WCLS], a->dlogits, a->norm_final, m->w.t[T_WCLS],
                     N, c->dim, c->vocab_size);
     lap(a, PART_MATMUL, &t);
     zero(a->dresid, N * d);

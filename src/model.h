@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "matmul.h"
 #include "norms.h"
 
 #define MAX_LAYERS 1024
@@ -140,6 +141,7 @@ typedef struct {
     float *block; // the one allocation
     size_t block_floats;
     PartTimes *timers; // NULL: not timed (set by the caller, e.g. bench/)
+    Matmul *mm;        // the products' backend and precision (matmul.h); NULL: OpenBLAS, fp32
 } Acts;
 
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err);

@@ -356,11 +356,11 @@ static void test_attention_blocks(const float *q, const float *k, const float *v
     for (int s = 0; same && s < 2; s++) {
         const int *z = SHAPE[s];
         size_t n = (size_t)z[0] * z[1] * C;
-        attention_forward(ref, att, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, 0);
+        attention_forward(NULL, ref, att, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, 0);
         for (int th = 1; th <= 2; th++) {
             omp_set_num_threads(2); // more threads than blocks: the team is cut to the blocks
             memset(out, 0xff, n * 4);
-            attention_forward(out, rows, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, th);
+            attention_forward(NULL, out, rows, q, k, v, z[0], z[1], z[2], z[3], NH, NKV, HS, NULL, th);
             same &= !memcmp(out, ref, n * 4);
         }
     }
@@ -379,7 +379,7 @@ static void test_attention(void) {
     double *o64 = calloc(nq, 8), *p64 = calloc(np, 8);
     Rng r = rng_make(11, 2);
     fill_normal(q, nq, &r), fill_normal(k, nk, &r), fill_normal(v, nk, &r), fill_normal(dout, nq, &r);
-    attention_forward(out, att, q, k, v, B, T, 0, T, NH, NKV, HS, NULL, 0);
+    attention_forward(NULL, out, att, q, k, v, B, T, 0, T, NH, NKV, HS, NULL, 0);
     attention_naive(o64, p64, q, k, v, B, T, 0, T, NH, NKV, HS);
     double eo = max_rel_diff(out, o64, nq), ep = max_rel_diff(att, p64, np);
     check(eo < 1e-5 && ep < 1e-5, "attention forward (T 150, GQA) = float64 formula within 1e-5",
@@ -406,12 +406,12 @@ static void test_attention(void) {
                     for (int i = 0; i < HS; i++) dq64[qo + i] += ds * k[ko + i], dk64[ko + i] += ds * q[qo + i];
                 }
             }
-    attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scratch);
+    attention_backward(NULL, dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HS, scratch);
     double eq = max_rel_diff(dq, dq64, nq), ek = max_rel_diff(dk, dk64, nk), ev = max_rel_diff(dv, dv64, nk);
     check(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "attention backward (T 150, GQA) = float64 formula within 1e-5",
           "dq %.3g, dk %.3g, dv %.3g", eq, ek, ev);
     // generation's shape: 40 new queries at position 100 against a cache of 150
-    attention_forward(out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS, NULL, 0);
+    attention_forward(NULL, out, att, q, k, v, 1, 40, 100, T, NH, NKV, HS, NULL, 0);
     attention_naive(o64, p64, q, k, v, 1, 40, 100, T, NH, NKV, HS);
     eo = max_rel_diff(out, o64, (size_t)40 * C);
     check(eo < 1e-5, "attention forward over a KV cache (40 queries at 100) within 1e-5", "out %.3g", eo);
@@ -444,7 +444,7 @@ static void test_attention_one_query(void) {
             int pos = POS[pi];
             for (int th = 0; th < 2; th++) {
                 omp_set_num_threads(th + 1);
-                attention_forward(out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch, 0);
+                attention_forward(NULL, out[th], att, q, k, v, B, 1, pos, KV, NH, NKV, HS, scratch, 0);
             }
             omp_set_num_threads(saved);
             same &= !memcmp(out[0], out[1], sizeof(float) * B * C);

@@ -1,0 +1,252 @@
+#include "matmul.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16.h"
+
+// ----------------------------------------------------------------------------
+// the tables
+
+extern const MatmulBackend MATMUL_OPENBLAS, MATMUL_ONEDNN; // matmul_openblas.c, matmul_onednn.c
+const MatmulBackend *const MATMUL_BACKENDS[N_MM_BACKENDS] = {[MM_OPENBLAS] = &MATMUL_OPENBLAS,
+                                                             [MM_ONEDNN] = &MATMUL_ONEDNN};
+const char *const PRECISION_NAMES[N_PRECISIONS] = {[PREC_FP32] = "fp32", [PREC_BF16] = "bf16"};
+
+int matmul_backend_find(const char *name) {
+    for (int i = 0; i < N_MM_BACKENDS; i++)
+        if (!strcmp(name, MATMUL_BACKENDS[i]->name)) return i;
+    return -1;
+}
+
+int precision_find(const char *name) {
+    for (int i = 0; i < N_PRECISIONS; i++)
+        if (!strcmp(name, PRECISION_NAMES[i])) return i;
+    return -1;
+}
+
+int cpu_has_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return 0; // clang 14 knows no "avx512bf16" here: such builds emulate
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// per-thread scratch: the two operands of a product, rounded to bf16
+
+struct MatmulThread {
+    void *a, *b; // rounded copies of A and B: uint16_t (native) or float (emulated)
+    size_t a_cap, b_cap; // bytes
+    void *state; // the backend's (thread_state)
+};
+
+static int bgemm_works(Matmul *mm);
+
+int matmul_init(Matmul *mm, int backend, int precision, Error *err) {
+    memset(mm, 0, sizeof *mm);
+    if (backend < 0 || backend >= N_MM_BACKENDS || precision < 0 || precision >= N_PRECISIONS)
+        return err_set(err, "matmul: backend %d or precision %d out of range", backend, precision);
+    const MatmulBackend *be = MATMUL_BACKENDS[backend];
+    const char *why = be->unavailable ? be->unavailable() : NULL;
+    if (why) return err_set(err, "--matmul %s: %s", be->name, why);
+    mm->backend = backend, mm->precision = precision;
+    mm->emulated = precision == PREC_BF16 && (!be->bgemm || !cpu_has_bf16());
+    // every thread this process may run: the tuner and --threads only lower the count
+    int procs = omp_get_num_procs(), max = omp_get_max_threads();
+    mm->nthreads = procs > max ? procs : max;
+    mm->th = calloc((size_t)mm->nthreads, sizeof *mm->th);
+    if (!mm->th) return err_set(err, "matmul: out of memory");
+    for (int t = 0; t < mm->nthreads; t++) {
+        if (be->thread_state && !(mm->th[t].state = be->thread_state(err))) return matmul_free(mm), -1;
+    }
+    if (precision == PREC_BF16 && !mm->emulated && !bgemm_works(mm)) mm->emulated = 1;
+    return 0;
+}
+
+void matmul_free(Matmul *mm) {
+    if (!mm || !mm->th) return;
+    for (int t = 0; t < mm->nthreads; t++) {
+        free(mm->th[t].a), free(mm->th[t].b);
+        if (mm->th[t].state) MATMUL_BACKENDS[mm->backend]->thread_free(mm->th[t].state);
+    }
+    free(mm->th);
+    mm->th = NULL;
+}
+
+const char *matmul_describe(const Matmul *mm, char *buf, size_t len) {
+    int be = mm ? mm->backend : MM_OPENBLAS, pr = mm ? mm->precision : PREC_FP32;
+    snprintf(buf, len, "%s %s%s", MATMUL_BACKENDS[be]->name, PRECISION_NAMES[pr],
+             mm && mm->emulated ? " (emulated)" : "");
+    return buf;
+}
+
+// A buffer of at least `bytes` (grown, never shrunk; NULL if out of memory).
+static void *scratch(void **p, size_t *cap, size_t bytes) {
+    if (bytes > *cap) {
+        void *q = realloc(*p, bytes);
+        if (!q) return NULL;
+        *p = q, *cap = bytes;
+    }
+    return *p;
+}
+
+// The stored matrix X (rows, cols) with leading dimension ld, rounded into dst
+// packed (leading dimension cols): bf16 values, or floats holding bf16 values.
+static void round_matrix(void *dst, int as_float, const float *X, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++) {
+        const float *src = X + (size_t)r * ld;
+        if (as_float) bf16_round_floats((float *)dst + (size_t)r * cols, src, (size_t)cols);
+        else bf16_from_floats((uint16_t *)dst + (size_t)r * cols, src, (size_t)cols);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// one product on the calling thread
+
+void mm_gemm(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int t = omp_get_thread_num();
+    if (!mm || !mm->th || t >= mm->nthreads) { // no context: OpenBLAS, fp32
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    MatmulThread *th = &mm->th[t];
+    const MatmulBackend *be = MATMUL_BACKENDS[mm->backend];
+    if (mm->precision == PREC_FP32 || K <= 0) {
+        be->sgemm(th, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    // stored shapes: A is (M,K), or (K,M) when transposed; B (K,N) or (N,K)
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    size_t elt = mm->emulated ? sizeof(float) : sizeof(uint16_t);
+    void *a = scratch(&th->a, &th->a_cap, (size_t)ar * ac * elt), *b = scratch(&th->b, &th->b_cap, (size_t)br * bc * elt);
+    if (!a || !b) { // out of memory mid-step: nothing to return an error to
+        fprintf(stderr, "matmul: out of memory for a %dx%d bf16 operand\n", ar, ac);
+        exit(1);
+    }
+    round_matrix(a, mm->emulated, A, ar, ac, lda);
+    round_matrix(b, mm->emulated, B, br, bc, ldb);
+    if (mm->emulated) be->sgemm(th, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+    else if (be->bgemm(th, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc)) {
+        fprintf(stderr, "matmul: %s failed on a bf16 %dx%dx%d product\n", be->name, M, N, K);
+        exit(1); // matmul_init's probe passed: this is out of memory
+    }
+}
+
+// Whether the backend's native bf16 product works here: a 3x2x5 product whose
+// operands are bf16 values, so the exact result is known.
+static int bgemm_works(Matmul *mm) {
+    float A[15], B[10], C[6] = {0}, want[6] = {0};
+    for (int i = 0; i < 15; i++) A[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < 10; i++) B[i] = 0.5f * (float)(i % 5) - 1.0f;
+    for (int m = 0; m < 3; m++)
+        for (int n = 0; n < 2; n++)
+            for (int k = 0; k < 5; k++) want[m * 2 + n] += A[m * 5 + k] * B[k * 2 + n];
+    uint16_t a[15], b[10];
+    bf16_from_floats(a, A, 15), bf16_from_floats(b, B, 10);
+    const MatmulBackend *be = MATMUL_BACKENDS[mm->backend];
+    return !be->bgemm(&mm->th[0], 0, 0, 3, 2, 5, 1.0f, a, 5, b, 2, 0.0f, C, 2) && !memcmp(C, want, sizeof C);
+}
+
+void *matmul_thread_state(MatmulThread *th) { return th->state; }
+
+// ----------------------------------------------------------------------------
+// the linear layers
+//
+// Each thread of our own parallel region computes its slice of the output
+// rows with a single-threaded product: one barrier per product instead of a
+// threaded BLAS driver, which synchronises its threads many times per call
+// (spinning, then sched_yield) and mallocs per call. Products of one input
+// with several matrices (q, k, v; w1, w3) share one region: one barrier for
+// all. (A decoded token goes further: its whole forward is one region,
+// src/model.c's token_forward.) The slices are fixed by the thread count
+// (slice k of nt: the same rows, so the same bits, whichever thread computes
+// it) but handed out first come, first served: when another process holds a
+// core, the thread that has one takes the slices of the thread that has not
+// started yet.
+
+// Rows [r0, r1) of M for thread t of nt: contiguous, in blocks of 16 rows.
+static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
+    long blocks = (M + 15) / 16;
+    long b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    *r0 = b0 * 16 < M ? (int)(b0 * 16) : M;
+    *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
+}
+
+void matmul_forward_multi(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[],
+                          size_t N, int C, const int OC[]) {
+    int vec = N == 1 && (!mm || mm->precision == PREC_FP32);
+#pragma omp parallel
+    if (vec) {
+        matvec_team(mm, n, out, inp, w, C, OC, NULL, NULL);
+    } else {
+        int nt = omp_get_num_threads();
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < n * nt; task++) {
+            int i = task / nt, k = task % nt, r0, r1;
+            thread_rows((int)N, k, nt, &r0, &r1);
+            if (r1 > r0)
+                mm_gemm(mm, 0, 1, r1 - r0, OC[i], C, 1.0f, inp + (size_t)r0 * C, C, w[i], C, 0.0f,
+                        out[i] + (size_t)r0 * OC[i], OC[i]);
+        }
+    }
+}
+
+// One token (generation): sgemv streams w once (sgemm would first pack a copy
+// of it), a slice of w's rows per task; each output's dot product is the same
+// whoever computes it, so the bits do not depend on the thread count. Every
+// backend decodes through OpenBLAS's sgemv: a memory-bound product, where a
+// faster kernel cannot help (docs/perf.md).
+void matvec_team(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[], int C,
+                 const int OC[], RowsFn then, void *ctx) {
+    (void)mm;
+    int nt = omp_get_num_threads();
+#pragma omp for schedule(dynamic, 1)
+    for (int k = 0; k < nt; k++)
+        for (int i = 0; i < n; i++) {
+            int r0, r1;
+            thread_rows(OC[i], k, nt, &r0, &r1);
+            if (r1 <= r0) continue;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, C, 1.0f, w[i] + (size_t)r0 * C, C, inp, 1, 0.0f,
+                        out[i] + r0, 1);
+            if (then) then(ctx, i, r0, r1);
+        }
+}
+
+void matmul_forward(Matmul *mm, float *out, const float *inp, const float *w, size_t N, int C, int OC) {
+    matmul_forward_multi(mm, 1, &out, inp, &w, N, C, &OC);
+}
+
+void matmul_backward(Matmul *mm, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                     size_t N, int C, int OC) {
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads();
+        // tasks 0..nt-1: slices of dinp's rows; nt..2nt-1: slices of dw's rows
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < 2 * nt; task++) {
+            int r0, r1;
+            if (task < nt) {
+                // dinp (N,C) += dout (N,OC) @ w (OC,C), by rows of dinp
+                thread_rows((int)N, task, nt, &r0, &r1);
+                if (r1 > r0)
+                    mm_gemm(mm, 0, 0, r1 - r0, C, OC, 1.0f, dout + (size_t)r0 * OC, OC, w, C, 1.0f,
+                            dinp + (size_t)r0 * C, C);
+            } else {
+                // dw (OC,C) += dout^T (OC,N) @ inp (N,C), by rows of dw: each sums over all N
+                thread_rows(OC, task - nt, nt, &r0, &r1);
+                if (r1 > r0)
+                    mm_gemm(mm, 1, 0, r1 - r0, C, (int)N, 1.0f, dout + r0, OC, inp, C, 1.0f,
+                            dw + (size_t)r0 * C, C);
+            }
+        }
+    }
+}
