@@ -54,6 +54,7 @@ typedef struct {
     Model model;
     float *mom1, *mom2;
     Acts acts;
+    Matmul mm; // --matmul, --precision: every product's backend and operands (acts.mm)
     TextFile text, val_text; // --data and --val-data, open for the whole run (bytes train straight from them)
     Dataset data;
     Bpe bpe;      // --vocab-size > 256: the vocabulary (also in the model's files)
@@ -285,13 +286,14 @@ static int write_result(Run *r, const char *status, Error *err) {
                        "status=%s\nsteps=%lld\nfinal_val_loss=%.6f\nbest_val_loss=%.6f\nmedian_ms=%.3f\n"
                        "tok_s=%.1f\nparams=%zu\nnorm=%s\nseed=%lld\nvocab_size=%d\n"
                        "final_val_bpb=%.6f\nbest_val_bpb=%.6f\npeak_rss_kb=%lld\nheap_growth_bytes=%lld\n"
-                       "loadavg_start=%.2f\nloadavg_end=%.2f\nloadavg_span_s=%.1f\ncores=%d\nthreads=%d\nbuild=%s\n",
+                       "loadavg_start=%.2f\nloadavg_end=%.2f\nloadavg_span_s=%.1f\ncores=%d\nthreads=%d\nbuild=%s\n"
+                       "matmul=%s\nprecision=%s\nmatmul_emulated=%d\n",
                        status, (long long)r->st.step, r->last_val, r->best_val, med,
                        tokens_per_step(&r->s) / (med / 1000.0), r->model.n_params, r->s.norm,
                        (long long)r->s.seed, r->model.cfg.vocab_size, bits_per_byte(r, r->last_val),
                        bits_per_byte(r, r->best_val), (long long)peak_rss_kb(), (long long)growth,
                        r->load_start, load_average(), now_seconds() - r->t_start, omp_get_num_procs(),
-                       omp_get_max_threads(), build_name());
+                       omp_get_max_threads(), build_name(), r->s.matmul, r->s.precision, r->mm.emulated);
     Chunk c = {text, (size_t)len};
     return write_file_atomic(r->path_result, &c, 1, err);
 }
@@ -550,6 +552,10 @@ static int resume_settings(Run *r, unsigned char *from, Error *err) {
                         "uninterrupted one bit for bit only within one build\n", s->resume, build, build_name());
     *s = ck;
     settings_resume_take(s, &cli, from);
+    if (r->dist.rank == 0 && (strcmp(s->matmul, ck.matmul) || strcmp(s->precision, ck.precision)))
+        fprintf(stderr, "train_llama: note: resuming with --matmul %s --precision %s, the checkpoint was written "
+                        "with %s %s: losses will not match an uninterrupted run bit for bit\n",
+                s->matmul, s->precision, ck.matmul, ck.precision);
     // the data: as given, else where the checkpoint says it was
     if (!s->data && !r->resume_record.data_spec) {
         char msg[512];
@@ -781,7 +787,12 @@ static int setup_run(Run *r, Error *err) {
     if (!r->mom1 || !r->mom2 || !r->inputs || !r->targets || (root && !r->rank_hashes))
         return err_set(err, "out of memory");
     if (model_alloc_grads(&r->model, err)) return -1;
-    if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err)) return -1;
+    if (acts_create(&r->acts, &r->model, (int)s->batch, (int)s->seq, (int)s->seq, 1, err) ||
+        matmul_init(&r->mm, matmul_backend_find(s->matmul), precision_find(s->precision), err))
+        return -1;
+    r->acts.mm = &r->mm;
+    const char *note = matmul_note(&r->mm);
+    if (root && note) fprintf(stderr, "train_llama: note: %s\n", note);
     r->best_val = r->last_val = NAN;
     r->last_val_step = -1;
     r->heap_ref = -1;
@@ -798,6 +809,7 @@ static void run_free(Run *r) {
     if (r->lock_fd >= 0) close(r->lock_fd);
     model_free(&r->model);
     acts_free(&r->acts);
+    matmul_free(&r->mm);
     dataset_free(&r->data);
     text_close(&r->text);
     text_close(&r->val_text);
@@ -853,11 +865,15 @@ int main(int argc, char **argv) {
         return rc < 0 ? 0 : report(&r, rc, &err);
     }
     const ModelConfig *c = &r.model.cfg;
+    char mmdesc[64];
     if (r.dist.rank == 0)
         fprintf(stderr, "train_llama: %s, d %d, %d layers, %d/%d heads, hidden %d, %zu params, "
-                        "%d threads (OpenBLAS %s), %s step %lld/%lld\n",
+                        "%d threads, matmul %s%s%s%s, %s step %lld/%lld\n",
                 r.s.norm, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, r.model.n_params,
-                omp_get_max_threads(), openblas_get_corename(), r.s.resume ? "resuming at" : "from",
+                omp_get_max_threads(), matmul_describe(&r.mm, mmdesc, sizeof mmdesc),
+                r.mm.backend == MM_OPENBLAS ? " (OpenBLAS " : "",
+                r.mm.backend == MM_OPENBLAS ? openblas_get_corename() : "", r.mm.backend == MM_OPENBLAS ? ")" : "",
+                r.s.resume ? "resuming at" : "from",
                 (long long)r.st.step, (long long)r.s.steps);
     if (r.dist.rank == 0 && r.dist.size > 1)
         fprintf(stderr, "train_llama: %d processes x batch %lld = global batch %lld, gradients reduced %s\n",

@@ -28,6 +28,14 @@ int precision_find(const char *name) {
     return -1;
 }
 
+const char *matmul_backend_name(int i) { return i >= 0 && i < N_MM_BACKENDS ? MATMUL_BACKENDS[i]->name : NULL; }
+const char *precision_name(int i) { return i >= 0 && i < N_PRECISIONS ? PRECISION_NAMES[i] : NULL; }
+
+int matmul_default_backend(void) {
+    const MatmulBackend *dnnl = MATMUL_BACKENDS[MM_ONEDNN];
+    return dnnl->unavailable && dnnl->unavailable() ? MM_OPENBLAS : MM_ONEDNN;
+}
+
 int cpu_has_bf16(void) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     __builtin_cpu_init();
@@ -84,6 +92,15 @@ const char *matmul_describe(const Matmul *mm, char *buf, size_t len) {
     snprintf(buf, len, "%s %s%s", MATMUL_BACKENDS[be]->name, PRECISION_NAMES[pr],
              mm && mm->emulated ? " (emulated)" : "");
     return buf;
+}
+
+const char *matmul_note(const Matmul *mm) {
+    if (!mm || !mm->emulated) return NULL;
+    if (!MATMUL_BACKENDS[mm->backend]->bgemm)
+        return "bf16 is emulated on this backend (operands rounded to bf16, then fp32 products: bf16's numbers at "
+               "fp32's speed, plus the rounding); --matmul onednn computes bf16 products natively";
+    return "this CPU has no bf16 dot product (AVX512_BF16): bf16 is emulated (operands rounded to bf16, then fp32 "
+           "products: bf16's numbers at fp32's speed, plus the rounding)";
 }
 
 // A buffer of at least `bytes` (grown, never shrunk; NULL if out of memory).

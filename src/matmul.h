@@ -54,7 +54,12 @@ void *matmul_thread_state(MatmulThread *th);
 extern const char *const PRECISION_NAMES[N_PRECISIONS];
 int matmul_backend_find(const char *name); // -1 if unknown
 int precision_find(const char *name);
+// The i-th name, NULL past the last (the settings' choices).
+const char *matmul_backend_name(int i);
+const char *precision_name(int i);
 
+// The default: oneDNN where this build has it (faster here: docs/perf.md), else OpenBLAS.
+int matmul_default_backend(void);
 // Whether this CPU computes bf16 dot products natively (AVX512_BF16).
 int cpu_has_bf16(void);
 
@@ -73,6 +78,8 @@ int matmul_init(Matmul *mm, int backend, int precision, Error *err);
 void matmul_free(Matmul *mm);
 // "openblas fp32", "onednn bf16", "openblas bf16 (emulated)"
 const char *matmul_describe(const Matmul *mm, char *buf, size_t len);
+// What a user should know of the choice (bf16 emulated, and why), or NULL.
+const char *matmul_note(const Matmul *mm);
 
 // One product on the calling thread alone (a slice of a larger one, or a
 // per-head product inside a parallel region), rounded as the precision says.

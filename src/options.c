@@ -60,8 +60,21 @@ static int set_value(const Option *o, void *base, const char *s, Error *err) {
         *(double *)p = v;
     } else {
         *(const char **)p = s;
+        if (o->choice && option_choice_index(o, base) < 0) {
+            char list[256] = "";
+            for (int i = 0; o->choice(i); i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", o->choice(i));
+            return err_set(err, "%s '%s': expected one of %s", o->name, printable(s, -1, shown, sizeof shown), list);
+        }
     }
     return 0;
+}
+
+int option_choice_index(const Option *o, const void *base) {
+    const char *v = *(const char **)field(base, o);
+    for (int i = 0; v && o->choice && o->choice(i); i++)
+        if (!strcmp(v, o->choice(i))) return i;
+    return -1;
 }
 
 int options_parse(const Option *opts, int n, void *base, unsigned char *given,
@@ -117,16 +130,20 @@ void options_defaults(const Option *opts, int n, void *base) {
 
 void options_usage(FILE *f, const Option *opts, int n, const void *base) {
     for (int i = 0; i < n; i++) {
-        char def[256], left[64];
+        char def[256], left[64], choices[200] = "";
         option_format(&opts[i], base, def, sizeof def);
-        const char *meta = opts[i].type == OPT_INT ? " N" : opts[i].type == OPT_FLOAT ? " X"
+        const char *meta = opts[i].choice ? " NAME" : opts[i].type == OPT_INT ? " N" : opts[i].type == OPT_FLOAT ? " X"
                          : opts[i].type == OPT_STR ? " S" : "";
         snprintf(left, sizeof left, "%s%s", opts[i].name, meta);
+        for (int c = 0; opts[i].choice && opts[i].choice(c); c++) // its values, from the table that has them
+            snprintf(choices + strlen(choices), sizeof choices - strlen(choices), "%s%s", c ? ", " : " (one of: ",
+                     opts[i].choice(c));
+        if (choices[0]) snprintf(choices + strlen(choices), sizeof choices - strlen(choices), ")");
         const char *repeat = opts[i].repeat ? " (given again: the last wins)" : "";
         if (opts[i].type == OPT_FLAG || !def[0] || !strcmp(def, "nan")) // nan: "the default" is in the help
-            fprintf(f, "  %-20s %s%s\n", left, opts[i].help, repeat);
+            fprintf(f, "  %-20s %s%s%s\n", left, opts[i].help, choices, repeat);
         else
-            fprintf(f, "  %-20s %s (default: %s)%s\n", left, opts[i].help, def, repeat);
+            fprintf(f, "  %-20s %s%s (default: %s)%s\n", left, opts[i].help, choices, def, repeat);
     }
 }
 

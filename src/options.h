@@ -20,6 +20,10 @@ typedef struct {
     double def;          // default of a number or flag (NAN: a default that depends on others, said in help)
     const char *def_str; // default of a string (NULL: none)
     int repeat;          // may be given more than once: the last wins (else a repeat is refused)
+    // A string with a fixed set of values: choice(i) is the i-th (NULL past
+    // the last). Parsing refuses others; --help lists them; the trainer's run
+    // block stores the index.
+    const char *(*choice)(int i);
     // Columns of the trainer's table (settings.h); zero in the other programs'.
     int rec;        // REC_*: where a checkpoint records it
     int slot;       // REC_RUN: its run block slot
@@ -61,6 +65,8 @@ void options_usage(FILE *f, const Option *opts, int n, const void *base);
 int options_check_ranges(const Option *opts, int n, const void *base, Error *err);
 // Where option o's value lies in the settings struct at base.
 void *option_field(const Option *o, const void *base);
+// The index of o's string value among its choices, or -1.
+int option_choice_index(const Option *o, const void *base);
 // Copies option o's value from src to dst (both settings structs).
 void option_copy(const Option *o, void *dst, const void *src);
 // The option's value as text (for messages and comparisons).

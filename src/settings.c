@@ -1,5 +1,7 @@
 #include "settings.h"
 
+#include "matmul.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -63,6 +65,12 @@ static const Option SETTINGS[] = {
     {FLOAT("--beta2", beta2, 0, 0.99999, 0.95), RUN(17, 4),
      .help = "AdamW's second-moment decay (LLaMA's 0.95; PyTorch's default 0.999)"},
     {FLOAT("--clip", clip, 0, 1e30, 1.0), RUN(9, 2), .help = "global gradient-norm clip (0 = off)"},
+    {STR("--matmul", matmul, NULL), RUN(18, 5), MAY_DIFFER, .choice = matmul_backend_name,
+     .help = "who computes the matrix products: onednn by default where the build has it (1.7x faster training "
+             "here), else openblas (docs/perf.md); a resume may change it, and the bits then differ"},
+    {STR("--precision", precision, "fp32"), RUN(19, 5), MAY_DIFFER, .choice = precision_name,
+     .help = "the matrix products' operands: fp32, or rounded to bf16 (weights, optimizer, norms, softmax and "
+             "loss stay fp32); a resume may change it, and the bits then differ"},
     {INT("--eval-every", eval_every, 1, BIG, 100), RUN(11, 2), MAY_DIFFER, .repeat = 1,
      .help = "steps between validation evaluations"},
     {INT("--eval-batches", eval_batches, 1, 65536, 8), RUN(5, 2), .help = "fixed validation batches per evaluation"},
@@ -123,6 +131,7 @@ Settings settings_defaults(void) {
     Settings s;
     memset(&s, 0, sizeof s);
     options_defaults(SETTINGS, N_SETTINGS, &s);
+    s.matmul = matmul_backend_name(matmul_default_backend()); // the build's: no constant in the table
     s.ranks = 1;
     return s;
 }
@@ -424,6 +433,7 @@ void run_block_pack(const Settings *s, DataHashes h, int64_t *rb) {
         if (SETTINGS[i].rec != REC_RUN) continue;
         int64_t *slot = &rb[SETTINGS[i].slot];
         if (SETTINGS[i].type == OPT_FLAG) *slot = *(const int *)field(s, i);
+        else if (SETTINGS[i].choice) *slot = option_choice_index(&SETTINGS[i], s);
         else memcpy(slot, field(s, i), 8); // int64_t, or a double's bits
     }
 }
@@ -472,9 +482,19 @@ int run_block_unpack(const int64_t *rb, const ModelConfig *c, const DataRecord *
     if (run_block_check(rb, path, err)) return -1;
     for (int i = 0; i < N_SETTINGS; i++) {
         if (SETTINGS[i].rec != REC_RUN) continue;
-        if (SETTINGS[i].since > rb[RB_VERSION]) reset_to_default(s, i); // an older block: the default
+        // an older block: the default; a choice, its code 0 (what builds before it did: openblas, fp32)
+        if (SETTINGS[i].since > rb[RB_VERSION] && SETTINGS[i].choice)
+            *(const char **)field(s, i) = SETTINGS[i].choice(0);
+        else if (SETTINGS[i].since > rb[RB_VERSION]) reset_to_default(s, i);
         else if (SETTINGS[i].type == OPT_FLAG) *(int *)field(s, i) = (int)rb[SETTINGS[i].slot];
-        else memcpy(field(s, i), &rb[SETTINGS[i].slot], 8);
+        else if (SETTINGS[i].choice) {
+            int64_t code = rb[SETTINGS[i].slot];
+            const char *name = code >= 0 && code < 1000 ? SETTINGS[i].choice((int)code) : NULL;
+            if (!name)
+                return err_set(err, "%s: run settings: %s code %lld unknown to this build", path, SETTINGS[i].name,
+                               (long long)code);
+            *(const char **)field(s, i) = name;
+        } else memcpy(field(s, i), &rb[SETTINGS[i].slot], 8);
     }
     s->ranks = rb[RB_RANKS];
     settings_from_config(c, s);

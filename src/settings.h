@@ -20,6 +20,7 @@
 
 typedef struct {
     const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp, *made_by;
+    const char *matmul, *precision; // matmul.h's names
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult, beta2;
@@ -41,14 +42,15 @@ enum { FROM_DEFAULT, FROM_TYPED, FROM_PRESET };
 
 // The run block of a checkpoint: RUN_BLOCK_SLOTS int64 slots (modelio.h).
 // The settings' slots are the table's `slot` column; these hold the rest.
-// Version 4 added --beta2 and the build
+// Version 5 added --matmul and --precision (as their codes in matmul.h;
+// older blocks read openblas fp32, what wrote them). Version 4 added --beta2 and the build
 // that wrote the block (RB_BUILD: 64 bytes of text); 3 added the
 // optimizer's parameter groups (--norm-decay, --scalar-lr-mult: a version 2
 // block reads as their defaults); 2 drew training rows per (step, global
 // row) and records the process count; version 1 sampled from one sequential
 // stream. The validation text's fingerprint came later in version 2: 0 (all
 // older checkpoints) means the last 10% of the training text.
-#define RUN_BLOCK_VERSION 4
+#define RUN_BLOCK_VERSION 5
 #define MAX_RANKS (1 << 20)
 enum { RB_VERSION = 0, RB_DATA_HASH = 10, RB_THREADS = 12, RB_RANKS = 13, RB_VAL_HASH = 14, RB_BUILD = 120 };
 #define RB_BUILD_SLOTS 8 // the build name (version.h), zero-padded

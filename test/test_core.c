@@ -922,7 +922,8 @@ static void test_options(void) {
 // the trainer's settings table: every row's record column says what the code does
 
 // s with row i set to another legal value than it has (the number + 2, or
-// its range's low end; a flag on; an alpha0 0.25). 0 for a string row.
+// its range's low end; a flag on; an alpha0 0.25; a choice, another). 0 for
+// another string row.
 static int settings_nudge(Settings *s, int i) {
     const Option *o = setting_row(i);
     void *p = option_field(o, s);
@@ -930,6 +931,10 @@ static int settings_nudge(Settings *s, int i) {
     case OPT_INT: *(int64_t *)p = *(int64_t *)p + 2 <= o->hi ? *(int64_t *)p + 2 : (int64_t)o->lo; return 1;
     case OPT_FLOAT: *(double *)p = isnan(*(double *)p) ? 0.25 : *(double *)p + 0.25; return 1;
     case OPT_FLAG: *(int *)p = !*(int *)p; return 1;
+    case OPT_STR: // a choice: the next one
+        if (!o->choice) return 0;
+        *(const char **)p = o->choice((option_choice_index(o, s) + 1) % 2);
+        return 1;
     default: return 0;
     }
 }
