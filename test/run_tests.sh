@@ -770,9 +770,11 @@ bad_case "an unknown preset, naming the known ones" 2 "\-\-preset 'nope' unknown
 bad_case "--preset with --resume" 2 "\-\-preset with \-\-resume" train --preset dyt-vision --resume "$R/a/checkpoint.bin"
 # a checkpoint written before the recipes (header version 2: the data record's size at
 # byte 80, no MLP kind or final alpha0 after it; run block version 2: the parameter-group
-# slots zero, and version 4's --beta2 and build name) resumes as SwiGLU, final alpha0 =
-# FFN's, the groups' defaults, and ends as the uninterrupted run
-train --norm rmsnorm --steps 20 --seed 5 --stop-after 10 --out "$R/v2" 2>/dev/null
+# slots zero, and version 4's --beta2 and build name, version 5's matmul backend and precision)
+# resumes as SwiGLU, final alpha0 = FFN's, the groups' defaults, OpenBLAS in fp32 (what main
+# then had), and ends as the uninterrupted run
+train --norm rmsnorm --steps 20 --seed 5 --matmul openblas --out "$R/v2straight" 2>/dev/null
+train --norm rmsnorm --steps 20 --seed 5 --matmul openblas --stop-after 10 --out "$R/v2" 2>/dev/null
 size=$(stat -c %s "$R/v2/checkpoint.bin")
 # the run block: before the tokenizer (none: bytes) and the data record (header byte 80 its size)
 rbo=$((size - 1024 - $($PY -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 80)[0])" "$R/v2/checkpoint.bin")))
@@ -782,7 +784,7 @@ patch_bytes "$R/v2/checkpoint.bin" "$R/v2.bin" $rbo "<q" 2 && patch_bytes "$R/v2
     patch_bytes "$R/v2.bin" "$R/v2/checkpoint.bin" $((rbo + 8 * 16)) "<q" 0 &&
     patch_bytes "$R/v2/checkpoint.bin" "$R/v2/checkpoint.bin" 4 "<i" 2 && patch_bytes "$R/v2/checkpoint.bin" "$R/v2/checkpoint.bin" 88 "<i" 0 &&
     train --resume "$R/v2/checkpoint.bin" 2>/dev/null &&
-    cmp -s <(losses "$TMP/a_rmsnorm/log.csv") <(losses "$R/v2/log.csv") && cmp -s "$TMP/a_rmsnorm/model.bin" "$R/v2/model.bin"
+    cmp -s <(losses "$R/v2straight/log.csv") <(losses "$R/v2/log.csv") && cmp -s "$R/v2straight/model.bin" "$R/v2/model.bin"
 expect "a version-2 checkpoint (header and run block, as main wrote them) resumes and ends as 20 steps straight" $? "differs"
 patch_bytes "$R/v2.bin" "$R/v2bad.bin" $((rbo + 8 * 15)) "<q" 1
 bad_case "a version-2 run block with a parameter-group slot set" 1 "v2bad.bin: run settings slot 15 is not zero" \
