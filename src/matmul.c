@@ -85,6 +85,7 @@ void matmul_free(Matmul *mm) {
     }
     free(mm->th);
     mm->th = NULL;
+    for (int k = 0; k < 3; k++) free(mm->op[k]), mm->op[k] = NULL;
 }
 
 const char *matmul_describe(const Matmul *mm, char *buf, size_t len) {
@@ -126,6 +127,18 @@ static void round_matrix(void *dst, int as_float, const float *X, int rows, int 
 // ----------------------------------------------------------------------------
 // one product on the calling thread
 
+// C = alpha op(A) op(B) + beta C on operands already rounded (round_matrix's
+// form: bf16, or floats when emulated).
+static void gemm_rounded(Matmul *mm, MatmulThread *th, int ta, int tb, int M, int N, int K, float alpha,
+                         const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    const MatmulBackend *be = MATMUL_BACKENDS[mm->backend];
+    if (mm->emulated) be->sgemm(th, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (be->bgemm(th, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) {
+        fprintf(stderr, "matmul: %s failed on a bf16 %dx%dx%d product\n", be->name, M, N, K);
+        exit(1); // matmul_init's probe passed: this is out of memory
+    }
+}
+
 void mm_gemm(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -151,11 +164,7 @@ void mm_gemm(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, const
     }
     round_matrix(a, mm->emulated, A, ar, ac, lda);
     round_matrix(b, mm->emulated, B, br, bc, ldb);
-    if (mm->emulated) be->sgemm(th, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
-    else if (be->bgemm(th, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc)) {
-        fprintf(stderr, "matmul: %s failed on a bf16 %dx%dx%d product\n", be->name, M, N, K);
-        exit(1); // matmul_init's probe passed: this is out of memory
-    }
+    gemm_rounded(mm, th, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
 }
 
 // Whether the backend's native bf16 product works here: a 3x2x5 product whose
@@ -198,8 +207,90 @@ static void thread_rows(int M, int t, int nt, int *r0, int *r1) {
     *r1 = b1 * 16 < M ? (int)(b1 * 16) : M;
 }
 
+// ----------------------------------------------------------------------------
+// the linear layers in bf16: each operand is rounded once, by all threads
+// together, then every thread multiplies its slice (rounding in each thread's
+// mm_gemm would round a shared operand once per thread: 17% of a small step)
+
+static size_t rounded_size(const Matmul *mm) { return mm->emulated ? sizeof(float) : sizeof(uint16_t); }
+
+// Shared operand buffer k of at least `elems` rounded values (outside parallel regions).
+static char *op_buffer(Matmul *mm, int k, size_t elems) {
+    char *p = scratch(&mm->op[k], &mm->op_cap[k], elems * rounded_size(mm));
+    if (!p) {
+        fprintf(stderr, "matmul: out of memory for %zu bf16 operand values\n", elems);
+        exit(1);
+    }
+    return p;
+}
+
+// X (rows, cols; leading dimension ld) rounded into dst, packed; a share of
+// the rows per thread of the team, no barrier.
+static void round_team(const Matmul *mm, char *dst, const float *X, size_t rows, int cols, int ld) {
+#pragma omp for schedule(static) nowait
+    for (size_t r = 0; r < rows; r++)
+        round_matrix(dst + r * cols * rounded_size(mm), mm->emulated, X + r * ld, 1, cols, cols);
+}
+
+static void forward_bf16(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[],
+                         size_t N, int C, const int OC[]) {
+    size_t at[8], total = 0, elt = rounded_size(mm); // w[i]'s place in the shared buffer
+    for (int i = 0; i < n; i++) at[i] = total, total += (size_t)OC[i] * C;
+    char *x = op_buffer(mm, 0, N * C), *wr = op_buffer(mm, 1, total);
+#pragma omp parallel
+    {
+        round_team(mm, x, inp, N, C, C);
+        for (int i = 0; i < n; i++) round_team(mm, wr + at[i] * elt, w[i], (size_t)OC[i], C, C);
+#pragma omp barrier
+        int nt = omp_get_num_threads();
+        MatmulThread *th = &mm->th[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < n * nt; task++) {
+            int i = task / nt, k = task % nt, r0, r1;
+            thread_rows((int)N, k, nt, &r0, &r1);
+            if (r1 > r0)
+                gemm_rounded(mm, th, 0, 1, r1 - r0, OC[i], C, 1.0f, x + (size_t)r0 * C * elt, C, wr + at[i] * elt,
+                             C, 0.0f, out[i] + (size_t)r0 * OC[i], OC[i]);
+        }
+    }
+}
+
+static void backward_bf16(Matmul *mm, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          size_t N, int C, int OC) {
+    size_t elt = rounded_size(mm);
+    char *d = op_buffer(mm, 0, N * OC), *x = op_buffer(mm, 1, N * C), *wr = op_buffer(mm, 2, (size_t)OC * C);
+#pragma omp parallel
+    {
+        round_team(mm, d, dout, N, OC, OC);
+        round_team(mm, x, inp, N, C, C);
+        round_team(mm, wr, w, (size_t)OC, C, C);
+#pragma omp barrier
+        int nt = omp_get_num_threads();
+        MatmulThread *th = &mm->th[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < 2 * nt; task++) {
+            int r0, r1;
+            if (task < nt) { // dinp (N,C) += dout @ w, by rows of dinp
+                thread_rows((int)N, task, nt, &r0, &r1);
+                if (r1 > r0)
+                    gemm_rounded(mm, th, 0, 0, r1 - r0, C, OC, 1.0f, d + (size_t)r0 * OC * elt, OC, wr, C, 1.0f,
+                                 dinp + (size_t)r0 * C, C);
+            } else { // dw (OC,C) += dout^T @ inp, by rows of dw
+                thread_rows(OC, task - nt, nt, &r0, &r1);
+                if (r1 > r0)
+                    gemm_rounded(mm, th, 1, 0, r1 - r0, C, (int)N, 1.0f, d + (size_t)r0 * elt, OC, x, C, 1.0f,
+                                 dw + (size_t)r0 * C, C);
+            }
+        }
+    }
+}
+
 void matmul_forward_multi(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[],
                           size_t N, int C, const int OC[]) {
+    if (mm && mm->th && mm->precision == PREC_BF16 && n <= 8) {
+        forward_bf16(mm, n, out, inp, w, N, C, OC);
+        return;
+    }
     int vec = N == 1 && (!mm || mm->precision == PREC_FP32);
 #pragma omp parallel
     if (vec) {
@@ -244,6 +335,10 @@ void matmul_forward(Matmul *mm, float *out, const float *inp, const float *w, si
 
 void matmul_backward(Matmul *mm, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                      size_t N, int C, int OC) {
+    if (mm && mm->th && mm->precision == PREC_BF16) {
+        backward_bf16(mm, dinp, dw, dout, inp, w, N, C, OC);
+        return;
+    }
 #pragma omp parallel
     {
         int nt = omp_get_num_threads();

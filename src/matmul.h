@@ -71,6 +71,8 @@ typedef struct {
     int emulated; // bf16 without the backend's bf16 product (or without the CPU's)
     int nthreads; // slots in th: enough for every thread this process runs
     MatmulThread *th;
+    void *op[3];      // bf16: a linear product's operands, rounded once and shared by the threads
+    size_t op_cap[3]; // their bytes
 } Matmul;
 
 // NULL wherever a Matmul is taken means OpenBLAS in float32, no scratch.
