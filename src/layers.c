@@ -205,23 +205,26 @@ void attention_forward(Matmul *mm, float *out, float *att, const float *q, const
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV, team = omp_get_max_threads();
     float scale = 1.0f / sqrtf((float)HS);
     if (blocks && team > blocks) team = blocks; // a thread per block of scratch
+    // in bf16, q, k and v rounded once here, not once per product
+    Operand Q = mm_operand(mm, 0, q, (size_t)B * T, C, C), K = mm_operand(mm, 1, k, (size_t)B * kv_len, KVC, KVC),
+            V = mm_operand(mm, 2, v, (size_t)B * kv_len, KVC, KVC);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(team)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const float *kb = k + (size_t)b * kv_len * KVC + (h / group) * HS;
-            const float *vb = v + (size_t)b * kv_len * KVC + (h / group) * HS;
+            Operand kb = mm_sub(mm, K, (size_t)b * kv_len, (size_t)(h / group) * HS);
+            Operand vb = mm_sub(mm, V, (size_t)b * kv_len, (size_t)(h / group) * HS);
             float *ab = blocks ? att + (size_t)omp_get_thread_num() * attention_rows_floats(T, kv_len)
                                : att + ((size_t)b * NH + h) * T * kv_len;
             for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
                 int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = pos0 + t0 + rows;
-                const float *qb = q + ((size_t)b * T + t0) * C + h * HS;
+                Operand qb = mm_sub(mm, Q, (size_t)b * T + t0, (size_t)h * HS);
                 float *a = blocks ? ab : ab + (size_t)t0 * kv_len; // (rows, kv_len) either way
                 float *o = out + ((size_t)b * T + t0) * C + h * HS;
                 // scores (rows, nk) = scale * q (rows,HS) @ k (nk,HS)^T
-                mm_gemm(mm, 0, 1, rows, nk, HS, scale, qb, C, kb, KVC, 0.0f, a, kv_len);
+                mm_gemm_op(mm, 0, 1, rows, nk, HS, scale, qb, kb, 0.0f, a, kv_len);
                 for (int r = 0; r < rows; r++) softmax_row(a + (size_t)r * kv_len, pos0 + t0 + r + 1, kv_len);
                 // out (rows,HS) = att (rows,nk) @ v (nk,HS)
-                mm_gemm(mm, 0, 0, rows, HS, nk, 1.0f, a, kv_len, vb, KVC, 0.0f, o, C);
+                mm_gemm_op(mm, 0, 0, rows, HS, nk, 1.0f, mm_local(mm, 0, a, rows, nk, kv_len), vb, 0.0f, o, C);
             }
         }
 }
@@ -249,23 +252,30 @@ void attention_backward(Matmul *mm, float *dq, float *dk, float *dv, const float
                         int B, int T, int NH, int NKV, int HS, float *scratch) {
     int C = NH * HS, KVC = NKV * HS, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)HS);
+    // in bf16, q, k, v and dout rounded once here, not once per product
+    Operand Q = mm_operand(mm, 0, q, (size_t)B * T, C, C), K = mm_operand(mm, 1, k, (size_t)B * T, KVC, KVC),
+            V = mm_operand(mm, 2, v, (size_t)B * T, KVC, KVC), D = mm_operand(mm, 3, dout, (size_t)B * T, C, C);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++) {
             float *ds = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T);
             size_t kvo = (size_t)b * T * KVC + kvh * HS;
+            Operand kb = mm_sub(mm, K, (size_t)b * T, (size_t)kvh * HS), vb = mm_sub(mm, V, (size_t)b * T, (size_t)kvh * HS);
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
                     int rows = T - t0 < ATT_ROWS ? T - t0 : ATT_ROWS, nk = t0 + rows;
                     size_t qo = ((size_t)b * T + t0) * C + h * HS;
+                    Operand qb = mm_sub(mm, Q, (size_t)b * T + t0, (size_t)h * HS);
+                    Operand db = mm_sub(mm, D, (size_t)b * T + t0, (size_t)h * HS);
                     const float *p = att + (((size_t)b * NH + h) * T + t0) * T;
                     // through out = p @ v: dp (rows,nk) = dout @ v^T, dv (nk,HS) += p^T @ dout
-                    mm_gemm(mm, 0, 1, rows, nk, HS, 1.0f, dout + qo, C, v + kvo, KVC, 0.0f, ds, nk);
-                    mm_gemm(mm, 1, 0, nk, HS, rows, 1.0f, p, T, dout + qo, C, 1.0f, dv + kvo, KVC);
+                    mm_gemm_op(mm, 0, 1, rows, nk, HS, 1.0f, db, vb, 0.0f, ds, nk);
+                    mm_gemm_op(mm, 1, 0, nk, HS, rows, 1.0f, mm_local(mm, 0, p, rows, nk, T), db, 1.0f, dv + kvo, KVC);
                     softmax_backward_rows(ds, p, rows, nk, T, scale);
                     // through scores = q @ k^T: dq += ds @ k, dk += ds^T @ q
-                    mm_gemm(mm, 0, 0, rows, HS, nk, 1.0f, ds, nk, k + kvo, KVC, 1.0f, dq + qo, C);
-                    mm_gemm(mm, 1, 0, nk, HS, rows, 1.0f, ds, nk, q + qo, C, 1.0f, dk + kvo, KVC);
+                    Operand dsr = mm_local(mm, 1, ds, rows, nk, nk);
+                    mm_gemm_op(mm, 0, 0, rows, HS, nk, 1.0f, dsr, kb, 1.0f, dq + qo, C);
+                    mm_gemm_op(mm, 1, 0, nk, HS, rows, 1.0f, dsr, qb, 1.0f, dk + kvo, KVC);
                 }
         }
 }

@@ -85,7 +85,7 @@ void matmul_free(Matmul *mm) {
     }
     free(mm->th);
     mm->th = NULL;
-    for (int k = 0; k < 3; k++) free(mm->op[k]), mm->op[k] = NULL;
+    for (int k = 0; k < 4; k++) free(mm->op[k]), mm->op[k] = NULL;
 }
 
 const char *matmul_describe(const Matmul *mm, char *buf, size_t len) {
@@ -283,6 +283,52 @@ static void backward_bf16(Matmul *mm, float *dinp, float *dw, const float *dout,
             }
         }
     }
+}
+
+// ----------------------------------------------------------------------------
+// operands
+
+static int rounds(const Matmul *mm) { return mm && mm->th && mm->precision == PREC_BF16; }
+
+Operand mm_operand(Matmul *mm, int slot, const float *X, size_t rows, int cols, int ld) {
+    Operand o = {X, NULL, ld, cols};
+    if (!rounds(mm)) return o;
+    char *r = op_buffer(mm, slot, rows * cols);
+#pragma omp parallel
+    round_team(mm, r, X, rows, cols, ld);
+    o.r = r;
+    return o;
+}
+
+Operand mm_local(Matmul *mm, int which, const float *X, int rows, int cols, int ld) {
+    Operand o = {X, NULL, ld, cols};
+    int t = omp_get_thread_num();
+    if (!rounds(mm) || t >= mm->nthreads) return o;
+    MatmulThread *th = &mm->th[t];
+    void *r = which ? scratch(&th->b, &th->b_cap, (size_t)rows * cols * rounded_size(mm))
+                    : scratch(&th->a, &th->a_cap, (size_t)rows * cols * rounded_size(mm));
+    if (!r) {
+        fprintf(stderr, "matmul: out of memory for a %dx%d bf16 operand\n", rows, cols);
+        exit(1);
+    }
+    round_matrix(r, mm->emulated, X, rows, cols, ld);
+    o.r = r;
+    return o;
+}
+
+Operand mm_sub(const Matmul *mm, Operand o, size_t row, size_t col) {
+    o.x += row * o.ld + col;
+    if (o.r) o.r = (const char *)o.r + (row * o.rld + col) * rounded_size(mm);
+    return o;
+}
+
+void mm_gemm_op(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, Operand A, Operand B, float beta,
+                float *C, int ldc) {
+    int t = omp_get_thread_num();
+    if (A.r && B.r && M > 0 && N > 0 && K > 0 && t < mm->nthreads)
+        gemm_rounded(mm, &mm->th[t], ta, tb, M, N, K, alpha, A.r, A.rld, B.r, B.rld, beta, C, ldc);
+    else
+        mm_gemm(mm, ta, tb, M, N, K, alpha, A.x, A.ld, B.x, B.ld, beta, C, ldc);
 }
 
 void matmul_forward_multi(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[],

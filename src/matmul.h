@@ -71,8 +71,8 @@ typedef struct {
     int emulated; // bf16 without the backend's bf16 product (or without the CPU's)
     int nthreads; // slots in th: enough for every thread this process runs
     MatmulThread *th;
-    void *op[3];      // bf16: a linear product's operands, rounded once and shared by the threads
-    size_t op_cap[3]; // their bytes
+    void *op[4];      // bf16: a product's operands, rounded once and shared by the threads
+    size_t op_cap[4]; // their bytes
 } Matmul;
 
 // NULL wherever a Matmul is taken means OpenBLAS in float32, no scratch.
@@ -87,6 +87,27 @@ const char *matmul_note(const Matmul *mm);
 // per-head product inside a parallel region), rounded as the precision says.
 void mm_gemm(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
+
+// A matrix operand: its floats x (leading dimension ld), and in bf16 its
+// rounded copy r (leading dimension rld; NULL in fp32 or until rounded).
+// Products of one operand with many others (attention's per-head products)
+// round it once.
+typedef struct {
+    const float *x;
+    const void *r;
+    int ld, rld;
+} Operand;
+// X (rows, cols; leading dimension ld) as an operand, rounded in bf16 by the
+// whole team into shared buffer `slot` (0..3, each held until its next use);
+// call outside parallel regions.
+Operand mm_operand(Matmul *mm, int slot, const float *X, size_t rows, int cols, int ld);
+// The same, rounded by the calling thread alone into its scratch `which` (0 or 1).
+Operand mm_local(Matmul *mm, int which, const float *X, int rows, int cols, int ld);
+// The operand from row `row`, column `col` on.
+Operand mm_sub(const Matmul *mm, Operand o, size_t row, size_t col);
+// mm_gemm on operands (an operand not yet rounded is rounded on the calling thread).
+void mm_gemm_op(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, Operand A, Operand B, float beta,
+                float *C, int ldc);
 
 // The linear layers (matrices are (out, in) row-major as torch.nn.Linear
 // stores them: out = inp @ w^T), each product in one parallel region.
