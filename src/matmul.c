@@ -97,9 +97,13 @@ const char *matmul_describe(const Matmul *mm, char *buf, size_t len) {
 
 const char *matmul_note(const Matmul *mm) {
     if (!mm || !mm->emulated) return NULL;
-    if (!MATMUL_BACKENDS[mm->backend]->bgemm)
+    int native = matmul_default_backend() == MM_ONEDNN && cpu_has_bf16(); // another backend would be faster
+    if (!MATMUL_BACKENDS[mm->backend]->bgemm && native)
         return "bf16 is emulated on this backend (operands rounded to bf16, then fp32 products: bf16's numbers at "
                "fp32's speed, plus the rounding); --matmul onednn computes bf16 products natively";
+    if (!MATMUL_BACKENDS[mm->backend]->bgemm)
+        return "bf16 is emulated on this backend (operands rounded to bf16, then fp32 products: bf16's numbers at "
+               "fp32's speed, plus the rounding)";
     return "this CPU has no bf16 dot product (AVX512_BF16): bf16 is emulated (operands rounded to bf16, then fp32 "
            "products: bf16's numbers at fp32's speed, plus the rounding)";
 }
