@@ -177,8 +177,9 @@ done:
 }
 
 int gguf_export(const Model *m, const ExportArgs *a, Error *err) {
-    int rc = gguf_write(m, a->out, a->f16, err);
-    if (!rc) fprintf(stderr, "wrote %s (GGUF v3, llama, %s)\n", a->out, a->f16 ? "float16" : "float32");
+    int f16 = a->dtype == OUT_FP16; // the row stores no other 16-bit type
+    int rc = gguf_write(m, a->out, f16, err);
+    if (!rc) fprintf(stderr, "wrote %s (GGUF v3, llama, %s)\n", a->out, f16 ? "float16" : "float32");
     return rc;
 }
 

@@ -273,7 +273,8 @@ static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
 }
 
 int hf_export(const Model *m, const ExportArgs *a, Error *err) {
-    int rc = hf_write(m, a->out, a->f16, err);
-    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, a->f16 ? "float16" : "float32");
+    int f16 = a->dtype == OUT_FP16; // the row stores no other 16-bit type
+    int rc = hf_write(m, a->out, f16, err);
+    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, f16 ? "float16" : "float32");
     return rc;
 }

@@ -90,6 +90,24 @@ int tensor_is_scalar(int t) {
 }
 
 // ----------------------------------------------------------------------------
+// weight types
+
+static const struct {
+    const char *name;
+    size_t bytes;
+} DTYPES[] = {[DTYPE_F32] = {"fp32", 4}, [DTYPE_BF16] = {"bf16", 2}};
+_Static_assert(sizeof DTYPES / sizeof DTYPES[0] == N_DTYPES, "DTYPES: a row per DTYPE_");
+
+const char *dtype_name(int i) { return i >= 0 && i < N_DTYPES ? DTYPES[i].name : NULL; }
+size_t dtype_bytes(int dtype) { return DTYPES[dtype].bytes; }
+
+int dtype_find(const char *name) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (!strcmp(DTYPES[i].name, name)) return i;
+    return -1;
+}
+
+// ----------------------------------------------------------------------------
 // MLP kinds
 
 // LLaMA's rule: 2/3 of 4d, rounded up to a multiple of 32 (the parameters of

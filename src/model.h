@@ -13,6 +13,15 @@
 #include "norms.h"
 
 #define MAX_LAYERS 1024
+
+// How a model's weights are stored in a model file (header field dtype,
+// docs/format.md): the code is the file's, append only. fp32 is what the
+// trainer holds and every checkpoint stores; bf16 (every tensor rounded to
+// bfloat16, nearest even: bf16.h) is for generation, half the bytes.
+enum { DTYPE_F32 = 0, DTYPE_BF16 = 1, N_DTYPES };
+const char *dtype_name(int i); // "fp32", "bf16"; NULL past the last (a choice of the settings)
+int dtype_find(const char *name); // -1 if unknown
+size_t dtype_bytes(int dtype);   // bytes per stored weight
 // LLaMA's RMSNorm epsilon and RoPE base: a new model's (header fields norm_eps, rope_theta)
 #define NORM_EPS_DEFAULT 1e-5f
 #define ROPE_THETA_DEFAULT 10000.0f

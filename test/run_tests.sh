@@ -880,9 +880,9 @@ mkdir -p "$E/byte" && cp "$TMP/learn/model.bin" "$E/byte/model.bin" &&
     "$TRAIN" --data "$BT" --vocab-size 512 --dim 32 --layers 2 --heads 4 --kv-heads 1 --tie-embeddings --seq 64 \
         --batch 8 --steps 60 --warmup 5 --lr 1e-2 --eval-every 60 --eval-batches 1 --seed 3 --out "$E/bpe" 2>/dev/null
 expect "export models trained (bytes GQA untied, BPE-512 MQA tied)" $? "training failed"
-"$EXPORT" --help | grep -q -- "--format" && "$EXPORT" --help | grep -q "llama2c, gguf"
-expect "export_llama --help lists --format llama2c, gguf, hf" $? "$("$EXPORT" --help 2>&1 | head -3)"
-bad_case "an unknown --format" 2 "format xml: must be llama2c, gguf or hf" "$EXPORT" "$E/byte/model.bin" --format xml --out "$E/x"
+"$EXPORT" --help | grep -q -- "--format" && "$EXPORT" --help | grep -q "llama2c, gguf (llama.cpp), hf (Hugging Face folder) or model"
+expect "export_llama --help lists --format llama2c, gguf, hf, model" $? "$("$EXPORT" --help 2>&1 | head -3)"
+bad_case "an unknown --format" 2 "format xml: must be llama2c, gguf, hf or model" "$EXPORT" "$E/byte/model.bin" --format xml --out "$E/x"
 bad_case "an export without --out" 2 "out is required" "$EXPORT" "$E/byte/model.bin" --format gguf
 bad_case "the removed infer_llama --export-llama2c (export_llama --format llama2c now)" 2 "export-llama2c" \
     "$INFER" "$E/byte/model.bin" --export-llama2c "$E/x.bin"
@@ -988,6 +988,65 @@ expect "Hugging Face: exporting over an existing folder replaces it" $? "$(ls "$
 mkdir -p "$E/other" && : >"$E/other/notes.txt"
 bad_case "exporting over a folder that is not an export" 1 "other: exists and holds notes.txt" \
     "$EXPORT" "$E/bpe/model.bin" --format hf --out "$E/other"
+
+# ---------------------------------------------------------------------------
+section "issue 27: bf16 model files"
+# header field dtype (byte 92): 0 = fp32 (every file before it), 1 = bf16, every tensor rounded to
+# nearest even; the trainer writes one with --save-dtype bf16, export_llama --format model converts
+B16="$TMP/bf16" && mkdir -p "$B16"
+train --steps 12 --seed 9 --save-dtype bf16 --out "$B16/run" 2>/dev/null &&
+    "$EXPORT" "$B16/run/checkpoint.bin" --format model --dtype bf16 --out "$B16/conv.bin" 2>/dev/null &&
+    "$EXPORT" "$B16/run/checkpoint.bin" --format model --out "$B16/f32.bin" 2>/dev/null &&
+    cmp -s "$B16/run/model.bin" "$B16/conv.bin"
+expect "--save-dtype bf16 writes what export_llama --format model --dtype bf16 makes of the same weights (cmp)" $?     "$(ls -l "$B16" "$B16/run" | tr '\n' ' ')"
+# the layout: version 3, dtype 1 at byte 92, 2 bytes a weight; fp32 files are the format before it
+$PY - "$B16/run/model.bin" "$B16/f32.bin" "$TMP/learn/model.bin" <<'PYEOF'
+import struct, sys
+def head(p):
+    b = open(p, "rb").read()
+    return len(b), struct.unpack_from("<3i", b, 0)[1:], struct.unpack_from("<i", b, 92)[0], b[96:256]
+(n16, vk16, dt16, r16), (n32, vk32, dt32, r32), (_, vk, dt, r) = map(head, sys.argv[1:4])
+ok = (vk16 == vk32 == vk == (3, 1) and (dt16, dt32, dt) == (1, 0, 0) and r16 == r32 == r == bytes(160)
+      and n32 - 256 == 2 * (n16 - 256))
+sys.exit(0 if ok else 1)
+PYEOF
+expect "bf16 model.bin: version 3, header field dtype 1, half the weights' bytes; fp32 files keep dtype 0 (the bytes before it)" $? \
+    "headers or sizes differ from docs/format.md"
+# exact both ways: bf16 -> fp32 widens (every bf16 value is a float32), -> bf16 gives the same bytes back
+"$EXPORT" "$B16/run/model.bin" --format model --dtype fp32 --out "$B16/wide.bin" 2>/dev/null &&
+    "$EXPORT" "$B16/wide.bin" --format model --dtype bf16 --out "$B16/again.bin" 2>/dev/null &&
+    cmp -s "$B16/again.bin" "$B16/run/model.bin" && [ "$(stat -c %s "$B16/wide.bin")" = "$(stat -c %s "$B16/f32.bin")" ]
+expect "bf16 -> fp32 -> bf16: the same bytes (the widening is exact)" $? "round trip differs"
+# every norm kind: the bf16 model generates (greedy) and evaluates
+for norm in $NORMS; do
+    "$EXPORT" "$TMP/a_$norm/model.bin" --format model --dtype bf16 --out "$B16/$norm.bin" 2>/dev/null &&
+        "$INFER" "$B16/$norm.bin" --prompt "RO" -n 24 --temperature 0 >"$B16/g_$norm" 2>/dev/null &&
+        [ "$(wc -c <"$B16/g_$norm")" -gt 20 ] &&
+        "$INFER" "$B16/$norm.bin" --eval "$TMP/eval.txt" 2>/dev/null | grep -q "2999 tokens, loss [0-9]"
+    expect "$norm: a bf16 model.bin generates and evaluates" $? "$(head -c 80 "$B16/g_$norm")"
+done
+# refused: a corrupt dtype field (one line naming the file and the field), a bf16 checkpoint,
+# a bf16 file of the wrong size, a type the target does not store
+patch_i32 "$B16/run/model.bin" "$B16/dtype7.bin" 92 7
+patch_i32 "$B16/run/checkpoint.bin" "$B16/ck_bf16.bin" 92 1
+patch_i32 "$B16/f32.bin" "$B16/f32_as_bf16.bin" 92 1
+bad_case "a model.bin with header field dtype 7" 1 "dtype7.bin: header field dtype = 7 is not 0 (fp32) or 1 (bf16)" \
+    "$INFER" "$B16/dtype7.bin"
+bad_case "a checkpoint with header field dtype 1" 1 "ck_bf16.bin: header field dtype = 1, but a checkpoint holds fp32" \
+    "$TRAIN" --resume "$B16/ck_bf16.bin" --out "$B16/r"
+bad_case "fp32 weights under header field dtype 1" 1 "f32_as_bf16.bin: file is .* bytes but its header implies .* (trailing bytes)" \
+    "$EXPORT" "$B16/f32_as_bf16.bin" --format model --out "$B16/x.bin"
+bad_case "--save-dtype fp16" 2 "save-dtype.*fp32, bf16" "$TRAIN" --data "$DATA" --save-dtype fp16
+bad_case "--format model --dtype fp16" 2 "dtype fp16: infer_llama's format has no fp16 weights (--dtype fp32 or bf16)" \
+    "$EXPORT" "$B16/f32.bin" --format model --dtype fp16 --out "$B16/x.bin"
+bad_case "--format llama2c --dtype bf16" 2 "dtype bf16: llama2.c's format has no bf16 weights (--dtype fp32)" \
+    "$EXPORT" "$B16/f32.bin" --format llama2c --dtype bf16 --out "$B16/x.bin"
+bad_case "--f16 with --dtype" 2 "f16 and --dtype: give one of them" \
+    "$EXPORT" "$B16/f32.bin" --format gguf --f16 --dtype fp32 --out "$B16/x.gguf"
+bad_case "--format model over a checkpoint" 1 "checkpoint.bin: exists and is not a model file of this project" \
+    "$EXPORT" "$B16/f32.bin" --format model --out "$B16/run/checkpoint.bin"
+[ ! -e "$B16/x.bin" ] && [ ! -e "$B16/x.gguf" ]
+expect "the refused conversions wrote nothing" $? "$(ls "$B16" | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"

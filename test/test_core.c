@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../dyt.h"
+#include "../src/bf16.h"
 #include "../src/bpe.h"
 #include "../src/data.h"
 #include "../src/export.h"
@@ -1980,6 +1981,42 @@ static void test_bpe_model_file(void) {
     bpe_free(&b);
 }
 
+// bf16 model files (issue 27): a model saved with bf16 weights loads back as
+// every weight rounded to nearest even (bf16.h), a DyT model with every kind
+// of tensor (beta, alpha, gates, the embedding scale, a tied head); a weight
+// beyond bf16's range is refused by name and nothing is written.
+static void test_bf16_model_file(void) {
+    ModelConfig c = {.dim = 32, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 256,
+                     .seq_len = 16, .mlp = MLP_SWIGLU, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    config_set_norm(&c, NORM_DYT);
+    c.residual_gate = 1, c.tie_embeddings = 1;
+    Model m, l;
+    Error err = {{0}};
+    char path[1024];
+    tmp_path(path, sizeof path, "bf16.bin");
+    int ok = !model_create(&m, &c, &err);
+    if (ok) model_init(&m, 3);
+    for (int i = 0; ok && i < c.n_layers; i++) m.w.t[T_ATTN_GATE][i] = 0.3f + 0.1f * i;
+    ok = ok && !model_save_as(&m, DTYPE_BF16, path, &err) && !model_load(&l, path, &err);
+    size_t bad = ok ? 0 : 1;
+    if (ok) {
+        for (size_t i = 0; i < m.n_params && !bad; i++) bad = l.params[i] != bf16_round(m.params[i]) ? i + 1 : 0;
+        model_free(&l);
+    }
+    check(ok && !bad, "bf16 model file: every weight loads back rounded to bf16 (DyT, gates, tied head)",
+          "%s (flat index %zu)", err.msg, bad ? bad - 1 : 0);
+    remove(path);
+    if (!ok) {
+        model_free(&m);
+        return;
+    }
+    m.w.t[T_WQ][5] = 3.4e38f; // rounds to inf in bf16 (its largest is 3.3895e38)
+    int rc = model_save_as(&m, DTYPE_BF16, path, &err);
+    check(rc && strstr(err.msg, "tensor wq holds 3.4e+38") && !file_exists(path),
+          "bf16 model file: a weight beyond bf16's range is refused by name, nothing written", "rc %d: %s", rc, err.msg);
+    model_free(&m);
+}
+
 // A decoded token (model_forward with T = 1: its own path, src/model.c's
 // token_forward) against the batched forward of the whole sequence, within
 // rounding; and, since decoding may change its thread count token by token
@@ -2271,6 +2308,7 @@ int main(int argc, char **argv) {
     test_bpe_small();
     test_bpe_text(data_dir);
     test_bpe_model_file();
+    test_bf16_model_file();
     test_data_sources();
     test_export_encodings();
     rmdir(TMP_DIR);
