@@ -178,7 +178,8 @@ int main(int argc, char **argv) {
     signal(SIGXFSZ, SIG_IGN);
     Model m;
     ExportArgs a = {s.out, dtype, s.tokenizer, FMT_LDYT};
-    if (model_load_any(&m, pos[0], &a.model_format, &err)) {
+    // the writers read fp32: a bf16 model.bin's weights widened (exactly)
+    if (model_load_any(&m, pos[0], &a.model_format, &err) || model_set_dtype(&m, DTYPE_F32, &err)) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }

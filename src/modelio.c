@@ -155,7 +155,7 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, int *dtype, 
             if (size != want)
                 err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
                         size < want ? "truncated" : "trailing bytes");
-            else if (model_create(m, &c, &e))
+            else if (model_create_as(m, &c, *dtype, &e))
                 err_set(err, "%s: %s", path, e.msg);
             else
                 return f;
@@ -186,7 +186,7 @@ static int read_tokenizer(Model *m, FILE *f, size_t n, const char *path, Error *
 
 // n bf16 weights from f, widened (exactly) into p: a block at a time.
 static int read_bf16(FILE *f, float *p, size_t n, const char *path, Error *err) {
-    enum { BLOCK = 1 << 16 };
+    enum { BLOCK = 1 << 12 };
     uint16_t h[BLOCK];
     for (size_t i = 0; i < n; i += BLOCK) {
         size_t k = n - i < BLOCK ? n - i : BLOCK;
@@ -196,14 +196,45 @@ static int read_bf16(FILE *f, float *p, size_t n, const char *path, Error *err) 
     return 0;
 }
 
+// A bf16 model file's tensors, in file order: the matrices as they are, the
+// vectors and scalars widened to fp32 (model.h).
+static int read_weights_bf16(Model *m, FILE *f, const char *path, Error *err) {
+    for (int t = 0; t < N_TENSORS; t++) {
+        size_t k = m->sizes[t];
+        if (k && (tensor_is_matrix(t) ? read_exact(f, m->w16.t[t], k * sizeof(uint16_t), path, "the parameters", err)
+                                      : read_bf16(f, m->w.t[t], k, path, err)))
+            return -1;
+    }
+    return 0;
+}
+
+// model_check_values over a bf16 model's tensors, whichever type holds them.
+static int check_weights_bf16(const Model *m, const char *path, Error *err) {
+    size_t flat = 0; // the index in file order
+    for (int t = 0; t < N_TENSORS; t++) {
+        size_t k = m->sizes[t], i = 0;
+        if (tensor_is_matrix(t)) {
+            while (i < k && !bf16_nonfinite(m->w16.t[t][i])) i++;
+        } else {
+            i = first_bad(m->w.t[t], k, 0);
+        }
+        if (i < k)
+            return err_set(err, "%s: the parameters: tensor %s holds a non-finite value (%g) at flat index %zu", path,
+                           tensor_name(t), tensor_is_matrix(t) ? bf16_to_float(m->w16.t[t][i]) : m->w.t[t][i], flat + i);
+        flat += k;
+    }
+    return 0;
+}
+
 int model_load(Model *m, const char *path, Error *err) {
     int kind, dtype;
     size_t tok_bytes, data_bytes;
     FILE *f = open_model_file(m, path, &kind, &dtype, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
-    int rc = dtype == DTYPE_BF16 ? read_bf16(f, m->params, m->n_params, path, err)
-                                 : read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err);
-    rc = rc || model_check_values(m, m->params, 0, path, "the parameters", err);
+    int rc = dtype == DTYPE_BF16
+                 ? read_weights_bf16(m, f, path, err) || check_weights_bf16(m, path, err)
+                 : read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
+                       model_check_values(m, m->params, 0, path, "the parameters", err);
     if (!rc && kind == KIND_CHECKPOINT) // the tokenizer follows the optimizer state and the blocks
         rc = fseek(f, (long)(checkpoint_bytes(m->n_params) - HEADER_BYTES - m->n_params * sizeof(float)), SEEK_CUR)
                  ? err_set(err, "%s: cannot seek to the tokenizer", path) : 0;
@@ -270,25 +301,48 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 
 int model_save(const Model *m, const char *path, Error *err) { return model_save_as(m, DTYPE_F32, path, err); }
 
+// Tensor t of m as the file's dtype stores it, into *chunk: the model's own
+// memory where it holds t so, else converted into conv (advanced past it).
+static int tensor_as(const Model *m, int t, int dtype, unsigned char **conv, Chunk *chunk, size_t flat,
+                     const char *path, Error *err) {
+    size_t k = m->sizes[t];
+    int bf16_held = m->dtype == DTYPE_BF16 && tensor_is_matrix(t);
+    if (bf16_held == (dtype == DTYPE_BF16)) {
+        *chunk = (Chunk){bf16_held ? (const void *)m->w16.t[t] : (const void *)m->w.t[t], k * dtype_bytes(dtype)};
+        return 0;
+    }
+    if (bf16_held) {
+        bf16_to_floats((float *)*conv, m->w16.t[t], k);
+    } else {
+        size_t i = bf16_convert((uint16_t *)*conv, m->w.t[t], k);
+        if (i < k)
+            return err_set(err, "%s: tensor %s holds %g (flat index %zu), beyond bf16's range (3.39e38): save it "
+                           "as fp32", path, tensor_name(t), m->w.t[t][i], flat + i);
+    }
+    *chunk = (Chunk){*conv, k * dtype_bytes(dtype)};
+    *conv += k * dtype_bytes(dtype);
+    return 0;
+}
+
 int model_save_as(const Model *m, int dtype, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
     header_encode(h, &m->cfg, KIND_MODEL, dtype, m->tokenizer_bytes, 0);
-    uint16_t *half = NULL;
-    const void *weights = m->params;
-    if (dtype == DTYPE_BF16) {
-        if (!(half = malloc((m->n_params ? m->n_params : 1) * sizeof *half)))
-            return err_set(err, "%s: out of memory for the bf16 weights", path);
-        size_t i = bf16_convert(half, m->params, m->n_params);
-        if (i < m->n_params) {
-            free(half);
-            return err_set(err, "%s: tensor %s holds %g (flat index %zu), beyond bf16's range (3.39e38): save it "
-                           "as fp32", path, tensor_at(m, i), m->params[i], i);
-        }
-        weights = half;
+    // converted: into bf16 every tensor an fp32 model holds (all, or a bf16 model's vectors), into fp32 a
+    // bf16 model's matrices; fp32 to fp32 converts nothing
+    int same = m->dtype == DTYPE_F32 && dtype == DTYPE_F32;
+    size_t conv_bytes = m->n_params * dtype_bytes(dtype);
+    unsigned char *conv = same ? NULL : malloc(conv_bytes ? conv_bytes : 1), *next = conv;
+    if (!same && !conv) return err_set(err, "%s: out of memory for the %s weights", path, dtype_name(dtype));
+    Chunk c[N_TENSORS + 2] = {{h, HEADER_BYTES}};
+    int n = 1, rc = 0;
+    size_t flat = 0;
+    for (int t = 0; t < N_TENSORS && !rc; t++) {
+        if (m->sizes[t]) rc = tensor_as(m, t, dtype, &next, &c[n++], flat, path, err);
+        flat += m->sizes[t];
     }
-    Chunk c[] = {{h, HEADER_BYTES}, {weights, m->n_params * dtype_bytes(dtype)}, {m->tokenizer, m->tokenizer_bytes}};
-    int rc = write_file_atomic(path, c, 3, err);
-    free(half);
+    c[n++] = (Chunk){m->tokenizer, m->tokenizer_bytes};
+    if (!rc) rc = write_file_atomic(path, c, n, err);
+    free(conv);
     return rc;
 }
 

@@ -1017,6 +1017,47 @@ expect "bf16 model.bin: version 3, header field dtype 1, half the weights' bytes
     "$EXPORT" "$B16/wide.bin" --format model --dtype bf16 --out "$B16/again.bin" 2>/dev/null &&
     cmp -s "$B16/again.bin" "$B16/run/model.bin" && [ "$(stat -c %s "$B16/wide.bin")" = "$(stat -c %s "$B16/f32.bin")" ]
 expect "bf16 -> fp32 -> bf16: the same bytes (the widening is exact)" $? "round trip differs"
+# generation from bf16 weights (kept bf16, a bf16 KV cache, every product's input rounded to bf16)
+# against the fp32 model: the trained model of the learning section, 24 tokens of text, then 40
+# greedy tokens. bf16 keeps 8 significant bits, so each of its two roundings (the weights, and
+# the products' inputs) moves a logit by up to about 2^-8 of the logits' scale, and a
+# log-probability (a logit less the log-sum of all) by up to twice that: every next-token
+# log-probability at every position must be within 4 * 2^-8 * max|logit| (0.14 nats here;
+# measured 0.07), and the greedy tokens must be the fp32 model's.
+head -c 200 "$DATA" >"$B16/prompt.txt"
+toks=$(build/export_ref "$TMP/learn/model.bin" --encode "$B16/prompt.txt" | cut -d' ' -f1-24)
+"$EXPORT" "$TMP/learn/model.bin" --format model --dtype bf16 --out "$B16/learn16.bin" 2>/dev/null &&
+    build/export_ref "$TMP/learn/model.bin" 40 $toks >"$B16/ref32.json" &&
+    build/export_ref "$B16/learn16.bin" 40 $toks >"$B16/ref16.json"
+out=$($PY - "$B16/ref32.json" "$B16/ref16.json" <<'PYEOF'
+import json, sys
+import numpy as np
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+def logp(z):
+    z = np.array(z, dtype=np.float64)
+    m = z.max(-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))
+worst = float(np.abs(logp(a["logits"]) - logp(b["logits"])).max())
+tol = 4 * 2.0 ** -8 * float(np.abs(np.array(a["logits"])).max())
+print(f"{worst:.4f} {tol:.4f} {int(a['greedy'] == b['greedy'])}")
+PYEOF
+)
+read -r worst tol same <<<"$out"
+$PY -c "import sys; sys.exit(not (float('$worst') <= float('$tol') and '$same' == '1'))" 2>/dev/null
+expect "bf16 weights: every next-token log-probability within 4 * 2^-8 * max|logit| = $tol nats of fp32's (worst $worst), the same 40 greedy tokens" \
+    $? "worst '$worst', tolerance '$tol', same greedy tokens '$same'"
+# steady memory, as for fp32 (the generation section): 1600 tokens past a 1024-token context
+# (2 slides) grow the heap as 10 do; and its threads: a decoded token's bits do not depend on them
+"$EXPORT" "$TMP/long/model.bin" --format model --dtype bf16 --out "$B16/long16.bin" 2>/dev/null
+grow16() { GLIBC_TUNABLES=$NOCACHE "$INFER" "$B16/long16.bin" -n "$1" --seed 1 "${@:2}" 2>&1 >/dev/null |
+    sed -n 's/.*heap \([-+][0-9]*\) bytes.*/\1/p'; }
+g10=$(grow16 10) && gfull=$(grow16 1600) && [ -n "$gfull" ] && [ "$gfull" -eq "$g10" ]
+expect "bf16: a generation past the context holds its memory: heap ${gfull:-?} bytes over 1600 tokens, as for 10" $? \
+    "heap ${gfull:-?} bytes vs ${g10:-?} for 10"
+"$INFER" "$B16/learn16.bin" --prompt "ROMEO:" -n 300 --temperature 0 --threads 1 >"$B16/t1" 2>/dev/null &&
+    "$INFER" "$B16/learn16.bin" --prompt "ROMEO:" -n 300 --temperature 0 --threads 2 >"$B16/t2" 2>/dev/null &&
+    cmp -s "$B16/t1" "$B16/t2" && [ "$(wc -c <"$B16/t1")" -eq 307 ]
+expect "bf16: greedy text on 1 and 2 threads the same (300 tokens, 4 slides of the 64-token context)" $? "differs"
 # every norm kind: the bf16 model generates (greedy) and evaluates
 for norm in $NORMS; do
     "$EXPORT" "$TMP/a_$norm/model.bin" --format model --dtype bf16 --out "$B16/$norm.bin" 2>/dev/null &&
