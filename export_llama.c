@@ -28,7 +28,7 @@ typedef struct {
 // What --help and the usage errors say about the targets comes from their
 // table (src/export.c): describe_targets fills these before anything is
 // parsed or printed.
-static char FORMAT_HELP[160], OUT_HELP[160], DTYPE_HELP[256], Z_HELP[160];
+static char FORMAT_HELP[160], OUT_HELP[160], DTYPE_HELP[400], Z_HELP[160];
 static char NAMES[64];   // "llama2c, gguf or hf"
 static char Z_NAMES[64]; // the targets that take -z: "llama2c"
 
@@ -71,7 +71,8 @@ static void describe_targets(void) {
     which_tensors(f16, sizeof f16, OUT_FP16);
     which_tensors(bf16, sizeof bf16, OUT_BF16);
     snprintf(OUT_HELP, sizeof OUT_HELP, "output file (%s) or folder (%s)", files, dirs);
-    snprintf(DTYPE_HELP, sizeof DTYPE_HELP, "the weights' type: fp16 (%s), bf16 (%s); default fp32", f16, bf16);
+    snprintf(DTYPE_HELP, sizeof DTYPE_HELP, "the weights' type: fp16 (%s), bf16 (%s); default the model's own (fp32, "
+             "or a bf16 model.bin's bf16 where the target has it)", f16, bf16);
     snprintf(Z_HELP, sizeof Z_HELP, "%s: the llama2.c tokenizer.bin of a llama2.c model with its own vocabulary",
              Z_NAMES);
 }
@@ -122,7 +123,9 @@ static int export_inputs_check(const Model *m, const char *model_path, const Set
     return 0;
 }
 
-// The usage errors (exit 2); *f is the format's row, *dtype the weights' type (OUT_*).
+// The usage errors (exit 2); *f is the format's row, *dtype the weights' type
+// (OUT_*; -1 when neither --dtype nor --f16 is given: the model's own, decided
+// once it is read).
 static int args_check(const Settings *s, int n_pos, int *f, int *dtype, Error *err) {
     if (n_pos != 1) return err_set(err, "MODEL is required");
     if (!s->format) return err_set(err, "--format is required (%s)", NAMES);
@@ -137,11 +140,11 @@ static int args_check(const Settings *s, int n_pos, int *f, int *dtype, Error *e
         return err_set(err, "-z: --format %s writes the model with the vocabulary it carries; only --format %s takes "
                        "a llama2.c tokenizer", t->name, Z_NAMES);
     if (s->f16 && s->dtype) return err_set(err, "--f16 and --dtype: give one of them (--f16 is --dtype fp16)");
-    *dtype = OUT_FP32; // options_parse let only out_dtype_name's names through
+    *dtype = -1; // options_parse let only out_dtype_name's names through
     for (int d = 0; s->dtype && d < N_OUT_DTYPES; d++)
         if (!strcmp(s->dtype, out_dtype_name(d))) *dtype = d;
     if (s->f16) *dtype = OUT_FP16;
-    if (export_half((ExportFormat)*f, *dtype) == HALF_NONE) {
+    if (*dtype >= 0 && export_half((ExportFormat)*f, *dtype) == HALF_NONE) {
         char takes[64] = "fp32";
         for (int d = OUT_FP16; d < N_OUT_DTYPES; d++)
             if (export_half((ExportFormat)*f, d) != HALF_NONE)
@@ -158,7 +161,7 @@ int main(int argc, char **argv) {
     Settings s = {0};
     unsigned char given[N_OPTIONS] = {0};
     const char *pos[1];
-    int n_pos, f = -1, dtype = OUT_FP32;
+    int n_pos, f = -1, dtype = -1;
     Error err = {{0}};
     int rc = options_parse(OPTIONS, N_OPTIONS, &s, given, argc, argv, pos, 1, &n_pos, &err);
     if (rc == 0) rc = options_check_repeats(OPTIONS, N_OPTIONS, given, &err);
@@ -178,12 +181,23 @@ int main(int argc, char **argv) {
     signal(SIGXFSZ, SIG_IGN);
     Model m;
     ExportArgs a = {s.out, dtype, s.tokenizer, FMT_LDYT};
-    // the writers read fp32: a bf16 model.bin's weights widened (exactly)
-    if (model_load_any(&m, pos[0], &a.model_format, &err) || model_set_dtype(&m, DTYPE_F32, &err)) {
+    if (model_load_any(&m, pos[0], &a.model_format, &err)) {
         fprintf(stderr, "export_llama: %s\n", err.msg);
         return 1;
     }
-    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, dtype, &err) || EXPORT_TARGETS[f].write(&m, &a, &err);
+    // by default the model's own type: a bf16 model.bin's stays bf16 where the target stores bf16
+    int held = m.dtype, widened = held == DTYPE_BF16 && export_half((ExportFormat)f, OUT_BF16) == HALF_NONE;
+    if (a.dtype < 0) a.dtype = held == DTYPE_BF16 && !widened ? OUT_BF16 : OUT_FP32;
+    // the writers read fp32: a bf16 model's weights widened (exactly)
+    if (model_set_dtype(&m, DTYPE_F32, &err)) {
+        fprintf(stderr, "export_llama: %s\n", err.msg);
+        model_free(&m);
+        return 1;
+    }
+    if (widened && dtype < 0)
+        fprintf(stderr, "export_llama: note: %s holds bf16 weights; %s's format has none, so they go out as float32 "
+                "(exactly their values)\n", pos[0], EXPORT_TARGETS[f].target);
+    rc = export_inputs_check(&m, pos[0], &s, (ExportFormat)f, a.dtype, &err) || EXPORT_TARGETS[f].write(&m, &a, &err);
     if (rc) fprintf(stderr, "export_llama: %s\n", err.msg);
     model_free(&m);
     return rc ? 1 : 0;

@@ -68,7 +68,7 @@ _Static_assert(sizeof EXPORT_FEATURES / sizeof EXPORT_FEATURES[0] == N_EXPORT_FE
 const ExportTarget EXPORT_TARGETS[] = {
     [EXPORT_LLAMA2C] = {
         .name = "llama2c", .help = NULL, .reader = "llama2.c", .target = "llama2.c",
-        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_NONE, .names = 0, // float32 only: no refusal names a tensor
+        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_NONE, .names = NO_NAMES, // float32 only
         .vocab = VOCAB_LLAMA2C,
         // fixed epsilon and RoPE theta; a SentencePiece-style tokenizer
         .lacks = PLAIN_LLAMA_ONLY | FEAT_BIT(FEAT_OTHER_EPS) | FEAT_BIT(FEAT_OTHER_THETA) | FEAT_BIT(FEAT_BPE),
@@ -77,7 +77,7 @@ const ExportTarget EXPORT_TARGETS[] = {
     [EXPORT_GGUF] = {
         .name = "gguf", .help = "llama.cpp", .reader = "llama.cpp (GGUF v3)",
         .target = "llama.cpp's llama architecture",
-        .folder = 0, .f16 = HALF_MATRICES, .bf16 = HALF_NONE, .names = offsetof(ExportTensor, gguf),
+        .folder = 0, .f16 = HALF_MATRICES, .bf16 = HALF_MATRICES, .names = offsetof(ExportTensor, gguf),
         .vocab = VOCAB_BPE,
         .lacks = PLAIN_LLAMA_ONLY,
         .write = gguf_export,
@@ -85,7 +85,7 @@ const ExportTarget EXPORT_TARGETS[] = {
     [EXPORT_HF] = {
         .name = "hf", .help = "Hugging Face folder", .reader = "Hugging Face transformers (safetensors folder)",
         .target = "Hugging Face's LlamaForCausalLM",
-        .folder = 1, .f16 = HALF_ALL, .bf16 = HALF_NONE, .names = offsetof(ExportTensor, hf),
+        .folder = 1, .f16 = HALF_ALL, .bf16 = HALF_ALL, .names = offsetof(ExportTensor, hf),
         .vocab = VOCAB_BPE,
         .lacks = PLAIN_LLAMA_ONLY,
         .write = hf_export,
@@ -95,7 +95,7 @@ const ExportTarget EXPORT_TARGETS[] = {
         // weights (docs/format.md), and out of a checkpoint or a llama2.c checkpoint
         .name = "model", .help = "our model.bin", .reader = "infer_llama (our model.bin, fp32 or bf16 weights)",
         .target = "infer_llama",
-        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_ALL, .names = 0, // model_save_as refuses as it converts
+        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_ALL, .names = NO_NAMES, // model_save_as refuses as it converts
         .vocab = VOCAB_OWN,
         .lacks = 0,
         .write = model_export,
@@ -110,6 +110,12 @@ _Static_assert(sizeof EXPORT_TARGETS / sizeof EXPORT_TARGETS[0] == N_EXPORT_FORM
 const char *out_dtype_name(int i) {
     static const char *const names[N_OUT_DTYPES] = {[OUT_FP32] = "fp32", [OUT_FP16] = "fp16", [OUT_BF16] = "bf16"};
     return i >= 0 && i < N_OUT_DTYPES ? names[i] : NULL;
+}
+
+const char *export_dtype_text(int dtype) {
+    static const char *const text[N_OUT_DTYPES] = {[OUT_FP32] = "float32", [OUT_FP16] = "float16",
+                                                   [OUT_BF16] = "bfloat16"};
+    return text[dtype];
 }
 
 int export_format_parse(const char *name) {
@@ -408,7 +414,7 @@ int export_dtype_check(const Model *m, ExportFormat f, int dtype, const char *pa
     int half = export_half(f, dtype);
     ExportTensor *ts;
     int nt, rc = 0;
-    if (dtype == OUT_FP32 || half == HALF_NONE || !t->names) return 0;
+    if (dtype == OUT_FP32 || half == HALF_NONE || t->names == NO_NAMES) return 0;
     if (export_tensors(m, &ts, &nt, err)) return -1;
     for (int i = 0; i < nt && !rc; i++) {
         size_t n = ts[i].rows * ts[i].cols, j;

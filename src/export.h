@@ -25,6 +25,7 @@ typedef enum { EXPORT_LLAMA2C, EXPORT_GGUF, EXPORT_HF, EXPORT_MODEL, N_EXPORT_FO
 // The weights' type in the output (--dtype; --f16 is --dtype fp16).
 enum { OUT_FP32, OUT_FP16, OUT_BF16, N_OUT_DTYPES };
 const char *out_dtype_name(int i); // "fp32", "fp16", "bf16"; NULL past the last (--dtype's choices)
+const char *export_dtype_text(int dtype); // a writer's "wrote" line: "float32", "float16", "bfloat16"
 
 // The model features some target cannot run. EXPORT_FEATURES[feature] tells
 // whether a model has it, writing what it is into `what` for the refusal.
@@ -49,6 +50,7 @@ enum { HALF_NONE, HALF_MATRICES, HALF_ALL };
 // llama2.c tokenizer (ours as one, or -z's: the targets that take -z), or
 // the model's own as the model carries it (our model.bin: nothing to convert).
 enum { VOCAB_LLAMA2C, VOCAB_BPE, VOCAB_OWN };
+#define NO_NAMES ((size_t)-1)
 
 typedef struct {
     const char *name;   // --format NAME
@@ -58,8 +60,8 @@ typedef struct {
     int folder;         // --out is a folder, not a file (--help)
     int f16, bf16;      // HALF_*: the tensors --dtype fp16 and bf16 store so, as its writer does:
                         // export_dtype_check refuses a weight beyond the type's range before anything is written
-    size_t names;       // offsetof(ExportTensor, gguf or hf): the tensor names its --dtype refusals use
-                        // (0: none; the writer refuses as it converts)
+    size_t names;       // offsetof(ExportTensor, gguf or hf): the tensor names its --dtype refusals use;
+                        // NO_NAMES: none (float32 only, or a writer that refuses as it converts)
     int vocab;          // VOCAB_*
     unsigned lacks;     // FEAT_BIT()s of the model features it cannot run (export_check)
     // Checks the model against the row, writes, and says on stderr what it wrote.

@@ -1086,8 +1086,60 @@ bad_case "--f16 with --dtype" 2 "f16 and --dtype: give one of them" \
     "$EXPORT" "$B16/f32.bin" --format gguf --f16 --dtype fp32 --out "$B16/x.gguf"
 bad_case "--format model over a checkpoint" 1 "checkpoint.bin: exists and is not a model file of this project" \
     "$EXPORT" "$B16/f32.bin" --format model --out "$B16/run/checkpoint.bin"
+# a finite weight bf16 cannot hold (3.4e38 rounds to inf; its largest is 3.3895e38): refused by name
+$PY -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); o=256+4*8261; b[o:o+4]=struct.pack('<f',3.4e38); open(sys.argv[2],'wb').write(b)" \
+    "$TMP/a_rmsnorm/model.bin" "$B16/big.bin" # parameter 8261: wq[0], index 5
+bad_case "--dtype bf16 of a weight of 3.4e38 (gguf)" 1 "big.bin: --dtype bf16: tensor blk.0.attn_q.weight holds 3.4e+38 (index 5), beyond bfloat16's range" \
+    "$EXPORT" "$B16/big.bin" --format gguf --dtype bf16 --out "$B16/x.gguf"
+bad_case "--dtype bf16 of a weight of 3.4e38 (model)" 1 "x.bin: tensor wq holds 3.4e+38 (flat index 8261), beyond bf16's range" \
+    "$EXPORT" "$B16/big.bin" --format model --dtype bf16 --out "$B16/x.bin"
 [ ! -e "$B16/x.bin" ] && [ ! -e "$B16/x.gguf" ]
 expect "the refused conversions wrote nothing" $? "$(ls "$B16" | tr '\n' ' ')"
+
+# exports of a bf16 model.bin (the BPE model of the exports section, converted): by default
+# GGUF and Hugging Face carry its bf16 weights as BF16 (GGUF: the matrices, norms F32, file
+# type 32; safetensors: every tensor), bit for bit; llama2.c's format has no bf16, so they go
+# out as fp32 (exactly their values) with a note
+BM="$E/bpe/model.bin"
+"$EXPORT" "$BM" --format model --dtype bf16 --out "$B16/bpe16.bin" 2>/dev/null &&
+    "$EXPORT" "$B16/bpe16.bin" --format model --dtype fp32 --out "$B16/bpe16w.bin" 2>/dev/null &&
+    "$EXPORT" "$B16/bpe16.bin" --format hf --out "$B16/bpe16.hf" 2>"$B16/hf.err" &&
+    "$EXPORT" "$B16/bpe16.bin" --format gguf --out "$B16/bpe16.gguf" 2>"$B16/gguf.err" &&
+    "$EXPORT" "$B16/bpe16.bin" --format gguf --out "$B16/bpe16.2.gguf" 2>/dev/null && cmp -s "$B16/bpe16.gguf" "$B16/bpe16.2.gguf" &&
+    grep -q "bfloat16" "$B16/hf.err" && grep -q "bfloat16" "$B16/gguf.err" &&
+    "$EXPORT" "$B16/rmsnorm.bin" --format llama2c --out "$B16/l2c.bin" 2>"$B16/l2c.err" &&
+    grep -q "holds bf16 weights; llama2.c's format has none, so they go out as float32" "$B16/l2c.err" &&
+    "$EXPORT" "$TMP/a_rmsnorm/model.bin" --format llama2c --out "$B16/l2c32.bin" 2>/dev/null &&
+    [ "$(stat -c %s "$B16/l2c.bin")" = "$(stat -c %s "$B16/l2c32.bin")" ]
+expect "a bf16 model.bin exports: GGUF and Hugging Face in bfloat16 (twice: the same bytes), llama2.c in float32 with a note" $? \
+    "$(cat "$B16"/*.err | tr '\n' ' ')"
+# Hugging Face: BF16 tensors equal the model.bin's bit for bit, and the float64 forward on
+# them reproduces our fp32 forward of the same weights (the widened model) within 1e-4
+toks=$(build/export_ref "$BM" --encode "$E/same.txt" | cut -d' ' -f1-12)
+build/export_ref "$B16/bpe16w.bin" 0 $toks >"$B16/bpe16w.ref0.json" &&
+    pycheck "$B16/bpe16.bin" "$B16/bpe16.hf" "$B16/bpe16w.ref0.json" 1e-4 --bf16 $toks
+# an fp32 model with --dtype bf16: the tensors rounded to nearest even (numpy's rounding of ours)
+"$EXPORT" "$BM" --format hf --dtype bf16 --out "$B16/bpe32to16.hf" 2>/dev/null &&
+    pycheck "$BM" "$B16/bpe32to16.hf" "$B16/bpe16w.ref0.json" 1e-4 --bf16 $toks
+# llama.cpp runs the BF16 GGUF: its bf16 products round their inputs to bf16 too (its F32
+# KV cache does not), so its next-token log-probabilities are within 5e-2 of our bf16
+# forward's (the F16 file's tolerance above), and its greedy tokens are ours
+if [ -f "$NLC/node_modules/node-llama-cpp/package.json" ] && command -v node >/dev/null; then
+    build/export_ref "$B16/bpe16.bin" 32 $toks >"$B16/bpe16.ref.json" &&
+        echo "[{\"gguf\": \"$B16/bpe16.gguf\", \"ref\": \"$B16/bpe16.ref.json\", \"text\": \"$E/same.txt\", \"tokens\": [${toks// /,}]}]" \
+            >"$B16/cases.json" && node test/test_gguf.mjs "$NLC" "$B16/cases.json" >"$B16/llama.out" 2>"$B16/llama.err"
+    rc=$?
+    worst=$(sed -n 1p "$B16/llama.out" | $PY -c "import json,sys; print(json.load(sys.stdin)['worst'])" 2>/dev/null)
+    greedy=$(sed -n 1p "$B16/llama.out" | $PY -c "import json,sys; print(json.load(sys.stdin)['greedy'])" 2>/dev/null)
+    want=$($PY -c "import json; print(json.load(open('$B16/bpe16.ref.json'))['greedy'])" 2>/dev/null)
+    [ $rc -eq 0 ] && $PY -c "import sys; sys.exit(not (float('$worst') <= 5e-2))" 2>/dev/null && [ "$greedy" = "$want" ]
+    expect "llama.cpp (node-llama-cpp 3.21.1) runs the BF16 GGUF: log-probabilities within 5e-2 of our bf16 forward's (worst $worst), our 32 greedy tokens" \
+        $? "exit $rc, worst '$worst', greedy $greedy vs ours $want: $(tail -n 2 "$B16/llama.err" | tr '\n' ' ')"
+elif [ "${REQUIRE_LLAMA_CPP:-0}" = 1 ]; then
+    fail "llama.cpp check of the BF16 GGUF" "node-llama-cpp is not installed under $NLC (scripts/setup_node.sh)"
+else
+    say "skip - llama.cpp check of the BF16 GGUF: node-llama-cpp is not installed (scripts/setup_node.sh needs node and npm's registry)"
+fi
 
 # ---------------------------------------------------------------------------
 section "the comparison end to end: real trainer, 2 seeds x 2 norms, a few steps"
