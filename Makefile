@@ -47,7 +47,7 @@ $(shell echo '#define BUILD_NAME "$(BUILD_NAME)"' | cmp -s - build/version.h || 
 LIB_SRC = dyt.c src/common.c src/rng.c src/bf16.c src/matmul.c src/matmul_openblas.c src/matmul_onednn.c src/layers.c src/norms.c src/model.c src/modelio.c \
           src/optim.c src/data.c src/sampler.c src/options.c src/sptok.c src/llama2c.c src/bpe.c \
           src/threads.c src/files.c src/settings.c src/version.c src/export.c src/export_gguf.c src/export_hf.c \
-          src/export_llama2c.c src/progress.c src/rundir.c src/runlog.c
+          src/export_llama2c.c src/export_model.c src/progress.c src/rundir.c src/runlog.c
 LIB_OBJ = $(LIB_SRC:%.c=build/%.o)
 # the trainer alone talks to other processes
 TRAIN_OBJ = $(BUILD)/src/dist.o

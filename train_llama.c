@@ -477,7 +477,9 @@ static int train_loop(Run *r, Error *err) {
     int rc = check_same_weights(r, &hash, err);
     if (!rc && root) {
         if (ferror(r->log)) rc = err_set(err, "%s: write failed", r->path_log);
-        if (!rc) rc = model_save(&r->model, r->path_model, err) || write_result(r, "finished", err) ? -1 : 0;
+        if (!rc)
+            rc = model_save_as(&r->model, dtype_find(r->s.save_dtype), r->path_model, err) ||
+                         write_result(r, "finished", err) ? -1 : 0;
     }
     if (sync_failure(r, rc, err)) return -1;
     if (root && d->size > 1) {

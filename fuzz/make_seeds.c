@@ -78,6 +78,8 @@ static int tiny_models(const char *dir, Error *err) {
         snprintf(name, sizeof name, "%s%s", NORM_KINDS[kind].name, tied ? "_tied_gate" : "");
         snprintf(path, sizeof path, "%s/tiny_%s.model.bin", dir, name);
         int rc = model_save(&m, path, err);
+        snprintf(path, sizeof path, "%s/tiny_%s.bf16.model.bin", dir, name); // header field dtype 1
+        rc = rc || model_save_as(&m, DTYPE_BF16, path, err);
         snprintf(path, sizeof path, "%s/tiny_%s.checkpoint.bin", dir, name);
         rc = rc || write_checkpoint(&m, path, err);
         snprintf(path, sizeof path, "%s/tiny_%s.legacy.bin", dir, name);

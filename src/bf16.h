@@ -33,5 +33,11 @@ static inline float bf16_round(float x) { return bf16_to_float(bf16_from_float(x
 void bf16_from_floats(uint16_t *dst, const float *src, size_t n);
 void bf16_to_floats(float *dst, const uint16_t *src, size_t n);
 void bf16_round_floats(float *dst, const float *src, size_t n);
+// dst = src rounded, as bf16_from_floats; returns the index of the first
+// finite value that became inf (beyond bf16's largest, 3.3895e38: from
+// 3.3961e38 on, which rounds up), or n when there is none.
+size_t bf16_convert(uint16_t *dst, const float *src, size_t n);
+// Whether h is inf or NaN (exponent bits all ones).
+static inline int bf16_nonfinite(uint16_t h) { return (h & 0x7f80u) == 0x7f80u; }
 
 #endif

@@ -1,5 +1,6 @@
 #include "export.h"
 
+#include "bf16.h"
 #include "llama2c.h"
 
 #include <math.h>
@@ -67,8 +68,8 @@ _Static_assert(sizeof EXPORT_FEATURES / sizeof EXPORT_FEATURES[0] == N_EXPORT_FE
 const ExportTarget EXPORT_TARGETS[] = {
     [EXPORT_LLAMA2C] = {
         .name = "llama2c", .help = NULL, .reader = "llama2.c", .target = "llama2.c",
-        .folder = 0, .f16 = F16_NONE, .names = 0, // float32 only: no --f16 refusal names a tensor
-        .bpe_vocab = 0,
+        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_NONE, .names = NO_NAMES, // float32 only
+        .vocab = VOCAB_LLAMA2C,
         // fixed epsilon and RoPE theta; a SentencePiece-style tokenizer
         .lacks = PLAIN_LLAMA_ONLY | FEAT_BIT(FEAT_OTHER_EPS) | FEAT_BIT(FEAT_OTHER_THETA) | FEAT_BIT(FEAT_BPE),
         .write = llama2c_export_files,
@@ -76,18 +77,28 @@ const ExportTarget EXPORT_TARGETS[] = {
     [EXPORT_GGUF] = {
         .name = "gguf", .help = "llama.cpp", .reader = "llama.cpp (GGUF v3)",
         .target = "llama.cpp's llama architecture",
-        .folder = 0, .f16 = F16_MATRICES, .names = offsetof(ExportTensor, gguf),
-        .bpe_vocab = 1,
+        .folder = 0, .f16 = HALF_MATRICES, .bf16 = HALF_MATRICES, .names = offsetof(ExportTensor, gguf),
+        .vocab = VOCAB_BPE,
         .lacks = PLAIN_LLAMA_ONLY,
         .write = gguf_export,
     },
     [EXPORT_HF] = {
         .name = "hf", .help = "Hugging Face folder", .reader = "Hugging Face transformers (safetensors folder)",
         .target = "Hugging Face's LlamaForCausalLM",
-        .folder = 1, .f16 = F16_ALL, .names = offsetof(ExportTensor, hf),
-        .bpe_vocab = 1,
+        .folder = 1, .f16 = HALF_ALL, .bf16 = HALF_ALL, .names = offsetof(ExportTensor, hf),
+        .vocab = VOCAB_BPE,
         .lacks = PLAIN_LLAMA_ONLY,
         .write = hf_export,
+    },
+    [EXPORT_MODEL] = {
+        // every model this project trains, as infer_llama reads it: the converter between fp32 and bf16
+        // weights (docs/format.md), and out of a checkpoint or a llama2.c checkpoint
+        .name = "model", .help = "our model.bin", .reader = "infer_llama (our model.bin, fp32 or bf16 weights)",
+        .target = "infer_llama",
+        .folder = 0, .f16 = HALF_NONE, .bf16 = HALF_ALL, .names = NO_NAMES, // model_save_as refuses as it converts
+        .vocab = VOCAB_OWN,
+        .lacks = 0,
+        .write = model_export,
     },
 };
 // Unsized (export.h): a format appended to the enum without a row fails here;
@@ -95,6 +106,17 @@ const ExportTarget EXPORT_TARGETS[] = {
 _Static_assert(sizeof EXPORT_TARGETS / sizeof EXPORT_TARGETS[0] == N_EXPORT_FORMATS,
                "EXPORT_TARGETS: a row per ExportFormat");
 #undef PLAIN_LLAMA_ONLY
+
+const char *out_dtype_name(int i) {
+    static const char *const names[N_OUT_DTYPES] = {[OUT_FP32] = "fp32", [OUT_FP16] = "fp16", [OUT_BF16] = "bf16"};
+    return i >= 0 && i < N_OUT_DTYPES ? names[i] : NULL;
+}
+
+const char *export_dtype_text(int dtype) {
+    static const char *const text[N_OUT_DTYPES] = {[OUT_FP32] = "float32", [OUT_FP16] = "float16",
+                                                   [OUT_BF16] = "bfloat16"};
+    return text[dtype];
+}
 
 int export_format_parse(const char *name) {
     for (int f = 0; f < N_EXPORT_FORMATS; f++)
@@ -257,10 +279,27 @@ static int f16_refuse(const float *x, size_t j, const char *tensor, const char *
                    path, tensor, (double)x[j], j);
 }
 
+static int bf16_refuse(const float *x, size_t j, const char *tensor, const char *path, Error *err) {
+    return err_set(err, "%s: --dtype bf16: tensor %s holds %g (index %zu), beyond bfloat16's range (3.39e38): "
+                   "export in float32", path, tensor, (double)x[j], j);
+}
+
 int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err) {
     for (size_t j = 0; j < n; j++) // checked as converted: one pass
         if (f16_overflows(x[j], h[j] = f32_to_f16(x[j]))) return f16_refuse(x, j, tensor, path, err);
     return 0;
+}
+
+int export_bf16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err) {
+    size_t j = bf16_convert(h, x, n);
+    return j < n ? bf16_refuse(x, j, tensor, path, err) : 0;
+}
+
+// The first value of x[0..n) that bfloat16 turns into inf, or n.
+static size_t bf16_first_overflow(const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        if (bf16_nonfinite(bf16_from_float(x[j])) && isfinite(x[j])) return j;
+    return n;
 }
 
 // ----------------------------------------------------------------------------
@@ -365,16 +404,26 @@ int export_tensors(const Model *m, ExportTensor **out, int *n, Error *err) {
     return 0;
 }
 
-int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err) {
+int export_half(ExportFormat f, int dtype) {
     const ExportTarget *t = &EXPORT_TARGETS[f];
+    return dtype == OUT_FP16 ? t->f16 : dtype == OUT_BF16 ? t->bf16 : HALF_ALL;
+}
+
+int export_dtype_check(const Model *m, ExportFormat f, int dtype, const char *path, Error *err) {
+    const ExportTarget *t = &EXPORT_TARGETS[f];
+    int half = export_half(f, dtype);
     ExportTensor *ts;
     int nt, rc = 0;
-    if (t->f16 == F16_NONE) return 0;
+    if (dtype == OUT_FP32 || half == HALF_NONE || t->names == NO_NAMES) return 0;
     if (export_tensors(m, &ts, &nt, err)) return -1;
     for (int i = 0; i < nt && !rc; i++) {
         size_t n = ts[i].rows * ts[i].cols, j;
-        if ((t->f16 == F16_ALL || ts[i].cols > 1) && (j = f16_first_overflow(ts[i].data, n)) < n)
-            rc = f16_refuse(ts[i].data, j, (const char *)&ts[i] + t->names, path, err);
+        if (half != HALF_ALL && ts[i].cols == 1) continue; // a norm vector stays fp32
+        const char *name = (const char *)&ts[i] + t->names;
+        if (dtype == OUT_FP16 && (j = f16_first_overflow(ts[i].data, n)) < n)
+            rc = f16_refuse(ts[i].data, j, name, path, err);
+        if (dtype == OUT_BF16 && (j = bf16_first_overflow(ts[i].data, n)) < n)
+            rc = bf16_refuse(ts[i].data, j, name, path, err);
     }
     free(ts);
     return rc;

@@ -1,9 +1,10 @@
 // Exports of a trained model to other programs' formats (docs/export.md):
 // llama2.c's legacy checkpoint (src/llama2c.c), GGUF version 3 for llama.cpp
-// (src/export_gguf.c) and a Hugging Face LlamaForCausalLM folder
-// (src/export_hf.c). One table, EXPORT_TARGETS, holds a row per target: its
-// --format name, what runs it, what --f16 does there, the model features it
-// lacks and its writer. --format, --help, the usage errors, the dispatch and
+// (src/export_gguf.c), a Hugging Face LlamaForCausalLM folder
+// (src/export_hf.c), and our own model.bin (src/export_model.c: the
+// converter between fp32 and bf16 weights). One table, EXPORT_TARGETS, holds a
+// row per target: its --format name, what runs it, which weight types
+// (--dtype) it stores and how, the model features it lacks and its writer. --format, --help, the usage errors, the dispatch and
 // the refusals all read it; every writer checks its row first, so a model a
 // target cannot run is refused with one line.
 // Every file is written atomically (a temporary, then a rename), and a folder
@@ -19,7 +20,12 @@
 #include "llama2c.h"
 #include "model.h"
 
-typedef enum { EXPORT_LLAMA2C, EXPORT_GGUF, EXPORT_HF, N_EXPORT_FORMATS } ExportFormat;
+typedef enum { EXPORT_LLAMA2C, EXPORT_GGUF, EXPORT_HF, EXPORT_MODEL, N_EXPORT_FORMATS } ExportFormat;
+
+// The weights' type in the output (--dtype; --f16 is --dtype fp16).
+enum { OUT_FP32, OUT_FP16, OUT_BF16, N_OUT_DTYPES };
+const char *out_dtype_name(int i); // "fp32", "fp16", "bf16"; NULL past the last (--dtype's choices)
+const char *export_dtype_text(int dtype); // a writer's "wrote" line: "float32", "float16", "bfloat16"
 
 // The model features some target cannot run. EXPORT_FEATURES[feature] tells
 // whether a model has it, writing what it is into `what` for the refusal.
@@ -32,12 +38,19 @@ extern const ExportFeature EXPORT_FEATURES[]; // unsized: export.c asserts a row
 // What a writer is asked to write.
 typedef struct {
     const char *out;          // --out
-    int f16;                  // --f16 (only for a target whose row has f16)
+    int dtype;                // OUT_*: --dtype (fp16 or bf16 only for a target whose row stores it)
     const char *tokenizer;    // -z: a llama2.c tokenizer file, or NULL
     ModelFormat model_format; // what the model was read from (ours or a llama2.c checkpoint)
 } ExportArgs;
 
-enum { F16_NONE, F16_MATRICES, F16_ALL }; // what --f16 stores as float16
+// Which tensors a 16-bit type (fp16, bf16) is stored for; the others stay fp32.
+// HALF_NONE: the target has no such weights (--dtype refused).
+enum { HALF_NONE, HALF_MATRICES, HALF_ALL };
+// The vocabulary a target writes: byte-level BPE (ours, export_vocab), a
+// llama2.c tokenizer (ours as one, or -z's: the targets that take -z), or
+// the model's own as the model carries it (our model.bin: nothing to convert).
+enum { VOCAB_LLAMA2C, VOCAB_BPE, VOCAB_OWN };
+#define NO_NAMES ((size_t)-1)
 
 typedef struct {
     const char *name;   // --format NAME
@@ -45,10 +58,11 @@ typedef struct {
     const char *reader; // --help's opening lines: what reads the files
     const char *target; // refusals: what runs the model ("..., which llama.cpp's llama architecture cannot run")
     int folder;         // --out is a folder, not a file (--help)
-    int f16;            // F16_*, as its writer stores them: export_f16_check refuses before anything is written
-    size_t names;       // offsetof(ExportTensor, gguf or hf): the tensor names its --f16 refusals use
-    int bpe_vocab;      // writes the model's byte-level BPE vocabulary (export_vocab); 0: a llama2.c
-                        // tokenizer (ours, or -z's: the one target that takes -z)
+    int f16, bf16;      // HALF_*: the tensors --dtype fp16 and bf16 store so, as its writer does:
+                        // export_dtype_check refuses a weight beyond the type's range before anything is written
+    size_t names;       // offsetof(ExportTensor, gguf or hf): the tensor names its --dtype refusals use;
+                        // NO_NAMES: none (float32 only, or a writer that refuses as it converts)
+    int vocab;          // VOCAB_*
     unsigned lacks;     // FEAT_BIT()s of the model features it cannot run (export_check)
     // Checks the model against the row, writes, and says on stderr what it wrote.
     int (*write)(const Model *m, const ExportArgs *a, Error *err);
@@ -91,9 +105,15 @@ uint16_t f32_to_f16(float x);
 // tensor and the index) a finite value that would become inf: beyond 65504,
 // the largest half, from 65520 on, which rounds up to inf.
 int f16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err);
+// The same for bf16 (--dtype bf16; bf16.h's rounding): beyond 3.39e38.
+int export_bf16_convert(uint16_t *h, const float *x, size_t n, const char *tensor, const char *path, Error *err);
+// Which tensors format f stores as dtype (OUT_*): HALF_ALL for fp32 (every
+// target stores it), else its row's f16 or bf16 column (HALF_NONE: it has none).
+int export_half(ExportFormat f, int dtype);
 // The same refusal before anything is written, over every tensor format f
-// stores as float16 (its row's f16: GGUF the matrices, Hugging Face all).
-int export_f16_check(const Model *m, ExportFormat f, const char *path, Error *err);
+// stores as dtype (OUT_*; its row's f16 or bf16: GGUF the matrices, Hugging
+// Face all). Nothing to check for fp32, or for a row without tensor names.
+int export_dtype_check(const Model *m, ExportFormat f, int dtype, const char *path, Error *err);
 
 // The tensors of an RMSNorm model in export order (embedding, each layer's,
 // final norm, untied head), with their names in GGUF and Hugging Face and
@@ -119,6 +139,8 @@ int gguf_export(const Model *m, const ExportArgs *a, Error *err);
 // A Hugging Face folder: model.safetensors, config.json, tokenizer.json,
 // tokenizer_config.json.
 int hf_export(const Model *m, const ExportArgs *a, Error *err);
+// Our model.bin (modelio.h's model_save_as) with fp32 or bf16 weights.
+int model_export(const Model *m, const ExportArgs *a, Error *err);
 
 // The model alone in llama2.c's legacy format (src/export_llama2c.c). Refuses
 // what llama2.c cannot express (export_check: DyT, an epsilon or RoPE theta

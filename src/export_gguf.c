@@ -16,8 +16,8 @@
 #define GGUF_VERSION 3
 #define GGUF_ALIGN 32
 enum { GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
-enum { GGML_F32 = 0, GGML_F16 = 1 };
-enum { FILE_ALL_F32 = 0, FILE_MOSTLY_F16 = 1 }; // general.file_type
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_BF16 = 30 };
+enum { FILE_ALL_F32 = 0, FILE_MOSTLY_F16 = 1, FILE_MOSTLY_BF16 = 32 }; // general.file_type (llama_ftype)
 enum { TOKEN_NORMAL = 1 };                       // tokenizer.ggml.token_type
 
 typedef struct {
@@ -83,10 +83,12 @@ static int put_vocab(Kv *kv, const Bpe *v, Error *err) {
     return 0;
 }
 
-static void put_hparams(Kv *kv, const ModelConfig *c, int f16) {
+static void put_hparams(Kv *kv, const ModelConfig *c, int dtype) {
+    const uint32_t file_type[N_OUT_DTYPES] = {[OUT_FP32] = FILE_ALL_F32, [OUT_FP16] = FILE_MOSTLY_F16,
+                                              [OUT_BF16] = FILE_MOSTLY_BF16};
     kv_str(kv, "general.architecture", "llama");
     kv_str(kv, "general.name", "llama-dyt");
-    kv_u32(kv, "general.file_type", f16 ? FILE_MOSTLY_F16 : FILE_ALL_F32);
+    kv_u32(kv, "general.file_type", file_type[dtype]);
     kv_u32(kv, "llama.context_length", (uint32_t)c->seq_len);
     kv_u32(kv, "llama.embedding_length", (uint32_t)c->dim);
     kv_u32(kv, "llama.block_count", (uint32_t)c->n_layers);
@@ -101,7 +103,8 @@ static void put_hparams(Kv *kv, const ModelConfig *c, int f16) {
 
 static size_t pad_to(size_t n) { return (GGUF_ALIGN - n % GGUF_ALIGN) % GGUF_ALIGN; }
 
-static int gguf_write(const Model *m, const char *path, int f16, Error *err) {
+// dtype (OUT_*): the matrices' type (the norm vectors stay F32, as llama.cpp's converter keeps them).
+static int gguf_write(const Model *m, const char *path, int dtype, Error *err) {
     if (export_check(m, EXPORT_GGUF, path, err) ||
         output_check_ours(path, "a GGUF file as this program writes them", gguf_probe, NULL, err))
         return -1;
@@ -117,17 +120,17 @@ static int gguf_write(const Model *m, const char *path, int f16, Error *err) {
     int rc = export_tensors(m, &ts, &nt, err);
     if (!rc) rc = put_vocab(&kv, &voc.bpe, err);
     if (rc) goto done;
-    put_hparams(&kv, &m->cfg, f16);
+    put_hparams(&kv, &m->cfg, dtype);
     // tensor infos; the norm vectors stay F32 (llama.cpp's converter does the same)
     size_t off = 0, n_half = 0;
     for (int i = 0; i < nt; i++) {
-        int is_half = f16 && ts[i].cols > 1;
+        int is_half = dtype != OUT_FP32 && ts[i].cols > 1;
         size_t bytes = ts[i].rows * ts[i].cols * (is_half ? 2 : 4);
         put_str(&info, ts[i].gguf, strlen(ts[i].gguf));
         put_u32(&info, ts[i].cols > 1 ? 2 : 1);
         put_u64(&info, ts[i].cols > 1 ? ts[i].cols : ts[i].rows); // innermost dimension first
         if (ts[i].cols > 1) put_u64(&info, ts[i].rows);
-        put_u32(&info, is_half ? GGML_F16 : GGML_F32);
+        put_u32(&info, !is_half ? GGML_F32 : dtype == OUT_BF16 ? GGML_BF16 : GGML_F16);
         put_u64(&info, off);
         off += bytes + pad_to(bytes);
         if (is_half) n_half += ts[i].rows * ts[i].cols;
@@ -142,8 +145,8 @@ static int gguf_write(const Model *m, const char *path, int f16, Error *err) {
     }
     size_t meta = head.n + kv.b.n + info.n;
     ch = malloc((size_t)(4 + 2 * nt) * sizeof *ch);
-    half = f16 ? malloc((n_half ? n_half : 1) * sizeof *half) : NULL;
-    if (!ch || (f16 && !half)) {
+    half = dtype != OUT_FP32 ? malloc((n_half ? n_half : 1) * sizeof *half) : NULL;
+    if (!ch || (dtype != OUT_FP32 && !half)) {
         rc = err_set(err, "out of memory");
         goto done;
     }
@@ -155,8 +158,10 @@ static int gguf_write(const Model *m, const char *path, int f16, Error *err) {
     uint16_t *h = half;
     for (int i = 0; i < nt; i++) {
         size_t n = ts[i].rows * ts[i].cols, bytes;
-        if (f16 && ts[i].cols > 1) {
-            if ((rc = f16_convert(h, ts[i].data, n, ts[i].gguf, path, err))) goto done;
+        if (dtype != OUT_FP32 && ts[i].cols > 1) {
+            rc = dtype == OUT_BF16 ? export_bf16_convert(h, ts[i].data, n, ts[i].gguf, path, err)
+                                   : f16_convert(h, ts[i].data, n, ts[i].gguf, path, err);
+            if (rc) goto done;
             ch[k++] = (Chunk){h, bytes = n * 2};
             h += n;
         } else {
@@ -177,8 +182,8 @@ done:
 }
 
 int gguf_export(const Model *m, const ExportArgs *a, Error *err) {
-    int rc = gguf_write(m, a->out, a->f16, err);
-    if (!rc) fprintf(stderr, "wrote %s (GGUF v3, llama, %s)\n", a->out, a->f16 ? "float16" : "float32");
+    int rc = gguf_write(m, a->out, a->dtype, err);
+    if (!rc) fprintf(stderr, "wrote %s (GGUF v3, llama, %s)\n", a->out, export_dtype_text(a->dtype));
     return rc;
 }
 
@@ -242,8 +247,10 @@ int gguf_probe(const char *path, void *ctx, Error *err) {
         uint64_t n = 1;
         for (uint32_t d = 0; d < dims && d < 4; d++) n *= rd(&r, 8); // bounded: checked against size below
         uint32_t type = (uint32_t)rd(&r, 4);
-        uint64_t off = rd(&r, 8), bytes = n * (type == GGML_F16 ? 2 : 4);
-        if (dims < 1 || dims > 2 || (type != GGML_F32 && type != GGML_F16) || bytes > size || off > size) r.bad = 1;
+        uint64_t off = rd(&r, 8), bytes = n * (type == GGML_F32 ? 4 : 2);
+        if (dims < 1 || dims > 2 || (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16) || bytes > size ||
+            off > size)
+            r.bad = 1;
         else if (off + bytes + pad_to(bytes) > end) end = off + bytes + pad_to(bytes);
     }
     uint64_t meta = size - r.left;

@@ -42,8 +42,9 @@ static void permute_rope(float *out, const float *in, size_t rows, size_t cols, 
 }
 
 // The data of each tensor as stored: permuted (wq, wk) and/or converted to
-// F16; data[i] points at the model's own floats when nothing changes.
-static int safetensors_write(const Model *m, const char *path, int f16, Error *err) {
+// F16 or BF16 (dtype, OUT_*); data[i] points at the model's own floats when nothing changes.
+static int safetensors_write(const Model *m, const char *path, int dtype, Error *err) {
+    static const char *const names[N_OUT_DTYPES] = {[OUT_FP32] = "F32", [OUT_FP16] = "F16", [OUT_BF16] = "BF16"};
     ExportTensor *ts;
     int nt;
     if (export_tensors(m, &ts, &nt, err)) return -1;
@@ -52,7 +53,7 @@ static int safetensors_write(const Model *m, const char *path, int f16, Error *e
     Buf json = {0};
     int rc = 0;
     if (!own || !ch) rc = err_set(err, "out of memory");
-    size_t off = 0, esize = f16 ? 2 : 4;
+    size_t off = 0, esize = dtype == OUT_FP32 ? 4 : 2;
     buf_printf(&json, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (int i = 0; i < nt && !rc; i++) {
         const ExportTensor *t = &ts[i];
@@ -68,9 +69,11 @@ static int safetensors_write(const Model *m, const char *path, int f16, Error *e
             src = perm;
         }
         const void *data = src;
-        if (f16) {
+        if (dtype != OUT_FP32) {
             uint16_t *h = malloc(n * 2);
-            rc = h ? f16_convert(h, src, n, t->hf, path, err) : err_set(err, "out of memory");
+            rc = !h                  ? err_set(err, "out of memory")
+                 : dtype == OUT_BF16 ? export_bf16_convert(h, src, n, t->hf, path, err)
+                                     : f16_convert(h, src, n, t->hf, path, err);
             free(perm);
             perm = NULL;
             data = own[i] = h;
@@ -79,7 +82,7 @@ static int safetensors_write(const Model *m, const char *path, int f16, Error *e
             own[i] = perm;
         }
         ch[2 + i] = (Chunk){data, n * esize};
-        buf_printf(&json, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%zu", t->hf, f16 ? "F16" : "F32", t->rows);
+        buf_printf(&json, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%zu", t->hf, names[dtype], t->rows);
         if (t->cols > 1) buf_printf(&json, ",%zu", t->cols);
         buf_printf(&json, "],\"data_offsets\":[%zu,%zu]}", off, off + n * esize);
         off += n * esize;
@@ -101,7 +104,9 @@ static int safetensors_write(const Model *m, const char *path, int f16, Error *e
     return rc;
 }
 
-static int config_write(const ModelConfig *c, const char *path, int f16, Error *err) {
+static int config_write(const ModelConfig *c, const char *path, int dtype, Error *err) {
+    static const char *const torch[N_OUT_DTYPES] = {[OUT_FP32] = "float32", [OUT_FP16] = "float16",
+                                                   [OUT_BF16] = "bfloat16"};
     char eps[32], theta[32];
     fmt_float(eps, sizeof eps, c->norm_eps);
     fmt_float(theta, sizeof theta, c->rope_theta);
@@ -116,7 +121,7 @@ static int config_write(const ModelConfig *c, const char *path, int f16, Error *
                "  \"bos_token_id\": null,\n  \"eos_token_id\": null,\n  \"use_cache\": true,\n"
                "  \"torch_dtype\": \"%s\"\n}\n",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->dim / c->n_heads, c->vocab_size,
-               c->seq_len, eps, theta, c->tie_embeddings ? "true" : "false", f16 ? "float16" : "float32");
+               c->seq_len, eps, theta, c->tie_embeddings ? "true" : "false", torch[dtype]);
     Chunk ch = {b.p, b.n};
     int rc = b.failed ? err_set(err, "out of memory") : write_file_atomic(path, &ch, 1, err);
     buf_free(&b);
@@ -236,7 +241,7 @@ static int clear_aside(const char *dir, Error *err) {
 // Writes the folder as DIR.tmp, then renames it to DIR; an existing DIR is
 // first moved to DIR.old and removed afterwards, so DIR is at every moment
 // absent, the old folder, or the complete new one.
-static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
+static int hf_write(const Model *m, const char *dir, int dtype, Error *err) {
     if (export_check(m, EXPORT_HF, dir, err)) return -1;
     char out[4096], tmp[4104], old[4104], p[N_FILES][4200];
     size_t len = strlen(dir);
@@ -254,8 +259,8 @@ static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
     int rc = 0;
     if (mkdir(tmp, 0777)) rc = err_set(err, "%s: cannot create the folder %s: %s", out, tmp, strerror(errno));
     if (!rc) {
-        rc = safetensors_write(m, p[F_SAFETENSORS], f16, err);
-        if (!rc) rc = config_write(&m->cfg, p[F_CONFIG], f16, err);
+        rc = safetensors_write(m, p[F_SAFETENSORS], dtype, err);
+        if (!rc) rc = config_write(&m->cfg, p[F_CONFIG], dtype, err);
         if (!rc) rc = tokenizer_write(&voc.bpe, p[F_TOKENIZER], err);
         if (!rc) rc = tokenizer_config_write(&m->cfg, p[F_TOKENIZER_CONFIG], err);
         // DIR is at every moment absent, the old folder, or the complete new one
@@ -273,7 +278,7 @@ static int hf_write(const Model *m, const char *dir, int f16, Error *err) {
 }
 
 int hf_export(const Model *m, const ExportArgs *a, Error *err) {
-    int rc = hf_write(m, a->out, a->f16, err);
-    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, a->f16 ? "float16" : "float32");
+    int rc = hf_write(m, a->out, a->dtype, err);
+    if (!rc) fprintf(stderr, "wrote %s (Hugging Face LlamaForCausalLM, %s)\n", a->out, export_dtype_text(a->dtype));
     return rc;
 }

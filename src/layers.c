@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "common.h"
 #include "matmul.h"
 #include "vmath.h"
@@ -120,8 +121,8 @@ size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS) { // SIZE
 // prefetcher alone did not achieve (d 512, 8 layers: a decoded token's
 // attention 0.68 -> 0.41 ms). Within the chunk: the rows after it are another task's.
 #define ATT_AHEAD 4
-static void prefetch_row(const float *p, int n) {
-    for (int i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+static void prefetch_row(const void *p, size_t bytes) {
+    for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch((const char *)p + i);
 }
 
 // Chunk [j0, j1) of one batch row: a = exp(scale q.k - m) (NH rows of kv_len
@@ -132,7 +133,7 @@ static void attention_chunk(float *o, float *a, float *m, float *s, const float 
                             const int *kv_col, float scale) {
     for (int j = j0; j < j1; j++) {
         const float *kr = k + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, KVC);
+        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *kr);
         for (int h = 0; h < NH; h++)
             a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], NULL, HS);
     }
@@ -140,11 +141,46 @@ static void attention_chunk(float *o, float *a, float *m, float *s, const float 
     for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
     for (int j = j0; j < j1; j++) {
         const float *vr = v + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, KVC);
+        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *vr);
         for (int h = 0; h < NH; h++) {
             float p = a[(size_t)h * kv_len + j], *oh = o + (size_t)h * HS;
             const float *vh = vr + kv_col[h];
             for (int i = 0; i < HS; i++) oh[i] += p * vh[i];
+        }
+    }
+}
+
+// dot_lanes (vmath.h) of q and a bf16 row, widened: the same sums in the same order.
+static inline float dot_lanes_bf16(const float *restrict a, const uint16_t *restrict b, int n) {
+    float acc[DOT_LANES] = {0};
+    int i = 0;
+    for (; i + DOT_LANES <= n; i += DOT_LANES)
+        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j] * bf16_to_float(b[i + j]);
+    for (; i < n; i++) acc[i % DOT_LANES] += a[i] * bf16_to_float(b[i]);
+    float s = 0.0f;
+    for (int j = 0; j < DOT_LANES; j++) s += acc[j];
+    return s;
+}
+
+// attention_chunk over a bf16 cache: each key and value widened as it is read.
+static void attention_chunk_bf16(float *o, float *a, float *m, float *s, const float *q, const uint16_t *k,
+                                 const uint16_t *v, int j0, int j1, int kv_len, int NH, int KVC, int HS,
+                                 const int *kv_col, float scale) {
+    for (int j = j0; j < j1; j++) {
+        const uint16_t *kr = k + (size_t)j * KVC;
+        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *kr);
+        for (int h = 0; h < NH; h++)
+            a[(size_t)h * kv_len + j] = scale * dot_lanes_bf16(q + (size_t)h * HS, kr + kv_col[h], HS);
+    }
+    for (int h = 0; h < NH; h++) s[h] = exp_row(a + (size_t)h * kv_len + j0, j1 - j0, &m[h]);
+    for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
+    for (int j = j0; j < j1; j++) {
+        const uint16_t *vr = v + (size_t)j * KVC;
+        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *vr);
+        for (int h = 0; h < NH; h++) {
+            float p = a[(size_t)h * kv_len + j], *oh = o + (size_t)h * HS;
+            const uint16_t *vh = vr + kv_col[h];
+            for (int i = 0; i < HS; i++) oh[i] += p * bf16_to_float(vh[i]);
         }
     }
 }
@@ -170,8 +206,9 @@ static void attention_combine(float *out, float *a, const float *part, const flo
     for (int j = nk; j < kv_len; j++) a[j] = 0.0f;
 }
 
-void attention_one_team(float *out, float *att, const float *q, const float *k, const float *v,
-                        int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch) {
+// attention_one_team over a cache of fp32 (k, v) or bf16 (k16, v16, when not NULL).
+static void attention_one(float *out, float *att, const float *q, const float *k, const float *v, const uint16_t *k16,
+                          const uint16_t *v16, int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch) {
     int C = NH * HS, KVC = NKV * HS, nk = pos0 + 1, nch = (nk + ATT_CHUNK - 1) / ATT_CHUNK;
     float scale = 1.0f / sqrtf((float)HS);
     // per (batch row, chunk): its share of out (C), its maxima and sums (NH each)
@@ -182,9 +219,14 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
     for (int b = 0; b < B; b++)
         for (int ch = 0; ch < nch; ch++) {
             size_t bc = (size_t)b * nch + ch, kvb = (size_t)b * kv_len * KVC;
-            attention_chunk(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
-                            q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK, chunk_end(ch, nk), kv_len, NH,
-                            KVC, HS, kv_col, scale);
+            if (k16)
+                attention_chunk_bf16(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
+                                     q + (size_t)b * C, k16 + kvb, v16 + kvb, ch * ATT_CHUNK, chunk_end(ch, nk),
+                                     kv_len, NH, KVC, HS, kv_col, scale);
+            else
+                attention_chunk(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
+                                q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK, chunk_end(ch, nk), kv_len, NH,
+                                KVC, HS, kv_col, scale);
         }
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
@@ -193,6 +235,16 @@ void attention_one_team(float *out, float *att, const float *q, const float *k, 
             attention_combine(out + (size_t)b * C + (size_t)h * HS, att + ((size_t)b * NH + h) * kv_len,
                               part + b0 * C, cmax + b0 * NH, csum + b0 * NH, nch, nk, kv_len, NH, HS, h);
         }
+}
+
+void attention_one_team(float *out, float *att, const float *q, const float *k, const float *v,
+                        int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch) {
+    attention_one(out, att, q, k, v, NULL, NULL, B, pos0, kv_len, NH, NKV, HS, scratch);
+}
+
+void attention_one_team_bf16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                             int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch) {
+    attention_one(out, att, q, NULL, NULL, k, v, B, pos0, kv_len, NH, NKV, HS, scratch);
 }
 
 void attention_forward(Matmul *mm, float *out, float *att, const float *q, const float *k, const float *v,
@@ -333,6 +385,11 @@ void embedding_forward(float *out, const int *tokens, const float *wte, size_t N
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (size_t n = 0; n < N; n++)
         memcpy(out + n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+}
+
+void embedding_forward_bf16(float *out, const int *tokens, const uint16_t *wte, size_t N, int C) {
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
+    for (size_t n = 0; n < N; n++) bf16_to_floats(out + n * C, wte + (size_t)tokens[n] * C, (size_t)C);
 }
 
 void embedding_backward(float *dwte, const float *dout, const int *tokens, size_t N, int C) {

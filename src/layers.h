@@ -7,6 +7,7 @@
 #define LAYERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "matmul.h"
 
@@ -42,6 +43,10 @@ size_t attention_one_scratch_floats(int B, int kv_len, int NH, int HS);
 // (worksharing loops; it returns after the team's barrier).
 void attention_one_team(float *out, float *att, const float *q, const float *k, const float *v,
                         int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
+// The same reading a bf16 KV cache (a bf16 model's): each key and value
+// widened (exactly) as it is read, the arithmetic attention_one_team's.
+void attention_one_team_bf16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                             int B, int pos0, int kv_len, int NH, int NKV, int HS, float *scratch);
 // dq (B,T,NH*HS) +=, dk, dv (B,T,NKV*HS) +=; training only (pos0 = 0, kv_len = T).
 // scratch: attention_scratch_floats(T) per thread, for max_threads threads.
 void attention_backward(Matmul *mm, float *dq, float *dk, float *dv, const float *dout, const float *att,
@@ -62,6 +67,8 @@ void gelu_backward(float *dh, const float *dout, const float *h, size_t n);
 
 // out (N,C) = wte[tokens]
 void embedding_forward(float *out, const int *tokens, const float *wte, size_t N, int C);
+// The same from a bf16 table (widened exactly).
+void embedding_forward_bf16(float *out, const int *tokens, const uint16_t *wte, size_t N, int C);
 // dwte (V,C) += scatter of dout (N,C) by token
 void embedding_backward(float *dwte, const float *dout, const int *tokens, size_t N, int C);
 

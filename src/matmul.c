@@ -1,6 +1,8 @@
 #include "matmul.h"
 
 #include <cblas.h>
+#include <float.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,6 +411,155 @@ void matmul_backward(Matmul *mm, float *dinp, float *dw, const float *dout, cons
                     mm_gemm(mm, 1, 0, r1 - r0, C, (int)N, 1.0f, dout + r0, OC, inp, C, 1.0f,
                             dw + (size_t)r0 * C, C);
             }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// bf16 weights
+//
+// bf16_gemm_nt's arithmetic (matmul.h) is vdpbf16ps's, so its portable loop
+// can give the instruction's bits: a bf16 x bf16 product is exact in fp32, and
+// each lane adds its two products one after the other, odd first (measured on
+// Zen 5: 3.2 M lanes of random operands, every bit equal; the opposite order
+// differs in 12 %), flushing subnormal inputs and sums to zero.
+
+#define DOT_LANES_BF16 16 // fp32 lanes of a 512-bit register; each takes 2 inputs of a block of 32
+
+// A bf16 input as vdpbf16ps reads it: a subnormal is a zero of its sign.
+static inline float daz_bf16(uint16_t h) { return bf16_to_float((h & 0x7f80u) ? h : (uint16_t)(h & 0x8000u)); }
+// A sum as vdpbf16ps writes it: below 2^-126, a zero of its sign.
+static inline float ftz(float s) { return fabsf(s) < FLT_MIN ? copysignf(0.0f, s) : s; }
+
+// The lanes' tree sum (matmul.h): j + j+8, + 4, + 2, + 1.
+static float lanes_tree(float *a) {
+    for (int s = DOT_LANES_BF16 / 2; s >= 1; s /= 2)
+        for (int j = 0; j < s; j++) a[j] = a[j] + a[j + s];
+    return a[0];
+}
+
+static float dot_row_portable(const uint16_t *w, const uint16_t *x, int C) {
+    float acc[DOT_LANES_BF16] = {0};
+    int full = C / (2 * DOT_LANES_BF16) * (2 * DOT_LANES_BF16);
+    for (int k = 0; k < full; k += 2 * DOT_LANES_BF16)
+        for (int j = 0; j < DOT_LANES_BF16; j++) {
+            const uint16_t *wj = w + k + 2 * j, *xj = x + k + 2 * j;
+            acc[j] = ftz(acc[j] + daz_bf16(wj[1]) * daz_bf16(xj[1]));
+            acc[j] = ftz(acc[j] + daz_bf16(wj[0]) * daz_bf16(xj[0]));
+        }
+    if (full < C) // the last block, zeros past C (they add +0, as the instruction's masked lanes)
+        for (int j = 0; j < DOT_LANES_BF16; j++) {
+            int i0 = full + 2 * j, i1 = i0 + 1;
+            float p1 = i1 < C ? daz_bf16(w[i1]) * daz_bf16(x[i1]) : 0.0f;
+            float p0 = i0 < C ? daz_bf16(w[i0]) * daz_bf16(x[i0]) : 0.0f;
+            acc[j] = ftz(acc[j] + p1);
+            acc[j] = ftz(acc[j] + p0);
+        }
+    return lanes_tree(acc);
+}
+
+void bf16_gemm_nt_portable(float *out, size_t ldo, const uint16_t *x, int N, const uint16_t *w, int rows, int C) {
+    for (int r = 0; r < rows; r++)
+        for (int n = 0; n < N; n++) out[(size_t)n * ldo + r] = dot_row_portable(w + (size_t)r * C, x + (size_t)n * C, C);
+}
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include <immintrin.h>
+
+int bf16_dot_native(void) { return 1; }
+
+// The 16 lanes summed in lanes_tree's order.
+static inline float lanes_sum(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); // j + j+8
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));            // + 4
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));                                           // + 2
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));                                 // + 1
+}
+
+#define DP(acc, wp, xv) _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(wp), xv)
+#define DP_TAIL(acc, wp, m, xv) _mm512_dpbf16_ps(acc, (__m512bh)_mm512_maskz_loadu_epi16(m, wp), xv)
+
+// Four rows of w against one row x: four independent sums in flight, each
+// block of x loaded once for the four.
+static void dot4(float *out, const uint16_t *w, size_t C, const uint16_t *x, int full, __mmask32 tail) {
+    const uint16_t *w0 = w, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int k = 0; k < full; k += 32) {
+        __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
+        a0 = DP(a0, w0 + k, xv), a1 = DP(a1, w1 + k, xv), a2 = DP(a2, w2 + k, xv), a3 = DP(a3, w3 + k, xv);
+    }
+    if (tail) {
+        __m512bh xt = (__m512bh)_mm512_maskz_loadu_epi16(tail, x + full);
+        a0 = DP_TAIL(a0, w0 + full, tail, xt), a1 = DP_TAIL(a1, w1 + full, tail, xt);
+        a2 = DP_TAIL(a2, w2 + full, tail, xt), a3 = DP_TAIL(a3, w3 + full, tail, xt);
+    }
+    out[0] = lanes_sum(a0), out[1] = lanes_sum(a1), out[2] = lanes_sum(a2), out[3] = lanes_sum(a3);
+}
+
+static float dot1(const uint16_t *w, const uint16_t *x, int full, __mmask32 tail) {
+    __m512 a0 = _mm512_setzero_ps();
+    for (int k = 0; k < full; k += 32) a0 = DP(a0, w + k, (__m512bh)_mm512_loadu_si512(x + k));
+    if (tail) a0 = DP_TAIL(a0, w + full, tail, (__m512bh)_mm512_maskz_loadu_epi16(tail, x + full));
+    return lanes_sum(a0);
+}
+#undef DP
+#undef DP_TAIL
+
+// Four rows of w at a time against every row of x: the four rows (C values
+// each, a few KB) stay in the first-level cache while the rows of x pass, so
+// w streams from memory once for the N rows.
+void bf16_gemm_nt(float *out, size_t ldo, const uint16_t *x, int N, const uint16_t *w, int rows, int C) {
+    int full = C & ~31, rest = C - full;
+    __mmask32 tail = (__mmask32)((1u << rest) - 1); // rest < 32
+    int r = 0;
+    float o[4];
+    for (; r + 4 <= rows; r += 4)
+        for (int n = 0; n < N; n++) {
+            dot4(o, w + (size_t)r * C, (size_t)C, x + (size_t)n * C, full, tail);
+            memcpy(out + (size_t)n * ldo + r, o, sizeof o);
+        }
+    for (; r < rows; r++)
+        for (int n = 0; n < N; n++) out[(size_t)n * ldo + r] = dot1(w + (size_t)r * C, x + (size_t)n * C, full, tail);
+}
+
+#else
+
+int bf16_dot_native(void) { return 0; }
+
+void bf16_gemm_nt(float *out, size_t ldo, const uint16_t *x, int N, const uint16_t *w, int rows, int C) {
+    bf16_gemm_nt_portable(out, ldo, x, N, w, rows, C);
+}
+
+#endif
+
+void matvec_bf16_team(int n, float *const out[], const float *inp, uint16_t *x16, const uint16_t *const w[], int C,
+                      const int OC[], RowsFn then, void *ctx) {
+    bf16_from_floats(x16, inp, (size_t)C);
+    int nt = omp_get_num_threads();
+#pragma omp for schedule(dynamic, 1)
+    for (int k = 0; k < nt; k++)
+        for (int i = 0; i < n; i++) {
+            int r0, r1;
+            thread_rows(OC[i], k, nt, &r0, &r1);
+            if (r1 <= r0) continue;
+            bf16_gemm_nt(out[i] + r0, 0, x16, 1, w[i] + (size_t)r0 * C, r1 - r0, C);
+            if (then) then(ctx, i, r0, r1);
+        }
+}
+
+void matmul_forward_multi_bf16(int n, float *const out[], const float *inp, uint16_t *x16, const uint16_t *const w[],
+                               size_t N, int C, const int OC[]) {
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (size_t r = 0; r < N; r++) bf16_from_floats(x16 + r * C, inp + r * C, (size_t)C);
+        int nt = omp_get_num_threads();
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int task = 0; task < n * nt; task++) {
+            int i = task / nt, k = task % nt, r0, r1;
+            thread_rows(OC[i], k, nt, &r0, &r1);
+            if (r1 > r0) bf16_gemm_nt(out[i] + r0, (size_t)OC[i], x16, (int)N, w[i] + (size_t)r0 * C, r1 - r0, C);
         }
     }
 }

@@ -132,4 +132,43 @@ typedef void (*RowsFn)(void *ctx, int i, int r0, int r1);
 void matvec_team(Matmul *mm, int n, float *const out[], const float *inp, const float *const w[], int C,
                  const int OC[], RowsFn then, void *ctx);
 
+// ----------------------------------------------------------------------------
+// bf16 weights (a model.bin whose header field dtype is 1: docs/format.md)
+//
+// A product with a weight matrix held as bf16 rounds its input to bf16 (to
+// nearest even, bf16.h) and sums in fp32: --precision bf16's arithmetic. The
+// products are ours, a prompt's as a decoded token's: streaming the weights
+// is most of a token's cost, and a batch of inputs shares each pass over
+// them; no backend, no widened copy of the weights, and every output is the
+// same dot product whatever the batch or the thread count.
+
+// out (N, rows; leading dimension ldo) = x (N, C) @ w (rows, C)^T, bf16 x and w,
+// fp32 sums. Each output: 16 fp32 lanes; for each block of 32 inputs lane j
+// adds the product of elements 2j+1, then that of 2j (AVX512_BF16's
+// vdpbf16ps, in its order: bf16 inputs and fp32 sums below 2^-126 flushed to
+// zero, as it does); a block past C counts zeros. Then the lanes are summed as
+// a tree: lane j + lane j+8, then + 4, + 2, + 1. vdpbf16ps where the build has
+// it (-march on a CPU with AVX512_BF16), else a portable loop with the same
+// bits (but for products below 2^-126, which it rounds and the instruction
+// does not).
+void bf16_gemm_nt(float *out, size_t ldo, const uint16_t *x, int N, const uint16_t *w, int rows, int C);
+// The portable loop, whatever this build uses (the tests compare the two).
+void bf16_gemm_nt_portable(float *out, size_t ldo, const uint16_t *x, int N, const uint16_t *w, int rows, int C);
+// 1 when bf16_gemm_nt runs on vdpbf16ps.
+int bf16_dot_native(void);
+
+// matvec_team with bf16 weights w[i] (OC[i], C): each thread first rounds inp
+// (C) into x16, its own scratch of C values (no barrier to share one), then
+// takes its slices of rows. The same bits for any thread count. (No Matmul:
+// the products are ours.)
+void matvec_bf16_team(int n, float *const out[], const float *inp, uint16_t *x16, const uint16_t *const w[], int C,
+                      const int OC[], RowsFn then, void *ctx);
+
+// matmul_forward_multi with bf16 weights: out[i] (N,OC[i]) = inp (N,C) @
+// w[i]^T in one parallel region: inp rounded into x16 (N*C values, scratch),
+// then a slice of every w[i]'s rows per task, against all N rows (each
+// weight read once). Each output has the bits of matvec_bf16_team's.
+void matmul_forward_multi_bf16(int n, float *const out[], const float *inp, uint16_t *x16, const uint16_t *const w[],
+                               size_t N, int C, const int OC[]);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "layers.h"
 #include "rng.h"
 
@@ -82,11 +83,34 @@ void config_set_norm(ModelConfig *c, int kind) {
     c->alpha_attn0 = c->alpha_ffn0 = c->alpha_final0 = k->alpha0;
 }
 
+int tensor_is_matrix(int t) {
+    const TensorDesc *x = &TENSORS[t];
+    return x->np < 0 && x->shape != SH_1 && x->shape != SH_D;
+}
+
 // A scalar: one number per layer or site (a slice of shape 1): alpha, shift,
 // the embedding scale, the residual gates.
 int tensor_is_scalar(int t) {
     const TensorDesc *x = &TENSORS[t];
     return (x->np >= 0 ? !NORM_PARAMS[x->np].vector : x->shape == SH_1);
+}
+
+// ----------------------------------------------------------------------------
+// weight types
+
+static const struct {
+    const char *name;
+    size_t bytes;
+} DTYPES[] = {[DTYPE_F32] = {"fp32", 4}, [DTYPE_BF16] = {"bf16", 2}};
+_Static_assert(sizeof DTYPES / sizeof DTYPES[0] == N_DTYPES, "DTYPES: a row per DTYPE_");
+
+const char *dtype_name(int i) { return i >= 0 && i < N_DTYPES ? DTYPES[i].name : NULL; }
+size_t dtype_bytes(int dtype) { return DTYPES[dtype].bytes; }
+
+int dtype_find(const char *name) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (!strcmp(DTYPES[i].name, name)) return i;
+    return -1;
 }
 
 // ----------------------------------------------------------------------------
@@ -206,17 +230,76 @@ static void carve(Tensors *ts, float *base, const size_t sizes[N_TENSORS], int t
     if (tied) ts->t[T_WCLS] = ts->t[T_WTE];
 }
 
-int model_create(Model *m, const ModelConfig *c, Error *err) {
+// A bf16 model's tensors: the matrices into params16, the others into params.
+static void carve_bf16(Model *m) {
+    float *p = m->params;
+    uint16_t *q = m->params16;
+    for (int t = 0; t < N_TENSORS; t++) {
+        int mat = tensor_is_matrix(t);
+        m->w.t[t] = mat ? NULL : p;
+        m->w16.t[t] = mat ? q : NULL;
+        if (mat) q += m->sizes[t];
+        else p += m->sizes[t];
+    }
+    if (m->cfg.tie_embeddings) m->w16.t[T_WCLS] = m->w16.t[T_WTE];
+}
+
+// Parameters of the matrices (held in bf16 by a bf16 model).
+static size_t matrix_params(const Model *m) {
+    size_t n = 0;
+    for (int t = 0; t < N_TENSORS; t++) n += tensor_is_matrix(t) ? m->sizes[t] : 0;
+    return n;
+}
+
+int model_create_as(Model *m, const ModelConfig *c, int dtype, Error *err) {
     memset(m, 0, sizeof *m);
     if (config_validate(c, err) || config_layout(c, m->sizes, &m->n_params, err)) return -1;
     m->cfg = *c;
-    m->params = alloc_floats(m->n_params);
-    if (!m->params) return err_set(err, "out of memory for %zu parameters", m->n_params);
-    carve(&m->w, m->params, m->sizes, c->tie_embeddings);
+    m->dtype = dtype;
+    if (dtype == DTYPE_F32) {
+        if (!(m->params = alloc_floats(m->n_params)))
+            return err_set(err, "out of memory for %zu parameters", m->n_params);
+        carve(&m->w, m->params, m->sizes, c->tie_embeddings);
+        return 0;
+    }
+    size_t nm = matrix_params(m);
+    m->params = alloc_floats(m->n_params - nm);
+    m->params16 = (uint16_t *)alloc_floats((nm + 1) / 2); // two bf16 a float: aligned, and checked as alloc_floats
+    if (!m->params || !m->params16) {
+        model_free(m);
+        return err_set(err, "out of memory for %zu bf16 parameters", m->n_params);
+    }
+    carve_bf16(m);
+    return 0;
+}
+
+int model_create(Model *m, const ModelConfig *c, Error *err) { return model_create_as(m, c, DTYPE_F32, err); }
+
+int model_set_dtype(Model *m, int dtype, Error *err) {
+    if (m->dtype == dtype) return 0;
+    if (m->grads) return err_set(err, "a model being trained keeps its fp32 weights");
+    Model n;
+    if (model_create_as(&n, &m->cfg, dtype, err)) return -1;
+    for (int t = 0; t < N_TENSORS; t++) {
+        size_t k = m->sizes[t];
+        if (!k) continue;
+        if (!tensor_is_matrix(t) && dtype == DTYPE_BF16) bf16_round_floats(n.w.t[t], m->w.t[t], k); // as its file
+        else if (!tensor_is_matrix(t)) memcpy(n.w.t[t], m->w.t[t], k * sizeof(float));
+        else if (dtype == DTYPE_F32) bf16_to_floats(n.w.t[t], m->w16.t[t], k);
+        else if (bf16_convert(n.w16.t[t], m->w.t[t], k) < k) {
+            model_free(&n);
+            return err_set(err, "tensor %s holds a weight beyond bf16's range (3.39e38)", tensor_name(t));
+        }
+    }
+    n.tokenizer = m->tokenizer, n.tokenizer_bytes = m->tokenizer_bytes;
+    m->tokenizer = NULL;
+    model_free(m);
+    *m = n;
     return 0;
 }
 
 int model_alloc_grads(Model *m, Error *err) {
+    if (m->dtype != DTYPE_F32) return err_set(err, "a bf16 model cannot be trained: train from its fp32 checkpoint");
     m->grads = alloc_floats(m->n_params);
     if (!m->grads) return err_set(err, "out of memory for gradients");
     carve(&m->g, m->grads, m->sizes, m->cfg.tie_embeddings);
@@ -225,6 +308,7 @@ int model_alloc_grads(Model *m, Error *err) {
 
 void model_free(Model *m) {
     free(m->params);
+    free(m->params16);
     free(m->grads);
     free(m->tokenizer);
     memset(m, 0, sizeof *m);
@@ -273,6 +357,19 @@ static size_t token_norm_floats(const Model *m) {
     return ((size_t)m->cfg.dim + (size_t)NORM_KINDS[m->cfg.norm].stats + 15) / 16 * 16;
 }
 
+// One decoded token's share of Acts.x16 (a thread's): the widest input of a
+// product (d or the hidden size), in 64-byte units.
+static size_t token_x16_values(const Model *m) {
+    size_t w = (size_t)(m->cfg.dim > m->cfg.hidden_dim ? m->cfg.dim : m->cfg.hidden_dim);
+    return (w + 31) / 32 * 32;
+}
+
+// Acts.x16: T rows of the widest input, or a token's for each of nt threads.
+static size_t x16_values(const Model *m, size_t T, int nt) {
+    size_t rows = T > (size_t)nt ? T : (size_t)nt;
+    return rows * token_x16_values(m);
+}
+
 // Without stored activations, attention's blocks of score rows: one per
 // thread, but no more than the (batch, head) tasks that can run at once.
 static int att_blocks(const Acts *a, int n_heads) {
@@ -298,10 +395,16 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
     memset(a, 0, sizeof *a);
     if (B < 1 || T < 1 || T > kv_len || kv_len > c->seq_len || (B > 1 && kv_len != T))
         return err_set(err, "bad activation shape B=%d T=%d kv_len=%d (context %d)", B, T, kv_len, c->seq_len);
+    int bf16 = m->dtype == DTYPE_BF16;
+    if (bf16 && (B > 1 || store_all))
+        return err_set(err, "a bf16 model generates and evaluates one sequence (B %d%s): train from its fp32 checkpoint",
+                       B, store_all ? ", activations kept for training" : "");
     a->B = B, a->T = a->T_cap = T, a->kv_len = kv_len, a->store_all = store_all;
     a->nthreads = omp_get_max_threads();
     size_t N = (size_t)B * T, d = c->dim, h = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
     size_t kvd = d / c->n_heads * c->n_kv_heads, S = store_all ? L : 1, att;
+    // bf16: the cache (L, kv_len, kvd) of bf16, two a float; one layer's fp32 rows in k, v
+    size_t kv16 = bf16 ? (L * kv_len * kvd + 1) / 2 : 0, kv32 = (bf16 ? 1 : L) * B * kv_len * kvd;
     const NormKind *kind = &NORM_KINDS[c->norm];
     size_t ns = (size_t)kind->stats; // the norm's saved floats per row
     // the largest products, checked; every other part is smaller than one of these
@@ -312,12 +415,14 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         size_mul(S, att, &big) || size_mul((size_t)B * L * kv_len, kvd, &big) ||
         size_mul(S * N, h > V ? h : V, &big) || size_mul(big, sizeof(float), &big))
         return err_set(err, "activations for B=%d T=%d kv_len=%d overflow", B, T, kv_len);
+    float *k16 = NULL, *v16 = NULL, *x16 = NULL; // carved as floats, held as bf16
     struct { float **p; size_t n; } parts[] = {
         {&a->resid, (S + (store_all ? 1 : 0)) * N * d},
         {&a->norm_attn, S * N * d}, {&a->stats_attn, S * N * ns}, {&a->q, S * N * d}, {&a->att, S * att},
         {&a->atty, S * N * d}, {&a->resid_mid, S * N * d}, {&a->norm_ffn, S * N * d},
         {&a->stats_ffn, S * N * ns}, {&a->h1, S * N * h}, {&a->h3, S * N * h}, {&a->hg, S * N * h},
-        {&a->k, L * B * kv_len * kvd}, {&a->v, L * B * kv_len * kvd},
+        {&a->k, kv32}, {&a->v, kv32}, {&k16, kv16}, {&v16, kv16},
+        {&x16, bf16 ? x16_values(m, T, a->nthreads) / 2 : 0},
         {&a->norm_final, N * d}, {&a->stats_final, N * ns}, {&a->logits, N * V}, {&a->tmp, N * d},
         {&a->emb, N * d}, {&a->att_one, one}, {&a->token_norm, (size_t)a->nthreads * token_norm_floats(m)},
         {&a->attn_out, c->residual_gate ? S * N * d : 0},
@@ -356,6 +461,7 @@ int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all
         *parts[i].p = parts[i].n ? p : NULL;
         p += (parts[i].n + 15) & ~(size_t)15;
     }
+    a->k16 = (uint16_t *)k16, a->v16 = (uint16_t *)v16, a->x16 = (uint16_t *)x16;
     rope_tables(a->rope_cos, a->rope_sin, kv_len, c->dim / c->n_heads, c->rope_theta);
     return 0;
 }
@@ -372,6 +478,7 @@ typedef struct {
     float *x_in, *x_out, *norm_attn, *stats_attn, *q, *att, *atty, *resid_mid;
     float *norm_ffn, *stats_ffn, *h1, *h3, *hg, *k, *v;
     float *attn_out, *ffn_out; // NULL without residual gates
+    uint16_t *k16, *v16;       // a bf16 model's cache (k, v then: fp32 rows shared by the layers); else NULL
 } Layer;
 
 // p + off, or NULL for a buffer this model does not have (w3's h3 without a
@@ -392,6 +499,10 @@ static Layer layer_at(const Model *m, const Acts *a, int l) {
         .hg = slice(a->hg, s * N * h),
         .attn_out = slice(a->attn_out, s * N * d), .ffn_out = slice(a->ffn_out, s * N * d),
         .k = slice(a->k, (size_t)l * a->B * a->kv_len * kvd), .v = slice(a->v, (size_t)l * a->B * a->kv_len * kvd)};
+    if (a->k16) {
+        size_t off = (size_t)l * a->kv_len * kvd;
+        y.k = a->k, y.v = a->v, y.k16 = a->k16 + off, y.v16 = a->v16 + off;
+    }
     return y;
 }
 
@@ -462,6 +573,43 @@ static void residual_add(float *out, const float *a, const float *b, float *keep
 // Layer l's slice of a per-layer tensor id, in the weights (LW) or gradients (LG).
 static float *LW(const Model *m, int id, int l) { return slice_at(m, m->w.t, id, l); }
 static float *LG(const Model *m, int id, int l) { return slice_at(m, m->g.t, id, l); }
+// The same of a bf16 model's matrix.
+static const uint16_t *LW16(const Model *m, int id, int l) {
+    return m->w16.t[id] + (TENSORS[id].per_layer ? (size_t)l * (m->sizes[id] / (size_t)m->cfg.n_layers) : 0);
+}
+
+// out[i] (N,OC[i]) = inp (N,C) @ (layer l's slice of matrix ts[i])^T, i < n <= 3: the linear layers, in the
+// weights' own type (matmul.h: a bf16 model's products round their input to bf16)
+static void linear(const Model *m, Acts *a, int n, float *const out[], const float *inp, const int ts[], int l,
+                   size_t N, int C, const int OC[]) {
+    if (m->dtype == DTYPE_BF16) {
+        const uint16_t *w[3];
+        for (int i = 0; i < n; i++) w[i] = LW16(m, ts[i], l);
+        matmul_forward_multi_bf16(n, out, inp, a->x16, w, N, C, OC);
+    } else {
+        const float *w[3];
+        for (int i = 0; i < n; i++) w[i] = LW(m, ts[i], l);
+        matmul_forward_multi(a->mm, n, out, inp, w, N, C, OC);
+    }
+}
+
+// out (N,d) = the embedding's rows of tokens
+static void embed(const Model *m, float *out, const int *tokens, size_t N) {
+    if (m->dtype == DTYPE_BF16) embedding_forward_bf16(out, tokens, m->w16.t[T_WTE], N, m->cfg.dim);
+    else embedding_forward(out, tokens, m->w.t[T_WTE], N, m->cfg.dim);
+}
+
+// A bf16 cache (B = 1): the T new keys and values at pos0 rounded into it,
+// then the fp32 rows attention's products read made the cache's values, the
+// new ones and the older ones alike: a prompt's attention reads what a
+// decoded token's reads.
+static void kv_into_cache(const Layer *y, int pos0, int T, int kvd) {
+    size_t old = (size_t)pos0 * kvd, n = (size_t)T * kvd;
+    bf16_from_floats(y->k16 + old, y->k + old, n);
+    bf16_from_floats(y->v16 + old, y->v + old, n);
+    bf16_to_floats(y->k, y->k16, old + n);
+    bf16_to_floats(y->v, y->v16, old + n);
+}
 
 static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int pos0) {
     const ModelConfig *c = &m->cfg;
@@ -474,15 +622,15 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     norm_forward(m, SITE_ATTN, l, y->norm_attn, y->stats_attn, y->x_in, N);
     lap(a, PART_NORM, &t);
     float *const qkv[3] = {y->q, knew, vnew};
-    const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
-    matmul_forward_multi(a->mm, 3, qkv, y->norm_attn, wqkv, N, d, (const int[3]){d, kvd, kvd});
+    linear(m, a, 3, qkv, y->norm_attn, (const int[3]){T_WQ, T_WK, T_WV}, l, N, d, (const int[3]){d, kvd, kvd});
     lap(a, PART_MATMUL, &t);
     rope_apply(y->q, a->rope_cos, a->rope_sin, B, T, pos0, c->n_heads, HS, 0);
     rope_apply(knew, a->rope_cos, a->rope_sin, B, T, pos0, c->n_kv_heads, HS, 0);
+    if (y->k16) kv_into_cache(y, pos0, T, kvd);
     attention_forward(a->mm, y->atty, y->att, y->q, y->k, y->v, B, T, pos0, a->kv_len,
                       c->n_heads, c->n_kv_heads, HS, a->att_one, a->store_all ? 0 : att_blocks(a, c->n_heads));
     lap(a, PART_ATTENTION, &t);
-    matmul_forward(a->mm, a->tmp, y->atty, LW(m, T_WO, l), N, d, d);
+    linear(m, a, 1, &a->tmp, y->atty, (const int[1]){T_WO}, l, N, d, &d);
     lap(a, PART_MATMUL, &t);
     residual_add(y->resid_mid, y->x_in, a->tmp, y->attn_out, LW(m, T_ATTN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
@@ -491,12 +639,11 @@ static void block_forward(const Model *m, Acts *a, const Layer *y, int l, int po
     norm_forward(m, SITE_FFN, l, y->norm_ffn, y->stats_ffn, y->resid_mid, N);
     lap(a, PART_NORM, &t);
     float *const h13[2] = {y->h1, y->h3}; // a gated MLP's w3 shares the pass over its input
-    const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
-    matmul_forward_multi(a->mm, mk->gated ? 2 : 1, h13, y->norm_ffn, w13, N, d, (const int[2]){h, h});
+    linear(m, a, mk->gated ? 2 : 1, h13, y->norm_ffn, (const int[2]){T_W1, T_W3}, l, N, d, (const int[2]){h, h});
     lap(a, PART_MATMUL, &t);
     mk->forward(y->hg, y->h1, y->h3, N * h);
     lap(a, PART_OTHER, &t);
-    matmul_forward(a->mm, a->tmp, y->hg, LW(m, T_W2, l), N, h, d);
+    linear(m, a, 1, &a->tmp, y->hg, (const int[1]){T_W2}, l, N, h, &d);
     lap(a, PART_MATMUL, &t);
     residual_add(y->x_out, y->resid_mid, a->tmp, y->ffn_out, LW(m, T_FFN_GATE, l), N * d);
     lap(a, PART_OTHER, &t);
@@ -531,11 +678,15 @@ typedef struct {
     int ffn;           // token_residual: the FFN branch's add (else the attention branch's)
 } TokenStep;
 
-static void token_rope(void *ctx, int i, int r0, int r1) { // q (i 0) and the new key (i 1)
+// q (i 0) and the new key (i 1) rotated; with a bf16 cache, the new key and value (i 2) rounded into it
+static void token_rope(void *ctx, int i, int r0, int r1) {
     const TokenStep *s = ctx;
-    if (i > 1) return;
     const ModelConfig *c = &s->m->cfg;
-    rope_span(s->qkv[i], s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, c->dim / c->n_heads);
+    int HS = c->dim / c->n_heads;
+    if (i < 2) rope_span(s->qkv[i], s->a->rope_cos, s->a->rope_sin, s->pos, r0, r1, HS);
+    if (i > 0 && s->y->k16)
+        bf16_from_floats((i == 1 ? s->y->k16 : s->y->v16) + (size_t)s->pos * HS * c->n_kv_heads + r0, s->qkv[i] + r0,
+                         (size_t)(r1 - r0));
 }
 
 // The residual add after wo (the attention branch) or, with s->ffn, after w2.
@@ -557,42 +708,62 @@ static void token_mlp_act(void *ctx, int i, int r0, int r1) { // once w1's (and 
     mk->forward(y->hg + r0, y->h1 + r0, y->h3 ? y->h3 + r0 : NULL, (size_t)(r1 - r0));
 }
 
-// Layer l for every thread of the region; xn, stats: this thread's own.
-static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos, float *xn, float *stats) {
+// A decoded token's linear(): out[i] (OC[i]) = (layer l's slice of matrix ts[i]) @ inp (C), every thread of
+// the region calling; x16: this thread's scratch for a bf16 model's rounded input.
+static void token_linear(const Model *m, Acts *a, int n, float *const out[], const float *inp, const int ts[], int l,
+                         int C, const int OC[], RowsFn then, void *ctx, uint16_t *x16) {
+    if (m->dtype == DTYPE_BF16) {
+        const uint16_t *w[3];
+        for (int i = 0; i < n; i++) w[i] = LW16(m, ts[i], l);
+        matvec_bf16_team(n, out, inp, x16, w, C, OC, then, ctx);
+    } else {
+        const float *w[3];
+        for (int i = 0; i < n; i++) w[i] = LW(m, ts[i], l);
+        matvec_team(a->mm, n, out, inp, w, C, OC, then, ctx);
+    }
+}
+
+// Layer l for every thread of the region; xn, stats, x16: this thread's own.
+static void token_block(const Model *m, Acts *a, const Layer *y, int l, int pos, float *xn, float *stats,
+                        uint16_t *x16) {
     const ModelConfig *c = &m->cfg;
     int d = c->dim, h = c->hidden_dim, HS = d / c->n_heads, kvd = HS * c->n_kv_heads;
     float *const qkv[3] = {y->q, y->k + (size_t)pos * kvd, y->v + (size_t)pos * kvd};
     TokenStep s = {m, a, y, l, pos, qkv, 0};
     norm_forward(m, SITE_ATTN, l, xn, stats, y->x_in, 1);
-    const float *const wqkv[3] = {LW(m, T_WQ, l), LW(m, T_WK, l), LW(m, T_WV, l)};
-    matvec_team(a->mm, 3, qkv, xn, wqkv, d, (const int[3]){d, kvd, kvd}, token_rope, &s);
-    attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,
-                       a->att_one);
-    const float *wo = LW(m, T_WO, l), *w2 = LW(m, T_W2, l);
-    matvec_team(a->mm, 1, &a->tmp, y->atty, &wo, d, &d, token_residual, &s);
+    token_linear(m, a, 3, qkv, xn, (const int[3]){T_WQ, T_WK, T_WV}, l, d, (const int[3]){d, kvd, kvd}, token_rope,
+                 &s, x16);
+    if (y->k16)
+        attention_one_team_bf16(y->atty, y->att, y->q, y->k16, y->v16, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads,
+                                HS, a->att_one);
+    else
+        attention_one_team(y->atty, y->att, y->q, y->k, y->v, 1, pos, a->kv_len, c->n_heads, c->n_kv_heads, HS,
+                           a->att_one);
+    token_linear(m, a, 1, &a->tmp, y->atty, (const int[1]){T_WO}, l, d, &d, token_residual, &s, x16);
     norm_forward(m, SITE_FFN, l, xn, stats, y->resid_mid, 1);
     float *const h13[2] = {y->h1, y->h3};
-    const float *const w13[2] = {LW(m, T_W1, l), LW(m, T_W3, l)};
-    matvec_team(a->mm, MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, w13, d, (const int[2]){h, h}, token_mlp_act, &s);
+    token_linear(m, a, MLP_KINDS[c->mlp].gated ? 2 : 1, h13, xn, (const int[2]){T_W1, T_W3}, l, d,
+                 (const int[2]){h, h}, token_mlp_act, &s, x16);
     s.ffn = 1;
-    matvec_team(a->mm, 1, &a->tmp, y->hg, &w2, h, &d, token_residual, &s);
+    token_linear(m, a, 1, &a->tmp, y->hg, (const int[1]){T_W2}, l, h, &d, token_residual, &s, x16);
 }
 
 // The forward of token at pos (B = 1, no activations kept): logits (V).
 static void token_forward(const Model *m, Acts *a, int token, int pos) {
     const ModelConfig *c = &m->cfg;
-    embedding_forward(a->resid, &token, m->w.t[T_WTE], 1, c->dim);
+    embed(m, a->resid, &token, 1);
     if (c->emb_scale) embscale_forward(a->resid, a->resid, m->w.t[T_EMB_SCALE][0], (size_t)c->dim);
 #pragma omp parallel
     {
-        float *xn = a->token_norm + (size_t)omp_get_thread_num() * token_norm_floats(m), *stats = xn + c->dim;
+        int tid = omp_get_thread_num();
+        float *xn = a->token_norm + (size_t)tid * token_norm_floats(m), *stats = xn + c->dim;
+        uint16_t *x16 = a->x16 ? a->x16 + (size_t)tid * token_x16_values(m) : NULL;
         for (int l = 0; l < c->n_layers; l++) {
             Layer y = layer_at(m, a, l);
-            token_block(m, a, &y, l, pos, xn, stats);
+            token_block(m, a, &y, l, pos, xn, stats, x16);
         }
         norm_forward(m, SITE_FINAL, 0, xn, stats, final_input(m, a), 1);
-        const float *wcls = m->w.t[T_WCLS];
-        matvec_team(a->mm, 1, &a->logits, xn, &wcls, c->dim, &c->vocab_size, NULL, NULL);
+        token_linear(m, a, 1, &a->logits, xn, (const int[1]){T_WCLS}, 0, c->dim, &c->vocab_size, NULL, NULL, x16);
     }
 }
 
@@ -609,7 +780,7 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
     }
     size_t N = (size_t)a->B * a->T, d = c->dim;
     double t = lap_start(a);
-    embedding_forward(a->resid, tokens, m->w.t[T_WTE], N, c->dim);
+    embed(m, a->resid, tokens, N);
     if (c->emb_scale) { // keep the raw embedding: the scale's gradient needs it
         memcpy(a->emb, a->resid, N * d * sizeof(float));
         embscale_forward(a->resid, a->emb, m->w.t[T_EMB_SCALE][0], N * d);
@@ -623,8 +794,9 @@ int model_forward(const Model *m, Acts *a, const int *tokens, int T, int pos0, i
     norm_forward(m, SITE_FINAL, 0, a->norm_final, a->stats_final, final_input(m, a), N);
     lap(a, PART_NORM, &t);
     size_t first = all_logits ? 0 : N - 1;
-    matmul_forward(a->mm, a->logits + first * c->vocab_size, a->norm_final + first * d,
-                   m->w.t[T_WCLS], N - first, c->dim, c->vocab_size);
+    float *logits = a->logits + first * c->vocab_size;
+    linear(m, a, 1, &logits, a->norm_final + first * d, (const int[1]){T_WCLS}, 0, N - first, c->dim,
+           &c->vocab_size);
     lap(a, PART_MATMUL, &t);
     return 0;
 }

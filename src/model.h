@@ -13,6 +13,15 @@
 #include "norms.h"
 
 #define MAX_LAYERS 1024
+
+// How a model's weights are stored in a model file (header field dtype,
+// docs/format.md): the code is the file's, append only. fp32 is what the
+// trainer holds and every checkpoint stores; bf16 (every tensor rounded to
+// bfloat16, nearest even: bf16.h) is for generation, half the bytes.
+enum { DTYPE_F32 = 0, DTYPE_BF16 = 1, N_DTYPES };
+const char *dtype_name(int i); // "fp32", "bf16"; NULL past the last (a choice of the settings)
+int dtype_find(const char *name); // -1 if unknown
+size_t dtype_bytes(int dtype);   // bytes per stored weight
 // LLaMA's RMSNorm epsilon and RoPE base: a new model's (header fields norm_eps, rope_theta)
 #define NORM_EPS_DEFAULT 1e-5f
 #define ROPE_THETA_DEFAULT 10000.0f
@@ -63,13 +72,25 @@ enum {
 typedef struct {
     float *t[N_TENSORS]; // t[T_WCLS] == t[T_WTE] when tied; absent tensors point at a zero-length slot
 } Tensors;
+typedef struct {
+    uint16_t *t[N_TENSORS]; // as Tensors, bf16
+} Tensors16;
 
+// A model holds its weights in fp32 (dtype DTYPE_F32: training, and every
+// model read from an fp32 file), or, read from a bf16 model file, its matrices
+// and embedding (tensor_is_matrix) in bf16 and the rest (norm vectors and
+// scalars: a sliver of the bytes, read by the norms as they are) in fp32,
+// widened exactly from the file's bf16. A bf16 model is for generation: it
+// is never trained, and never holds a second, fp32 copy of its matrices.
 typedef struct {
     ModelConfig cfg;
-    size_t sizes[N_TENSORS]; // floats per tensor; 0 = absent
+    int dtype;               // DTYPE_*: how the matrices are held
+    size_t sizes[N_TENSORS]; // parameters per tensor; 0 = absent
     size_t n_params;
-    float *params; // one allocation
-    Tensors w;
+    float *params; // one allocation: every tensor (fp32), or the vectors and scalars (bf16)
+    Tensors w;     // into params; NULL for a matrix of a bf16 model
+    uint16_t *params16; // bf16: the matrices, one allocation; NULL for fp32
+    Tensors16 w16;      // into params16; NULL for the others
     float *grads; // NULL until model_alloc_grads
     Tensors g;
     // The BPE tokenizer file the model was trained with (bpe.h), stored in
@@ -81,6 +102,7 @@ typedef struct {
 const char *tensor_name(int t);
 int tensor_decays(int t); // weight decay applies (matrices and embeddings)
 int tensor_is_scalar(int t); // one number per site or layer (alpha, shift, embedding scale, gates): --scalar-lr-mult
+int tensor_is_matrix(int t); // a weight matrix or the embedding (a bf16 model holds these in bf16)
 // The tensor holding parameter p (NP_) of a site's norm.
 int site_tensor(int site, int p);
 int default_hidden_dim(int dim, int mlp); // the MLP kind's default hidden size
@@ -94,7 +116,14 @@ int config_layout(const ModelConfig *c, size_t sizes[N_TENSORS], size_t *n_param
 // Allocates params (zeroed) for a validated config: memory in proportion to
 // the parameters (what a file's size vouches for), nothing per position.
 int model_create(Model *m, const ModelConfig *c, Error *err);
-int model_alloc_grads(Model *m, Error *err);
+// The same holding the weights as dtype (DTYPE_*; above).
+int model_create_as(Model *m, const ModelConfig *c, int dtype, Error *err);
+// Converts m's weights to dtype in place: to bf16 every tensor is rounded to
+// nearest even (the matrices then held in bf16: the same model as its bf16
+// file gives), to fp32 widened exactly. Refuses (naming the tensor) a finite
+// weight that bf16 cannot hold; m is unchanged on failure.
+int model_set_dtype(Model *m, int dtype, Error *err);
+int model_alloc_grads(Model *m, Error *err); // fp32 models only
 void model_free(Model *m);
 // normal(0, 0.02); wo and w2 0.02/sqrt(2 L); norm parameters as NORM_PARAMS
 // says (gains 1, betas 0, alphas alpha0); emb_scale sqrt(dim); gates 0. Each tensor draws from its own stream of `seed`, so
@@ -142,6 +171,11 @@ typedef struct {
     size_t block_floats;
     PartTimes *timers; // NULL: not timed (set by the caller, e.g. bench/)
     Matmul *mm;        // the products' backend and precision (matmul.h); NULL: OpenBLAS, fp32
+    // A bf16 model (B = 1, nothing stored): the KV cache in bf16, and k, v
+    // above one layer's fp32 rows (a prompt's new keys and values before they
+    // are rounded into the cache; the cache widened for attention's products)
+    uint16_t *k16, *v16; // (L, kv_len, kvd)
+    uint16_t *x16;       // a product's input rounded to bf16: (T_cap, d or h), or a decoded token's, one per thread
 } Acts;
 
 int acts_create(Acts *a, const Model *m, int B, int T, int kv_len, int store_all, Error *err);

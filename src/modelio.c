@@ -1,5 +1,6 @@
 #include "modelio.h"
 
+#include "bf16.h"
 #include "bpe.h"
 
 #include <errno.h>
@@ -23,8 +24,8 @@ static void put_f32(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4)
 static int32_t get_i32(const unsigned char *h, int off) { int32_t v; memcpy(&v, h + off, 4); return v; }
 static float get_f32(const unsigned char *h, int off) { float v; memcpy(&v, h + off, 4); return v; }
 
-static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, size_t tok_bytes,
-                          size_t data_bytes) {
+static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, int kind, int dtype,
+                          size_t tok_bytes, size_t data_bytes) {
     memset(h, 0, HEADER_BYTES);
     put_i32(h, 0, (int32_t)MODEL_MAGIC);
     put_i32(h, 4, MODEL_VERSION);
@@ -42,11 +43,12 @@ static void header_encode(unsigned char h[HEADER_BYTES], const ModelConfig *c, i
     put_i32(h, 80, (int32_t)data_bytes);
     put_i32(h, 84, c->mlp);
     put_f32(h, 88, c->alpha_final0);
+    put_i32(h, 92, dtype);
 }
 
 // Validates and decodes; errors name the file and the field.
 static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, ModelConfig *c,
-                         int *kind, size_t *tok_bytes, size_t *data_bytes, Error *err) {
+                         int *kind, int *dtype, size_t *tok_bytes, size_t *data_bytes, Error *err) {
     uint32_t magic = (uint32_t)get_i32(h, 0);
     if (magic != MODEL_MAGIC)
         return err_set(err, "%s: bad magic 0x%08x (not a model or checkpoint of this project)", path, magic);
@@ -65,7 +67,8 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         .alpha_attn0 = get_f32(h, 60), .alpha_ffn0 = get_f32(h, 64)};
     // version 1 (RMSNorm or DyT only): the embedding scale went with DyT, no gates;
     // versions 1 and 2: SwiGLU, and the final norm's alpha0 was the FFN input's
-    int v1 = version == 1, before_mlp = version < 3, reserved = v1 ? 72 : before_mlp ? 84 : 92;
+    // version 3: the weights' type at byte 92 (reserved, so 0 = fp32, in every file before it)
+    int v1 = version == 1, before_mlp = version < 3, reserved = v1 ? 72 : before_mlp ? 84 : 96;
     if (v1 && c->norm > NORM_DYT)
         return err_set(err, "%s: header field norm = %d needs version 2 (the file says 1)", path, c->norm);
     c->emb_scale = v1 ? c->norm == NORM_DYT : get_i32(h, 72);
@@ -88,6 +91,11 @@ static int header_decode(const unsigned char h[HEADER_BYTES], const char *path, 
         return err_set(err, "%s: header field data_record_bytes = %d is not 0%s", path, db,
                        *kind == KIND_CHECKPOINT ? " or a size up to 64 MiB" : " (a model file has no data record)");
     *data_bytes = (size_t)db;
+    *dtype = before_mlp ? DTYPE_F32 : get_i32(h, 92);
+    if (*dtype < 0 || *dtype >= N_DTYPES)
+        return err_set(err, "%s: header field dtype = %d is not 0 (fp32) or 1 (bf16)", path, *dtype);
+    if (*dtype != DTYPE_F32 && *kind == KIND_CHECKPOINT)
+        return err_set(err, "%s: header field dtype = %d, but a checkpoint holds fp32 weights (0)", path, *dtype);
     for (int i = reserved; i < HEADER_BYTES; i++)
         if (h[i]) return err_set(err, "%s: header byte %d is not zero (reserved)", path, i);
     return 0;
@@ -124,8 +132,8 @@ static size_t checkpoint_bytes(size_t n_params) {
 }
 
 // Reads and checks the header and the exact file size; creates the model.
-static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_bytes, size_t *data_bytes,
-                             Error *err) {
+static FILE *open_model_file(Model *m, const char *path, int *kind, int *dtype, size_t *tok_bytes,
+                             size_t *data_bytes, Error *err) {
     size_t size;
     FILE *f = open_regular(path, &size, err);
     if (!f) return NULL;
@@ -134,19 +142,20 @@ static FILE *open_model_file(Model *m, const char *path, int *kind, size_t *tok_
     if (size < HEADER_BYTES) {
         err_set(err, "%s: %zu bytes is shorter than the %d-byte header", path, size, HEADER_BYTES);
     } else if (!read_exact(f, h, HEADER_BYTES, path, "the header", err) &&
-               !header_decode(h, path, &c, kind, tok_bytes, data_bytes, err)) {
+               !header_decode(h, path, &c, kind, dtype, tok_bytes, data_bytes, err)) {
         size_t sizes[N_TENSORS], n_params;
         Error e;
         if (config_layout(&c, sizes, &n_params, &e)) {
             err_set(err, "%s: %s", path, e.msg);
         } else {
             // n_params <= 2^40, so these sizes cannot overflow
-            size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * sizeof(float) : checkpoint_bytes(n_params);
+            size_t want = *kind == KIND_MODEL ? HEADER_BYTES + n_params * dtype_bytes(*dtype)
+                                              : checkpoint_bytes(n_params);
             want += *tok_bytes + *data_bytes;
             if (size != want)
                 err_set(err, "%s: file is %zu bytes but its header implies %zu (%s)", path, size, want,
                         size < want ? "truncated" : "trailing bytes");
-            else if (model_create(m, &c, &e))
+            else if (model_create_as(m, &c, *dtype, &e))
                 err_set(err, "%s: %s", path, e.msg);
             else
                 return f;
@@ -175,13 +184,57 @@ static int read_tokenizer(Model *m, FILE *f, size_t n, const char *path, Error *
     return 0;
 }
 
+// n bf16 weights from f, widened (exactly) into p: a block at a time.
+static int read_bf16(FILE *f, float *p, size_t n, const char *path, Error *err) {
+    enum { BLOCK = 1 << 12 };
+    uint16_t h[BLOCK];
+    for (size_t i = 0; i < n; i += BLOCK) {
+        size_t k = n - i < BLOCK ? n - i : BLOCK;
+        if (read_exact(f, h, k * sizeof *h, path, "the parameters", err)) return -1;
+        bf16_to_floats(p + i, h, k);
+    }
+    return 0;
+}
+
+// A bf16 model file's tensors, in file order: the matrices as they are, the
+// vectors and scalars widened to fp32 (model.h).
+static int read_weights_bf16(Model *m, FILE *f, const char *path, Error *err) {
+    for (int t = 0; t < N_TENSORS; t++) {
+        size_t k = m->sizes[t];
+        if (k && (tensor_is_matrix(t) ? read_exact(f, m->w16.t[t], k * sizeof(uint16_t), path, "the parameters", err)
+                                      : read_bf16(f, m->w.t[t], k, path, err)))
+            return -1;
+    }
+    return 0;
+}
+
+// model_check_values over a bf16 model's tensors, whichever type holds them.
+static int check_weights_bf16(const Model *m, const char *path, Error *err) {
+    size_t flat = 0; // the index in file order
+    for (int t = 0; t < N_TENSORS; t++) {
+        size_t k = m->sizes[t], i = 0;
+        if (tensor_is_matrix(t)) {
+            while (i < k && !bf16_nonfinite(m->w16.t[t][i])) i++;
+        } else {
+            i = first_bad(m->w.t[t], k, 0);
+        }
+        if (i < k)
+            return err_set(err, "%s: the parameters: tensor %s holds a non-finite value (%g) at flat index %zu", path,
+                           tensor_name(t), tensor_is_matrix(t) ? bf16_to_float(m->w16.t[t][i]) : m->w.t[t][i], flat + i);
+        flat += k;
+    }
+    return 0;
+}
+
 int model_load(Model *m, const char *path, Error *err) {
-    int kind;
+    int kind, dtype;
     size_t tok_bytes, data_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
+    FILE *f = open_model_file(m, path, &kind, &dtype, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
-    int rc = read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
-             model_check_values(m, m->params, 0, path, "the parameters", err);
+    int rc = dtype == DTYPE_BF16
+                 ? read_weights_bf16(m, f, path, err) || check_weights_bf16(m, path, err)
+                 : read_exact(f, m->params, m->n_params * sizeof(float), path, "the parameters", err) ||
+                       model_check_values(m, m->params, 0, path, "the parameters", err);
     if (!rc && kind == KIND_CHECKPOINT) // the tokenizer follows the optimizer state and the blocks
         rc = fseek(f, (long)(checkpoint_bytes(m->n_params) - HEADER_BYTES - m->n_params * sizeof(float)), SEEK_CUR)
                  ? err_set(err, "%s: cannot seek to the tokenizer", path) : 0;
@@ -193,9 +246,9 @@ int model_load(Model *m, const char *path, Error *err) {
 
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err) {
-    int kind;
+    int kind, dtype;
     size_t tok_bytes, data_bytes;
-    FILE *f = open_model_file(m, path, &kind, &tok_bytes, &data_bytes, err);
+    FILE *f = open_model_file(m, path, &kind, &dtype, &tok_bytes, &data_bytes, err);
     if (!f) return -1;
     *mom1 = *mom2 = NULL;
     st->data_record = NULL, st->data_record_bytes = 0;
@@ -246,11 +299,51 @@ int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_
 // ----------------------------------------------------------------------------
 // writing
 
-int model_save(const Model *m, const char *path, Error *err) {
+int model_save(const Model *m, const char *path, Error *err) { return model_save_as(m, DTYPE_F32, path, err); }
+
+// Tensor t of m as the file's dtype stores it, into *chunk: the model's own
+// memory where it holds t so, else converted into conv (advanced past it).
+static int tensor_as(const Model *m, int t, int dtype, unsigned char **conv, Chunk *chunk, size_t flat,
+                     const char *path, Error *err) {
+    size_t k = m->sizes[t];
+    int bf16_held = m->dtype == DTYPE_BF16 && tensor_is_matrix(t);
+    if (bf16_held == (dtype == DTYPE_BF16)) {
+        *chunk = (Chunk){bf16_held ? (const void *)m->w16.t[t] : (const void *)m->w.t[t], k * dtype_bytes(dtype)};
+        return 0;
+    }
+    if (bf16_held) {
+        bf16_to_floats((float *)*conv, m->w16.t[t], k);
+    } else {
+        size_t i = bf16_convert((uint16_t *)*conv, m->w.t[t], k);
+        if (i < k)
+            return err_set(err, "%s: tensor %s holds %g (flat index %zu), beyond bf16's range (3.39e38): save it "
+                           "as fp32", path, tensor_name(t), m->w.t[t][i], flat + i);
+    }
+    *chunk = (Chunk){*conv, k * dtype_bytes(dtype)};
+    *conv += k * dtype_bytes(dtype);
+    return 0;
+}
+
+int model_save_as(const Model *m, int dtype, const char *path, Error *err) {
     unsigned char h[HEADER_BYTES];
-    header_encode(h, &m->cfg, KIND_MODEL, m->tokenizer_bytes, 0);
-    Chunk c[] = {{h, HEADER_BYTES}, {m->params, m->n_params * sizeof(float)}, {m->tokenizer, m->tokenizer_bytes}};
-    return write_file_atomic(path, c, 3, err);
+    header_encode(h, &m->cfg, KIND_MODEL, dtype, m->tokenizer_bytes, 0);
+    // converted: into bf16 every tensor an fp32 model holds (all, or a bf16 model's vectors), into fp32 a
+    // bf16 model's matrices; fp32 to fp32 converts nothing
+    int same = m->dtype == DTYPE_F32 && dtype == DTYPE_F32;
+    size_t conv_bytes = m->n_params * dtype_bytes(dtype);
+    unsigned char *conv = same ? NULL : malloc(conv_bytes ? conv_bytes : 1), *next = conv;
+    if (!same && !conv) return err_set(err, "%s: out of memory for the %s weights", path, dtype_name(dtype));
+    Chunk c[N_TENSORS + 2] = {{h, HEADER_BYTES}};
+    int n = 1, rc = 0;
+    size_t flat = 0;
+    for (int t = 0; t < N_TENSORS && !rc; t++) {
+        if (m->sizes[t]) rc = tensor_as(m, t, dtype, &next, &c[n++], flat, path, err);
+        flat += m->sizes[t];
+    }
+    c[n++] = (Chunk){m->tokenizer, m->tokenizer_bytes};
+    if (!rc) rc = write_file_atomic(path, c, n, err);
+    free(conv);
+    return rc;
 }
 
 int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const TrainState *st,
@@ -258,7 +351,7 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
     unsigned char h[HEADER_BYTES], tb[TRAIN_BLOCK_BYTES] = {0};
     if (st->data_record_bytes > DATA_RECORD_MAX_BYTES)
         return err_set(err, "%s: the data record (%zu bytes) is over 64 MiB", path, st->data_record_bytes);
-    header_encode(h, &m->cfg, KIND_CHECKPOINT, m->tokenizer_bytes, st->data_record_bytes);
+    header_encode(h, &m->cfg, KIND_CHECKPOINT, DTYPE_F32, m->tokenizer_bytes, st->data_record_bytes);
     memcpy(tb, &st->step, 8);
     memcpy(tb + 8, &st->rng_state, 8);
     memcpy(tb + 16, &st->tokens, 8);
@@ -274,8 +367,9 @@ int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, uns
                   size_t *data_bytes, Error *err) {
     Model m;
     size_t tok_bytes;
+    int dtype;
     *data_record = NULL;
-    FILE *f = open_model_file(&m, path, kind, &tok_bytes, data_bytes, err);
+    FILE *f = open_model_file(&m, path, kind, &dtype, &tok_bytes, data_bytes, err);
     if (!f) return -1;
     *c = m.cfg;
     int rc = 0;
@@ -294,4 +388,16 @@ int settings_read(const char *path, ModelConfig *c, int *kind, int64_t *run, uns
     model_free(&m);
     if (rc) free(*data_record), *data_record = NULL;
     return rc;
+}
+
+int model_probe(const char *path, void *ctx, Error *err) {
+    (void)ctx;
+    Model m;
+    int kind, dtype;
+    size_t tok_bytes, data_bytes;
+    FILE *f = open_model_file(&m, path, &kind, &dtype, &tok_bytes, &data_bytes, err);
+    if (!f) return -1;
+    fclose(f);
+    model_free(&m);
+    return kind == KIND_MODEL ? 0 : err_set(err, "it is a checkpoint (header field kind = %d)", kind);
 }

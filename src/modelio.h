@@ -1,5 +1,6 @@
 // Model and checkpoint files (docs/format.md): a 256-byte header with the
-// whole config, then float32 tensors. Loaders validate every header field and
+// whole config, then the tensors: float32, or in a model file bf16 (header
+// field dtype). Loaders validate every header field and
 // the exact file size and return an error instead of exiting; writers go
 // through a temporary file, fsync and rename, so a crash never leaves a
 // half-written file behind.
@@ -34,9 +35,13 @@ typedef struct {
 } TrainState;
 #define DATA_RECORD_MAX_BYTES (64 << 20)
 
-// Writes the model alone (kind 1).
+// Writes the model alone (kind 1), its weights in fp32.
 int model_save(const Model *m, const char *path, Error *err);
-// Reads a model file, or the model inside a checkpoint; creates m.
+// The same with the weights stored as dtype (DTYPE_*, header field dtype):
+// bf16 rounds every tensor to nearest even, and refuses (naming the tensor) a
+// finite weight that would become inf.
+int model_save_as(const Model *m, int dtype, const char *path, Error *err);
+// Reads a model file (fp32 or bf16 weights), or the model inside a checkpoint; creates m.
 int model_load(Model *m, const char *path, Error *err);
 
 // Every loader's last check of n_params values p (the weights, or an AdamW
@@ -50,6 +55,10 @@ int checkpoint_save(const Model *m, const float *mom1, const float *mom2, const 
 // Creates m and allocates *mom1, *mom2 (caller frees).
 int checkpoint_load(Model *m, float **mom1, float **mom2, TrainState *st, int64_t *run,
                     const char *path, Error *err);
+
+// 0 when path is a whole model file (kind 1) of this project (an OursFn of
+// files.h: an export may replace it).
+int model_probe(const char *path, void *ctx, Error *err);
 
 // The settings a model or checkpoint file records, without its tensors: the
 // config from its (validated) header, the kind, and for a checkpoint its run

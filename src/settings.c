@@ -71,6 +71,10 @@ static const Option SETTINGS[] = {
     {STR("--precision", precision, "fp32"), RUN(19, 5), MAY_DIFFER, .choice = precision_name,
      .help = "the matrix products' operands: fp32, or rounded to bf16 (weights, optimizer, norms, softmax and "
              "loss stay fp32); a resume may change it, and the bits then differ"},
+    {STR("--save-dtype", save_dtype, "fp32"), MAY_DIFFER, .choice = dtype_name,
+     .help = "the weights' type in model.bin: fp32, or bf16 (half the bytes, for generation: infer_llama keeps "
+             "them bf16, with a bf16 KV cache); checkpoints stay fp32, and export_llama --format model converts "
+             "a model.bin later"},
     {INT("--eval-every", eval_every, 1, BIG, 100), RUN(11, 2), MAY_DIFFER, .repeat = 1,
      .help = "steps between validation evaluations"},
     {INT("--eval-batches", eval_batches, 1, 65536, 8), RUN(5, 2), .help = "fixed validation batches per evaluation"},

@@ -21,6 +21,7 @@
 typedef struct {
     const char *data, *val_data, *out, *norm, *resume, *emb_scale, *preset, *print_config, *mlp, *made_by;
     const char *matmul, *precision; // matmul.h's names
+    const char *save_dtype;         // model.bin's weights: model.h's dtype names
     int64_t dim, layers, heads, kv_heads, hidden, seq, batch, grad_accum, steps, warmup;
     int64_t eval_every, eval_batches, ckpt_every, keep, seed, threads, stop_after, vocab_size;
     double lr, weight_decay, clip, alpha_attn, alpha_ffn, alpha_final, scalar_lr_mult, beta2;

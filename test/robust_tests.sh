@@ -230,8 +230,8 @@ bad_case "a symlink at OUT.tmp of an hf export" 1 "new.tmp: exists and is a syml
 cmp -s <(ls "$XP/A") "$XP/A.list" && [ ! -e "$XP/new" ]
 expect "the folder behind OUT.tmp keeps its files; nothing written" $? "$(ls "$XP/A" | tr '\n' ' ')"
 rm "$XP/new.tmp"
-for fmt in gguf llama2c; do
-    case $fmt in gguf) src=$M25 ;; llama2c) src=$TMP/rt.bin ;; esac
+for fmt in gguf llama2c model; do
+    case $fmt in gguf | model) src=$M25 ;; llama2c) src=$TMP/rt.bin ;; esac
     printf 'precious' >"$XP/victim"
     ln -sf "$XP/victim" "$XP/o.$fmt"
     bad_case "a $fmt --out that is a symlink" 1 "o.$fmt: exists and is a symlink: not replaced" \

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../dyt.h"
+#include "../src/bf16.h"
 #include "../src/bpe.h"
 #include "../src/data.h"
 #include "../src/export.h"
@@ -1980,6 +1981,65 @@ static void test_bpe_model_file(void) {
     bpe_free(&b);
 }
 
+// bf16 model files (issue 27): a model saved with bf16 weights loads back as
+// every weight rounded to nearest even (bf16.h), a DyT model with every kind
+// of tensor (beta, alpha, gates, the embedding scale, a tied head); a weight
+// beyond bf16's range is refused by name and nothing is written.
+static void test_bf16_model_file(void) {
+    ModelConfig c = {.dim = 32, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 256,
+                     .seq_len = 16, .mlp = MLP_SWIGLU, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    config_set_norm(&c, NORM_DYT);
+    c.residual_gate = 1, c.tie_embeddings = 1;
+    Model m, l;
+    Error err = {{0}};
+    char path[1024];
+    tmp_path(path, sizeof path, "bf16.bin");
+    int ok = !model_create(&m, &c, &err);
+    if (ok) model_init(&m, 3);
+    for (int i = 0; ok && i < c.n_layers; i++) m.w.t[T_ATTN_GATE][i] = 0.3f + 0.1f * i;
+    ok = ok && !model_save_as(&m, DTYPE_BF16, path, &err) && !model_load(&l, path, &err);
+    int held = ok && l.dtype == DTYPE_BF16 && !l.w.t[T_WQ] && l.w16.t[T_WQ] && l.w.t[T_ATTN_ALPHA];
+    ok = ok && !model_set_dtype(&l, DTYPE_F32, &err); // widened, to compare
+    size_t bad = ok ? 0 : 1;
+    if (ok) {
+        for (size_t i = 0; i < m.n_params && !bad; i++) bad = l.params[i] != bf16_round(m.params[i]) ? i + 1 : 0;
+        model_free(&l);
+    }
+    check(ok && held && !bad, "bf16 model file: loaded with its matrices held in bf16; every weight is the fp32 one "
+          "rounded to bf16 (DyT, gates, tied head)", "%s (held %d, flat index %zu)", err.msg, held, bad ? bad - 1 : 0);
+    // in memory as from its file: model_set_dtype(bf16), saved again, gives the same bytes; so does a save of
+    // the loaded bf16 model (its matrices as held, its vectors rounded back)
+    char path2[1024], path3[1024];
+    tmp_path(path2, sizeof path2, "bf16_2.bin");
+    tmp_path(path3, sizeof path3, "bf16_3.bin");
+    Model k;
+    int same = ok && !model_create(&k, &c, &err);
+    if (same) {
+        memcpy(k.params, m.params, m.n_params * sizeof(float));
+        same = !model_set_dtype(&k, DTYPE_BF16, &err) && !model_save_as(&k, DTYPE_BF16, path2, &err) &&
+               !model_load(&l, path, &err);
+        same = same && !model_save_as(&l, DTYPE_BF16, path3, &err);
+        if (same) model_free(&l);
+        model_free(&k);
+    }
+    unsigned char *b1 = NULL, *b2 = NULL, *b3 = NULL;
+    size_t n1 = 0, n2 = 0, n3 = 0;
+    same = same && !read_file(path, &b1, &n1, &err) && !read_file(path2, &b2, &n2, &err) &&
+           !read_file(path3, &b3, &n3, &err) && n1 == n2 && n1 == n3 && !memcmp(b1, b2, n1) && !memcmp(b1, b3, n1);
+    check(same, "bf16 model file: model_set_dtype(bf16) and a loaded bf16 model save the same bytes", "%s", err.msg);
+    free(b1), free(b2), free(b3);
+    remove(path), remove(path2), remove(path3);
+    if (!ok) {
+        model_free(&m);
+        return;
+    }
+    m.w.t[T_WQ][5] = 3.4e38f; // rounds to inf in bf16 (its largest is 3.3895e38)
+    int rc = model_save_as(&m, DTYPE_BF16, path, &err);
+    check(rc && strstr(err.msg, "tensor wq holds 3.4e+38") && !file_exists(path),
+          "bf16 model file: a weight beyond bf16's range is refused by name, nothing written", "rc %d: %s", rc, err.msg);
+    model_free(&m);
+}
+
 // A decoded token (model_forward with T = 1: its own path, src/model.c's
 // token_forward) against the batched forward of the whole sequence, within
 // rounding; and, since decoding may change its thread count token by token
@@ -2018,7 +2078,20 @@ static void test_forward_unstored(void) {
     if (created) model_free(&m);
 }
 
+// With dtype bf16 (issue 27) the model's weights are rounded to bf16 and held
+// so, its cache is bf16: the products are the same dot products in both
+// paths, attention reads the same cache values (widened for the batched
+// path's sgemm, as read by a decoded token's own loop), so the logits differ
+// by the order of attention's sums, and where that moves a product's input
+// across a bf16 rounding boundary by one bf16 step (2^-8 relative) of that
+// input: within 2e-3 of the largest logit.
+static void decode_steps(int dtype, double tol, const char *tol_text);
 static void test_decode_steps(void) {
+    decode_steps(DTYPE_F32, 1e-5, "1e-5");
+    decode_steps(DTYPE_BF16, 2e-3, "2e-3");
+}
+
+static void decode_steps(int dtype, double tol, const char *tol_text) {
     enum { PROMPT = 60, STEPS = 12, V = 256 };
     for (int kind = 0; kind < 3; kind++) {
         int norm = kind == 0 ? NORM_RMS : kind == 1 ? NORM_DYT : NORM_DERF, mlp = kind == 2 ? MLP_GELU : MLP_SWIGLU;
@@ -2037,6 +2110,7 @@ static void test_decode_steps(void) {
         if (ok) model_init(&m, 4);
         for (int l = 0; ok && c.residual_gate && l < c.n_layers; l++)
             m.w.t[T_ATTN_GATE][l] = 0.7f, m.w.t[T_FFN_GATE][l] = 1.3f;
+        ok = ok && !model_set_dtype(&m, dtype, &err);
         int saved = omp_get_max_threads();
         for (int th = 0; ok && th < 2; th++) {
             omp_set_num_threads(2);
@@ -2060,15 +2134,66 @@ static void test_decode_steps(void) {
                 e = fmax(e, fabs(logits[(size_t)i * V + v] - ref)), mx = fmax(mx, fabs(ref));
             }
         if (ok) acts_free(&full);
-        char name[128];
-        snprintf(name, sizeof name, "%s: decode steps = the batched forward within 1e-5 (relative), "
-                 "the same bits on 1 and 2 threads", NORM_KINDS[norm].name);
+        char name[160];
+        snprintf(name, sizeof name, "%s%s: decode steps = the batched forward within %s (relative), "
+                 "the same bits on 1 and 2 threads", NORM_KINDS[norm].name, dtype == DTYPE_BF16 ? " (bf16 weights)" : "",
+                 tol_text);
         int same = ok && !memcmp(logits, logits + (size_t)STEPS * V, (size_t)STEPS * V * sizeof(float));
-        check(ok && same && e <= 1e-5 * mx, name, "%s: max|decode - batched| %.3g of max %.3g; threads %s",
+        check(ok && same && e <= tol * mx, name, "%s: max|decode - batched| %.3g of max %.3g; threads %s",
               ok ? "" : err.msg, e, mx, same ? "agree" : "differ");
         free(logits);
         model_free(&m);
     }
+}
+
+// The bf16 products (matmul.h): vdpbf16ps and the portable loop give the
+// same bits (where this build has the instruction); every output is the same
+// whatever the batch (N 1 or 7) and the row (a group of four or a last
+// single); each is within fp32's summation error of the exact (float64) dot
+// product of the bf16 values: |err| <= (C/16 + 6) * 2^-24 * sum |w x| (each
+// lane adds C/16 products, the tree 4 more, the products exact); inputs of
+// every size around the 32-wide blocks, magnitudes spread over 2^-20..2^20.
+static void test_bf16_gemm(void) {
+    enum { N = 7, ROWS = 11 };
+    const int Cs[] = {1, 2, 31, 32, 33, 63, 64, 100, 768, 2049};
+    Rng r = rng_make(27, 0);
+    int same = 1, batch = 1, within = 1, worst_C = 0;
+    double worst = 0.0;
+    for (size_t ci = 0; ci < sizeof Cs / sizeof Cs[0]; ci++) {
+        int C = Cs[ci];
+        uint16_t *w = malloc((size_t)ROWS * C * 2), *x = malloc((size_t)N * C * 2);
+        float *a = malloc(N * ROWS * sizeof(float)), *b = malloc(N * ROWS * sizeof(float)), one[ROWS];
+        for (size_t i = 0; i < (size_t)ROWS * C; i++)
+            w[i] = bf16_from_float((float)(rng_normal(&r) * ldexp(1.0, (int)(rng_u64(&r) % 41) - 20)));
+        for (size_t i = 0; i < (size_t)N * C; i++) x[i] = bf16_from_float((float)rng_normal(&r));
+        bf16_gemm_nt(a, ROWS, x, N, w, ROWS, C);
+        bf16_gemm_nt_portable(b, ROWS, x, N, w, ROWS, C);
+        same &= !memcmp(a, b, N * ROWS * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            bf16_gemm_nt(one, 0, x + (size_t)n * C, 1, w, ROWS, C);
+            batch &= !memcmp(one, a + (size_t)n * ROWS, sizeof one);
+            for (int k = 0; k < ROWS; k++) {
+                double exact = 0.0, mag = 0.0;
+                for (int i = 0; i < C; i++) {
+                    double p = (double)bf16_to_float(w[(size_t)k * C + i]) * bf16_to_float(x[(size_t)n * C + i]);
+                    exact += p, mag += fabs(p);
+                }
+                double e = fabs(a[(size_t)n * ROWS + k] - exact) / ((C / 16 + 6) * 0x1p-24 * mag);
+                if (e > worst) worst = e, worst_C = C;
+                within &= e <= 1.0;
+            }
+        }
+        free(w), free(x), free(a), free(b);
+    }
+    if (bf16_dot_native())
+        check(same, "bf16 products: vdpbf16ps and the portable loop give the same bits (C 1..2049, 7 x 11)",
+              "they differ");
+    else
+        skip("bf16 products: vdpbf16ps against the portable loop", "this build has no AVX512_BF16");
+    check(batch, "bf16 products: each output the same bits for a batch of 7 and alone (rows in fours and the rest)",
+          "differ");
+    check(within, "bf16 products: within fp32's summation bound of the exact dot product of the bf16 values",
+          "worst %.2f of the bound at C %d", worst, worst_C);
 }
 
 // stand-ins for threads_crowded: crowded at the first call only (the tuner
@@ -2246,6 +2371,7 @@ int main(int argc, char **argv) {
     test_select_kth();
     test_batch_rows();
     test_decode_steps();
+    test_bf16_gemm();
     test_forward_unstored();
     test_thread_tuner();
     if (!mkdtemp(TMP_DIR)) {
@@ -2271,6 +2397,7 @@ int main(int argc, char **argv) {
     test_bpe_small();
     test_bpe_text(data_dir);
     test_bpe_model_file();
+    test_bf16_model_file();
     test_data_sources();
     test_export_encodings();
     rmdir(TMP_DIR);

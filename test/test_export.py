@@ -1,6 +1,6 @@
 """The Hugging Face export read back without our C code (docs/export.md).
 
-    python3 test/test_export.py MODEL.bin HF_DIR REF.json TOL [--f16]
+    python3 test/test_export.py MODEL.bin HF_DIR REF.json TOL [--f16 | --bf16]
 
 MODEL.bin is read with its own reader here (docs/format.md), HF_DIR/model.safetensors
 with json + numpy (the safetensors layout), and a float64 forward pass written from
@@ -24,12 +24,25 @@ def check(name, cond, why=""):
     failed += not cond
 
 
+def bf16_widen(u16):
+    """bfloat16 bits (uint16) -> float32: the top half of a float32."""
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def bf16_round(x):
+    """float32 -> the nearest bfloat16 (ties to even), as float32 (finite values)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return bf16_widen(((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16))
+
+
 def read_model(path):
-    """Our model.bin (RMSNorm): config, tensors by name, the BPE merges (or None)."""
+    """Our model.bin (RMSNorm), fp32 or bf16 weights: config, tensors by name (float32), the BPE merges (or None)."""
     raw = open(path, "rb").read()
     (magic, version, kind, d, h, L, H, KV, V, T, norm, tied, beta) = struct.unpack_from("<I12i", raw, 0)
     eps, theta = struct.unpack_from("<2f", raw, 52)
     (tok_bytes,) = struct.unpack_from("<i", raw, 68)
+    (dtype,) = struct.unpack_from("<i", raw, 92)  # 0 fp32, 1 bf16 (docs/format.md)
+    size = 2 if dtype == 1 else 4
     assert magic == 0x5459444C and norm == 0, "an RMSNorm model.bin"
     kvd = d // H * KV
     shapes = [("wte", (V, d)), ("attn_norm", (L, d)), ("wq", (L, d, d)), ("wk", (L, kvd, d)),
@@ -40,12 +53,13 @@ def read_model(path):
     w, off = {}, 256
     for name, shape in shapes:
         n = int(np.prod(shape))
-        w[name] = np.frombuffer(raw, "<f4", n, off).reshape(shape)
-        off += 4 * n
+        t = bf16_widen(np.frombuffer(raw, "<u2", n, off)) if size == 2 else np.frombuffer(raw, "<f4", n, off)
+        w[name] = t.reshape(shape)
+        off += size * n
     merges = None
     if tok_bytes:
         merges = np.frombuffer(raw, "<i4", (tok_bytes - 32) // 4, off + 32).reshape(-1, 2)
-    cfg = dict(d=d, h=h, L=L, H=H, KV=KV, V=V, T=T, tied=bool(tied), eps=eps, theta=theta)
+    cfg = dict(d=d, h=h, L=L, H=H, KV=KV, V=V, T=T, tied=bool(tied), eps=eps, theta=theta, bf16=dtype == 1)
     return cfg, w, merges
 
 
@@ -58,8 +72,10 @@ def read_safetensors(path):
     tensors, spans = {}, []
     for name, t in header.items():
         b, e = t["data_offsets"]
-        dt = {"F32": "<f4", "F16": "<f2"}[t["dtype"]]
-        tensors[name] = np.frombuffer(data, dt, (e - b) // np.dtype(dt).itemsize, b).reshape(t["shape"])
+        dt = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[t["dtype"]]
+        x = np.frombuffer(data, dt, (e - b) // np.dtype(dt).itemsize, b)
+        tensors[name] = (bf16_widen(x) if t["dtype"] == "BF16" else x).reshape(t["shape"])
+        tensors[name + "/dtype"] = t["dtype"]
         spans.append((b, e))
     spans.sort()
     contiguous = spans[0][0] == 0 and spans[-1][1] == len(data) and all(
@@ -126,10 +142,11 @@ def bytes_to_unicode():
 
 def main():
     model_path, hf, ref_path, tol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    f16 = "--f16" in sys.argv
+    f16, bf16 = "--f16" in sys.argv, "--bf16" in sys.argv
     tag = f"{hf.rstrip('/').split('/')[-1]}"
     cfg, w, merges = read_model(model_path)
     sd, meta, hlen, contiguous, order = read_safetensors(hf + "/model.safetensors")
+    stored = {k[:-6]: sd.pop(k) for k in list(sd) if k.endswith("/dtype")}
     check(f"{tag}: safetensors layout (header length {hlen} % 8 == 0, metadata, contiguous offsets)",
           hlen % 8 == 0 and meta == {"format": "pt"} and contiguous, f"hlen {hlen} meta {meta} contiguous {contiguous}")
 
@@ -148,10 +165,13 @@ def main():
             if ours == "wk":
                 t = hf_permute(t, cfg["KV"])
             want[f"model.layers.{l}.{hf_name}.weight"] = t
-    dt = np.float16 if f16 else np.float32
-    bad = [k for k in want if k not in sd or sd[k].dtype != dt or sd[k].shape != want[k].shape
-           or not np.array_equal(sd[k], want[k].astype(dt))]
-    check(f"{tag}: {len(sd)} tensors read back equal ours ({'float16 = numpy rounding' if f16 else 'bit for bit'}, "
+    dt, name = (np.float16, "F16") if f16 else (np.float32, "BF16") if bf16 else (np.float32, "F32")
+    as_stored = (lambda x: x.astype(np.float16)) if f16 else bf16_round if bf16 else (lambda x: x)
+    bad = [k for k in want if k not in sd or sd[k].dtype != dt or stored[k] != name or sd[k].shape != want[k].shape
+           or not np.array_equal(sd[k], as_stored(want[k]))]
+    how = ("float16 = numpy rounding" if f16 else "BF16 = ours rounded to nearest even" if bf16 and not cfg["bf16"]
+           else "BF16 = our bf16 model.bin's, bit for bit" if bf16 else "bit for bit")
+    check(f"{tag}: {len(sd)} {name} tensors read back equal ours ({how}, "
           f"q/k permuted, {'no lm_head (tied)' if cfg['tied'] else 'lm_head'})",
           not bad and set(sd) == set(want), f"differ: {bad[:3]}, extra {sorted(set(sd) - set(want))[:3]}")
 
@@ -162,7 +182,8 @@ def main():
           and c["num_attention_heads"] == cfg["H"] and c["num_key_value_heads"] == cfg["KV"]
           and c["vocab_size"] == cfg["V"] and c["max_position_embeddings"] == cfg["T"]
           and np.float32(c["rms_norm_eps"]) == cfg["eps"] and np.float32(c["rope_theta"]) == cfg["theta"]
-          and c["tie_word_embeddings"] == cfg["tied"] and c["hidden_act"] == "silu", json.dumps(c))
+          and c["tie_word_embeddings"] == cfg["tied"] and c["hidden_act"] == "silu"
+          and c["torch_dtype"] == ("float16" if f16 else "bfloat16" if bf16 else "float32"), json.dumps(c))
 
     # the tokenizer: every token's text is its bytes in GPT-2's alphabet, merges in rank order
     tok = json.load(open(hf + "/tokenizer.json"))
