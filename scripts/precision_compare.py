@@ -110,7 +110,7 @@ def plot(ra, rb, pairs, norms, la, lb, path):
             ax.plot(steps[:n], mean, style, color=f"C{i}", label=f"{norm} {label}")
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (mean over seeds)")
-    ax.set_ylim(top=min(3.0, ax.get_ylim()[1]))
+    ax.set_ylim(top=min(3.5, ax.get_ylim()[1]))
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -62,8 +62,8 @@ int sampler_sample(Sampler *s, const float *logits) {
 // ----------------------------------------------------------------------------
 // the context window
 
-int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, int64_t n_new, int keep, int sink,
-                  int *dropped, Error *err) {
+int window_create(Window *w, const Model *m, Matmul *mm, const int *prompt, int n_prompt, int64_t n_new, int keep,
+                  int sink, int *dropped, Error *err) {
     int ctx = m->cfg.seq_len;
     memset(w, 0, sizeof *w);
     if (n_prompt < 1) return err_set(err, "generation needs at least one prompt token");
@@ -89,7 +89,7 @@ int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, in
     // only pushes past n_new can slide with less room (sink < w->n <= T_cap)
     w->keep = keep < T_cap ? keep : T_cap;
     if (acts_create(&w->acts, m, 1, T_cap, kv_len, 0, err) ||
-        model_forward(m, &w->acts, w->tokens, w->n, 0, 0, err)) {
+        (w->acts.mm = mm, model_forward(m, &w->acts, w->tokens, w->n, 0, 0, err))) {
         window_free(w);
         return -1;
     }

@@ -54,8 +54,9 @@ typedef struct {
 // more than sink). A prompt longer than the context keeps its first sink and
 // last tokens, keep in all (*dropped says how many went; NULL allowed). On
 // failure nothing is held.
-int window_create(Window *w, const Model *m, const int *prompt, int n_prompt, int64_t n_new, int keep, int sink,
-                  int *dropped, Error *err);
+// mm: the products' backend (matmul.h; NULL: OpenBLAS).
+int window_create(Window *w, const Model *m, Matmul *mm, const int *prompt, int n_prompt, int64_t n_new, int keep,
+                  int sink, int *dropped, Error *err);
 // Appends a token: one forward step over the cache, or a slide when it is full.
 int window_push(Window *w, int token, Error *err);
 void window_free(Window *w);

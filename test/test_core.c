@@ -807,7 +807,7 @@ static void test_window(void) {
             return;
         }
         model_init(&m, 5);
-        int rc = window_create(&w, &m, seq, PROMPT, N - PROMPT, 0, sink, NULL, &err);
+        int rc = window_create(&w, &m, NULL, seq, PROMPT, N - PROMPT, 0, sink, NULL, &err);
         int64_t last_slides = 0;
         for (int i = PROMPT; !rc && i < N; i++) {
             rc = window_push(&w, seq[i], &err);
