@@ -295,10 +295,10 @@ static int mm_open(Matmul *mm, int backend, int precision, const char *what) {
     return 0;
 }
 
-// bf16's tolerances (docs/tests.md, "bf16"). A case's bf16 run is compared
-// with two references of scripts/ref_torch.py: the float64 model
-// (NAME.ref.bin), and the same model whose every product rounds its operands
-// to bf16 first (NAME.ref-bf16.bin, one AdamW step).
+// bf16's tolerances (docs/tests.md, "bf16 and the matmul backends"). A case's
+// bf16 run is compared with two references of scripts/ref_torch.py: the
+// float64 model (NAME.ref.bin), and the same model whose every product rounds
+// its operands to bf16 first (NAME.ref-bf16.bin, one AdamW step).
 //
 // Against the rounded model (tight). A product of two bf16 values is exact in
 // float32, so the bf16 path is that model up to float32 arithmetic, as the
@@ -418,12 +418,13 @@ static void test_reference_mode(RefCase *c, RefCase *cb, Matmul *mm, const char 
     ref_run_free(&o);
 }
 
-// A case under every mode of REF_MODES this build has (mms[i] NULL: not).
-static void test_reference_modes(const char *dir, const char *case_name, Matmul *const mms[], int exact[],
-                                 int tight[]) {
+// A case under every mode of REF_MODES this build has (mms[i] NULL: not);
+// whether it has a bf16 reference.
+static int test_reference_modes(const char *dir, const char *case_name, Matmul *const mms[], int exact[],
+                                int tight[]) {
     char msg[1100], path[1024], name[256];
     RefCase c, cb;
-    if (ref_case_load(&c, dir, case_name, ".ref.bin", msg, sizeof msg)) return; // reported above
+    if (ref_case_load(&c, dir, case_name, ".ref.bin", msg, sizeof msg)) return 0; // reported above
     snprintf(path, sizeof path, "%s/%s.ref-bf16.bin", dir, case_name);
     int has_bf16 = !access(path, R_OK);
     if (has_bf16 && ref_case_load(&cb, dir, case_name, ".ref-bf16.bin", msg, sizeof msg)) {
@@ -435,6 +436,7 @@ static void test_reference_modes(const char *dir, const char *case_name, Matmul 
         if (mms[i]) test_reference_mode(&c, has_bf16 ? &cb : NULL, mms[i], case_name, &exact[i], &tight[i]);
     if (has_bf16) ref_case_free(&cb);
     ref_case_free(&c);
+    return has_bf16;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -463,12 +465,18 @@ static void test_reference_all(const char *dir) {
                  precision_name(REF_MODES[i].precision));
         mms[i] = mm_open(&mm[i], REF_MODES[i].backend, REF_MODES[i].precision, what) ? NULL : &mm[i];
     }
+    int bf16_kinds[N_NORMS] = {0};
     for (int i = 0; i < n; i++) {
         ModelConfig c = test_reference_case(dir, names[i]);
         if (c.dim) seen[c.norm][c.residual_gate][c.emb_scale] = 1, mlps[c.mlp]++;
-        test_reference_modes(dir, names[i], mms, exact, tight);
+        if (c.dim && test_reference_modes(dir, names[i], mms, exact, tight)) bf16_kinds[c.norm] = 1;
         free(names[i]);
     }
+    int missing = -1;
+    for (int k = 0; k < N_NORMS; k++)
+        if (!bf16_kinds[k]) missing = k;
+    check(missing < 0, "ref: every kind of the norm table has a bf16 reference (NAME.ref-bf16.bin)",
+          "none for %s (scripts/ref_torch.py BF16_CASES)", missing >= 0 ? NORM_KINDS[missing].name : "");
     for (int i = 0; i < N_REF_MODES; i++) {
         if (!mms[i] || REF_MODES[i].precision != PREC_BF16) continue;
         char desc[64], name[256];
