@@ -27,12 +27,15 @@ LDLIBS = -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 # oneDNN (the second matmul backend, src/matmul_onednn.c) when its header is
 # there; `make NO_DNNL=1` builds without it (objects in build-nodnnl/, or
 # build-mpi-nodnnl/), as on a machine that lacks it: --matmul onednn is refused.
+# The sanitizer, valgrind and fuzz builds below have it too (DNNL_CFLAGS).
 DNNL_H ?= /usr/include/oneapi/dnnl/dnnl.h
+DNNL_CFLAGS =
 ifeq ($(NO_DNNL),1)
 BUILD := $(BUILD)-nodnnl
 FLAVOR := $(FLAVOR)-nodnnl
 else ifneq ($(wildcard $(DNNL_H)),)
-CFLAGS += -DHAVE_DNNL
+DNNL_CFLAGS = -DHAVE_DNNL
+CFLAGS += $(DNNL_CFLAGS)
 LDLIBS += -ldnnl
 endif
 $(shell mkdir -p build && [ "$$(cat build/flavor 2>/dev/null)" = $(FLAVOR) ] || echo $(FLAVOR) >build/flavor)
@@ -79,6 +82,15 @@ train_llama: $(BUILD)/train_llama.o $(TRAIN_OBJ) $(LIB_OBJ:build/%=$(BUILD)/%) b
 infer_llama tokenize export_llama: %: $(BUILD)/%.o $(LIB_OBJ:build/%=$(BUILD)/%) build/flavor
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
+
+# The trainer linked inside its flavour's folder, leaving ./train_llama as it is:
+# test/run_tests.sh checks the build without oneDNN with
+# `make NO_DNNL=1 build-nodnnl/train_llama` (its objects only, not every program).
+ifneq ($(BUILD),build)
+$(BUILD)/train_llama: $(BUILD)/train_llama.o $(TRAIN_OBJ) $(LIB_OBJ:build/%=$(BUILD)/%)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+endif
 
 build/test_core: build/test/test_core.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
@@ -152,7 +164,7 @@ help-docs: $(HELP_PROGS)
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_CFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -std=c11 \
-              -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unknown-pragmas -I$(BLAS_INC) -MMD -MP
+              -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unknown-pragmas -I$(BLAS_INC) -MMD -MP $(DNNL_CFLAGS)
 ifeq ($(WERROR),1)
 FUZZ_CFLAGS += -Werror
 endif
@@ -185,7 +197,7 @@ fuzz: $(FUZZ_BIN) build/make_seeds
 # sanitizer report exits 86 or 87, which no test expects, and prints many
 # lines, which the bad-input tests refuse, so any finding fails the suite.
 SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra \
-             -fopenmp -I$(BLAS_INC) -MMD -MP
+             -fopenmp -I$(BLAS_INC) -MMD -MP $(DNNL_CFLAGS)
 ifeq ($(WERROR),1)
 SAN_CFLAGS += -Werror
 endif

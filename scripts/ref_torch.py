@@ -10,6 +10,9 @@ What it produces
                                   at the initial weights, the loss before each of 3
                                   clip + AdamW steps on the same batch, and the weights
                                   after those steps.
+    and for BF16_CASES (every norm kind) the same of one step of the trainer's
+    --precision bf16, every product's operands rounded to bfloat16 ("bf16 products"):
+        test/ref/NAME.ref-bf16.bin
     The C tests load these files and compare the C forward, backward and optimizer
     against them.
 
@@ -37,7 +40,11 @@ Self-checks (always run)
       parameters of the real cases;
     * an independent numpy implementation of clip + AdamW against torch.optim.AdamW;
     * the files are read back: exact sizes, header fields, and contents equal to a
-      fresh recomputation from the weights and tokens stored in the files.
+      fresh recomputation from the weights and tokens stored in the files;
+    * bf16: torch's rounding is round-to-nearest-even as src/bf16.h's, the rounded product's
+      forward and gradients are products of rounded operands, and leaving out the rounding
+      of any one product (or of the backward's incoming gradients) moves every bf16 case by
+      at least 100x the tolerance test_core holds the trainer to against these files.
 
 Clipping (intended and asserted): clip 1e3 never clips, the small clips
 (0.5, 0.25, 0.01) clip at every step (CASES).
@@ -136,6 +143,16 @@ CASES = [
     ("softsign_gate_noemb", "softsign", 1, 0, 0,   1, 0.01, True,  1018, 0),
 ]
 
+# The bf16 reference (the trainer's --precision bf16, "bf16 products" below): one clip +
+# AdamW step of these cases from NAME.model.bin with NAME.ref.bin's tokens and
+# hyperparameters, every product's operands rounded to bf16, in test/ref/NAME.ref-bf16.bin
+# (the format of NAME.ref.bin, n_steps 1). Every norm kind; both MLPs, the residual gate,
+# both embedding-scale settings, tied and untied among them.
+BF16_CASES = ("rms_gate_emb", "dyt_nobeta_tied", "layernorm_untied", "derf_gate_noemb",
+              "hardtanh_gate_noemb", "none_tied", "softsign_untied", "rms_gelu_untied")
+BF16_STEPS = 1
+BF16_SUFFIX = ".ref-bf16.bin"
+
 
 def make_cfg(norm, tie, dyt_beta, emb_scale=None, residual_gate=0, **over):
     """norm: the kind's code. emb_scale None: the kind's default."""
@@ -230,6 +247,61 @@ def init_params(cfg, rng):
     return out
 
 
+# --------------------------------------------------------------------------- bf16 products
+# The trainer's --precision bf16 (src/matmul.h): every matrix product rounds both operands
+# to bfloat16 (round to nearest, ties to even) and accumulates in float32; nothing else
+# changes precision. Its backward products round theirs too: the incoming gradient and the
+# rounded operand of the forward. A product of two bf16 values (8 significant bits each)
+# is exact in float32, so the trainer's bf16 path is this float64 model, whose products
+# round their operands first, up to float32 accumulation. Explicit casts, not autocast:
+# torch's CPU autocast also rounds the products' outputs and softmax to bf16.
+
+# Where the model multiplies matrices: the q, k, v projections, the attention output's
+# (wo), the MLP's input (w1, w3) and output (w2) matrices, the classifier (wcls or the tied
+# wte), attention's per-head scores (q k^T) and mix (p v). cfg["bf16"] holds the sites
+# that round (all of them in the bf16 cases; the self-check leaves one out at a time).
+PRODUCT_SITES = ("qkv", "wo", "w13", "w2", "head", "scores", "pv")
+
+
+def bf16(x):
+    """float64 x rounded to bfloat16 through float32, as the trainer rounds its float32 values."""
+    return x.float().bfloat16().double()
+
+
+class Bf16Product(torch.autograd.Function):
+    """a @ b on operands rounded to bf16; the backward's two products round theirs (the
+    incoming gradient unless round_grad is False: a self-check's variant)."""
+
+    @staticmethod
+    def forward(ctx, a, b, round_grad):
+        ra, rb = bf16(a), bf16(b)
+        ctx.save_for_backward(ra, rb)
+        ctx.round_grad = round_grad
+        return ra @ rb
+
+    @staticmethod
+    def backward(ctx, g):
+        ra, rb = ctx.saved_tensors
+        rg = bf16(g) if ctx.round_grad else g
+        return rg @ rb.transpose(-1, -2), ra.transpose(-1, -2) @ rg, None
+
+
+def rounds(cfg, site):
+    return cfg is not None and site in cfg.get("bf16", ())
+
+
+def product(cfg, site, a, b):
+    """a @ b (a and b with the same batch dimensions), rounded as cfg says at this site."""
+    return Bf16Product.apply(a, b, cfg.get("bf16_grads", True)) if rounds(cfg, site) else a @ b
+
+
+def linear(cfg, site, x, w):
+    """x (..., in) @ w (out, in)^T: torch.nn.Linear's product (as rows of a 2-D product when it rounds)."""
+    if not rounds(cfg, site):
+        return x @ w.t()
+    return product(cfg, site, x.reshape(-1, x.shape[-1]), w.t()).reshape(*x.shape[:-1], w.shape[0])
+
+
 # --------------------------------------------------------------------------- model
 
 def rope(x, theta):
@@ -253,16 +325,24 @@ def kv_head_of(n_heads, n_kv_heads):
     return torch.arange(n_heads) // (n_heads // n_kv_heads)
 
 
-def attention(q, k, v, n_kv_heads):
+def attention(q, k, v, n_kv_heads, cfg=None):
     """Causal grouped-query attention. q (B,T,H,hd), k/v (B,T,KV,hd) -> (B,T,H*hd)."""
     Bn, Tn, H, hd = q.shape
     idx = kv_head_of(H, n_kv_heads)
     k, v = k[:, :, idx, :], v[:, :, idx, :]                          # (B,T,H,hd)
-    s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
+    # rounded: (B,H,T,hd) @ (B,H,hd,T), the trainer's per-head product; it scales the
+    # product by 1/sqrt(hd) and its backward the gradient before the rounding, as here
+    if rounds(cfg, "scores"):
+        s = product(cfg, "scores", q.permute(0, 2, 1, 3), k.permute(0, 2, 3, 1)) / math.sqrt(hd)
+    else:
+        s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
     mask = torch.triu(torch.ones(Tn, Tn, dtype=torch.bool), diagonal=1)  # s > t
     s = s.masked_fill(mask, float("-inf"))
     p = torch.softmax(s, dim=-1)
-    y = torch.einsum("bhts,bshd->bthd", p, v)
+    if rounds(cfg, "pv"):      # (B,H,T,T) @ (B,H,T,hd)
+        y = product(cfg, "pv", p, v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+    else:
+        y = torch.einsum("bhts,bshd->bthd", p, v)
     return y.reshape(Bn, Tn, H * hd)
 
 
@@ -313,12 +393,12 @@ def norm_apply(kind, x, p, eps):
     raise AssertionError(kind)
 
 
-def swiglu_ffn(n, w1, w2, w3):
-    return (F.silu(n @ w1.t()) * (n @ w3.t())) @ w2.t()
+def swiglu_ffn(n, w1, w2, w3, cfg=None):
+    return linear(cfg, "w2", F.silu(linear(cfg, "w13", n, w1)) * linear(cfg, "w13", n, w3), w2)
 
 
-def gelu_ffn(n, w1, w2):
-    return F.gelu(n @ w1.t()) @ w2.t()  # exact (erf) GELU, torch's default
+def gelu_ffn(n, w1, w2, cfg=None):
+    return linear(cfg, "w2", F.gelu(linear(cfg, "w13", n, w1)), w2)  # exact (erf) GELU, torch's default
 
 
 def forward(P, cfg, tok_in, return_stats=False):
@@ -344,19 +424,19 @@ def forward(P, cfg, tok_in, return_stats=False):
     for l in range(L):
         n = norm(x, "attn", l)
         # head h is the contiguous slice [h*hd, (h+1)*hd) of the projection output
-        q = (n @ P["wq"][l].t()).view(Bn, Tn, H, hd)
-        k = (n @ P["wk"][l].t()).view(Bn, Tn, KV, hd)
-        v = (n @ P["wv"][l].t()).view(Bn, Tn, KV, hd)
+        q = linear(cfg, "qkv", n, P["wq"][l]).view(Bn, Tn, H, hd)
+        k = linear(cfg, "qkv", n, P["wk"][l]).view(Bn, Tn, KV, hd)
+        v = linear(cfg, "qkv", n, P["wv"][l]).view(Bn, Tn, KV, hd)
         q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
-        x = x + gate("attn", l) * (attention(q, k, v, KV) @ P["wo"][l].t())
+        x = x + gate("attn", l) * linear(cfg, "wo", attention(q, k, v, KV, cfg), P["wo"][l])
         n = norm(x, "ffn", l)
         if cfg["mlp"] == 0:
-            x = x + gate("ffn", l) * swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l])
+            x = x + gate("ffn", l) * swiglu_ffn(n, P["w1"][l], P["w2"][l], P["w3"][l], cfg)
         else:
-            x = x + gate("ffn", l) * gelu_ffn(n, P["w1"][l], P["w2"][l])
+            x = x + gate("ffn", l) * gelu_ffn(n, P["w1"][l], P["w2"][l], cfg)
     n = norm(x, "final", None)
     head = P["wte"] if cfg["tie_embeddings"] else P["wcls"]
-    logits = n @ head.t()
+    logits = linear(cfg, "head", n, head)
     return (logits, stats) if return_stats else logits
 
 
@@ -380,7 +460,7 @@ def flat(cfg, P, what="data"):
                       for name, _, _ in param_specs(cfg)])
 
 
-def run_reference(cfg, p32, tokens_np, clip, hp):
+def run_reference(cfg, p32, tokens_np, clip, hp, n_steps=N_STEPS):
     """Initial logits/loss/grad, then n_steps of clip + AdamW on the same batch."""
     P = to_tensors(cfg, p32)
     tokens = torch.tensor(tokens_np, dtype=torch.long)
@@ -392,7 +472,7 @@ def run_reference(cfg, p32, tokens_np, clip, hp):
                             lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
     allp = [P[n] for n, _, _ in specs]
     res = dict(losses=[], norms=[])
-    for step in range(N_STEPS):
+    for step in range(n_steps):
         opt.zero_grad(set_to_none=True)
         loss, logits = loss_fn(P, cfg, tokens)
         loss.backward()
@@ -453,7 +533,7 @@ def ref_size(cfg, Bn, Tn, n_steps):
 
 def write_ref(path, hp, tokens_np, res):
     with open(path, "wb") as f:
-        f.write(struct.pack("<Iiiii", REF_MAGIC, VERSION, B, T, N_STEPS))
+        f.write(struct.pack("<Iiiii", REF_MAGIC, VERSION, B, T, len(res["losses"])))
         f.write(struct.pack("<6f", hp["lr"], hp["weight_decay"], hp["clip"],
                             hp["beta1"], hp["beta2"], hp["eps"]))
         f.write(tokens_np.astype("<i4").tobytes())
@@ -611,6 +691,23 @@ def check_formulas():
         assert abs(float(hardtanh(xx, g, 0.7, bta)[c]) - (g_c * max(-1.0, min(1.0, 0.7 * x_c)) + b_c)) < 1e-12
         assert abs(float(softsign(xx, g, 0.7, bta)[c]) - (g_c * 0.7 * x_c / (1.0 + abs(0.7 * x_c)) + b_c)) < 1e-12
 
+    # bf16(): round to nearest, ties to even, as src/bf16.h: add 0x7fff and the kept part's
+    # last bit, cut to the top 16 bits (finite values over float32's range, and ties)
+    xs = (rng.standard_normal(20000) * 10.0 ** rng.randint(-37, 38, 20000)).astype(np.float32)
+    xs = np.concatenate([xs, np.float32([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 3 * 2**-8), 1 + 2**-8 + 2**-20])])
+    bits = xs.view(np.uint32).astype(np.uint64)
+    want = (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+    assert np.array_equal(bf16(torch.tensor(xs.astype(np.float64))).numpy(), want.astype(np.float64))
+    assert bf16(torch.tensor([1 + 2**-8, 1 + 3 * 2**-8])).tolist() == [1.0, 1 + 2**-6]
+    # Bf16Product: forward and both gradients are products of rounded operands
+    a = torch.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+    b = torch.tensor(rng.standard_normal((5, 2)), requires_grad=True)
+    g = torch.tensor(rng.standard_normal((3, 2)))
+    y = Bf16Product.apply(a, b, True)
+    y.backward(g)
+    assert torch.equal(y, bf16(a) @ bf16(b))
+    assert torch.equal(a.grad, bf16(g) @ bf16(b).t()) and torch.equal(b.grad, bf16(a).t() @ bf16(g))
+
 
 def naive_forward(P, cfg, tok_in):
     """Independent loop-by-loop numpy forward (one position at a time) -> logits (B,T,V)."""
@@ -758,6 +855,24 @@ def check_adamw(cfg, p32, tokens, clip, hp, res):
     assert diff < 1e-12, f"AdamW mismatch {diff}"
 
 
+def close(a, b, what, rtol=3e-7, atol=1e-10):
+    """Stored float32 vs fresh float64: equal up to float32 rounding (~1 ulp = 6e-8
+    relative), with a little slack for float64 summation order on other machines."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    bad = np.abs(a - b) > atol + rtol * np.abs(b)
+    assert not bad.any(), f"{what} differs at {np.flatnonzero(bad)[:5]}"
+
+
+def assert_same(name, ref, res):
+    """A reference file's contents against a fresh run_reference."""
+    close(ref["logits"], res["logits"].numpy(), f"{name}: logits")
+    close(ref["loss"], res["loss"], f"{name}: loss")
+    close(ref["grad"], res["grad"].numpy(), f"{name}: gradient")
+    close(ref["losses"], res["losses"], f"{name}: per-step losses")
+    close(ref["params"], res["params"].numpy(), f"{name}: final params")
+
+
 def verify_files(outdir, name, expect_clip, do_gradcheck):
     """Read NAME.model.bin / NAME.ref.bin back, check them, recompute and compare."""
     mpath, rpath = (os.path.join(outdir, name + ext) for ext in (".model.bin", ".ref.bin"))
@@ -770,20 +885,7 @@ def verify_files(outdir, name, expect_clip, do_gradcheck):
     assert ref["tokens"].min() >= 0 and ref["tokens"].max() < cfg["vocab_size"]
     hp = {k: float(x) for k, x in ref["hp"].items()}
     res = run_reference(cfg, p32, ref["tokens"].astype(np.int64), hp["clip"], hp)
-
-    def close(a, b, what, rtol=3e-7, atol=1e-10):
-        # stored float32 vs fresh float64: equal up to float32 rounding (~1 ulp = 6e-8
-        # relative), with a little slack for float64 summation order on other machines
-        a = np.asarray(a, dtype=np.float64)
-        b = np.asarray(b, dtype=np.float64)
-        bad = np.abs(a - b) > atol + rtol * np.abs(b)
-        assert not bad.any(), f"{name}: {what} differs at {np.flatnonzero(bad)[:5]}"
-
-    close(ref["logits"], res["logits"].numpy(), "logits")
-    close(ref["loss"], res["loss"], "loss")
-    close(ref["grad"], res["grad"].numpy(), "gradient")
-    close(ref["losses"], res["losses"], "per-step losses")
-    close(ref["params"], res["params"].numpy(), "final params")
+    assert_same(name, ref, res)
     assert ref["losses"][0] == ref["loss"]
     # every tensor's gradient is non-trivial
     for nm, g in res["grads_by_name"].items():
@@ -801,12 +903,75 @@ def verify_files(outdir, name, expect_clip, do_gradcheck):
     return cfg, res, hp, worst, stats
 
 
+# --------------------------------------------------------------------------- the bf16 reference
+
+def bf16_cfg(cfg, sites=PRODUCT_SITES, grads=True):
+    """cfg with the products at `sites` rounding their operands (and the backward's gradient with grads)."""
+    return dict(cfg, bf16=tuple(sites), bf16_grads=grads)
+
+
+def bf16_run(outdir, name, **variant):
+    """The case's bf16 step from its files: (cfg, tokens, hp, result)."""
+    cfg, p32 = read_model(os.path.join(outdir, name + ".model.bin"))
+    ref = read_ref(os.path.join(outdir, name + ".ref.bin"), cfg)
+    hp = {k: float(x) for k, x in ref["hp"].items()}
+    res = run_reference(bf16_cfg(cfg, **variant), p32, ref["tokens"].astype(np.int64), hp["clip"], hp, BF16_STEPS)
+    return cfg, ref, hp, res
+
+
+def write_bf16(outdir, name):
+    _, ref, hp, res = bf16_run(outdir, name)
+    write_ref(os.path.join(outdir, name + BF16_SUFFIX), hp, ref["tokens"], res)
+
+
+def rel_diff(cfg, a, b):
+    """The largest max|a - b| / max|b| over the logits and each tensor's gradient: (value, where)."""
+    out = [(float((a["logits"] - b["logits"]).abs().max() / b["logits"].abs().max()), "logits")]
+    off = 0
+    for nm, shape, _ in param_specs(cfg):
+        n = int(np.prod(shape))
+        ga, gb = a["grad"][off:off + n], b["grad"][off:off + n]
+        out.append((float((ga - gb).abs().max() / gb.abs().max()), "grad " + nm))
+        off += n
+    return max(out)
+
+
+# test_core's tolerance against the bf16 reference (REL_TOL there): at least half the
+# cases must be within it (the others may hold a rounding flip, test_core.c says why).
+# Every product's rounding must move each case by far more: by BF16_VISIBLE or more.
+C_REL_TOL = 1e-5
+BF16_VISIBLE = 100 * C_REL_TOL
+U = 2.0 ** -8  # bf16's unit roundoff
+
+
+def verify_bf16(outdir, name):
+    """NAME.ref-bf16.bin read back and recomputed; the rounding of every product, and of
+    the backward's incoming gradients, must show in it (leaving one out moves the case by
+    at least BF16_VISIBLE). Returns (differences from the float64 model, from each variant)."""
+    cfg, ref, hp, res = bf16_run(outdir, name)
+    path = os.path.join(outdir, name + BF16_SUFFIX)
+    got = read_ref(path, cfg)
+    assert os.path.getsize(path) == ref_size(cfg, B, T, BF16_STEPS), path
+    assert (got["B"], got["T"], got["n_steps"]) == (B, T, BF16_STEPS), path
+    assert np.array_equal(got["tokens"], ref["tokens"]) and got["hp"] == ref["hp"], path
+    assert_same(name + " (bf16)", got, res)
+    full = run_reference(cfg, read_model(os.path.join(outdir, name + ".model.bin"))[1],
+                         ref["tokens"].astype(np.int64), hp["clip"], hp, 1)
+    variants = {}
+    for site in PRODUCT_SITES + ("dout",):
+        kw = dict(grads=False) if site == "dout" else dict(sites=[s for s in PRODUCT_SITES if s != site])
+        variants[site] = rel_diff(cfg, bf16_run(outdir, name, **kw)[3], res)
+        assert variants[site][0] >= BF16_VISIBLE, f"{name}: rounding at {site} moves it by {variants[site]} only"
+    return rel_diff(cfg, res, full), variants
+
+
 # --------------------------------------------------------------------------- main
 
 def main(args):
 
     check_formulas()
-    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh, softsign): ok")
+    print("formula checks (RoPE, GQA mapping, SwiGLU, RMSNorm, DyT, LayerNorm, Derf, hardtanh, softsign, bf16 rounding "
+          "and products): ok")
 
     only = set(filter(None, args.cases.split(",")))
     unknown = only - {c[0] for c in CASES}
@@ -838,6 +1003,17 @@ def main(args):
               f"norm_input_std=[{min(stats):.2f}..{max(stats):.2f}] "
               f"fd_worst_rel={'skipped' if worst is None else f'{worst:.1e}'} "
               f"bytes={sizes[0]}+{sizes[1]}")
+    for name in (c[0] for c in cases if c[0] in BF16_CASES):
+        if not args.check:
+            write_bf16(args.out, name)
+        loose, variants = verify_bf16(args.out, name)
+        size = os.path.getsize(os.path.join(args.out, name + BF16_SUFFIX))
+        total += size
+        weakest = min(variants, key=lambda k: variants[k][0])
+        print(f"{name + ' bf16':24s} vs float64: {loose[0] / U:.2f}u ({loose[1]}); without one product's "
+              f"rounding: {min(v[0] for v in variants.values()) / U:.2f}u ({weakest}: {variants[weakest][1]}) "
+              f"to {max(v[0] for v in variants.values()) / U:.2f}u, at least {BF16_VISIBLE:g} "
+              f"bytes={size}")
     print(f"all checks passed; {len(cases)} cases, {total} bytes in {args.out}")
     return 0
 

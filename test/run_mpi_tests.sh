@@ -17,6 +17,7 @@ LOG="$TMP/all.log"
 say() { printf '%s\n' "$*" | tee -a "$LOG"; }
 ok() { say "ok - $1"; }
 fail() { say "FAIL - $1: $2"; }
+skip() { say "skip - $1: $2"; }
 expect() { # expect NAME CONDITION-EXIT-STATUS WHY
     if [ "$2" -eq 0 ]; then ok "$1"; else fail "$1" "$3"; fi
 }
@@ -124,6 +125,31 @@ a, b = ([float(r["train_loss"]) for r in csv.DictReader(open(f)) if r["train_los
 sys.exit(0 if len(a) == 3 and all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)) else 1)
 PY
 expect "2 ranks x batch 2 x grad-accum 2 equals 1 rank x batch 8 (losses within 1e-5)" $? "losses differ"
+
+echo "# bf16 products (--precision bf16) on oneDNN (the runs above: oneDNN in fp32, the default)"
+if ./train_llama --help | grep -q -- "--matmul NAME.*(default: onednn)"; then
+    mpi 2 --norm dyt --precision bf16 --steps 20 --seed 5 --batch 2 --out "$TMP/bf16" 2>"$TMP/bf16.err" &&
+        mpi 1 --norm dyt --precision bf16 --steps 20 --seed 5 --batch 4 --out "$TMP/bf16_one" 2>>"$TMP/stderr"
+    rc=$?
+    want=$(fnv "$TMP/bf16/model.bin")
+    [ $rc -eq 0 ] && grep -q "the weights are the same on all 2 ranks (fnv1a64 of the parameters $want)" "$TMP/bf16.err" &&
+        grep -qx "matmul=onednn" "$TMP/bf16/result.txt" && grep -qx "precision=bf16" "$TMP/bf16/result.txt"
+    expect "onednn bf16: every rank ends with the weights of model.bin (fnv1a64 $want)" $? \
+        "exit $rc: $(grep "fnv1a64\|note" "$TMP/bf16.err" | head -2)"
+    # the same products in bf16 (the reduction adds the ranks' gradients in another order)
+    worst=$(close "$TMP/bf16_one/log.csv" "$TMP/bf16/log.csv" 2>&1)
+    expect "onednn bf16: 2 ranks x batch 2 reproduce 1 rank x batch 4 over 20 steps (within 1e-5: worst $worst)" $? "$worst"
+    mpi 2 --norm dyt --precision bf16 --steps 20 --seed 5 --batch 2 --stop-after 10 --out "$TMP/bf16_res" 2>>"$TMP/stderr" &&
+        timeout 120 mpirun -q --oversubscribe -np 2 ./train_llama --data "$DATA" --threads 1 \
+            --resume "$TMP/bf16_res/checkpoint.bin" 2>>"$TMP/stderr"
+    rc=$?
+    [ $rc -eq 0 ] && cmp -s <(losses "$TMP/bf16/log.csv") <(losses "$TMP/bf16_res/log.csv") &&
+        cmp -s "$TMP/bf16/model.bin" "$TMP/bf16_res/model.bin"
+    expect "onednn bf16: 2 ranks, 10 steps + resume + 10 steps equals 20 steps bit for bit" $? \
+        "exit $rc; $(diff <(losses "$TMP/bf16/log.csv") <(losses "$TMP/bf16_res/log.csv") | head -3 | tr '\n' ' ')"
+else
+    skip "onednn bf16 on 2 ranks" "this build has no oneDNN (scripts/setup.sh installs libdnnl-dev; then make clean)"
+fi
 
 echo "# failures end the whole job, with one message"
 timeout 120 mpirun -q --oversubscribe -np 1 ./train_llama --data "$DATA" --resume "$TMP/res_dyt/checkpoint.bin" \

@@ -800,6 +800,116 @@ for f in 1 2 3 4; do scripts/recipes.sh --finding $f --dry-run --out "$R/rx" >"$
     [ "$(grep -c -- '--scalar-lr-mult 100' "$R/rx4.txt")" = 3 ] && ! grep -q "^exit" "$R"/rx?.txt
 expect "scripts/recipes.sh --finding 1..4 --dry-run: 12, 12, 72 (RMSNorm 9, DyT 36, Derf 27) and 9 runs with their flags" $? "$(grep -h "exit\|error" "$R"/rx?.txt | head -3)"
 
+# ---------------------------------------------------------------------------
+section "issue 27: matmul backends and precision"
+# Each backend in each precision (test_core checks their numbers against the
+# PyTorch references): a run is reproducible and resumes bit for bit, and says
+# what it ran. bf16 is emulated on OpenBLAS (no bf16 product in its Debian
+# build), and on oneDNN where the CPU lacks AVX512_BF16 (test_core forces that case).
+M="$TMP/mm"
+mkdir -p "$M"
+MODES=("openblas fp32" "openblas bf16")
+if "$TRAIN" --help | grep -q -- "--matmul NAME.*(default: onednn)"; then
+    MODES+=("onednn fp32" "onednn bf16")
+else
+    skip "onednn fp32, onednn bf16: reproducible, resume, result.txt" \
+        "this build has no oneDNN (scripts/setup.sh installs libdnnl-dev; then make clean all)"
+fi
+grep -qw avx512_bf16 /proc/cpuinfo && cpu_bf16=1 || cpu_bf16=0
+for mode in "${MODES[@]}"; do
+    read -r mm prec <<<"$mode"
+    d="$M/${mm}_$prec" flags=(--norm dyt --steps 12 --seed 7 --matmul "$mm" --precision "$prec")
+    train "${flags[@]}" --out "$d.a" 2>"$d.a.err" && train "${flags[@]}" --out "$d.b" 2>/dev/null &&
+        cmp -s <(losses "$d.a/log.csv") <(losses "$d.b/log.csv") && cmp -s "$d.a/model.bin" "$d.b/model.bin"
+    expect "$mm $prec: same seed, threads, backend and precision: same losses and weights to the last bit" $? \
+        "runs differ"
+    train "${flags[@]}" --stop-after 6 --out "$d.c" 2>/dev/null && cp -r "$d.c" "$d.half" &&
+        train --resume "$d.c/checkpoint.bin" 2>"$d.c.err" &&
+        cmp -s <(losses "$d.a/log.csv") <(losses "$d.c/log.csv") && cmp -s "$d.a/model.bin" "$d.c/model.bin" &&
+        ! grep -q "note: resuming with" "$d.c.err"
+    expect "$mm $prec: 6 steps + resume + 6 steps equals 12 steps bit for bit" $? \
+        "$(diff <(losses "$d.a/log.csv") <(losses "$d.c/log.csv") | head -3 | tr '\n' ' ')"
+    # emulated: bf16 on OpenBLAS, or on a CPU without AVX512_BF16; its one note says so and how fast
+    emu=0 note="" desc="$mm $prec"
+    if [ "$prec" = bf16 ] && { [ "$mm" = openblas ] || [ $cpu_bf16 = 0 ]; }; then
+        emu=1 desc="$mm bf16 (emulated)" note="note: bf16 is emulated on this backend"
+        [ "$mm" = onednn ] && note="note: this CPU has no bf16 dot product (AVX512_BF16): bf16 is emulated"
+    fi
+    grep -qx "matmul=$mm" "$d.a/result.txt" && grep -qx "precision=$prec" "$d.a/result.txt" &&
+        grep -qx "matmul_emulated=$emu" "$d.a/result.txt" && grep -q "threads, matmul $desc[ ,]" "$d.a.err" &&
+        [ "$(grep -c "note: .*emulated" "$d.a.err")" = $((emu)) ] &&
+        { [ $emu = 0 ] || grep -q "^train_llama: $note (operands rounded to bf16, then fp32 products: bf16's numbers at fp32's speed" "$d.a.err"; }
+    expect "$mm $prec: result.txt has matmul=$mm, precision=$prec, matmul_emulated=$emu; the start line says '$desc'${note:+, and one line: $note}" $? \
+        "$(grep "^matmul\|^precision" "$d.a/result.txt" | tr '\n' ' '); $(grep "matmul\|note" "$d.a.err" | head -3)"
+done
+# bf16 changes the numbers a little, and both backends compute the same bf16
+# and fp32 products (in another order): final validation losses compared
+vloss() { sed -n 's/^final_val_loss=//p' "$M/$1.a/result.txt"; }
+rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = (a - b) / b; print (d < 0 ? -d : d) }'; }
+ob32=$(vloss openblas_fp32) ob16=$(vloss openblas_bf16)
+d16=$(rel "$ob16" "$ob32")
+awk -v d="$d16" 'BEGIN { exit !(d > 0 && d < 1e-2) }' && ! cmp -s "$M/openblas_fp32.a/model.bin" "$M/openblas_bf16.a/model.bin"
+expect "openblas: bf16's weights differ from fp32's, its validation loss within 1% (${d16} relative)" $? \
+    "fp32 $ob32, bf16 $ob16"
+if [ ${#MODES[@]} = 4 ]; then
+    dn32=$(rel "$(vloss onednn_fp32)" "$ob32") dn16=$(rel "$(vloss onednn_bf16)" "$ob16")
+    awk -v a="$dn32" -v b="$dn16" 'BEGIN { exit !(a < 1e-4 && b < 1e-3) }'
+    expect "onednn against openblas after 12 steps: validation loss within 1e-4 in fp32 ($dn32), 1e-3 in bf16 ($dn16)" $? \
+        "fp32 $(vloss onednn_fp32) vs $ob32, bf16 $(vloss onednn_bf16) vs $ob16"
+fi
+# a resume with another backend and precision: one line says the bits will differ, and the run goes on
+read -r mm prec <<<"${MODES[-2]}" # onednn fp32 (openblas fp32 without oneDNN)
+h="$M/${mm}_$prec.half"
+train --resume "$h/checkpoint.bin" --matmul openblas --precision bf16 2>"$M/switch.err"
+rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c "note: resuming with" "$M/switch.err")" = 1 ] &&
+    grep -qxF "train_llama: note: resuming with --matmul openblas --precision bf16, the checkpoint was written with $mm $prec: losses will not match an uninterrupted run bit for bit" "$M/switch.err" &&
+    grep -qx "status=finished" "$h/result.txt" && grep -qx "matmul=openblas" "$h/result.txt" &&
+    grep -qx "precision=bf16" "$h/result.txt" && [ "$(tail -n 1 "$h/log.csv" | cut -d, -f1)" = 12 ]
+expect "a $mm $prec checkpoint resumed with --matmul openblas --precision bf16: one line says the bits will differ, the run ends at step 12 in openblas bf16" $? \
+    "exit $rc: $(grep -v "^step" "$M/switch.err" | head -3 | tr '\n' ' ')"
+bad_case "--matmul bogus, naming the backends" 2 "\-\-matmul 'bogus': expected one of openblas, onednn" train --matmul bogus
+bad_case "--precision fp16, naming the precisions" 2 "\-\-precision 'fp16': expected one of fp32, bf16" train --precision fp16
+
+# a version-4 run block (as main wrote it before --matmul and --precision: slots 18 and 19
+# zero) resumes as openblas fp32, what that main ran, and ends as 12 openblas fp32 steps
+# straight; such a block with slot 18 set, or a version-5 block with an unknown code, is refused
+cp -r "$M/openblas_fp32.half" "$M/v4" && ck="$M/v4/checkpoint.bin"
+rbo=$(($(stat -c %s "$ck") - 1024 - $($PY -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 80)[0])" "$ck")))
+patch_bytes "$ck" "$M/v5bad.bin" $((rbo + 8 * 18)) "<q" 2 && patch_bytes "$ck" "$ck" $rbo "<q" 4 &&
+    patch_bytes "$ck" "$M/v4bad.bin" $((rbo + 8 * 18)) "<q" 1 &&
+    train --resume "$ck" 2>"$M/v4.err" && ! grep -q "note: resuming" "$M/v4.err" &&
+    grep -qx "matmul=openblas" "$M/v4/result.txt" && grep -qx "precision=fp32" "$M/v4/result.txt" &&
+    cmp -s <(losses "$M/openblas_fp32.a/log.csv") <(losses "$M/v4/log.csv") && cmp -s "$M/openblas_fp32.a/model.bin" "$M/v4/model.bin"
+expect "a version-4 run block (as main wrote it) resumes as openblas fp32 and ends as 12 steps straight" $? \
+    "$(grep -v "^step" "$M/v4.err" | head -3 | tr '\n' ' ')"
+bad_case "a version-4 run block with slot 18 (--matmul) set" 1 "v4bad.bin: run settings slot 18 is not zero" \
+    train --resume "$M/v4bad.bin" --out "$M/v4bad"
+bad_case "a version-5 run block with a --matmul code this build does not know" 1 "v5bad.bin: run settings: --matmul code 2 unknown" \
+    train --resume "$M/v5bad.bin" --out "$M/v5bad"
+
+# A build without oneDNN (make NO_DNNL=1; only its trainer, in build-nodnnl/): --matmul
+# onednn is refused in one line, the default is openblas, whose run is the normal
+# build's --matmul openblas bit for bit. Built and checked once, in the plain suite.
+if [ -n "${BIN:-}" ]; then
+    skip "a build without oneDNN (make NO_DNNL=1)" "checked by the plain suite (make test), not again for BIN=$BIN"
+else
+    ND=build-nodnnl/train_llama
+    ndtrain() { with_defaults TRAIN_DEFAULTS "$@" && "$ND" "${ARGS[@]}"; }
+    make --no-print-directory -j2 NO_DNNL=1 $ND >"$M/nodnnl.log" 2>&1 && ! ldd $ND | grep -q libdnnl
+    expect "make NO_DNNL=1 $ND: a trainer without oneDNN" $? "$(tail -n 5 "$M/nodnnl.log" | tr '\n' ' ')"
+    ndtrain --norm dyt --steps 12 --seed 7 --matmul onednn --out "$M/nd_refused" 2>"$M/nd_refused.err"
+    rc=$?
+    [ $rc -ne 0 ] && [ "$(wc -l <"$M/nd_refused.err")" = 1 ] &&
+        grep -q "^train_llama: --matmul onednn: this build has no oneDNN: run scripts/setup.sh" "$M/nd_refused.err"
+    expect "without oneDNN: --matmul onednn is refused in one line (exit $rc)" $? "$(head -c 300 "$M/nd_refused.err")"
+    ndtrain --norm dyt --steps 12 --seed 7 --out "$M/nd" 2>/dev/null && grep -qx "matmul=openblas" "$M/nd/result.txt" &&
+        "$ND" --help | grep -q -- "--matmul NAME.*(default: openblas)" &&
+        cmp -s <(losses "$M/openblas_fp32.a/log.csv") <(losses "$M/nd/log.csv") && cmp -s "$M/openblas_fp32.a/model.bin" "$M/nd/model.bin"
+    expect "without oneDNN: the default is openblas (--help says so), and its run equals the normal build's --matmul openblas bit for bit" $? \
+        "$(grep "^matmul" "$M/nd/result.txt" 2>&1)"
+fi
+
 section "your own data: folders, lists, --val-data, resume from the checkpoint alone, large-text paths"
 OD="$TMP/own" && mkdir -p "$OD/c"
 head -c 60000 "$DATA" >"$OD/c/a.txt" && tail -c 40000 "$DATA" >"$OD/c/b.txt" && tail -c 20000 "$DATA" | head -c 12000 >"$OD/val.txt"

@@ -20,6 +20,7 @@
 #include "../src/export.h"
 #include "../src/layers.h"
 #include "../src/llama2c.h"
+#include "../src/matmul.h"
 #include "../src/model.h"
 #include "../src/modelio.h"
 #include "../src/optim.h"
@@ -130,73 +131,312 @@ static void check_tensors(const Model *m, const float *got, const float *want, c
     }
 }
 
+// A case of scripts/ref_torch.py: its initial model (NAME.model.bin), a
+// reference file (NAME.ref.bin, or NAME.ref-bf16.bin) and its batch as inputs
+// and targets.
+typedef struct {
+    Model m;
+    Ref r;
+    int *in, *tg; // (B, T)
+    float *params0; // the initial weights, restored after each run
+} RefCase;
+
+static void ref_case_free(RefCase *c) {
+    free(c->in), free(c->tg), free(c->params0);
+    free(c->r.tokens), free(c->r.logits), free(c->r.grads), free(c->r.step_losses), free(c->r.params_after);
+    model_free(&c->m);
+}
+
+// 0, or -1 with why in msg.
+static int ref_case_load(RefCase *c, const char *dir, const char *case_name, const char *suffix, char *msg,
+                         size_t cap) {
+    char path[1024];
+    Error err;
+    memset(c, 0, sizeof *c);
+    snprintf(path, sizeof path, "%s/%s.model.bin", dir, case_name);
+    if (model_load(&c->m, path, &err)) return snprintf(msg, cap, "%s", err.msg), -1;
+    snprintf(path, sizeof path, "%s/%s%s", dir, case_name, suffix);
+    if (read_ref(path, c->m.n_params, c->m.cfg.vocab_size, &c->r)) {
+        snprintf(msg, cap, "%s: unreadable or wrong size", path);
+        return model_free(&c->m), -1;
+    }
+    int B = c->r.B, T = c->r.T;
+    c->in = malloc(sizeof(int) * B * T), c->tg = malloc(sizeof(int) * B * T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            c->in[b * T + t] = c->r.tokens[b * (T + 1) + t];
+            c->tg[b * T + t] = c->r.tokens[b * (T + 1) + t + 1];
+        }
+    c->params0 = alloc_floats(c->m.n_params);
+    memcpy(c->params0, c->m.params, c->m.n_params * sizeof(float));
+    if (model_alloc_grads(&c->m, &err)) return snprintf(msg, cap, "%s", err.msg), ref_case_free(c), -1;
+    return 0;
+}
+
+// The C run of a case, its products through mm (NULL: OpenBLAS fp32): logits,
+// loss and gradient of the initial model, then n_steps of clip + AdamW on the
+// same batch (the loss before each, the parameters after). The model's weights
+// are the initial ones again after.
+typedef struct {
+    float *logits, *grads; // (B,T,V), (P)
+    double loss, step_loss[8];
+    float *params; // after the steps (P)
+} RefRun;
+
+static void ref_run_free(RefRun *o) { free(o->logits), free(o->grads), free(o->params); }
+
+static int ref_case_run(RefCase *c, Matmul *mm, int n_steps, RefRun *o, Error *err) {
+    Model *m = &c->m;
+    const Ref *r = &c->r;
+    int B = r->B, T = r->T;
+    size_t P = m->n_params, nl = (size_t)B * T * m->cfg.vocab_size;
+    Acts a;
+    memset(o, 0, sizeof *o);
+    if (n_steps > 8) return err_set(err, "%d steps: at most 8", n_steps);
+    if (acts_create(&a, m, B, T, T, 1, err)) return -1;
+    a.mm = mm;
+    o->logits = alloc_floats(nl), o->grads = alloc_floats(P), o->params = alloc_floats(P);
+    float *m1 = alloc_floats(P), *m2 = alloc_floats(P);
+    model_zero_grad(m);
+    model_forward(m, &a, c->in, T, 0, 1, err);
+    memcpy(o->logits, a.logits, nl * sizeof(float));
+    o->loss = model_backward(m, &a, c->in, c->tg, 1.0f);
+    memcpy(o->grads, m->grads, P * sizeof(float));
+    AdamW opt = {r->lr, r->beta1, r->beta2, r->eps, r->wd, .all_decay = 0, .scalar_lr_mult = 1.0f};
+    for (int s = 0; s < n_steps; s++) {
+        model_zero_grad(m);
+        model_forward(m, &a, c->in, T, 0, 1, err);
+        o->step_loss[s] = model_backward(m, &a, c->in, c->tg, 1.0f);
+        grad_clip(m->grads, P, r->clip);
+        adamw_step(m, m1, m2, s + 1, &opt);
+    }
+    memcpy(o->params, m->params, P * sizeof(float));
+    memcpy(m->params, c->params0, P * sizeof(float));
+    free(m1), free(m2);
+    acts_free(&a);
+    return 0;
+}
+
 // The case's config (for the coverage check), or a zero one on failure.
 static ModelConfig test_reference_case(const char *dir, const char *case_name) {
-    char path[1024], name[160];
+    char name[160], msg[1100];
     Error err;
-    Model m;
-    snprintf(path, sizeof path, "%s/%s.model.bin", dir, case_name);
+    RefCase c;
     snprintf(name, sizeof name, "ref %s: load", case_name);
-    if (model_load(&m, path, &err)) {
-        check(0, name, "%s", err.msg);
-        return (ModelConfig){0};
-    }
-    Ref r;
-    snprintf(path, sizeof path, "%s/%s.ref.bin", dir, case_name);
-    if (read_ref(path, m.n_params, m.cfg.vocab_size, &r)) {
-        check(0, name, "%s: unreadable or wrong size", path);
-        model_free(&m);
+    if (ref_case_load(&c, dir, case_name, ".ref.bin", msg, sizeof msg)) {
+        check(0, name, "%s", msg);
         return (ModelConfig){0};
     }
     check(1, name, " ");
-    int B = r.B, T = r.T, V = m.cfg.vocab_size;
-    int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            in[b * T + t] = r.tokens[b * (T + 1) + t];
-            tg[b * T + t] = r.tokens[b * (T + 1) + t + 1];
-        }
-    Acts a;
-    model_alloc_grads(&m, &err);
-    acts_create(&a, &m, B, T, T, 1, &err);
-    float *m1 = alloc_floats(m.n_params), *m2 = alloc_floats(m.n_params);
+    const Ref *r = &c.r;
+    size_t nl = (size_t)r->B * r->T * c.m.cfg.vocab_size;
     double worst = 0.0;
-
+    RefRun o;
+    if (ref_case_run(&c, NULL, r->n_steps, &o, &err)) {
+        check(0, name, "%s", err.msg);
+        ref_case_free(&c);
+        return (ModelConfig){0};
+    }
     // logits, loss and every gradient at the initial weights
-    model_zero_grad(&m);
-    model_forward(&m, &a, in, T, 0, 1, &err);
-    double e = rel_err(a.logits, r.logits, (size_t)B * T * V);
+    double e = rel_err(o.logits, r->logits, nl);
     worst = e > worst ? e : worst;
     snprintf(name, sizeof name, "ref %s: logits", case_name);
     check(e <= REL_TOL, name, "rel err %.3g", e);
-    double loss = model_backward(&m, &a, in, tg, 1.0f);
     snprintf(name, sizeof name, "ref %s: loss", case_name);
-    check(fabs(loss - r.loss) <= REL_TOL * fabs(r.loss), name, "%.7f vs %.7f", loss, r.loss);
-    check_tensors(&m, m.grads, r.grads, "grad", case_name, &worst);
-
+    check(fabs(o.loss - r->loss) <= REL_TOL * fabs(r->loss), name, "%.7f vs %.7f", o.loss, r->loss);
+    check_tensors(&c.m, o.grads, r->grads, "grad", case_name, &worst);
     // n_steps of clip + AdamW on the same batch
-    AdamW opt = {r.lr, r.beta1, r.beta2, r.eps, r.wd, .all_decay = 0, .scalar_lr_mult = 1.0f};
     double worst_step_loss = 0.0;
-    for (int s = 0; s < r.n_steps; s++) {
-        model_zero_grad(&m);
-        model_forward(&m, &a, in, T, 0, 1, &err);
-        double l = model_backward(&m, &a, in, tg, 1.0f);
-        double d = fabs(l - r.step_losses[s]) / fabs(r.step_losses[s]);
+    for (int s = 0; s < r->n_steps; s++) {
+        double d = fabs(o.step_loss[s] - r->step_losses[s]) / fabs(r->step_losses[s]);
         worst_step_loss = d > worst_step_loss ? d : worst_step_loss;
-        grad_clip(m.grads, m.n_params, r.clip);
-        adamw_step(&m, m1, m2, s + 1, &opt);
     }
-    snprintf(name, sizeof name, "ref %s: losses of %d AdamW steps", case_name, r.n_steps);
+    snprintf(name, sizeof name, "ref %s: losses of %d AdamW steps", case_name, r->n_steps);
     check(worst_step_loss <= REL_TOL, name, "rel err %.3g", worst_step_loss);
-    check_tensors(&m, m.params, r.params_after, "after AdamW", case_name, &worst);
+    check_tensors(&c.m, o.params, r->params_after, "after AdamW", case_name, &worst);
     printf("# ref %s: worst relative error over logits, grads, params %.3g\n", case_name, worst);
+    ref_run_free(&o);
+    ModelConfig cfg = c.m.cfg;
+    ref_case_free(&c);
+    return cfg;
+}
 
-    free(in), free(tg), free(m1), free(m2);
-    free(r.tokens), free(r.logits), free(r.grads), free(r.step_losses), free(r.params_after);
-    acts_free(&a);
-    ModelConfig c = m.cfg;
-    model_free(&m);
-    return c;
+// ----------------------------------------------------------------------------
+// the matmul backends and bf16 (src/matmul.h) against the PyTorch references
+
+// bfloat16 keeps 8 significant bits (7 stored): rounding to nearest errs by
+// at most u = 2^-8 of the value (its unit roundoff), and one step between
+// neighbours is at most 2u of it.
+#define BF16_U 0x1p-8
+
+// The largest max|got - want| / max|want| over the present tensors, and which.
+static double worst_tensor(const Model *m, const float *got, const float *want, int *which) {
+    double worst = 0.0;
+    size_t off = 0;
+    *which = -1;
+    for (int t = 0; t < N_TENSORS; t++) {
+        if (!m->sizes[t]) continue;
+        double e = rel_err(got + off, want + off, m->sizes[t]);
+        if (e >= worst) worst = e, *which = t;
+        off += m->sizes[t];
+    }
+    return worst;
+}
+
+static const char *tensor_or_none(int t) { return t >= 0 ? tensor_name(t) : "-"; }
+
+// A Matmul for backend x precision (0), or a skip line naming why not (-1).
+static int mm_open(Matmul *mm, int backend, int precision, const char *what) {
+    const MatmulBackend *be = MATMUL_BACKENDS[backend];
+    const char *why = be->unavailable ? be->unavailable() : NULL;
+    Error err;
+    if (why) return skip(what, why), -1;
+    if (matmul_init(mm, backend, precision, &err)) return check(0, what, "%s", err.msg), -1;
+    return 0;
+}
+
+// bf16's tolerances (docs/tests.md, "bf16 and the matmul backends"). A case's
+// bf16 run is compared with two references of scripts/ref_torch.py: the
+// float64 model (NAME.ref.bin), and the same model whose every product rounds
+// its operands to bf16 first (NAME.ref-bf16.bin, one AdamW step).
+//
+// Against the rounded model (tight). A product of two bf16 values is exact in
+// float32, so the bf16 path is that model up to float32 arithmetic, as the
+// fp32 path is the float64 model: within REL_TOL. Except for a flip: an
+// operand that C holds in float32 and the reference in float64 may lie within
+// float32's error (a few 2^-24 of it) of a midpoint between two bf16 values
+// (about 2^-8 of it apart) and be rounded up by one, down by the other. That
+// moves the operand by one bf16 step, at most 2u of it, and what depends on it
+// by about as much of its size, or less. Flips are rare and random: of the 18
+// cases (all of them tried) 2 showed one, moving a gradient by 0.1u and 0.4u,
+// and rounding that element the other way in the reference brought each back
+// within 1e-6. So at least half the cases must be within REL_TOL, and the
+// others' logits, loss and gradients within BF16_FLIP = 2u of their largest
+// values (not the parameters: AdamW's first step moves each by lr times the
+// sign of its gradient, which a flip may turn where the gradient is near 0).
+// A product that missed its rounding, or a backward product the rounding of
+// its incoming gradient, moves every case by 0.8u to 13u (ref_torch.py checks
+// that each moves each case by at least 100 REL_TOL).
+#define BF16_FLIP (2 * BF16_U)
+// Against the float64 model (loose). Rounding errs by at most u, so a product's
+// terms by at most 2u, and its result by at most 2u of sum |a_k b_k| (about its
+// size here: no strong cancellation). 13 products lie in series from the
+// embedding to the logits (6 a layer, 2 layers, the classifier), 13 more back
+// to a gradient; their errors have random signs and add as the square root of
+// their count: about sqrt(13) 2u = 7u and sqrt(26) 2u = 10u. The tolerances
+// are the next powers of two above (measured worst: 2.7u and 8.8u), and the
+// logits must differ by at least u/16 (the fp32 path: below REL_TOL = u/390):
+// the rounding happened. Not hardtanh's gradient: its derivative jumps at
+// |alpha x| = 1, so an input within O(u) of it changes a gradient by O(1)
+// (49u in hardtanh_untied).
+#define BF16_LOOSE_LOGITS (8 * BF16_U)
+#define BF16_LOOSE_GRAD (16 * BF16_U)
+#define BF16_ROUNDED (BF16_U / 16)
+
+// The products each case also runs with (the run above is OpenBLAS fp32).
+static const struct {
+    int backend, precision;
+} REF_MODES[] = {{MM_ONEDNN, PREC_FP32}, {MM_OPENBLAS, PREC_BF16}, {MM_ONEDNN, PREC_BF16}};
+enum { N_REF_MODES = sizeof REF_MODES / sizeof REF_MODES[0] };
+
+// The errors of a run against a reference, relative to max|ref| (per tensor);
+// the steps' only when it ran them.
+typedef struct {
+    double logits, loss, grad, steps, params; // steps: the losses before each step
+    int grad_t, params_t;                     // the worst tensors
+} RefErr;
+
+static RefErr ref_errors(const RefCase *c, const RefRun *o, int n_steps) {
+    const Ref *r = &c->r;
+    RefErr e = {rel_err(o->logits, r->logits, (size_t)r->B * r->T * c->m.cfg.vocab_size),
+                fabs(o->loss - r->loss) / fabs(r->loss), 0, 0, 0, -1, -1};
+    e.grad = worst_tensor(&c->m, o->grads, r->grads, &e.grad_t);
+    if (n_steps != r->n_steps) return e;
+    for (int s = 0; s < n_steps; s++)
+        e.steps = fmax(e.steps, fabs(o->step_loss[s] - r->step_losses[s]) / fabs(r->step_losses[s]));
+    e.params = worst_tensor(&c->m, o->params, r->params_after, &e.params_t);
+    return e;
+}
+
+// The worst of every compared quantity: logits, loss, gradients, step losses, parameters.
+static double ref_err_max(const RefErr *e) {
+    return fmax(fmax(fmax(e->logits, e->loss), fmax(e->grad, e->steps)), e->params);
+}
+
+static void ref_err_text(char *buf, size_t cap, const RefErr *e, double unit, const char *in) {
+    snprintf(buf, cap, "logits %.3g, loss %.3g, grad %.3g (%s), step losses %.3g, params %.3g (%s)%s", e->logits / unit,
+             e->loss / unit, e->grad / unit, tensor_or_none(e->grad_t), e->steps / unit, e->params / unit,
+             tensor_or_none(e->params_t), in);
+}
+
+// One case under mm (fp32: against the float64 model; bf16: against both
+// references). The initial model's logits, loss and gradient; the optimizer's
+// steps (whose arithmetic no backend changes) only against the bf16
+// reference, where they follow gradients of another precision. exact counts
+// the bf16 cases within REL_TOL of the rounded model, tight those compared.
+static void test_reference_mode(RefCase *c, RefCase *cb, Matmul *mm, const char *case_name, int *exact,
+                                int *tight) {
+    char desc[64], name[256], why[512];
+    Error err;
+    RefRun o;
+    matmul_describe(mm, desc, sizeof desc);
+    if (ref_case_run(c, mm, 0, &o, &err)) {
+        snprintf(name, sizeof name, "ref %s [%s]: run", case_name, desc);
+        return check(0, name, "%s", err.msg);
+    }
+    RefErr e = ref_errors(c, &o, 0);
+    if (mm->precision == PREC_FP32) {
+        snprintf(name, sizeof name, "ref %s [%s]: logits, loss, every gradient within 1e-05 of float64", case_name,
+                 desc);
+        ref_err_text(why, sizeof why, &e, 1, "");
+        check(ref_err_max(&e) <= REL_TOL, name, "%s", why);
+        return ref_run_free(&o);
+    }
+    snprintf(name, sizeof name, "ref %s [%s]: against float64, logits within u/16..8u, loss within 8u (u = 2^-8)",
+             case_name, desc);
+    check(e.logits >= BF16_ROUNDED && e.logits <= BF16_LOOSE_LOGITS && e.loss <= BF16_LOOSE_LOGITS, name,
+          "logits %.3gu, loss %.3gu", e.logits / BF16_U, e.loss / BF16_U);
+    if (c->m.cfg.norm != NORM_HARDTANH) {
+        snprintf(name, sizeof name, "ref %s [%s]: against float64, every gradient within 16u", case_name, desc);
+        check(e.grad <= BF16_LOOSE_GRAD, name, "%s %.3gu", tensor_or_none(e.grad_t), e.grad / BF16_U);
+    }
+    ref_run_free(&o);
+    if (!cb) return;
+    if (ref_case_run(cb, mm, cb->r.n_steps, &o, &err)) {
+        snprintf(name, sizeof name, "ref %s [%s]: run", case_name, desc);
+        return check(0, name, "%s", err.msg);
+    }
+    e = ref_errors(cb, &o, cb->r.n_steps);
+    int same = ref_err_max(&e) <= REL_TOL;
+    (*tight)++, *exact += same;
+    snprintf(name, sizeof name, "ref %s [%s]: against float64 with bf16 operands, logits, loss, every gradient, "
+             "%d AdamW step within 1e-5, or (a rounding flip) logits, loss, gradients within 2u", case_name, desc,
+             cb->r.n_steps);
+    ref_err_text(why, sizeof why, &e, BF16_U, " (in u)");
+    check(same || fmax(fmax(e.logits, e.loss), e.grad) <= BF16_FLIP, name, "%s", why);
+    if (!same) printf("# ref %s [%s]: a rounding flip? %s\n", case_name, desc, why);
+    ref_run_free(&o);
+}
+
+// A case under every mode of REF_MODES this build has (mms[i] NULL: not);
+// whether it has a bf16 reference.
+static int test_reference_modes(const char *dir, const char *case_name, Matmul *const mms[], int exact[],
+                                int tight[]) {
+    char msg[1100], path[1024], name[256];
+    RefCase c, cb;
+    if (ref_case_load(&c, dir, case_name, ".ref.bin", msg, sizeof msg)) return 0; // reported above
+    snprintf(path, sizeof path, "%s/%s.ref-bf16.bin", dir, case_name);
+    int has_bf16 = !access(path, R_OK);
+    if (has_bf16 && ref_case_load(&cb, dir, case_name, ".ref-bf16.bin", msg, sizeof msg)) {
+        snprintf(name, sizeof name, "ref %s: load the bf16 reference", case_name);
+        check(0, name, "%s", msg);
+        has_bf16 = 0;
+    }
+    for (int i = 0; i < N_REF_MODES; i++)
+        if (mms[i]) test_reference_mode(&c, has_bf16 ? &cb : NULL, mms[i], case_name, &exact[i], &tight[i]);
+    if (has_bf16) ref_case_free(&cb);
+    ref_case_free(&c);
+    return has_bf16;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -217,11 +457,37 @@ static void test_reference_all(const char *dir) {
     qsort(names, (size_t)n, sizeof names[0], cmp_str);
     int seen[N_NORMS][2][2] = {{{0}}}; // [kind][gate][emb_scale]
     int mlps[N_MLPS] = {0};
+    Matmul mm[N_REF_MODES], *mms[N_REF_MODES];
+    int exact[N_REF_MODES] = {0}, tight[N_REF_MODES] = {0};
+    for (int i = 0; i < N_REF_MODES; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "ref [%s %s]", matmul_backend_name(REF_MODES[i].backend),
+                 precision_name(REF_MODES[i].precision));
+        mms[i] = mm_open(&mm[i], REF_MODES[i].backend, REF_MODES[i].precision, what) ? NULL : &mm[i];
+    }
+    int bf16_kinds[N_NORMS] = {0};
     for (int i = 0; i < n; i++) {
         ModelConfig c = test_reference_case(dir, names[i]);
         if (c.dim) seen[c.norm][c.residual_gate][c.emb_scale] = 1, mlps[c.mlp]++;
+        if (c.dim && test_reference_modes(dir, names[i], mms, exact, tight)) bf16_kinds[c.norm] = 1;
         free(names[i]);
     }
+    int missing = -1;
+    for (int k = 0; k < N_NORMS; k++)
+        if (!bf16_kinds[k]) missing = k;
+    check(missing < 0, "ref: every kind of the norm table has a bf16 reference (NAME.ref-bf16.bin)",
+          "none for %s (scripts/ref_torch.py BF16_CASES)", missing >= 0 ? NORM_KINDS[missing].name : "");
+    for (int i = 0; i < N_REF_MODES; i++) {
+        if (!mms[i] || REF_MODES[i].precision != PREC_BF16) continue;
+        char desc[64], name[256];
+        matmul_describe(mms[i], desc, sizeof desc);
+        snprintf(name, sizeof name, "ref [%s]: against float64 with bf16 operands, at least half the cases within "
+                 "1e-5 (the rest rounding flips)", desc);
+        check(tight[i] >= 4 && 2 * exact[i] >= tight[i], name, "%d of %d cases (at least 4 needed)", exact[i],
+              tight[i]);
+        printf("# ref [%s]: %d of %d cases within 1e-5 of the bf16 reference\n", desc, exact[i], tight[i]);
+    }
+    for (int i = 0; i < N_REF_MODES; i++) matmul_free(mms[i]);
     for (int k = 0; k < N_MLPS; k++) {
         char name[160];
         snprintf(name, sizeof name, "ref: the %s MLP is checked", MLP_KINDS[k].name);
@@ -2310,6 +2576,187 @@ static void test_export_encodings(void) {
     check(n == sizeof want - 1 && !memcmp(out, want, n), "byte_level_text: GPT-2's bytes_to_unicode", "got %zu bytes", n);
 }
 
+// ----------------------------------------------------------------------------
+// bf16 rounding (src/bf16.h) against its definition in double arithmetic: of
+// the two bf16 values around x (x's bits cut to 16, and one bf16 step above;
+// past the largest bf16, 2^128, which is inf), the nearer, the even one on a
+// tie; NaN stays a NaN of the same sign. Every 251st float and 65536 floats
+// either side of the edges (0, the smallest normal, 1, the largest float),
+// through the scalar and both array functions.
+
+static float float_of(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static uint16_t bf16_by_definition(uint32_t u) {
+    float x = float_of(u);
+    if (isnan(x)) return 0; // not compared
+    if (!(u & 0xffffu)) return (uint16_t)(u >> 16);
+    uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+    double dlo = fabs((double)x - float_of(lo));
+    double vhi = (hi & 0x7fffffffu) == 0x7f800000u ? copysign(0x1p128, x) : (double)float_of(hi);
+    double dhi = fabs(vhi - x);
+    return (uint16_t)((dlo < dhi || (dlo == dhi && !((lo >> 16) & 1)) ? lo : hi) >> 16);
+}
+
+static void bf16_compare(uint32_t u, long *bad, uint32_t *first) {
+    float x = float_of(u), y, r;
+    uint16_t h = bf16_from_float(x), ha;
+    bf16_from_floats(&ha, &x, 1), bf16_round_floats(&r, &x, 1);
+    y = bf16_to_float(h);
+    int ok = isnan(x) ? isnan(y) && signbit(y) == signbit(x) && (h & 0x40) : h == bf16_by_definition(u);
+    ok = ok && ha == h && !memcmp(&r, &y, sizeof r);
+    if (!ok && !(*bad)++) *first = u;
+}
+
+static void test_bf16_rounding(void) {
+    long bad = 0, n = 0;
+    uint32_t first = 0;
+    for (uint64_t u = 0; u <= 0xffffffffu; u += 251, n++) bf16_compare((uint32_t)u, &bad, &first);
+    const uint32_t edges[] = {0x00000000u, 0x00800000u, 0x3f800000u, 0x7f7fffffu};
+    for (int e = 0; e < 4; e++)
+        for (int sign = 0; sign < 2; sign++)
+            for (int64_t d = -65536; d <= 65536; d++, n++) {
+                int64_t v = (int64_t)edges[e] + d;
+                if (v >= 0 && v <= 0x7fffffff) bf16_compare((uint32_t)v | (sign ? 0x80000000u : 0), &bad, &first);
+            }
+    check(!bad, "bf16 rounding (bf16_from_float, bf16_from_floats, bf16_round_floats): to nearest, ties to even, "
+          "NaN kept, overflow to inf", "%ld of %ld floats differ from the definition, first 0x%08x", bad, n, first);
+    // ties by hand: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7, 1 + 3 2^-8 between 1 + 2^-7 and 1 + 2^-6
+    check(bf16_round(1.0f + 0x1p-8f) == 1.0f && bf16_round(1.0f + 0x3p-8f) == 1.0f + 0x1p-6f &&
+          bf16_round(-1.0f - 0x3p-8f) == -1.0f - 0x1p-6f && bf16_round(FLT_MAX) == INFINITY &&
+          bf16_round(1.0f + 0x1.01p-8f) == 1.0f + 0x1p-7f,
+          "bf16 rounding: the ties 1 + 2^-8 -> 1, 1 + 3 2^-8 -> 1 + 2^-6 (even), just past a tie rounds up, "
+          "FLT_MAX -> inf", "%a %a", (double)bf16_round(1.0f + 0x1p-8f), (double)bf16_round(1.0f + 0x3p-8f));
+}
+
+// ----------------------------------------------------------------------------
+// one product (mm_gemm) of every backend this build has, in fp32 and in bf16
+// (natively where the CPU has AVX512_BF16, and emulated as on a CPU without
+// it), against float64 sums of op(A) op(B): with the operands as the precision
+// rounds them ("rounded"), and as given ("exact"). A float32 result of K
+// terms, scaled by alpha and added to beta C0, passes through at most K + 2
+// float32 roundings (unit 2^-24) per term whatever the order of the sum (a
+// product of two bf16 values is exact in float32), so with
+// gamma(n) = n 2^-24 / (1 - n 2^-24) and S = |alpha| sum_k |a_k b_k| + |beta C0|:
+//   |C - rounded| <= gamma(K + 2) S
+// A bf16 operand errs by at most u = 2^-8 of it, a term by at most 2u + u^2, so
+//   |C - exact|   <= (2u + u^2) |alpha| sum_k |a_k b_k| + gamma(K + 2) S
+// and in bf16 some element must lie beyond gamma(K + 2) S: the rounding happened.
+// Shapes 3x2x5, 19x33x70 and 48x40x288, every transpose, (alpha, beta) (1, 0)
+// and (0.5, 1), leading dimensions wider than the rows.
+
+static double gamma_n(int n) { return n * 0x1p-24 / (1.0 - n * 0x1p-24); }
+
+typedef struct {
+    double rounded, exact; // the worst |C - ref| / bound of each
+    double beyond_fp32;    // the largest |C - exact| / (gamma(K + 2) S)
+} GemmErr;
+
+// One product of mm (NULL: OpenBLAS fp32) against its bounds; err accumulates the worst.
+static void gemm_case(Matmul *mm, int ta, int tb, int M, int N, int K, float alpha, float beta, Rng *rng,
+                      GemmErr *err) {
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    int lda = ac + 3, ldb = bc + 5, ldc = N + 2;
+    float *A = alloc_floats((size_t)ar * lda), *B = alloc_floats((size_t)br * ldb), *C = alloc_floats((size_t)M * ldc);
+    float *C0 = alloc_floats((size_t)M * ldc);
+    fill_normal(A, (size_t)ar * lda, rng), fill_normal(B, (size_t)br * ldb, rng), fill_normal(C0, (size_t)M * ldc, rng);
+    memcpy(C, C0, (size_t)M * ldc * sizeof(float));
+    mm_gemm(mm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    int bf = mm && mm->precision == PREC_BF16;
+    double u = bf ? BF16_U : 0.0, g = gamma_n(K + 2);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double rounded = 0.0, exact = 0.0, s = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+                float b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+                float ra = bf ? bf16_round(a) : a, rb = bf ? bf16_round(b) : b;
+                rounded += (double)ra * rb, exact += (double)a * b, s += fabs((double)a * b);
+            }
+            double c0 = C0[(size_t)m * ldc + n], c = C[(size_t)m * ldc + n];
+            double S = fabs(alpha) * s * (1.0 + 2 * u + u * u) + fabs(beta * c0);
+            rounded = alpha * rounded + beta * c0, exact = alpha * exact + beta * c0;
+            err->rounded = fmax(err->rounded, fabs(c - rounded) / (g * S));
+            err->exact = fmax(err->exact, fabs(c - exact) / ((2 * u + u * u) * fabs(alpha) * s + g * S));
+            err->beyond_fp32 = fmax(err->beyond_fp32, fabs(c - exact) / (g * S));
+        }
+    free(A), free(B), free(C), free(C0);
+}
+
+static void test_mm_gemm_one(Matmul *mm, const char *desc) {
+    static const int shapes[][3] = {{3, 2, 5}, {19, 33, 70}, {48, 40, 288}};
+    GemmErr e = {0};
+    Rng rng = rng_make(27, 0);
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 2; ab++)
+                gemm_case(mm, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], ab ? 0.5f : 1.0f,
+                          ab ? 1.0f : 0.0f, &rng, &e);
+    int bf = mm && mm->precision == PREC_BF16;
+    char name[256];
+    snprintf(name, sizeof name, "mm_gemm %s: 3 shapes x 4 transposes x 2 (alpha, beta) within float32's "
+             "accumulation bound of the float64 product%s", desc, bf ? " of the bf16-rounded operands, within 2u "
+             "of the exact one and beyond float32's bound of it (the rounding happened)" : "");
+    check(e.rounded <= 1.0 && e.exact <= 1.0 && (!bf || e.beyond_fp32 > 1.0), name,
+          "worst error / bound: rounded %.3g, exact %.3g; beyond float32's bound by %.3g", e.rounded, e.exact,
+          e.beyond_fp32);
+    printf("# mm_gemm %s: worst error / bound: %.3g (rounded operands), %.3g (exact)\n", desc, e.rounded, e.exact);
+}
+
+static void test_mm_gemm(void) {
+    test_mm_gemm_one(NULL, "NULL (OpenBLAS fp32)");
+    for (int be = 0; be < N_MM_BACKENDS; be++)
+        for (int pr = 0; pr < N_PRECISIONS; pr++) {
+            Matmul mm;
+            char what[96], desc[64];
+            snprintf(what, sizeof what, "mm_gemm %s %s", matmul_backend_name(be), precision_name(pr));
+            if (mm_open(&mm, be, pr, what)) continue;
+            test_mm_gemm_one(&mm, matmul_describe(&mm, desc, sizeof desc));
+            if (pr == PREC_BF16 && !mm.emulated) { // as matmul_init sets it up on a CPU without AVX512_BF16
+                mm.emulated = 1;
+                snprintf(desc, sizeof desc, "%s bf16 as on a CPU without AVX512_BF16", matmul_backend_name(be));
+                test_mm_gemm_one(&mm, desc);
+            }
+            matmul_free(&mm);
+        }
+}
+
+// What a run says of its choice (matmul_describe, matmul_note): OpenBLAS's bf16
+// is emulated, with its note; oneDNN's bf16 is native where the CPU has
+// AVX512_BF16 (no note), else emulated with the CPU's note, which the last
+// case forces (item 6 of issue 27: a CPU without native bf16 says so).
+static void test_matmul_notes(void) {
+    Matmul mm;
+    char d[64];
+    if (!mm_open(&mm, MM_OPENBLAS, PREC_BF16, "matmul notes: openblas bf16")) {
+        const char *note = matmul_note(&mm);
+        check(mm.emulated && note && strstr(note, "bf16 is emulated on this backend") &&
+              !strcmp(matmul_describe(&mm, d, sizeof d), "openblas bf16 (emulated)"),
+              "openblas bf16: emulated, described so, with the backend's note", "%s; %s", d, note ? note : "no note");
+        matmul_free(&mm);
+    }
+    if (!mm_open(&mm, MM_OPENBLAS, PREC_FP32, "matmul notes: openblas fp32")) {
+        check(!mm.emulated && !matmul_note(&mm) && !strcmp(matmul_describe(&mm, d, sizeof d), "openblas fp32"),
+              "openblas fp32: no note", "%s", d);
+        matmul_free(&mm);
+    }
+    if (mm_open(&mm, MM_ONEDNN, PREC_BF16, "matmul notes: onednn bf16")) return;
+    const char *note = matmul_note(&mm);
+    check(mm.emulated == !cpu_has_bf16() && (!mm.emulated) == !note, "onednn bf16: native exactly when the CPU has "
+          "AVX512_BF16, a note otherwise", "emulated %d, cpu_has_bf16 %d, note %s", mm.emulated, cpu_has_bf16(),
+          note ? note : "none");
+    mm.emulated = 1;
+    note = matmul_note(&mm);
+    check(note && strstr(note, "this CPU has no bf16 dot product (AVX512_BF16): bf16 is emulated") &&
+              !strcmp(matmul_describe(&mm, d, sizeof d), "onednn bf16 (emulated)"),
+          "onednn bf16 on a CPU without AVX512_BF16: emulated, described so, with the CPU's note", "%s; %s", d,
+          note ? note : "no note");
+    matmul_free(&mm);
+}
+
 // The enum-indexed tables have designated rows ([T_WTE] = {...}); a row left
 // out in the middle is zero-filled without a word from the compiler (their
 // _Static_asserts catch one missing at the end): every row has its name and functions.
@@ -2350,6 +2797,9 @@ static void test_tables(void) {
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "test/ref", *data_dir = argc > 2 ? argv[2] : "../shared/data";
     test_tables();
+    test_bf16_rounding();
+    test_mm_gemm();
+    test_matmul_notes();
     test_reference_all(dir);
     test_dyt_finite_differences();
     test_norm_kinds();
