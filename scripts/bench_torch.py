@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""The PyTorch peer of `make bench`: the same model and training step, float32, eager.
+"""The PyTorch peer of `make bench`: the same model and training step, eager, float32 or bf16 autocast.
 
     /usr/bin/python3 scripts/bench_torch.py --dim 288 --layers 6 --heads 6 --kv-heads 6 \
-        --seq 256 --batch 8 --vocab 512 --norm dyt --threads 2 --steps 10 --warmup 2
+        --seq 256 --batch 8 --vocab 512 --norm dyt --threads 2 --steps 10 --warmup 2 [--precision bf16]
 
 The model is what a PyTorch user would write for it: nn.Linear layers (untied
 head), RMSNorm or DyT (alpha scalar, gamma, beta) and the DyT embedding scale,
@@ -12,7 +12,14 @@ clip_grad_norm_(1.0) and torch.optim.AdamW (betas 0.9/0.95, weight decay 0.1
 on matrices and embeddings). torch.set_num_threads(--threads) equals ours; the
 BLAS environment (OPENBLAS_CORETYPE and the rest) is inherited.
 
-Prints key=value lines: step_ms (median after warm-up), tok_s, threads, torch.
+--precision bf16 runs the forward pass and the loss under CPU autocast
+(`torch.autocast('cpu', dtype=torch.bfloat16)`), what a PyTorch user would write
+for bf16 on a CPU: its products run in bf16 through oneDNN and write bf16
+outputs (softmax too), parameters and optimizer stay float32. Not the same
+arithmetic as our --precision bf16 (operands rounded, float32 outputs), the same
+question: how fast a bf16 step is here.
+
+Prints key=value lines: step_ms (median after warm-up), tok_s, threads, precision, torch.
 """
 
 import argparse
@@ -27,6 +34,7 @@ def parse_args():
     for name in ("dim", "layers", "heads", "kv-heads", "seq", "batch", "vocab", "threads", "steps", "warmup"):
         p.add_argument("--" + name, type=int, required=True)
     p.add_argument("--norm", choices=("rmsnorm", "dyt"), required=True)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     return p.parse_args()
 
 
@@ -137,11 +145,14 @@ def main(a):
                             lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     tok = torch.randint(0, a.vocab, (a.batch, a.seq + 1))
     inp, tgt = tok[:, :-1], tok[:, 1:]
+    # bf16: CPU autocast around the forward pass and the loss (backward follows its casts)
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     times = []
     for step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(inp).view(-1, a.vocab), tgt.reshape(-1))
+        with cast:
+            loss = F.cross_entropy(model(inp).view(-1, a.vocab), tgt.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -149,6 +160,7 @@ def main(a):
             times.append(1000.0 * (time.perf_counter() - t0))
     ms = statistics.median(times)
     print(f"step_ms={ms:.3f}\ntok_s={a.batch * a.seq / (ms / 1000.0):.1f}\nthreads={torch.get_num_threads()}")
+    print(f"precision={a.precision}")
     print(f"torch={torch.__version__}\nloss={loss.item():.4f}")
 
 
