@@ -472,28 +472,17 @@ typedef struct {
     const char *name;
     int weight_bytes, kv_bytes;
     const char *(*unavailable)(void); // NULL when this build decodes from them, else why not (one line)
-    int (*prepare)(Model *m, Acts *a, Error *err); // NULL: the model as created (fp32)
+    int (*prepare)(Model *m, Error *err); // NULL: the model as created (fp32); before its activations
 } WeightFormat;
 
-// ==== bf16 weights (issue #27 item 3: bf16 model.bin, decoded with a bf16 KV cache) ====
-// Not on main when this was written. When it lands: make bf16_unavailable
-// return NULL and bf16_prepare turn m's matrices (and a's KV cache) into
-// what infer_llama decodes from a bf16 model.bin; scripts/bench.py's "bf16
-// weights" rows then measure it (they ask this program, and skip with this
-// reason while it is absent).
-static const char *bf16_unavailable(void) {
-    return "decoding from bf16 weights is not in this build (issue #27 item 3, bf16 model.bin and KV cache, "
-           "not merged)";
-}
-
-static int bf16_prepare(Model *m, Acts *a, Error *err) {
-    (void)m, (void)a;
-    return err_set(err, "bf16 weights: not in this build");
-}
+// bf16 weights (issue #27 item 3): the matrices and the KV cache in bf16, as
+// infer_llama decodes a bf16 model.bin (model_set_dtype, before the activations,
+// whose KV cache follows the model's type).
+static int bf16_prepare(Model *m, Error *err) { return model_set_dtype(m, DTYPE_BF16, err); }
 
 static const WeightFormat WEIGHT_FORMATS[] = {
     {"fp32", 4, 4, NULL, NULL},
-    {"bf16", 2, 2, bf16_unavailable, bf16_prepare},
+    {"bf16", 2, 2, NULL, bf16_prepare},
 };
 
 static const WeightFormat *find_weights(const char *name) {
@@ -521,7 +510,7 @@ static int bench_gen(const BenchConfig *bc, int norm, int tuned, int timed, cons
     Error err;
     if (model_create(&m, &cfg, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
     model_init(&m, 1);
-    if (acts_create(&a, &m, 1, GEN_PROMPT, ctx, 0, &err) || (wf->prepare && wf->prepare(&m, &a, &err)))
+    if ((wf->prepare && wf->prepare(&m, &err)) || acts_create(&a, &m, 1, GEN_PROMPT, ctx, 0, &err))
         return fprintf(stderr, "bench: %s\n", err.msg), 1;
     int *tok = malloc((size_t)ctx * sizeof(int));
     if (!tok) return fprintf(stderr, "bench: out of memory\n"), 1;

@@ -336,9 +336,8 @@ def run_gen_bf16(log, rec):
     """==== bf16 weights (issue #27 item 3) ====
     Decoding from bf16 weights and a bf16 KV cache (RMSNorm, default threads) at
     GEN_BF16_CONFIGS, beside the fp32 rows of the generation section. The benchmark
-    says whether this build can (bench/bench.c, WEIGHT_FORMATS: bf16_unavailable);
-    while it cannot, this returns {"skipped": its reason} and the report says so.
-    Once it can, nothing here changes: the rows and targets appear."""
+    says whether this build can (bench/bench.c, WEIGHT_FORMATS' unavailable column);
+    when it cannot, this returns {"skipped": its reason} and the report says so."""
     out = {}
     for name in GEN_BF16_CONFIGS:
         log(f"bench: generation {name} rmsnorm, bf16 weights")
