@@ -125,62 +125,47 @@ static void prefetch_row(const void *p, size_t bytes) {
     for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch((const char *)p + i);
 }
 
-// Chunk [j0, j1) of one batch row: a = exp(scale q.k - m) (NH rows of kv_len
-// at stride kv_len), m and s (NH) each head's maximum and sum over the chunk,
-// o (NH*HS) = sum over the chunk of a v.
-static void attention_chunk(float *o, float *a, float *m, float *s, const float *q, const float *k,
-                            const float *v, int j0, int j1, int kv_len, int NH, int KVC, int HS,
-                            const int *kv_col, float scale) {
-    for (int j = j0; j < j1; j++) {
-        const float *kr = k + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *kr);
-        for (int h = 0; h < NH; h++)
-            a[(size_t)h * kv_len + j] = scale * dot_lanes(q + (size_t)h * HS, kr + kv_col[h], NULL, HS);
-    }
-    for (int h = 0; h < NH; h++) s[h] = exp_row(a + (size_t)h * kv_len + j0, j1 - j0, &m[h]);
-    for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
-    for (int j = j0; j < j1; j++) {
-        const float *vr = v + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *vr);
-        for (int h = 0; h < NH; h++) {
-            float p = a[(size_t)h * kv_len + j], *oh = o + (size_t)h * HS;
-            const float *vh = vr + kv_col[h];
-            for (int i = 0; i < HS; i++) oh[i] += p * vh[i];
-        }
-    }
+// Element i of a cache row: fp32, or bf16 widened as it is read.
+static inline float kv_at(const void *row, int i, int bf16) {
+    return bf16 ? bf16_to_float(((const uint16_t *)row)[i]) : ((const float *)row)[i];
 }
 
-// dot_lanes (vmath.h) of q and a bf16 row, widened: the same sums in the same order.
-static inline float dot_lanes_bf16(const float *restrict a, const uint16_t *restrict b, int n) {
+// dot_lanes (vmath.h) of q and a cache row: the same sums in the same order
+// (its product with 1.0f is exact), in either element type.
+static inline float dot_lanes_kv(const float *restrict a, const void *b, int n, int bf16) {
     float acc[DOT_LANES] = {0};
     int i = 0;
     for (; i + DOT_LANES <= n; i += DOT_LANES)
-        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j] * bf16_to_float(b[i + j]);
-    for (; i < n; i++) acc[i % DOT_LANES] += a[i] * bf16_to_float(b[i]);
+        for (int j = 0; j < DOT_LANES; j++) acc[j] += a[i + j] * kv_at(b, i + j, bf16);
+    for (; i < n; i++) acc[i % DOT_LANES] += a[i] * kv_at(b, i, bf16);
     float s = 0.0f;
     for (int j = 0; j < DOT_LANES; j++) s += acc[j];
     return s;
 }
 
-// attention_chunk over a bf16 cache: each key and value widened as it is read.
-static void attention_chunk_bf16(float *o, float *a, float *m, float *s, const float *q, const uint16_t *k,
-                                 const uint16_t *v, int j0, int j1, int kv_len, int NH, int KVC, int HS,
-                                 const int *kv_col, float scale) {
+// Chunk [j0, j1) of one batch row: a = exp(scale q.k - m) (NH rows of kv_len
+// at stride kv_len), m and s (NH) each head's maximum and sum over the chunk,
+// o (NH*HS) = sum over the chunk of a v. k and v are fp32, or bf16 when bf16
+// (a constant at each call: always inlined, so each type gets its own loops).
+static inline __attribute__((always_inline)) void
+attention_chunk(float *o, float *a, float *m, float *s, const float *q, const void *k, const void *v, int j0,
+                int j1, int kv_len, int NH, int KVC, int HS, const int *kv_col, float scale, int bf16) {
+    size_t elt = bf16 ? sizeof(uint16_t) : sizeof(float), row = (size_t)KVC * elt;
     for (int j = j0; j < j1; j++) {
-        const uint16_t *kr = k + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *kr);
+        const char *kr = (const char *)k + (size_t)j * row;
+        if (j + ATT_AHEAD < j1) prefetch_row(kr + ATT_AHEAD * row, row);
         for (int h = 0; h < NH; h++)
-            a[(size_t)h * kv_len + j] = scale * dot_lanes_bf16(q + (size_t)h * HS, kr + kv_col[h], HS);
+            a[(size_t)h * kv_len + j] = scale * dot_lanes_kv(q + (size_t)h * HS, kr + kv_col[h] * elt, HS, bf16);
     }
     for (int h = 0; h < NH; h++) s[h] = exp_row(a + (size_t)h * kv_len + j0, j1 - j0, &m[h]);
     for (int i = 0; i < NH * HS; i++) o[i] = 0.0f;
     for (int j = j0; j < j1; j++) {
-        const uint16_t *vr = v + (size_t)j * KVC;
-        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * (size_t)KVC, (size_t)KVC * sizeof *vr);
+        const char *vr = (const char *)v + (size_t)j * row;
+        if (j + ATT_AHEAD < j1) prefetch_row(vr + ATT_AHEAD * row, row);
         for (int h = 0; h < NH; h++) {
             float p = a[(size_t)h * kv_len + j], *oh = o + (size_t)h * HS;
-            const uint16_t *vh = vr + kv_col[h];
-            for (int i = 0; i < HS; i++) oh[i] += p * bf16_to_float(vh[i]);
+            const char *vh = vr + kv_col[h] * elt;
+            for (int i = 0; i < HS; i++) oh[i] += p * kv_at(vh, i, bf16);
         }
     }
 }
@@ -219,14 +204,13 @@ static void attention_one(float *out, float *att, const float *q, const float *k
     for (int b = 0; b < B; b++)
         for (int ch = 0; ch < nch; ch++) {
             size_t bc = (size_t)b * nch + ch, kvb = (size_t)b * kv_len * KVC;
-            if (k16)
-                attention_chunk_bf16(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
-                                     q + (size_t)b * C, k16 + kvb, v16 + kvb, ch * ATT_CHUNK, chunk_end(ch, nk),
-                                     kv_len, NH, KVC, HS, kv_col, scale);
+            float *o = part + bc * C, *a = att + (size_t)b * NH * kv_len, *m = cmax + bc * NH, *s = csum + bc * NH;
+            if (k16) // a constant flag per call: the two element types' own loops
+                attention_chunk(o, a, m, s, q + (size_t)b * C, k16 + kvb, v16 + kvb, ch * ATT_CHUNK,
+                                chunk_end(ch, nk), kv_len, NH, KVC, HS, kv_col, scale, 1);
             else
-                attention_chunk(part + bc * C, att + (size_t)b * NH * kv_len, cmax + bc * NH, csum + bc * NH,
-                                q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK, chunk_end(ch, nk), kv_len, NH,
-                                KVC, HS, kv_col, scale);
+                attention_chunk(o, a, m, s, q + (size_t)b * C, k + kvb, v + kvb, ch * ATT_CHUNK,
+                                chunk_end(ch, nk), kv_len, NH, KVC, HS, kv_col, scale, 0);
         }
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)

@@ -2,6 +2,7 @@
 
 #include "matmul.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -493,7 +494,7 @@ int run_block_unpack(const int64_t *rb, const ModelConfig *c, const DataRecord *
         else if (SETTINGS[i].type == OPT_FLAG) *(int *)field(s, i) = (int)rb[SETTINGS[i].slot];
         else if (SETTINGS[i].choice) {
             int64_t code = rb[SETTINGS[i].slot];
-            const char *name = code >= 0 && code < 1000 ? SETTINGS[i].choice((int)code) : NULL;
+            const char *name = code >= 0 && code <= INT_MAX ? SETTINGS[i].choice((int)code) : NULL;
             if (!name)
                 return err_set(err, "%s: run settings: %s code %lld unknown to this build", path, SETTINGS[i].name,
                                (long long)code);

@@ -1200,7 +1200,9 @@ static int settings_nudge(Settings *s, int i) {
     case OPT_FLAG: *(int *)p = !*(int *)p; return 1;
     case OPT_STR: // a choice: the next one
         if (!o->choice) return 0;
-        *(const char **)p = o->choice((option_choice_index(o, s) + 1) % 2);
+        int n = 0;
+        while (o->choice(n)) n++;
+        *(const char **)p = o->choice((option_choice_index(o, s) + 1) % n);
         return 1;
     default: return 0;
     }
